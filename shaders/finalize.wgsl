@@ -1,0 +1,121 @@
+// Batch-norm statistics, stage 2 of 3: one invocation per channel turns statistics into the
+// per-channel constants that the elementwise stages need, and updates the running statistics.
+//
+// finalize_train merges the channel's partials from stats.wgsl with Chan, Golub & LeVeque's
+// pairwise update (n = na + nb; d = mb - ma; mean = ma + d * nb / n; M2 = M2a + M2b + d² na nb / n),
+// exactly as PyTorch's CUDA batch norm merges per-thread Welford states. Then, like
+// torch.nn.functional.batch_norm in training mode:
+//   biased var   = M2 / n                      (used to normalize)
+//   unbiased var = M2 / (n - 1)                (used for running_var)
+//   factor       = momentum, or 1 / num_batches_tracked when momentum is None (cumulative average)
+//   running      = (1 - factor) * running + factor * batch
+// finalize_eval derives the same constants from the running statistics.
+//
+// Output planes of `channelStats` (each plane is ceil(C / 4) vec4s, channel c at [c / 4][c % 4]):
+//   0 shift K   1 scale = weight * invstd   2 shiftedBias = bias - (mean - K) * scale
+//   3 mean      4 invstd                     5 meanOffset = mean - K
+// so the normalize stage computes y = (x - K) * scale + shiftedBias: the subtraction x - K is exact
+// for data near its mean, which keeps offset channels (mean 1e4, std 0.1) accurate in float32.
+//
+// num_batches_tracked lives in counter[0] / counter[1]; each training step reads slot
+// `counterSlot` and channel 0 writes the incremented value to the other slot, so no two
+// invocations of one dispatch touch the same word and consecutive steps may be encoded together.
+
+struct FinalizeParams {
+  channels: u32,
+  lanes: u32,         // partials per channel
+  flags: u32,         // FLAG_* below
+  counterSlot: u32,   // 0 or 1
+  eps: f32,
+  momentum: f32,
+  weightBase: u32,    // element offsets of each per-channel tensor inside its binding
+  biasBase: u32,
+  runningMeanBase: u32,
+  runningVarBase: u32,
+  planeStride: u32,   // ceil(C / 4): vec4s per plane of channelStats
+  _pad0: u32,
+}
+
+const FLAG_AFFINE: u32 = 1u;
+const FLAG_UPDATE_RUNNING: u32 = 2u;
+const FLAG_CUMULATIVE: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> params: FinalizeParams;
+@group(0) @binding(1) var<storage, read> partials: array<vec4f>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> runningMean: array<f32>;
+@group(0) @binding(5) var<storage, read_write> runningVar: array<f32>;
+@group(0) @binding(6) var<storage, read_write> counter: array<u32>;
+@group(0) @binding(7) var<storage, read_write> channelStats: array<vec4f>;
+
+override WORKGROUP_SIZE: u32 = 64u;
+
+fn write_plane(plane: u32, c: u32, v: f32) {
+  channelStats[plane * params.planeStride + (c >> 2u)][c & 3u] = v;
+}
+
+fn write_constants(c: u32, k: f32, meanOffset: f32, invstd: f32) {
+  var w = 1.0;
+  var b = 0.0;
+  if ((params.flags & FLAG_AFFINE) != 0u) {
+    w = weight[params.weightBase + c];
+    b = bias[params.biasBase + c];
+  }
+  let scale = w * invstd;
+  write_plane(0u, c, k);
+  write_plane(1u, c, scale);
+  write_plane(2u, c, b - meanOffset * scale);
+  write_plane(3u, c, k + meanOffset);
+  write_plane(4u, c, invstd);
+  write_plane(5u, c, meanOffset);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn finalize_train(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x;
+  if (c >= params.channels) { return; }
+  let first = c * params.lanes;
+  let k = partials[first].w;
+  var n = 0u;
+  var mean = 0.0;
+  var m2 = 0.0;
+  for (var p = 0u; p < params.lanes; p++) {
+    let part = partials[first + p];
+    let nb = bitcast<u32>(part.x);
+    if (nb == 0u) { continue; }
+    let total = n + nb;
+    let fb = f32(nb) / f32(total);
+    let d = part.y - mean;
+    mean += d * fb;
+    m2 += part.z + d * d * f32(n) * fb;
+    n = total;
+  }
+  let biasedVar = max(m2, 0.0) / f32(n);
+  let invstd = 1.0 / sqrt(biasedVar + params.eps);
+  write_constants(c, k, mean, invstd);
+
+  if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
+    let tracked = counter[params.counterSlot] + 1u;
+    var factor = params.momentum;
+    if ((params.flags & FLAG_CUMULATIVE) != 0u) {
+      factor = 1.0 / f32(tracked);
+    }
+    let unbiasedVar = max(m2, 0.0) / f32(n - 1u);
+    let rm = params.runningMeanBase + c;
+    let rv = params.runningVarBase + c;
+    runningMean[rm] = (1.0 - factor) * runningMean[rm] + factor * (k + mean);
+    runningVar[rv] = (1.0 - factor) * runningVar[rv] + factor * unbiasedVar;
+    if (c == 0u) {
+      counter[1u - params.counterSlot] = tracked;
+    }
+  }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn finalize_eval(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x;
+  if (c >= params.channels) { return; }
+  let invstd = 1.0 / sqrt(runningVar[params.runningVarBase + c] + params.eps);
+  write_constants(c, runningMean[params.runningMeanBase + c], 0.0, invstd);
+}

@@ -1,0 +1,90 @@
+import type { BatchNormContext } from '../context.js';
+import type { Tensor } from '../tensor.js';
+import { cpuBatchStats, cpuNormalize, cpuUpdateRunning, invstdOf } from './cpu.js';
+import type { Geometry } from './geometry.js';
+import { encodeForward } from './gpu-forward.js';
+
+/** Everything a forward reads besides the input: parameters, running buffers and mode. */
+export interface ForwardSpec {
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly runningMean: Tensor | null;
+  readonly runningVar: Tensor | null;
+  readonly eps: number;
+  readonly momentum: number | null;
+  /** Normalize with batch statistics (training, or no running statistics). */
+  readonly useBatchStats: boolean;
+  /** Fold the batch statistics into the running buffers. */
+  readonly updateRunning: boolean;
+  /** num_batches_tracked before this call. */
+  readonly tracked: number;
+}
+
+/** What the forward leaves for backward: float64 statistics on the CPU, a buffer on the GPU. */
+export type SavedStats =
+  | { readonly kind: 'cpu'; readonly mean: Float64Array; readonly invstd: Float64Array }
+  | { readonly kind: 'gpu'; readonly channelStats: GPUBuffer };
+
+/** GPU buffers a caller keeps across calls: the counter and the per-channel constants. */
+export interface GpuForwardBuffers {
+  readonly counter: GPUBuffer;
+  readonly channelStats: GPUBuffer;
+}
+
+/**
+ * Runs one forward on the context's backend. Inputs must already be validated: from here on
+ * nothing may throw for a reason the caller could have caught earlier. On WebGPU the work is
+ * recorded into `encoder` when given (no submit), else submitted once.
+ */
+export function runForward(
+  ctx: BatchNormContext,
+  x: Tensor,
+  y: Tensor,
+  g: Geometry,
+  spec: ForwardSpec,
+  gpuBuffers: GpuForwardBuffers | null,
+  encoder?: GPUCommandEncoder,
+): SavedStats {
+  const gpu = ctx.gpu;
+  if (gpu) {
+    if (!gpuBuffers) throw new Error('internal: GPU forward without buffers');
+    const args = { ...spec, x, y, counter: gpuBuffers.counter, channelStats: gpuBuffers.channelStats };
+    if (encoder) encodeForward(gpu, encoder, g, args);
+    else gpu.submit('bn.forward', (e) => encodeForward(gpu, e, g, args));
+    return { kind: 'gpu', channelStats: gpuBuffers.channelStats };
+  }
+
+  const xs = cpuData(x);
+  let mean: Float64Array;
+  let invstd: Float64Array;
+  if (spec.useBatchStats) {
+    const stats = cpuBatchStats(xs, g);
+    mean = stats.mean;
+    invstd = invstdOf(stats.biasedVar, spec.eps);
+    if (spec.updateRunning && spec.runningMean && spec.runningVar) {
+      const factor = spec.momentum === null ? 1 / (spec.tracked + 1) : spec.momentum;
+      cpuUpdateRunning(cpuData(spec.runningMean), cpuData(spec.runningVar), stats, factor);
+    }
+  } else {
+    if (!spec.runningMean || !spec.runningVar) throw new Error('internal: eval without running stats');
+    mean = Float64Array.from(cpuData(spec.runningMean));
+    invstd = invstdOf(cpuData(spec.runningVar), spec.eps);
+  }
+  cpuNormalize(
+    xs,
+    cpuData(y),
+    g,
+    mean,
+    invstd,
+    spec.weight ? cpuData(spec.weight) : null,
+    spec.bias ? cpuData(spec.bias) : null,
+  );
+  return { kind: 'cpu', mean, invstd };
+}
+
+/** The Float32Array behind a CPU tensor. */
+export function cpuData(t: Tensor): Float32Array {
+  const s = t.storage;
+  if (s.kind !== 'cpu') throw new Error(`internal: tensor '${t.label}' is not on the CPU`);
+  return s.data;
+}

@@ -1,0 +1,25 @@
+import type { Layout } from '../tensor.js';
+
+/**
+ * How a logical (N, C, ...spatial) tensor sits in memory, reduced to what the kernels need.
+ * With one spatial position (S == 1) both layouts are the same (N, C) matrix, read along C.
+ */
+export interface Geometry {
+  readonly n: number;
+  readonly c: number;
+  /** Product of the spatial dimensions (1 for (N, C) input). */
+  readonly s: number;
+  /** Values per channel: N × S. */
+  readonly perChannel: number;
+  /** `'cf'`: channel-major segments of S values; `'cl'`: rows of C values. */
+  readonly order: 'cf' | 'cl';
+}
+
+export function geometryOf(shape: readonly number[], layout: Layout): Geometry {
+  const n = shape[0] ?? 0;
+  const c = shape[1] ?? 0;
+  let s = 1;
+  for (let i = 2; i < shape.length; i++) s *= shape[i] ?? 0;
+  const order = layout === 'channels_last' || s === 1 ? 'cl' : 'cf';
+  return { n, c, s, perChannel: n * s, order };
+}

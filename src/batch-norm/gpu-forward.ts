@@ -1,0 +1,206 @@
+import { getKernel } from '../gpu/kernel-cache.js';
+import type { GpuRuntime } from '../gpu/runtime.js';
+import { bindTensor, type TensorBinding } from '../gpu/tensor-binding.js';
+import { packUniforms, type UniformValues } from '../gpu/uniforms.js';
+import type { Tensor } from '../tensor.js';
+import type { Geometry } from './geometry.js';
+
+/** Planes of the per-channel constants buffer (see shaders/finalize.wgsl); backward adds its own. */
+export const CHANNEL_STATS_PLANES = 8;
+const WORKGROUP = 64;
+// Work per invocation: enough that partials stay a small fraction of the input, few enough that a
+// real GPU still gets tens of thousands of invocations on CNN-sized tensors.
+const STATS_ITEMS_PER_LANE = 32;
+const MAX_LANES = 1024;
+const NORMALIZE_ITEMS_PER_INVOCATION = 4;
+
+/** Bytes of a channel-constants buffer for `channels` channels. */
+export function channelStatsBytes(channels: number): number {
+  return CHANNEL_STATS_PLANES * Math.ceil(channels / 4) * 16;
+}
+
+/** What one forward needs on the GPU; tensors are already validated by the caller. */
+export interface GpuForwardArgs {
+  readonly x: Tensor;
+  readonly y: Tensor;
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly runningMean: Tensor | null;
+  readonly runningVar: Tensor | null;
+  /** Normalize with batch statistics (training, or eval without running stats). */
+  readonly useBatchStats: boolean;
+  /** Update running_mean/var and num_batches_tracked (training with tracking). */
+  readonly updateRunning: boolean;
+  readonly momentum: number | null;
+  readonly eps: number;
+  /** num_batches_tracked before this step: selects the counter slot to read. */
+  readonly tracked: number;
+  /** Two u32 slots holding num_batches_tracked on the GPU. */
+  readonly counter: GPUBuffer;
+  /** Receives the per-channel constants (mean, invstd, ...) that backward reuses. */
+  readonly channelStats: GPUBuffer;
+}
+
+/** Splits a 1-D workgroup count over x and y so neither exceeds the device limit. */
+export function grid(workgroups: number, maxPerDimension: number): [number, number] {
+  const x = Math.max(1, Math.min(workgroups, maxPerDimension));
+  return [x, Math.ceil(workgroups / x)];
+}
+
+/** Records the forward's dispatches (statistics, finalize, normalize) into one compute pass. */
+export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Geometry, a: GpuForwardArgs): void {
+  const device = gpu.device;
+  const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
+  const x = bindTensor(device, a.x);
+  const y = bindTensor(device, a.y);
+  const vec4 = (g.order === 'cf' ? g.s % 4 === 0 : g.c % 4 === 0) && x.base % 4 === 0 && y.base % 4 === 0;
+  const width = vec4 ? 4 : 1;
+  const suffix = `${g.order}${width}`;
+  const planeStride = Math.ceil(g.c / 4);
+  const channelStats: GPUBufferBinding = { buffer: a.channelStats, offset: 0, size: channelStatsBytes(g.c) };
+  const uniform = (kernelLabel: string, layout: ReturnType<typeof getKernel>, values: UniformValues): GPUBufferBinding => {
+    if (!layout.entry.uniform) throw new Error(`internal: ${kernelLabel} has no uniform`);
+    return { buffer: gpu.uniforms.get(`bn.${kernelLabel}.params`, packUniforms(layout.entry.uniform, values)) };
+  };
+
+  const pass = encoder.beginComputePass({ label: 'bn.forward.pass' });
+
+  if (a.useBatchStats) {
+    const stats = getKernel(device, 'stats', `stats_${suffix}`);
+    let lanes: number;
+    let values: UniformValues;
+    let workgroups: [number, number, number];
+    if (g.order === 'cf') {
+      const cols = g.s / width;
+      const perChannel = g.n * cols;
+      lanes = Math.min(perChannel, MAX_LANES, Math.max(1, Math.ceil(perChannel / STATS_ITEMS_PER_LANE)));
+      if (lanes > WORKGROUP) lanes = Math.min(Math.ceil(lanes / WORKGROUP) * WORKGROUP, perChannel);
+      const cy = Math.min(g.c, maxDim);
+      workgroups = [Math.ceil(lanes / WORKGROUP), cy, Math.ceil(g.c / cy)];
+      values = {
+        rows: g.n,
+        cols,
+        rowStride: g.c * cols,
+        lanes,
+        channels: g.c,
+        base: x.base / width,
+        stepRow: Math.floor(lanes / cols),
+        stepCol: lanes % cols,
+      };
+    } else {
+      const cols = g.c / width;
+      const rows = g.n * g.s;
+      lanes = Math.min(rows, MAX_LANES, Math.max(1, Math.ceil(rows / STATS_ITEMS_PER_LANE)));
+      const [gx, gy] = grid(Math.ceil((lanes * cols) / WORKGROUP), maxDim);
+      workgroups = [gx, gy, 1];
+      values = { rows, cols, rowStride: cols, lanes, channels: g.c, base: x.base / width };
+    }
+    const partials = gpu.scratch('partials', g.c * lanes * 16);
+    pass.setPipeline(stats.pipeline);
+    pass.setBindGroup(
+      0,
+      gpu.bindGroups.get(stats, {
+        params: uniform('stats', stats, values),
+        x: x.resource,
+        partials: { buffer: partials, offset: 0, size: g.c * lanes * 16 },
+      }),
+    );
+    pass.dispatchWorkgroups(...workgroups);
+
+    const finalize = getKernel(device, 'finalize', 'finalize_train');
+    const w = bindOptional(gpu, a.weight, 'weight');
+    const b = bindOptional(gpu, a.bias, 'bias');
+    const rm = bindOptional(gpu, a.updateRunning ? a.runningMean : null, 'runningMean');
+    const rv = bindOptional(gpu, a.updateRunning ? a.runningVar : null, 'runningVar');
+    const flags = (a.weight ? 1 : 0) | (a.updateRunning ? 2 : 0) | (a.momentum === null ? 4 : 0);
+    pass.setPipeline(finalize.pipeline);
+    pass.setBindGroup(
+      0,
+      gpu.bindGroups.get(finalize, {
+        params: uniform('finalize', finalize, {
+          channels: g.c,
+          lanes,
+          flags,
+          counterSlot: a.tracked % 2,
+          eps: a.eps,
+          momentum: a.momentum ?? 0,
+          weightBase: w.base,
+          biasBase: b.base,
+          runningMeanBase: rm.base,
+          runningVarBase: rv.base,
+          planeStride,
+        }),
+        partials: { buffer: partials, offset: 0, size: g.c * lanes * 16 },
+        weight: w.resource,
+        bias: b.resource,
+        runningMean: rm.resource,
+        runningVar: rv.resource,
+        counter: { buffer: a.counter, offset: 0, size: 16 },
+        channelStats,
+      }),
+    );
+    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
+  } else {
+    const finalize = getKernel(device, 'finalize', 'finalize_eval');
+    if (!a.runningMean || !a.runningVar) throw new Error('internal: eval with running stats needs them');
+    const w = bindOptional(gpu, a.weight, 'weight');
+    const b = bindOptional(gpu, a.bias, 'bias');
+    const rm = bindTensor(device, a.runningMean);
+    const rv = bindTensor(device, a.runningVar);
+    pass.setPipeline(finalize.pipeline);
+    pass.setBindGroup(
+      0,
+      gpu.bindGroups.get(finalize, {
+        params: uniform('finalize', finalize, {
+          channels: g.c,
+          flags: a.weight ? 1 : 0,
+          eps: a.eps,
+          weightBase: w.base,
+          biasBase: b.base,
+          runningMeanBase: rm.base,
+          runningVarBase: rv.base,
+          planeStride,
+        }),
+        weight: w.resource,
+        bias: b.resource,
+        runningMean: rm.resource,
+        runningVar: rv.resource,
+        channelStats,
+      }),
+    );
+    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
+  }
+
+  const normalize = getKernel(device, 'normalize', `normalize_${suffix}`);
+  const total = (g.n * g.c * g.s) / width;
+  const cols = g.order === 'cf' ? g.s / width : g.c / width;
+  const [gx, gy] = grid(Math.ceil(total / (WORKGROUP * NORMALIZE_ITEMS_PER_INVOCATION)), maxDim);
+  const threads = gx * gy * WORKGROUP;
+  pass.setPipeline(normalize.pipeline);
+  pass.setBindGroup(
+    0,
+    gpu.bindGroups.get(normalize, {
+      params: uniform('normalize', normalize, {
+        total,
+        cols,
+        channels: g.c,
+        threads,
+        stepCol: threads % cols,
+        stepChannel: Math.floor(threads / cols) % g.c,
+        xBase: x.base / width,
+        yBase: y.base / width,
+        planeStride,
+      }),
+      x: x.resource,
+      y: y.resource,
+      channelStats,
+    }),
+  );
+  pass.dispatchWorkgroups(gx, gy);
+  pass.end();
+}
+
+function bindOptional(gpu: GpuRuntime, t: Tensor | null, binding: string): TensorBinding {
+  if (t) return bindTensor(gpu.device, t);
+  return { resource: { buffer: gpu.dummy(binding), offset: 0, size: 16 }, base: 0 };
+}

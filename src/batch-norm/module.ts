@@ -1,0 +1,280 @@
+import type { BatchNormContext } from '../context.js';
+import { ArgumentError, DestroyedError } from '../errors.js';
+import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
+import type { Tensor } from '../tensor.js';
+import { runForward, type GpuForwardBuffers, type SavedStats } from './forward.js';
+import type { Geometry } from './geometry.js';
+import { channelStatsBytes } from './gpu-forward.js';
+import { checkBoolean, checkEps, checkMomentum, checkNumFeatures, type BatchNormOptions } from './options.js';
+import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
+import { checkInput, checkOutput, checkTrainingValues } from './validate.js';
+
+/** Options of {@link BatchNorm.forward}. */
+export interface ForwardOptions {
+  /** Write into this tensor (same shape and layout as the input) instead of allocating one. */
+  out?: Tensor;
+}
+
+/** What the last forward left for backward. @internal */
+export interface ForwardRecord {
+  readonly input: Tensor;
+  readonly geometry: Geometry;
+  readonly usedBatchStats: boolean;
+  readonly saved: SavedStats;
+  /** The module's state version at forward time; loadStateDict bumps it. */
+  readonly version: number;
+}
+
+/**
+ * Shared implementation of {@link BatchNorm1d}, {@link BatchNorm2d} and {@link BatchNorm3d}:
+ * PyTorch's `_BatchNorm` on this library's backends.
+ */
+export abstract class BatchNorm {
+  readonly ctx: BatchNormContext;
+  readonly numFeatures: number;
+  readonly affine: boolean;
+  readonly trackRunningStats: boolean;
+  /** Learnable scale, shape [C], or null when `affine` is false. */
+  readonly weight: Tensor | null;
+  /** Learnable shift, shape [C], or null when `affine` is false. */
+  readonly bias: Tensor | null;
+  /** Running mean, shape [C], or null when `trackRunningStats` is false. */
+  readonly runningMean: Tensor | null;
+  /** Running (unbiased) variance, shape [C], or null when `trackRunningStats` is false. */
+  readonly runningVar: Tensor | null;
+  /** Input ranks this class accepts. */
+  protected abstract readonly ranks: readonly number[];
+  #eps: number;
+  #momentum: number | null;
+  #training = true;
+  #tracked = 0;
+  #gpu: GpuForwardBuffers | null;
+  #destroyed = false;
+  #version = 0;
+  /** @internal */
+  lastForward: ForwardRecord | null = null;
+
+  constructor(ctx: BatchNormContext, numFeatures: number, options: BatchNormOptions = {}) {
+    ctx.assertUsable();
+    this.ctx = ctx;
+    this.numFeatures = checkNumFeatures(numFeatures);
+    this.#eps = checkEps(options.eps ?? 1e-5);
+    this.#momentum = checkMomentum(options.momentum === undefined ? 0.1 : options.momentum, true);
+    this.affine = checkBoolean(options.affine ?? true, 'affine');
+    this.trackRunningStats = checkBoolean(options.trackRunningStats ?? true, 'trackRunningStats');
+    const c = this.numFeatures;
+    const filled = (v: number): Float32Array => new Float32Array(c).fill(v);
+    this.weight = this.affine ? ctx.tensor(filled(1), [c], { label: 'weight' }) : null;
+    this.bias = this.affine ? ctx.tensor(filled(0), [c], { label: 'bias' }) : null;
+    this.runningMean = this.trackRunningStats ? ctx.tensor(filled(0), [c], { label: 'running_mean' }) : null;
+    this.runningVar = this.trackRunningStats ? ctx.tensor(filled(1), [c], { label: 'running_var' }) : null;
+    const gpu = ctx.gpu;
+    this.#gpu = gpu
+      ? {
+          counter: gpu.createBuffer({ label: 'bn.module.counter', size: 16, usage: BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC }),
+          channelStats: gpu.createBuffer({
+            label: 'bn.module.channelStats',
+            size: channelStatsBytes(c),
+            usage: BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC,
+          }),
+        }
+      : null;
+  }
+
+  /** Class name used in messages, e.g. `'BatchNorm2d'`. */
+  abstract get name(): string;
+
+  /** Added to the variance inside the square root. Setting validates (> 0, finite). */
+  get eps(): number {
+    return this.#eps;
+  }
+  set eps(value: number) {
+    this.#eps = checkEps(value);
+  }
+
+  /** Running-average factor, or null for a cumulative average. Setting validates. */
+  get momentum(): number | null {
+    return this.#momentum;
+  }
+  set momentum(value: number | null) {
+    this.#momentum = checkMomentum(value, true);
+  }
+
+  /** True in training mode (the default, as in PyTorch). */
+  get training(): boolean {
+    return this.#training;
+  }
+
+  /** Training forwards done since construction or the last loadStateDict, like PyTorch's buffer. */
+  get numBatchesTracked(): number | null {
+    return this.trackRunningStats ? this.#tracked : null;
+  }
+
+  /** @internal bumped whenever parameters or buffers are replaced wholesale. */
+  get version(): number {
+    return this.#version;
+  }
+
+  /** Sets training mode (default true). Returns the module. */
+  train(mode = true): this {
+    this.#training = checkBoolean(mode, 'mode');
+    return this;
+  }
+
+  /** Sets evaluation mode. Returns the module. */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** @internal */
+  assertAlive(): void {
+    if (this.#destroyed) throw new DestroyedError(`${this.name} was used after destroy()`);
+    this.ctx.assertUsable();
+  }
+
+  /**
+   * Normalizes `x` (logical shape (N, C, ...), either layout) and returns a tensor of the same
+   * shape and layout. In training mode it uses the batch statistics and updates the running ones;
+   * in eval mode it uses the running ones (batch ones if `trackRunningStats` is false).
+   */
+  forward(x: Tensor, options: ForwardOptions = {}): Tensor {
+    this.assertAlive();
+    const g = this.#check(x);
+    if (options.out) checkOutput(this.ctx, options.out, x, this.name);
+    const y = options.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
+    try {
+      this.#run(x, y, g);
+    } catch (err) {
+      if (!options.out) y.destroy();
+      throw err;
+    }
+    return y;
+  }
+
+  /**
+   * Records the forward into your command encoder, reading `x` and writing `y` (both tensors of
+   * this context, e.g. from `ctx.tensorFromBuffer`). Nothing is submitted or read back; state
+   * updates (running stats, num_batches_tracked) take effect when you submit.
+   */
+  encodeForward(encoder: GPUCommandEncoder, x: Tensor, y: Tensor): void {
+    this.assertAlive();
+    if (!this.ctx.gpu) throw new ArgumentError(`${this.name}.encodeForward needs the 'webgpu' backend; this context runs on 'cpu'`);
+    const g = this.#check(x);
+    checkOutput(this.ctx, y, x, this.name);
+    this.#run(x, y, g, encoder);
+  }
+
+  #check(x: Tensor): Geometry {
+    const g = checkInput(this.ctx, x, 'input', this.ranks, this.numFeatures, this.name);
+    if (this.#training || !this.trackRunningStats) checkTrainingValues(g, x.shape, this.name);
+    return g;
+  }
+
+  #run(x: Tensor, y: Tensor, g: Geometry, encoder?: GPUCommandEncoder): void {
+    const useBatchStats = this.#training || !this.trackRunningStats;
+    const updateRunning = this.#training && this.trackRunningStats;
+    const saved = runForward(
+      this.ctx,
+      x,
+      y,
+      g,
+      {
+        weight: this.weight,
+        bias: this.bias,
+        runningMean: this.runningMean,
+        runningVar: this.runningVar,
+        eps: this.#eps,
+        momentum: this.#momentum,
+        useBatchStats,
+        updateRunning,
+        tracked: this.#tracked,
+      },
+      this.#gpu,
+      encoder,
+    );
+    if (updateRunning) this.#tracked++;
+    this.lastForward = { input: x, geometry: g, usedBatchStats: useBatchStats, saved, version: this.#version };
+  }
+
+  /** The module's state with PyTorch's `state_dict()` keys; values are copies. */
+  async stateDict(): Promise<StateDict> {
+    this.assertAlive();
+    const sd: StateDict = {};
+    if (this.weight && this.bias) {
+      sd.weight = await this.weight.read();
+      sd.bias = await this.bias.read();
+    }
+    if (this.runningMean && this.runningVar) {
+      sd.running_mean = await this.runningMean.read();
+      sd.running_var = await this.runningVar.read();
+      sd.num_batches_tracked = this.#tracked;
+    }
+    return sd;
+  }
+
+  /**
+   * Replaces parameters and buffers, like PyTorch's `load_state_dict(strict=True)`: the keys must be
+   * exactly those of {@link stateDict}, each array of length numFeatures. Everything is checked
+   * before anything is written, so a rejected dict changes nothing.
+   * @throws StateDictError naming the offending key.
+   */
+  loadStateDict(sd: StateDictInput): void {
+    this.assertAlive();
+    const checked = checkStateDict(sd, this.numFeatures, this.affine, this.trackRunningStats, this.name);
+    const write = (t: Tensor | null, v: Float32Array | undefined): void => {
+      if (!t || !v) return;
+      const s = t.storage;
+      if (s.kind === 'cpu') s.data.set(v);
+      else this.ctx.gpu?.device.queue.writeBuffer(s.buffer, s.byteOffset, v.buffer, v.byteOffset, v.byteLength);
+    };
+    write(this.weight, checked.weight);
+    write(this.bias, checked.bias);
+    write(this.runningMean, checked.running_mean);
+    write(this.runningVar, checked.running_var);
+    if (checked.num_batches_tracked !== undefined) {
+      this.#tracked = checked.num_batches_tracked;
+      if (this.#gpu) {
+        const slots = new Uint32Array([this.#tracked, this.#tracked, 0, 0]);
+        this.ctx.gpu?.device.queue.writeBuffer(this.#gpu.counter, 0, slots);
+      }
+    }
+    this.#version++;
+    this.lastForward = null;
+  }
+
+  /** Frees the module's tensors and GPU buffers. Idempotent. */
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    for (const t of [this.weight, this.bias, this.runningMean, this.runningVar]) t?.destroy();
+    if (this.#gpu && this.ctx.gpu) {
+      this.ctx.gpu.retire(this.#gpu.counter);
+      this.ctx.gpu.retire(this.#gpu.channelStats);
+    }
+    this.lastForward = null;
+  }
+}
+
+/** PyTorch's `nn.BatchNorm1d`: input (N, C) or (N, C, L). */
+export class BatchNorm1d extends BatchNorm {
+  protected readonly ranks = [2, 3] as const;
+  get name(): string {
+    return 'BatchNorm1d';
+  }
+}
+
+/** PyTorch's `nn.BatchNorm2d`: input (N, C, H, W). */
+export class BatchNorm2d extends BatchNorm {
+  protected readonly ranks = [4] as const;
+  get name(): string {
+    return 'BatchNorm2d';
+  }
+}
+
+/** PyTorch's `nn.BatchNorm3d`: input (N, C, D, H, W). */
+export class BatchNorm3d extends BatchNorm {
+  protected readonly ranks = [5] as const;
+  get name(): string {
+    return 'BatchNorm3d';
+  }
+}

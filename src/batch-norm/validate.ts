@@ -1,0 +1,57 @@
+import type { BatchNormContext } from '../context.js';
+import { ArgumentError, InsufficientValuesError, ShapeError } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+import { geometryOf, type Geometry } from './geometry.js';
+
+/** Checks `x` is a live input of this context with one of `ranks` and `channels` channels. */
+export function checkInput(
+  ctx: BatchNormContext,
+  x: Tensor,
+  argument: string,
+  ranks: readonly number[] | null,
+  channels: number | null,
+  who: string,
+): Geometry {
+  ctx.assertOwnTensor(x, argument);
+  const rank = x.shape.length;
+  if (ranks ? !ranks.includes(rank) : rank < 2) {
+    const expected = ranks ? ranks.map((r) => `${r}-D`).join(' or ') : 'at least 2-D';
+    throw new ShapeError(`${who}: ${argument} must be ${expected} (N, C, ...), got ${rank}-D input of shape [${x.shape.join(', ')}]`);
+  }
+  const g = geometryOf(x.shape, x.layout);
+  if (channels !== null && g.c !== channels) {
+    throw new ShapeError(`${who}: ${argument} has ${g.c} channels (shape[1] of [${x.shape.join(', ')}]) but the module has numFeatures = ${channels}`);
+  }
+  if (x.size === 0) {
+    throw new ShapeError(`${who}: ${argument} is empty (shape [${x.shape.join(', ')}]); batch norm needs at least one value per channel`);
+  }
+  return g;
+}
+
+/** PyTorch's "Expected more than 1 value per channel when training". */
+export function checkTrainingValues(g: Geometry, shape: readonly number[], who: string): void {
+  if (g.perChannel <= 1) {
+    throw new InsufficientValuesError(
+      `${who}: expected more than 1 value per channel when training, got input of shape [${shape.join(', ')}] (N x spatial = ${g.perChannel})`,
+    );
+  }
+}
+
+/** Checks a per-channel parameter tensor: this context, shape [C]. */
+export function checkChannelTensor(ctx: BatchNormContext, t: Tensor, argument: string, channels: number, who: string): void {
+  ctx.assertOwnTensor(t, argument);
+  if (t.shape.length !== 1 || t.shape[0] !== channels) {
+    throw new ShapeError(`${who}: ${argument} must have shape [${channels}], got [${t.shape.join(', ')}]`);
+  }
+}
+
+/** Checks an output tensor: same shape and layout as the input, and not the input itself. */
+export function checkOutput(ctx: BatchNormContext, y: Tensor, x: Tensor, who: string): void {
+  ctx.assertOwnTensor(y, 'output');
+  if (y.shape.length !== x.shape.length || y.shape.some((d, i) => d !== x.shape[i]) || y.layout !== x.layout) {
+    throw new ShapeError(
+      `${who}: output must match the input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${y.shape.join(', ')}] '${y.layout}'`,
+    );
+  }
+  if (y === x) throw new ArgumentError(`${who}: output must not be the input tensor itself`);
+}

@@ -1,0 +1,268 @@
+import {
+  ArgumentError,
+  ContextMismatchError,
+  DestroyedError,
+  DeviceLimitError,
+  ShapeError,
+  WebGPUUnavailableError,
+} from './errors.js';
+import { requestBatchNormDevice } from './gpu/acquire.js';
+import { roundUp } from './gpu/buffer-pool.js';
+import { BUFFER_COPY_SRC, BUFFER_STORAGE, TENSOR_USAGE } from './gpu/constants.js';
+import { GpuRuntime } from './gpu/runtime.js';
+import { Tensor, shapeSize, type Layout, type TensorOwner } from './tensor.js';
+
+/** Which backend to run on. `'auto'` tries WebGPU and falls back to the CPU. */
+export type BackendChoice = 'auto' | 'webgpu' | 'cpu';
+/** The backend a context actually runs on. */
+export type BackendName = 'webgpu' | 'cpu';
+
+/** Options of {@link createContext}. */
+export interface ContextOptions {
+  /** Default `'auto'`: WebGPU when an adapter exists, else the CPU (and `ctx.backend` says which). */
+  backend?: BackendChoice;
+  /** Run on this device instead of requesting one. The context never destroys a device it was given. */
+  device?: GPUDevice;
+  /** Passed to `requestAdapter` when the library requests the device. Default: none. */
+  powerPreference?: GPUPowerPreference;
+}
+
+/** Options of {@link BatchNormContext.tensor}. */
+export interface TensorOptions {
+  /** Memory order of `data`. Default `'channels_first'`. */
+  layout?: Layout;
+  /** Name used in error messages and GPU labels. Default `'tensor'`. */
+  label?: string;
+}
+
+/** Options of {@link BatchNormContext.tensorFromBuffer}. */
+export interface BufferTensorOptions extends TensorOptions {
+  /** Byte offset of element 0 in the buffer; a multiple of 4. Default 0. */
+  byteOffset?: number;
+}
+
+/** Counters for leak and steady-state checks. */
+export interface ContextStats {
+  /** GPU buffers the context has created so far (0 on the CPU backend). */
+  readonly buffersCreated: number;
+  /** Pooled tensor buffers currently handed out. */
+  readonly liveBuffers: number;
+  /** Queue submissions made by the library. */
+  readonly submits: number;
+}
+
+let nextContextId = 1;
+
+/**
+ * Owns a backend: on WebGPU the device, buffers, pipelines and caches; on the CPU nothing but
+ * tensors. Make one with {@link createContext}.
+ */
+export class BatchNormContext implements TensorOwner {
+  /** The backend that actually runs: `'webgpu'` or `'cpu'`. */
+  readonly backend: BackendName;
+  /** @internal */
+  readonly id: number;
+  /** The GPUDevice in use, or null on the CPU backend. */
+  readonly device: GPUDevice | null;
+  /** The adapter's info when the library requested the device itself. */
+  readonly adapterInfo: GPUAdapterInfo | null;
+  /** Why `'auto'` fell back to the CPU, or null. */
+  readonly fallbackReason: string | null;
+  /** @internal */
+  readonly gpu: GpuRuntime | null;
+  #destroyed = false;
+
+  /** @internal use {@link createContext} */
+  constructor(gpu: GpuRuntime | null, adapterInfo: GPUAdapterInfo | null, fallbackReason: string | null) {
+    this.id = nextContextId++;
+    this.gpu = gpu;
+    this.backend = gpu ? 'webgpu' : 'cpu';
+    this.device = gpu ? gpu.device : null;
+    this.adapterInfo = adapterInfo;
+    this.fallbackReason = fallbackReason;
+  }
+
+  /** True after {@link destroy}. */
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  /** @internal throws if this context can no longer run work. */
+  assertUsable(): void {
+    if (this.#destroyed) throw new DestroyedError('the batch-norm context was used after destroy()');
+    this.gpu?.assertHealthy();
+  }
+
+  /** @internal throws unless `t` is a live tensor of this context. */
+  assertOwnTensor(t: Tensor, argument: string): void {
+    if (!(t instanceof Tensor)) throw new ArgumentError(`${argument}: expected a Tensor made by ctx.tensor(), got ${describe(t)}`);
+    if (t.owner !== this) {
+      throw new ContextMismatchError(`${argument}: tensor '${t.label}' belongs to another context; create it with this context's tensor()`);
+    }
+    if (t.destroyed) throw new DestroyedError(`${argument}: tensor '${t.label}' was used after destroy()`);
+  }
+
+  /**
+   * Copies `data` (in `layout` memory order) into a new tensor of logical shape `shape` (N, C, ...).
+   * @throws ShapeError if `data.length` is not the product of `shape`, or `shape` is not a list of
+   *   non-negative integers.
+   */
+  tensor(data: Float32Array | readonly number[], shape: readonly number[], options: TensorOptions = {}): Tensor {
+    this.assertUsable();
+    const label = options.label ?? 'tensor';
+    const layout = checkLayout(options.layout, shape, label);
+    const size = checkShape(shape, label);
+    if (!(data instanceof Float32Array) && !Array.isArray(data)) {
+      throw new ArgumentError(`${label}: data must be a Float32Array or an array of numbers, got ${describe(data)}`);
+    }
+    if (data.length !== size) {
+      throw new ShapeError(`${label}: data has ${data.length} values but shape [${shape.join(', ')}] needs ${size}`);
+    }
+    const values = data instanceof Float32Array ? data : Float32Array.from(data);
+    if (!this.gpu) return new Tensor(this, shape, layout, { kind: 'cpu', data: values.slice() }, label);
+    const buffer = this.#allocate(size, label);
+    this.gpu.device.queue.writeBuffer(buffer, 0, values.buffer, values.byteOffset, size * 4);
+    return new Tensor(this, shape, layout, { kind: 'gpu', buffer, byteOffset: 0, owned: true }, label);
+  }
+
+  /**
+   * Wraps your own GPUBuffer as a tensor without copying. The buffer must have STORAGE usage (and
+   * COPY_SRC for `read()`), and room for the values rounded up to 16 bytes after `byteOffset`.
+   * `destroy()` on the tensor never destroys your buffer.
+   */
+  tensorFromBuffer(buffer: GPUBuffer, shape: readonly number[], options: BufferTensorOptions = {}): Tensor {
+    this.assertUsable();
+    const label = options.label ?? 'tensor';
+    if (!this.gpu) throw new WebGPUUnavailableError(`${label}: tensorFromBuffer needs the 'webgpu' backend; this context runs on 'cpu'`);
+    const layout = checkLayout(options.layout, shape, label);
+    const size = checkShape(shape, label);
+    const byteOffset = options.byteOffset ?? 0;
+    if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0) {
+      throw new ArgumentError(`${label}: byteOffset must be a non-negative multiple of 4, got ${byteOffset}`);
+    }
+    if ((buffer.usage & BUFFER_STORAGE) === 0) {
+      throw new ArgumentError(`${label}: buffer '${buffer.label}' needs GPUBufferUsage.STORAGE, its usage is 0x${buffer.usage.toString(16)}`);
+    }
+    const align = this.gpu.device.limits.minStorageBufferOffsetAlignment;
+    const start = byteOffset - (byteOffset % align);
+    const needed = start + roundUp(byteOffset - start + size * 4, 16);
+    if (needed > buffer.size) {
+      throw new ArgumentError(
+        `${label}: buffer '${buffer.label}' has ${buffer.size} bytes; shape [${shape.join(', ')}] at byteOffset ${byteOffset} needs ${needed} (values rounded up to 16 bytes)`,
+      );
+    }
+    if (needed - start > this.gpu.maxTensorBytes) {
+      throw new DeviceLimitError(`${label}: ${size * 4} bytes exceed the device's largest storage binding (${this.gpu.maxTensorBytes} bytes)`);
+    }
+    return new Tensor(this, shape, layout, { kind: 'gpu', buffer, byteOffset, owned: false }, label);
+  }
+
+  /** @internal a new uninitialised tensor on this backend, pooled on WebGPU. */
+  allocTensor(shape: readonly number[], layout: Layout, label: string): Tensor {
+    const size = shapeSize(shape);
+    if (!this.gpu) return new Tensor(this, shape, layout, { kind: 'cpu', data: new Float32Array(size) }, label);
+    return new Tensor(this, shape, layout, { kind: 'gpu', buffer: this.#allocate(size, label), byteOffset: 0, owned: true }, label);
+  }
+
+  #allocate(size: number, label: string): GPUBuffer {
+    const gpu = this.gpu;
+    if (!gpu) throw new Error('internal: allocate on the CPU backend');
+    const bytes = roundUp(Math.max(size * 4, 16), 16);
+    if (bytes > gpu.maxTensorBytes) {
+      throw new DeviceLimitError(
+        `${label}: ${size} values (${size * 4} bytes) exceed this device's limit of ${gpu.maxTensorBytes} bytes per buffer binding (maxBufferSize ${gpu.device.limits.maxBufferSize}, maxStorageBufferBindingSize ${gpu.device.limits.maxStorageBufferBindingSize})`,
+      );
+    }
+    return gpu.pool.acquire(bytes, TENSOR_USAGE, `bn.tensor.${label}`);
+  }
+
+  /** @internal */
+  async readTensor(t: Tensor): Promise<Float32Array> {
+    this.assertUsable();
+    const s = t.storage;
+    if (s.kind === 'cpu') return s.data.slice();
+    if (!this.gpu) throw new Error('internal: GPU tensor on a CPU context');
+    if ((s.buffer.usage & BUFFER_COPY_SRC) === 0) {
+      throw new ArgumentError(`${t.label}: read() needs GPUBufferUsage.COPY_SRC on buffer '${s.buffer.label}'`);
+    }
+    return this.gpu.readFloats(s.buffer, s.byteOffset, t.size * 4);
+  }
+
+  /** @internal */
+  releaseTensor(t: Tensor): void {
+    const s = t.storage;
+    if (s.kind === 'gpu' && s.owned && !this.#destroyed) this.gpu?.pool.release(s.buffer);
+  }
+
+  /** Waits until all submitted work is done; rejects with the first GPU error it produced. */
+  async sync(): Promise<void> {
+    this.assertUsable();
+    await this.gpu?.settle();
+  }
+
+  /** Counters for leak and steady-state checks. */
+  get stats(): ContextStats {
+    const gpu = this.gpu;
+    return {
+      buffersCreated: gpu ? gpu.buffersCreated : 0,
+      liveBuffers: gpu ? gpu.pool.live : 0,
+      submits: gpu ? gpu.submits : 0,
+    };
+  }
+
+  /** Frees every buffer and cache; destroys the device if the library created it. Idempotent. */
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.gpu?.destroy();
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return `an array of length ${v.length}`;
+  if (typeof v === 'object') return (v as { constructor?: { name?: string } }).constructor?.name ?? 'an object';
+  return `${typeof v} ${String(v)}`;
+}
+
+function checkShape(shape: readonly number[], label: string): number {
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new ShapeError(`${label}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+  }
+  return shapeSize(shape);
+}
+
+function checkLayout(layout: Layout | undefined, shape: readonly number[], label: string): Layout {
+  const l = layout ?? 'channels_first';
+  if (l !== 'channels_first' && l !== 'channels_last') {
+    throw new ArgumentError(`${label}: layout must be 'channels_first' or 'channels_last', got ${JSON.stringify(layout)}`);
+  }
+  if (l === 'channels_last' && shape.length < 2) {
+    throw new ShapeError(`${label}: layout 'channels_last' needs a shape (N, C, ...), got [${shape.join(', ')}]`);
+  }
+  return l;
+}
+
+/**
+ * Creates a context on the chosen backend.
+ * @param options.backend `'auto'` (default) falls back to the CPU and reports it in `ctx.backend`
+ *   and `ctx.fallbackReason`; `'webgpu'` throws {@link WebGPUUnavailableError} if there is no adapter.
+ * @param options.device run on this device (the context never destroys it).
+ */
+export async function createContext(options: ContextOptions = {}): Promise<BatchNormContext> {
+  const backend = options.backend ?? 'auto';
+  if (backend !== 'auto' && backend !== 'webgpu' && backend !== 'cpu') {
+    throw new ArgumentError(`backend must be 'auto', 'webgpu' or 'cpu', got ${JSON.stringify(backend)}`);
+  }
+  if (backend === 'cpu') return new BatchNormContext(null, null, null);
+  if (options.device) return new BatchNormContext(new GpuRuntime(options.device, false), null, null);
+  try {
+    const request = options.powerPreference ? { powerPreference: options.powerPreference } : {};
+    const { device, adapterInfo } = await requestBatchNormDevice(request);
+    return new BatchNormContext(new GpuRuntime(device, true), adapterInfo, null);
+  } catch (err) {
+    if (backend === 'webgpu') throw err;
+    const reason = err instanceof Error ? err.message : String(err);
+    return new BatchNormContext(null, null, reason);
+  }
+}

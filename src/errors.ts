@@ -1,0 +1,102 @@
+/**
+ * Error classes thrown by webgpu-batchnorm. Every one is thrown synchronously, before any GPU work
+ * is encoded or any state is touched, unless its doc says otherwise (device loss and GPU validation
+ * errors can only be observed after the fact).
+ *
+ * All extend {@link BatchNormError}, so `catch (e) { if (e instanceof BatchNormError) ... }` catches
+ * everything this library throws on purpose.
+ */
+
+/** Base class of every error this library throws on purpose. */
+export class BatchNormError extends Error {
+  /** A stable machine-readable code, e.g. `'INVALID_SHAPE'`. */
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Wrong rank, channel count mismatch, empty tensor, or a data length that does not match the shape. */
+export class ShapeError extends BatchNormError {
+  constructor(message: string) {
+    super('INVALID_SHAPE', message);
+  }
+}
+
+/**
+ * Training-mode batch norm over a single value per channel (N × spatial == 1). PyTorch raises
+ * `ValueError: Expected more than 1 value per channel when training`.
+ */
+export class InsufficientValuesError extends BatchNormError {
+  constructor(message: string) {
+    super('INSUFFICIENT_VALUES', message);
+  }
+}
+
+/** An option or argument outside its allowed range or of the wrong kind (eps, momentum, layout, ...). */
+export class ArgumentError extends BatchNormError {
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', message);
+  }
+}
+
+/** A tensor or buffer that belongs to another context (or another GPUDevice) was passed in. */
+export class ContextMismatchError extends BatchNormError {
+  constructor(message: string) {
+    super('CONTEXT_MISMATCH', message);
+  }
+}
+
+/** A tensor, module or context was used after `destroy()`. */
+export class DestroyedError extends BatchNormError {
+  constructor(message: string) {
+    super('DESTROYED', message);
+  }
+}
+
+/** `loadStateDict` got missing or unexpected keys, or values of the wrong length or type. */
+export class StateDictError extends BatchNormError {
+  constructor(message: string) {
+    super('INVALID_STATE_DICT', message);
+  }
+}
+
+/** A tensor larger than the device can hold in one buffer or one storage binding. */
+export class DeviceLimitError extends BatchNormError {
+  constructor(message: string) {
+    super('DEVICE_LIMIT', message);
+  }
+}
+
+/** `backend: 'webgpu'` was asked for but no WebGPU adapter or device could be obtained. */
+export class WebGPUUnavailableError extends BatchNormError {
+  constructor(message: string) {
+    super('WEBGPU_UNAVAILABLE', message);
+  }
+}
+
+/** The GPUDevice was lost; every later call on its context throws this. */
+export class DeviceLostError extends BatchNormError {
+  constructor(message: string) {
+    super('DEVICE_LOST', message);
+  }
+}
+
+/**
+ * WebGPU reported a validation or out-of-memory error for work this library submitted. Surfaces
+ * from the next `await` on that work (`tensor.read()`, `ctx.sync()`, `stateDict()`).
+ */
+export class GPUOperationError extends BatchNormError {
+  constructor(message: string) {
+    super('GPU_ERROR', message);
+  }
+}
+
+/** `backward` without a matching forward, or after the module changed since that forward. */
+export class BackwardStateError extends BatchNormError {
+  constructor(message: string) {
+    super('BACKWARD_STATE', message);
+  }
+}

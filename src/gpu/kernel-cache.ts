@@ -1,0 +1,78 @@
+import { SHADER_STAGE_COMPUTE } from './constants.js';
+import { reflectEntry, type ReflectedEntry } from './reflect.js';
+import type { ShaderId } from './shader-sources.js';
+import { shaderSources } from './shader-sources.js';
+
+/** A compiled compute entry point with its explicit bind-group layout. */
+export interface Kernel {
+  /** Cache key: shader id, entry point and override constants; never a runtime shape. */
+  readonly key: string;
+  readonly entry: ReflectedEntry;
+  readonly pipeline: GPUComputePipeline;
+  readonly layout: GPUBindGroupLayout;
+}
+
+/** Override constants by WGSL `override` name. Only values that change generated code go here. */
+export type OverrideConstants = Readonly<Record<string, number>>;
+
+// Per device, so a lost or destroyed device takes its pipelines with it.
+const kernelsByDevice = new WeakMap<GPUDevice, Map<string, Kernel>>();
+const modulesByDevice = new WeakMap<GPUDevice, Map<ShaderId, GPUShaderModule>>();
+
+function shaderModule(device: GPUDevice, shader: ShaderId): GPUShaderModule {
+  let modules = modulesByDevice.get(device);
+  if (!modules) {
+    modules = new Map();
+    modulesByDevice.set(device, modules);
+  }
+  let module = modules.get(shader);
+  if (!module) {
+    module = device.createShaderModule({ label: `bn.${shader}.module`, code: shaderSources[shader] });
+    modules.set(shader, module);
+  }
+  return module;
+}
+
+/**
+ * Returns the pipeline for `shader`'s compute entry `entry` specialised by `constants`, compiling
+ * it on first use per device. The bind-group layout is built from the shader's own reflected
+ * bindings, so TS never restates them.
+ */
+export function getKernel(
+  device: GPUDevice,
+  shader: ShaderId,
+  entry: string,
+  constants: OverrideConstants = {},
+): Kernel {
+  const names = Object.keys(constants).sort();
+  const key = `${shader}.${entry}|${names.map((n) => `${n}=${constants[n]}`).join(',')}`;
+  let kernels = kernelsByDevice.get(device);
+  if (!kernels) {
+    kernels = new Map();
+    kernelsByDevice.set(device, kernels);
+  }
+  const cached = kernels.get(key);
+  if (cached) return cached;
+
+  const reflected = reflectEntry(shader, entry);
+  for (const n of names) {
+    if (!reflected.overrides.includes(n)) throw new Error(`internal: ${shader} has no override '${n}'`);
+  }
+  const label = `bn.${shader}.${entry}`;
+  const layout = device.createBindGroupLayout({
+    label: `${label}.layout`,
+    entries: reflected.bindings.map((b) => ({
+      binding: b.binding,
+      visibility: SHADER_STAGE_COMPUTE,
+      buffer: { type: b.type },
+    })),
+  });
+  const pipeline = device.createComputePipeline({
+    label: `${label}.pipeline`,
+    layout: device.createPipelineLayout({ label: `${label}.pipelineLayout`, bindGroupLayouts: [layout] }),
+    compute: { module: shaderModule(device, shader), entryPoint: entry, constants: { ...constants } },
+  });
+  const kernel: Kernel = { key, entry: reflected, pipeline, layout };
+  kernels.set(key, kernel);
+  return kernel;
+}

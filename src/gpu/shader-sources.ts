@@ -1,0 +1,15 @@
+import finalize from '../../shaders/finalize.wgsl?raw';
+import normalize from '../../shaders/normalize.wgsl?raw';
+import stats from '../../shaders/stats.wgsl?raw';
+
+/**
+ * Every WGSL module of the library, by id. The `.wgsl` files are the single source: Vite inlines
+ * them into the build, and vitest reads them through the same `?raw` import.
+ */
+export const shaderSources = {
+  stats,
+  finalize,
+  normalize,
+} as const satisfies Record<string, string>;
+
+export type ShaderId = keyof typeof shaderSources;

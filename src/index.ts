@@ -1,0 +1,34 @@
+/**
+ * webgpu-batchnorm: PyTorch's BatchNorm1d/2d/3d and F.batch_norm on WebGPU, with a CPU fallback of
+ * identical semantics.
+ * @packageDocumentation
+ */
+export {
+  createContext,
+  BatchNormContext,
+  type BackendChoice,
+  type BackendName,
+  type ContextOptions,
+  type ContextStats,
+  type TensorOptions,
+  type BufferTensorOptions,
+} from './context.js';
+export { Tensor, type Layout } from './tensor.js';
+export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, type ForwardOptions } from './batch-norm/module.js';
+export type { BatchNormOptions } from './batch-norm/options.js';
+export type { StateDict, StateDictInput } from './batch-norm/state-dict.js';
+export { batchNorm, type BatchNormFunctionalOptions } from './batch-norm/functional.js';
+export {
+  BatchNormError,
+  ShapeError,
+  InsufficientValuesError,
+  ArgumentError,
+  ContextMismatchError,
+  DestroyedError,
+  StateDictError,
+  DeviceLimitError,
+  WebGPUUnavailableError,
+  DeviceLostError,
+  GPUOperationError,
+  BackwardStateError,
+} from './errors.js';

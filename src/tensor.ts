@@ -1,0 +1,104 @@
+import { DestroyedError } from './errors.js';
+
+/**
+ * Memory order of a tensor whose logical shape is always (N, C, ...).
+ * - `'channels_first'`: (N, C, ...spatial) row-major, PyTorch's contiguous format.
+ * - `'channels_last'`: (N, ...spatial, C) row-major, PyTorch's `torch.channels_last(_3d)`.
+ */
+export type Layout = 'channels_first' | 'channels_last';
+
+/** Where a tensor's values live. */
+export type TensorStorage =
+  | { readonly kind: 'cpu'; readonly data: Float32Array }
+  | {
+      readonly kind: 'gpu';
+      readonly buffer: GPUBuffer;
+      /** Byte offset of element 0 inside `buffer`; a multiple of 4. */
+      readonly byteOffset: number;
+      /** True when the library allocated the buffer and `destroy()` may recycle it. */
+      readonly owned: boolean;
+    };
+
+/** What a tensor needs from the context that made it; keeps tensor.ts free of context imports. */
+export interface TensorOwner {
+  readonly id: number;
+  readTensor(tensor: Tensor): Promise<Float32Array>;
+  releaseTensor(tensor: Tensor): void;
+}
+
+/**
+ * A float32 tensor on one context's backend. Shapes are logical (N, C, ...); `layout` says how the
+ * values are ordered in memory. Create tensors with `ctx.tensor(...)` or `ctx.tensorFromBuffer(...)`.
+ */
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly layout: Layout;
+  /** Number of elements. */
+  readonly size: number;
+  /** @internal */
+  readonly owner: TensorOwner;
+  #storage: TensorStorage | null;
+  #label: string;
+
+  /** @internal use `ctx.tensor` */
+  constructor(owner: TensorOwner, shape: readonly number[], layout: Layout, storage: TensorStorage, label: string) {
+    this.owner = owner;
+    this.shape = Object.freeze([...shape]);
+    this.layout = layout;
+    this.size = shape.reduce((a, b) => a * b, 1);
+    this.#storage = storage;
+    this.#label = label;
+  }
+
+  /** A short name used in error messages, e.g. `'input'` or `'bn.running_mean'`. */
+  get label(): string {
+    return this.#label;
+  }
+
+  /** True once `destroy()` was called. */
+  get destroyed(): boolean {
+    return this.#storage === null;
+  }
+
+  /** @internal the backing storage; throws if the tensor was destroyed. */
+  get storage(): TensorStorage {
+    if (this.#storage === null) {
+      throw new DestroyedError(`tensor '${this.#label}' was used after destroy()`);
+    }
+    return this.#storage;
+  }
+
+  /** The GPU buffer behind this tensor, for zero-copy use with your own WebGPU code. Throws on CPU. */
+  get buffer(): GPUBuffer {
+    const s = this.storage;
+    if (s.kind !== 'gpu') throw new DestroyedError(`tensor '${this.#label}' lives on the CPU backend and has no GPUBuffer`);
+    return s.buffer;
+  }
+
+  /** Byte offset of element 0 inside {@link Tensor.buffer}. */
+  get byteOffset(): number {
+    const s = this.storage;
+    return s.kind === 'gpu' ? s.byteOffset : 0;
+  }
+
+  /**
+   * Copies the values back as a new Float32Array in this tensor's memory layout. Rejects with
+   * `GPUOperationError` if WebGPU reported an error for work that produced it.
+   */
+  read(): Promise<Float32Array> {
+    this.storage;
+    return this.owner.readTensor(this);
+  }
+
+  /** Frees (or recycles) the storage. Idempotent. Buffers handed in by the caller are never destroyed. */
+  destroy(): void {
+    if (this.#storage === null) return;
+    this.owner.releaseTensor(this);
+    this.#storage = null;
+  }
+}
+
+/** Number of elements of a shape. */
+export function shapeSize(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
