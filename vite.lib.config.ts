@@ -1,0 +1,38 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vite';
+
+/**
+ * Library build: `dist/index.js`, one ES module with every `.wgsl?raw` shader inlined and
+ * wgsl_reflect bundled, so the file imports as-is in Node and in a browser (no import map).
+ * Declarations come from `tsc -p tsconfig.build.json` afterwards (see the `build` script).
+ *
+ * Only `webgpu` (Dawn's Node bindings, an optional peer) stays external. src/gpu/acquire.ts
+ * imports it through a variable specifier, so the bundler never sees it; listing it here as well
+ * keeps it external should that import ever become a literal.
+ */
+export default defineConfig({
+  // Nothing from public/ or index.html belongs in the library.
+  publicDir: false,
+  build: {
+    outDir: 'dist',
+    // tsc writes the .d.ts files into dist/ after vite; vite empties it first so no stale output survives.
+    emptyOutDir: true,
+    target: 'es2022',
+    minify: false,
+    sourcemap: false,
+    copyPublicDir: false,
+    reportCompressedSize: false,
+    lib: {
+      entry: fileURLToPath(new URL('src/index.ts', import.meta.url)),
+      formats: ['es'],
+      fileName: () => 'index.js',
+    },
+    rolldownOptions: {
+      external: ['webgpu', /^webgpu\//, /^node:/],
+      output: {
+        // One file: no chunks even if a dynamic import of our own code appears.
+        codeSplitting: false,
+      },
+    },
+  },
+});
