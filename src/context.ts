@@ -112,14 +112,15 @@ export class BatchNormContext implements TensorOwner {
     const label = options.label ?? 'tensor';
     const layout = checkLayout(options.layout, shape, label);
     const size = checkShape(shape, label);
+    if (this.gpu) this.#checkFits(size, label);
     if (!(data instanceof Float32Array) && !Array.isArray(data)) {
       throw new ArgumentError(`${label}: data must be a Float32Array or an array of numbers, got ${describe(data)}`);
     }
     if (data.length !== size) {
       throw new ShapeError(`${label}: data has ${data.length} values but shape [${shape.join(', ')}] needs ${size}`);
     }
+    if (!this.gpu) return new Tensor(this, shape, layout, { kind: 'cpu', data: Float32Array.from(data) }, label);
     const values = data instanceof Float32Array ? data : Float32Array.from(data);
-    if (!this.gpu) return new Tensor(this, shape, layout, { kind: 'cpu', data: values.slice() }, label);
     const buffer = this.#allocate(size, label);
     this.gpu.device.queue.writeBuffer(buffer, 0, values.buffer, values.byteOffset, size * 4);
     return new Tensor(this, shape, layout, { kind: 'gpu', buffer, byteOffset: 0, owned: true }, label);
@@ -164,16 +165,22 @@ export class BatchNormContext implements TensorOwner {
     return new Tensor(this, shape, layout, { kind: 'gpu', buffer: this.#allocate(size, label), byteOffset: 0, owned: true }, label);
   }
 
-  #allocate(size: number, label: string): GPUBuffer {
+  #checkFits(size: number, label: string): void {
     const gpu = this.gpu;
-    if (!gpu) throw new Error('internal: allocate on the CPU backend');
+    if (!gpu) return;
     const bytes = roundUp(Math.max(size * 4, 16), 16);
     if (bytes > gpu.maxTensorBytes) {
       throw new DeviceLimitError(
         `${label}: ${size} values (${size * 4} bytes) exceed this device's limit of ${gpu.maxTensorBytes} bytes per buffer binding (maxBufferSize ${gpu.device.limits.maxBufferSize}, maxStorageBufferBindingSize ${gpu.device.limits.maxStorageBufferBindingSize})`,
       );
     }
-    return gpu.pool.acquire(bytes, TENSOR_USAGE, `bn.tensor.${label}`);
+  }
+
+  #allocate(size: number, label: string): GPUBuffer {
+    const gpu = this.gpu;
+    if (!gpu) throw new Error('internal: allocate on the CPU backend');
+    this.#checkFits(size, label);
+    return gpu.pool.acquire(roundUp(Math.max(size * 4, 16), 16), TENSOR_USAGE, `bn.tensor.${label}`);
   }
 
   /** @internal */

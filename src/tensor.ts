@@ -85,7 +85,7 @@ export class Tensor {
    * Copies the values back as a new Float32Array in this tensor's memory layout. Rejects with
    * `GPUOperationError` if WebGPU reported an error for work that produced it.
    */
-  read(): Promise<Float32Array> {
+  async read(): Promise<Float32Array> {
     this.storage;
     return this.owner.readTensor(this);
   }
