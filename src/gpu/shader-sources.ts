@@ -1,3 +1,5 @@
+import backwardElementwise from '../../shaders/backward-elementwise.wgsl?raw';
+import backwardReduce from '../../shaders/backward-reduce.wgsl?raw';
 import finalize from '../../shaders/finalize.wgsl?raw';
 import normalize from '../../shaders/normalize.wgsl?raw';
 import stats from '../../shaders/stats.wgsl?raw';
@@ -10,6 +12,8 @@ export const shaderSources = {
   stats,
   finalize,
   normalize,
+  'backward-reduce': backwardReduce,
+  'backward-elementwise': backwardElementwise,
 } as const satisfies Record<string, string>;
 
 export type ShaderId = keyof typeof shaderSources;

@@ -1,0 +1,230 @@
+import { getKernel, type Kernel } from '../gpu/kernel-cache.js';
+import type { GpuRuntime } from '../gpu/runtime.js';
+import { bindTensor, type TensorBinding } from '../gpu/tensor-binding.js';
+import { packUniforms, type UniformValues } from '../gpu/uniforms.js';
+import type { Tensor } from '../tensor.js';
+import type { Geometry } from './geometry.js';
+import { channelStatsBytes, grid } from './gpu-forward.js';
+
+const WORKGROUP = 64;
+// The same split as the forward statistics (gpu-forward.ts), so both reductions spread a channel
+// over the same number of invocations: ~32 values per invocation, at most 1024 partials a channel.
+const REDUCE_ITEMS_PER_LANE = 32;
+const MAX_LANES = 1024;
+const ELEMENTWISE_ITEMS_PER_INVOCATION = 4;
+/** Bytes of one backward partial: vec2f(sumDy, sumDyXmu). */
+const PARTIAL_BYTES = 8;
+
+// Flags of backward-reduce.wgsl.
+const FLAG_GRAD_WEIGHT = 1;
+const FLAG_GRAD_BIAS = 2;
+const FLAG_INPUT_CONSTANTS = 4;
+const FLAG_FROM_VAR = 8;
+
+/** What one backward needs on the GPU; tensors are already validated by the caller. */
+export interface GpuBackwardArgs {
+  /** The forward's input. */
+  readonly x: Tensor;
+  /** Upstream gradient, same shape and layout as `x`. */
+  readonly dy: Tensor;
+  /** Current weight, or null for an implicit weight of 1. */
+  readonly weight: Tensor | null;
+  /** Per-channel constants of the forward (planes 0-5); planes 6 and 7 are written here. */
+  readonly channelStats: GPUBuffer;
+  /** The forward normalized with batch statistics (training formula) rather than running ones. */
+  readonly useBatchStats: boolean;
+  /** Outputs; null = not requested, and its work is skipped. */
+  readonly gradInput: Tensor | null;
+  readonly gradWeight: Tensor | null;
+  readonly gradBias: Tensor | null;
+}
+
+/** The functional API's statistics, turned into channelStats planes by `backward_prepare`. */
+export interface GpuPrepareArgs {
+  readonly channels: number;
+  readonly mean: Tensor;
+  /** invstd, or the running variance when `fromVar` is true. */
+  readonly invstd: Tensor;
+  readonly fromVar: boolean;
+  readonly eps: number;
+  readonly channelStats: GPUBuffer;
+}
+
+function uniform(gpu: GpuRuntime, kernel: Kernel, values: UniformValues): GPUBufferBinding {
+  const layout = kernel.entry.uniform;
+  if (!layout) throw new Error(`internal: ${kernel.key} has no uniform`);
+  return { buffer: gpu.uniforms.get(`bn.${kernel.entry.shader}.${kernel.entry.entry}.params`, packUniforms(layout, values)) };
+}
+
+function bindOptional(gpu: GpuRuntime, t: Tensor | null, binding: string): TensorBinding {
+  if (t) return bindTensor(gpu.device, t);
+  return { resource: { buffer: gpu.dummy(binding), offset: 0, size: 16 }, base: 0 };
+}
+
+/**
+ * Records the functional API's `backward_prepare` dispatch: channelStats planes 0, 3, 4, 5 from a
+ * caller's mean and invstd (or running variance), with K = mean and meanOffset = 0.
+ */
+export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: GpuPrepareArgs): void {
+  const device = gpu.device;
+  const kernel = getKernel(device, 'backward-reduce', 'backward_prepare');
+  const mean = bindTensor(device, a.mean);
+  const invstd = bindTensor(device, a.invstd);
+  const pass = encoder.beginComputePass({ label: 'bn.backward.prepare.pass' });
+  pass.setPipeline(kernel.pipeline);
+  pass.setBindGroup(
+    0,
+    gpu.bindGroups.get(kernel, {
+      params: uniform(gpu, kernel, {
+        channels: a.channels,
+        planeStride: Math.ceil(a.channels / 4),
+        flags: a.fromVar ? FLAG_FROM_VAR : 0,
+        meanBase: mean.base,
+        invstdBase: invstd.base,
+        eps: a.eps,
+      }),
+      mean: mean.resource,
+      invstd: invstd.resource,
+      channelStats: { buffer: a.channelStats, offset: 0, size: channelStatsBytes(a.channels) },
+    }),
+  );
+  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP));
+  pass.end();
+}
+
+/**
+ * Records the backward into one compute pass: the reduction and its per-channel finalize when
+ * grad_weight or grad_bias is requested, or grad_input with batch statistics; then the
+ * elementwise grad_input pass when grad_input is requested. Nothing when nothing is requested.
+ */
+export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Geometry, a: GpuBackwardArgs): void {
+  const needInputConstants = a.gradInput !== null && a.useBatchStats;
+  const needReduce = a.gradWeight !== null || a.gradBias !== null || needInputConstants;
+  if (!needReduce && !a.gradInput) return;
+
+  const device = gpu.device;
+  const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
+  const x = bindTensor(device, a.x);
+  const dy = bindTensor(device, a.dy);
+  const planeStride = Math.ceil(g.c / 4);
+  const channelStats: GPUBufferBinding = { buffer: a.channelStats, offset: 0, size: channelStatsBytes(g.c) };
+  const pass = encoder.beginComputePass({ label: 'bn.backward.pass' });
+
+  if (needReduce) {
+    const vec4 = (g.order === 'cf' ? g.s % 4 === 0 : g.c % 4 === 0) && x.base % 4 === 0 && dy.base % 4 === 0;
+    const width = vec4 ? 4 : 1;
+    const reduce = getKernel(device, 'backward-reduce', `reduce_${g.order}${width}`);
+    let lanes: number;
+    let values: UniformValues;
+    let workgroups: [number, number, number];
+    if (g.order === 'cf') {
+      const cols = g.s / width;
+      const perChannel = g.n * cols;
+      lanes = Math.min(perChannel, MAX_LANES, Math.max(1, Math.ceil(perChannel / REDUCE_ITEMS_PER_LANE)));
+      if (lanes > WORKGROUP) lanes = Math.min(Math.ceil(lanes / WORKGROUP) * WORKGROUP, perChannel);
+      const cy = Math.min(g.c, maxDim);
+      workgroups = [Math.ceil(lanes / WORKGROUP), cy, Math.ceil(g.c / cy)];
+      values = {
+        rows: g.n,
+        cols,
+        rowStride: g.c * cols,
+        lanes,
+        channels: g.c,
+        xBase: x.base / width,
+        dyBase: dy.base / width,
+        stepRow: Math.floor(lanes / cols),
+        stepCol: lanes % cols,
+        planeStride,
+      };
+    } else {
+      const cols = g.c / width;
+      const rows = g.n * g.s;
+      lanes = Math.min(rows, MAX_LANES, Math.max(1, Math.ceil(rows / REDUCE_ITEMS_PER_LANE)));
+      const [gx, gy] = grid(Math.ceil((lanes * cols) / WORKGROUP), maxDim);
+      workgroups = [gx, gy, 1];
+      values = { rows, cols, rowStride: cols, lanes, channels: g.c, xBase: x.base / width, dyBase: dy.base / width, planeStride };
+    }
+    const partialBytes = g.c * lanes * PARTIAL_BYTES;
+    const partials: GPUBufferBinding = { buffer: gpu.scratch('backward.partials', partialBytes), offset: 0, size: partialBytes };
+    pass.setPipeline(reduce.pipeline);
+    pass.setBindGroup(
+      0,
+      gpu.bindGroups.get(reduce, {
+        params: uniform(gpu, reduce, values),
+        x: x.resource,
+        dy: dy.resource,
+        partials,
+        channelStats,
+      }),
+    );
+    pass.dispatchWorkgroups(...workgroups);
+
+    const finalize = getKernel(device, 'backward-reduce', 'reduce_finalize');
+    const gw = bindOptional(gpu, a.gradWeight, 'gradWeight');
+    const gb = bindOptional(gpu, a.gradBias, 'gradBias');
+    const flags =
+      (a.gradWeight ? FLAG_GRAD_WEIGHT : 0) | (a.gradBias ? FLAG_GRAD_BIAS : 0) | (needInputConstants ? FLAG_INPUT_CONSTANTS : 0);
+    pass.setPipeline(finalize.pipeline);
+    pass.setBindGroup(
+      0,
+      gpu.bindGroups.get(finalize, {
+        params: uniform(gpu, finalize, {
+          lanes,
+          channels: g.c,
+          planeStride,
+          flags,
+          count: g.perChannel,
+          gradWeightBase: gw.base,
+          gradBiasBase: gb.base,
+        }),
+        partials,
+        channelStats,
+        gradWeight: gw.resource,
+        gradBias: gb.resource,
+      }),
+    );
+    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
+  }
+
+  if (a.gradInput) {
+    const dx = bindTensor(device, a.gradInput);
+    const vec4 =
+      (g.order === 'cf' ? g.s % 4 === 0 : g.c % 4 === 0) && x.base % 4 === 0 && dy.base % 4 === 0 && dx.base % 4 === 0;
+    const width = vec4 ? 4 : 1;
+    const kernel = getKernel(device, 'backward-elementwise', `elementwise_${g.order}${width}`, {
+      BATCH_STATS: a.useBatchStats ? 1 : 0,
+    });
+    const w = bindOptional(gpu, a.weight, 'weight');
+    const total = (g.n * g.c * g.s) / width;
+    const cols = g.order === 'cf' ? g.s / width : g.c / width;
+    const [gx, gy] = grid(Math.ceil(total / (WORKGROUP * ELEMENTWISE_ITEMS_PER_INVOCATION)), maxDim);
+    const threads = gx * gy * WORKGROUP;
+    pass.setPipeline(kernel.pipeline);
+    pass.setBindGroup(
+      0,
+      gpu.bindGroups.get(kernel, {
+        params: uniform(gpu, kernel, {
+          total,
+          cols,
+          channels: g.c,
+          threads,
+          stepCol: threads % cols,
+          stepChannel: Math.floor(threads / cols) % g.c,
+          xBase: x.base / width,
+          dyBase: dy.base / width,
+          dxBase: dx.base / width,
+          weightBase: w.base,
+          planeStride,
+          flags: a.weight ? 1 : 0,
+        }),
+        x: x.resource,
+        dy: dy.resource,
+        [vec4 ? 'dx' : 'dx1']: dx.resource,
+        channelStats,
+        weight: w.resource,
+      }),
+    );
+    pass.dispatchWorkgroups(gx, gy);
+  }
+  pass.end();
+}
