@@ -14,7 +14,9 @@
 // Output planes of `channelStats` (each plane is ceil(C / 4) vec4s, channel c at [c / 4][c % 4]):
 //   0 shift K   1 scale = weight * invstd   2 shiftedBias = bias - (mean - K) * scale
 //   3 mean      4 invstd                     5 meanOffset = mean - K
-// so the normalize stage computes y = (x - K) * scale + shiftedBias: the subtraction x - K is exact
+// After the 8 planes (6 and 7 are for backward), region `8 * planeStride + c` packs
+// vec4(K, scale, shiftedBias, 0) so a channels-first reader needs one load per channel.
+// So the normalize stage computes y = (x - K) * scale + shiftedBias: the subtraction x - K is exact
 // for data near its mean, which keeps offset channels (mean 1e4, std 0.1) accurate in float32.
 //
 // num_batches_tracked lives in counter[0] / counter[1]; each training step reads slot
@@ -69,6 +71,7 @@ fn write_constants(c: u32, k: f32, meanOffset: f32, invstd: f32) {
   write_plane(3u, c, k + meanOffset);
   write_plane(4u, c, invstd);
   write_plane(5u, c, meanOffset);
+  channelStats[8u * params.planeStride + c] = vec4f(k, scale, b - meanOffset * scale, 0.0);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

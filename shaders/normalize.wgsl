@@ -1,43 +1,49 @@
 // Batch-norm stage 3 of 3: the fused normalize + affine elementwise pass,
 //   y = (x - K[c]) * scale[c] + shiftedBias[c]
-// one subtract and one FMA per element, with the per-channel constants from finalize.wgsl
-// (planes 0, 1, 2 of channelStats). Both training and evaluation end here.
+// one subtract and one FMA per element, with the per-channel constants from finalize.wgsl. Both
+// training and evaluation end here.
 //
-// Every invocation walks the tensor with a grid stride (`threads` = invocations dispatched), so
-// consecutive invocations touch consecutive addresses. The channel of the current element is
-// carried along incrementally (stepCol / stepChannel) instead of divided out per element.
-//
-// channels-first: flat index j = (n * C + c) * cols + col, cols = spatial (/4 for vec4).
-// channels-last:  flat index j = row * cols + col, the channel(s) given by col, cols = C (/4).
+// The tensor is viewed as a rows x cols matrix:
+//   channels-first: row = n * C + c (one (n, c) plane), cols = spatial (/4 for vec4);
+//   channels-last:  row = n * spatial + s,              cols = C (/4 for vec4).
+// Invocation i owns column i % cols and rows lane, lane + lanes, ... (lane = i / cols), so at every
+// step neighbouring invocations touch neighbouring addresses (coalesced), there is no division per
+// element, and the channel constants are loaded once per invocation: channels-last fixes the
+// channel by the column, and channels-first fixes it whenever `lanes` is a multiple of C (the host
+// chooses such a `lanes` when it can; otherwise the channel is stepped and reloaded per row).
 
 struct NormalizeParams {
-  total: u32,        // elements to write, in bound elements (vec4 or scalar)
+  rows: u32,
   cols: u32,
+  lanes: u32,        // rows processed in parallel; invocations = lanes * cols
   channels: u32,
-  threads: u32,      // invocations in the dispatch
-  stepCol: u32,      // threads % cols
-  stepChannel: u32,  // channels-first: (threads / cols) % channels
-  xBase: u32,
+  laneChannelStep: u32, // channels-first: lanes % C (0: the channel never changes)
+  xBase: u32,        // element offsets inside the bindings, in bound elements
   yBase: u32,
-  planeStride: u32,  // ceil(C / 4)
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
+  planeStride: u32,  // ceil(C / 4): vec4s per plane of channelStats
 }
 
 @group(0) @binding(0) var<uniform> params: NormalizeParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
+@group(0) @binding(1) var<storage, read> xScalar: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> yScalar: array<f32>;
 @group(0) @binding(3) var<storage, read> channelStats: array<vec4f>;
 
 override WORKGROUP_SIZE: u32 = 64u;
 
-fn plane1(plane: u32, c: u32) -> f32 {
-  return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
+// channelStats (see finalize.wgsl): planes 0 K, 1 scale, 2 shiftedBias, and from 8 * planeStride
+// one vec4(K, scale, shiftedBias, 0) per channel for channels-first readers.
+fn packed(c: u32) -> vec4f {
+  return channelStats[8u * params.planeStride + c];
 }
 
 fn plane4(plane: u32, c4: u32) -> vec4f {
   return channelStats[plane * params.planeStride + c4];
+}
+
+fn plane1(plane: u32, c: u32) -> f32 {
+  return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
 }
 
 fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
@@ -47,73 +53,73 @@ fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                  @builtin(num_workgroups) nwg: vec3u) {
-  var j = invocation(wid, nwg, lid);
-  if (j >= params.total) { return; }
-  let q = j / params.cols;
-  var col = j % params.cols;
-  var c = q % params.channels;
+  let i = invocation(wid, nwg, lid);
+  if (i >= params.lanes * params.cols) { return; }
+  let col = i % params.cols;
+  var row = i / params.cols;
+  var c = row % params.channels;
+  var k = packed(c);
   loop {
-    if (j >= params.total) { break; }
-    let v = x[params.xBase + j] - vec4f(plane1(0u, c));
-    y[params.yBase + j] = fma(v, vec4f(plane1(1u, c)), vec4f(plane1(2u, c)));
-    j += params.threads;
-    col += params.stepCol;
-    c += params.stepChannel;
-    if (col >= params.cols) { col -= params.cols; c += 1u; }
-    if (c >= params.channels) { c -= params.channels; }
+    if (row >= params.rows) { break; }
+    let j = row * params.cols + col;
+    y[params.yBase + j] = fma(x[params.xBase + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
+    row += params.lanes;
+    if (params.laneChannelStep != 0u) {
+      c += params.laneChannelStep;
+      if (c >= params.channels) { c -= params.channels; }
+      k = packed(c);
+    }
   }
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                  @builtin(num_workgroups) nwg: vec3u) {
-  var j = invocation(wid, nwg, lid);
-  if (j >= params.total) { return; }
-  let q = j / params.cols;
-  var col = j % params.cols;
-  var c = q % params.channels;
+  let i = invocation(wid, nwg, lid);
+  if (i >= params.lanes * params.cols) { return; }
+  let col = i % params.cols;
+  var row = i / params.cols;
+  var c = row % params.channels;
+  var k = packed(c);
   loop {
-    if (j >= params.total) { break; }
-    let xi = params.xBase + j;
-    let yi = params.yBase + j;
-    y[yi >> 2u][yi & 3u] = fma(x[xi >> 2u][xi & 3u] - plane1(0u, c), plane1(1u, c), plane1(2u, c));
-    j += params.threads;
-    col += params.stepCol;
-    c += params.stepChannel;
-    if (col >= params.cols) { col -= params.cols; c += 1u; }
-    if (c >= params.channels) { c -= params.channels; }
+    if (row >= params.rows) { break; }
+    let j = row * params.cols + col;
+    yScalar[params.yBase + j] = fma(xScalar[params.xBase + j] - k.x, k.y, k.z);
+    row += params.lanes;
+    if (params.laneChannelStep != 0u) {
+      c += params.laneChannelStep;
+      if (c >= params.channels) { c -= params.channels; }
+      k = packed(c);
+    }
   }
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn normalize_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                  @builtin(num_workgroups) nwg: vec3u) {
-  var j = invocation(wid, nwg, lid);
-  if (j >= params.total) { return; }
-  var col = j % params.cols;
-  loop {
-    if (j >= params.total) { break; }
-    let v = x[params.xBase + j] - plane4(0u, col);
-    y[params.yBase + j] = fma(v, plane4(1u, col), plane4(2u, col));
-    j += params.threads;
-    col += params.stepCol;
-    if (col >= params.cols) { col -= params.cols; }
+  let i = invocation(wid, nwg, lid);
+  if (i >= params.lanes * params.cols) { return; }
+  let col = i % params.cols;
+  let k = plane4(0u, col);
+  let scale = plane4(1u, col);
+  let shift = plane4(2u, col);
+  for (var row = i / params.cols; row < params.rows; row += params.lanes) {
+    let j = row * params.cols + col;
+    y[params.yBase + j] = fma(x[params.xBase + j] - k, scale, shift);
   }
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn normalize_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                  @builtin(num_workgroups) nwg: vec3u) {
-  var j = invocation(wid, nwg, lid);
-  if (j >= params.total) { return; }
-  var col = j % params.cols;
-  loop {
-    if (j >= params.total) { break; }
-    let xi = params.xBase + j;
-    let yi = params.yBase + j;
-    y[yi >> 2u][yi & 3u] = fma(x[xi >> 2u][xi & 3u] - plane1(0u, col), plane1(1u, col), plane1(2u, col));
-    j += params.threads;
-    col += params.stepCol;
-    if (col >= params.cols) { col -= params.cols; }
+  let i = invocation(wid, nwg, lid);
+  if (i >= params.lanes * params.cols) { return; }
+  let col = i % params.cols;
+  let k = plane1(0u, col);
+  let scale = plane1(1u, col);
+  let shift = plane1(2u, col);
+  for (var row = i / params.cols; row < params.rows; row += params.lanes) {
+    let j = row * params.cols + col;
+    yScalar[params.yBase + j] = fma(xScalar[params.xBase + j] - k, scale, shift);
   }
 }

@@ -1,20 +1,26 @@
 // Batch-norm statistics, stage 1 of 3: per-channel partial (count, mean, M2) over a slice of the
 // batch, with no workgroup barriers.
 //
-// Algorithm: every invocation runs Welford's update over its own strided slice of one channel
-// (or, channels-last, of four neighbouring channels) and writes one partial; `finalize.wgsl` merges
-// the partials of a channel with Chan et al.'s pairwise formula. This is the split used by PyTorch's
-// CUDA kernel (aten/src/ATen/native/cuda/Normalization.cuh: Welford per thread, Chan merge) without
-// its shared-memory tree, because workgroup barriers are the slowest thing on software adapters and
-// a barrier-free split keeps every channel spread over many workgroups whatever C is.
+// Algorithm: every invocation accumulates shifted sums over its own strided slice of one channel
+// (or, channels-last, of four neighbouring channels) and writes one partial; finalize.wgsl merges
+// the partials of a channel with Chan et al.'s pairwise formula. This is the split of PyTorch's
+// CUDA kernel (aten/src/ATen/native/cuda/Normalization.cuh: per-thread accumulation, Chan merge)
+// without its shared-memory tree, because workgroup barriers are the slowest thing on software
+// adapters and a barrier-free split keeps every channel spread over many workgroups whatever C is.
 //
-// Exactness: values are shifted by K = the channel's first element before accumulation. x - K is
-// exact in float32 (Sterbenz) for data clustered around its mean, so a channel with mean 1e4 and
-// standard deviation 0.1 is accumulated at the precision of its spread, not of its offset.
+// Exactness without E[x²] − E[x]²: each invocation lane subtracts its own first value Kt before
+// accumulating s1 = Σ(x − Kt) and s2 = Σ(x − Kt)². x − Kt is exact in float32 (Sterbenz) for data
+// clustered around its mean, so a channel with mean 1e4 and std 0.1 is summed at the precision of
+// its spread, not of its offset; and M2 = s2 − s1²/n only cancels by the factor
+// 1 + ((mean − Kt)/σ)², i.e. not at all unless the lane's first value is a far outlier, and then
+// only inside that one lane's partial (1/P of the channel). Shifted sums cost three operations per
+// element where Welford needs a division, which matters on adapters that emulate the GPU in
+// software. Partials are stored relative to the channel's own first value K, which finalize uses
+// as the channel's reference point for the normalize stage.
 //
-// Each partial is vec4(bitcast<f32>(count), mean of (x - K), M2, K).
+// Each partial is vec4(bitcast<f32>(count), mean − K, M2, K).
 //
-// Data views (all sizes in units of the bound element type, vec4 or scalar):
+// Data views (sizes in bound elements, vec4 or scalar):
 //   channels-first: a channel is `rows` segments (one per batch item) of `cols` contiguous values,
 //     segment r of channel c starting at base + r * rowStride + c * cols.
 //   channels-last: row r holds every channel: value (r, col) at base + r * rowStride + col.
@@ -37,37 +43,29 @@ struct StatsParams {
 
 @group(0) @binding(0) var<uniform> params: StatsParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
+@group(0) @binding(1) var<storage, read> xScalar: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partials: array<vec4f>;
 
 override WORKGROUP_SIZE: u32 = 64u;
 
-struct Welford4 {
-  n: u32,
-  mean: vec4f,
-  m2: vec4f,
+// (count, mean − K, M2) of one lane from its shifted sums around its own first value kt.
+fn lane_partial(n: u32, kt: f32, k: f32, s1: f32, s2: f32) -> vec4f {
+  if (n == 0u) { return vec4f(0.0, 0.0, 0.0, k); }
+  let fn_ = f32(n);
+  let d = s1 / fn_;
+  return vec4f(bitcast<f32>(n), (kt - k) + d, max(s2 - s1 * d, 0.0), k);
 }
 
-fn welford_push4(s: ptr<function, Welford4>, v: vec4f) {
-  (*s).n += 1u;
-  let d = v - (*s).mean;
-  (*s).mean += d * (1.0 / f32((*s).n));
-  (*s).m2 += d * (v - (*s).mean);
-}
-
-fn load1(i: u32) -> f32 {
-  return x[i >> 2u][i & 3u];
-}
-
-// Merges the four equal-count lanes of a vec4 Welford state into one (count, mean, M2).
-fn collapse_lanes(s: Welford4, k: f32) -> vec4f {
-  let mean = dot(s.mean, vec4f(0.25));
-  let dm = s.mean - vec4f(mean);
-  let m2 = dot(s.m2, vec4f(1.0)) + f32(s.n) * dot(dm, dm);
-  return vec4f(bitcast<f32>(s.n * 4u), mean, m2, k);
-}
-
-fn partial_of(n: u32, mean: f32, m2: f32, k: f32) -> vec4f {
-  return vec4f(bitcast<f32>(n), mean, m2, k);
+// Chan merge of the four equal-count lanes of a vec4 accumulator into one partial.
+fn collapse_lanes(n: u32, kt: vec4f, k: f32, s1: vec4f, s2: vec4f) -> vec4f {
+  if (n == 0u) { return vec4f(0.0, 0.0, 0.0, k); }
+  let fn_ = f32(n);
+  let d = s1 / fn_;
+  let means = (kt - vec4f(k)) + d;
+  let m2s = max(s2 - s1 * d, vec4f(0.0));
+  let mean = dot(means, vec4f(0.25));
+  let dm = means - vec4f(mean);
+  return vec4f(bitcast<f32>(n * 4u), mean, dot(m2s, vec4f(1.0)) + fn_ * dot(dm, dm), k);
 }
 
 fn channel_of(wid: vec3u, nwg: vec3u) -> u32 {
@@ -84,17 +82,24 @@ fn stats_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   if (c >= params.channels || p >= params.lanes) { return; }
   let chan = params.base + c * params.cols;
   let k = x[chan].x;
-  var s = Welford4(0u, vec4f(0.0), vec4f(0.0));
   var row = p / params.cols;
   var col = p % params.cols;
+  var n = 0u;
+  var kt = vec4f(k);
+  if (row < params.rows) { kt = x[chan + row * params.rowStride + col]; }
+  var s1 = vec4f(0.0);
+  var s2 = vec4f(0.0);
   loop {
     if (row >= params.rows) { break; }
-    welford_push4(&s, x[chan + row * params.rowStride + col] - vec4f(k));
+    let v = x[chan + row * params.rowStride + col] - kt;
+    s1 += v;
+    s2 = fma(v, v, s2);
+    n += 1u;
     col += params.stepCol;
     row += params.stepRow;
     if (col >= params.cols) { col -= params.cols; row += 1u; }
   }
-  partials[c * params.lanes + p] = collapse_lanes(s, k);
+  partials[c * params.lanes + p] = collapse_lanes(n, kt, k, s1, s2);
 }
 
 // Channels-first, scalar loads (any spatial size).
@@ -105,24 +110,25 @@ fn stats_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   let p = wid.x * WORKGROUP_SIZE + lid;
   if (c >= params.channels || p >= params.lanes) { return; }
   let chan = params.base + c * params.cols;
-  let k = load1(chan);
-  var n = 0u;
-  var mean = 0.0;
-  var m2 = 0.0;
+  let k = xScalar[chan];
   var row = p / params.cols;
   var col = p % params.cols;
+  var n = 0u;
+  var kt = k;
+  if (row < params.rows) { kt = xScalar[chan + row * params.rowStride + col]; }
+  var s1 = 0.0;
+  var s2 = 0.0;
   loop {
     if (row >= params.rows) { break; }
-    let v = load1(chan + row * params.rowStride + col) - k;
+    let v = xScalar[chan + row * params.rowStride + col] - kt;
+    s1 += v;
+    s2 = fma(v, v, s2);
     n += 1u;
-    let d = v - mean;
-    mean += d / f32(n);
-    m2 += d * (v - mean);
     col += params.stepCol;
     row += params.stepRow;
     if (col >= params.cols) { col -= params.cols; row += 1u; }
   }
-  partials[c * params.lanes + p] = partial_of(n, mean, m2, k);
+  partials[c * params.lanes + p] = lane_partial(n, kt, k, s1, s2);
 }
 
 // Channels-last, vec4 loads (C % 4 == 0): invocation i owns channels 4*col..4*col+3 and every
@@ -135,13 +141,20 @@ fn stats_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   let col = i % params.cols;
   let lane = i / params.cols;
   let k = x[params.base + col];
-  var s = Welford4(0u, vec4f(0.0), vec4f(0.0));
+  var kt = k;
+  if (lane < params.rows) { kt = x[params.base + lane * params.rowStride + col]; }
+  var n = 0u;
+  var s1 = vec4f(0.0);
+  var s2 = vec4f(0.0);
   for (var row = lane; row < params.rows; row += params.lanes) {
-    welford_push4(&s, x[params.base + row * params.rowStride + col] - k);
+    let v = x[params.base + row * params.rowStride + col] - kt;
+    s1 += v;
+    s2 = fma(v, v, s2);
+    n += 1u;
   }
   let c0 = col * 4u;
   for (var l = 0u; l < 4u; l++) {
-    partials[(c0 + l) * params.lanes + lane] = partial_of(s.n, s.mean[l], s.m2[l], k[l]);
+    partials[(c0 + l) * params.lanes + lane] = lane_partial(n, kt[l], k[l], s1[l], s2[l]);
   }
 }
 
@@ -153,16 +166,17 @@ fn stats_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   let lane = i / params.cols;
-  let k = load1(params.base + col);
+  let k = xScalar[params.base + col];
+  var kt = k;
+  if (lane < params.rows) { kt = xScalar[params.base + lane * params.rowStride + col]; }
   var n = 0u;
-  var mean = 0.0;
-  var m2 = 0.0;
+  var s1 = 0.0;
+  var s2 = 0.0;
   for (var row = lane; row < params.rows; row += params.lanes) {
-    let v = load1(params.base + row * params.rowStride + col) - k;
+    let v = xScalar[params.base + row * params.rowStride + col] - kt;
+    s1 += v;
+    s2 = fma(v, v, s2);
     n += 1u;
-    let d = v - mean;
-    mean += d / f32(n);
-    m2 += d * (v - mean);
   }
-  partials[col * params.lanes + lane] = partial_of(n, mean, m2, k);
+  partials[col * params.lanes + lane] = lane_partial(n, kt, k, s1, s2);
 }

@@ -19,6 +19,15 @@ export type { BatchNormOptions } from './batch-norm/options.js';
 export type { StateDict, StateDictInput } from './batch-norm/state-dict.js';
 export { batchNorm, type BatchNormFunctionalOptions } from './batch-norm/functional.js';
 export {
+  batchNormBackward,
+  type BatchNormBackwardArgs,
+  type BatchNormBackwardOptions,
+  type BackwardOptions,
+  type BackwardOutputs,
+  type BackwardResult,
+  type OutputMask,
+} from './batch-norm/backward.js';
+export {
   BatchNormError,
   ShapeError,
   InsufficientValuesError,

@@ -12,11 +12,13 @@ const WORKGROUP = 64;
 // real GPU still gets tens of thousands of invocations on CNN-sized tensors.
 const STATS_ITEMS_PER_LANE = 32;
 const MAX_LANES = 1024;
-const NORMALIZE_ITEMS_PER_INVOCATION = 4;
+// Elementwise passes loop over rows: past about 64K invocations a real GPU is saturated, and every
+// extra workgroup only adds scheduling cost (large on software adapters).
+const ELEMENTWISE_INVOCATIONS = 65536;
 
 /** Bytes of a channel-constants buffer for `channels` channels. */
 export function channelStatsBytes(channels: number): number {
-  return CHANNEL_STATS_PLANES * Math.ceil(channels / 4) * 16;
+  return (CHANNEL_STATS_PLANES * Math.ceil(channels / 4) + channels) * 16;
 }
 
 /** What one forward needs on the GPU; tensors are already validated by the caller. */
@@ -101,7 +103,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
       0,
       gpu.bindGroups.get(stats, {
         params: uniform('stats', stats, values),
-        x: x.resource,
+        [vec4 ? 'x' : 'xScalar']: x.resource,
         partials: { buffer: partials, offset: 0, size: g.c * lanes * 16 },
       }),
     );
@@ -172,35 +174,50 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   }
 
   const normalize = getKernel(device, 'normalize', `normalize_${suffix}`);
-  const total = (g.n * g.c * g.s) / width;
-  const cols = g.order === 'cf' ? g.s / width : g.c / width;
-  const [gx, gy] = grid(Math.ceil(total / (WORKGROUP * NORMALIZE_ITEMS_PER_INVOCATION)), maxDim);
-  const threads = gx * gy * WORKGROUP;
+  const shape = elementwiseShape(g, width);
   pass.setPipeline(normalize.pipeline);
   pass.setBindGroup(
     0,
     gpu.bindGroups.get(normalize, {
       params: uniform('normalize', normalize, {
-        total,
-        cols,
+        rows: shape.rows,
+        cols: shape.cols,
+        lanes: shape.lanes,
         channels: g.c,
-        threads,
-        stepCol: threads % cols,
-        stepChannel: Math.floor(threads / cols) % g.c,
+        laneChannelStep: shape.laneChannelStep,
         xBase: x.base / width,
         yBase: y.base / width,
         planeStride,
       }),
-      x: x.resource,
-      y: y.resource,
+      [vec4 ? 'x' : 'xScalar']: x.resource,
+      [vec4 ? 'y' : 'yScalar']: y.resource,
       channelStats,
     }),
   );
-  pass.dispatchWorkgroups(gx, gy);
+  pass.dispatchWorkgroups(...grid(Math.ceil((shape.lanes * shape.cols) / WORKGROUP), maxDim));
   pass.end();
 }
 
 function bindOptional(gpu: GpuRuntime, t: Tensor | null, binding: string): TensorBinding {
   if (t) return bindTensor(gpu.device, t);
   return { resource: { buffer: gpu.dummy(binding), offset: 0, size: 16 }, base: 0 };
+}
+
+/** How an elementwise pass spreads a tensor's rows × cols view over invocations (see normalize.wgsl). */
+export interface ElementwiseShape {
+  readonly rows: number;
+  readonly cols: number;
+  readonly lanes: number;
+  /** Channels-first: lanes % C, the channel change per row step (0 when lanes is a multiple of C). */
+  readonly laneChannelStep: number;
+}
+
+/** Rows × cols view and lane count for elementwise kernels over `g` with `width`-wide elements. */
+export function elementwiseShape(g: Geometry, width: number): ElementwiseShape {
+  const rows = g.order === 'cf' ? g.n * g.c : g.n * g.s;
+  const cols = g.order === 'cf' ? g.s / width : g.c / width;
+  let lanes = Math.max(1, Math.min(rows, Math.floor(ELEMENTWISE_INVOCATIONS / cols)));
+  // Channels-first: a multiple of C keeps each invocation on one channel for all its rows.
+  if (g.order === 'cf' && lanes >= g.c) lanes = Math.floor(lanes / g.c) * g.c;
+  return { rows, cols, lanes, laneChannelStep: g.order === 'cf' ? lanes % g.c : 0 };
 }

@@ -2,6 +2,13 @@ import type { BatchNormContext } from '../context.js';
 import { ArgumentError, DestroyedError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
+import {
+  moduleBackward,
+  moduleEncodeBackward,
+  type BackwardOptions,
+  type BackwardOutputs,
+  type BackwardResult,
+} from './backward.js';
 import { runForward, type GpuForwardBuffers, type SavedStats } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { channelStatsBytes } from './gpu-forward.js';
@@ -162,6 +169,31 @@ export abstract class BatchNorm {
     const g = this.#check(x);
     checkOutput(this.ctx, y, x, this.name);
     this.#run(x, y, g, encoder);
+  }
+
+  /**
+   * Gradients of the last forward (or encodeForward) with respect to its input, weight and bias,
+   * as PyTorch's autograd computes them: through the batch statistics after a training-mode
+   * forward, through the running statistics (constants) after an eval-mode one, through the batch
+   * statistics again in eval without running statistics. Uses the current weight. State is never
+   * changed, so it may be called again, e.g. with another `gradOutput`.
+   * @param gradOutput dL/dy: same shape and layout as the forward's input.
+   * @param options.outputMask which of [gradInput, gradWeight, gradBias] to compute; default all.
+   * @returns new tensors; gradWeight and gradBias are null when not requested or `affine` is false.
+   * @throws BackwardStateError without a forward, or after loadStateDict; ShapeError for a
+   *   gradOutput of another shape or layout; DestroyedError if the forward's input was destroyed.
+   */
+  backward(gradOutput: Tensor, options: BackwardOptions = {}): BackwardResult {
+    return moduleBackward(this, gradOutput, options);
+  }
+
+  /**
+   * Records {@link backward} into your command encoder (WebGPU only), writing the gradients whose
+   * output tensors you pass in `outputs` and skipping the others. Nothing is submitted or read
+   * back, so a whole training step can be one submit.
+   */
+  encodeBackward(encoder: GPUCommandEncoder, gradOutput: Tensor, outputs: BackwardOutputs): void {
+    moduleEncodeBackward(this, encoder, gradOutput, outputs);
   }
 
   #check(x: Tensor): Geometry {

@@ -38,7 +38,7 @@ async function runCase(lib: typeof Library, ctx: Library.BatchNormContext, c: Pl
       if (y.layout !== step.layout) throw new Error(`output layout ${y.layout}, input layout ${step.layout}`);
       const sd = await bn.stateDict();
       steps.push({
-        output: Array.from(output).map((v, i) => (i === 3 ? v + 1e-3 : v)),
+        output: Array.from(output),
         runningMean: sd.running_mean ? Array.from(sd.running_mean) : null,
         runningVar: sd.running_var ? Array.from(sd.running_var) : null,
         numBatchesTracked: sd.num_batches_tracked ?? null,
@@ -93,7 +93,6 @@ async function main(): Promise<BrowserReport> {
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('internal');
 
-  device.createBuffer({ label: 'sabotage', size: 4, usage: 0xffff });
   const cases: CaseResult[] = [];
   for (const c of plan.cases) cases.push(await runCase(lib, ctx, c));
 

@@ -1,0 +1,350 @@
+import type { BatchNormContext } from '../context.js';
+import { ArgumentError, BackwardStateError, DestroyedError, ShapeError } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+import { cpuBackward } from './cpu-backward.js';
+import { cpuData } from './forward.js';
+import type { Geometry } from './geometry.js';
+import { encodeBackward, encodePrepare, type GpuBackwardArgs } from './gpu-backward.js';
+import { channelStatsBytes } from './gpu-forward.js';
+import type { BatchNorm, ForwardRecord } from './module.js';
+import { checkBoolean, checkEps } from './options.js';
+import { checkChannelTensor, checkInput } from './validate.js';
+
+/** Which of [gradInput, gradWeight, gradBias] to compute, as PyTorch's `output_mask`. */
+export type OutputMask = readonly [boolean, boolean, boolean];
+
+/** Options of {@link BatchNorm.backward}. */
+export interface BackwardOptions {
+  /**
+   * Which of [gradInput, gradWeight, gradBias] to compute; work for the others is skipped and they
+   * come back null. Default `[true, true, true]` (gradWeight and gradBias are null anyway when the
+   * module is not affine).
+   */
+  outputMask?: OutputMask;
+}
+
+/** Gradients of a backward; each is a new tensor on the context's backend, or null. */
+export interface BackwardResult {
+  /** dL/dx, same shape and layout as the input; null when not requested. */
+  readonly gradInput: Tensor | null;
+  /** dL/dweight, shape [C]; null when not requested or the module is not affine. */
+  readonly gradWeight: Tensor | null;
+  /** dL/dbias, shape [C]; null when not requested or the module is not affine. */
+  readonly gradBias: Tensor | null;
+}
+
+/**
+ * Where {@link BatchNorm.encodeBackward} writes. A gradient is computed only when its tensor is
+ * given; each must be distinct from the others and from the input, gradOutput and weight.
+ */
+export interface BackwardOutputs {
+  /** Same shape and layout as the forward's input. */
+  gradInput?: Tensor | null;
+  /** Shape [C]; only for affine modules. */
+  gradWeight?: Tensor | null;
+  /** Shape [C]; only for affine modules. */
+  gradBias?: Tensor | null;
+}
+
+/** Arguments of {@link batchNormBackward}, named after `torch.ops.aten.native_batch_norm_backward`. */
+export interface BatchNormBackwardArgs {
+  /** dL/dy, same shape and layout as `input`. */
+  gradOutput: Tensor;
+  /** The forward's input x, (N, C, ...). */
+  input: Tensor;
+  /** Shape [C]; null or absent means an implicit weight of 1 (no affine). */
+  weight?: Tensor | null;
+  /** Shape [C]: the batch mean the forward normalized with. Required when `training` is true. */
+  saveMean?: Tensor | null;
+  /** Shape [C]: the forward's 1 / sqrt(var + eps). Required when `training` is true. */
+  saveInvstd?: Tensor | null;
+  /** Shape [C]: the running mean the forward used. Required when `training` is false. */
+  runningMean?: Tensor | null;
+  /** Shape [C]: the running variance the forward used. Required when `training` is false. */
+  runningVar?: Tensor | null;
+  /**
+   * Default true: the forward used batch statistics (`saveMean`, `saveInvstd`), and the gradient
+   * flows through them. False: the forward used running statistics, which are constants.
+   */
+  training?: boolean;
+  /** Added to `runningVar` inside the square root when `training` is false. Default 1e-5. */
+  eps?: number;
+}
+
+/** Options of {@link batchNormBackward}. */
+export interface BatchNormBackwardOptions {
+  /**
+   * Which of [gradInput, gradWeight, gradBias] to compute. Default `[true, w, w]` with w = whether
+   * a weight was given. As in ATen, gradWeight and gradBias may also be asked for without a weight
+   * (they are then the gradients of an implicit weight of 1 and bias of 0).
+   */
+  outputMask?: OutputMask;
+}
+
+function checkMask(mask: unknown, who: string): [boolean, boolean, boolean] {
+  if (!Array.isArray(mask) || mask.length !== 3 || mask.some((m) => typeof m !== 'boolean')) {
+    throw new ArgumentError(`${who}: outputMask must be an array of 3 booleans [gradInput, gradWeight, gradBias], got ${JSON.stringify(mask)}`);
+  }
+  return [mask[0] as boolean, mask[1] as boolean, mask[2] as boolean];
+}
+
+function checkGradOutput(ctx: BatchNormContext, dy: Tensor, x: Tensor, who: string): void {
+  ctx.assertOwnTensor(dy, 'gradOutput');
+  if (dy.shape.length !== x.shape.length || dy.shape.some((d, i) => d !== x.shape[i]) || dy.layout !== x.layout) {
+    throw new ShapeError(
+      `${who}: gradOutput must match the forward input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${dy.shape.join(', ')}] '${dy.layout}'`,
+    );
+  }
+}
+
+/** Identity of a tensor's memory, for aliasing checks: the GPU buffer or the CPU array's buffer. */
+function memoryOf(t: Tensor): object {
+  const s = t.storage;
+  return s.kind === 'gpu' ? s.buffer : s.data.buffer;
+}
+
+// An output that shares memory with an input (or another output) would be read and written by
+// one dispatch, which WebGPU rejects, or overwritten before it is read.
+function checkDistinct(outputs: ReadonlyArray<[string, Tensor | null]>, inputs: ReadonlyArray<[string, Tensor | null]>, who: string): void {
+  const seen: Array<[string, object]> = [];
+  for (const [name, t] of inputs) if (t) seen.push([name, memoryOf(t)]);
+  for (const [name, t] of outputs) {
+    if (!t) continue;
+    const m = memoryOf(t);
+    const clash = seen.find(([, other]) => other === m);
+    if (clash) throw new ArgumentError(`${who}: ${name} must not share memory with ${clash[0]} (tensor '${t.label}')`);
+    seen.push([name, m]);
+  }
+}
+
+/** The forward record a module backward runs on; throws if there is none usable. */
+function forwardRecord(bn: BatchNorm, who: string): ForwardRecord {
+  const record = bn.lastForward;
+  if (!record) {
+    throw new BackwardStateError(
+      `${who}: no forward to differentiate since the module was created or last changed by loadStateDict; call forward() (or encodeForward()) first`,
+    );
+  }
+  if (record.version !== bn.version) {
+    throw new BackwardStateError(`${who}: the module changed (loadStateDict) since the last forward; run forward() again before backward()`);
+  }
+  if (record.input.destroyed) {
+    throw new DestroyedError(`${who}: the forward's input tensor '${record.input.label}' was destroyed; backward needs it`);
+  }
+  return record;
+}
+
+interface Resolved {
+  readonly x: Tensor;
+  readonly dy: Tensor;
+  readonly g: Geometry;
+  readonly weight: Tensor | null;
+  readonly useBatchStats: boolean;
+  readonly gradInput: Tensor | null;
+  readonly gradWeight: Tensor | null;
+  readonly gradBias: Tensor | null;
+}
+
+function runCpu(r: Resolved, mean: ArrayLike<number>, invstd: ArrayLike<number>): void {
+  cpuBackward(
+    { x: cpuData(r.x), dy: cpuData(r.dy), mean, invstd, weight: r.weight ? cpuData(r.weight) : null, useBatchStats: r.useBatchStats },
+    r.g,
+    {
+      gradInput: r.gradInput ? cpuData(r.gradInput) : null,
+      gradWeight: r.gradWeight ? cpuData(r.gradWeight) : null,
+      gradBias: r.gradBias ? cpuData(r.gradBias) : null,
+    },
+  );
+}
+
+function gpuArgs(r: Resolved, channelStats: GPUBuffer): GpuBackwardArgs {
+  return {
+    x: r.x,
+    dy: r.dy,
+    weight: r.weight,
+    channelStats,
+    useBatchStats: r.useBatchStats,
+    gradInput: r.gradInput,
+    gradWeight: r.gradWeight,
+    gradBias: r.gradBias,
+  };
+}
+
+/** Runs a validated module backward: on the CPU now, on WebGPU into `encoder` or one submit. */
+function runModuleBackward(ctx: BatchNormContext, record: ForwardRecord, r: Resolved, encoder?: GPUCommandEncoder): void {
+  const saved = record.saved;
+  const gpu = ctx.gpu;
+  if (gpu) {
+    if (saved.kind !== 'gpu') throw new Error('internal: CPU statistics on a WebGPU context');
+    const args = gpuArgs(r, saved.channelStats);
+    if (encoder) encodeBackward(gpu, encoder, r.g, args);
+    else gpu.submit('bn.backward', (e) => encodeBackward(gpu, e, r.g, args));
+    return;
+  }
+  if (saved.kind !== 'cpu') throw new Error('internal: GPU statistics on a CPU context');
+  runCpu(r, saved.mean, saved.invstd);
+}
+
+function allocGradients(ctx: BatchNormContext, x: Tensor, c: number, mask: readonly boolean[]): [Tensor | null, Tensor | null, Tensor | null] {
+  return [
+    mask[0] ? ctx.allocTensor(x.shape, x.layout, 'grad_input') : null,
+    mask[1] ? ctx.allocTensor([c], 'channels_first', 'grad_weight') : null,
+    mask[2] ? ctx.allocTensor([c], 'channels_first', 'grad_bias') : null,
+  ];
+}
+
+function destroyAll(ts: ReadonlyArray<Tensor | null>): void {
+  for (const t of ts) t?.destroy();
+}
+
+/**
+ * `BatchNorm.backward`: gradients of the module's last forward. Training-mode forwards are
+ * differentiated through their batch statistics, eval-mode forwards through the running ones
+ * (constants), eval without running statistics through the batch ones, as in PyTorch.
+ * @internal use the module method
+ */
+export function moduleBackward(bn: BatchNorm, gradOutput: Tensor, options: BackwardOptions = {}): BackwardResult {
+  bn.assertAlive();
+  const who = `${bn.name}.backward`;
+  const record = forwardRecord(bn, who);
+  checkGradOutput(bn.ctx, gradOutput, record.input, who);
+  const mask = checkMask(options.outputMask ?? [true, true, true], who);
+  if (!bn.affine) {
+    mask[1] = false;
+    mask[2] = false;
+  }
+  const [gradInput, gradWeight, gradBias] = allocGradients(bn.ctx, record.input, bn.numFeatures, mask);
+  if (!gradInput && !gradWeight && !gradBias) return { gradInput, gradWeight, gradBias };
+  try {
+    runModuleBackward(bn.ctx, record, {
+      x: record.input,
+      dy: gradOutput,
+      g: record.geometry,
+      weight: bn.affine ? bn.weight : null,
+      useBatchStats: record.usedBatchStats,
+      gradInput,
+      gradWeight,
+      gradBias,
+    });
+  } catch (err) {
+    destroyAll([gradInput, gradWeight, gradBias]);
+    throw err;
+  }
+  return { gradInput, gradWeight, gradBias };
+}
+
+/**
+ * `BatchNorm.encodeBackward`: records the backward into the caller's encoder, writing only the
+ * gradients whose output tensors are given.
+ * @internal use the module method
+ */
+export function moduleEncodeBackward(bn: BatchNorm, encoder: GPUCommandEncoder, gradOutput: Tensor, outputs: BackwardOutputs): void {
+  bn.assertAlive();
+  const who = `${bn.name}.encodeBackward`;
+  if (!bn.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
+  const record = forwardRecord(bn, who);
+  checkGradOutput(bn.ctx, gradOutput, record.input, who);
+  if (outputs === null || typeof outputs !== 'object') {
+    throw new ArgumentError(`${who}: outputs must be an object { gradInput?, gradWeight?, gradBias? }, got ${String(outputs)}`);
+  }
+  const gradInput = outputs.gradInput ?? null;
+  const gradWeight = outputs.gradWeight ?? null;
+  const gradBias = outputs.gradBias ?? null;
+  if (gradInput) {
+    bn.ctx.assertOwnTensor(gradInput, 'gradInput');
+    const x = record.input;
+    if (gradInput.shape.length !== x.shape.length || gradInput.shape.some((d, i) => d !== x.shape[i]) || gradInput.layout !== x.layout) {
+      throw new ShapeError(
+        `${who}: gradInput must match the forward input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${gradInput.shape.join(', ')}] '${gradInput.layout}'`,
+      );
+    }
+  }
+  for (const [name, t] of [['gradWeight', gradWeight], ['gradBias', gradBias]] as const) {
+    if (!t) continue;
+    if (!bn.affine) throw new ArgumentError(`${who}: ${name} was given but the module has affine = false (no weight or bias)`);
+    checkChannelTensor(bn.ctx, t, name, bn.numFeatures, who);
+  }
+  const weight = bn.affine ? bn.weight : null;
+  checkDistinct(
+    [['gradInput', gradInput], ['gradWeight', gradWeight], ['gradBias', gradBias]],
+    [['input', record.input], ['gradOutput', gradOutput], ['weight', weight]],
+    who,
+  );
+  runModuleBackward(
+    bn.ctx,
+    record,
+    { x: record.input, dy: gradOutput, g: record.geometry, weight, useBatchStats: record.usedBatchStats, gradInput, gradWeight, gradBias },
+    encoder,
+  );
+}
+
+const WHO = 'batchNormBackward';
+
+/**
+ * `torch.ops.aten.native_batch_norm_backward` on this context's backend: the gradients of a batch
+ * norm forward with respect to its input, weight and bias, given the statistics that forward used.
+ *
+ * With `training` (default true) the forward normalized with the batch statistics `saveMean` and
+ * `saveInvstd`, and the gradient flows through them; with `training: false` it normalized with
+ * `runningMean` and `runningVar` (invstd = 1 / sqrt(runningVar + eps)), which are constants.
+ * Each requested gradient comes back as a new tensor; the others are null.
+ * @throws ShapeError / ArgumentError / ContextMismatchError / DestroyedError, before any work.
+ */
+export function batchNormBackward(
+  ctx: BatchNormContext,
+  args: BatchNormBackwardArgs,
+  options: BatchNormBackwardOptions = {},
+): BackwardResult {
+  ctx.assertUsable();
+  if (args === null || typeof args !== 'object') throw new ArgumentError(`${WHO}: args must be an object, got ${String(args)}`);
+  const x = args.input;
+  const g = checkInput(ctx, x, 'input', null, null, WHO);
+  checkGradOutput(ctx, args.gradOutput, x, WHO);
+  const weight = args.weight ?? null;
+  if (weight) checkChannelTensor(ctx, weight, 'weight', g.c, WHO);
+  const training = checkBoolean(args.training ?? true, 'training');
+  let mean: Tensor;
+  let invstd: Tensor;
+  let eps = 0;
+  if (training) {
+    if (!args.saveMean || !args.saveInvstd) {
+      throw new ArgumentError(`${WHO}: saveMean and saveInvstd are required when training is true (got ${args.saveMean ? 'no saveInvstd' : 'no saveMean'})`);
+    }
+    mean = args.saveMean;
+    invstd = args.saveInvstd;
+    checkChannelTensor(ctx, mean, 'saveMean', g.c, WHO);
+    checkChannelTensor(ctx, invstd, 'saveInvstd', g.c, WHO);
+  } else {
+    if (!args.runningMean || !args.runningVar) {
+      throw new ArgumentError(`${WHO}: runningMean and runningVar are required when training is false`);
+    }
+    mean = args.runningMean;
+    invstd = args.runningVar;
+    checkChannelTensor(ctx, mean, 'runningMean', g.c, WHO);
+    checkChannelTensor(ctx, invstd, 'runningVar', g.c, WHO);
+    eps = checkEps(args.eps ?? 1e-5);
+  }
+  const mask = checkMask(options.outputMask ?? [true, weight !== null, weight !== null], WHO);
+  const [gradInput, gradWeight, gradBias] = allocGradients(ctx, x, g.c, mask);
+  if (!gradInput && !gradWeight && !gradBias) return { gradInput, gradWeight, gradBias };
+
+  const r: Resolved = { x, dy: args.gradOutput, g, weight, useBatchStats: training, gradInput, gradWeight, gradBias };
+  try {
+    const gpu = ctx.gpu;
+    if (gpu) {
+      const channelStats = gpu.scratch('backward.channelStats', channelStatsBytes(g.c));
+      gpu.submit('bn.backward', (e) => {
+        encodePrepare(gpu, e, { channels: g.c, mean, invstd, fromVar: !training, eps, channelStats });
+        encodeBackward(gpu, e, g, gpuArgs(r, channelStats));
+      });
+    } else {
+      const m = cpuData(mean);
+      const s = cpuData(invstd);
+      runCpu(r, m, training ? s : Array.from(s, (v) => 1 / Math.sqrt(v + eps)));
+    }
+  } catch (err) {
+    destroyAll([gradInput, gradWeight, gradBias]);
+    throw err;
+  }
+  return { gradInput, gradWeight, gradBias };
+}

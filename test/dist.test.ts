@@ -1,0 +1,223 @@
+/**
+ * The built package as a user gets it: dist/index.js (one ES module, shaders inlined, only the
+ * optional `webgpu` peer external) and dist/*.d.ts. Imported in this process by file URL, in a plain
+ * Node child by package name (self-reference through package.json "exports"), and type-checked as
+ * a strict TypeScript consumer would.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import ts from 'typescript';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DIST_DTS, DIST_JS, REPO_ROOT, ensureDist } from './browser/dist.js';
+
+type Library = typeof import('../src/index.js');
+
+/** The public runtime exports users rely on (types are checked by the consumer program below). */
+const RUNTIME_EXPORTS = [
+  'createContext',
+  'BatchNormContext',
+  'Tensor',
+  'BatchNorm',
+  'BatchNorm1d',
+  'BatchNorm2d',
+  'BatchNorm3d',
+  'batchNorm',
+  'BatchNormError',
+  'ShapeError',
+  'InsufficientValuesError',
+  'ArgumentError',
+  'ContextMismatchError',
+  'DestroyedError',
+  'StateDictError',
+  'DeviceLimitError',
+  'WebGPUUnavailableError',
+  'DeviceLostError',
+  'GPUOperationError',
+  'BackwardStateError',
+] as const;
+
+// x: (N=2, C=2, L=3), channels-first; the expected training-mode output of BatchNorm1d(2) in float64.
+const SHAPE = [2, 2, 3];
+const INPUT = [1, 2, 3, 10, 20, 30, 4, 5, 7, 40, 50, 80];
+
+function reference(): number[] {
+  const [n = 0, c = 0, l = 0] = SHAPE;
+  const out = new Array<number>(INPUT.length).fill(0);
+  for (let ch = 0; ch < c; ch++) {
+    const idx: number[] = [];
+    for (let i = 0; i < n; i++) for (let k = 0; k < l; k++) idx.push((i * c + ch) * l + k);
+    const vals = idx.map((j) => Math.fround(INPUT[j] ?? 0));
+    const mean = vals.reduce((a, b) => a + b, 0) / vals.length;
+    const variance = vals.reduce((a, b) => a + (b - mean) ** 2, 0) / vals.length;
+    idx.forEach((j, t) => {
+      out[j] = ((vals[t] ?? 0) - mean) / Math.sqrt(variance + 1e-5);
+    });
+  }
+  return out;
+}
+
+function expectClose(actual: ArrayLike<number>, expected: readonly number[], what: string): void {
+  expect(actual.length, what).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    const e = expected[i] ?? 0;
+    const err = Math.abs((actual[i] ?? Number.NaN) - e);
+    if (!(err <= 1e-5 + 1e-5 * Math.abs(e))) throw new Error(`${what}[${i}]: got ${actual[i]}, expected ${e}`);
+  }
+}
+
+function dtsFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) return dtsFiles(p);
+    return e.name.endsWith('.d.ts') ? [p] : [];
+  });
+}
+
+beforeAll(() => {
+  ensureDist();
+}, 300_000);
+
+describe('dist/index.js', () => {
+  it('is one self-contained ES module with the shaders inlined', () => {
+    const code = readFileSync(DIST_JS, 'utf8');
+    // No static imports at all: wgsl_reflect is bundled; `webgpu` is a runtime import() only.
+    expect(code.match(/^\s*import\s[^(]*?from\s*['"][^'"]+['"]/gm) ?? []).toEqual([]);
+    expect(code.match(/^\s*export\s[^;]*?from\s*['"][^'"]+['"]/gm) ?? []).toEqual([]);
+    expect(code).not.toMatch(/(?:from|import\()\s*['"][^'"]*\?raw['"]/);
+    expect(code).not.toMatch(/\brequire\(\s*['"]/);
+    // Every shader src/ imports is in the bundle verbatim (as a string literal).
+    const srcFiles = readdirSync(join(REPO_ROOT, 'src'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
+    const shaders = new Set<string>();
+    for (const f of srcFiles) {
+      for (const m of readFileSync(join(REPO_ROOT, 'src', f), 'utf8').matchAll(/shaders\/([\w/-]+\.wgsl)\?raw/g)) if (m[1]) shaders.add(m[1]);
+    }
+    expect(shaders.size).toBeGreaterThan(0);
+    const built = statSync(DIST_JS).mtimeMs;
+    for (const s of shaders) {
+      const file = join(REPO_ROOT, 'shaders', s);
+      const stale = statSync(file).mtimeMs > built ? ' (the shader changed after the build: run `npm run build`)' : '';
+      expect(code.includes(JSON.stringify(readFileSync(file, 'utf8')).slice(1, -1)), `shaders/${s} inlined verbatim${stale}`).toBe(true);
+    }
+  });
+
+  it('imports by file URL and runs a forward on cpu and on webgpu (Dawn)', async () => {
+    const lib = (await import(/* @vite-ignore */ pathToFileURL(DIST_JS).href)) as Library;
+    for (const name of RUNTIME_EXPORTS) expect(typeof lib[name], name).toBe('function');
+    expect(new lib.ShapeError('x')).toBeInstanceOf(lib.BatchNormError);
+    const expected = reference();
+    for (const backend of ['cpu', 'webgpu'] as const) {
+      const ctx = await lib.createContext({ backend });
+      try {
+        expect(ctx.backend).toBe(backend);
+        const bn = new lib.BatchNorm1d(ctx, 2);
+        const y = bn.forward(ctx.tensor(INPUT, SHAPE));
+        expectClose(await y.read(), expected, `${backend} output`);
+        await ctx.sync();
+      } finally {
+        ctx.destroy();
+      }
+    }
+  });
+
+  it('imports by package name in plain Node (no vitest, no bundler)', () => {
+    const script = `
+      const lib = await import('webgpu-batchnorm');
+      const out = { exports: Object.keys(lib).sort() };
+      for (const backend of ['cpu', 'webgpu']) {
+        const ctx = await lib.createContext({ backend });
+        const bn = new lib.BatchNorm1d(ctx, 2);
+        const y = bn.forward(ctx.tensor(${JSON.stringify(INPUT)}, ${JSON.stringify(SHAPE)}));
+        out[backend] = { backend: ctx.backend, adapter: ctx.adapterInfo ? ctx.adapterInfo.architecture : null, y: Array.from(await y.read()) };
+        await ctx.sync();
+        ctx.destroy();
+      }
+      console.log(JSON.stringify(out));
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 120_000 });
+    expect(r.error).toBeUndefined();
+    expect(r.status, r.stderr).toBe(0);
+    const line = r.stdout.trim().split('\n').pop() ?? '';
+    const out = JSON.parse(line) as {
+      exports: string[];
+      cpu: { backend: string; y: number[] };
+      webgpu: { backend: string; adapter: string | null; y: number[] };
+    };
+    expect(out.exports).toEqual(expect.arrayContaining([...RUNTIME_EXPORTS]));
+    expect(out.cpu.backend).toBe('cpu');
+    expect(out.webgpu.backend).toBe('webgpu');
+    expectClose(out.cpu.y, reference(), 'plain-node cpu output');
+    expectClose(out.webgpu.y, reference(), 'plain-node webgpu output');
+    console.log(`[dist] plain Node ${process.version}: webgpu adapter ${String(out.webgpu.adapter)}`);
+  });
+});
+
+describe('dist/*.d.ts', () => {
+  it('exist and have no `any` in them', () => {
+    expect(existsSync(DIST_DTS)).toBe(true);
+    const files = dtsFiles(join(REPO_ROOT, 'dist'));
+    const offenders: string[] = [];
+    for (const f of files) {
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .forEach((line, i) => {
+          const code = line.replace(/\/\/.*$/, '').replace(/^\s*\*.*$/, '');
+          if (/:\s*any\b|<any\b|\bany\[\]|\bany>|[,|&(]\s*any\b|\bas any\b/.test(code)) offenders.push(`${relative(REPO_ROOT, f)}:${i + 1}: ${line.trim()}`);
+        });
+    }
+    expect(offenders).toEqual([]);
+    // No import only this repository can resolve: Vite's ?raw modules, wgsl_reflect (bundled), vite/client.
+    const unresolvable = /(?:from|import\(|reference types=)\s*['"](?:[^'"]*\?raw|wgsl_reflect[^'"]*|vite\/client)['"]/;
+    for (const f of files) expect(readFileSync(f, 'utf8'), relative(REPO_ROOT, f)).not.toMatch(unresolvable);
+  });
+
+  it('type-check in a strict consumer (skipLibCheck off)', () => {
+    const consumer = join(REPO_ROOT, 'test', 'browser', '__consumer__.ts');
+    const source = `
+      /// <reference types="@webgpu/types" />
+      import { createContext, BatchNorm2d, GPUOperationError, type Tensor, type StateDict, type BackendName } from '${DIST_JS.replace(/\\/g, '/')}';
+      export async function use(): Promise<number> {
+        const ctx = await createContext({ backend: 'auto' });
+        const backend: BackendName = ctx.backend;
+        const bn = new BatchNorm2d(ctx, 3, { momentum: null, eps: 1e-3 });
+        const x: Tensor = ctx.tensor(new Float32Array(24), [2, 3, 2, 2], { layout: 'channels_last' });
+        const y: Float32Array = await bn.forward(x).read();
+        const sd: StateDict = await bn.stateDict();
+        const device: GPUDevice | null = ctx.device;
+        // @ts-expect-error not a backend: proves the option is typed, not any
+        await createContext({ backend: 'gpu' });
+        // @ts-expect-error momentum is number | null
+        new BatchNorm2d(ctx, 3, { momentum: 'fast' });
+        const e: Error = new GPUOperationError('x');
+        return y.length + (sd.num_batches_tracked ?? 0) + backend.length + (device ? 1 : 0) + e.message.length;
+      }
+    `;
+    const options: ts.CompilerOptions = {
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.ESNext,
+      moduleResolution: ts.ModuleResolutionKind.Bundler,
+      lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'],
+      types: [],
+      typeRoots: [join(REPO_ROOT, 'node_modules', '@types')],
+      strict: true,
+      exactOptionalPropertyTypes: true,
+      noUncheckedIndexedAccess: true,
+      skipLibCheck: false,
+      // Checks dist/*.d.ts and @webgpu/types, not TypeScript's own lib.*.d.ts (seconds on 2 cores).
+      skipDefaultLibCheck: true,
+      noEmit: true,
+    };
+    const host = ts.createCompilerHost(options);
+    const readFile = host.readFile.bind(host);
+    const fileExists = host.fileExists.bind(host);
+    host.readFile = (f) => (f === consumer ? source : readFile(f));
+    host.fileExists = (f) => f === consumer || fileExists(f);
+    const program = ts.createProgram([consumer], options, host);
+    const diagnostics = ts.getPreEmitDiagnostics(program).map((d) => {
+      const where = d.file && d.start !== undefined ? `${relative(REPO_ROOT, d.file.fileName)}:${d.file.getLineAndCharacterOfPosition(d.start).line + 1}` : '';
+      return `${where} ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
+    });
+    expect(diagnostics).toEqual([]);
+  });
+});
