@@ -1,5 +1,15 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
+
+// wgsl_reflect is MIT-licensed and bundled, so its notice travels with the bundle.
+const wgslReflectLicense = readFileSync(fileURLToPath(new URL('node_modules/wgsl_reflect/LICENSE.md', import.meta.url)), 'utf8')
+  .trim()
+  .replace(/\*\//g, '* /');
+const banner = `/*!\n * webgpu-batchnorm. Bundles wgsl_reflect (https://github.com/brendan-duncan/wgsl_reflect):\n *\n${wgslReflectLicense
+  .split('\n')
+  .map((line) => ` * ${line}`.trimEnd())
+  .join('\n')}\n */`;
 
 /**
  * Library build: `dist/index.js`, one ES module with every `.wgsl?raw` shader inlined and
@@ -32,6 +42,7 @@ export default defineConfig({
       output: {
         // One file: no chunks even if a dynamic import of our own code appears.
         codeSplitting: false,
+        banner,
       },
     },
   },

@@ -8,15 +8,16 @@
 // without its shared-memory tree, because workgroup barriers are the slowest thing on software
 // adapters and a barrier-free split keeps every channel spread over many workgroups whatever C is.
 //
-// Exactness without E[x²] − E[x]²: each invocation lane subtracts its own first value Kt before
-// accumulating s1 = Σ(x − Kt) and s2 = Σ(x − Kt)². x − Kt is exact in float32 (Sterbenz) for data
-// clustered around its mean, so a channel with mean 1e4 and std 0.1 is summed at the precision of
-// its spread, not of its offset; and M2 = s2 − s1²/n only cancels by the factor
-// 1 + ((mean − Kt)/σ)², i.e. not at all unless the lane's first value is a far outlier, and then
-// only inside that one lane's partial (1/P of the channel). Shifted sums cost three operations per
-// element where Welford needs a division, which matters on adapters that emulate the GPU in
-// software. Partials are stored relative to the channel's own first value K, which finalize uses
-// as the channel's reference point for the normalize stage.
+// Exactness without E[x²] − E[x]²: values are summed in short blocks of BLOCK elements, each
+// block shifted by its own first value kb: s1 = Σ(x − kb), s2 = Σ(x − kb)². x − kb is exact in
+// float32 (Sterbenz) for data clustered around its mean, so a channel with mean 1e4 and std 0.1
+// is summed at the precision of its spread, not of its offset; the block's M2 = s2 − s1²/b only
+// cancels by 1 + ((mean − kb)/σ)², i.e. not at all unless kb is a far outlier, and then only in
+// that one block; short blocks keep float32 rounding of the sums at BLOCK·ε. Blocks are folded
+// into the invocation's running (count, mean, M2) with Chan's merge, one division per block. That
+// costs three operations per element where per-element Welford needs a division, which matters on
+// adapters that emulate the GPU in software, and is as exact. Means are kept relative to the
+// channel's first value K, which finalize uses as the reference point of the normalize stage.
 //
 // Each partial is vec4(bitcast<f32>(count), mean − K, M2, K).
 //
@@ -48,24 +49,35 @@ struct StatsParams {
 
 override WORKGROUP_SIZE: u32 = 64u;
 
-// (count, mean − K, M2) of one lane from its shifted sums around its own first value kt.
-fn lane_partial(n: u32, kt: f32, k: f32, s1: f32, s2: f32) -> vec4f {
-  if (n == 0u) { return vec4f(0.0, 0.0, 0.0, k); }
-  let fn_ = f32(n);
-  let d = s1 / fn_;
-  return vec4f(bitcast<f32>(n), (kt - k) + d, max(s2 - s1 * d, 0.0), k);
+override BLOCK: u32 = 32u;
+
+// Running (count, mean − K, M2) per lane: Chan's merge of a block of b values whose shifted sums
+// around kb are s1, s2 (kbRel = kb − K).
+struct Acc4 {
+  n: u32,
+  mean: vec4f,
+  m2: vec4f,
 }
 
-// Chan merge of the four equal-count lanes of a vec4 accumulator into one partial.
-fn collapse_lanes(n: u32, kt: vec4f, k: f32, s1: vec4f, s2: vec4f) -> vec4f {
-  if (n == 0u) { return vec4f(0.0, 0.0, 0.0, k); }
-  let fn_ = f32(n);
-  let d = s1 / fn_;
-  let means = (kt - vec4f(k)) + d;
-  let m2s = max(s2 - s1 * d, vec4f(0.0));
-  let mean = dot(means, vec4f(0.25));
-  let dm = means - vec4f(mean);
-  return vec4f(bitcast<f32>(n * 4u), mean, dot(m2s, vec4f(1.0)) + fn_ * dot(dm, dm), k);
+fn merge_block4(acc: ptr<function, Acc4>, b: u32, kbRel: vec4f, s1: vec4f, s2: vec4f) {
+  if (b == 0u) { return; }
+  let fb = f32(b);
+  let d = s1 / fb;
+  let blockMean = kbRel + d;
+  let blockM2 = max(s2 - s1 * d, vec4f(0.0));
+  let total = (*acc).n + b;
+  let w = fb / f32(total);
+  let delta = blockMean - (*acc).mean;
+  (*acc).mean += delta * w;
+  (*acc).m2 += blockM2 + delta * delta * (f32((*acc).n) * w);
+  (*acc).n = total;
+}
+
+// Chan merge of the four equal-count lanes of an accumulator into one partial.
+fn collapse_lanes(acc: Acc4, k: f32) -> vec4f {
+  let mean = dot(acc.mean, vec4f(0.25));
+  let dm = acc.mean - vec4f(mean);
+  return vec4f(bitcast<f32>(acc.n * 4u), mean, dot(acc.m2, vec4f(1.0)) + f32(acc.n) * dot(dm, dm), k);
 }
 
 fn channel_of(wid: vec3u, nwg: vec3u) -> u32 {
@@ -84,22 +96,26 @@ fn stats_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   let k = x[chan].x;
   var row = p / params.cols;
   var col = p % params.cols;
-  var n = 0u;
-  var kt = vec4f(k);
-  if (row < params.rows) { kt = x[chan + row * params.rowStride + col]; }
-  var s1 = vec4f(0.0);
-  var s2 = vec4f(0.0);
+  var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
   loop {
     if (row >= params.rows) { break; }
-    let v = x[chan + row * params.rowStride + col] - kt;
-    s1 += v;
-    s2 = fma(v, v, s2);
-    n += 1u;
-    col += params.stepCol;
-    row += params.stepRow;
-    if (col >= params.cols) { col -= params.cols; row += 1u; }
+    let kb = x[chan + row * params.rowStride + col];
+    var s1 = vec4f(0.0);
+    var s2 = vec4f(0.0);
+    var b = 0u;
+    loop {
+      if (b >= BLOCK || row >= params.rows) { break; }
+      let v = x[chan + row * params.rowStride + col] - kb;
+      s1 += v;
+      s2 = fma(v, v, s2);
+      b += 1u;
+      col += params.stepCol;
+      row += params.stepRow;
+      if (col >= params.cols) { col -= params.cols; row += 1u; }
+    }
+    merge_block4(&acc, b, kb - vec4f(k), s1, s2);
   }
-  partials[c * params.lanes + p] = collapse_lanes(n, kt, k, s1, s2);
+  partials[c * params.lanes + p] = collapse_lanes(acc, k);
 }
 
 // Channels-first, scalar loads (any spatial size).
@@ -113,22 +129,26 @@ fn stats_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   let k = xScalar[chan];
   var row = p / params.cols;
   var col = p % params.cols;
-  var n = 0u;
-  var kt = k;
-  if (row < params.rows) { kt = xScalar[chan + row * params.rowStride + col]; }
-  var s1 = 0.0;
-  var s2 = 0.0;
+  var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
   loop {
     if (row >= params.rows) { break; }
-    let v = xScalar[chan + row * params.rowStride + col] - kt;
-    s1 += v;
-    s2 = fma(v, v, s2);
-    n += 1u;
-    col += params.stepCol;
-    row += params.stepRow;
-    if (col >= params.cols) { col -= params.cols; row += 1u; }
+    let kb = xScalar[chan + row * params.rowStride + col];
+    var s1 = 0.0;
+    var s2 = 0.0;
+    var b = 0u;
+    loop {
+      if (b >= BLOCK || row >= params.rows) { break; }
+      let v = xScalar[chan + row * params.rowStride + col] - kb;
+      s1 += v;
+      s2 = fma(v, v, s2);
+      b += 1u;
+      col += params.stepCol;
+      row += params.stepRow;
+      if (col >= params.cols) { col -= params.cols; row += 1u; }
+    }
+    merge_block4(&acc, b, vec4f(kb - k), vec4f(s1), vec4f(s2));
   }
-  partials[c * params.lanes + p] = lane_partial(n, kt, k, s1, s2);
+  partials[c * params.lanes + p] = vec4f(bitcast<f32>(acc.n), acc.mean.x, acc.m2.x, k);
 }
 
 // Channels-last, vec4 loads (C % 4 == 0): invocation i owns channels 4*col..4*col+3 and every
@@ -139,22 +159,29 @@ fn stats_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   let i = (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
-  let lane = i / params.cols;
   let k = x[params.base + col];
-  var kt = k;
-  if (lane < params.rows) { kt = x[params.base + lane * params.rowStride + col]; }
-  var n = 0u;
-  var s1 = vec4f(0.0);
-  var s2 = vec4f(0.0);
-  for (var row = lane; row < params.rows; row += params.lanes) {
-    let v = x[params.base + row * params.rowStride + col] - kt;
-    s1 += v;
-    s2 = fma(v, v, s2);
-    n += 1u;
+  var row = i / params.cols;
+  var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
+  loop {
+    if (row >= params.rows) { break; }
+    let kb = x[params.base + row * params.rowStride + col];
+    var s1 = vec4f(0.0);
+    var s2 = vec4f(0.0);
+    var b = 0u;
+    loop {
+      if (b >= BLOCK || row >= params.rows) { break; }
+      let v = x[params.base + row * params.rowStride + col] - kb;
+      s1 += v;
+      s2 = fma(v, v, s2);
+      b += 1u;
+      row += params.lanes;
+    }
+    merge_block4(&acc, b, kb - k, s1, s2);
   }
+  let lane = i / params.cols;
   let c0 = col * 4u;
   for (var l = 0u; l < 4u; l++) {
-    partials[(c0 + l) * params.lanes + lane] = lane_partial(n, kt[l], k[l], s1[l], s2[l]);
+    partials[(c0 + l) * params.lanes + lane] = vec4f(bitcast<f32>(acc.n), acc.mean[l], acc.m2[l], k[l]);
   }
 }
 
@@ -165,18 +192,24 @@ fn stats_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   let i = (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
-  let lane = i / params.cols;
   let k = xScalar[params.base + col];
-  var kt = k;
-  if (lane < params.rows) { kt = xScalar[params.base + lane * params.rowStride + col]; }
-  var n = 0u;
-  var s1 = 0.0;
-  var s2 = 0.0;
-  for (var row = lane; row < params.rows; row += params.lanes) {
-    let v = xScalar[params.base + row * params.rowStride + col] - kt;
-    s1 += v;
-    s2 = fma(v, v, s2);
-    n += 1u;
+  var row = i / params.cols;
+  var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
+  loop {
+    if (row >= params.rows) { break; }
+    let kb = xScalar[params.base + row * params.rowStride + col];
+    var s1 = 0.0;
+    var s2 = 0.0;
+    var b = 0u;
+    loop {
+      if (b >= BLOCK || row >= params.rows) { break; }
+      let v = xScalar[params.base + row * params.rowStride + col] - kb;
+      s1 += v;
+      s2 = fma(v, v, s2);
+      b += 1u;
+      row += params.lanes;
+    }
+    merge_block4(&acc, b, vec4f(kb - k), vec4f(s1), vec4f(s2));
   }
-  partials[col * params.lanes + lane] = lane_partial(n, kt, k, s1, s2);
+  partials[col * params.lanes + i / params.cols] = vec4f(bitcast<f32>(acc.n), acc.mean.x, acc.m2.x, k);
 }

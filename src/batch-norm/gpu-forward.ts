@@ -11,7 +11,9 @@ const WORKGROUP = 64;
 // Work per invocation: enough that partials stay a small fraction of the input, few enough that a
 // real GPU still gets tens of thousands of invocations on CNN-sized tensors.
 const STATS_ITEMS_PER_LANE = 32;
-const MAX_LANES = 1024;
+const MAX_LANES = 4096;
+// Like the elementwise passes: enough invocations to fill a large GPU, no more.
+const STATS_INVOCATIONS = 65536;
 // Elementwise passes loop over rows: past about 64K invocations a real GPU is saturated, and every
 // extra workgroup only adds scheduling cost (large on software adapters).
 const ELEMENTWISE_INVOCATIONS = 65536;
@@ -75,7 +77,8 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     if (g.order === 'cf') {
       const cols = g.s / width;
       const perChannel = g.n * cols;
-      lanes = Math.min(perChannel, MAX_LANES, Math.max(1, Math.ceil(perChannel / STATS_ITEMS_PER_LANE)));
+      const cap = Math.max(WORKGROUP, Math.min(MAX_LANES, Math.floor(STATS_INVOCATIONS / g.c)));
+      lanes = Math.min(perChannel, cap, Math.max(1, Math.ceil(perChannel / STATS_ITEMS_PER_LANE)));
       if (lanes > WORKGROUP) lanes = Math.min(Math.ceil(lanes / WORKGROUP) * WORKGROUP, perChannel);
       const cy = Math.min(g.c, maxDim);
       workgroups = [Math.ceil(lanes / WORKGROUP), cy, Math.ceil(g.c / cy)];
@@ -92,7 +95,8 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     } else {
       const cols = g.c / width;
       const rows = g.n * g.s;
-      lanes = Math.min(rows, MAX_LANES, Math.max(1, Math.ceil(rows / STATS_ITEMS_PER_LANE)));
+      const cap = Math.max(1, Math.min(MAX_LANES, Math.floor(STATS_INVOCATIONS / cols)));
+      lanes = Math.min(rows, cap, Math.max(1, Math.ceil(rows / STATS_ITEMS_PER_LANE)));
       const [gx, gy] = grid(Math.ceil((lanes * cols) / WORKGROUP), maxDim);
       workgroups = [gx, gy, 1];
       values = { rows, cols, rowStride: cols, lanes, channels: g.c, base: x.base / width };
