@@ -6,7 +6,8 @@
 // The tensor is viewed as a rows x cols matrix:
 //   channels-first: row = n * C + c (one (n, c) plane), cols = spatial (/4 for vec4);
 //   channels-last:  row = n * spatial + s,              cols = C (/4 for vec4).
-// Invocation i owns column i % cols and rows lane, lane + lanes, ... (lane = i / cols), so at every
+// Invocation i owns column i % cols and rows lane, lane + lanes, ... (lane = i / cols): flat index
+// i, i + lanes·cols, ... So at every
 // step neighbouring invocations touch neighbouring addresses (coalesced), there is no division per
 // element, and the channel constants are loaded once per invocation: channels-last fixes the
 // channel by the column, and channels-first fixes it whenever `lanes` is a multiple of C (the host
@@ -55,15 +56,13 @@ fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
                  @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
   if (i >= params.lanes * params.cols) { return; }
-  let col = i % params.cols;
-  var row = i / params.cols;
+  let row = i / params.cols;
   var c = row % params.channels;
   var k = packed(c);
-  loop {
-    if (row >= params.rows) { break; }
-    let j = row * params.cols + col;
+  let step = params.lanes * params.cols;
+  let total = params.rows * params.cols;
+  for (var j = i; j < total; j += step) {
     y[params.yBase + j] = fma(x[params.xBase + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
-    row += params.lanes;
     if (params.laneChannelStep != 0u) {
       c += params.laneChannelStep;
       if (c >= params.channels) { c -= params.channels; }
@@ -77,15 +76,13 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
                  @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
   if (i >= params.lanes * params.cols) { return; }
-  let col = i % params.cols;
-  var row = i / params.cols;
+  let row = i / params.cols;
   var c = row % params.channels;
   var k = packed(c);
-  loop {
-    if (row >= params.rows) { break; }
-    let j = row * params.cols + col;
+  let step = params.lanes * params.cols;
+  let total = params.rows * params.cols;
+  for (var j = i; j < total; j += step) {
     yScalar[params.yBase + j] = fma(xScalar[params.xBase + j] - k.x, k.y, k.z);
-    row += params.lanes;
     if (params.laneChannelStep != 0u) {
       c += params.laneChannelStep;
       if (c >= params.channels) { c -= params.channels; }
@@ -103,8 +100,9 @@ fn normalize_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   let k = plane4(0u, col);
   let scale = plane4(1u, col);
   let shift = plane4(2u, col);
-  for (var row = i / params.cols; row < params.rows; row += params.lanes) {
-    let j = row * params.cols + col;
+  let step = params.lanes * params.cols;
+  let total = params.rows * params.cols;
+  for (var j = i; j < total; j += step) {
     y[params.yBase + j] = fma(x[params.xBase + j] - k, scale, shift);
   }
 }
@@ -118,8 +116,9 @@ fn normalize_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   let k = plane1(0u, col);
   let scale = plane1(1u, col);
   let shift = plane1(2u, col);
-  for (var row = i / params.cols; row < params.rows; row += params.lanes) {
-    let j = row * params.cols + col;
+  let step = params.lanes * params.cols;
+  let total = params.rows * params.cols;
+  for (var j = i; j < total; j += step) {
     yScalar[params.yBase + j] = fma(xScalar[params.xBase + j] - k, scale, shift);
   }
 }

@@ -36,10 +36,10 @@ struct StatsParams {
   base: u32,        // offset of element 0 in the binding, in bound elements
   stepRow: u32,     // channels-first: lanes / cols
   stepCol: u32,     // channels-first: lanes % cols
-  wgPerChannel: u32,// channels-first: workgroups along x per channel
+  stepIndex: u32,   // channels-first: stepRow * rowStride + stepCol; channels-last: lanes * rowStride
+  carryIndex: u32,  // channels-first: rowStride - cols (added when col wraps)
   _pad0: u32,
   _pad1: u32,
-  _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: StatsParams;
@@ -96,22 +96,24 @@ fn stats_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   let k = x[chan].x;
   var row = p / params.cols;
   var col = p % params.cols;
+  var idx = chan + row * params.rowStride + col;
   var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
   loop {
     if (row >= params.rows) { break; }
-    let kb = x[chan + row * params.rowStride + col];
+    let kb = x[idx];
     var s1 = vec4f(0.0);
     var s2 = vec4f(0.0);
     var b = 0u;
     loop {
       if (b >= BLOCK || row >= params.rows) { break; }
-      let v = x[chan + row * params.rowStride + col] - kb;
+      let v = x[idx] - kb;
       s1 += v;
       s2 = fma(v, v, s2);
       b += 1u;
       col += params.stepCol;
       row += params.stepRow;
-      if (col >= params.cols) { col -= params.cols; row += 1u; }
+      idx += params.stepIndex;
+      if (col >= params.cols) { col -= params.cols; row += 1u; idx += params.carryIndex; }
     }
     merge_block4(&acc, b, kb - vec4f(k), s1, s2);
   }
@@ -129,22 +131,24 @@ fn stats_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   let k = xScalar[chan];
   var row = p / params.cols;
   var col = p % params.cols;
+  var idx = chan + row * params.rowStride + col;
   var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
   loop {
     if (row >= params.rows) { break; }
-    let kb = xScalar[chan + row * params.rowStride + col];
+    let kb = xScalar[idx];
     var s1 = 0.0;
     var s2 = 0.0;
     var b = 0u;
     loop {
       if (b >= BLOCK || row >= params.rows) { break; }
-      let v = xScalar[chan + row * params.rowStride + col] - kb;
+      let v = xScalar[idx] - kb;
       s1 += v;
       s2 = fma(v, v, s2);
       b += 1u;
       col += params.stepCol;
       row += params.stepRow;
-      if (col >= params.cols) { col -= params.cols; row += 1u; }
+      idx += params.stepIndex;
+      if (col >= params.cols) { col -= params.cols; row += 1u; idx += params.carryIndex; }
     }
     merge_block4(&acc, b, vec4f(kb - k), vec4f(s1), vec4f(s2));
   }
@@ -161,20 +165,22 @@ fn stats_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   let col = i % params.cols;
   let k = x[params.base + col];
   var row = i / params.cols;
+  var idx = params.base + row * params.rowStride + col;
   var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
   loop {
     if (row >= params.rows) { break; }
-    let kb = x[params.base + row * params.rowStride + col];
+    let kb = x[idx];
     var s1 = vec4f(0.0);
     var s2 = vec4f(0.0);
     var b = 0u;
     loop {
       if (b >= BLOCK || row >= params.rows) { break; }
-      let v = x[params.base + row * params.rowStride + col] - kb;
+      let v = x[idx] - kb;
       s1 += v;
       s2 = fma(v, v, s2);
       b += 1u;
       row += params.lanes;
+      idx += params.stepIndex;
     }
     merge_block4(&acc, b, kb - k, s1, s2);
   }
@@ -194,20 +200,22 @@ fn stats_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   let col = i % params.cols;
   let k = xScalar[params.base + col];
   var row = i / params.cols;
+  var idx = params.base + row * params.rowStride + col;
   var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
   loop {
     if (row >= params.rows) { break; }
-    let kb = xScalar[params.base + row * params.rowStride + col];
+    let kb = xScalar[idx];
     var s1 = 0.0;
     var s2 = 0.0;
     var b = 0u;
     loop {
       if (b >= BLOCK || row >= params.rows) { break; }
-      let v = xScalar[params.base + row * params.rowStride + col] - kb;
+      let v = xScalar[idx] - kb;
       s1 += v;
       s2 = fma(v, v, s2);
       b += 1u;
       row += params.lanes;
+      idx += params.stepIndex;
     }
     merge_block4(&acc, b, vec4f(kb - k), vec4f(s1), vec4f(s2));
   }

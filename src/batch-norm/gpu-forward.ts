@@ -91,6 +91,8 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
         base: x.base / width,
         stepRow: Math.floor(lanes / cols),
         stepCol: lanes % cols,
+        stepIndex: Math.floor(lanes / cols) * g.c * cols + (lanes % cols),
+        carryIndex: g.c * cols - cols,
       };
     } else {
       const cols = g.c / width;
@@ -99,7 +101,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
       lanes = Math.min(rows, cap, Math.max(1, Math.ceil(rows / STATS_ITEMS_PER_LANE)));
       const [gx, gy] = grid(Math.ceil((lanes * cols) / WORKGROUP), maxDim);
       workgroups = [gx, gy, 1];
-      values = { rows, cols, rowStride: cols, lanes, channels: g.c, base: x.base / width };
+      values = { rows, cols, rowStride: cols, lanes, channels: g.c, base: x.base / width, stepIndex: lanes * cols };
     }
     const partials = gpu.scratch('partials', g.c * lanes * 16);
     pass.setPipeline(stats.pipeline);

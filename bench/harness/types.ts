@@ -1,0 +1,151 @@
+/**
+ * The benchmark's data model, shared by the page (bench/app), the Node runner (bench/node) and
+ * the report. Everything here is plain JSON-serialisable data: `bench/results/latest.json` is a
+ * {@link BenchResult}.
+ */
+import type * as Library from '../../src/index.js';
+
+/** The library's public surface; the page bundles src/, the Node runner imports the built dist/. */
+export type LibraryModule = typeof Library;
+
+/** Who ran: our two backends, the peers, and the two copy floors. */
+export type ImplName =
+  | 'webgpu-batchnorm'
+  | 'webgpu-batchnorm-cpu'
+  | 'tfjs-webgpu'
+  | 'ort-webgpu'
+  | 'tfjs-cpu'
+  | 'js-loop'
+  | 'copy-floor'
+  | 'copy-b2b';
+
+/** `train`: forward with batch statistics (and running-stat update); `eval`: forward with running statistics. */
+export type OpName = 'train' | 'eval' | 'backward' | 'copy';
+
+/** Memory order of the input; the shape is always the logical (N, C, ...). */
+export type LayoutName = 'channels_first' | 'channels_last';
+
+/**
+ * - `ok`: checked against the float64 reference, then timed.
+ * - `wrong`: its output failed the check (see `max_err`); not timed.
+ * - `unavailable`: could not run here (see `reason`), e.g. a peer that does not load in Node, or
+ *   a library feature that is not yet available.
+ * - `error`: threw or raised a WebGPU error while running (see `reason`).
+ */
+export type RowStatus = 'ok' | 'wrong' | 'unavailable' | 'error';
+
+/** One implementation × op × shape × layout. Times are per iteration. */
+export interface Row {
+  impl: ImplName;
+  op: OpName;
+  /** Logical shape (N, C, ...). */
+  shape: number[];
+  layout: LayoutName;
+  status: RowStatus;
+  /** Median wall time of one iteration over the samples (ms). */
+  median_ms: number | null;
+  /** median_ms / median_ms of `copy-floor` on the same shape and layout. */
+  ratio_to_floor: number | null;
+  min_ms: number | null;
+  max_ms: number | null;
+  /** First and third quartile of the per-sample times (ms). */
+  q1_ms: number | null;
+  q3_ms: number | null;
+  /** Timed samples (each `iterations` iterations, one submit / one synchronous loop). */
+  samples: number;
+  iterations: number;
+  /** Median GPU time of one iteration from timestamp queries (ms), where measured. */
+  gpu_ms: number | null;
+  /** gpu_ms / gpu_ms of `copy-floor`, where both exist. */
+  gpu_ratio_to_floor: number | null;
+  /** Max |out − ref| / max(1, max |ref|) over every output of the op; null when not checked. */
+  max_err: number | null;
+  /** The bound max_err had to meet. */
+  tolerance: number | null;
+  /** Bytes of one tensor of this shape (float32). */
+  tensor_bytes: number;
+  /** Why a row is not `ok`, or a note on how it ran. */
+  reason?: string;
+  note?: string;
+}
+
+/** One line of the target checklist. */
+export interface TargetCheck {
+  /** Short description, e.g. "train ≤ 1.8× floor". */
+  target: string;
+  shape: number[];
+  layout: LayoutName;
+  /** The measured ratio that is compared with `threshold`. */
+  measured: number | null;
+  threshold: number;
+  /** `<=`: measured must be at most threshold; `>=`: at least. */
+  direction: '<=' | '>=';
+  /** null when one of the rows it needs is missing or not ok. */
+  pass: boolean | null;
+  detail: string;
+}
+
+export interface BenchMeta {
+  /** 'browser' (headless Chromium through bench/run-browser.mjs, or any browser) or 'node' (Dawn). */
+  environment: 'browser' | 'node';
+  date: string;
+  /** navigator.userAgent, or `node vX (Dawn webgpu@Y)`. */
+  browser: string;
+  /** Chromium's version as playwright reports it (filled in by the runner). */
+  browser_version?: string;
+  adapter: {
+    vendor: string;
+    architecture: string;
+    device: string;
+    description: string;
+    is_fallback_adapter: boolean | null;
+  } | null;
+  timestamp_query: boolean;
+  /** Did tfjs and ORT run on the same GPUDevice as the library and the floor? */
+  shared_device: { tfjs: boolean | null; ort: boolean | null };
+  hardware_concurrency: number | null;
+  cross_origin_isolated: boolean | null;
+  versions: Record<string, string>;
+  config: BenchConfig;
+  /** Wall time of the in-page / in-process run (s). */
+  run_seconds: number;
+  /** Set by the runner: wall time of the whole command including build and browser start (s). */
+  total_seconds?: number;
+  chromium_args?: string[];
+  notes: string[];
+}
+
+export interface BenchConfig {
+  /** Timed samples per implementation (interleaved rounds). */
+  samples: number;
+  /** Target wall time of one sample; K iterations per sample are chosen to reach it. */
+  target_sample_ms: number;
+  /** Upper bound on K for GPU work and for CPU work. */
+  max_iterations_gpu: number;
+  max_iterations_cpu: number;
+  /** Shape/layout cases that were run. */
+  cases: Array<{ shape: number[]; layout: LayoutName }>;
+  /** Relative tolerance of the output check. */
+  tolerance: number;
+}
+
+export interface BenchResult {
+  meta: BenchMeta;
+  rows: Row[];
+  targets: TargetCheck[];
+}
+
+/** Progress of a running benchmark, for the page's status line and the terminal. */
+export interface Progress {
+  /** Finished steps (verify, calibrate and every timed sample each count one). */
+  done: number;
+  total: number;
+  /** 1-based index of the current shape/layout case and the number of cases. */
+  caseIndex: number;
+  caseCount: number;
+  shape: number[];
+  layout: LayoutName;
+  phase: string;
+  impl: ImplName | null;
+  op: OpName | null;
+}
