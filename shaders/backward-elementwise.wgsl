@@ -136,7 +136,7 @@ fn elementwise_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let gradScale = plane4(4u, col) * weight4(col);
     if (BATCH_STATS) {
       let xmu = (x[params.xBase + j] - plane4(0u, col)) - plane4(5u, col);
-      dx[params.dxBase + j] = (g - xmu * plane4(7u, col)) * gradScale;
+      dx[params.dxBase + j] = (g - plane4(6u, col) - xmu * plane4(7u, col)) * gradScale;
     } else {
       dx[params.dxBase + j] = g * gradScale;
     }

@@ -9,7 +9,7 @@
 //   unbiased var = M2 / (n - 1)                (used for running_var)
 //   factor       = momentum, or 1 / num_batches_tracked when momentum is None (cumulative average)
 //   running      = (1 - factor) * running + factor * batch
-// finalize_eval derives the same constants from the running statistics.
+// (Evaluation needs no finalize: normalize.wgsl derives its constants from the running stats.)
 //
 // Output planes of `channelStats` (each plane is ceil(C / 4) vec4s, channel c at [c / 4][c % 4]):
 //   0 shift K   1 scale = weight * invstd   2 shiftedBias = bias - (mean - K) * scale
@@ -113,12 +113,4 @@ fn finalize_train(@builtin(global_invocation_id) gid: vec3u) {
       counter[1u - params.counterSlot] = tracked;
     }
   }
-}
-
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn finalize_eval(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
-  if (c >= params.channels) { return; }
-  let invstd = 1.0 / sqrt(runningVar[params.runningVarBase + c] + params.eps);
-  write_constants(c, runningMean[params.runningMeanBase + c], 0.0, invstd);
 }

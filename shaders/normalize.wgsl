@@ -1,7 +1,9 @@
 // Batch-norm stage 3 of 3: the fused normalize + affine elementwise pass,
 //   y = (x - K[c]) * scale[c] + shiftedBias[c]
-// one subtract and one FMA per element, with the per-channel constants from finalize.wgsl. Both
-// training and evaluation end here.
+// one subtract and one FMA per element. In training the per-channel constants come from
+// finalize.wgsl; in evaluation (FROM_RUNNING) each invocation derives its channel's constants from
+// running_mean / running_var / weight / bias itself, so inference is a single dispatch, and
+// invocations 0..C-1 also store them in channelStats for a later backward.
 //
 // The tensor is viewed as a rows x cols matrix:
 //   channels-first: row = n * C + c (one (n, c) plane), cols = spatial (/4 for vec4);
@@ -22,29 +24,81 @@ struct NormalizeParams {
   xBase: u32,        // element offsets inside the bindings, in bound elements
   yBase: u32,
   planeStride: u32,  // ceil(C / 4): vec4s per plane of channelStats
+  flags: u32,        // FLAG_* below
+  eps: f32,
+  weightBase: u32,   // element offsets of the per-channel tensors inside their bindings
+  biasBase: u32,
+  runningMeanBase: u32,
+  runningVarBase: u32,
+  _pad0: u32,
+  _pad1: u32,
 }
+
+const FLAG_FROM_RUNNING: u32 = 1u;
+const FLAG_AFFINE: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> params: NormalizeParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
 @group(0) @binding(1) var<storage, read> xScalar: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4f>;
 @group(0) @binding(2) var<storage, read_write> yScalar: array<f32>;
-@group(0) @binding(3) var<storage, read> channelStats: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> channelStats: array<vec4f>;
+@group(0) @binding(4) var<storage, read> weight: array<f32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read> runningMean: array<f32>;
+@group(0) @binding(7) var<storage, read> runningVar: array<f32>;
 
 override WORKGROUP_SIZE: u32 = 64u;
 
-// channelStats (see finalize.wgsl): planes 0 K, 1 scale, 2 shiftedBias, and from 8 * planeStride
-// one vec4(K, scale, shiftedBias, 0) per channel for channels-first readers.
+// vec4(K, scale, shiftedBias, invstd) of channel c from the running statistics.
+fn from_running(c: u32) -> vec4f {
+  let invstd = 1.0 / sqrt(runningVar[params.runningVarBase + c] + params.eps);
+  var w = 1.0;
+  var b = 0.0;
+  if ((params.flags & FLAG_AFFINE) != 0u) {
+    w = weight[params.weightBase + c];
+    b = bias[params.biasBase + c];
+  }
+  return vec4f(runningMean[params.runningMeanBase + c], w * invstd, b, invstd);
+}
+
+// Channel c's constants: channelStats (see finalize.wgsl) holds from 8 * planeStride one
+// vec4(K, scale, shiftedBias, 0) per channel.
 fn packed(c: u32) -> vec4f {
+  if ((params.flags & FLAG_FROM_RUNNING) != 0u) { return from_running(c); }
   return channelStats[8u * params.planeStride + c];
 }
 
-fn plane4(plane: u32, c4: u32) -> vec4f {
-  return channelStats[plane * params.planeStride + c4];
+fn write_plane(plane: u32, c: u32, v: f32) {
+  channelStats[plane * params.planeStride + (c >> 2u)][c & 3u] = v;
 }
 
-fn plane1(plane: u32, c: u32) -> f32 {
-  return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
+// Evaluation only: invocation c < C records its channel's constants in finalize.wgsl's layout
+// (planes 0 K, 1 scale, 2 shiftedBias, 3 mean, 4 invstd, 5 meanOffset, then the packed vec4).
+fn record_running(i: u32) {
+  if ((params.flags & FLAG_FROM_RUNNING) == 0u || i >= params.channels) { return; }
+  let k = from_running(i);
+  write_plane(0u, i, k.x);
+  write_plane(1u, i, k.y);
+  write_plane(2u, i, k.z);
+  write_plane(3u, i, k.x);
+  write_plane(4u, i, k.w);
+  write_plane(5u, i, 0.0);
+  channelStats[8u * params.planeStride + i] = vec4f(k.x, k.y, k.z, 0.0);
+}
+
+// Constants of channels 4·c4 .. 4·c4+3 as (K, scale, shiftedBias) vectors.
+fn packed4(c4: u32) -> array<vec4f, 3> {
+  var k: vec4f;
+  var scale: vec4f;
+  var shift: vec4f;
+  for (var l = 0u; l < 4u; l++) {
+    let p = packed(c4 * 4u + l);
+    k[l] = p.x;
+    scale[l] = p.y;
+    shift[l] = p.z;
+  }
+  return array<vec4f, 3>(k, scale, shift);
 }
 
 fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
@@ -55,6 +109,7 @@ fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
 fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                  @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
+  record_running(i);
   if (i >= params.lanes * params.cols) { return; }
   let row = i / params.cols;
   var c = row % params.channels;
@@ -75,6 +130,7 @@ fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
 fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                  @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
+  record_running(i);
   if (i >= params.lanes * params.cols) { return; }
   let row = i / params.cols;
   var c = row % params.channels;
@@ -95,11 +151,13 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
 fn normalize_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                  @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
+  record_running(i);
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
-  let k = plane4(0u, col);
-  let scale = plane4(1u, col);
-  let shift = plane4(2u, col);
+  let constants = packed4(col);
+  let k = constants[0];
+  let scale = constants[1];
+  let shift = constants[2];
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
   for (var j = i; j < total; j += step) {
@@ -111,11 +169,13 @@ fn normalize_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
 fn normalize_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                  @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
+  record_running(i);
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
-  let k = plane1(0u, col);
-  let scale = plane1(1u, col);
-  let shift = plane1(2u, col);
+  let constants = packed(col);
+  let k = constants.x;
+  let scale = constants.y;
+  let shift = constants.z;
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
   for (var j = i; j < total; j += step) {

@@ -19,7 +19,7 @@ import { caseCounter, checkClose, contextFor, gaussian, rng } from './helpers/ba
 const count = caseCounter('gpu integration');
 const USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
 
-function randomData(n: number, seed: number, offset = 0): Float32Array {
+function randomData(n: number, seed: number, offset = 0): Float32Array<ArrayBuffer> {
   const next = rng(seed);
   return Float32Array.from({ length: n }, () => offset + gaussian(next));
 }

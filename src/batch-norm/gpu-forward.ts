@@ -51,7 +51,10 @@ export function grid(workgroups: number, maxPerDimension: number): [number, numb
   return [x, Math.ceil(workgroups / x)];
 }
 
-/** Records the forward's dispatches (statistics, finalize, normalize) into one compute pass. */
+/**
+ * Records the forward into one compute pass: statistics, finalize and normalize in training (or
+ * without running stats); normalize alone, from the running stats, in evaluation.
+ */
 export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Geometry, a: GpuForwardArgs): void {
   const device = gpu.device;
   const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
@@ -148,39 +151,18 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
       }),
     );
     pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
-  } else {
-    const finalize = getKernel(device, 'finalize', 'finalize_eval');
-    if (!a.runningMean || !a.runningVar) throw new Error('internal: eval with running stats needs them');
-    const w = bindOptional(gpu, a.weight, 'weight');
-    const b = bindOptional(gpu, a.bias, 'bias');
-    const rm = bindTensor(device, a.runningMean);
-    const rv = bindTensor(device, a.runningVar);
-    pass.setPipeline(finalize.pipeline);
-    pass.setBindGroup(
-      0,
-      gpu.bindGroups.get(finalize, {
-        params: uniform('finalize', finalize, {
-          channels: g.c,
-          flags: a.weight ? 1 : 0,
-          eps: a.eps,
-          weightBase: w.base,
-          biasBase: b.base,
-          runningMeanBase: rm.base,
-          runningVarBase: rv.base,
-          planeStride,
-        }),
-        weight: w.resource,
-        bias: b.resource,
-        runningMean: rm.resource,
-        runningVar: rv.resource,
-        channelStats,
-      }),
-    );
-    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
+  } else if (!a.runningMean || !a.runningVar) {
+    throw new Error('internal: eval with running stats needs them');
   }
 
+  // Evaluation is this one dispatch: the kernel derives the constants from the running stats.
+  const fromRunning = !a.useBatchStats;
   const normalize = getKernel(device, 'normalize', `normalize_${suffix}`);
   const shape = elementwiseShape(g, width);
+  const w = bindOptional(gpu, fromRunning ? a.weight : null, 'weight');
+  const b = bindOptional(gpu, fromRunning ? a.bias : null, 'bias');
+  const rm = bindOptional(gpu, fromRunning ? a.runningMean : null, 'runningMean');
+  const rv = bindOptional(gpu, fromRunning ? a.runningVar : null, 'runningVar');
   pass.setPipeline(normalize.pipeline);
   pass.setBindGroup(
     0,
@@ -194,13 +176,24 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
         xBase: x.base / width,
         yBase: y.base / width,
         planeStride,
+        flags: (fromRunning ? 1 : 0) | (a.weight ? 2 : 0),
+        eps: a.eps,
+        weightBase: w.base,
+        biasBase: b.base,
+        runningMeanBase: rm.base,
+        runningVarBase: rv.base,
       }),
       [vec4 ? 'x' : 'xScalar']: x.resource,
       [vec4 ? 'y' : 'yScalar']: y.resource,
       channelStats,
+      weight: w.resource,
+      bias: b.resource,
+      runningMean: rm.resource,
+      runningVar: rv.resource,
     }),
   );
-  pass.dispatchWorkgroups(...grid(Math.ceil((shape.lanes * shape.cols) / WORKGROUP), maxDim));
+  const invocations = Math.max(shape.lanes * shape.cols, fromRunning ? g.c : 0);
+  pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP), maxDim));
   pass.end();
 }
 
