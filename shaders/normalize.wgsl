@@ -89,11 +89,16 @@ fn record_running(i: u32) {
 
 // Constants of channels 4·c4 .. 4·c4+3 as (K, scale, shiftedBias) vectors.
 fn packed4(c4: u32) -> array<vec4f, 3> {
+  if ((params.flags & FLAG_FROM_RUNNING) == 0u) {
+    let base = c4 + 0u;
+    return array<vec4f, 3>(channelStats[base], channelStats[params.planeStride + base],
+                           channelStats[2u * params.planeStride + base]);
+  }
   var k: vec4f;
   var scale: vec4f;
   var shift: vec4f;
   for (var l = 0u; l < 4u; l++) {
-    let p = packed(c4 * 4u + l);
+    let p = from_running(c4 * 4u + l);
     k[l] = p.x;
     scale[l] = p.y;
     shift[l] = p.z;

@@ -54,17 +54,24 @@ export interface BatchNormBackwardArgs {
   input: Tensor;
   /** Shape [C]; null or absent means an implicit weight of 1 (no affine). */
   weight?: Tensor | null;
-  /** Shape [C]: the batch mean the forward normalized with. Required when `training` is true. */
+  /**
+   * Shape [C]: the mean the forward normalized with: the batch mean when `training` (required
+   * then); with `training: false` and no running statistics given, the constant mean it used.
+   */
   saveMean?: Tensor | null;
-  /** Shape [C]: the forward's 1 / sqrt(var + eps). Required when `training` is true. */
+  /** Shape [C]: the forward's 1 / sqrt(var + eps), given together with `saveMean`. */
   saveInvstd?: Tensor | null;
-  /** Shape [C]: the running mean the forward used. Required when `training` is false. */
+  /**
+   * Shape [C]: the running mean an eval-mode forward used (with `training: false`; takes
+   * precedence over saveMean/saveInvstd, as in ATen).
+   */
   runningMean?: Tensor | null;
-  /** Shape [C]: the running variance the forward used. Required when `training` is false. */
+  /** Shape [C]: the running variance an eval-mode forward used; invstd = 1 / sqrt(runningVar + eps). */
   runningVar?: Tensor | null;
   /**
    * Default true: the forward used batch statistics (`saveMean`, `saveInvstd`), and the gradient
-   * flows through them. False: the forward used running statistics, which are constants.
+   * flows through them. False: the forward used running statistics (`runningMean`, `runningVar`,
+   * or else `saveMean`, `saveInvstd`), which are constants.
    */
   training?: boolean;
   /** Added to `runningVar` inside the square root when `training` is false. Default 1e-5. */
@@ -286,7 +293,8 @@ const WHO = 'batchNormBackward';
  *
  * With `training` (default true) the forward normalized with the batch statistics `saveMean` and
  * `saveInvstd`, and the gradient flows through them; with `training: false` it normalized with
- * `runningMean` and `runningVar` (invstd = 1 / sqrt(runningVar + eps)), which are constants.
+ * constants: `runningMean` and `runningVar` (invstd = 1 / sqrt(runningVar + eps)), or, when those
+ * are not given, `saveMean` and `saveInvstd` as they are.
  * Each requested gradient comes back as a new tensor; the others are null.
  * @throws ShapeError / ArgumentError / ContextMismatchError / DestroyedError, before any work.
  */
@@ -305,24 +313,32 @@ export function batchNormBackward(
   const training = checkBoolean(args.training ?? true, 'training');
   let mean: Tensor;
   let invstd: Tensor;
+  // fromVar: `invstd` holds a variance, and invstd = 1 / sqrt(var + eps) is taken by the backend.
+  let fromVar = false;
   let eps = 0;
-  if (training) {
-    if (!args.saveMean || !args.saveInvstd) {
-      throw new ArgumentError(`${WHO}: saveMean and saveInvstd are required when training is true (got ${args.saveMean ? 'no saveInvstd' : 'no saveMean'})`);
-    }
-    mean = args.saveMean;
-    invstd = args.saveInvstd;
-    checkChannelTensor(ctx, mean, 'saveMean', g.c, WHO);
-    checkChannelTensor(ctx, invstd, 'saveInvstd', g.c, WHO);
-  } else {
+  const running = !training && (args.runningMean || args.runningVar);
+  if (running) {
     if (!args.runningMean || !args.runningVar) {
-      throw new ArgumentError(`${WHO}: runningMean and runningVar are required when training is false`);
+      throw new ArgumentError(`${WHO}: runningMean and runningVar must be given together (got only ${args.runningMean ? 'runningMean' : 'runningVar'})`);
     }
     mean = args.runningMean;
     invstd = args.runningVar;
     checkChannelTensor(ctx, mean, 'runningMean', g.c, WHO);
     checkChannelTensor(ctx, invstd, 'runningVar', g.c, WHO);
     eps = checkEps(args.eps ?? 1e-5);
+    fromVar = true;
+  } else {
+    if (!args.saveMean || !args.saveInvstd) {
+      throw new ArgumentError(
+        training
+          ? `${WHO}: saveMean and saveInvstd are required when training is true (got ${args.saveMean ? 'no saveInvstd' : 'no saveMean'})`
+          : `${WHO}: training is false: give runningMean and runningVar (or the mean and invstd used, as saveMean and saveInvstd)`,
+      );
+    }
+    mean = args.saveMean;
+    invstd = args.saveInvstd;
+    checkChannelTensor(ctx, mean, 'saveMean', g.c, WHO);
+    checkChannelTensor(ctx, invstd, 'saveInvstd', g.c, WHO);
   }
   const mask = checkMask(options.outputMask ?? [true, weight !== null, weight !== null], WHO);
   const [gradInput, gradWeight, gradBias] = allocGradients(ctx, x, g.c, mask);
@@ -334,13 +350,13 @@ export function batchNormBackward(
     if (gpu) {
       const channelStats = gpu.scratch('backward.channelStats', channelStatsBytes(g.c));
       gpu.submit('bn.backward', (e) => {
-        encodePrepare(gpu, e, { channels: g.c, mean, invstd, fromVar: !training, eps, channelStats });
+        encodePrepare(gpu, e, { channels: g.c, mean, invstd, fromVar, eps, channelStats });
         encodeBackward(gpu, e, g, gpuArgs(r, channelStats));
       });
     } else {
       const m = cpuData(mean);
       const s = cpuData(invstd);
-      runCpu(r, m, training ? s : Array.from(s, (v) => 1 / Math.sqrt(v + eps)));
+      runCpu(r, m, fromVar ? Array.from(s, (v) => 1 / Math.sqrt(v + eps)) : s);
     }
   } catch (err) {
     destroyAll([gradInput, gradWeight, gradBias]);

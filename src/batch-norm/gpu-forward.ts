@@ -17,6 +17,7 @@ const STATS_INVOCATIONS = 65536;
 // Elementwise passes loop over rows: past about 64K invocations a real GPU is saturated, and every
 // extra workgroup only adds scheduling cost (large on software adapters).
 const ELEMENTWISE_INVOCATIONS = 65536;
+const ELEMENTWISE_MIN_ROWS = 16;
 
 /** Bytes of a channel-constants buffer for `channels` channels. */
 export function channelStatsBytes(channels: number): number {
@@ -215,7 +216,8 @@ export interface ElementwiseShape {
 export function elementwiseShape(g: Geometry, width: number): ElementwiseShape {
   const rows = g.order === 'cf' ? g.n * g.c : g.n * g.s;
   const cols = g.order === 'cf' ? g.s / width : g.c / width;
-  let lanes = Math.max(1, Math.min(rows, Math.floor(ELEMENTWISE_INVOCATIONS / cols)));
+  // At least ELEMENTWISE_MIN_ROWS rows per invocation, so loading its channel constants is amortised.
+  let lanes = Math.max(1, Math.min(Math.ceil(rows / ELEMENTWISE_MIN_ROWS), Math.floor(ELEMENTWISE_INVOCATIONS / cols)));
   // Channels-first: a multiple of C keeps each invocation on one channel for all its rows.
   if (g.order === 'cf' && lanes >= g.c) lanes = Math.floor(lanes / g.c) * g.c;
   return { rows, cols, lanes, laneChannelStep: g.order === 'cf' ? lanes % g.c : 0 };
