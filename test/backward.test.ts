@@ -542,6 +542,32 @@ describe.each(BACKENDS)('backward on %s', (backend) => {
     }
   });
 
+  it('functional eval: running statistics and the equivalent saveMean/saveInvstd give the same gradients', async () => {
+    const shape = [3, 4, 5];
+    const next = rng(11);
+    const x = ctx.tensor(Float32Array.from({ length: 60 }, () => gaussian(next)), shape);
+    const dy = ctx.tensor(Float32Array.from({ length: 60 }, () => gaussian(next)), shape);
+    const weight = ctx.tensor([0.5, 1, 1.5, -2], [4]);
+    const rmValues = Float32Array.from([0.1, -0.2, 0.3, 0]);
+    const rvValues = Float32Array.from([0.5, 1, 2, 4]);
+    const runningMean = ctx.tensor(rmValues, [4]);
+    const runningVar = ctx.tensor(rvValues, [4]);
+    const saveInvstd = ctx.tensor(rvValues.map((v) => 1 / Math.sqrt(v + 1e-5)), [4]);
+    const a = batchNormBackward(ctx, { gradOutput: dy, input: x, weight, runningMean, runningVar, training: false });
+    const b = batchNormBackward(ctx, { gradOutput: dy, input: x, weight, saveMean: runningMean, saveInvstd, training: false });
+    for (const q of QUANTITIES) {
+      const ta = a[q];
+      const tb = b[q];
+      if (!ta || !tb) throw new Error(`${q} missing`);
+      const va = await ta.read();
+      const vb = await tb.read();
+      // invstd computed by the backend (float32 on WebGPU) vs rounded once to float32 here.
+      va.forEach((v, i) => expect(Math.abs(v - (vb[i] ?? NaN))).toBeLessThanOrEqual(4e-7 * (Math.abs(v) + 1)));
+    }
+    await ctx.sync();
+    count(backend);
+  });
+
   it('matches the CPU oracle on tensors at unaligned offsets inside larger buffers', async () => {
     if (backend === 'cpu' || !ctx.device) return;
     const device = ctx.device;
@@ -716,7 +742,8 @@ describe.each(BACKENDS)('backward errors on %s', (backend) => {
     const saveMean = ctx.tensor([0, 0, 0], [3]);
     const saveInvstd = ctx.tensor([1, 1, 1], [3]);
     expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, saveMean })).toThrow(/saveMean and saveInvstd are required/);
-    expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, training: false })).toThrow(/runningMean and runningVar are required/);
+    expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, training: false })).toThrow(/training is false: give runningMean and runningVar/);
+    expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, training: false, runningMean: saveMean })).toThrow(/must be given together/);
     expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, saveMean, saveInvstd: ctx.tensor([1, 1], [2]) })).toThrow(ShapeError);
     expect(() => batchNormBackward(ctx, { gradOutput: ctx.tensor(data(1), [2, 3, 4]), input: x, saveMean, saveInvstd })).toThrow(ShapeError);
     expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, runningMean: saveMean, runningVar: saveInvstd, training: false, eps: 0 })).toThrow(ArgumentError);

@@ -205,13 +205,17 @@ it('built library on WebGPU in headless Chromium matches PyTorch', async () => {
   // DIST_JS as the page sees it: the server's root is the repository.
   const libUrl = `/${relative(REPO_ROOT, DIST_JS).split(sep).join('/')}`;
   await page.goto(`${server.url}/test/browser/index.html?lib=${encodeURIComponent(libUrl)}`);
-  await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 45_000, polling: 100 });
+  try {
+    await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 45_000, polling: 100 });
+  } catch (err) {
+    throw new Error(`the page never reported: ${String(err)}\npage console:\n${consoleLines.join('\n')}\n${problems.join('\n')}`);
+  }
   const report = await page.evaluate(() => window.__result as BrowserReport);
   await page.close();
 
   const adapter = report.adapter;
   console.log(
-    `[browser] ${report.userAgent}\n[browser] backend=${report.backend} adapter=${JSON.stringify(adapter)} ` +
+    `[browser] Chromium ${browser.version()} (${report.userAgent})\n[browser] backend=${report.backend} adapter=${JSON.stringify(adapter)} ` +
       `cases=${report.cases.length} page=${Math.round(report.elapsedMs)}ms total=${Date.now() - started}ms`,
   );
   const context = consoleLines.length ? `\npage console:\n${consoleLines.join('\n')}` : '';

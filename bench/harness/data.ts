@@ -57,7 +57,7 @@ export interface CaseData {
   readonly refGradBias: Float64Array;
 }
 
-/** Calls `f(channel, start, stride, count)` for each run of elements; helper for layout-agnostic loops. */
+/** Maps a memory index to its channel. */
 function channelOf(g: CaseGeometry): (i: number) => number {
   if (g.channelInner) return (i) => i % g.c;
   return (i) => Math.floor(i / g.s) % g.c;
