@@ -121,13 +121,20 @@ fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   var k = packed(c);
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
-  for (var j = i; j < total; j += step) {
-    y[params.yBase + j] = fma(x[params.xBase + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
-    if (params.laneChannelStep != 0u) {
-      c += params.laneChannelStep;
-      if (c >= params.channels) { c -= params.channels; }
-      k = packed(c);
+  let xb = params.xBase;
+  let yb = params.yBase;
+  // Two loops rather than a branch inside one: software adapters pay for a branch per element.
+  if (params.laneChannelStep == 0u) {
+    for (var j = i; j < total; j += step) {
+      y[yb + j] = fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
     }
+    return;
+  }
+  for (var j = i; j < total; j += step) {
+    y[yb + j] = fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
+    c += params.laneChannelStep;
+    if (c >= params.channels) { c -= params.channels; }
+    k = packed(c);
   }
 }
 
@@ -142,13 +149,20 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   var k = packed(c);
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
-  for (var j = i; j < total; j += step) {
-    yScalar[params.yBase + j] = fma(xScalar[params.xBase + j] - k.x, k.y, k.z);
-    if (params.laneChannelStep != 0u) {
-      c += params.laneChannelStep;
-      if (c >= params.channels) { c -= params.channels; }
-      k = packed(c);
+  let xb = params.xBase;
+  let yb = params.yBase;
+  // Two loops rather than a branch inside one: software adapters pay for a branch per element.
+  if (params.laneChannelStep == 0u) {
+    for (var j = i; j < total; j += step) {
+      yScalar[yb + j] = fma(xScalar[xb + j] - k.x, k.y, k.z);
     }
+    return;
+  }
+  for (var j = i; j < total; j += step) {
+    yScalar[yb + j] = fma(xScalar[xb + j] - k.x, k.y, k.z);
+    c += params.laneChannelStep;
+    if (c >= params.channels) { c -= params.channels; }
+    k = packed(c);
   }
 }
 
@@ -165,8 +179,10 @@ fn normalize_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   let shift = constants[2];
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
+  let xb = params.xBase;
+  let yb = params.yBase;
   for (var j = i; j < total; j += step) {
-    y[params.yBase + j] = fma(x[params.xBase + j] - k, scale, shift);
+    y[yb + j] = fma(x[xb + j] - k, scale, shift);
   }
 }
 
@@ -183,7 +199,9 @@ fn normalize_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   let shift = constants.z;
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
+  let xb = params.xBase;
+  let yb = params.yBase;
   for (var j = i; j < total; j += step) {
-    yScalar[params.yBase + j] = fma(xScalar[params.xBase + j] - k, scale, shift);
+    yScalar[yb + j] = fma(xScalar[xb + j] - k, scale, shift);
   }
 }

@@ -34,12 +34,12 @@ struct StatsParams {
   lanes: u32,       // partials per channel (P)
   channels: u32,    // C
   base: u32,        // offset of element 0 in the binding, in bound elements
-  stepRow: u32,     // channels-first: lanes / cols
-  stepCol: u32,     // channels-first: lanes % cols
-  stepIndex: u32,   // channels-first: stepRow * rowStride + stepCol; channels-last: lanes * rowStride
-  carryIndex: u32,  // channels-first: rowStride - cols (added when col wraps)
+  rowsPerBlock: u32,// channels-first: rows summed into one shifted block (about BLOCK values)
+  stepIndex: u32,   // channels-last: lanes * rowStride
   _pad0: u32,
   _pad1: u32,
+  _pad2: u32,
+  _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: StatsParams;
@@ -84,8 +84,8 @@ fn channel_of(wid: vec3u, nwg: vec3u) -> u32 {
   return wid.y + wid.z * nwg.y;
 }
 
-// Channels-first, vec4 loads (spatial % 4 == 0): invocation p of channel c walks the channel's
-// rows x cols matrix with stride `lanes`.
+// Channels-first, vec4 loads (spatial % 4 == 0): invocation p < lanes ≤ cols of channel c reads
+// columns p, p + lanes, ... of every row (one row per batch item), in blocks of rowsPerBlock rows.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stats_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
              @builtin(num_workgroups) nwg: vec3u) {
@@ -94,26 +94,23 @@ fn stats_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   if (c >= params.channels || p >= params.lanes) { return; }
   let chan = params.base + c * params.cols;
   let k = x[chan].x;
-  var row = p / params.cols;
-  var col = p % params.cols;
-  var idx = chan + row * params.rowStride + col;
   var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
-  loop {
-    if (row >= params.rows) { break; }
-    let kb = x[idx];
+  var rowStart = chan;
+  for (var blockRow = 0u; blockRow < params.rows; blockRow += params.rowsPerBlock) {
+    let kb = x[rowStart + p];
     var s1 = vec4f(0.0);
     var s2 = vec4f(0.0);
     var b = 0u;
-    loop {
-      if (b >= BLOCK || row >= params.rows) { break; }
-      let v = x[idx] - kb;
-      s1 += v;
-      s2 = fma(v, v, s2);
-      b += 1u;
-      col += params.stepCol;
-      row += params.stepRow;
-      idx += params.stepIndex;
-      if (col >= params.cols) { col -= params.cols; row += 1u; idx += params.carryIndex; }
+    let blockEnd = min(blockRow + params.rowsPerBlock, params.rows);
+    for (var row = blockRow; row < blockEnd; row++) {
+      let rowEnd = rowStart + params.cols;
+      for (var idx = rowStart + p; idx < rowEnd; idx += params.lanes) {
+        let v = x[idx] - kb;
+        s1 += v;
+        s2 = fma(v, v, s2);
+        b += 1u;
+      }
+      rowStart += params.rowStride;
     }
     merge_block4(&acc, b, kb - vec4f(k), s1, s2);
   }
@@ -129,26 +126,23 @@ fn stats_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   if (c >= params.channels || p >= params.lanes) { return; }
   let chan = params.base + c * params.cols;
   let k = xScalar[chan];
-  var row = p / params.cols;
-  var col = p % params.cols;
-  var idx = chan + row * params.rowStride + col;
   var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
-  loop {
-    if (row >= params.rows) { break; }
-    let kb = xScalar[idx];
+  var rowStart = chan;
+  for (var blockRow = 0u; blockRow < params.rows; blockRow += params.rowsPerBlock) {
+    let kb = xScalar[rowStart + p];
     var s1 = 0.0;
     var s2 = 0.0;
     var b = 0u;
-    loop {
-      if (b >= BLOCK || row >= params.rows) { break; }
-      let v = xScalar[idx] - kb;
-      s1 += v;
-      s2 = fma(v, v, s2);
-      b += 1u;
-      col += params.stepCol;
-      row += params.stepRow;
-      idx += params.stepIndex;
-      if (col >= params.cols) { col -= params.cols; row += 1u; idx += params.carryIndex; }
+    let blockEnd = min(blockRow + params.rowsPerBlock, params.rows);
+    for (var row = blockRow; row < blockEnd; row++) {
+      let rowEnd = rowStart + params.cols;
+      for (var idx = rowStart + p; idx < rowEnd; idx += params.lanes) {
+        let v = xScalar[idx] - kb;
+        s1 += v;
+        s2 = fma(v, v, s2);
+        b += 1u;
+      }
+      rowStart += params.rowStride;
     }
     merge_block4(&acc, b, vec4f(kb - k), vec4f(s1), vec4f(s2));
   }

@@ -11,6 +11,8 @@ const WORKGROUP = 64;
 // Work per invocation: enough that partials stay a small fraction of the input, few enough that a
 // real GPU still gets tens of thousands of invocations on CNN-sized tensors.
 const STATS_ITEMS_PER_LANE = 32;
+// Values per shifted block in stats.wgsl (its BLOCK override for channels-last).
+const STATS_BLOCK = 32;
 const MAX_LANES = 4096;
 // Like the elementwise passes: enough invocations to fill a large GPU, no more.
 const STATS_INVOCATIONS = 65536;
@@ -81,9 +83,11 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     if (g.order === 'cf') {
       const cols = g.s / width;
       const perChannel = g.n * cols;
+      // lanes ≤ cols: each invocation reads a fixed set of columns in every row, so its loop has
+      // no wrap-around branch.
       const cap = Math.max(WORKGROUP, Math.min(MAX_LANES, Math.floor(STATS_INVOCATIONS / g.c)));
-      lanes = Math.min(perChannel, cap, Math.max(1, Math.ceil(perChannel / STATS_ITEMS_PER_LANE)));
-      if (lanes > WORKGROUP) lanes = Math.min(Math.ceil(lanes / WORKGROUP) * WORKGROUP, perChannel);
+      lanes = Math.min(cols, cap, Math.max(1, Math.ceil(perChannel / STATS_ITEMS_PER_LANE)));
+      const perRow = Math.ceil(cols / lanes);
       const cy = Math.min(g.c, maxDim);
       workgroups = [Math.ceil(lanes / WORKGROUP), cy, Math.ceil(g.c / cy)];
       values = {
@@ -93,10 +97,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
         lanes,
         channels: g.c,
         base: x.base / width,
-        stepRow: Math.floor(lanes / cols),
-        stepCol: lanes % cols,
-        stepIndex: Math.floor(lanes / cols) * g.c * cols + (lanes % cols),
-        carryIndex: g.c * cols - cols,
+        rowsPerBlock: Math.max(1, Math.floor(STATS_BLOCK / perRow)),
       };
     } else {
       const cols = g.c / width;
