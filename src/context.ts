@@ -52,6 +52,8 @@ export interface ContextStats {
 }
 
 let nextContextId = 1;
+/** Freed CPU arrays kept per length: enough for a step's outputs and gradients. */
+const CPU_POOL_PER_SIZE = 4;
 
 /**
  * Owns a backend: on WebGPU the device, buffers, pipelines and caches; on the CPU nothing but
@@ -71,6 +73,7 @@ export class BatchNormContext implements TensorOwner {
   /** @internal */
   readonly gpu: GpuRuntime | null;
   #destroyed = false;
+  #cpuFree = new Map<number, Float32Array[]>();
 
   /** @internal use {@link createContext} */
   constructor(gpu: GpuRuntime | null, adapterInfo: GPUAdapterInfo | null, fallbackReason: string | null) {
@@ -158,10 +161,13 @@ export class BatchNormContext implements TensorOwner {
     return new Tensor(this, shape, layout, { kind: 'gpu', buffer, byteOffset, owned: false }, label);
   }
 
-  /** @internal a new uninitialised tensor on this backend, pooled on WebGPU. */
+  /** @internal a new uninitialised tensor on this backend; its storage is pooled on both backends. */
   allocTensor(shape: readonly number[], layout: Layout, label: string): Tensor {
     const size = shapeSize(shape);
-    if (!this.gpu) return new Tensor(this, shape, layout, { kind: 'cpu', data: new Float32Array(size) }, label);
+    if (!this.gpu) {
+      const data = this.#cpuFree.get(size)?.pop() ?? new Float32Array(size);
+      return new Tensor(this, shape, layout, { kind: 'cpu', data }, label);
+    }
     return new Tensor(this, shape, layout, { kind: 'gpu', buffer: this.#allocate(size, label), byteOffset: 0, owned: true }, label);
   }
 
@@ -198,7 +204,18 @@ export class BatchNormContext implements TensorOwner {
   /** @internal */
   releaseTensor(t: Tensor): void {
     const s = t.storage;
-    if (s.kind === 'gpu' && s.owned && !this.#destroyed) this.gpu?.pool.release(s.buffer);
+    if (this.#destroyed) return;
+    if (s.kind === 'gpu') {
+      if (s.owned) this.gpu?.pool.release(s.buffer);
+      return;
+    }
+    // CPU storage is always the library's own copy; keep a few per size for steady-state loops.
+    let free = this.#cpuFree.get(s.data.length);
+    if (!free) {
+      free = [];
+      this.#cpuFree.set(s.data.length, free);
+    }
+    if (free.length < CPU_POOL_PER_SIZE) free.push(s.data);
   }
 
   /** Waits until all submitted work is done; rejects with the first GPU error it produced. */
@@ -221,6 +238,7 @@ export class BatchNormContext implements TensorOwner {
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    this.#cpuFree.clear();
     this.gpu?.destroy();
   }
 }

@@ -1,8 +1,11 @@
 import type { Geometry } from './geometry.js';
 
-// The CPU backend and the second oracle of the test suite: plain typed-array loops, float64
-// accumulation, two passes (mean, then the sum of squared deviations), so the statistics are exact
-// to float64 rounding on any data the float32 inputs can hold.
+// The CPU backend and the second oracle of the test suite: plain typed-array loops with float64
+// accumulation. Statistics take one pass of shifted sums: Σ(x − K) and Σ(x − K)² around K = the
+// channel's first value, in float64. With 53-bit sums the shift leaves cancellation of
+// (1 + ((mean − K)/σ)²)·2⁻⁵³ — below float32 resolution unless the first value lies more than
+// ~10⁴ standard deviations from the mean — so one pass is as exact here as two, and as fast as
+// the plain Σx, Σx² loop a user would write.
 
 /** Per-channel batch statistics in float64. */
 export interface CpuBatchStats {
@@ -15,50 +18,47 @@ export interface CpuBatchStats {
 /** Per-channel mean and biased variance of `x` (in `g`'s memory order). */
 export function cpuBatchStats(x: Float32Array, g: Geometry): CpuBatchStats {
   const { n, c: channels, s } = g;
+  const shift = new Float64Array(channels);
   const sum = new Float64Array(channels);
   const sq = new Float64Array(channels);
   if (g.order === 'cf') {
+    for (let c = 0; c < channels; c++) shift[c] = x[c * s] as number;
     for (let i = 0; i < n; i++) {
       for (let c = 0; c < channels; c++) {
         const base = (i * channels + c) * s;
-        let acc = 0;
-        for (let k = 0; k < s; k++) acc += x[base + k] as number;
-        sum[c] = (sum[c] as number) + acc;
+        const k = shift[c] as number;
+        let a = 0;
+        let b = 0;
+        for (let j = 0; j < s; j++) {
+          const v = (x[base + j] as number) - k;
+          a += v;
+          b += v * v;
+        }
+        sum[c] = (sum[c] as number) + a;
+        sq[c] = (sq[c] as number) + b;
       }
     }
   } else {
+    for (let c = 0; c < channels; c++) shift[c] = x[c] as number;
     const rows = n * s;
     for (let r = 0; r < rows; r++) {
       const base = r * channels;
-      for (let c = 0; c < channels; c++) sum[c] = (sum[c] as number) + (x[base + c] as number);
+      for (let c = 0; c < channels; c++) {
+        const v = (x[base + c] as number) - (shift[c] as number);
+        sum[c] = (sum[c] as number) + v;
+        sq[c] = (sq[c] as number) + v * v;
+      }
     }
   }
   const count = n * s;
-  const mean = sum.map((v) => v / count);
-  if (g.order === 'cf') {
-    for (let i = 0; i < n; i++) {
-      for (let c = 0; c < channels; c++) {
-        const base = (i * channels + c) * s;
-        const m = mean[c] as number;
-        let acc = 0;
-        for (let k = 0; k < s; k++) {
-          const d = (x[base + k] as number) - m;
-          acc += d * d;
-        }
-        sq[c] = (sq[c] as number) + acc;
-      }
-    }
-  } else {
-    const rows = n * s;
-    for (let r = 0; r < rows; r++) {
-      const base = r * channels;
-      for (let c = 0; c < channels; c++) {
-        const d = (x[base + c] as number) - (mean[c] as number);
-        sq[c] = (sq[c] as number) + d * d;
-      }
-    }
+  const mean = new Float64Array(channels);
+  const biasedVar = new Float64Array(channels);
+  for (let c = 0; c < channels; c++) {
+    const d = (sum[c] as number) / count;
+    mean[c] = (shift[c] as number) + d;
+    biasedVar[c] = Math.max((sq[c] as number) / count - d * d, 0);
   }
-  return { mean, biasedVar: sq.map((v) => v / count), count };
+  return { mean, biasedVar, count };
 }
 
 /** y = (x − mean) · invstd · weight + bias, computed in float64 and rounded once to float32. */
@@ -72,29 +72,28 @@ export function cpuNormalize(
   bias: Float32Array | null,
 ): void {
   const { n, c: channels, s } = g;
+  // y = x·scale + shift with shift = bias − mean·scale, all in float64: the cancellation between
+  // x·scale and mean·scale costs ~2⁻⁵³ of |x·scale|, invisible after rounding y to float32.
   const scale = new Float64Array(channels);
   const shift = new Float64Array(channels);
   for (let c = 0; c < channels; c++) {
     scale[c] = (invstd[c] as number) * (weight ? (weight[c] as number) : 1);
-    shift[c] = bias ? (bias[c] as number) : 0;
+    shift[c] = (bias ? (bias[c] as number) : 0) - (mean[c] as number) * (scale[c] as number);
   }
   if (g.order === 'cf') {
     for (let i = 0; i < n; i++) {
       for (let c = 0; c < channels; c++) {
         const base = (i * channels + c) * s;
-        const m = mean[c] as number;
         const a = scale[c] as number;
         const b = shift[c] as number;
-        for (let k = 0; k < s; k++) y[base + k] = ((x[base + k] as number) - m) * a + b;
+        for (let k = 0; k < s; k++) y[base + k] = (x[base + k] as number) * a + b;
       }
     }
   } else {
     const rows = n * s;
     for (let r = 0; r < rows; r++) {
       const base = r * channels;
-      for (let c = 0; c < channels; c++) {
-        y[base + c] = ((x[base + c] as number) - (mean[c] as number)) * (scale[c] as number) + (shift[c] as number);
-      }
+      for (let c = 0; c < channels; c++) y[base + c] = (x[base + c] as number) * (scale[c] as number) + (shift[c] as number);
     }
   }
 }
