@@ -12,35 +12,40 @@
 // invstd is plane 4, written by the forward (or by backward_prepare); weight is read at backward
 // time, and is 1 when the module is not affine (FLAG_AFFINE clear).
 //
-// Iteration is normalize.wgsl's: a grid stride over the flat tensor with the channel carried
-// along incrementally.
-//   channels-first: flat index j = (n * C + c) * cols + col, cols = spatial (/4 for vec4).
-//   channels-last:  flat index j = row * cols + col, the channel(s) given by col, cols = C (/4).
+// Per channel this is dx = dy·A − (x − K)·B + D with A = invstd·weight, B = projScale·A and
+// D = (meanOffset·projScale − meanDy)·A, so each invocation loads its channel's constants once.
+//
+// Iteration is normalize.wgsl's: the tensor as rows × cols (channels-first: row = n·C + c, cols =
+// spatial; channels-last: row = n·spatial + s, cols = C; /4 for vec4); invocation i owns column
+// i % cols of rows lane, lane + lanes, ... so neighbours touch neighbouring addresses, and its
+// channel is fixed (channels-last always; channels-first when lanes is a multiple of C).
 
 struct ElementwiseParams {
-  total: u32,        // elements to write, in bound elements (vec4 or scalar)
+  rows: u32,
   cols: u32,
+  lanes: u32,           // rows processed in parallel; invocations = lanes * cols
   channels: u32,
-  threads: u32,      // invocations in the dispatch
-  stepCol: u32,      // threads % cols
-  stepChannel: u32,  // channels-first: (threads / cols) % channels
-  xBase: u32,        // offsets of element 0 in each binding, in bound elements
+  laneChannelStep: u32, // channels-first: lanes % C (0: the channel never changes)
+  xBase: u32,           // offsets of element 0 in each binding, in bound elements
   dyBase: u32,
   dxBase: u32,
-  weightBase: u32,   // in f32 elements
-  planeStride: u32,  // ceil(C / 4)
-  flags: u32,        // FLAG_AFFINE
+  weightBase: u32,      // in f32 elements
+  planeStride: u32,     // ceil(C / 4)
+  flags: u32,           // FLAG_AFFINE
+  _pad0: u32,
 }
 
 const FLAG_AFFINE: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> params: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
+@group(0) @binding(1) var<storage, read> xScalar: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<vec4f>;
+@group(0) @binding(2) var<storage, read> dyScalar: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<vec4f>;
 // The scalar entries write through an f32 view: a store to one component of a shared vec4 may be
 // lowered to a read-modify-write of the whole vector, which would race with the neighbours.
-@group(0) @binding(3) var<storage, read_write> dx1: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dxScalar: array<f32>;
 @group(0) @binding(4) var<storage, read> channelStats: array<vec4f>;
 @group(0) @binding(5) var<storage, read> weight: array<f32>;
 
@@ -52,112 +57,136 @@ fn plane1(plane: u32, c: u32) -> f32 {
   return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
 }
 
-fn plane4(plane: u32, c4: u32) -> vec4f {
-  return channelStats[plane * params.planeStride + c4];
-}
-
-fn weight1(c: u32) -> f32 {
-  if ((params.flags & FLAG_AFFINE) == 0u) { return 1.0; }
-  return weight[params.weightBase + c];
-}
-
-fn weight4(c4: u32) -> vec4f {
-  if ((params.flags & FLAG_AFFINE) == 0u) { return vec4f(1.0); }
-  let i = params.weightBase + c4 * 4u;
-  return vec4f(weight[i], weight[i + 1u], weight[i + 2u], weight[i + 3u]);
+// vec4(K, A, B, D) of channel c (see the header).
+fn coef(c: u32) -> vec4f {
+  var w = 1.0;
+  if ((params.flags & FLAG_AFFINE) != 0u) { w = weight[params.weightBase + c]; }
+  let a = plane1(4u, c) * w;
+  if (!BATCH_STATS) { return vec4f(0.0, a, 0.0, 0.0); }
+  let proj = plane1(7u, c);
+  return vec4f(plane1(0u, c), a, proj * a, (plane1(5u, c) * proj - plane1(6u, c)) * a);
 }
 
 fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
   return (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
 }
 
-fn grad1(g: f32, xi: u32, c: u32) -> f32 {
-  let gradScale = plane1(4u, c) * weight1(c);
-  if (!BATCH_STATS) { return g * gradScale; }
-  let xmu = (x[xi >> 2u][xi & 3u] - plane1(0u, c)) - plane1(5u, c);
-  return (g - plane1(6u, c) - xmu * plane1(7u, c)) * gradScale;
-}
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                    @builtin(num_workgroups) nwg: vec3u) {
-  var j = invocation(wid, nwg, lid);
-  if (j >= params.total) { return; }
-  let q = j / params.cols;
-  var col = j % params.cols;
-  var c = q % params.channels;
-  loop {
-    if (j >= params.total) { break; }
-    let g = dy[params.dyBase + j];
-    let gradScale = vec4f(plane1(4u, c) * weight1(c));
-    if (BATCH_STATS) {
-      let xmu = (x[params.xBase + j] - vec4f(plane1(0u, c))) - vec4f(plane1(5u, c));
-      dx[params.dxBase + j] = (g - vec4f(plane1(6u, c)) - xmu * vec4f(plane1(7u, c))) * gradScale;
-    } else {
-      dx[params.dxBase + j] = g * gradScale;
+  let i = invocation(wid, nwg, lid);
+  if (i >= params.lanes * params.cols) { return; }
+  var c = (i / params.cols) % params.channels;
+  var k = coef(c);
+  let step = params.lanes * params.cols;
+  let total = params.rows * params.cols;
+  let xb = params.xBase;
+  let gb = params.dyBase;
+  let ob = params.dxBase;
+  // Two loops rather than a branch inside one: software adapters pay for a branch per element.
+  if (params.laneChannelStep == 0u) {
+    for (var j = i; j < total; j += step) {
+      if (BATCH_STATS) {
+        dx[ob + j] = dy[gb + j] * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w);
+      } else {
+        dx[ob + j] = dy[gb + j] * k.y;
+      }
     }
-    j += params.threads;
-    col += params.stepCol;
-    c += params.stepChannel;
-    if (col >= params.cols) { col -= params.cols; c += 1u; }
+    return;
+  }
+  for (var j = i; j < total; j += step) {
+    if (BATCH_STATS) {
+      dx[ob + j] = dy[gb + j] * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w);
+    } else {
+      dx[ob + j] = dy[gb + j] * k.y;
+    }
+    c += params.laneChannelStep;
     if (c >= params.channels) { c -= params.channels; }
+    k = coef(c);
   }
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                    @builtin(num_workgroups) nwg: vec3u) {
-  var j = invocation(wid, nwg, lid);
-  if (j >= params.total) { return; }
-  let q = j / params.cols;
-  var col = j % params.cols;
-  var c = q % params.channels;
-  loop {
-    if (j >= params.total) { break; }
-    let gi = params.dyBase + j;
-    dx1[params.dxBase + j] = grad1(dy[gi >> 2u][gi & 3u], params.xBase + j, c);
-    j += params.threads;
-    col += params.stepCol;
-    c += params.stepChannel;
-    if (col >= params.cols) { col -= params.cols; c += 1u; }
+  let i = invocation(wid, nwg, lid);
+  if (i >= params.lanes * params.cols) { return; }
+  var c = (i / params.cols) % params.channels;
+  var k = coef(c);
+  let step = params.lanes * params.cols;
+  let total = params.rows * params.cols;
+  let xb = params.xBase;
+  let gb = params.dyBase;
+  let ob = params.dxBase;
+  if (params.laneChannelStep == 0u) {
+    for (var j = i; j < total; j += step) {
+      if (BATCH_STATS) {
+        dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
+      } else {
+        dxScalar[ob + j] = dyScalar[gb + j] * k.y;
+      }
+    }
+    return;
+  }
+  for (var j = i; j < total; j += step) {
+    if (BATCH_STATS) {
+      dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
+    } else {
+      dxScalar[ob + j] = dyScalar[gb + j] * k.y;
+    }
+    c += params.laneChannelStep;
     if (c >= params.channels) { c -= params.channels; }
+    k = coef(c);
   }
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn elementwise_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                    @builtin(num_workgroups) nwg: vec3u) {
-  var j = invocation(wid, nwg, lid);
-  if (j >= params.total) { return; }
-  var col = j % params.cols;
-  loop {
-    if (j >= params.total) { break; }
-    let g = dy[params.dyBase + j];
-    let gradScale = plane4(4u, col) * weight4(col);
+  let i = invocation(wid, nwg, lid);
+  if (i >= params.lanes * params.cols) { return; }
+  let col = i % params.cols;
+  var k: vec4f;
+  var a: vec4f;
+  var b: vec4f;
+  var d: vec4f;
+  for (var l = 0u; l < 4u; l++) {
+    let cl = coef(col * 4u + l);
+    k[l] = cl.x;
+    a[l] = cl.y;
+    b[l] = cl.z;
+    d[l] = cl.w;
+  }
+  let step = params.lanes * params.cols;
+  let total = params.rows * params.cols;
+  let xb = params.xBase;
+  let gb = params.dyBase;
+  let ob = params.dxBase;
+  for (var j = i; j < total; j += step) {
     if (BATCH_STATS) {
-      let xmu = (x[params.xBase + j] - plane4(0u, col)) - plane4(5u, col);
-      dx[params.dxBase + j] = (g - plane4(6u, col) - xmu * plane4(7u, col)) * gradScale;
+      dx[ob + j] = dy[gb + j] * a - (x[xb + j] - k) * b + d;
     } else {
-      dx[params.dxBase + j] = g * gradScale;
+      dx[ob + j] = dy[gb + j] * a;
     }
-    j += params.threads;
-    col += params.stepCol;
-    if (col >= params.cols) { col -= params.cols; }
   }
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn elementwise_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                    @builtin(num_workgroups) nwg: vec3u) {
-  var j = invocation(wid, nwg, lid);
-  if (j >= params.total) { return; }
-  var col = j % params.cols;
-  loop {
-    if (j >= params.total) { break; }
-    let gi = params.dyBase + j;
-    dx1[params.dxBase + j] = grad1(dy[gi >> 2u][gi & 3u], params.xBase + j, col);
-    j += params.threads;
-    col += params.stepCol;
-    if (col >= params.cols) { col -= params.cols; }
+  let i = invocation(wid, nwg, lid);
+  if (i >= params.lanes * params.cols) { return; }
+  let k = coef(i % params.cols);
+  let step = params.lanes * params.cols;
+  let total = params.rows * params.cols;
+  let xb = params.xBase;
+  let gb = params.dyBase;
+  let ob = params.dxBase;
+  for (var j = i; j < total; j += step) {
+    if (BATCH_STATS) {
+      dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
+    } else {
+      dxScalar[ob + j] = dyScalar[gb + j] * k.y;
+    }
   }
 }

@@ -4,14 +4,13 @@ import { bindTensor, type TensorBinding } from '../gpu/tensor-binding.js';
 import { packUniforms, type UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { Geometry } from './geometry.js';
-import { channelStatsBytes, grid } from './gpu-forward.js';
+import { channelStatsBytes, elementwiseShape, grid } from './gpu-forward.js';
 
 const WORKGROUP = 64;
 // The same split as the forward statistics (gpu-forward.ts), so both reductions spread a channel
 // over the same number of invocations: ~32 values per invocation, at most 1024 partials a channel.
 const REDUCE_ITEMS_PER_LANE = 32;
 const MAX_LANES = 1024;
-const ELEMENTWISE_ITEMS_PER_INVOCATION = 4;
 /** Bytes of one backward partial: vec2f(sumDy, sumDyXmu). */
 const PARTIAL_BYTES = 8;
 
@@ -195,21 +194,17 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       BATCH_STATS: a.useBatchStats ? 1 : 0,
     });
     const w = bindOptional(gpu, a.weight, 'weight');
-    const total = (g.n * g.c * g.s) / width;
-    const cols = g.order === 'cf' ? g.s / width : g.c / width;
-    const [gx, gy] = grid(Math.ceil(total / (WORKGROUP * ELEMENTWISE_ITEMS_PER_INVOCATION)), maxDim);
-    const threads = gx * gy * WORKGROUP;
+    const shape = elementwiseShape(g, width);
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(
       0,
       gpu.bindGroups.get(kernel, {
         params: uniform(gpu, kernel, {
-          total,
-          cols,
+          rows: shape.rows,
+          cols: shape.cols,
+          lanes: shape.lanes,
           channels: g.c,
-          threads,
-          stepCol: threads % cols,
-          stepChannel: Math.floor(threads / cols) % g.c,
+          laneChannelStep: shape.laneChannelStep,
           xBase: x.base / width,
           dyBase: dy.base / width,
           dxBase: dx.base / width,
@@ -217,14 +212,14 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
           planeStride,
           flags: a.weight ? 1 : 0,
         }),
-        x: x.resource,
-        dy: dy.resource,
-        [vec4 ? 'dx' : 'dx1']: dx.resource,
+        [vec4 ? 'x' : 'xScalar']: x.resource,
+        [vec4 ? 'dy' : 'dyScalar']: dy.resource,
+        [vec4 ? 'dx' : 'dxScalar']: dx.resource,
         channelStats,
         weight: w.resource,
       }),
     );
-    pass.dispatchWorkgroups(gx, gy);
+    pass.dispatchWorkgroups(...grid(Math.ceil((shape.lanes * shape.cols) / WORKGROUP), maxDim));
   }
   pass.end();
 }
