@@ -33,8 +33,8 @@ struct BackwardParams {
   channels: u32,      // C
   xBase: u32,         // offset of element 0 of x in its binding, in bound elements
   dyBase: u32,        // same for dy
-  stepRow: u32,       // channels-first: lanes / cols
-  stepCol: u32,       // channels-first: lanes % cols
+  _pad3: u32,
+  _pad4: u32,
   planeStride: u32,   // ceil(C / 4)
   flags: u32,         // FLAG_* below
   count: u32,         // M = N * spatial, values per channel
@@ -55,7 +55,9 @@ const FLAG_FROM_VAR: u32 = 8u;         // backward_prepare: `invstd` holds a var
 
 @group(0) @binding(0) var<uniform> params: BackwardParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
+@group(0) @binding(1) var<storage, read> xScalar: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<vec4f>;
+@group(0) @binding(2) var<storage, read> dyScalar: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<vec2f>;
 @group(0) @binding(4) var<storage, read_write> channelStats: array<vec4f>;
 @group(0) @binding(5) var<storage, read_write> gradWeight: array<f32>;
@@ -78,19 +80,19 @@ fn write_plane(plane: u32, c: u32, v: f32) {
 }
 
 fn load_x1(i: u32) -> f32 {
-  return x[i >> 2u][i & 3u];
+  return xScalar[i];
 }
 
 fn load_dy1(i: u32) -> f32 {
-  return dy[i >> 2u][i & 3u];
+  return dyScalar[i];
 }
 
 fn channel_of(wid: vec3u, nwg: vec3u) -> u32 {
   return wid.y + wid.z * nwg.y;
 }
 
-// Channels-first, vec4 loads (spatial % 4 == 0): invocation p of channel c walks the channel's
-// rows x cols matrix with stride `lanes`.
+// Channels-first, vec4 loads (spatial % 4 == 0): invocation p < lanes ≤ cols of channel c reads
+// columns p, p + lanes, ... of every row (one row per batch item).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn reduce_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
               @builtin(num_workgroups) nwg: vec3u) {
@@ -102,17 +104,15 @@ fn reduce_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let chan = c * params.cols;
   var sumDy = vec4f(0.0);
   var sumDyXmu = vec4f(0.0);
-  var row = p / params.cols;
-  var col = p % params.cols;
-  loop {
-    if (row >= params.rows) { break; }
-    let i = chan + row * params.rowStride + col;
-    let g = dy[params.dyBase + i];
-    sumDy += g;
-    sumDyXmu += g * ((x[params.xBase + i] - k) - meanOffset);
-    col += params.stepCol;
-    row += params.stepRow;
-    if (col >= params.cols) { col -= params.cols; row += 1u; }
+  var rowStart = chan;
+  for (var row = 0u; row < params.rows; row++) {
+    let rowEnd = rowStart + params.cols;
+    for (var i = rowStart + p; i < rowEnd; i += params.lanes) {
+      let g = dy[params.dyBase + i];
+      sumDy += g;
+      sumDyXmu += g * ((x[params.xBase + i] - k) - meanOffset);
+    }
+    rowStart += params.rowStride;
   }
   partials[c * params.lanes + p] = vec2f(dot(sumDy, vec4f(1.0)), dot(sumDyXmu, vec4f(1.0)));
 }
@@ -129,17 +129,15 @@ fn reduce_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let chan = c * params.cols;
   var sumDy = 0.0;
   var sumDyXmu = 0.0;
-  var row = p / params.cols;
-  var col = p % params.cols;
-  loop {
-    if (row >= params.rows) { break; }
-    let i = chan + row * params.rowStride + col;
-    let g = load_dy1(params.dyBase + i);
-    sumDy += g;
-    sumDyXmu += g * ((load_x1(params.xBase + i) - k) - meanOffset);
-    col += params.stepCol;
-    row += params.stepRow;
-    if (col >= params.cols) { col -= params.cols; row += 1u; }
+  var rowStart = chan;
+  for (var row = 0u; row < params.rows; row++) {
+    let rowEnd = rowStart + params.cols;
+    for (var i = rowStart + p; i < rowEnd; i += params.lanes) {
+      let g = load_dy1(params.dyBase + i);
+      sumDy += g;
+      sumDyXmu += g * ((load_x1(params.xBase + i) - k) - meanOffset);
+    }
+    rowStart += params.rowStride;
   }
   partials[c * params.lanes + p] = vec2f(sumDy, sumDyXmu);
 }

@@ -4,13 +4,9 @@ import { bindTensor, type TensorBinding } from '../gpu/tensor-binding.js';
 import { packUniforms, type UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { Geometry } from './geometry.js';
-import { channelStatsBytes, elementwiseShape, grid } from './gpu-forward.js';
+import { elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
+import { channelStatsBytes } from './gpu-forward.js';
 
-const WORKGROUP = 64;
-// The same split as the forward statistics (gpu-forward.ts), so both reductions spread a channel
-// over the same number of invocations: ~32 values per invocation, at most 1024 partials a channel.
-const REDUCE_ITEMS_PER_LANE = 32;
-const MAX_LANES = 1024;
 /** Bytes of one backward partial: vec2f(sumDy, sumDyXmu). */
 const PARTIAL_BYTES = 8;
 
@@ -110,39 +106,22 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   const pass = encoder.beginComputePass({ label: 'bn.backward.pass' });
 
   if (needReduce) {
-    const vec4 = (g.order === 'cf' ? g.s % 4 === 0 : g.c % 4 === 0) && x.base % 4 === 0 && dy.base % 4 === 0;
+    const vec4 = vec4Aligned(g, x.base, dy.base);
     const width = vec4 ? 4 : 1;
     const reduce = getKernel(device, 'backward-reduce', `reduce_${g.order}${width}`);
-    let lanes: number;
-    let values: UniformValues;
-    let workgroups: [number, number, number];
-    if (g.order === 'cf') {
-      const cols = g.s / width;
-      const perChannel = g.n * cols;
-      lanes = Math.min(perChannel, MAX_LANES, Math.max(1, Math.ceil(perChannel / REDUCE_ITEMS_PER_LANE)));
-      if (lanes > WORKGROUP) lanes = Math.min(Math.ceil(lanes / WORKGROUP) * WORKGROUP, perChannel);
-      const cy = Math.min(g.c, maxDim);
-      workgroups = [Math.ceil(lanes / WORKGROUP), cy, Math.ceil(g.c / cy)];
-      values = {
-        rows: g.n,
-        cols,
-        rowStride: g.c * cols,
-        lanes,
-        channels: g.c,
-        xBase: x.base / width,
-        dyBase: dy.base / width,
-        stepRow: Math.floor(lanes / cols),
-        stepCol: lanes % cols,
-        planeStride,
-      };
-    } else {
-      const cols = g.c / width;
-      const rows = g.n * g.s;
-      lanes = Math.min(rows, MAX_LANES, Math.max(1, Math.ceil(rows / REDUCE_ITEMS_PER_LANE)));
-      const [gx, gy] = grid(Math.ceil((lanes * cols) / WORKGROUP), maxDim);
-      workgroups = [gx, gy, 1];
-      values = { rows, cols, rowStride: cols, lanes, channels: g.c, xBase: x.base / width, dyBase: dy.base / width, planeStride };
-    }
+    const r = reductionShape(g, width, maxDim);
+    const lanes = r.lanes;
+    const workgroups = r.workgroups;
+    const values: UniformValues = {
+      rows: r.rows,
+      cols: r.cols,
+      rowStride: r.rowStride,
+      lanes,
+      channels: g.c,
+      xBase: x.base / width,
+      dyBase: dy.base / width,
+      planeStride,
+    };
     const partialBytes = g.c * lanes * PARTIAL_BYTES;
     const partials: GPUBufferBinding = { buffer: gpu.scratch('backward.partials', partialBytes), offset: 0, size: partialBytes };
     pass.setPipeline(reduce.pipeline);
@@ -150,8 +129,8 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       0,
       gpu.bindGroups.get(reduce, {
         params: uniform(gpu, reduce, values),
-        x: x.resource,
-        dy: dy.resource,
+        [vec4 ? 'x' : 'xScalar']: x.resource,
+        [vec4 ? 'dy' : 'dyScalar']: dy.resource,
         partials,
         channelStats,
       }),
@@ -187,8 +166,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
 
   if (a.gradInput) {
     const dx = bindTensor(device, a.gradInput);
-    const vec4 =
-      (g.order === 'cf' ? g.s % 4 === 0 : g.c % 4 === 0) && x.base % 4 === 0 && dy.base % 4 === 0 && dx.base % 4 === 0;
+    const vec4 = vec4Aligned(g, x.base, dy.base, dx.base);
     const width = vec4 ? 4 : 1;
     const kernel = getKernel(device, 'backward-elementwise', `elementwise_${g.order}${width}`, {
       BATCH_STATS: a.useBatchStats ? 1 : 0,

@@ -3,24 +3,11 @@ import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindTensor, type TensorBinding } from '../gpu/tensor-binding.js';
 import { packUniforms, type UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
+import { elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
 import type { Geometry } from './geometry.js';
 
 /** Planes of the per-channel constants buffer (see shaders/finalize.wgsl); backward adds its own. */
 export const CHANNEL_STATS_PLANES = 8;
-const WORKGROUP = 64;
-// Work per invocation: enough that partials stay a small fraction of the input, few enough that a
-// real GPU still gets tens of thousands of invocations on CNN-sized tensors.
-const STATS_ITEMS_PER_LANE = 32;
-// Values per shifted block in stats.wgsl (its BLOCK override for channels-last).
-const STATS_BLOCK = 32;
-const MAX_LANES = 4096;
-// Like the elementwise passes: enough invocations to fill a large GPU, no more.
-const STATS_INVOCATIONS = 65536;
-// Elementwise passes loop over rows: past about 64K invocations a real GPU is saturated, and every
-// extra workgroup only adds scheduling cost (large on software adapters).
-const ELEMENTWISE_INVOCATIONS = 65536;
-const ELEMENTWISE_MIN_ROWS = 16;
-
 /** Bytes of a channel-constants buffer for `channels` channels. */
 export function channelStatsBytes(channels: number): number {
   return (CHANNEL_STATS_PLANES * Math.ceil(channels / 4) + channels) * 16;
@@ -48,12 +35,6 @@ export interface GpuForwardArgs {
   readonly channelStats: GPUBuffer;
 }
 
-/** Splits a 1-D workgroup count over x and y so neither exceeds the device limit. */
-export function grid(workgroups: number, maxPerDimension: number): [number, number] {
-  const x = Math.max(1, Math.min(workgroups, maxPerDimension));
-  return [x, Math.ceil(workgroups / x)];
-}
-
 /**
  * Records the forward into one compute pass: statistics, finalize and normalize in training (or
  * without running stats); normalize alone, from the running stats, in evaluation.
@@ -63,7 +44,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
   const x = bindTensor(device, a.x);
   const y = bindTensor(device, a.y);
-  const vec4 = (g.order === 'cf' ? g.s % 4 === 0 : g.c % 4 === 0) && x.base % 4 === 0 && y.base % 4 === 0;
+  const vec4 = vec4Aligned(g, x.base, y.base);
   const width = vec4 ? 4 : 1;
   const suffix = `${g.order}${width}`;
   const planeStride = Math.ceil(g.c / 4);
@@ -77,37 +58,12 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
 
   if (a.useBatchStats) {
     const stats = getKernel(device, 'stats', `stats_${suffix}`);
-    let lanes: number;
-    let values: UniformValues;
-    let workgroups: [number, number, number];
-    if (g.order === 'cf') {
-      const cols = g.s / width;
-      const perChannel = g.n * cols;
-      // lanes ≤ cols: each invocation reads a fixed set of columns in every row, so its loop has
-      // no wrap-around branch.
-      const cap = Math.max(WORKGROUP, Math.min(MAX_LANES, Math.floor(STATS_INVOCATIONS / g.c)));
-      lanes = Math.min(cols, cap, Math.max(1, Math.ceil(perChannel / STATS_ITEMS_PER_LANE)));
-      const perRow = Math.ceil(cols / lanes);
-      const cy = Math.min(g.c, maxDim);
-      workgroups = [Math.ceil(lanes / WORKGROUP), cy, Math.ceil(g.c / cy)];
-      values = {
-        rows: g.n,
-        cols,
-        rowStride: g.c * cols,
-        lanes,
-        channels: g.c,
-        base: x.base / width,
-        rowsPerBlock: Math.max(1, Math.floor(STATS_BLOCK / perRow)),
-      };
-    } else {
-      const cols = g.c / width;
-      const rows = g.n * g.s;
-      const cap = Math.max(1, Math.min(MAX_LANES, Math.floor(STATS_INVOCATIONS / cols)));
-      lanes = Math.min(rows, cap, Math.max(1, Math.ceil(rows / STATS_ITEMS_PER_LANE)));
-      const [gx, gy] = grid(Math.ceil((lanes * cols) / WORKGROUP), maxDim);
-      workgroups = [gx, gy, 1];
-      values = { rows, cols, rowStride: cols, lanes, channels: g.c, base: x.base / width, stepIndex: lanes * cols };
-    }
+    const r = reductionShape(g, width, maxDim);
+    const lanes = r.lanes;
+    const values: UniformValues =
+      g.order === 'cf'
+        ? { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: x.base / width, rowsPerBlock: r.rowsPerBlock }
+        : { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: x.base / width, stepIndex: lanes * r.cols };
     const partials = gpu.scratch('partials', g.c * lanes * 16);
     pass.setPipeline(stats.pipeline);
     pass.setBindGroup(
@@ -118,7 +74,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
         partials: { buffer: partials, offset: 0, size: g.c * lanes * 16 },
       }),
     );
-    pass.dispatchWorkgroups(...workgroups);
+    pass.dispatchWorkgroups(...r.workgroups);
 
     const finalize = getKernel(device, 'finalize', 'finalize_train');
     const w = bindOptional(gpu, a.weight, 'weight');
@@ -202,24 +158,4 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
 function bindOptional(gpu: GpuRuntime, t: Tensor | null, binding: string): TensorBinding {
   if (t) return bindTensor(gpu.device, t);
   return { resource: { buffer: gpu.dummy(binding), offset: 0, size: 16 }, base: 0 };
-}
-
-/** How an elementwise pass spreads a tensor's rows × cols view over invocations (see normalize.wgsl). */
-export interface ElementwiseShape {
-  readonly rows: number;
-  readonly cols: number;
-  readonly lanes: number;
-  /** Channels-first: lanes % C, the channel change per row step (0 when lanes is a multiple of C). */
-  readonly laneChannelStep: number;
-}
-
-/** Rows × cols view and lane count for elementwise kernels over `g` with `width`-wide elements. */
-export function elementwiseShape(g: Geometry, width: number): ElementwiseShape {
-  const rows = g.order === 'cf' ? g.n * g.c : g.n * g.s;
-  const cols = g.order === 'cf' ? g.s / width : g.c / width;
-  // At least ELEMENTWISE_MIN_ROWS rows per invocation, so loading its channel constants is amortised.
-  let lanes = Math.max(1, Math.min(Math.ceil(rows / ELEMENTWISE_MIN_ROWS), Math.floor(ELEMENTWISE_INVOCATIONS / cols)));
-  // Channels-first: a multiple of C keeps each invocation on one channel for all its rows.
-  if (g.order === 'cf' && lanes >= g.c) lanes = Math.floor(lanes / g.c) * g.c;
-  return { rows, cols, lanes, laneChannelStep: g.order === 'cf' ? lanes % g.c : 0 };
 }

@@ -1,0 +1,87 @@
+import type { Geometry } from './geometry.js';
+
+// How the kernels spread a tensor over invocations. Shared by the forward and backward
+// dispatchers so both reductions, and both elementwise passes, split work the same way.
+
+/** Invocations per workgroup of every kernel (the shaders' WORKGROUP_SIZE default). */
+export const WORKGROUP = 64;
+// About 32 values per reduction invocation: partials stay a small fraction of the input, and a
+// real GPU still gets tens of thousands of invocations on CNN-sized tensors.
+const REDUCE_ITEMS_PER_LANE = 32;
+const MAX_LANES = 4096;
+// Past about 64K invocations a real GPU is saturated, and every extra workgroup only adds
+// scheduling cost (large on software adapters).
+const TARGET_INVOCATIONS = 65536;
+// At least this many rows per elementwise invocation, so loading its channel constants is amortised.
+const ELEMENTWISE_MIN_ROWS = 16;
+/** Values per shifted block in the forward statistics (stats.wgsl's BLOCK for channels-last). */
+export const STATS_BLOCK = 32;
+
+/** Splits a 1-D workgroup count over x and y so neither exceeds the device limit. */
+export function grid(workgroups: number, maxPerDimension: number): [number, number] {
+  const x = Math.max(1, Math.min(workgroups, maxPerDimension));
+  return [x, Math.ceil(workgroups / x)];
+}
+
+/** A per-channel reduction's split (stats.wgsl, backward-reduce.wgsl). */
+export interface ReductionShape {
+  /** channels-first: N; channels-last: N × spatial. */
+  readonly rows: number;
+  /** channels-first: spatial; channels-last: C (both /4 for vec4). */
+  readonly cols: number;
+  readonly rowStride: number;
+  /** Partials per channel. Channels-first: ≤ cols, each invocation owns columns p, p + lanes, ... */
+  readonly lanes: number;
+  /** Channels-first: rows per shifted block, so a block holds about STATS_BLOCK values. */
+  readonly rowsPerBlock: number;
+  readonly workgroups: [number, number, number];
+}
+
+export function reductionShape(g: Geometry, width: number, maxPerDimension: number): ReductionShape {
+  if (g.order === 'cf') {
+    const cols = g.s / width;
+    const perChannel = g.n * cols;
+    // lanes ≤ cols keeps each invocation on fixed columns, so its loop has no wrap-around branch.
+    const cap = Math.max(WORKGROUP, Math.min(MAX_LANES, Math.floor(TARGET_INVOCATIONS / g.c)));
+    const lanes = Math.min(cols, cap, Math.max(1, Math.ceil(perChannel / REDUCE_ITEMS_PER_LANE)));
+    const cy = Math.min(g.c, maxPerDimension);
+    return {
+      rows: g.n,
+      cols,
+      rowStride: g.c * cols,
+      lanes,
+      rowsPerBlock: Math.max(1, Math.floor(STATS_BLOCK / Math.ceil(cols / lanes))),
+      workgroups: [Math.ceil(lanes / WORKGROUP), cy, Math.ceil(g.c / cy)],
+    };
+  }
+  const cols = g.c / width;
+  const rows = g.n * g.s;
+  const cap = Math.max(1, Math.min(MAX_LANES, Math.floor(TARGET_INVOCATIONS / cols)));
+  const lanes = Math.min(rows, cap, Math.max(1, Math.ceil(rows / REDUCE_ITEMS_PER_LANE)));
+  const [gx, gy] = grid(Math.ceil((lanes * cols) / WORKGROUP), maxPerDimension);
+  return { rows, cols, rowStride: cols, lanes, rowsPerBlock: 1, workgroups: [gx, gy, 1] };
+}
+
+/** How an elementwise pass spreads a tensor's rows × cols view over invocations (see normalize.wgsl). */
+export interface ElementwiseShape {
+  readonly rows: number;
+  readonly cols: number;
+  readonly lanes: number;
+  /** Channels-first: lanes % C, the channel change per row step (0 when lanes is a multiple of C). */
+  readonly laneChannelStep: number;
+}
+
+/** Rows × cols view and lane count for elementwise kernels over `g` with `width`-wide elements. */
+export function elementwiseShape(g: Geometry, width: number): ElementwiseShape {
+  const rows = g.order === 'cf' ? g.n * g.c : g.n * g.s;
+  const cols = g.order === 'cf' ? g.s / width : g.c / width;
+  let lanes = Math.max(1, Math.min(Math.ceil(rows / ELEMENTWISE_MIN_ROWS), Math.floor(TARGET_INVOCATIONS / cols)));
+  // Channels-first: a multiple of C keeps each invocation on one channel for all its rows.
+  if (g.order === 'cf' && lanes >= g.c) lanes = Math.floor(lanes / g.c) * g.c;
+  return { rows, cols, lanes, laneChannelStep: g.order === 'cf' ? lanes % g.c : 0 };
+}
+
+/** True when `g`'s rows are whole vec4s and every binding base is vec4-aligned. */
+export function vec4Aligned(g: Geometry, ...bases: number[]): boolean {
+  return (g.order === 'cf' ? g.s % 4 === 0 : g.c % 4 === 0) && bases.every((b) => b % 4 === 0);
+}
