@@ -30,8 +30,8 @@ struct NormalizeParams {
   biasBase: u32,
   runningMeanBase: u32,
   runningVarBase: u32,
+  blocksPerRow: u32, // CONTIGUOUS: ceil(cols / BLOCK_ITEMS)
   _pad0: u32,
-  _pad1: u32,
 }
 
 const FLAG_FROM_RUNNING: u32 = 1u;
@@ -49,6 +49,11 @@ const FLAG_AFFINE: u32 = 2u;
 @group(0) @binding(7) var<storage, read> runningVar: array<f32>;
 
 override WORKGROUP_SIZE: u32 = 64u;
+// Access pattern. false (GPUs): the coalesced row-lane walk described above. true (fallback
+// adapters, which run each invocation as a CPU loop): channels-first invocation i owns one
+// contiguous run of BLOCK_ITEMS elements of one row, the pattern CPU caches and prefetchers want.
+override CONTIGUOUS: bool = false;
+override BLOCK_ITEMS: u32 = 16u;
 
 // vec4(K, scale, shiftedBias, invstd) of channel c from the running statistics.
 fn from_running(c: u32) -> vec4f {
@@ -115,6 +120,20 @@ fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
                  @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
   record_running(i);
+  if (CONTIGUOUS) {
+    let row = i / params.blocksPerRow;
+    if (row >= params.rows) { return; }
+    let k = packed(row % params.channels);
+    let xb = params.xBase;
+    let yb = params.yBase;
+    let rowStart = row * params.cols;
+    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
+    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    for (var j = start; j < end; j++) {
+      y[yb + j] = fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
+    }
+    return;
+  }
   if (i >= params.lanes * params.cols) { return; }
   let row = i / params.cols;
   var c = row % params.channels;
@@ -143,6 +162,20 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
                  @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
   record_running(i);
+  if (CONTIGUOUS) {
+    let row = i / params.blocksPerRow;
+    if (row >= params.rows) { return; }
+    let k = packed(row % params.channels);
+    let xb = params.xBase;
+    let yb = params.yBase;
+    let rowStart = row * params.cols;
+    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
+    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    for (var j = start; j < end; j++) {
+      yScalar[yb + j] = fma(xScalar[xb + j] - k.x, k.y, k.z);
+    }
+    return;
+  }
   if (i >= params.lanes * params.cols) { return; }
   let row = i / params.cols;
   var c = row % params.channels;

@@ -36,7 +36,7 @@ struct StatsParams {
   base: u32,        // offset of element 0 in the binding, in bound elements
   rowsPerBlock: u32,// channels-first: rows summed into one shifted block (about BLOCK values)
   stepIndex: u32,   // channels-last: lanes * rowStride
-  _pad0: u32,
+  colsPerLane: u32, // channels-first with CONTIGUOUS: ceil(cols / lanes)
   _pad1: u32,
   _pad2: u32,
   _pad3: u32,
@@ -50,6 +50,19 @@ struct StatsParams {
 override WORKGROUP_SIZE: u32 = 64u;
 
 override BLOCK: u32 = 32u;
+// Channels-first column assignment. false (GPUs): invocation p reads columns p, p + lanes, ...
+// (coalesced). true (fallback adapters, where an invocation is a CPU loop): it reads the
+// contiguous columns [p·colsPerLane, (p + 1)·colsPerLane).
+override CONTIGUOUS: bool = false;
+
+// [first column, end column, step] of channels-first invocation p.
+fn lane_columns(p: u32) -> vec3u {
+  if (CONTIGUOUS) {
+    let first = p * params.colsPerLane;
+    return vec3u(first, min(first + params.colsPerLane, params.cols), 1u);
+  }
+  return vec3u(p, params.cols, params.lanes);
+}
 
 // Running (count, mean − K, M2) per lane: Chan's merge of a block of b values whose shifted sums
 // around kb are s1, s2 (kbRel = kb − K).
@@ -95,16 +108,21 @@ fn stats_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   let chan = params.base + c * params.cols;
   let k = x[chan].x;
   var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
+  let span = lane_columns(p);
+  if (span.x >= span.y) {
+    partials[c * params.lanes + p] = vec4f(0.0, 0.0, 0.0, k);
+    return;
+  }
   var rowStart = chan;
   for (var blockRow = 0u; blockRow < params.rows; blockRow += params.rowsPerBlock) {
-    let kb = x[rowStart + p];
+    let kb = x[rowStart + span.x];
     var s1 = vec4f(0.0);
     var s2 = vec4f(0.0);
     var b = 0u;
     let blockEnd = min(blockRow + params.rowsPerBlock, params.rows);
     for (var row = blockRow; row < blockEnd; row++) {
-      let rowEnd = rowStart + params.cols;
-      for (var idx = rowStart + p; idx < rowEnd; idx += params.lanes) {
+      let rowEnd = rowStart + span.y;
+      for (var idx = rowStart + span.x; idx < rowEnd; idx += span.z) {
         let v = x[idx] - kb;
         s1 += v;
         s2 = fma(v, v, s2);
@@ -127,16 +145,21 @@ fn stats_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   let chan = params.base + c * params.cols;
   let k = xScalar[chan];
   var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
+  let span = lane_columns(p);
+  if (span.x >= span.y) {
+    partials[c * params.lanes + p] = vec4f(0.0, 0.0, 0.0, k);
+    return;
+  }
   var rowStart = chan;
   for (var blockRow = 0u; blockRow < params.rows; blockRow += params.rowsPerBlock) {
-    let kb = xScalar[rowStart + p];
+    let kb = xScalar[rowStart + span.x];
     var s1 = 0.0;
     var s2 = 0.0;
     var b = 0u;
     let blockEnd = min(blockRow + params.rowsPerBlock, params.rows);
     for (var row = blockRow; row < blockEnd; row++) {
-      let rowEnd = rowStart + params.cols;
-      for (var idx = rowStart + p; idx < rowEnd; idx += params.lanes) {
+      let rowEnd = rowStart + span.y;
+      for (var idx = rowStart + span.x; idx < rowEnd; idx += span.z) {
         let v = xScalar[idx] - kb;
         s1 += v;
         s2 = fma(v, v, s2);

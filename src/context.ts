@@ -25,6 +25,12 @@ export interface ContextOptions {
   device?: GPUDevice;
   /** Passed to `requestAdapter` when the library requests the device. Default: none. */
   powerPreference?: GPUPowerPreference;
+  /**
+   * Memory access pattern of the elementwise kernels. `'auto'` (default): `'contiguous'` on a
+   * fallback adapter (a CPU implementation such as SwiftShader, where each invocation runs as a
+   * loop), `'coalesced'` on real GPUs.
+   */
+  accessPattern?: 'auto' | 'coalesced' | 'contiguous';
 }
 
 /** Options of {@link BatchNormContext.tensor}. */
@@ -280,11 +286,16 @@ export async function createContext(options: ContextOptions = {}): Promise<Batch
     throw new ArgumentError(`backend must be 'auto', 'webgpu' or 'cpu', got ${JSON.stringify(backend)}`);
   }
   if (backend === 'cpu') return new BatchNormContext(null, null, null);
-  if (options.device) return new BatchNormContext(new GpuRuntime(options.device, false), null, null);
+  const access = options.accessPattern ?? 'auto';
+  if (access !== 'auto' && access !== 'coalesced' && access !== 'contiguous') {
+    throw new ArgumentError(`accessPattern must be 'auto', 'coalesced' or 'contiguous', got ${JSON.stringify(access)}`);
+  }
+  const contiguous = access === 'auto' ? null : access === 'contiguous';
+  if (options.device) return new BatchNormContext(new GpuRuntime(options.device, false, null, contiguous), null, null);
   try {
     const request = options.powerPreference ? { powerPreference: options.powerPreference } : {};
     const { device, adapterInfo } = await requestBatchNormDevice(request);
-    return new BatchNormContext(new GpuRuntime(device, true), adapterInfo, null);
+    return new BatchNormContext(new GpuRuntime(device, true, adapterInfo, contiguous), adapterInfo, null);
   } catch (err) {
     if (backend === 'webgpu') throw err;
     const reason = err instanceof Error ? err.message : String(err);

@@ -3,7 +3,7 @@
  * `/usr/bin/python3 test/torch/generate_fixtures.py`), on both backends and in both layouts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BatchNormContext, Layout } from '../src/index.js';
+import { createContext, type BatchNormContext, type Layout } from '../src/index.js';
 import { BACKENDS, caseCounter, contextFor } from './helpers/backends.js';
 import { runCase } from './helpers/run-case.js';
 import { loadFixture } from './helpers/torch-reference.js';
@@ -17,10 +17,15 @@ afterAll(() => {
   console.log(`[max error] forward fixtures output: ${JSON.stringify(maxErr)}`);
 });
 
-describe.each(BACKENDS)('forward fixtures on %s', (backend) => {
+// WebGPU twice: with the access pattern this adapter gets by default (contiguous on SwiftShader,
+// a fallback adapter) and with the coalesced pattern real GPUs get.
+const RUNS = [...BACKENDS.map((b) => [b, b] as const), ['webgpu', 'webgpu-coalesced'] as const];
+
+describe.each(RUNS)('forward fixtures on %s (%s)', (backend, variant) => {
   let ctx: BatchNormContext;
   beforeAll(async () => {
-    ctx = await contextFor(backend);
+    ctx = variant === 'webgpu-coalesced' ? await createContext({ backend: 'webgpu', accessPattern: 'coalesced' }) : await contextFor(backend);
+    expect(ctx.backend).toBe(backend);
   });
   afterAll(() => ctx.destroy());
 
@@ -35,7 +40,7 @@ describe.each(BACKENDS)('forward fixtures on %s', (backend) => {
         if (r.error) expect(report.rejected).not.toBeNull();
         else expect(report.steps.length).toBe(c.steps.length);
         for (const s of report.steps) {
-          const key = `${backend}${c.name.includes('offset') ? ' offset' : ''} ${s.usedRunning ? 'running-stats' : 'batch-stats'}`;
+          const key = `${variant}${c.name.includes('offset') ? ' offset' : ''} ${s.usedRunning ? 'running-stats' : 'batch-stats'}`;
           maxErr[key] = Math.max(maxErr[key] ?? 0, s.outputErr);
         }
         count(backend);

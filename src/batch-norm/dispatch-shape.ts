@@ -14,6 +14,8 @@ const MAX_LANES = 4096;
 const TARGET_INVOCATIONS = 65536;
 // At least this many rows per elementwise invocation, so loading its channel constants is amortised.
 const ELEMENTWISE_MIN_ROWS = 16;
+/** Adjacent elements per invocation in the contiguous access pattern of fallback adapters. */
+export const CONTIGUOUS_ITEMS = 16;
 /** Values per shifted block in the forward statistics (stats.wgsl's BLOCK for channels-last). */
 export const STATS_BLOCK = 32;
 
@@ -37,13 +39,19 @@ export interface ReductionShape {
   readonly workgroups: [number, number, number];
 }
 
-export function reductionShape(g: Geometry, width: number, maxPerDimension: number): ReductionShape {
+/**
+ * @param contiguous channels-first only: give each invocation runs of CONTIGUOUS_ITEMS adjacent
+ *   columns (fallback adapters) instead of columns `lanes` apart (GPUs).
+ */
+export function reductionShape(g: Geometry, width: number, maxPerDimension: number, contiguous = false): ReductionShape {
   if (g.order === 'cf') {
     const cols = g.s / width;
     const perChannel = g.n * cols;
     // lanes ≤ cols keeps each invocation on fixed columns, so its loop has no wrap-around branch.
     const cap = Math.max(WORKGROUP, Math.min(MAX_LANES, Math.floor(TARGET_INVOCATIONS / g.c)));
-    const lanes = Math.min(cols, cap, Math.max(1, Math.ceil(perChannel / REDUCE_ITEMS_PER_LANE)));
+    const lanes = contiguous
+      ? Math.ceil(cols / Math.max(CONTIGUOUS_ITEMS, Math.ceil(cols / MAX_LANES)))
+      : Math.min(cols, cap, Math.max(1, Math.ceil(perChannel / REDUCE_ITEMS_PER_LANE)));
     const cy = Math.min(g.c, maxPerDimension);
     return {
       rows: g.n,

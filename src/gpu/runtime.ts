@@ -24,8 +24,16 @@ export class GpuRuntime {
   #dummies = new Map<string, GPUBuffer>();
   #retired: GPUBuffer[] = [];
 
-  constructor(device: GPUDevice, ownsDevice: boolean) {
+  /**
+   * True on fallback adapters (a CPU implementation such as SwiftShader): elementwise kernels then
+   * give each invocation a contiguous run instead of a coalesced stride. Real GPUs keep coalescing.
+   */
+  readonly contiguousAccess: boolean;
+
+  constructor(device: GPUDevice, ownsDevice: boolean, adapterInfo: GPUAdapterInfo | null = null, contiguous: boolean | null = null) {
     this.device = device;
+    const info = adapterInfo ?? (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo ?? null;
+    this.contiguousAccess = contiguous ?? info?.isFallbackAdapter === true;
     this.ownsDevice = ownsDevice;
     this.pool = new BufferPool(device);
     this.uniforms = new UniformCache(device, 256, (b) => this.retire(b), () => this.#uniformBuffersCreated++);
