@@ -100,13 +100,11 @@ export function poison(device: GPUDevice, buffer: GPUBuffer, count: number): voi
  * writes the start before the timed work and one that writes the end after it.
  */
 export class TimestampSpan {
-  readonly #device: GPUDevice;
   readonly #querySet: GPUQuerySet;
   readonly #resolve: GPUBuffer;
   readonly #read: GPUBuffer;
 
   constructor(device: GPUDevice) {
-    this.#device = device;
     this.#querySet = device.createQuerySet({ label: 'bench.timestamps', type: 'timestamp', count: 2 });
     this.#resolve = device.createBuffer({ label: 'bench.timestamps.resolve', size: 16, usage: USAGE.QUERY_RESOLVE | USAGE.COPY_SRC });
     this.#read = device.createBuffer({ label: 'bench.timestamps.read', size: 16, usage: USAGE.MAP_READ | USAGE.COPY_DST });
@@ -162,18 +160,25 @@ export async function submitTimed(
   return span ? span.readMs() : null;
 }
 
-const WORKGROUP = 64;
-const ITEMS = 16;
+/** The two access patterns of copy-floor.wgsl, with their launch shapes. */
+export const COPY_VARIANTS = {
+  strided: { entryPoint: 'copy_strided', workgroup: 64, items: 16, label: 'grid-stride, 64 lanes x 16 vec4' },
+  blocked: { entryPoint: 'copy_blocked', workgroup: 256, items: 16, label: 'blocked, 256 lanes x 16 contiguous vec4' },
+} as const;
+export type CopyVariant = keyof typeof COPY_VARIANTS;
 
-/** The WGSL vec4 copy of shaders' bandwidth floor, bound to one src/dst pair. */
+/** A WGSL vec4 copy (copy-floor.wgsl) bound to one src/dst pair. */
 export class CopyFloorKernel {
+  readonly variant: CopyVariant;
   readonly #pipeline: GPUComputePipeline;
   readonly #bindGroup: GPUBindGroup;
   readonly #uniform: GPUBuffer;
   readonly #groups: [number, number];
 
-  constructor(device: GPUDevice, src: GPUBuffer, dst: GPUBuffer, floats: number) {
+  constructor(device: GPUDevice, src: GPUBuffer, dst: GPUBuffer, floats: number, variant: CopyVariant = 'strided') {
     if (floats % 4 !== 0) throw new Error(`copy-floor needs a multiple of 4 floats, got ${floats}`);
+    this.variant = variant;
+    const v = COPY_VARIANTS[variant];
     const module = device.createShaderModule({ label: 'bench.copyFloor.module', code: copyFloorSource });
     const layout = device.createBindGroupLayout({
       label: 'bench.copyFloor.layout',
@@ -184,20 +189,20 @@ export class CopyFloorKernel {
       ],
     });
     this.#pipeline = device.createComputePipeline({
-      label: 'bench.copyFloor.pipeline',
+      label: `bench.copyFloor.${variant}.pipeline`,
       layout: device.createPipelineLayout({ label: 'bench.copyFloor.pipelineLayout', bindGroupLayouts: [layout] }),
-      compute: { module, entryPoint: 'copy_vec4', constants: { WORKGROUP, ITEMS } },
+      compute: { module, entryPoint: v.entryPoint, constants: { WORKGROUP: v.workgroup, ITEMS: v.items } },
     });
     const len = floats / 4;
-    const groups = Math.max(1, Math.ceil(len / (WORKGROUP * ITEMS)));
+    const groups = Math.max(1, Math.ceil(len / (v.workgroup * v.items)));
     const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
     const gx = Math.min(groups, maxDim);
     const gy = Math.ceil(groups / gx);
     this.#groups = [gx, gy];
     this.#uniform = device.createBuffer({ label: 'bench.copyFloor.params', size: 16, usage: USAGE.UNIFORM | USAGE.COPY_DST });
-    device.queue.writeBuffer(this.#uniform, 0, new Uint32Array([len, gx * gy * WORKGROUP, gx, 0]));
+    device.queue.writeBuffer(this.#uniform, 0, new Uint32Array([len, gx * gy * v.workgroup, gx, 0]));
     this.#bindGroup = device.createBindGroup({
-      label: 'bench.copyFloor.bindGroup',
+      label: `bench.copyFloor.${variant}.bindGroup`,
       layout,
       entries: [
         { binding: 0, resource: { buffer: this.#uniform } },
@@ -210,7 +215,7 @@ export class CopyFloorKernel {
   /** Records `k` copies, one compute pass each (as a user's K separate kernels would be). */
   encode(encoder: GPUCommandEncoder, k: number): void {
     for (let i = 0; i < k; i++) {
-      const pass = encoder.beginComputePass({ label: 'bench.copyFloor.pass' });
+      const pass = encoder.beginComputePass({ label: `bench.copyFloor.${this.variant}.pass` });
       pass.setPipeline(this.#pipeline);
       pass.setBindGroup(0, this.#bindGroup);
       pass.dispatchWorkgroups(this.#groups[0], this.#groups[1]);

@@ -104,11 +104,23 @@ export function createTfjs(cc: CaseContext, rt: TfjsRuntime | null, which: 'webg
     return tensors;
   };
 
+  // tfjs-cpu's FusedBatchNorm kernel ignores broadcasting: it cycles through the statistics as if
+  // they were indexed by the last axis, so for channels_first ([1, C, 1, 1] statistics) it returns
+  // wrong values (caught by the check). There the cpu backend gets the same maths from
+  // broadcasting ops: scale = w·rsqrt(var + eps), shift = b − mean·scale (per channel), then
+  // y = x·scale + shift (two full-size elementwise ops, fewer than tf.batchNorm's composite).
+  const composite = which === 'cpu' && cf;
+  const normalize = (t: NonNullable<typeof tensors>, mean: TfCore.Tensor, variance: TfCore.Tensor): TfCore.Tensor => {
+    if (!composite) return tf.batchNorm(t.x, mean, variance, t.b, t.w, d.eps);
+    const scale = tf.mul(t.w, tf.rsqrt(tf.add(variance, d.eps)));
+    const shift = tf.sub(t.b, tf.mul(mean, scale));
+    return tf.add(tf.mul(t.x, scale), shift);
+  };
   const step = (op: 'train' | 'eval', t: NonNullable<typeof tensors>): TfCore.Tensor =>
     tf.tidy(() => {
-      if (op === 'eval') return tf.batchNorm(t.x, t.rm, t.rv, t.b, t.w, d.eps);
+      if (op === 'eval') return normalize(t, t.rm, t.rv);
       const { mean, variance } = tf.moments(t.x, axes, cf);
-      return tf.batchNorm(t.x, mean, variance, t.b, t.w, d.eps);
+      return normalize(t, mean, variance);
     });
 
   /** Submits what tfjs-webgpu has recorded and waits for the queue; a no-op on the cpu backend. */
@@ -125,7 +137,13 @@ export function createTfjs(cc: CaseContext, rt: TfjsRuntime | null, which: 'webg
     op,
     kind: which === 'webgpu' ? ('gpu' as const) : ('cpu' as const),
     note:
-      (op === 'train' ? 'tf.moments + tf.batchNorm' : 'tf.batchNorm with running stats') +
+      (op === 'train' ? 'tf.moments + ' : '') +
+      (composite
+        ? 'x·scale + shift with broadcasting ops (tf.batchNorm on the cpu backend is wrong for channels_first)'
+        : op === 'train'
+          ? 'tf.batchNorm'
+          : 'tf.batchNorm with running stats') +
+      ` on [${xShape.join(', ')}]` +
       (which === 'webgpu' ? ', shared GPUDevice, submitQueue + onSubmittedWorkDone per sample' : ''),
     async verify(): Promise<number> {
       const t = await ensureTensors();

@@ -54,6 +54,10 @@ export interface Row {
   /** Timed samples (each `iterations` iterations, one submit / one synchronous loop). */
   samples: number;
   iterations: number;
+  /** Per-iteration wall time of every sample, in the order they ran (ms). */
+  samples_ms?: number[];
+  /** Per-iteration GPU time of every sample from timestamps (ms), where measured. */
+  gpu_samples_ms?: number[];
   /** Median GPU time of one iteration from timestamp queries (ms), where measured. */
   gpu_ms: number | null;
   /** gpu_ms / gpu_ms of `copy-floor`, where both exist. */
@@ -118,8 +122,10 @@ export interface BenchMeta {
 export interface BenchConfig {
   /** Timed samples per implementation (interleaved rounds). */
   samples: number;
-  /** Target wall time of one sample; K iterations per sample are chosen to reach it. */
+  /** Target wall time of one GPU sample; K iterations per sample are chosen to reach it. */
   target_sample_ms: number;
+  /** Target wall time of one CPU sample. */
+  target_cpu_sample_ms: number;
   /** Upper bound on K for GPU work and for CPU work. */
   max_iterations_gpu: number;
   max_iterations_cpu: number;

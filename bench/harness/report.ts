@@ -1,0 +1,212 @@
+/**
+ * Ratios, the target checklist and the plain-text table; shared by the page, the browser runner
+ * (which prints what the page computed) and the Node runner.
+ */
+import type { BenchResult, ImplName, LayoutName, OpName, Row, TargetCheck } from './types.js';
+
+const sameCase = (a: Row, shape: readonly number[], layout: LayoutName): boolean =>
+  a.layout === layout && a.shape.length === shape.length && a.shape.every((d, i) => d === shape[i]);
+
+function find(rows: readonly Row[], impl: ImplName, op: OpName, shape: readonly number[], layout: LayoutName): Row | undefined {
+  return rows.find((r) => r.impl === impl && r.op === op && sameCase(r, shape, layout));
+}
+
+/** Fills ratio_to_floor and gpu_ratio_to_floor from the case's `copy-floor` row. */
+export function addRatios(rows: Row[]): void {
+  for (const row of rows) {
+    const floor = find(rows, 'copy-floor', 'copy', row.shape, row.layout);
+    if (!floor || floor.status !== 'ok') continue;
+    if (row.median_ms !== null && floor.median_ms) row.ratio_to_floor = row.median_ms / floor.median_ms;
+    if (row.gpu_ms !== null && floor.gpu_ms) row.gpu_ratio_to_floor = row.gpu_ms / floor.gpu_ms;
+  }
+}
+
+/** Distinct (shape, layout) cases in order of first appearance. */
+export function casesOf(rows: readonly Row[]): Array<{ shape: number[]; layout: LayoutName }> {
+  const out: Array<{ shape: number[]; layout: LayoutName }> = [];
+  for (const r of rows) if (!out.some((c) => sameCase(r, c.shape, c.layout))) out.push({ shape: r.shape, layout: r.layout });
+  return out;
+}
+
+const okTime = (r: Row | undefined): number | null => (r && r.status === 'ok' && r.median_ms !== null ? r.median_ms : null);
+
+/**
+ * The issue's targets, per case: training forward ≤ 1.8× the copy floor on the CNN shapes (rank
+ * ≥ 3) and ≤ 2.5× on rank 2; eval ≤ 1.1×; backward ≤ 2.8×; ≥ 20× faster than tfjs-webgpu's
+ * training forward; ≥ 8× faster than ORT Web inference; the CPU backend no slower than js-loop
+ * (train, eval, backward) and ≥ 30× faster than tfjs-cpu (train, eval). All on median wall time.
+ */
+export function checkTargets(rows: readonly Row[]): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const push = (
+    target: string,
+    shape: number[],
+    layout: LayoutName,
+    measured: number | null,
+    direction: '<=' | '>=',
+    threshold: number,
+    detail: string,
+  ): void => {
+    const pass = measured === null ? null : direction === '<=' ? measured <= threshold : measured >= threshold;
+    out.push({ target, shape, layout, measured, threshold, direction, pass, detail });
+  };
+  const ratio = (a: number | null, b: number | null): number | null => (a !== null && b !== null && b > 0 ? a / b : null);
+
+  for (const { shape, layout } of casesOf(rows)) {
+    const floor = okTime(find(rows, 'copy-floor', 'copy', shape, layout));
+    const ours = (op: OpName): number | null => okTime(find(rows, 'webgpu-batchnorm', op, shape, layout));
+    const cpu = (op: OpName): number | null => okTime(find(rows, 'webgpu-batchnorm-cpu', op, shape, layout));
+    const trainLimit = shape.length >= 3 ? 1.8 : 2.5;
+    push(`train <= ${trainLimit}x floor`, shape, layout, ratio(ours('train'), floor), '<=', trainLimit, 'webgpu-batchnorm train / copy-floor');
+    push('eval <= 1.1x floor', shape, layout, ratio(ours('eval'), floor), '<=', 1.1, 'webgpu-batchnorm eval / copy-floor');
+    push('backward <= 2.8x floor', shape, layout, ratio(ours('backward'), floor), '<=', 2.8, 'webgpu-batchnorm backward / copy-floor');
+    push(
+      '>= 20x faster than tfjs-webgpu train',
+      shape,
+      layout,
+      ratio(okTime(find(rows, 'tfjs-webgpu', 'train', shape, layout)), ours('train')),
+      '>=',
+      20,
+      'tfjs-webgpu train / webgpu-batchnorm train',
+    );
+    push(
+      '>= 8x faster than ORT-web eval',
+      shape,
+      layout,
+      ratio(okTime(find(rows, 'ort-webgpu', 'eval', shape, layout)), ours('eval')),
+      '>=',
+      8,
+      'ort-webgpu eval / webgpu-batchnorm eval',
+    );
+    for (const op of ['train', 'eval', 'backward'] as const) {
+      push(
+        `cpu ${op} no slower than js-loop`,
+        shape,
+        layout,
+        ratio(cpu(op), okTime(find(rows, 'js-loop', op, shape, layout))),
+        '<=',
+        1,
+        `webgpu-batchnorm-cpu ${op} / js-loop ${op}`,
+      );
+    }
+    for (const op of ['train', 'eval'] as const) {
+      push(
+        `cpu ${op} >= 30x faster than tfjs-cpu`,
+        shape,
+        layout,
+        ratio(okTime(find(rows, 'tfjs-cpu', op, shape, layout)), cpu(op)),
+        '>=',
+        30,
+        `tfjs-cpu ${op} / webgpu-batchnorm-cpu ${op}`,
+      );
+    }
+  }
+  return out;
+}
+
+const OP_ORDER: readonly OpName[] = ['copy', 'train', 'eval', 'backward'];
+const IMPL_ORDER: readonly ImplName[] = [
+  'copy-floor',
+  'copy-b2b',
+  'webgpu-batchnorm',
+  'tfjs-webgpu',
+  'ort-webgpu',
+  'webgpu-batchnorm-cpu',
+  'tfjs-cpu',
+  'js-loop',
+];
+
+function fmt(v: number | null, digits = 2): string {
+  if (v === null || !Number.isFinite(v)) return '-';
+  if (Math.abs(v) >= 1000) return v.toFixed(0);
+  if (Math.abs(v) >= 100) return v.toFixed(Math.max(0, digits - 2));
+  if (Math.abs(v) >= 10) return v.toFixed(Math.max(0, digits - 1));
+  return v.toFixed(digits);
+}
+
+function pad(cells: readonly string[], widths: readonly number[], right: readonly boolean[]): string {
+  return cells.map((c, i) => (right[i] ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join('  ');
+}
+
+/** Rows of one case sorted op-major in table order. */
+export function sortRows(rows: readonly Row[]): Row[] {
+  return [...rows].sort(
+    (a, b) => OP_ORDER.indexOf(a.op) - OP_ORDER.indexOf(b.op) || IMPL_ORDER.indexOf(a.impl) - IMPL_ORDER.indexOf(b.impl),
+  );
+}
+
+/** The results as a fixed-width table, one block per case. */
+export function formatTable(result: BenchResult): string {
+  const head = ['op', 'impl', 'status', 'median ms', 'x floor', 'min..max ms', 'n x K', 'gpu ms', 'gpu x floor', 'max_err'];
+  const right = [false, false, false, true, true, true, true, true, true, true];
+  const lines: string[] = [];
+  for (const { shape, layout } of casesOf(result.rows)) {
+    const caseRows = sortRows(result.rows.filter((r) => sameCase(r, shape, layout)));
+    const mib = (caseRows[0]?.tensor_bytes ?? 0) / 2 ** 20;
+    const body = caseRows.map((r) => [
+      r.op,
+      r.impl,
+      r.status === 'unavailable' && r.reason?.startsWith('not yet available') ? 'not yet available' : r.status,
+      fmt(r.median_ms),
+      r.ratio_to_floor === null ? '-' : `${fmt(r.ratio_to_floor)}x`,
+      r.min_ms === null ? '-' : `${fmt(r.min_ms)}..${fmt(r.max_ms)}`,
+      r.samples ? `${r.samples}x${r.iterations}` : '-',
+      fmt(r.gpu_ms),
+      r.gpu_ratio_to_floor === null ? '-' : `${fmt(r.gpu_ratio_to_floor)}x`,
+      r.max_err === null ? '-' : r.max_err.toExponential(1),
+    ]);
+    const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
+    lines.push('');
+    lines.push(`[${shape.join(', ')}] ${layout}  (${mib.toFixed(1)} MiB per tensor)`);
+    lines.push(pad(head, widths, right));
+    lines.push(widths.map((w) => '-'.repeat(w)).join('  '));
+    for (const b of body) lines.push(pad(b, widths, right));
+    const notes = caseRows.filter((r) => r.status !== 'ok' && r.reason);
+    for (const r of notes) lines.push(`  ${r.impl} ${r.op}: ${r.reason ?? ''}`);
+  }
+  return lines.join('\n');
+}
+
+/** The target checklist as text, with a summary line. */
+export function formatTargets(targets: readonly TargetCheck[]): string {
+  const head = ['', 'target', 'case', 'measured', 'needed'];
+  const body = targets.map((t) => [
+    t.pass === null ? 'n/a ' : t.pass ? 'PASS' : 'MISS',
+    t.target,
+    `[${t.shape.join(',')}] ${t.layout === 'channels_last' ? 'CL' : 'CF'}`,
+    t.measured === null ? '-' : `${fmt(t.measured)}x`,
+    `${t.direction} ${t.threshold}x`,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
+  const right = [false, false, false, true, false];
+  const pass = targets.filter((t) => t.pass === true).length;
+  const miss = targets.filter((t) => t.pass === false).length;
+  const na = targets.filter((t) => t.pass === null).length;
+  return [
+    'Targets (median wall time; CF = channels_first, CL = channels_last):',
+    pad(head, widths, right),
+    ...body.map((b) => pad(b, widths, right)),
+    `${pass} pass, ${miss} miss, ${na} n/a`,
+  ].join('\n');
+}
+
+/** Header lines describing where the run happened. */
+export function formatMeta(result: BenchResult): string {
+  const m = result.meta;
+  const a = m.adapter;
+  return [
+    `environment: ${m.environment}  date: ${m.date}  run: ${m.run_seconds.toFixed(0)} s`,
+    `agent: ${m.browser}${m.browser_version ? ` (${m.browser_version})` : ''}`,
+    `adapter: ${a ? `${a.vendor || '?'} / ${a.architecture || '?'}${a.device ? ` / ${a.device}` : ''}${a.description ? ` / ${a.description}` : ''}${a.is_fallback_adapter ? ' (fallback adapter)' : ''}` : 'none'}; timestamp-query: ${m.timestamp_query ? 'yes' : 'no'}`,
+    `shared GPUDevice: tfjs ${String(m.shared_device.tfjs)}, ort ${String(m.shared_device.ort)}; samples ${m.config.samples}, target ${m.config.target_sample_ms} ms per GPU sample, ${m.config.target_cpu_sample_ms} ms per CPU sample`,
+    `versions: ${Object.entries(m.versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+    ...m.notes.map((n) => `note: ${n}`),
+  ].join('\n');
+}
+
+/** Everything a runner prints at the end. */
+export function formatReport(result: BenchResult): string {
+  return [formatMeta(result), formatTable(result), '', formatTargets(result.targets)].join('\n');
+}
