@@ -206,7 +206,31 @@ export function formatMeta(result: BenchResult): string {
   ].join('\n');
 }
 
+/**
+ * The WebGPU path checked against the CPU path: both outputs were compared with the same float64
+ * reference before timing, so |webgpu − cpu| ≤ max_err(webgpu) + max_err(cpu) (relative to
+ * max(1, max|ref|)). Agreement is required to 1e-5, far inside the 1e-3 timing gate.
+ */
+export function formatCpuCheck(rows: readonly Row[]): string {
+  const lines = ['WebGPU path vs CPU path (each vs the float64 reference; bound on |webgpu - cpu|):'];
+  let worst = 0;
+  for (const { shape, layout } of casesOf(rows)) {
+    const parts: string[] = [];
+    for (const op of ['train', 'eval', 'backward'] as const) {
+      const gpu = find(rows, 'webgpu-batchnorm', op, shape, layout);
+      const cpu = find(rows, 'webgpu-batchnorm-cpu', op, shape, layout);
+      if (gpu?.max_err == null || cpu?.max_err == null) continue;
+      const bound = gpu.max_err + cpu.max_err;
+      worst = Math.max(worst, bound);
+      parts.push(`${op} ${bound.toExponential(1)}`);
+    }
+    if (parts.length) lines.push(`  [${shape.join(',')}] ${layout}: ${parts.join(', ')}`);
+  }
+  lines.push(`${worst <= 1e-5 ? 'AGREE' : 'DISAGREE'}  WebGPU and CPU paths within ${worst.toExponential(1)} (required 1e-5)`);
+  return lines.join('\n');
+}
+
 /** Everything a runner prints at the end. */
 export function formatReport(result: BenchResult): string {
-  return [formatMeta(result), formatTable(result), '', formatTargets(result.targets)].join('\n');
+  return [formatMeta(result), formatTable(result), '', formatCpuCheck(result.rows), '', formatTargets(result.targets)].join('\n');
 }
