@@ -32,7 +32,7 @@ struct ElementwiseParams {
   weightBase: u32,      // in f32 elements
   planeStride: u32,     // ceil(C / 4)
   flags: u32,           // FLAG_AFFINE
-  _pad0: u32,
+  blocksPerRow: u32,    // CONTIGUOUS: ceil(cols / BLOCK_ITEMS)
 }
 
 const FLAG_AFFINE: u32 = 1u;
@@ -52,6 +52,10 @@ const FLAG_AFFINE: u32 = 1u;
 override WORKGROUP_SIZE: u32 = 64u;
 // true: training formula (batch statistics); false: running statistics.
 override BATCH_STATS: bool = true;
+// Access pattern, as in normalize.wgsl: true on fallback adapters, where channels-first
+// invocation i owns one contiguous run of BLOCK_ITEMS elements of one row.
+override CONTIGUOUS: bool = false;
+override BLOCK_ITEMS: u32 = 16u;
 
 fn plane1(plane: u32, c: u32) -> f32 {
   return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
@@ -75,6 +79,25 @@ fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
 fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                    @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
+  if (CONTIGUOUS) {
+    let row = i / params.blocksPerRow;
+    if (row >= params.rows) { return; }
+    let k = coef(row % params.channels);
+    let xb = params.xBase;
+    let gb = params.dyBase;
+    let ob = params.dxBase;
+    let rowStart = row * params.cols;
+    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
+    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    for (var j = start; j < end; j++) {
+      if (BATCH_STATS) {
+        dx[ob + j] = dy[gb + j] * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w);
+      } else {
+        dx[ob + j] = dy[gb + j] * k.y;
+      }
+    }
+    return;
+  }
   if (i >= params.lanes * params.cols) { return; }
   var c = (i / params.cols) % params.channels;
   var k = coef(c);
@@ -110,6 +133,25 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
 fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                    @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
+  if (CONTIGUOUS) {
+    let row = i / params.blocksPerRow;
+    if (row >= params.rows) { return; }
+    let k = coef(row % params.channels);
+    let xb = params.xBase;
+    let gb = params.dyBase;
+    let ob = params.dxBase;
+    let rowStart = row * params.cols;
+    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
+    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    for (var j = start; j < end; j++) {
+      if (BATCH_STATS) {
+        dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
+      } else {
+        dxScalar[ob + j] = dyScalar[gb + j] * k.y;
+      }
+    }
+    return;
+  }
   if (i >= params.lanes * params.cols) { return; }
   var c = (i / params.cols) % params.channels;
   var k = coef(c);

@@ -33,7 +33,7 @@ struct BackwardParams {
   channels: u32,      // C
   xBase: u32,         // offset of element 0 of x in its binding, in bound elements
   dyBase: u32,        // same for dy
-  _pad3: u32,
+  colsPerLane: u32,   // channels-first with CONTIGUOUS: ceil(cols / lanes)
   _pad4: u32,
   planeStride: u32,   // ceil(C / 4)
   flags: u32,         // FLAG_* below
@@ -66,6 +66,18 @@ const FLAG_FROM_VAR: u32 = 8u;         // backward_prepare: `invstd` holds a var
 @group(0) @binding(8) var<storage, read> invstd: array<f32>;
 
 override WORKGROUP_SIZE: u32 = 64u;
+// Channels-first column assignment, as in stats.wgsl: false (GPUs) columns p, p + lanes, ...
+// (coalesced); true (fallback adapters) the contiguous columns [p·colsPerLane, (p + 1)·colsPerLane).
+override CONTIGUOUS: bool = false;
+
+// [first column, end column, step] of channels-first invocation p.
+fn lane_columns(p: u32) -> vec3u {
+  if (CONTIGUOUS) {
+    let first = p * params.colsPerLane;
+    return vec3u(first, min(first + params.colsPerLane, params.cols), 1u);
+  }
+  return vec3u(p, params.cols, params.lanes);
+}
 
 fn plane1(plane: u32, c: u32) -> f32 {
   return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
@@ -104,10 +116,11 @@ fn reduce_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let chan = c * params.cols;
   var sumDy = vec4f(0.0);
   var sumDyXmu = vec4f(0.0);
+  let span = lane_columns(p);
   var rowStart = chan;
   for (var row = 0u; row < params.rows; row++) {
-    let rowEnd = rowStart + params.cols;
-    for (var i = rowStart + p; i < rowEnd; i += params.lanes) {
+    let rowEnd = rowStart + span.y;
+    for (var i = rowStart + span.x; i < rowEnd; i += span.z) {
       let g = dy[params.dyBase + i];
       sumDy += g;
       sumDyXmu += g * ((x[params.xBase + i] - k) - meanOffset);
@@ -129,10 +142,11 @@ fn reduce_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let chan = c * params.cols;
   var sumDy = 0.0;
   var sumDyXmu = 0.0;
+  let span = lane_columns(p);
   var rowStart = chan;
   for (var row = 0u; row < params.rows; row++) {
-    let rowEnd = rowStart + params.cols;
-    for (var i = rowStart + p; i < rowEnd; i += params.lanes) {
+    let rowEnd = rowStart + span.y;
+    for (var i = rowStart + span.x; i < rowEnd; i += span.z) {
       let g = load_dy1(params.dyBase + i);
       sumDy += g;
       sumDyXmu += g * ((load_x1(params.xBase + i) - k) - meanOffset);

@@ -14,6 +14,7 @@ import {
   DestroyedError,
   ShapeError,
   batchNormBackward,
+  createContext,
   type BackwardResult,
   type BatchNorm,
   type BatchNormContext,
@@ -626,6 +627,28 @@ describe.each(BACKENDS)('backward on %s', (backend) => {
 });
 
 // ---------------------------------------------------------------- errors
+
+// Real GPUs get the coalesced access pattern; SwiftShader (a fallback adapter) gets the contiguous
+// one by default, so run the fixtures once more with the pattern forced to coalesced.
+describe('backward on webgpu with the coalesced access pattern', () => {
+  it('matches the committed PyTorch autograd fixtures, in both layouts', async () => {
+    const ctx = await createContext({ backend: 'webgpu', accessPattern: 'coalesced' });
+    try {
+      const fx = loadFixture('backward');
+      for (let i = 0; i < fx.cases.length; i++) {
+        const c = fx.cases[i];
+        const r = fx.results[i];
+        if (!c || !r) throw new Error('fixture misaligned');
+        for (const layout of ['channels_first', 'channels_last'] as const) {
+          await runBackwardCase(ctx, 'webgpu', c, r, layout, c.name.includes('offset'));
+          count('webgpu');
+        }
+      }
+    } finally {
+      ctx.destroy();
+    }
+  });
+});
 
 describe.each(BACKENDS)('backward errors on %s', (backend) => {
   let ctx: BatchNormContext;

@@ -4,7 +4,7 @@ import { bindTensor, type TensorBinding } from '../gpu/tensor-binding.js';
 import { packUniforms, type UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { Geometry } from './geometry.js';
-import { elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
+import { CONTIGUOUS_ITEMS, elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
 import { channelStatsBytes } from './gpu-forward.js';
 
 /** Bytes of one backward partial: vec2f(sumDy, sumDyXmu). */
@@ -108,8 +108,9 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   if (needReduce) {
     const vec4 = vec4Aligned(g, x.base, dy.base);
     const width = vec4 ? 4 : 1;
-    const reduce = getKernel(device, 'backward-reduce', `reduce_${g.order}${width}`);
-    const r = reductionShape(g, width, maxDim);
+    const contiguousReduce = gpu.contiguousAccess && g.order === 'cf';
+    const reduce = getKernel(device, 'backward-reduce', `reduce_${g.order}${width}`, contiguousReduce ? { CONTIGUOUS: 1 } : {});
+    const r = reductionShape(g, width, maxDim, contiguousReduce);
     const lanes = r.lanes;
     const workgroups = r.workgroups;
     const values: UniformValues = {
@@ -121,6 +122,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       xBase: x.base / width,
       dyBase: dy.base / width,
       planeStride,
+      colsPerLane: Math.ceil(r.cols / lanes),
     };
     const partialBytes = g.c * lanes * PARTIAL_BYTES;
     const partials: GPUBufferBinding = { buffer: gpu.scratch('backward.partials', partialBytes), offset: 0, size: partialBytes };
@@ -168,11 +170,14 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     const dx = bindTensor(device, a.gradInput);
     const vec4 = vec4Aligned(g, x.base, dy.base, dx.base);
     const width = vec4 ? 4 : 1;
+    const contiguous = gpu.contiguousAccess && g.order === 'cf';
     const kernel = getKernel(device, 'backward-elementwise', `elementwise_${g.order}${width}`, {
       BATCH_STATS: a.useBatchStats ? 1 : 0,
+      ...(contiguous ? { CONTIGUOUS: 1, BLOCK_ITEMS: CONTIGUOUS_ITEMS } : {}),
     });
     const w = bindOptional(gpu, a.weight, 'weight');
     const shape = elementwiseShape(g, width);
+    const blocksPerRow = Math.ceil(shape.cols / CONTIGUOUS_ITEMS);
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(
       0,
@@ -189,6 +194,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
           weightBase: w.base,
           planeStride,
           flags: a.weight ? 1 : 0,
+          blocksPerRow,
         }),
         [vec4 ? 'x' : 'xScalar']: x.resource,
         [vec4 ? 'dy' : 'dyScalar']: dy.resource,
@@ -197,7 +203,8 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         weight: w.resource,
       }),
     );
-    pass.dispatchWorkgroups(...grid(Math.ceil((shape.lanes * shape.cols) / WORKGROUP), maxDim));
+    const invocations = contiguous ? shape.rows * blocksPerRow : shape.lanes * shape.cols;
+    pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP), maxDim));
   }
   pass.end();
 }
