@@ -17,6 +17,7 @@ import { DEFAULT_CASES, runBenchmark, type BenchEnvironment, type BenchOptions }
 import { formatMeta, formatReport, formatTargets, sortRows } from '../harness/report.js';
 import type { BenchResult, ImplName, Progress, Row } from '../harness/types.js';
 import { chartsFor, drawBarChart } from './charts.js';
+import { runTrainingExample } from '../../examples/training.js';
 
 interface BenchState {
   state: 'idle' | 'running' | 'done' | 'error';
@@ -184,12 +185,37 @@ const env: BenchEnvironment = {
   idle: () => new Promise((resolve) => setTimeout(resolve, 0)),
 };
 
+/**
+ * The training example of examples/ in this page: the same MLP on two spirals trained on WebGPU
+ * with and without BatchNorm, one submit per step, the loss read back every 25 steps.
+ */
+async function trainingSummary(): Promise<string> {
+  const ctx = await lib.createContext({ backend: 'webgpu' });
+  try {
+    const lines = ['Training example (examples/training.ts, 2-32-32-2 MLP on two spirals, 300 SGD steps, WebGPU):'];
+    for (const useBatchNorm of [true, false]) {
+      const r = await runTrainingExample(ctx, { steps: 300, useBatchNorm });
+      lines.push(
+        `  ${useBatchNorm ? 'with BatchNorm   ' : 'without BatchNorm'}: loss ${r.firstLoss.toFixed(3)} -> ${r.finalLoss.toFixed(3)}, ` +
+          `eval accuracy ${(100 * r.accuracy).toFixed(1)} %, ${r.msPerStep.toFixed(1)} ms/step, ` +
+          `GPU buffers ${r.buffersCreated.afterWarmup} -> ${r.buffersCreated.afterLastStep}`,
+      );
+    }
+    const text = lines.join('\n');
+    log(text);
+    return text;
+  } finally {
+    ctx.destroy();
+  }
+}
+
 async function main(): Promise<void> {
   window.__bench = { state: 'running' };
   redrawCharts();
   try {
     const result = await runBenchmark(env, options());
-    const report = formatReport(result);
+    statusText.textContent = 'training example (examples/training.ts) on WebGPU ...';
+    const report = `${formatReport(result)}\n\n${await trainingSummary()}`;
     metaBox.textContent = formatMeta(result);
     renderTargets(result);
     redrawCharts();
