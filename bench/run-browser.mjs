@@ -75,29 +75,11 @@ async function startServer(rootDir, port) {
   };
 }
 
-/** Chromium path and flags: the project's shared ones when present, plus developer features. */
+/** Chromium path and flags: the project's shared ones (scripts/chromium-webgpu.mjs), plus developer features. */
 async function chromiumConfig() {
-  let path = '/usr/bin/chromium';
-  let args = [
-    '--no-sandbox',
-    '--enable-unsafe-webgpu',
-    '--use-angle=swiftshader',
-    '--use-webgpu-adapter=swiftshader',
-    '--disable-dev-shm-usage',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-  ];
-  const shared = join(ROOT, 'scripts', 'chromium-webgpu.mjs');
-  if (existsSync(shared)) {
-    const m = await import(pathToFileURL(shared).href);
-    path = m.CHROMIUM_PATH ?? path;
-    args = [...(m.CHROMIUM_WEBGPU_ARGS ?? args)];
-  }
+  const m = await import(pathToFileURL(join(ROOT, 'scripts', 'chromium-webgpu.mjs')).href);
   // Full-resolution GPU timestamps (otherwise quantized to 100 µs) and complete adapter info.
-  args.push('--enable-webgpu-developer-features');
-  return { path, args };
+  return { path: m.CHROMIUM_PATH, args: [...m.CHROMIUM_WEBGPU_ARGS, '--enable-webgpu-developer-features'] };
 }
 
 function timestamp() {

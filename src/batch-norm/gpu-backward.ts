@@ -1,7 +1,7 @@
-import { getKernel, type Kernel } from '../gpu/kernel-cache.js';
+import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
-import { bindTensor, type TensorBinding } from '../gpu/tensor-binding.js';
-import { packUniforms, type UniformValues } from '../gpu/uniforms.js';
+import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
+import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { Geometry } from './geometry.js';
 import { CONTIGUOUS_ITEMS, elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
@@ -45,17 +45,6 @@ export interface GpuPrepareArgs {
   readonly channelStats: GPUBuffer;
 }
 
-function uniform(gpu: GpuRuntime, kernel: Kernel, values: UniformValues): GPUBufferBinding {
-  const layout = kernel.entry.uniform;
-  if (!layout) throw new Error(`internal: ${kernel.key} has no uniform`);
-  return { buffer: gpu.uniforms.get(`bn.${kernel.entry.shader}.${kernel.entry.entry}.params`, packUniforms(layout, values)) };
-}
-
-function bindOptional(gpu: GpuRuntime, t: Tensor | null, binding: string): TensorBinding {
-  if (t) return bindTensor(gpu.device, t);
-  return { resource: { buffer: gpu.dummy(binding), offset: 0, size: 16 }, base: 0 };
-}
-
 /**
  * Records the functional API's `backward_prepare` dispatch: channelStats planes 0, 3, 4, 5 from a
  * caller's mean and invstd (or running variance), with K = mean and meanOffset = 0.
@@ -70,7 +59,7 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
   pass.setBindGroup(
     0,
     gpu.bindGroups.get(kernel, {
-      params: uniform(gpu, kernel, {
+      params: bindUniforms(gpu, kernel, {
         channels: a.channels,
         planeStride: Math.ceil(a.channels / 4),
         flags: a.fromVar ? FLAG_FROM_VAR : 0,
@@ -130,7 +119,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     pass.setBindGroup(
       0,
       gpu.bindGroups.get(reduce, {
-        params: uniform(gpu, reduce, values),
+        params: bindUniforms(gpu, reduce, values),
         [vec4 ? 'x' : 'xScalar']: x.resource,
         [vec4 ? 'dy' : 'dyScalar']: dy.resource,
         partials,
@@ -148,7 +137,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     pass.setBindGroup(
       0,
       gpu.bindGroups.get(finalize, {
-        params: uniform(gpu, finalize, {
+        params: bindUniforms(gpu, finalize, {
           lanes,
           channels: g.c,
           planeStride,
@@ -182,7 +171,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     pass.setBindGroup(
       0,
       gpu.bindGroups.get(kernel, {
-        params: uniform(gpu, kernel, {
+        params: bindUniforms(gpu, kernel, {
           rows: shape.rows,
           cols: shape.cols,
           lanes: shape.lanes,

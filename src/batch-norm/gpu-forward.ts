@@ -1,7 +1,7 @@
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
-import { bindTensor, type TensorBinding } from '../gpu/tensor-binding.js';
-import { packUniforms, type UniformValues } from '../gpu/uniforms.js';
+import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
+import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import { CONTIGUOUS_ITEMS, elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
 import type { Geometry } from './geometry.js';
@@ -49,10 +49,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const suffix = `${g.order}${width}`;
   const planeStride = Math.ceil(g.c / 4);
   const channelStats: GPUBufferBinding = { buffer: a.channelStats, offset: 0, size: channelStatsBytes(g.c) };
-  const uniform = (kernelLabel: string, layout: ReturnType<typeof getKernel>, values: UniformValues): GPUBufferBinding => {
-    if (!layout.entry.uniform) throw new Error(`internal: ${kernelLabel} has no uniform`);
-    return { buffer: gpu.uniforms.get(`bn.${kernelLabel}.params`, packUniforms(layout.entry.uniform, values)) };
-  };
+
 
   const pass = encoder.beginComputePass({ label: 'bn.forward.pass' });
 
@@ -79,7 +76,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     pass.setBindGroup(
       0,
       gpu.bindGroups.get(stats, {
-        params: uniform('stats', stats, values),
+        params: bindUniforms(gpu, stats, values),
         [vec4 ? 'x' : 'xScalar']: x.resource,
         partials: { buffer: partials, offset: 0, size: g.c * lanes * 16 },
       }),
@@ -96,7 +93,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     pass.setBindGroup(
       0,
       gpu.bindGroups.get(finalize, {
-        params: uniform('finalize', finalize, {
+        params: bindUniforms(gpu, finalize, {
           channels: g.c,
           lanes,
           flags,
@@ -137,7 +134,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   pass.setBindGroup(
     0,
     gpu.bindGroups.get(normalize, {
-      params: uniform('normalize', normalize, {
+      params: bindUniforms(gpu, normalize, {
         rows: shape.rows,
         cols: shape.cols,
         lanes: shape.lanes,
@@ -166,9 +163,4 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const invocations = Math.max(contiguous ? shape.rows * blocksPerRow : shape.lanes * shape.cols, fromRunning ? g.c : 0);
   pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP), maxDim));
   pass.end();
-}
-
-function bindOptional(gpu: GpuRuntime, t: Tensor | null, binding: string): TensorBinding {
-  if (t) return bindTensor(gpu.device, t);
-  return { resource: { buffer: gpu.dummy(binding), offset: 0, size: 16 }, base: 0 };
 }

@@ -1,4 +1,7 @@
 import { roundUp } from './buffer-pool.js';
+import type { Kernel } from './kernel-cache.js';
+import type { GpuRuntime } from './runtime.js';
+import { packUniforms, type UniformValues } from './uniforms.js';
 import type { Tensor } from '../tensor.js';
 
 /** A tensor bound as a storage range, plus the element index of its first value in that range. */
@@ -21,4 +24,17 @@ export function bindTensor(device: GPUDevice, t: Tensor): TensorBinding {
   const start = s.byteOffset - (s.byteOffset % align);
   const size = Math.min(roundUp(s.byteOffset - start + Math.max(t.size, 1) * 4, 16), s.buffer.size - start);
   return { resource: { buffer: s.buffer, offset: start, size }, base: (s.byteOffset - start) / 4 };
+}
+
+/** Binds `t`, or a tiny per-binding dummy when the entry point declares a resource unused this call. */
+export function bindOptional(gpu: GpuRuntime, t: Tensor | null, binding: string): TensorBinding {
+  if (t) return bindTensor(gpu.device, t);
+  return { resource: { buffer: gpu.dummy(binding), offset: 0, size: 16 }, base: 0 };
+}
+
+/** The kernel's uniform struct packed from named values, as a content-cached uniform buffer. */
+export function bindUniforms(gpu: GpuRuntime, kernel: Kernel, values: UniformValues): GPUBufferBinding {
+  const layout = kernel.entry.uniform;
+  if (!layout) throw new Error(`internal: ${kernel.key} has no uniform`);
+  return { buffer: gpu.uniforms.get(`bn.${kernel.entry.shader}.${kernel.entry.entry}.params`, packUniforms(layout, values)) };
 }
