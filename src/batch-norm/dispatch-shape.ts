@@ -37,6 +37,8 @@ export interface ReductionShape {
   /** Channels-first: rows per shifted block, so a block holds about STATS_BLOCK values. */
   readonly rowsPerBlock: number;
   readonly workgroups: [number, number, number];
+  /** Override constants selecting the access pattern (empty for the coalesced default). */
+  readonly constants: Readonly<Record<string, number>>;
 }
 
 /**
@@ -60,6 +62,7 @@ export function reductionShape(g: Geometry, width: number, maxPerDimension: numb
       lanes,
       rowsPerBlock: Math.max(1, Math.floor(STATS_BLOCK / Math.ceil(cols / lanes))),
       workgroups: [Math.ceil(lanes / WORKGROUP), cy, Math.ceil(g.c / cy)],
+      constants: contiguous ? { CONTIGUOUS: 1 } : {},
     };
   }
   const cols = g.c / width;
@@ -67,7 +70,7 @@ export function reductionShape(g: Geometry, width: number, maxPerDimension: numb
   const cap = Math.max(1, Math.min(MAX_LANES, Math.floor(TARGET_INVOCATIONS / cols)));
   const lanes = Math.min(rows, cap, Math.max(1, Math.ceil(rows / REDUCE_ITEMS_PER_LANE)));
   const [gx, gy] = grid(Math.ceil((lanes * cols) / WORKGROUP), maxPerDimension);
-  return { rows, cols, rowStride: cols, lanes, rowsPerBlock: 1, workgroups: [gx, gy, 1] };
+  return { rows, cols, rowStride: cols, lanes, rowsPerBlock: 1, workgroups: [gx, gy, 1], constants: {} };
 }
 
 /** How an elementwise pass spreads a tensor's rows × cols view over invocations (see normalize.wgsl). */
@@ -77,16 +80,36 @@ export interface ElementwiseShape {
   readonly lanes: number;
   /** Channels-first: lanes % C, the channel change per row step (0 when lanes is a multiple of C). */
   readonly laneChannelStep: number;
+  /** Contiguous pattern: runs of CONTIGUOUS_ITEMS per row (the kernels' `blocksPerRow`). */
+  readonly blocksPerRow: number;
+  /** Invocations the pattern needs. */
+  readonly invocations: number;
+  /** Override constants selecting the pattern (empty for the coalesced default). */
+  readonly constants: Readonly<Record<string, number>>;
 }
 
-/** Rows × cols view and lane count for elementwise kernels over `g` with `width`-wide elements. */
-export function elementwiseShape(g: Geometry, width: number): ElementwiseShape {
+/**
+ * Rows × cols view, lane count and access pattern for elementwise kernels over `g` with
+ * `width`-wide elements. `contiguous` (fallback adapters) applies to channels-first only: there a
+ * run of adjacent elements shares one channel.
+ */
+export function elementwiseShape(g: Geometry, width: number, contiguous = false): ElementwiseShape {
   const rows = g.order === 'cf' ? g.n * g.c : g.n * g.s;
   const cols = g.order === 'cf' ? g.s / width : g.c / width;
   let lanes = Math.max(1, Math.min(Math.ceil(rows / ELEMENTWISE_MIN_ROWS), Math.floor(TARGET_INVOCATIONS / cols)));
   // Channels-first: a multiple of C keeps each invocation on one channel for all its rows.
   if (g.order === 'cf' && lanes >= g.c) lanes = Math.floor(lanes / g.c) * g.c;
-  return { rows, cols, lanes, laneChannelStep: g.order === 'cf' ? lanes % g.c : 0 };
+  const blocked = contiguous && g.order === 'cf';
+  const blocksPerRow = Math.ceil(cols / CONTIGUOUS_ITEMS);
+  return {
+    rows,
+    cols,
+    lanes,
+    laneChannelStep: g.order === 'cf' ? lanes % g.c : 0,
+    blocksPerRow,
+    invocations: blocked ? rows * blocksPerRow : lanes * cols,
+    constants: blocked ? { CONTIGUOUS: 1, BLOCK_ITEMS: CONTIGUOUS_ITEMS } : {},
+  };
 }
 
 /** True when `g`'s rows are whole vec4s and every binding base is vec4-aligned. */

@@ -4,7 +4,7 @@ import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { Geometry } from './geometry.js';
-import { CONTIGUOUS_ITEMS, elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
+import { elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
 import { channelStatsBytes } from './gpu-forward.js';
 
 /** Bytes of one backward partial: vec2f(sumDy, sumDyXmu). */
@@ -97,9 +97,8 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   if (needReduce) {
     const vec4 = vec4Aligned(g, x.base, dy.base);
     const width = vec4 ? 4 : 1;
-    const contiguousReduce = gpu.contiguousAccess && g.order === 'cf';
-    const reduce = getKernel(device, 'backward-reduce', `reduce_${g.order}${width}`, contiguousReduce ? { CONTIGUOUS: 1 } : {});
-    const r = reductionShape(g, width, maxDim, contiguousReduce);
+    const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
+    const reduce = getKernel(device, 'backward-reduce', `reduce_${g.order}${width}`, r.constants);
     const lanes = r.lanes;
     const workgroups = r.workgroups;
     const values: UniformValues = {
@@ -159,14 +158,12 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     const dx = bindTensor(device, a.gradInput);
     const vec4 = vec4Aligned(g, x.base, dy.base, dx.base);
     const width = vec4 ? 4 : 1;
-    const contiguous = gpu.contiguousAccess && g.order === 'cf';
+    const shape = elementwiseShape(g, width, gpu.contiguousAccess);
     const kernel = getKernel(device, 'backward-elementwise', `elementwise_${g.order}${width}`, {
       BATCH_STATS: a.useBatchStats ? 1 : 0,
-      ...(contiguous ? { CONTIGUOUS: 1, BLOCK_ITEMS: CONTIGUOUS_ITEMS } : {}),
+      ...shape.constants,
     });
     const w = bindOptional(gpu, a.weight, 'weight');
-    const shape = elementwiseShape(g, width);
-    const blocksPerRow = Math.ceil(shape.cols / CONTIGUOUS_ITEMS);
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(
       0,
@@ -183,7 +180,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
           weightBase: w.base,
           planeStride,
           flags: a.weight ? 1 : 0,
-          blocksPerRow,
+          blocksPerRow: shape.blocksPerRow,
         }),
         [vec4 ? 'x' : 'xScalar']: x.resource,
         [vec4 ? 'dy' : 'dyScalar']: dy.resource,
@@ -192,8 +189,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         weight: w.resource,
       }),
     );
-    const invocations = contiguous ? shape.rows * blocksPerRow : shape.lanes * shape.cols;
-    pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP), maxDim));
+    pass.dispatchWorkgroups(...grid(Math.ceil(shape.invocations / WORKGROUP), maxDim));
   }
   pass.end();
 }

@@ -3,7 +3,7 @@ import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
-import { CONTIGUOUS_ITEMS, elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
+import { elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
 import type { Geometry } from './geometry.js';
 
 /** Planes of the per-channel constants buffer (see shaders/finalize.wgsl); backward adds its own. */
@@ -54,9 +54,8 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const pass = encoder.beginComputePass({ label: 'bn.forward.pass' });
 
   if (a.useBatchStats) {
-    const contiguousStats = gpu.contiguousAccess && g.order === 'cf';
-    const stats = getKernel(device, 'stats', `stats_${suffix}`, contiguousStats ? { CONTIGUOUS: 1 } : {});
-    const r = reductionShape(g, width, maxDim, contiguousStats);
+    const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
+    const stats = getKernel(device, 'stats', `stats_${suffix}`, r.constants);
     const lanes = r.lanes;
     const values: UniformValues =
       g.order === 'cf'
@@ -122,10 +121,8 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
 
   // Evaluation is this one dispatch: the kernel derives the constants from the running stats.
   const fromRunning = !a.useBatchStats;
-  const contiguous = gpu.contiguousAccess && g.order === 'cf';
-  const normalize = getKernel(device, 'normalize', `normalize_${suffix}`, contiguous ? { CONTIGUOUS: 1, BLOCK_ITEMS: CONTIGUOUS_ITEMS } : {});
-  const shape = elementwiseShape(g, width);
-  const blocksPerRow = Math.ceil(shape.cols / CONTIGUOUS_ITEMS);
+  const shape = elementwiseShape(g, width, gpu.contiguousAccess);
+  const normalize = getKernel(device, 'normalize', `normalize_${suffix}`, shape.constants);
   const w = bindOptional(gpu, fromRunning ? a.weight : null, 'weight');
   const b = bindOptional(gpu, fromRunning ? a.bias : null, 'bias');
   const rm = bindOptional(gpu, fromRunning ? a.runningMean : null, 'runningMean');
@@ -149,7 +146,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
         biasBase: b.base,
         runningMeanBase: rm.base,
         runningVarBase: rv.base,
-        blocksPerRow,
+        blocksPerRow: shape.blocksPerRow,
       }),
       [vec4 ? 'x' : 'xScalar']: x.resource,
       [vec4 ? 'y' : 'yScalar']: y.resource,
@@ -160,7 +157,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
       runningVar: rv.resource,
     }),
   );
-  const invocations = Math.max(contiguous ? shape.rows * blocksPerRow : shape.lanes * shape.cols, fromRunning ? g.c : 0);
+  const invocations = Math.max(shape.invocations, fromRunning ? g.c : 0);
   pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP), maxDim));
   pass.end();
 }
