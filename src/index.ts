@@ -28,6 +28,21 @@ export {
   type BackwardResult,
   type OutputMask,
 } from './batch-norm/backward.js';
+export { SyncBatchNorm, type SyncForwardOptions } from './batch-norm/sync.js';
+export {
+  mergeMoments,
+  mergeGradSums,
+  momentsToArray,
+  momentsFromArray,
+  gradSumsToArray,
+  gradSumsFromArray,
+  decodeMomentsRecords,
+  MOMENTS_RECORD_BYTES,
+  MOMENTS_PLANES,
+  GRAD_SUMS_PLANES,
+  type ChannelMoments,
+  type GradSums,
+} from './batch-norm/sync-merge.js';
 export {
   BatchNormError,
   ShapeError,

@@ -32,6 +32,11 @@ export interface GpuBackwardArgs {
   readonly gradInput: Tensor | null;
   readonly gradWeight: Tensor | null;
   readonly gradBias: Tensor | null;
+  /**
+   * Planes 6 and 7 are already written (SyncBatchNorm, from the merged sums): grad_input needs no
+   * reduction here. Default false.
+   */
+  readonly inputConstantsReady?: boolean;
 }
 
 /** The functional API's statistics, turned into channelStats planes by `backward_prepare`. */
@@ -82,7 +87,7 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
  * elementwise grad_input pass when grad_input is requested. Nothing when nothing is requested.
  */
 export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Geometry, a: GpuBackwardArgs): void {
-  const needInputConstants = a.gradInput !== null && a.useBatchStats;
+  const needInputConstants = a.gradInput !== null && a.useBatchStats && a.inputConstantsReady !== true;
   const needReduce = a.gradWeight !== null || a.gradBias !== null || needInputConstants;
   if (!needReduce && !a.gradInput) return;
 

@@ -33,6 +33,11 @@ export interface GpuForwardArgs {
   readonly counter: GPUBuffer;
   /** Receives the per-channel constants (mean, invstd, ...) that backward reuses. */
   readonly channelStats: GPUBuffer;
+  /**
+   * Batch statistics whose constants are already in `channelStats` (SyncBatchNorm's merged ones):
+   * skip statistics and finalize, and only normalize. Default false.
+   */
+  readonly channelStatsReady?: boolean;
 }
 
 /**
@@ -53,7 +58,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
 
   const pass = encoder.beginComputePass({ label: 'bn.forward.pass' });
 
-  if (a.useBatchStats) {
+  if (a.useBatchStats && a.channelStatsReady !== true) {
     const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
     const stats = getKernel(device, 'stats', `stats_${suffix}`, r.constants);
     const lanes = r.lanes;
@@ -115,7 +120,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
       }),
     );
     pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
-  } else if (!a.runningMean || !a.runningVar) {
+  } else if (!a.useBatchStats && (!a.runningMean || !a.runningVar)) {
     throw new Error('internal: eval with running stats needs them');
   }
 

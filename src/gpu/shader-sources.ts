@@ -3,6 +3,7 @@ import backwardReduce from '../../shaders/backward-reduce.wgsl?raw';
 import finalize from '../../shaders/finalize.wgsl?raw';
 import normalize from '../../shaders/normalize.wgsl?raw';
 import stats from '../../shaders/stats.wgsl?raw';
+import syncBatchNorm from '../../shaders/sync-batch-norm.wgsl?raw';
 
 /**
  * Every WGSL module of the library, by id. The `.wgsl` files are the single source: Vite inlines
@@ -14,6 +15,7 @@ export const shaderSources = {
   normalize,
   'backward-reduce': backwardReduce,
   'backward-elementwise': backwardElementwise,
+  'sync-batch-norm': syncBatchNorm,
 } as const satisfies Record<string, string>;
 
 export type ShaderId = keyof typeof shaderSources;

@@ -1,0 +1,147 @@
+// SyncBatchNorm: the per-channel stages that turn one shard's statistics into records an
+// all-reduce can carry, and merged (whole-batch) statistics back into the constants that the
+// ordinary elementwise kernels use. One invocation per channel; every entry point reads what the
+// ordinary reduction kernels wrote and writes what the ordinary elementwise kernels read, so the
+// data passes themselves are not duplicated.
+//
+// Algorithm and source: PyTorch's SyncBatchNorm (torch/nn/modules/_functions.py, SyncBatchNorm
+// forward / backward): each rank computes its local (count, mean, invstd), all-gathers them,
+// merges them (batch_norm_gather_stats_with_counts: Chan's parallel update over the ranks) and
+// normalizes with the merged statistics; backward all-reduces sum_dy and sum_dy_xmu and computes
+// grad_input with the global count (batch_norm_backward_elemt with count_tensor). We carry M2
+// instead of invstd (exact, no eps baked in) and Σdy·x̂ = Σdy·(x − mean)·invstd, which is the
+// shard's own grad_weight.
+//
+// sync_moments: Chan merge of one channel's stats.wgsl partials (as finalize.wgsl does) into the
+//   moments record vec4(K, mean − K, M2, bitcast<f32>(count)). The shift K (the channel's first
+//   value) travels with the record, so the host recovers mean = K + (mean − K) exactly in float64
+//   even for offset data (mean 1e4, std 0.1), where mean alone in float32 would lose the spread.
+// sync_forward_constants: from the merged record vec4(K, mean − K, invstd, unbiased var)
+//   (the host's float64 merge, each rounded once to float32) writes finalize.wgsl's channelStats planes
+//   (0 K, 1 scale, 2 shiftedBias, 3 mean, 4 invstd, 5 meanOffset, then the packed vec4 region) and
+//   updates the running statistics with the step's averaging factor (momentum, or
+//   1 / num_batches_tracked for a cumulative average, chosen on the host).
+// sync_backward_constants: from the merged sums of the whole batch (two planes of C floats: Σdy,
+//   then Σdy·x̂, from `recordBase`; the layout of a shard's gradient partial) writes planes
+//   6 meanDy = Σdy / M and 7 projScale = Σdy·x̂ / M · invstd (= Σdy(x − mean) / M · invstd², the
+//   plane backward-elementwise.wgsl reads), M = the global count, and optionally grad_weight =
+//   Σdy·x̂ and grad_bias = Σdy of the whole batch.
+
+struct SyncParams {
+  channels: u32,
+  lanes: u32,           // sync_moments: partials per channel
+  flags: u32,           // FLAG_* below
+  planeStride: u32,     // ceil(C / 4): vec4s per plane of channelStats
+  factor: f32,          // running-average factor of this step
+  invCount: f32,        // 1 / M, M = values per channel in the whole batch
+  recordBase: u32,      // offset of channel 0's record in its binding (vec4 records, or f32 planes)
+  weightBase: u32,      // element offsets of the per-channel tensors inside their bindings
+  biasBase: u32,
+  runningMeanBase: u32,
+  runningVarBase: u32,
+  gradWeightBase: u32,
+  gradBiasBase: u32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+}
+
+const FLAG_AFFINE: u32 = 1u;
+const FLAG_UPDATE_RUNNING: u32 = 2u;
+const FLAG_GRAD_WEIGHT: u32 = 4u;
+const FLAG_GRAD_BIAS: u32 = 8u;
+
+@group(0) @binding(0) var<uniform> params: SyncParams;
+@group(0) @binding(1) var<storage, read> partials: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> moments: array<vec4f>;
+@group(0) @binding(3) var<storage, read> merged: array<vec4f>;
+@group(0) @binding(4) var<storage, read> mergedGrad: array<f32>;
+@group(0) @binding(5) var<storage, read> weight: array<f32>;
+@group(0) @binding(6) var<storage, read> bias: array<f32>;
+@group(0) @binding(7) var<storage, read_write> runningMean: array<f32>;
+@group(0) @binding(8) var<storage, read_write> runningVar: array<f32>;
+@group(0) @binding(9) var<storage, read_write> channelStats: array<vec4f>;
+@group(0) @binding(10) var<storage, read_write> gradWeight: array<f32>;
+@group(0) @binding(11) var<storage, read_write> gradBias: array<f32>;
+
+override WORKGROUP_SIZE: u32 = 64u;
+
+fn write_plane(plane: u32, c: u32, v: f32) {
+  channelStats[plane * params.planeStride + (c >> 2u)][c & 3u] = v;
+}
+
+fn read_plane(plane: u32, c: u32) -> f32 {
+  return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn sync_moments(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x;
+  if (c >= params.channels) { return; }
+  let first = c * params.lanes;
+  let k = partials[first].w;
+  var n = 0u;
+  var mean = 0.0;
+  var m2 = 0.0;
+  for (var p = 0u; p < params.lanes; p++) {
+    let part = partials[first + p];
+    let nb = bitcast<u32>(part.x);
+    if (nb == 0u) { continue; }
+    let total = n + nb;
+    let fb = f32(nb) / f32(total);
+    let d = part.y - mean;
+    mean += d * fb;
+    m2 += part.z + d * d * f32(n) * fb;
+    n = total;
+  }
+  moments[params.recordBase + c] = vec4f(k, mean, max(m2, 0.0), bitcast<f32>(n));
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn sync_forward_constants(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x;
+  if (c >= params.channels) { return; }
+  let m = merged[params.recordBase + c];
+  let k = m.x;
+  let meanOffset = m.y;
+  let invstd = m.z;
+  var w = 1.0;
+  var b = 0.0;
+  if ((params.flags & FLAG_AFFINE) != 0u) {
+    w = weight[params.weightBase + c];
+    b = bias[params.biasBase + c];
+  }
+  let scale = w * invstd;
+  let shiftedBias = b - meanOffset * scale;
+  write_plane(0u, c, k);
+  write_plane(1u, c, scale);
+  write_plane(2u, c, shiftedBias);
+  write_plane(3u, c, k + meanOffset);
+  write_plane(4u, c, invstd);
+  write_plane(5u, c, meanOffset);
+  channelStats[8u * params.planeStride + c] = vec4f(k, scale, shiftedBias, 0.0);
+  if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
+    let f = params.factor;
+    let rm = params.runningMeanBase + c;
+    let rv = params.runningVarBase + c;
+    runningMean[rm] = (1.0 - f) * runningMean[rm] + f * (k + meanOffset);
+    runningVar[rv] = (1.0 - f) * runningVar[rv] + f * m.w;
+  }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn sync_backward_constants(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x;
+  if (c >= params.channels) { return; }
+  let sumDy = mergedGrad[params.recordBase + c];
+  let sumDyXhat = mergedGrad[params.recordBase + params.channels + c];
+  let invstd = read_plane(4u, c);
+  write_plane(6u, c, sumDy * params.invCount);
+  write_plane(7u, c, sumDyXhat * params.invCount * invstd);
+  if ((params.flags & FLAG_GRAD_WEIGHT) != 0u) {
+    gradWeight[params.gradWeightBase + c] = sumDyXhat;
+  }
+  if ((params.flags & FLAG_GRAD_BIAS) != 0u) {
+    gradBias[params.gradBiasBase + c] = sumDy;
+  }
+}

@@ -1,0 +1,73 @@
+import { cpuBatchStats } from './cpu.js';
+import { cpuBackwardSums, type NumberArray } from './cpu-backward.js';
+import type { Geometry } from './geometry.js';
+import type { ChannelMoments, GradSums } from './sync-merge.js';
+
+// SyncBatchNorm on the CPU backend: the shard's partials from the library's float64 loops, and
+// grad_input from merged sums. Generic over the element arrays like cpu-backward.ts.
+
+/** The shard's moments, in float64: count = N × spatial, M2 = biased variance × count. */
+export function cpuMoments(x: Float32Array, g: Geometry): ChannelMoments {
+  const stats = cpuBatchStats(x, g);
+  const count = new Float64Array(g.c).fill(stats.count);
+  const m2 = new Float64Array(g.c);
+  for (let c = 0; c < g.c; c++) m2[c] = (stats.biasedVar[c] as number) * stats.count;
+  return { count, mean: stats.mean, m2 };
+}
+
+/** The shard's Σdy and Σdy·x̂ with the merged mean and invstd, in float64. */
+export function cpuGradSums(x: ArrayLike<number>, dy: ArrayLike<number>, mean: ArrayLike<number>, invstd: ArrayLike<number>, g: Geometry): GradSums {
+  const { sumDy, sumDyXmu } = cpuBackwardSums(x, dy, mean, g);
+  for (let c = 0; c < g.c; c++) sumDyXmu[c] = (sumDyXmu[c] as number) * (invstd[c] as number);
+  return { sumDy, sumDyXhat: sumDyXmu };
+}
+
+/**
+ * The shard's grad_input from the whole batch's sums, as torch's batch_norm_backward_elemt with
+ * the global count M: dx = (dy − Σdy/M − x̂·Σdy·x̂/M) · invstd · weight, x̂ = (x − mean)·invstd,
+ * with the products taken in float64 and one rounding per element.
+ */
+export function cpuSyncGradInput(
+  x: ArrayLike<number>,
+  dy: ArrayLike<number>,
+  g: Geometry,
+  mean: ArrayLike<number>,
+  invstd: ArrayLike<number>,
+  weight: ArrayLike<number> | null,
+  merged: GradSums,
+  count: number,
+  dx: NumberArray,
+): void {
+  const { n, c: channels, s } = g;
+  // dx = dy·a − (x − mean)·b − d per channel.
+  const a = new Float64Array(channels);
+  const b = new Float64Array(channels);
+  const d = new Float64Array(channels);
+  for (let c = 0; c < channels; c++) {
+    const inv = invstd[c] as number;
+    a[c] = inv * (weight ? (weight[c] as number) : 1);
+    b[c] = (((merged.sumDyXhat[c] as number) / count) * inv * (a[c] as number));
+    d[c] = ((merged.sumDy[c] as number) / count) * (a[c] as number);
+  }
+  if (g.order === 'cf') {
+    for (let i = 0; i < n; i++) {
+      for (let c = 0; c < channels; c++) {
+        const base = (i * channels + c) * s;
+        const ac = a[c] as number;
+        const bc = b[c] as number;
+        const dc = d[c] as number;
+        const m = mean[c] as number;
+        for (let k = 0; k < s; k++) dx[base + k] = (dy[base + k] as number) * ac - ((x[base + k] as number) - m) * bc - dc;
+      }
+    }
+    return;
+  }
+  const rows = n * s;
+  for (let r = 0; r < rows; r++) {
+    const base = r * channels;
+    for (let c = 0; c < channels; c++) {
+      dx[base + c] =
+        (dy[base + c] as number) * (a[c] as number) - ((x[base + c] as number) - (mean[c] as number)) * (b[c] as number) - (d[c] as number);
+    }
+  }
+}

@@ -1,0 +1,178 @@
+import { getKernel } from '../gpu/kernel-cache.js';
+import type { GpuRuntime } from '../gpu/runtime.js';
+import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
+import type { UniformValues } from '../gpu/uniforms.js';
+import type { Tensor } from '../tensor.js';
+import { reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
+import type { Geometry } from './geometry.js';
+import { channelStatsBytes } from './gpu-forward.js';
+import { GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES } from './sync-merge.js';
+
+// SyncBatchNorm's GPU stages (shaders/sync-batch-norm.wgsl). They only add per-channel dispatches
+// around the library's own data passes: stats.wgsl for the local moments, normalize.wgsl and the
+// backward kernels (through encodeForward / encodeBackward) for everything that touches x or dy.
+
+/** Flags of sync-batch-norm.wgsl. */
+const FLAG_AFFINE = 1;
+const FLAG_UPDATE_RUNNING = 2;
+const FLAG_GRAD_WEIGHT = 4;
+const FLAG_GRAD_BIAS = 8;
+
+/** Bytes per channel of the merged-statistics record that sync_forward_constants reads. */
+export const MERGED_RECORD_BYTES = 16;
+
+/** A storage range of a caller's or the module's buffer, and where record 0 sits inside it. */
+interface RecordBinding {
+  readonly resource: GPUBufferBinding;
+  /** Offset of record 0 in the binding, in units of `unit` bytes. */
+  readonly base: number;
+}
+
+/** Binds `bytes` bytes of `buffer` at `byteOffset` (a multiple of `unit`) from an aligned start. */
+export function bindRecords(gpu: GpuRuntime, buffer: GPUBuffer, byteOffset: number, bytes: number, unit: number): RecordBinding {
+  const align = gpu.device.limits.minStorageBufferOffsetAlignment;
+  const start = byteOffset - (byteOffset % align);
+  return { resource: { buffer, offset: start, size: byteOffset - start + bytes }, base: (byteOffset - start) / unit };
+}
+
+/**
+ * Records the shard's local moments into `target`: stats.wgsl over x (the forward's own split and
+ * access pattern), then sync_moments, one {@link MOMENTS_RECORD_BYTES}-byte record per channel.
+ */
+export function encodeMoments(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Geometry, x: Tensor, target: GPUBuffer, byteOffset: number): void {
+  const device = gpu.device;
+  const xb = bindTensor(device, x);
+  const vec4 = vec4Aligned(g, xb.base);
+  const width = vec4 ? 4 : 1;
+  const r = reductionShape(g, width, device.limits.maxComputeWorkgroupsPerDimension, gpu.contiguousAccess);
+  const stats = getKernel(device, 'stats', `stats_${g.order}${width}`, r.constants);
+  const lanes = r.lanes;
+  // The same uniform values as the forward's statistics (gpu-forward.ts), so the same kernel runs.
+  const values: UniformValues =
+    g.order === 'cf'
+      ? {
+          rows: r.rows,
+          cols: r.cols,
+          rowStride: r.rowStride,
+          lanes,
+          channels: g.c,
+          base: xb.base / width,
+          rowsPerBlock: r.rowsPerBlock,
+          colsPerLane: Math.ceil(r.cols / lanes),
+        }
+      : { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: xb.base / width, stepIndex: lanes * r.cols };
+  const partialBytes = g.c * lanes * 16;
+  const partials: GPUBufferBinding = { buffer: gpu.scratch('partials', partialBytes), offset: 0, size: partialBytes };
+  const out = bindRecords(gpu, target, byteOffset, g.c * MOMENTS_RECORD_BYTES, MOMENTS_RECORD_BYTES);
+  const merge = getKernel(device, 'sync-batch-norm', 'sync_moments');
+
+  const pass = encoder.beginComputePass({ label: 'bn.sync.moments.pass' });
+  pass.setPipeline(stats.pipeline);
+  pass.setBindGroup(
+    0,
+    gpu.bindGroups.get(stats, { params: bindUniforms(gpu, stats, values), [vec4 ? 'x' : 'xScalar']: xb.resource, partials }),
+  );
+  pass.dispatchWorkgroups(...r.workgroups);
+  pass.setPipeline(merge.pipeline);
+  pass.setBindGroup(
+    0,
+    gpu.bindGroups.get(merge, {
+      params: bindUniforms(gpu, merge, { channels: g.c, lanes, recordBase: out.base }),
+      partials,
+      moments: out.resource,
+    }),
+  );
+  pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
+  pass.end();
+}
+
+/** What sync_forward_constants needs; tensors are already validated by the caller. */
+export interface SyncForwardConstantsArgs {
+  readonly channels: number;
+  /** The merged records, {@link MERGED_RECORD_BYTES} bytes per channel from offset 0. */
+  readonly merged: GPUBuffer;
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly runningMean: Tensor | null;
+  readonly runningVar: Tensor | null;
+  /** Running-average factor of this step, or null to leave the running statistics alone. */
+  readonly factor: number | null;
+  readonly channelStats: GPUBuffer;
+}
+
+/** Records sync_forward_constants: channelStats planes from merged statistics, running update. */
+export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: SyncForwardConstantsArgs): void {
+  const kernel = getKernel(gpu.device, 'sync-batch-norm', 'sync_forward_constants');
+  const update = a.factor !== null && a.runningMean !== null && a.runningVar !== null;
+  const w = bindOptional(gpu, a.weight, 'weight');
+  const b = bindOptional(gpu, a.bias, 'bias');
+  const rm = bindOptional(gpu, update ? a.runningMean : null, 'runningMean');
+  const rv = bindOptional(gpu, update ? a.runningVar : null, 'runningVar');
+  const pass = encoder.beginComputePass({ label: 'bn.sync.forwardConstants.pass' });
+  pass.setPipeline(kernel.pipeline);
+  pass.setBindGroup(
+    0,
+    gpu.bindGroups.get(kernel, {
+      params: bindUniforms(gpu, kernel, {
+        channels: a.channels,
+        flags: (a.weight ? FLAG_AFFINE : 0) | (update ? FLAG_UPDATE_RUNNING : 0),
+        planeStride: Math.ceil(a.channels / 4),
+        factor: a.factor ?? 0,
+        recordBase: 0,
+        weightBase: w.base,
+        biasBase: b.base,
+        runningMeanBase: rm.base,
+        runningVarBase: rv.base,
+      }),
+      merged: { buffer: a.merged, offset: 0, size: a.channels * MERGED_RECORD_BYTES },
+      weight: w.resource,
+      bias: b.resource,
+      runningMean: rm.resource,
+      runningVar: rv.resource,
+      channelStats: { buffer: a.channelStats, offset: 0, size: channelStatsBytes(a.channels) },
+    }),
+  );
+  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP));
+  pass.end();
+}
+
+/** What sync_backward_constants needs. */
+export interface SyncBackwardConstantsArgs {
+  readonly channels: number;
+  /** Merged sums: two planes of C float32 (Σdy, Σdy·x̂) from offset 0. */
+  readonly mergedGrad: GPUBuffer;
+  /** Values per channel of the whole batch. */
+  readonly count: number;
+  readonly channelStats: GPUBuffer;
+  readonly gradWeight: Tensor | null;
+  readonly gradBias: Tensor | null;
+}
+
+/** Records sync_backward_constants: planes 6 and 7 for grad_input, and the whole batch's grad_weight/bias. */
+export function encodeBackwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: SyncBackwardConstantsArgs): void {
+  const kernel = getKernel(gpu.device, 'sync-batch-norm', 'sync_backward_constants');
+  const gw = bindOptional(gpu, a.gradWeight, 'gradWeight');
+  const gb = bindOptional(gpu, a.gradBias, 'gradBias');
+  const pass = encoder.beginComputePass({ label: 'bn.sync.backwardConstants.pass' });
+  pass.setPipeline(kernel.pipeline);
+  pass.setBindGroup(
+    0,
+    gpu.bindGroups.get(kernel, {
+      params: bindUniforms(gpu, kernel, {
+        channels: a.channels,
+        flags: (a.gradWeight ? FLAG_GRAD_WEIGHT : 0) | (a.gradBias ? FLAG_GRAD_BIAS : 0),
+        planeStride: Math.ceil(a.channels / 4),
+        invCount: 1 / a.count,
+        recordBase: 0,
+        gradWeightBase: gw.base,
+        gradBiasBase: gb.base,
+      }),
+      mergedGrad: { buffer: a.mergedGrad, offset: 0, size: a.channels * GRAD_SUMS_PLANES * 4 },
+      channelStats: { buffer: a.channelStats, offset: 0, size: channelStatsBytes(a.channels) },
+      gradWeight: gw.resource,
+      gradBias: gb.resource,
+    }),
+  );
+  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP));
+  pass.end();
+}

@@ -1,0 +1,246 @@
+import { ArgumentError, InsufficientValuesError, ShapeError } from '../errors.js';
+
+// What SyncBatchNorm's shards exchange, and how partials are merged. Pure float64 code with no
+// backend: the all-reduce happens wherever the caller's transport puts it (another thread, another
+// machine), and every participant must reach the same merged values bit for bit, whatever order
+// the partials arrived in. So each merge first puts a channel's partials in a canonical order (a
+// total order on their values), then folds them in float64: the same multiset of partials always
+// gives the same bits.
+
+/**
+ * One shard's per-channel moments of its local batch: the partial that the forward all-reduces.
+ * All three arrays have one entry per channel. `count` is N × spatial of the shard (it may differ
+ * between shards), `mean` the shard's mean and `m2` = Σ(x − mean)², both in float64.
+ */
+export interface ChannelMoments {
+  readonly count: Float64Array;
+  readonly mean: Float64Array;
+  readonly m2: Float64Array;
+}
+
+/**
+ * One shard's per-channel backward sums with the merged (whole-batch) mean and invstd:
+ * `sumDy` = Σdy and `sumDyXhat` = Σdy·x̂ with x̂ = (x − mean)·invstd. They are the shard's own
+ * grad_bias and grad_weight; their sum over the shards is the whole batch's.
+ */
+export interface GradSums {
+  readonly sumDy: Float64Array;
+  readonly sumDyXhat: Float64Array;
+}
+
+/** Float64 values per channel in {@link momentsToArray}'s packing: count, mean, m2. */
+export const MOMENTS_PLANES = 3;
+/** Float values per channel in {@link gradSumsToArray}'s packing and in a GPU gradient record: Σdy, Σdy·x̂. */
+export const GRAD_SUMS_PLANES = 2;
+/**
+ * Bytes per channel of a moments record written by `SyncBatchNorm.encodeMomentsPartial`:
+ * vec4<f32>(K, mean − K, M2, bitcast<f32>(count as u32)), see shaders/sync-batch-norm.wgsl.
+ */
+export const MOMENTS_RECORD_BYTES = 16;
+
+function checkFloat64(v: unknown, argument: string, channels: number | null): Float64Array {
+  if (!(v instanceof Float64Array)) {
+    const got = v === null ? 'null' : typeof v === 'object' ? ((v as { constructor?: { name?: string } }).constructor?.name ?? 'an object') : typeof v;
+    throw new ArgumentError(`${argument} must be a Float64Array, got ${got}`);
+  }
+  if (channels !== null && v.length !== channels) {
+    throw new ShapeError(`${argument} must have ${channels} entries (one per channel), got ${v.length}`);
+  }
+  return v;
+}
+
+/** Checks a moments partial: Float64Arrays of one length (or `channels`); counts integers ≥ 0. */
+export function checkMoments(p: unknown, argument: string, channels: number | null = null): ChannelMoments {
+  if (p === null || typeof p !== 'object') throw new ArgumentError(`${argument} must be an object { count, mean, m2 }, got ${String(p)}`);
+  const m = p as Record<string, unknown>;
+  const count = checkFloat64(m['count'], `${argument}.count`, channels);
+  const mean = checkFloat64(m['mean'], `${argument}.mean`, count.length);
+  const m2 = checkFloat64(m['m2'], `${argument}.m2`, count.length);
+  for (let c = 0; c < count.length; c++) {
+    const n = count[c] as number;
+    if (!Number.isInteger(n) || n < 0) throw new ArgumentError(`${argument}.count[${c}] must be a non-negative integer, got ${n}`);
+  }
+  return { count, mean, m2 };
+}
+
+/** Checks a gradient partial: two Float64Arrays of one length (or `channels`). */
+export function checkGradSums(p: unknown, argument: string, channels: number | null = null): GradSums {
+  if (p === null || typeof p !== 'object') throw new ArgumentError(`${argument} must be an object { sumDy, sumDyXhat }, got ${String(p)}`);
+  const m = p as Record<string, unknown>;
+  const sumDy = checkFloat64(m['sumDy'], `${argument}.sumDy`, channels);
+  const sumDyXhat = checkFloat64(m['sumDyXhat'], `${argument}.sumDyXhat`, sumDy.length);
+  return { sumDy, sumDyXhat };
+}
+
+/** Throws InsufficientValuesError unless every channel of the merged batch has more than one value. */
+export function checkMergedCount(merged: ChannelMoments, who: string): void {
+  for (let c = 0; c < merged.count.length; c++) {
+    const n = merged.count[c] as number;
+    if (n <= 1) {
+      throw new InsufficientValuesError(
+        `${who}: expected more than 1 value per channel when training, got ${n} in channel ${c} over the whole (merged) batch`,
+      );
+    }
+  }
+}
+
+// A total order on float64 values (−0 before +0, NaN last), so sorting is a function of the
+// multiset alone.
+function compareTotal(a: number, b: number): number {
+  if (a < b) return -1;
+  if (a > b) return 1;
+  if (a === b) {
+    if (a !== 0) return 0;
+    return Object.is(a, b) ? 0 : Object.is(a, -0) ? -1 : 1;
+  }
+  const na = Number.isNaN(a);
+  const nb = Number.isNaN(b);
+  return na === nb ? 0 : na ? 1 : -1;
+}
+
+function checkList<T>(partials: unknown, argument: string, check: (p: unknown, argument: string, channels: number | null) => T, first: (p: T) => Float64Array): T[] {
+  if (!Array.isArray(partials) || partials.length === 0) {
+    throw new ArgumentError(`${argument} must be a non-empty array of partials, got ${Array.isArray(partials) ? 'an empty array' : String(partials)}`);
+  }
+  const out: T[] = [];
+  let channels: number | null = null;
+  partials.forEach((p, i) => {
+    const checked = check(p, `${argument}[${i}]`, channels);
+    channels ??= first(checked).length;
+    out.push(checked);
+  });
+  return out;
+}
+
+/**
+ * Merges shards' moments into the whole batch's, per channel, with Chan, Golub & LeVeque's
+ * pairwise update in float64 (n = na + nb; d = mb − ma; mean = ma + d·nb/n; M2 = M2a + M2b +
+ * d²·na·nb/n), as PyTorch's `batch_norm_gather_stats_with_counts` merges ranks. The result does not
+ * depend on the order of `partials`, bit for bit: each channel's partials are sorted by
+ * (count, mean, m2) before folding. Partials with count 0 contribute nothing.
+ * @param partials one {@link ChannelMoments} per shard, all with the same number of channels.
+ * @throws ArgumentError / ShapeError for malformed partials, before anything is computed.
+ */
+export function mergeMoments(partials: readonly ChannelMoments[]): ChannelMoments {
+  const list = checkList(partials, 'partials', checkMoments, (p) => p.count);
+  const channels = list[0]?.count.length ?? 0;
+  const count = new Float64Array(channels);
+  const mean = new Float64Array(channels);
+  const m2 = new Float64Array(channels);
+  const items: Array<[number, number, number]> = list.map(() => [0, 0, 0]);
+  for (let c = 0; c < channels; c++) {
+    list.forEach((p, i) => {
+      const item = items[i] as [number, number, number];
+      item[0] = p.count[c] as number;
+      item[1] = p.mean[c] as number;
+      item[2] = p.m2[c] as number;
+    });
+    const sorted = [...items].sort((a, b) => compareTotal(a[0], b[0]) || compareTotal(a[1], b[1]) || compareTotal(a[2], b[2]));
+    let n = 0;
+    let mu = 0;
+    let s = 0;
+    for (const [nb, mb, sb] of sorted) {
+      if (nb === 0) continue;
+      const total = n + nb;
+      const d = mb - mu;
+      mu += (d * nb) / total;
+      s += sb + (d * d * n * nb) / total;
+      n = total;
+    }
+    count[c] = n;
+    mean[c] = n === 0 ? Number.NaN : mu;
+    m2[c] = n === 0 ? Number.NaN : s;
+  }
+  return { count, mean, m2 };
+}
+
+/**
+ * Sums shards' backward partials per channel in float64. The result does not depend on the order
+ * of `partials`, bit for bit: each channel's values are summed in ascending order.
+ * @throws ArgumentError / ShapeError for malformed partials, before anything is computed.
+ */
+export function mergeGradSums(partials: readonly GradSums[]): GradSums {
+  const list = checkList(partials, 'partials', checkGradSums, (p) => p.sumDy);
+  const channels = list[0]?.sumDy.length ?? 0;
+  const sumDy = new Float64Array(channels);
+  const sumDyXhat = new Float64Array(channels);
+  const values = new Float64Array(list.length);
+  const sum = (pick: (p: GradSums) => Float64Array, c: number): number => {
+    list.forEach((p, i) => {
+      values[i] = pick(p)[c] as number;
+    });
+    // Float64Array.prototype.sort is numeric with −0 before +0 and NaN last: a total order.
+    values.sort();
+    let s = 0;
+    for (const v of values) s += v;
+    return s;
+  };
+  for (let c = 0; c < channels; c++) {
+    sumDy[c] = sum((p) => p.sumDy, c);
+    sumDyXhat[c] = sum((p) => p.sumDyXhat, c);
+  }
+  return { sumDy, sumDyXhat };
+}
+
+/** Packs moments into one Float64Array [count | mean | m2] (3·C values), e.g. for a binary frame. */
+export function momentsToArray(p: ChannelMoments): Float64Array {
+  const m = checkMoments(p, 'moments');
+  const c = m.count.length;
+  const out = new Float64Array(MOMENTS_PLANES * c);
+  out.set(m.count, 0);
+  out.set(m.mean, c);
+  out.set(m.m2, 2 * c);
+  return out;
+}
+
+/** Unpacks {@link momentsToArray}'s layout (copies). */
+export function momentsFromArray(values: Float64Array): ChannelMoments {
+  const v = checkFloat64(values, 'values', null);
+  if (v.length % MOMENTS_PLANES !== 0) throw new ShapeError(`values must hold ${MOMENTS_PLANES}·C entries, got ${v.length}`);
+  const c = v.length / MOMENTS_PLANES;
+  return checkMoments({ count: v.slice(0, c), mean: v.slice(c, 2 * c), m2: v.slice(2 * c) }, 'values');
+}
+
+/** Packs gradient sums into one Float64Array [sumDy | sumDyXhat] (2·C values). */
+export function gradSumsToArray(p: GradSums): Float64Array {
+  const g = checkGradSums(p, 'sums');
+  const c = g.sumDy.length;
+  const out = new Float64Array(GRAD_SUMS_PLANES * c);
+  out.set(g.sumDy, 0);
+  out.set(g.sumDyXhat, c);
+  return out;
+}
+
+/** Unpacks {@link gradSumsToArray}'s layout (copies). */
+export function gradSumsFromArray(values: Float64Array): GradSums {
+  const v = checkFloat64(values, 'values', null);
+  if (v.length % GRAD_SUMS_PLANES !== 0) throw new ShapeError(`values must hold ${GRAD_SUMS_PLANES}·C entries, got ${v.length}`);
+  const c = v.length / GRAD_SUMS_PLANES;
+  return { sumDy: v.slice(0, c), sumDyXhat: v.slice(c) };
+}
+
+/**
+ * Decodes moments records as `SyncBatchNorm.encodeMomentsPartial` writes them (C records of
+ * {@link MOMENTS_RECORD_BYTES} bytes), e.g. after you copied them out of your GPUBuffer.
+ * mean = K + (mean − K) is formed in float64, so offset data keeps its precision.
+ */
+export function decodeMomentsRecords(bytes: ArrayBuffer | ArrayBufferView, channels: number): ChannelMoments {
+  const buffer = ArrayBuffer.isView(bytes) ? bytes.buffer : bytes;
+  const offset = ArrayBuffer.isView(bytes) ? bytes.byteOffset : 0;
+  const length = ArrayBuffer.isView(bytes) ? bytes.byteLength : bytes.byteLength;
+  if (!Number.isInteger(channels) || channels < 1) throw new ArgumentError(`channels must be a positive integer, got ${String(channels)}`);
+  if (length < channels * MOMENTS_RECORD_BYTES || offset % 4 !== 0) {
+    throw new ShapeError(`bytes: ${channels} records need ${channels * MOMENTS_RECORD_BYTES} bytes at a 4-byte aligned offset, got ${length} at ${offset}`);
+  }
+  const f = new Float32Array(buffer, offset, channels * 4);
+  const u = new Uint32Array(buffer, offset, channels * 4);
+  const count = new Float64Array(channels);
+  const mean = new Float64Array(channels);
+  const m2 = new Float64Array(channels);
+  for (let c = 0; c < channels; c++) {
+    mean[c] = (f[4 * c] as number) + (f[4 * c + 1] as number);
+    m2[c] = f[4 * c + 2] as number;
+    count[c] = u[4 * c + 3] as number;
+  }
+  return { count, mean, m2 };
+}

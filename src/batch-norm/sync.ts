@@ -1,0 +1,562 @@
+import type { BatchNormContext } from '../context.js';
+import { ArgumentError, BackwardStateError, DestroyedError, ShapeError } from '../errors.js';
+import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
+import type { Tensor } from '../tensor.js';
+import type { BackwardOptions, BackwardResult } from './backward.js';
+import { cpuNormalize } from './cpu.js';
+import { cpuData } from './forward.js';
+import { batchNorm } from './functional.js';
+import type { Geometry } from './geometry.js';
+import { encodeBackward } from './gpu-backward.js';
+import { channelStatsBytes, encodeForward } from './gpu-forward.js';
+import { checkBoolean, checkEps, checkMomentum, checkNumFeatures, type BatchNormOptions } from './options.js';
+import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
+import { cpuGradSums, cpuMoments, cpuSyncGradInput } from './sync-cpu.js';
+import { encodeBackwardConstants, encodeForwardConstants, encodeMoments, MERGED_RECORD_BYTES } from './sync-gpu.js';
+import {
+  checkGradSums,
+  checkMergedCount,
+  checkMoments,
+  decodeMomentsRecords,
+  GRAD_SUMS_PLANES,
+  MOMENTS_RECORD_BYTES,
+  type ChannelMoments,
+  type GradSums,
+} from './sync-merge.js';
+import { checkInput, checkOutput } from './validate.js';
+
+/** Options of {@link SyncBatchNorm.forward}. */
+export interface SyncForwardOptions {
+  /** Write into this tensor (same shape and layout as the input) instead of allocating one. */
+  out?: Tensor;
+}
+
+/** What a synchronized forward leaves for the backward. */
+interface SyncRecord {
+  readonly input: Tensor;
+  readonly geometry: Geometry;
+  /** Merged statistics, float64. */
+  readonly mean: Float64Array;
+  readonly invstd: Float64Array;
+  /** Values per channel of the whole (merged) batch. */
+  readonly count: number;
+  readonly version: number;
+}
+
+interface SyncGpuBuffers {
+  readonly channelStats: GPUBuffer;
+  /** Merged forward records uploaded from the host. */
+  readonly merged: GPUBuffer;
+  /** Merged backward sums uploaded from the host. */
+  readonly mergedGrad: GPUBuffer;
+  /** The shard's moments records, read back by {@link SyncBatchNorm.momentsPartial}. */
+  readonly moments: GPUBuffer;
+  /** The shard's gradient sums, planes Σdy | Σdy·x̂, read back by {@link SyncBatchNorm.gradPartial}. */
+  readonly gradSums: GPUBuffer;
+  /**
+   * Where the backward reduction writes Σdy and Σdy·x̂ (as grad_bias and grad_weight): two
+   * buffers, because two writable bindings of one buffer may not overlap, and a binding starts at
+   * a 256-byte boundary.
+   */
+  readonly sumDy: Tensor;
+  readonly sumDyXhat: Tensor;
+}
+
+const NAME = 'SyncBatchNorm';
+const MODULE_USAGE = BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC;
+
+/**
+ * Batch norm over a batch split across devices, threads or machines: PyTorch's
+ * `nn.SyncBatchNorm` (Keras' `BatchNormalization(synchronized=True)`), with the communication left
+ * to you. Each shard owns one SyncBatchNorm on its own context (WebGPU or CPU; shards may mix
+ * backends) holding the same parameters. A training step is:
+ *
+ * 1. `const p = await bn.momentsPartial(x)`: the shard's per-channel (count, mean, M2).
+ * 2. all-gather the partials over your transport, then `merged = mergeMoments(all)` on every shard
+ *    (order-independent, bit-identical everywhere).
+ * 3. `y = bn.forward(x, merged)`: normalizes with the whole batch's statistics and updates the
+ *    running ones with the global count (running_var unbiased by N_total − 1).
+ * 4. `const s = await bn.gradPartial(dy)`: the shard's (Σdy, Σdy·x̂); all-gather, `mergeGradSums`.
+ * 5. `bn.backward(dy, mergedSums)`: the shard's grad_input (with the global count), and the whole
+ *    batch's grad_weight and grad_bias, identical on every shard, so no further all-reduce of the
+ *    parameter gradients is needed for this layer.
+ *
+ * In eval mode `forward(x)` normalizes locally with the running statistics, as PyTorch does.
+ */
+export class SyncBatchNorm {
+  readonly ctx: BatchNormContext;
+  readonly numFeatures: number;
+  readonly affine: boolean;
+  readonly trackRunningStats: boolean;
+  /** Learnable scale, shape [C], or null when `affine` is false. */
+  readonly weight: Tensor | null;
+  /** Learnable shift, shape [C], or null when `affine` is false. */
+  readonly bias: Tensor | null;
+  /** Running mean, shape [C], or null when `trackRunningStats` is false. */
+  readonly runningMean: Tensor | null;
+  /** Running (unbiased) variance, shape [C], or null when `trackRunningStats` is false. */
+  readonly runningVar: Tensor | null;
+  #eps: number;
+  #momentum: number | null;
+  #training = true;
+  #tracked = 0;
+  #version = 0;
+  #destroyed = false;
+  #gpu: SyncGpuBuffers | null;
+  #last: SyncRecord | null = null;
+
+  /**
+   * @param numFeatures C, the channel count.
+   * @param options as {@link BatchNormOptions}: eps 1e-5, momentum 0.1 (null: cumulative average),
+   *   affine true, trackRunningStats true.
+   */
+  constructor(ctx: BatchNormContext, numFeatures: number, options: BatchNormOptions = {}) {
+    ctx.assertUsable();
+    this.ctx = ctx;
+    this.numFeatures = checkNumFeatures(numFeatures);
+    this.#eps = checkEps(options.eps ?? 1e-5);
+    this.#momentum = checkMomentum(options.momentum === undefined ? 0.1 : options.momentum, true);
+    this.affine = checkBoolean(options.affine ?? true, 'affine');
+    this.trackRunningStats = checkBoolean(options.trackRunningStats ?? true, 'trackRunningStats');
+    const c = this.numFeatures;
+    const filled = (v: number): Float32Array => new Float32Array(c).fill(v);
+    this.weight = this.affine ? ctx.tensor(filled(1), [c], { label: 'weight' }) : null;
+    this.bias = this.affine ? ctx.tensor(filled(0), [c], { label: 'bias' }) : null;
+    this.runningMean = this.trackRunningStats ? ctx.tensor(filled(0), [c], { label: 'running_mean' }) : null;
+    this.runningVar = this.trackRunningStats ? ctx.tensor(filled(1), [c], { label: 'running_var' }) : null;
+    const gpu = ctx.gpu;
+    this.#gpu = gpu
+      ? {
+          channelStats: gpu.createBuffer({ label: 'bn.sync.channelStats', size: channelStatsBytes(c), usage: MODULE_USAGE }),
+          merged: gpu.createBuffer({ label: 'bn.sync.merged', size: c * MERGED_RECORD_BYTES, usage: MODULE_USAGE }),
+          mergedGrad: gpu.createBuffer({ label: 'bn.sync.mergedGrad', size: gradBytes(c), usage: MODULE_USAGE }),
+          moments: gpu.createBuffer({ label: 'bn.sync.moments', size: c * MOMENTS_RECORD_BYTES, usage: MODULE_USAGE }),
+          gradSums: gpu.createBuffer({ label: 'bn.sync.gradSums', size: gradBytes(c), usage: MODULE_USAGE }),
+          sumDy: ctx.allocTensor([c], 'channels_first', 'sync.sum_dy'),
+          sumDyXhat: ctx.allocTensor([c], 'channels_first', 'sync.sum_dy_xhat'),
+        }
+      : null;
+  }
+
+  /** `'SyncBatchNorm'`, used in messages. */
+  get name(): string {
+    return NAME;
+  }
+
+  /** Added to the variance inside the square root. Setting validates (> 0, finite). */
+  get eps(): number {
+    return this.#eps;
+  }
+  set eps(value: number) {
+    this.#eps = checkEps(value);
+  }
+
+  /** Running-average factor, or null for a cumulative average. Setting validates. */
+  get momentum(): number | null {
+    return this.#momentum;
+  }
+  set momentum(value: number | null) {
+    this.#momentum = checkMomentum(value, true);
+  }
+
+  /** True in training mode (the default). */
+  get training(): boolean {
+    return this.#training;
+  }
+
+  /** Synchronized training forwards so far (PyTorch's buffer), or null without running stats. */
+  get numBatchesTracked(): number | null {
+    return this.trackRunningStats ? this.#tracked : null;
+  }
+
+  /** Sets training mode (default true). Returns the module. */
+  train(mode = true): this {
+    this.#training = checkBoolean(mode, 'mode');
+    return this;
+  }
+
+  /** Sets evaluation mode. Returns the module. */
+  eval(): this {
+    return this.train(false);
+  }
+
+  #assertAlive(): void {
+    if (this.#destroyed) throw new DestroyedError(`${NAME} was used after destroy()`);
+    this.ctx.assertUsable();
+  }
+
+  #checkInput(x: Tensor, who: string): Geometry {
+    return checkInput(this.ctx, x, 'input', null, this.numFeatures, who);
+  }
+
+  /**
+   * The shard's per-channel moments of `x` (logical (N, C, ...), either layout): count = N × spatial,
+   * mean and M2 = Σ(x − mean)², as Float64Arrays ready for any transport. On WebGPU the statistics
+   * kernel runs on the device and C records are read back; on the CPU they are float64 sums.
+   * Changes no state. A shard may hold a single value per channel: only the merged batch needs two.
+   */
+  async momentsPartial(x: Tensor): Promise<ChannelMoments> {
+    this.#assertAlive();
+    const g = this.#checkInput(x, `${NAME}.momentsPartial`);
+    const gpu = this.ctx.gpu;
+    if (!gpu || !this.#gpu) return cpuMoments(cpuData(x), g);
+    const target = this.#gpu.moments;
+    gpu.submit('bn.sync.moments', (e) => encodeMoments(gpu, e, g, x, target, 0));
+    const bytes = await gpu.readFloats(target, 0, g.c * MOMENTS_RECORD_BYTES);
+    return decodeMomentsRecords(bytes, g.c);
+  }
+
+  /**
+   * Records the shard's moments of `x` into your `target` buffer (WebGPU only, zero-copy): C
+   * records of {@link MOMENTS_RECORD_BYTES} bytes from `byteOffset`, each
+   * vec4<f32>(K, mean − K, M2, bitcast<f32>(count as u32)); decode them with
+   * `decodeMomentsRecords` after you copy them out (or hand the buffer to your own transport).
+   * @param byteOffset a multiple of 16. Default 0.
+   */
+  encodeMomentsPartial(encoder: GPUCommandEncoder, x: Tensor, target: GPUBuffer, byteOffset = 0): void {
+    this.#assertAlive();
+    const who = `${NAME}.encodeMomentsPartial`;
+    const gpu = this.ctx.gpu;
+    if (!gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
+    const g = this.#checkInput(x, who);
+    checkTarget(target, byteOffset, g.c * MOMENTS_RECORD_BYTES, MOMENTS_RECORD_BYTES, BUFFER_STORAGE, 'STORAGE', who);
+    encodeMoments(gpu, encoder, g, x, target, byteOffset);
+  }
+
+  /**
+   * Normalizes the shard's `x` with the whole batch's statistics `merged` (from `mergeMoments`) in
+   * training mode, updating running_mean and running_var with them (running_var unbiased by the
+   * merged count − 1; factor momentum, or 1 / num_batches_tracked when momentum is null). In eval
+   * mode it normalizes locally with the running statistics (with batch statistics when
+   * `trackRunningStats` is false, as PyTorch's SyncBatchNorm does), and `merged` must be null or
+   * left out.
+   * @throws ShapeError / ArgumentError / InsufficientValuesError (merged count ≤ 1), before any work.
+   */
+  forward(x: Tensor, merged?: ChannelMoments | null, options: SyncForwardOptions = {}): Tensor {
+    this.#assertAlive();
+    const who = `${NAME}.forward`;
+    const g = this.#checkInput(x, who);
+    if (options.out) checkOutput(this.ctx, options.out, x, who);
+    if (!this.#training) {
+      if (merged !== undefined && merged !== null) {
+        throw new ArgumentError(`${who}: merged statistics are only used in training mode; in eval mode call forward(x) (running statistics)`);
+      }
+      this.#last = null;
+      const track = this.trackRunningStats;
+      return batchNorm(this.ctx, x, {
+        weight: this.weight,
+        bias: this.bias,
+        runningMean: track ? this.runningMean : null,
+        runningVar: track ? this.runningVar : null,
+        training: !track,
+        eps: this.#eps,
+        ...(options.out ? { out: options.out } : {}),
+      });
+    }
+    if (merged === undefined || merged === null) {
+      throw new ArgumentError(`${who}: training mode needs the merged statistics of the whole batch (mergeMoments of every shard's momentsPartial)`);
+    }
+    const m = checkMoments(merged, 'merged', g.c);
+    checkMergedCount(m, who);
+    const count = m.count[0] as number;
+    if (m.count.some((n) => n !== count)) {
+      throw new ArgumentError(`${who}: merged.count must be the same for every channel (N × spatial of the whole batch), got ${Array.from(m.count).join(', ')}`);
+    }
+    const localCount = g.perChannel;
+    if (count < localCount) {
+      throw new ArgumentError(`${who}: merged.count (${count}) is smaller than this shard's own values per channel (${localCount}); merge every shard's partial, this one included`);
+    }
+
+    const mean = Float64Array.from(m.mean);
+    const invstd = new Float64Array(g.c);
+    const unbiasedVar = new Float64Array(g.c);
+    for (let c = 0; c < g.c; c++) {
+      const m2 = m.m2[c] as number;
+      invstd[c] = 1 / Math.sqrt(m2 / count + this.#eps);
+      unbiasedVar[c] = m2 / (count - 1);
+    }
+    const updateRunning = this.trackRunningStats;
+    const factor = updateRunning ? (this.#momentum ?? 1 / (this.#tracked + 1)) : null;
+
+    const y = options.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
+    try {
+      const gpu = this.ctx.gpu;
+      if (gpu && this.#gpu) {
+        const buffers = this.#gpu;
+        // The record keeps K = fround(mean) and mean − K, so offset data keeps its spread.
+        const records = new Float32Array(4 * g.c);
+        for (let c = 0; c < g.c; c++) {
+          const k = Math.fround(mean[c] as number);
+          records[4 * c] = k;
+          records[4 * c + 1] = (mean[c] as number) - k;
+          records[4 * c + 2] = invstd[c] as number;
+          records[4 * c + 3] = unbiasedVar[c] as number;
+        }
+        gpu.device.queue.writeBuffer(buffers.merged, 0, records);
+        gpu.submit('bn.sync.forward', (e) => {
+          encodeForwardConstants(gpu, e, {
+            channels: g.c,
+            merged: buffers.merged,
+            weight: this.weight,
+            bias: this.bias,
+            runningMean: this.runningMean,
+            runningVar: this.runningVar,
+            factor,
+            channelStats: buffers.channelStats,
+          });
+          encodeForward(gpu, e, g, {
+            x,
+            y,
+            weight: this.weight,
+            bias: this.bias,
+            runningMean: null,
+            runningVar: null,
+            useBatchStats: true,
+            updateRunning: false,
+            momentum: null,
+            eps: this.#eps,
+            tracked: 0,
+            counter: gpu.dummy('counter'),
+            channelStats: buffers.channelStats,
+            channelStatsReady: true,
+          });
+        });
+      } else {
+        cpuNormalize(cpuData(x), cpuData(y), g, mean, invstd, this.weight ? cpuData(this.weight) : null, this.bias ? cpuData(this.bias) : null);
+        if (factor !== null && this.runningMean && this.runningVar) {
+          const rm = cpuData(this.runningMean);
+          const rv = cpuData(this.runningVar);
+          for (let c = 0; c < g.c; c++) {
+            rm[c] = (1 - factor) * (rm[c] as number) + factor * (mean[c] as number);
+            rv[c] = (1 - factor) * (rv[c] as number) + factor * (unbiasedVar[c] as number);
+          }
+        }
+      }
+    } catch (err) {
+      if (!options.out) y.destroy();
+      throw err;
+    }
+    if (updateRunning) this.#tracked++;
+    this.#last = { input: x, geometry: g, mean, invstd, count, version: this.#version };
+    return y;
+  }
+
+  #record(who: string): SyncRecord {
+    const r = this.#last;
+    if (!r || r.version !== this.#version) {
+      throw new BackwardStateError(`${who}: no synchronized training forward to differentiate; call forward(x, merged) in training mode first`);
+    }
+    if (r.input.destroyed) throw new DestroyedError(`${who}: the forward's input tensor '${r.input.label}' was destroyed; the backward needs it`);
+    return r;
+  }
+
+  #checkGradOutput(dy: Tensor, x: Tensor, who: string): void {
+    this.ctx.assertOwnTensor(dy, 'gradOutput');
+    if (dy.shape.length !== x.shape.length || dy.shape.some((d, i) => d !== x.shape[i]) || dy.layout !== x.layout) {
+      throw new ShapeError(
+        `${who}: gradOutput must match the forward input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${dy.shape.join(', ')}] '${dy.layout}'`,
+      );
+    }
+  }
+
+  /**
+   * The shard's backward partial for the last synchronized forward: per channel Σdy and Σdy·x̂ with
+   * the merged mean and invstd (its own grad_bias and grad_weight), as Float64Arrays. Changes no
+   * state.
+   */
+  async gradPartial(gradOutput: Tensor): Promise<GradSums> {
+    this.#assertAlive();
+    const who = `${NAME}.gradPartial`;
+    const r = this.#record(who);
+    this.#checkGradOutput(gradOutput, r.input, who);
+    const gpu = this.ctx.gpu;
+    if (!gpu || !this.#gpu) return cpuGradSums(cpuData(r.input), cpuData(gradOutput), r.mean, r.invstd, r.geometry);
+    const target = this.#gpu.gradSums;
+    const c = r.geometry.c;
+    gpu.submit('bn.sync.gradSums', (e) => this.#encodeGradSums(e, gradOutput, r, target, 0));
+    const f = await gpu.readFloats(target, 0, GRAD_SUMS_PLANES * 4 * c);
+    return { sumDy: Float64Array.from(f.subarray(0, c)), sumDyXhat: Float64Array.from(f.subarray(c, 2 * c)) };
+  }
+
+  /**
+   * Records the shard's backward partial into your `target` buffer (WebGPU only, no readback):
+   * from `byteOffset`, C float32 Σdy then C float32 Σdy·x̂ (8·C bytes), copied in by the encoder,
+   * so `target` needs GPUBufferUsage.COPY_DST.
+   * @param byteOffset a multiple of 4. Default 0.
+   */
+  encodeGradPartial(encoder: GPUCommandEncoder, gradOutput: Tensor, target: GPUBuffer, byteOffset = 0): void {
+    this.#assertAlive();
+    const who = `${NAME}.encodeGradPartial`;
+    if (!this.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
+    const r = this.#record(who);
+    this.#checkGradOutput(gradOutput, r.input, who);
+    checkTarget(target, byteOffset, GRAD_SUMS_PLANES * 4 * r.geometry.c, 4, BUFFER_COPY_DST, 'COPY_DST', who);
+    this.#encodeGradSums(encoder, gradOutput, r, target, byteOffset);
+  }
+
+  // Σdy and Σdy·x̂ are the plain backward's grad_bias and grad_weight of this shard (with the
+  // merged statistics in channelStats), so the library's backward reduction computes them; the
+  // encoder then copies them into the two planes of the target.
+  #encodeGradSums(encoder: GPUCommandEncoder, dy: Tensor, r: SyncRecord, target: GPUBuffer, byteOffset: number): void {
+    const gpu = this.ctx.gpu;
+    const own = this.#gpu;
+    if (!gpu || !own) throw new Error('internal: GPU partial on a CPU context');
+    const bytes = 4 * r.geometry.c;
+    encodeBackward(gpu, encoder, r.geometry, {
+      x: r.input,
+      dy,
+      weight: null,
+      channelStats: own.channelStats,
+      useBatchStats: true,
+      gradInput: null,
+      gradWeight: own.sumDyXhat,
+      gradBias: own.sumDy,
+    });
+    encoder.copyBufferToBuffer(own.sumDy.buffer, own.sumDy.byteOffset, target, byteOffset, bytes);
+    encoder.copyBufferToBuffer(own.sumDyXhat.buffer, own.sumDyXhat.byteOffset, target, byteOffset + bytes, bytes);
+  }
+
+  /**
+   * Gradients of the last synchronized forward from the whole batch's sums `merged` (from
+   * `mergeGradSums` of every shard's {@link gradPartial}): the shard's grad_input, computed as
+   * torch's SyncBatchNorm does with the global count, and the whole batch's grad_weight (Σdy·x̂)
+   * and grad_bias (Σdy), the same on every shard. State is never changed.
+   * @param options.outputMask which of [gradInput, gradWeight, gradBias]; default all (the last two
+   *   are null when the module is not affine).
+   */
+  backward(gradOutput: Tensor, merged: GradSums, options: BackwardOptions = {}): BackwardResult {
+    this.#assertAlive();
+    const who = `${NAME}.backward`;
+    const r = this.#record(who);
+    this.#checkGradOutput(gradOutput, r.input, who);
+    const sums = checkGradSums(merged, 'merged', r.geometry.c);
+    const mask = options.outputMask ?? [true, true, true];
+    if (!Array.isArray(mask) || mask.length !== 3 || mask.some((v) => typeof v !== 'boolean')) {
+      throw new ArgumentError(`${who}: outputMask must be an array of 3 booleans [gradInput, gradWeight, gradBias], got ${JSON.stringify(mask)}`);
+    }
+    const x = r.input;
+    const c = r.geometry.c;
+    const gradInput = mask[0] ? this.ctx.allocTensor(x.shape, x.layout, 'grad_input') : null;
+    const gradWeight = mask[1] && this.affine ? this.ctx.allocTensor([c], 'channels_first', 'grad_weight') : null;
+    const gradBias = mask[2] && this.affine ? this.ctx.allocTensor([c], 'channels_first', 'grad_bias') : null;
+    try {
+      const gpu = this.ctx.gpu;
+      if (gpu && this.#gpu) {
+        const buffers = this.#gpu;
+        const values = new Float32Array(GRAD_SUMS_PLANES * c);
+        values.set(sums.sumDy, 0);
+        values.set(sums.sumDyXhat, c);
+        gpu.device.queue.writeBuffer(buffers.mergedGrad, 0, values);
+        gpu.submit('bn.sync.backward', (e) => {
+          encodeBackwardConstants(gpu, e, {
+            channels: c,
+            mergedGrad: buffers.mergedGrad,
+            count: r.count,
+            channelStats: buffers.channelStats,
+            gradWeight,
+            gradBias,
+          });
+          if (gradInput) {
+            encodeBackward(gpu, e, r.geometry, {
+              x,
+              dy: gradOutput,
+              weight: this.weight,
+              channelStats: buffers.channelStats,
+              useBatchStats: true,
+              gradInput,
+              gradWeight: null,
+              gradBias: null,
+              inputConstantsReady: true,
+            });
+          }
+        });
+      } else {
+        if (gradInput) {
+          const w = this.weight ? cpuData(this.weight) : null;
+          cpuSyncGradInput(cpuData(x), cpuData(gradOutput), r.geometry, r.mean, r.invstd, w, sums, r.count, cpuData(gradInput));
+        }
+        if (gradWeight) cpuData(gradWeight).set(sums.sumDyXhat);
+        if (gradBias) cpuData(gradBias).set(sums.sumDy);
+      }
+    } catch (err) {
+      for (const t of [gradInput, gradWeight, gradBias]) t?.destroy();
+      throw err;
+    }
+    return { gradInput, gradWeight, gradBias };
+  }
+
+  /** The module's state with PyTorch's `state_dict()` keys (those of `nn.SyncBatchNorm`); values are copies. */
+  async stateDict(): Promise<StateDict> {
+    this.#assertAlive();
+    const sd: StateDict = {};
+    if (this.weight && this.bias) {
+      sd.weight = await this.weight.read();
+      sd.bias = await this.bias.read();
+    }
+    if (this.runningMean && this.runningVar) {
+      sd.running_mean = await this.runningMean.read();
+      sd.running_var = await this.runningVar.read();
+      sd.num_batches_tracked = this.#tracked;
+    }
+    return sd;
+  }
+
+  /**
+   * Replaces parameters and buffers like PyTorch's `load_state_dict(strict=True)`; everything is
+   * checked before anything is written. Load the same dict on every shard.
+   * @throws StateDictError naming the offending key.
+   */
+  loadStateDict(sd: StateDictInput): void {
+    this.#assertAlive();
+    const checked = checkStateDict(sd, this.numFeatures, this.affine, this.trackRunningStats, NAME);
+    const write = (t: Tensor | null, v: Float32Array | undefined): void => {
+      if (!t || !v) return;
+      const s = t.storage;
+      if (s.kind === 'cpu') s.data.set(v);
+      else this.ctx.gpu?.device.queue.writeBuffer(s.buffer, s.byteOffset, v.buffer, v.byteOffset, v.byteLength);
+    };
+    write(this.weight, checked.weight);
+    write(this.bias, checked.bias);
+    write(this.runningMean, checked.running_mean);
+    write(this.runningVar, checked.running_var);
+    if (checked.num_batches_tracked !== undefined) this.#tracked = checked.num_batches_tracked;
+    this.#version++;
+    this.#last = null;
+  }
+
+  /** Frees the module's tensors and GPU buffers. Idempotent. */
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    for (const t of [this.weight, this.bias, this.runningMean, this.runningVar]) t?.destroy();
+    const gpu = this.ctx.gpu;
+    const own = this.#gpu;
+    if (own && gpu) {
+      for (const b of [own.channelStats, own.merged, own.mergedGrad, own.moments, own.gradSums]) gpu.retire(b);
+      own.sumDy.destroy();
+      own.sumDyXhat.destroy();
+    }
+    this.#last = null;
+  }
+}
+
+/** Bytes of a gradient record: two planes of C float32, rounded up to 16 (kernels bind whole vec4s). */
+function gradBytes(channels: number): number {
+  return Math.ceil((GRAD_SUMS_PLANES * 4 * channels) / 16) * 16;
+}
+
+function checkTarget(target: GPUBuffer, byteOffset: number, bytes: number, unit: number, usage: number, usageName: string, who: string): void {
+  if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % unit !== 0) {
+    throw new ArgumentError(`${who}: byteOffset must be a non-negative multiple of ${unit}, got ${byteOffset}`);
+  }
+  if (target === null || typeof target !== 'object' || typeof (target as { usage?: unknown }).usage !== 'number') {
+    throw new ArgumentError(`${who}: target must be a GPUBuffer, got ${String(target)}`);
+  }
+  if ((target.usage & usage) === 0) {
+    throw new ArgumentError(`${who}: target buffer '${target.label}' needs GPUBufferUsage.${usageName}, its usage is 0x${target.usage.toString(16)}`);
+  }
+  const needed = byteOffset + bytes;
+  if (needed > target.size) {
+    throw new ArgumentError(`${who}: target buffer '${target.label}' has ${target.size} bytes; the records at byteOffset ${byteOffset} need ${needed}`);
+  }
+}
