@@ -28,6 +28,18 @@ function exportsOf<T>(mod: unknown, probe: string): T {
   return m['default'] as T;
 }
 
+/** `--cases 8x256x28x28:cl,256x1024`: shapes joined by x, layout suffix :cf (default) or :cl. */
+function parseCases(text: string): NonNullable<BenchOptions['cases']> {
+  return text.split(',').filter(Boolean).map((item) => {
+    const [dims = '', suffix = 'cf'] = item.split(':');
+    const shape = dims.split('x').map(Number);
+    if (shape.length < 2 || shape.some((d) => !Number.isInteger(d) || d < 1) || (suffix !== 'cf' && suffix !== 'cl')) {
+      throw new Error(`--cases: '${item}' is not N x C [x spatial...] with an optional :cf or :cl`);
+    }
+    return { shape, layout: suffix === 'cl' ? 'channels_last' : 'channels_first' };
+  });
+}
+
 function parseArgs(argv: readonly string[]): BenchOptions {
   const o: BenchOptions = {};
   for (let i = 0; i < argv.length; i++) {
@@ -41,7 +53,8 @@ function parseArgs(argv: readonly string[]): BenchOptions {
     else if (a === '--target') o.targetSampleMs = Number(next());
     else if (a === '--impls') o.impls = next().split(',').filter(Boolean) as ImplName[];
     else if (a === '--quick') o.cases = DEFAULT_CASES.filter((c) => c.shape.join() === '8,256,28,28' || c.shape.join() === '256,1024').filter((c) => c.layout === 'channels_first');
-    else throw new Error(`unknown option ${a ?? ''} (--samples N, --target MS, --impls a,b, --quick)`);
+    else if (a === '--cases') o.cases = parseCases(next());
+    else throw new Error(`unknown option ${a ?? ''} (--samples N, --target MS, --impls a,b, --quick, --cases 8x256x28x28:cl,256x1024)`);
   }
   return o;
 }
@@ -142,11 +155,14 @@ export async function main(root: string, argv: readonly string[]): Promise<numbe
   mkdirSync(dir, { recursive: true });
   const json = `${JSON.stringify(result, null, 2)}\n`;
   const s = stamp();
+  const report = formatReport(result);
   writeFileSync(join(dir, 'node-latest.json'), json);
   writeFileSync(join(dir, `node-${s}.json`), json);
+  // The table as text too, for runs whose terminal output is not kept (bench/gpu-bundle).
+  writeFileSync(join(dir, 'node-latest.txt'), `${report}\n`);
   console.log('');
-  console.log(formatReport(result));
+  console.log(report);
   console.log('');
-  console.log(`[run-node] wrote bench/results/node-latest.json (and node-${s}.json)`);
+  console.log(`[run-node] wrote bench/results/node-latest.json (and node-${s}.json, node-latest.txt)`);
   return 0;
 }
