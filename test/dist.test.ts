@@ -36,6 +36,14 @@ const RUNTIME_EXPORTS = [
   'DeviceLostError',
   'GPUOperationError',
   'BackwardStateError',
+  'SyncBatchNorm',
+  'mergeMoments',
+  'mergeGradSums',
+  'momentsToArray',
+  'momentsFromArray',
+  'gradSumsToArray',
+  'gradSumsFromArray',
+  'decodeMomentsRecords',
 ] as const;
 
 // x: (N=2, C=2, L=3), channels-first; the expected training-mode output of BatchNorm1d(2) in float64.
