@@ -20,7 +20,8 @@
 //   (the host's float64 merge, each rounded once to float32) writes finalize.wgsl's channelStats planes
 //   (0 K, 1 scale, 2 shiftedBias, 3 mean, 4 invstd, 5 meanOffset, then the packed vec4 region) and
 //   updates the running statistics with the step's averaging factor (momentum, or
-//   1 / num_batches_tracked for a cumulative average, chosen on the host).
+//   1 / num_batches_tracked for a cumulative average, chosen on the host), which follows the C
+//   records as one more vec4(factor, 0, 0, 0).
 // sync_backward_constants: from the merged sums of the whole batch (two planes of C floats: Σdy,
 //   then Σdy·x̂, from `recordBase`; the layout of a shard's gradient partial) writes planes
 //   6 meanDy = Σdy / M and 7 projScale = Σdy·x̂ / M · invstd (= Σdy(x − mean) / M · invstd², the
@@ -32,7 +33,7 @@ struct SyncParams {
   lanes: u32,           // sync_moments: partials per channel
   flags: u32,           // FLAG_* below
   planeStride: u32,     // ceil(C / 4): vec4s per plane of channelStats
-  factor: f32,          // running-average factor of this step
+  _pad3: u32,
   invCount: f32,        // 1 / M, M = values per channel in the whole batch
   recordBase: u32,      // offset of channel 0's record in its binding (vec4 records, or f32 planes)
   weightBase: u32,      // element offsets of the per-channel tensors inside their bindings
@@ -121,7 +122,9 @@ fn sync_forward_constants(@builtin(global_invocation_id) gid: vec3u) {
   write_plane(5u, c, meanOffset);
   channelStats[8u * params.planeStride + c] = vec4f(k, scale, shiftedBias, 0.0);
   if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
-    let f = params.factor;
+    // The step's factor travels in the vec4 after the C records (not in this uniform, whose
+    // content-keyed cache would otherwise get a new buffer each step of a cumulative average).
+    let f = merged[params.recordBase + params.channels].x;
     let rm = params.runningMeanBase + c;
     let rv = params.runningVarBase + c;
     runningMean[rm] = (1.0 - f) * runningMean[rm] + f * (k + meanOffset);

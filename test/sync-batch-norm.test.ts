@@ -450,6 +450,39 @@ describe('zero-copy records and bad input on webgpu', () => {
     }
   });
 
+  it('a steady-state synchronized step (cumulative average) creates no GPU buffer and submits a fixed number of times', async () => {
+    const C = 6;
+    const shape = [4, C, 8];
+    const next = rng(11);
+    const bn = new SyncBatchNorm(ctx, C, { momentum: null });
+    const step = async (): Promise<void> => {
+      const x = ctx.tensor(Float32Array.from({ length: 192 }, () => gaussian(next)), shape);
+      const dy = ctx.tensor(Float32Array.from({ length: 192 }, () => gaussian(next)), shape);
+      const y = bn.forward(x, mergeMoments([await bn.momentsPartial(x)]));
+      const g = bn.backward(dy, mergeGradSums([await bn.gradPartial(dy)]));
+      for (const t of [x, dy, y, g.gradInput, g.gradWeight, g.gradBias]) t?.destroy();
+    };
+    try {
+      await step();
+      await step();
+      await ctx.sync();
+      const before = ctx.stats;
+      const steps = 5;
+      for (let i = 0; i < steps; i++) await step();
+      await ctx.sync();
+      const after = ctx.stats;
+      expect(after.buffersCreated).toBe(before.buffersCreated);
+      expect(after.liveBuffers).toBe(before.liveBuffers);
+      // Per step: writeBuffer-free uploads of x and dy aside, moments (1 + readback 1), forward 1,
+      // gradient sums (1 + readback 1), backward 1.
+      expect(after.submits - before.submits).toBe(6 * steps);
+      expect(bn.numBatchesTracked).toBe(7);
+      count('webgpu');
+    } finally {
+      bn.destroy();
+    }
+  });
+
   it('rejects bad merged statistics, targets and call order before any work, leaving state unchanged', async () => {
     const C = 3;
     const x = ctx.tensor(new Float32Array(12).fill(1), [2, C, 2]);

@@ -21,6 +21,11 @@ const FLAG_GRAD_BIAS = 8;
 /** Bytes per channel of the merged-statistics record that sync_forward_constants reads. */
 export const MERGED_RECORD_BYTES = 16;
 
+/** Bytes of the merged-statistics upload: C records, then vec4(factor, 0, 0, 0). */
+export function mergedBytes(channels: number): number {
+  return (channels + 1) * MERGED_RECORD_BYTES;
+}
+
 /** A storage range of a caller's or the module's buffer, and where record 0 sits inside it. */
 interface RecordBinding {
   readonly resource: GPUBufferBinding;
@@ -89,21 +94,21 @@ export function encodeMoments(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
 /** What sync_forward_constants needs; tensors are already validated by the caller. */
 export interface SyncForwardConstantsArgs {
   readonly channels: number;
-  /** The merged records, {@link MERGED_RECORD_BYTES} bytes per channel from offset 0. */
+  /** The merged records, {@link MERGED_RECORD_BYTES} bytes per channel from offset 0, then the factor. */
   readonly merged: GPUBuffer;
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
   readonly runningMean: Tensor | null;
   readonly runningVar: Tensor | null;
-  /** Running-average factor of this step, or null to leave the running statistics alone. */
-  readonly factor: number | null;
+  /** Update the running statistics with the factor stored after the records. */
+  readonly updateRunning: boolean;
   readonly channelStats: GPUBuffer;
 }
 
 /** Records sync_forward_constants: channelStats planes from merged statistics, running update. */
 export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: SyncForwardConstantsArgs): void {
   const kernel = getKernel(gpu.device, 'sync-batch-norm', 'sync_forward_constants');
-  const update = a.factor !== null && a.runningMean !== null && a.runningVar !== null;
+  const update = a.updateRunning && a.runningMean !== null && a.runningVar !== null;
   const w = bindOptional(gpu, a.weight, 'weight');
   const b = bindOptional(gpu, a.bias, 'bias');
   const rm = bindOptional(gpu, update ? a.runningMean : null, 'runningMean');
@@ -117,14 +122,13 @@ export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncod
         channels: a.channels,
         flags: (a.weight ? FLAG_AFFINE : 0) | (update ? FLAG_UPDATE_RUNNING : 0),
         planeStride: Math.ceil(a.channels / 4),
-        factor: a.factor ?? 0,
         recordBase: 0,
         weightBase: w.base,
         biasBase: b.base,
         runningMeanBase: rm.base,
         runningVarBase: rv.base,
       }),
-      merged: { buffer: a.merged, offset: 0, size: a.channels * MERGED_RECORD_BYTES },
+      merged: { buffer: a.merged, offset: 0, size: mergedBytes(a.channels) },
       weight: w.resource,
       bias: b.resource,
       runningMean: rm.resource,

@@ -12,7 +12,7 @@ import { channelStatsBytes, encodeForward } from './gpu-forward.js';
 import { checkBoolean, checkEps, checkMomentum, checkNumFeatures, type BatchNormOptions } from './options.js';
 import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
 import { cpuGradSums, cpuMoments, cpuSyncGradInput } from './sync-cpu.js';
-import { encodeBackwardConstants, encodeForwardConstants, encodeMoments, MERGED_RECORD_BYTES } from './sync-gpu.js';
+import { encodeBackwardConstants, encodeForwardConstants, encodeMoments, mergedBytes } from './sync-gpu.js';
 import {
   checkGradSums,
   checkMergedCount,
@@ -128,7 +128,7 @@ export class SyncBatchNorm {
     this.#gpu = gpu
       ? {
           channelStats: gpu.createBuffer({ label: 'bn.sync.channelStats', size: channelStatsBytes(c), usage: MODULE_USAGE }),
-          merged: gpu.createBuffer({ label: 'bn.sync.merged', size: c * MERGED_RECORD_BYTES, usage: MODULE_USAGE }),
+          merged: gpu.createBuffer({ label: 'bn.sync.merged', size: mergedBytes(c), usage: MODULE_USAGE }),
           mergedGrad: gpu.createBuffer({ label: 'bn.sync.mergedGrad', size: gradBytes(c), usage: MODULE_USAGE }),
           moments: gpu.createBuffer({ label: 'bn.sync.moments', size: c * MOMENTS_RECORD_BYTES, usage: MODULE_USAGE }),
           gradSums: gpu.createBuffer({ label: 'bn.sync.gradSums', size: gradBytes(c), usage: MODULE_USAGE }),
@@ -284,7 +284,7 @@ export class SyncBatchNorm {
       if (gpu && this.#gpu) {
         const buffers = this.#gpu;
         // The record keeps K = fround(mean) and mean − K, so offset data keeps its spread.
-        const records = new Float32Array(4 * g.c);
+        const records = new Float32Array(mergedBytes(g.c) / 4);
         for (let c = 0; c < g.c; c++) {
           const k = Math.fround(mean[c] as number);
           records[4 * c] = k;
@@ -292,6 +292,7 @@ export class SyncBatchNorm {
           records[4 * c + 2] = invstd[c] as number;
           records[4 * c + 3] = unbiasedVar[c] as number;
         }
+        records[4 * g.c] = factor ?? 0;
         gpu.device.queue.writeBuffer(buffers.merged, 0, records);
         gpu.submit('bn.sync.forward', (e) => {
           encodeForwardConstants(gpu, e, {
@@ -301,7 +302,7 @@ export class SyncBatchNorm {
             bias: this.bias,
             runningMean: this.runningMean,
             runningVar: this.runningVar,
-            factor,
+            updateRunning: factor !== null,
             channelStats: buffers.channelStats,
           });
           encodeForward(gpu, e, g, {
