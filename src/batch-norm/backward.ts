@@ -1,5 +1,5 @@
 import { optionsObject } from '../arguments.js';
-import type { BatchNormContext } from '../context.js';
+import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError, BackwardStateError, DestroyedError, ShapeError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { cpuBackward } from './cpu-backward.js';
@@ -319,7 +319,7 @@ export function batchNormBackward(
   args: BatchNormBackwardArgs,
   options: BatchNormBackwardOptions | null = {},
 ): BackwardResult {
-  ctx.assertUsable();
+  assertContext(ctx, WHO);
   const opts = optionsObject<BatchNormBackwardOptions>(options, `${WHO} options`);
   if (args === null || typeof args !== 'object') throw new ArgumentError(`${WHO}: args must be an object, got ${String(args)}`);
   const x = args.input;
