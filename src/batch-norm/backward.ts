@@ -5,7 +5,7 @@ import { cpuBackward } from './cpu-backward.js';
 import { cpuData } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { encodeBackward, encodePrepare, type GpuBackwardArgs } from './gpu-backward.js';
-import { channelStatsBytes } from './gpu-forward.js';
+import { channelStatsBytes } from '../gpu/contracts.js';
 import type { BatchNorm, ForwardRecord } from './module.js';
 import { checkBoolean, checkEps } from './options.js';
 import { checkChannelTensor, checkInput } from './validate.js';

@@ -2,7 +2,7 @@ import type { BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { runForward } from './forward.js';
-import { channelStatsBytes } from './gpu-forward.js';
+import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkBoolean, checkEps, checkMomentum } from './options.js';
 import { checkChannelTensor, checkInput, checkOutput, checkTrainingValues } from './validate.js';
 

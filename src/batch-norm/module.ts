@@ -11,7 +11,7 @@ import {
 } from './backward.js';
 import { runForward, type GpuForwardBuffers, type SavedStats } from './forward.js';
 import type { Geometry } from './geometry.js';
-import { channelStatsBytes } from './gpu-forward.js';
+import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkBoolean, checkEps, checkMomentum, checkNumFeatures, type BatchNormOptions } from './options.js';
 import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
 import { checkInput, checkOutput, checkTrainingValues } from './validate.js';
