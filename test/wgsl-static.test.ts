@@ -27,9 +27,10 @@ function preludeConstants(): Map<string, number> {
 }
 
 /** contracts.ts's numeric exports: the names the prelude must declare with the same values. */
-const tsConstants = new Map(
-  Object.entries(contracts).filter((e): e is [string, number] => typeof e[1] === 'number' && !e[0].endsWith('_BYTES')),
-);
+const tsConstants = new Map<string, number>();
+for (const [name, value] of Object.entries(contracts)) {
+  if (typeof value === 'number' && !name.endsWith('_BYTES')) tsConstants.set(name, value);
+}
 
 describe('contracts: TS (src/gpu/contracts.ts) and WGSL (shaders/common/prelude.wgsl) agree', () => {
   it('every module-scope const of the prelude is a plain u32 literal', () => {
