@@ -7,7 +7,7 @@ import { checkEncoder, checkNoAliasing, type NamedTensor } from './aliasing.js';
 import { cpuData, noteWrites, type ForwardRecord } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { encodeBackward, encodePrepare, type GpuBackwardArgs } from './gpu-backward.js';
-import { channelStatsBytes } from './gpu-forward.js';
+import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkBoolean, checkEps } from './options.js';
 import { checkChannelTensor, checkInput } from './validate.js';
 

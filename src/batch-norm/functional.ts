@@ -3,7 +3,7 @@ import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { runForward } from './forward.js';
-import { channelStatsBytes } from './gpu-forward.js';
+import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkNoAliasing } from './aliasing.js';
 import { checkBoolean, checkEps, checkMomentum } from './options.js';
 import { checkChannelTensor, checkInput, checkOutput, checkTrainingValues } from './validate.js';

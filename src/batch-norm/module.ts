@@ -14,7 +14,7 @@ import {
 } from './backward.js';
 import { noteWrites, runForward, type ForwardRecord, type GpuForwardBuffers } from './forward.js';
 import type { Geometry } from './geometry.js';
-import { channelStatsBytes } from './gpu-forward.js';
+import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkBoolean, checkEps, checkMomentum, checkNumFeatures, type BatchNormOptions } from './options.js';
 import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
 import { checkInput, checkOutput, checkTrainingValues } from './validate.js';
