@@ -17,21 +17,21 @@
 //   value) travels with the record, so the host recovers mean = K + (mean − K) exactly in float64
 //   even for offset data (mean 1e4, std 0.1), where mean alone in float32 would lose the spread.
 // sync_forward_constants: from the merged record vec4(K, mean − K, invstd, unbiased var)
-//   (the host's float64 merge, each rounded once to float32) writes finalize.wgsl's channelStats planes
-//   (0 K, 1 scale, 2 shiftedBias, 3 mean, 4 invstd, 5 meanOffset, then the packed vec4 region) and
+//   (the host's float64 merge, each rounded once to float32) writes the channelStats planes
+//   that finalize.wgsl writes (PLANE_SHIFT .. PLANE_MEAN_OFFSET and the packed region) and
 //   updates the running statistics with the step's averaging factor (momentum, or
 //   1 / num_batches_tracked for a cumulative average, chosen on the host), which follows the C
 //   records as one more vec4(factor, 0, 0, 0).
 // sync_backward_constants: from the merged sums of the whole batch (two planes of C floats: Σdy,
-//   then Σdy·x̂, from `recordBase`; the layout of a shard's gradient partial) writes planes
-//   6 meanDy = Σdy / M and 7 projScale = Σdy·x̂ / M · invstd (= Σdy(x − mean) / M · invstd², the
-//   plane backward-elementwise.wgsl reads), M = the global count, and optionally grad_weight =
+//   then Σdy·x̂, from `recordBase`; the layout of a shard's gradient partial) writes
+//   PLANE_MEAN_DY = Σdy / M and PLANE_PROJ_SCALE = Σdy·x̂ / M · invstd (= Σdy(x − mean) / M · invstd²,
+//   what backward-elementwise.wgsl reads), M = the global count, and optionally grad_weight =
 //   Σdy·x̂ and grad_bias = Σdy of the whole batch.
 
 struct SyncParams {
   channels: u32,
   lanes: u32,           // sync_moments: partials per channel
-  flags: u32,           // FLAG_* below
+  flags: u32,           // FLAG_* (prelude)
   planeStride: u32,     // ceil(C / 4): vec4s per plane of channelStats
   _pad3: u32,
   invCount: f32,        // 1 / M, M = values per channel in the whole batch
@@ -47,10 +47,9 @@ struct SyncParams {
   _pad2: u32,
 }
 
-const FLAG_AFFINE: u32 = 1u;
-const FLAG_UPDATE_RUNNING: u32 = 2u;
-const FLAG_GRAD_WEIGHT: u32 = 4u;
-const FLAG_GRAD_BIAS: u32 = 8u;
+// Flag bits (FLAG_AFFINE, FLAG_UPDATE_RUNNING, FLAG_GRAD_WEIGHT, FLAG_GRAD_BIAS), the channelStats
+// planes (PLANE_*) and WORKGROUP_SIZE come from common/prelude.wgsl; plane1 / write_plane /
+// write_packed from common/channel-stats-read.wgsl and channel-stats-write.wgsl.
 
 @group(0) @binding(0) var<uniform> params: SyncParams;
 @group(0) @binding(1) var<storage, read> partials: array<vec4f>;
@@ -64,16 +63,6 @@ const FLAG_GRAD_BIAS: u32 = 8u;
 @group(0) @binding(9) var<storage, read_write> channelStats: array<vec4f>;
 @group(0) @binding(10) var<storage, read_write> gradWeight: array<f32>;
 @group(0) @binding(11) var<storage, read_write> gradBias: array<f32>;
-
-override WORKGROUP_SIZE: u32 = 64u;
-
-fn write_plane(plane: u32, c: u32, v: f32) {
-  channelStats[plane * params.planeStride + (c >> 2u)][c & 3u] = v;
-}
-
-fn read_plane(plane: u32, c: u32) -> f32 {
-  return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
-}
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn sync_moments(@builtin(global_invocation_id) gid: vec3u) {
@@ -114,13 +103,13 @@ fn sync_forward_constants(@builtin(global_invocation_id) gid: vec3u) {
   }
   let scale = w * invstd;
   let shiftedBias = b - meanOffset * scale;
-  write_plane(0u, c, k);
-  write_plane(1u, c, scale);
-  write_plane(2u, c, shiftedBias);
-  write_plane(3u, c, k + meanOffset);
-  write_plane(4u, c, invstd);
-  write_plane(5u, c, meanOffset);
-  channelStats[8u * params.planeStride + c] = vec4f(k, scale, shiftedBias, 0.0);
+  write_plane(PLANE_SHIFT, c, k);
+  write_plane(PLANE_SCALE, c, scale);
+  write_plane(PLANE_SHIFTED_BIAS, c, shiftedBias);
+  write_plane(PLANE_MEAN, c, k + meanOffset);
+  write_plane(PLANE_INVSTD, c, invstd);
+  write_plane(PLANE_MEAN_OFFSET, c, meanOffset);
+  write_packed(c, k, scale, shiftedBias);
   if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
     // The step's factor travels in the vec4 after the C records (not in this uniform, whose
     // content-keyed cache would otherwise get a new buffer each step of a cumulative average).
@@ -138,9 +127,9 @@ fn sync_backward_constants(@builtin(global_invocation_id) gid: vec3u) {
   if (c >= params.channels) { return; }
   let sumDy = mergedGrad[params.recordBase + c];
   let sumDyXhat = mergedGrad[params.recordBase + params.channels + c];
-  let invstd = read_plane(4u, c);
-  write_plane(6u, c, sumDy * params.invCount);
-  write_plane(7u, c, sumDyXhat * params.invCount * invstd);
+  let invstd = plane1(PLANE_INVSTD, c);
+  write_plane(PLANE_MEAN_DY, c, sumDy * params.invCount);
+  write_plane(PLANE_PROJ_SCALE, c, sumDyXhat * params.invCount * invstd);
   if ((params.flags & FLAG_GRAD_WEIGHT) != 0u) {
     gradWeight[params.gradWeightBase + c] = sumDyXhat;
   }

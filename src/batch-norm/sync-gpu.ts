@@ -1,22 +1,25 @@
+import {
+  bindChannelStats,
+  FLAG_AFFINE,
+  FLAG_GRAD_BIAS,
+  FLAG_GRAD_WEIGHT,
+  FLAG_UPDATE_RUNNING,
+  planeStride,
+  STATS_PARTIAL_BYTES,
+  WORKGROUP_SIZE,
+} from '../gpu/contracts.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
-import { reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
+import { reductionShape, STATS_BLOCK, vec4Aligned } from './dispatch-shape.js';
 import type { Geometry } from './geometry.js';
-import { channelStatsBytes } from './gpu-forward.js';
 import { GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES } from './sync-merge.js';
 
 // SyncBatchNorm's GPU stages (shaders/sync-batch-norm.wgsl). They only add per-channel dispatches
 // around the library's own data passes: stats.wgsl for the local moments, normalize.wgsl and the
 // backward kernels (through encodeForward / encodeBackward) for everything that touches x or dy.
-
-/** Flags of sync-batch-norm.wgsl. */
-const FLAG_AFFINE = 1;
-const FLAG_UPDATE_RUNNING = 2;
-const FLAG_GRAD_WEIGHT = 4;
-const FLAG_GRAD_BIAS = 8;
 
 /** Bytes per channel of the merged-statistics record that sync_forward_constants reads. */
 export const MERGED_RECORD_BYTES = 16;
@@ -50,7 +53,7 @@ export function encodeMoments(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const vec4 = vec4Aligned(g, xb.base);
   const width = vec4 ? 4 : 1;
   const r = reductionShape(g, width, device.limits.maxComputeWorkgroupsPerDimension, gpu.contiguousAccess);
-  const stats = getKernel(device, 'stats', `stats_${g.order}${width}`, r.constants);
+  const stats = getKernel(device, 'stats', `stats_${g.order}${width}`, { BLOCK: STATS_BLOCK, ...r.constants });
   const lanes = r.lanes;
   // The same uniform values as the forward's statistics (gpu-forward.ts), so the same kernel runs.
   const values: UniformValues =
@@ -66,7 +69,7 @@ export function encodeMoments(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
           colsPerLane: Math.ceil(r.cols / lanes),
         }
       : { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: xb.base / width, stepIndex: lanes * r.cols };
-  const partialBytes = g.c * lanes * 16;
+  const partialBytes = g.c * lanes * STATS_PARTIAL_BYTES;
   const partials: GPUBufferBinding = { buffer: gpu.scratch('partials', partialBytes), offset: 0, size: partialBytes };
   const out = bindRecords(gpu, target, byteOffset, g.c * MOMENTS_RECORD_BYTES, MOMENTS_RECORD_BYTES);
   const merge = getKernel(device, 'sync-batch-norm', 'sync_moments');
@@ -87,7 +90,7 @@ export function encodeMoments(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
       moments: out.resource,
     }),
   );
-  pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
+  pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP_SIZE));
   pass.end();
 }
 
@@ -121,7 +124,7 @@ export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncod
       params: bindUniforms(gpu, kernel, {
         channels: a.channels,
         flags: (a.weight ? FLAG_AFFINE : 0) | (update ? FLAG_UPDATE_RUNNING : 0),
-        planeStride: Math.ceil(a.channels / 4),
+        planeStride: planeStride(a.channels),
         recordBase: 0,
         weightBase: w.base,
         biasBase: b.base,
@@ -133,10 +136,10 @@ export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncod
       bias: b.resource,
       runningMean: rm.resource,
       runningVar: rv.resource,
-      channelStats: { buffer: a.channelStats, offset: 0, size: channelStatsBytes(a.channels) },
+      channelStats: bindChannelStats(a.channelStats, a.channels),
     }),
   );
-  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP));
+  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP_SIZE));
   pass.end();
 }
 
@@ -165,18 +168,18 @@ export function encodeBackwardConstants(gpu: GpuRuntime, encoder: GPUCommandEnco
       params: bindUniforms(gpu, kernel, {
         channels: a.channels,
         flags: (a.gradWeight ? FLAG_GRAD_WEIGHT : 0) | (a.gradBias ? FLAG_GRAD_BIAS : 0),
-        planeStride: Math.ceil(a.channels / 4),
+        planeStride: planeStride(a.channels),
         invCount: 1 / a.count,
         recordBase: 0,
         gradWeightBase: gw.base,
         gradBiasBase: gb.base,
       }),
       mergedGrad: { buffer: a.mergedGrad, offset: 0, size: a.channels * GRAD_SUMS_PLANES * 4 },
-      channelStats: { buffer: a.channelStats, offset: 0, size: channelStatsBytes(a.channels) },
+      channelStats: bindChannelStats(a.channelStats, a.channels),
       gradWeight: gw.resource,
       gradBias: gb.resource,
     }),
   );
-  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP));
+  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP_SIZE));
   pass.end();
 }

@@ -1,4 +1,5 @@
-import type { BatchNormContext } from '../context.js';
+import { optionsObject } from '../arguments.js';
+import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError, BackwardStateError, DestroyedError, ShapeError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
@@ -8,7 +9,8 @@ import { cpuData } from './forward.js';
 import { batchNorm } from './functional.js';
 import type { Geometry } from './geometry.js';
 import { encodeBackward } from './gpu-backward.js';
-import { channelStatsBytes, encodeForward } from './gpu-forward.js';
+import { channelStatsBytes } from '../gpu/contracts.js';
+import { encodeForward } from './gpu-forward.js';
 import { checkBoolean, checkEps, checkMomentum, checkNumFeatures, type BatchNormOptions } from './options.js';
 import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
 import { cpuGradSums, cpuMoments, cpuSyncGradInput } from './sync-cpu.js';
@@ -110,14 +112,15 @@ export class SyncBatchNorm {
    * @param options as {@link BatchNormOptions}: eps 1e-5, momentum 0.1 (null: cumulative average),
    *   affine true, trackRunningStats true.
    */
-  constructor(ctx: BatchNormContext, numFeatures: number, options: BatchNormOptions = {}) {
-    ctx.assertUsable();
+  constructor(ctx: BatchNormContext, numFeatures: number, options: BatchNormOptions | null = {}) {
+    assertContext(ctx, NAME);
+    const opts = optionsObject<BatchNormOptions>(options, 'options');
     this.ctx = ctx;
     this.numFeatures = checkNumFeatures(numFeatures);
-    this.#eps = checkEps(options.eps ?? 1e-5);
-    this.#momentum = checkMomentum(options.momentum === undefined ? 0.1 : options.momentum, true);
-    this.affine = checkBoolean(options.affine ?? true, 'affine');
-    this.trackRunningStats = checkBoolean(options.trackRunningStats ?? true, 'trackRunningStats');
+    this.#eps = checkEps(opts.eps ?? 1e-5);
+    this.#momentum = checkMomentum(opts.momentum === undefined ? 0.1 : opts.momentum, true);
+    this.affine = checkBoolean(opts.affine ?? true, 'affine');
+    this.trackRunningStats = checkBoolean(opts.trackRunningStats ?? true, 'trackRunningStats');
     const c = this.numFeatures;
     const filled = (v: number): Float32Array => new Float32Array(c).fill(v);
     this.weight = this.affine ? ctx.tensor(filled(1), [c], { label: 'weight' }) : null;
@@ -220,7 +223,7 @@ export class SyncBatchNorm {
     if (!gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
     const g = this.#checkInput(x, who);
     checkTarget(target, byteOffset, g.c * MOMENTS_RECORD_BYTES, MOMENTS_RECORD_BYTES, BUFFER_STORAGE, 'STORAGE', who);
-    encodeMoments(gpu, encoder, g, x, target, byteOffset);
+    gpu.recordInto(encoder, (e) => encodeMoments(gpu, e, g, x, target, byteOffset));
   }
 
   /**
@@ -392,7 +395,7 @@ export class SyncBatchNorm {
     const r = this.#record(who);
     this.#checkGradOutput(gradOutput, r.input, who);
     checkTarget(target, byteOffset, GRAD_SUMS_PLANES * 4 * r.geometry.c, 4, BUFFER_COPY_DST, 'COPY_DST', who);
-    this.#encodeGradSums(encoder, gradOutput, r, target, byteOffset);
+    this.ctx.gpu.recordInto(encoder, (e) => this.#encodeGradSums(e, gradOutput, r, target, byteOffset));
   }
 
   // Σdy and Σdy·x̂ are the plain backward's grad_bias and grad_weight of this shard (with the
