@@ -5,7 +5,7 @@ import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constan
 import type { Tensor } from '../tensor.js';
 import type { BackwardOptions, BackwardResult } from './backward.js';
 import { cpuNormalize } from './cpu.js';
-import { cpuData } from './forward.js';
+import { cpuData, noteWrites } from './forward.js';
 import { batchNorm } from './functional.js';
 import type { Geometry } from './geometry.js';
 import { encodeBackward } from './gpu-backward.js';
@@ -282,6 +282,7 @@ export class SyncBatchNorm {
     const factor = updateRunning ? (this.#momentum ?? 1 / (this.#tracked + 1)) : null;
 
     const y = options.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
+    let record: SyncRecord | null = null;
     try {
       const gpu = this.ctx.gpu;
       if (gpu && this.#gpu) {
@@ -297,7 +298,10 @@ export class SyncBatchNorm {
         }
         records[4 * g.c] = factor ?? 0;
         gpu.device.queue.writeBuffer(buffers.merged, 0, records);
-        gpu.submit('bn.sync.forward', (e) => {
+        const writes = factor !== null ? [y, this.runningMean, this.runningVar] : [y];
+        // A failed submit ran nothing: the running statistics are as before, so
+        // num_batches_tracked steps back and the record is not there for a backward.
+        const submit = gpu.submit('bn.sync.forward', (e) => {
           encodeForwardConstants(gpu, e, {
             channels: g.c,
             merged: buffers.merged,
@@ -324,7 +328,12 @@ export class SyncBatchNorm {
             channelStats: buffers.channelStats,
             channelStatsReady: true,
           });
+        }, (error) => {
+          for (const t of writes) t?.noteWriteFailed(submit, error);
+          if (updateRunning) this.#tracked = Math.max(0, this.#tracked - 1);
+          if (this.#last === record) this.#last = null;
         });
+        noteWrites(writes, submit);
       } else {
         cpuNormalize(cpuData(x), cpuData(y), g, mean, invstd, this.weight ? cpuData(this.weight) : null, this.bias ? cpuData(this.bias) : null);
         if (factor !== null && this.runningMean && this.runningVar) {
@@ -341,7 +350,8 @@ export class SyncBatchNorm {
       throw err;
     }
     if (updateRunning) this.#tracked++;
-    this.#last = { input: x, geometry: g, mean, invstd, count, version: this.#version };
+    record = { input: x, geometry: g, mean, invstd, count, version: this.#version };
+    this.#last = record;
     return y;
   }
 
@@ -451,7 +461,8 @@ export class SyncBatchNorm {
         values.set(sums.sumDy, 0);
         values.set(sums.sumDyXhat, c);
         gpu.device.queue.writeBuffer(buffers.mergedGrad, 0, values);
-        gpu.submit('bn.sync.backward', (e) => {
+        const writes = [gradInput, gradWeight, gradBias];
+        const submit = gpu.submit('bn.sync.backward', (e) => {
           encodeBackwardConstants(gpu, e, {
             channels: c,
             mergedGrad: buffers.mergedGrad,
@@ -473,7 +484,10 @@ export class SyncBatchNorm {
               inputConstantsReady: true,
             });
           }
+        }, (error) => {
+          for (const t of writes) t?.noteWriteFailed(submit, error);
         });
+        noteWrites(writes, submit);
       } else {
         if (gradInput) {
           const w = this.weight ? cpuData(this.weight) : null;
