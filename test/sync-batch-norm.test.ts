@@ -176,11 +176,16 @@ interface SyncCase {
   readonly std: number;
   /** Training steps; the last one also runs the backward. */
   readonly steps: number;
+  /** Default true. */
+  readonly track?: boolean;
+  /** Then one eval-mode step (local, running statistics), compared with PyTorch's eval. */
+  readonly evalStep?: boolean;
 }
 
 const CASES: readonly SyncCase[] = [
-  { name: '2d_C3_split1-2-4', module: 'BatchNorm2d', channels: 3, spatial: [5, 4], split: [1, 2, 4], momentum: 0.1, eps: 1e-5, affine: true, offset: 0, std: 1, steps: 2 },
-  { name: '1d_C6_split2-3-4_cumulative_offset', module: 'BatchNorm1d', channels: 6, spatial: [], split: [2, 3, 4], momentum: null, eps: 1e-5, affine: true, offset: 1e4, std: 0.1, steps: 3 },
+  { name: '2d_C3_split1-2-4_then_eval', module: 'BatchNorm2d', channels: 3, spatial: [5, 4], split: [1, 2, 4], momentum: 0.1, eps: 1e-5, affine: true, offset: 0, std: 1, steps: 2, evalStep: true },
+  { name: '1d_C6_split2-3-4_cumulative_offset_then_eval', module: 'BatchNorm1d', channels: 6, spatial: [], split: [2, 3, 4], momentum: null, eps: 1e-5, affine: true, offset: 1e4, std: 0.1, steps: 3, evalStep: true },
+  { name: '2d_C5_split3-1_no_running_stats', module: 'BatchNorm2d', channels: 5, spatial: [2, 6], split: [3, 1], momentum: 0.1, eps: 1e-5, affine: true, offset: 0, std: 1.5, steps: 1, track: false },
   { name: '3d_C4_split2-3_noaffine_scalar', module: 'BatchNorm3d', channels: 4, spatial: [3, 2, 3], split: [2, 3], momentum: 0.3, eps: 1e-3, affine: false, offset: 0, std: 2, steps: 2 },
   { name: '1d_NCL_C5_split1-1-4_cumulative', module: 'BatchNorm1d', channels: 5, spatial: [7], split: [1, 1, 4], momentum: null, eps: 1e-5, affine: true, offset: -3, std: 0.5, steps: 2 },
 ];
@@ -201,7 +206,7 @@ function generate(c: SyncCase, seed: number): Generated {
   const per = size / (n * c.channels);
   const sample = (): number[] =>
     Array.from({ length: size }, (_, i) => Math.fround(c.offset + 0.25 * (Math.floor(i / per) % c.channels) + c.std * gaussian(next)));
-  const inputs = Array.from({ length: c.steps }, sample);
+  const inputs = Array.from({ length: c.steps + (c.evalStep ? 1 : 0) }, sample);
   const gradOutput = Array.from({ length: size }, () => Math.fround(gaussian(next)));
   const C = c.channels;
   const init = {
@@ -218,11 +223,22 @@ function generate(c: SyncCase, seed: number): Generated {
     eps: c.eps,
     momentum: c.momentum,
     affine: c.affine,
-    track_running_stats: true,
-    init: c.affine ? init : { running_mean: init.running_mean, running_var: init.running_var, num_batches_tracked: init.num_batches_tracked },
-    steps: inputs.map((input, k) => ({ training: true, shape, input, grad_output: k === c.steps - 1 ? gradOutput : null })),
+    track_running_stats: c.track !== false,
+    init: initState(c, init),
+    steps: inputs.map((input, k) => ({ training: k < c.steps, shape, input, grad_output: k === c.steps - 1 ? gradOutput : null })),
   };
   return { torch, inputs, gradOutput, init };
+}
+
+/** The state dict both sides start from: only the keys the configuration has. */
+function initState(c: SyncCase, init: Generated['init']): Partial<Generated['init']> {
+  const running = c.track !== false ? { running_mean: init.running_mean, running_var: init.running_var, num_batches_tracked: init.num_batches_tracked } : {};
+  return c.affine ? { weight: init.weight, bias: init.bias, ...running } : running;
+}
+
+function ulp32(v: number): number {
+  const a = Math.abs(v);
+  return a === 0 ? 2 ** -149 : 2 ** (Math.floor(Math.log2(a)) - 23);
 }
 
 /** Logical rows [from, to) of the batch dimension of a (N, C, ...) row-major array. */
@@ -309,8 +325,10 @@ describe.runIf(available).each(Object.keys(SETUPS))('split batch vs PyTorch Batc
         const ctxs = Array.from({ length: k }, (_, i) => contexts[i % contexts.length] as BatchNormContext);
         const shardBackends = Array.from({ length: k }, (_, i) => backends[i % backends.length] as Backend);
         const rho = shardBackends.includes('webgpu') ? RHO_WEBGPU : RHO_CPU;
-        const modules = ctxs.map((ctx) => new SyncBatchNorm(ctx, c.channels, { momentum: c.momentum, eps: c.eps, affine: c.affine }));
-        const sd = c.affine ? gen.init : { running_mean: gen.init.running_mean, running_var: gen.init.running_var, num_batches_tracked: gen.init.num_batches_tracked };
+        const modules = ctxs.map(
+          (ctx) => new SyncBatchNorm(ctx, c.channels, { momentum: c.momentum, eps: c.eps, affine: c.affine, trackRunningStats: c.track !== false }),
+        );
+        const sd = initState(c, gen.init);
         for (const m of modules) m.loadStateDict(sd);
         const n = c.split.reduce((a, b) => a + b, 0);
         const shape = [n, c.channels, ...c.spatial];
@@ -323,10 +341,35 @@ describe.runIf(available).each(Object.keys(SETUPS))('split batch vs PyTorch Batc
           return t;
         };
         try {
-          for (let step = 0; step < c.steps; step++) {
+          for (let step = 0; step < c.steps + (c.evalStep ? 1 : 0); step++) {
             const expected = ref.steps[step];
             if (!expected) throw new Error(`${c.name}: no reference step ${step}`);
             const xs = modules.map((_, i) => upload(i, gen.inputs[step] as number[]));
+            if (step === c.steps) {
+              // Eval mode: each shard normalizes locally with its (identical) running statistics.
+              for (let i = 0; i < k; i++) {
+                const m = modules[i] as SyncBatchNorm;
+                const y = m.eval().forward(xs[i] as Tensor);
+                live.push(y);
+                const got = fromLayout(await y.read(), shardShape(i), layout);
+                const from = bounds[i] as number;
+                const want = batchSlice(expected.output, shape, from, from + (c.split[i] as number));
+                const rm = (await m.runningMean?.read()) ?? new Float32Array(c.channels);
+                const rv = (await m.runningVar?.read()) ?? new Float32Array(c.channels);
+                const item = want.length / (c.split[i] as number);
+                const per = item / c.channels;
+                // As in run-case.ts: plus 4 ulp(running_mean)·|weight|·invstd, because running_mean
+                // is float32 state here and in PyTorch's module but float64 in the reference.
+                const out = checkClose(`${c.name} ${layout} eval shard ${i}`, got, want, (j) => {
+                  const ch = Math.floor((j % item) / per);
+                  const invstd = 1 / Math.sqrt((rv[ch] as number) + c.eps);
+                  return OUTPUT_ABS + OUTPUT_REL * Math.abs(want[j] ?? 0) + 4 * ulp32(rm[ch] as number) * Math.abs(expected.state.weight?.[ch] ?? 1) * invstd;
+                });
+                expect(out.failure).toBeNull();
+                note(setup, 'eval output', out.maxErr);
+              }
+              continue;
+            }
             // Partials arrive in shard order on some shards and reversed on others: the merge
             // must not care.
             const partials = await Promise.all(modules.map((m, i) => m.momentsPartial(xs[i] as Tensor)));
@@ -342,6 +385,11 @@ describe.runIf(available).each(Object.keys(SETUPS))('split batch vs PyTorch Batc
               expect(out.failure).toBeNull();
               note(setup, 'output', out.maxErr);
               const state = await (modules[i] as SyncBatchNorm).stateDict();
+              if (c.track === false) {
+                expect(state.running_mean).toBeUndefined();
+                expect(state.num_batches_tracked).toBeUndefined();
+                continue;
+              }
               const rm = checkClose(`${where} running_mean`, state.running_mean ?? [], expected.state.running_mean ?? [], (j) => 1e-6 + 2e-6 * Math.abs(expected.state.running_mean?.[j] ?? 0));
               const rv = checkClose(`${where} running_var`, state.running_var ?? [], expected.state.running_var ?? [], (j) => 1e-6 + 1e-5 * Math.abs(expected.state.running_var?.[j] ?? 0));
               expect(rm.failure).toBeNull();
