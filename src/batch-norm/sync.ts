@@ -62,6 +62,9 @@ interface SyncGpuBuffers {
    */
   readonly sumDy: Tensor;
   readonly sumDyXhat: Tensor;
+  /** Host staging of the uploads, reused every step. */
+  readonly mergedRecords: Float32Array<ArrayBuffer>;
+  readonly mergedGradValues: Float32Array<ArrayBuffer>;
 }
 
 const NAME = 'SyncBatchNorm';
@@ -137,6 +140,8 @@ export class SyncBatchNorm {
           gradSums: gpu.createBuffer({ label: 'bn.sync.gradSums', size: gradBytes(c), usage: MODULE_USAGE }),
           sumDy: ctx.allocTensor([c], 'channels_first', 'sync.sum_dy'),
           sumDyXhat: ctx.allocTensor([c], 'channels_first', 'sync.sum_dy_xhat'),
+          mergedRecords: new Float32Array(mergedBytes(c) / 4),
+          mergedGradValues: new Float32Array(GRAD_SUMS_PLANES * c),
         }
       : null;
   }
@@ -235,18 +240,18 @@ export class SyncBatchNorm {
    * left out.
    * @throws ShapeError / ArgumentError / InsufficientValuesError (merged count ≤ 1), before any work.
    */
-  forward(x: Tensor, merged?: ChannelMoments | null, options: SyncForwardOptions = {}): Tensor {
+  forward(x: Tensor, merged?: ChannelMoments | null, options: SyncForwardOptions | null = {}): Tensor {
     this.#assertAlive();
     const who = `${NAME}.forward`;
+    options = optionsObject<SyncForwardOptions>(options, `${who} options`);
     const g = this.#checkInput(x, who);
     if (options.out) checkOutput(this.ctx, options.out, x, who);
     if (!this.#training) {
       if (merged !== undefined && merged !== null) {
         throw new ArgumentError(`${who}: merged statistics are only used in training mode; in eval mode call forward(x) (running statistics)`);
       }
-      this.#last = null;
       const track = this.trackRunningStats;
-      return batchNorm(this.ctx, x, {
+      const y = batchNorm(this.ctx, x, {
         weight: this.weight,
         bias: this.bias,
         runningMean: track ? this.runningMean : null,
@@ -255,6 +260,8 @@ export class SyncBatchNorm {
         eps: this.#eps,
         ...(options.out ? { out: options.out } : {}),
       });
+      this.#last = null;
+      return y;
     }
     if (merged === undefined || merged === null) {
       throw new ArgumentError(`${who}: training mode needs the merged statistics of the whole batch (mergeMoments of every shard's momentsPartial)`);
@@ -288,7 +295,7 @@ export class SyncBatchNorm {
       if (gpu && this.#gpu) {
         const buffers = this.#gpu;
         // The record keeps K = fround(mean) and mean − K, so offset data keeps its spread.
-        const records = new Float32Array(mergedBytes(g.c) / 4);
+        const records = buffers.mergedRecords;
         for (let c = 0; c < g.c; c++) {
           const k = Math.fround(mean[c] as number);
           records[4 * c] = k;
@@ -438,9 +445,10 @@ export class SyncBatchNorm {
    * @param options.outputMask which of [gradInput, gradWeight, gradBias]; default all (the last two
    *   are null when the module is not affine).
    */
-  backward(gradOutput: Tensor, merged: GradSums, options: BackwardOptions = {}): BackwardResult {
+  backward(gradOutput: Tensor, merged: GradSums, options: BackwardOptions | null = {}): BackwardResult {
     this.#assertAlive();
     const who = `${NAME}.backward`;
+    options = optionsObject<BackwardOptions>(options, `${who} options`);
     const r = this.#record(who);
     this.#checkGradOutput(gradOutput, r.input, who);
     const sums = checkGradSums(merged, 'merged', r.geometry.c);
@@ -457,7 +465,7 @@ export class SyncBatchNorm {
       const gpu = this.ctx.gpu;
       if (gpu && this.#gpu) {
         const buffers = this.#gpu;
-        const values = new Float32Array(GRAD_SUMS_PLANES * c);
+        const values = buffers.mergedGradValues;
         values.set(sums.sumDy, 0);
         values.set(sums.sumDyXhat, c);
         gpu.device.queue.writeBuffer(buffers.mergedGrad, 0, values);
