@@ -181,6 +181,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
           planeStride,
           flags: a.weight ? 1 : 0,
           blocksPerRow: shape.blocksPerRow,
+          runLength: shape.runLength,
         }),
         [vec4 ? 'x' : 'xScalar']: x.resource,
         [vec4 ? 'dy' : 'dyScalar']: dy.resource,

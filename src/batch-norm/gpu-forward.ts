@@ -147,6 +147,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
         runningMeanBase: rm.base,
         runningVarBase: rv.base,
         blocksPerRow: shape.blocksPerRow,
+        runLength: shape.runLength,
       }),
       [vec4 ? 'x' : 'xScalar']: x.resource,
       [vec4 ? 'y' : 'yScalar']: y.resource,
