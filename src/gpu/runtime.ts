@@ -1,5 +1,5 @@
 import { DeviceLostError, GPUOperationError } from '../errors.js';
-import { BufferPool, roundUp } from './buffer-pool.js';
+import { BufferPool, DEFAULT_GPU_POOL_BYTES, roundUp } from './buffer-pool.js';
 import { BindGroupCache, UniformCache } from './object-caches.js';
 
 import { BUFFER_COPY_DST, BUFFER_MAP_READ, BUFFER_STORAGE, MAP_MODE_READ, TENSOR_USAGE } from './constants.js';
@@ -30,12 +30,20 @@ export class GpuRuntime {
    */
   readonly contiguousAccess: boolean;
 
-  constructor(device: GPUDevice, ownsDevice: boolean, adapterInfo: GPUAdapterInfo | null = null, contiguous: boolean | null = null) {
+  constructor(
+    device: GPUDevice,
+    ownsDevice: boolean,
+    adapterInfo: GPUAdapterInfo | null = null,
+    contiguous: boolean | null = null,
+    poolBytes: number = DEFAULT_GPU_POOL_BYTES,
+  ) {
     this.device = device;
     const info = adapterInfo ?? (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo ?? null;
     this.contiguousAccess = contiguous ?? info?.isFallbackAdapter === true;
     this.ownsDevice = ownsDevice;
-    this.pool = new BufferPool(device);
+    // Evicted free buffers (tensors and readback staging) go through retire() like every other
+    // buffer the runtime lets go, so one rule decides when a buffer may really be destroyed.
+    this.pool = new BufferPool(device, poolBytes, (b) => this.retire(b));
     this.uniforms = new UniformCache(device, 256, (b) => this.retire(b), () => this.#uniformBuffersCreated++);
     this.bindGroups = new BindGroupCache(device);
     void device.lost.then((info) => {
