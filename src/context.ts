@@ -1,3 +1,4 @@
+import { optionsObject } from './arguments.js';
 import {
   ArgumentError,
   ContextMismatchError,
@@ -139,11 +140,12 @@ export class BatchNormContext implements TensorOwner {
    * @throws ShapeError if `data.length` is not the product of `shape`, or `shape` is not a list of
    *   non-negative integers.
    */
-  tensor(data: Float32Array | readonly number[], shape: readonly number[], options: TensorOptions = {}): Tensor {
+  tensor(data: Float32Array | readonly number[], shape: readonly number[], options: TensorOptions | null = {}): Tensor {
     this.assertUsable();
-    const label = options.label ?? 'tensor';
-    const layout = checkLayout(options.layout, shape, label);
+    options = optionsObject<TensorOptions>(options, 'tensor options');
+    const label = checkLabel(options.label);
     const size = checkShape(shape, label);
+    const layout = checkLayout(options.layout, shape, label);
     if (this.gpu) this.#checkFits(size, label);
     if (!(data instanceof Float32Array) && !Array.isArray(data)) {
       throw new ArgumentError(`${label}: data must be a Float32Array or an array of numbers, got ${describe(data)}`);
@@ -163,12 +165,13 @@ export class BatchNormContext implements TensorOwner {
    * COPY_SRC for `read()`), and room for the values rounded up to 16 bytes after `byteOffset`.
    * `destroy()` on the tensor never destroys your buffer.
    */
-  tensorFromBuffer(buffer: GPUBuffer, shape: readonly number[], options: BufferTensorOptions = {}): Tensor {
+  tensorFromBuffer(buffer: GPUBuffer, shape: readonly number[], options: BufferTensorOptions | null = {}): Tensor {
     this.assertUsable();
-    const label = options.label ?? 'tensor';
+    options = optionsObject<BufferTensorOptions>(options, 'tensorFromBuffer options');
+    const label = checkLabel(options.label);
     if (!this.gpu) throw new WebGPUUnavailableError(`${label}: tensorFromBuffer needs the 'webgpu' backend; this context runs on 'cpu'`);
-    const layout = checkLayout(options.layout, shape, label);
     const size = checkShape(shape, label);
+    const layout = checkLayout(options.layout, shape, label);
     const byteOffset = options.byteOffset ?? 0;
     if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0) {
       throw new ArgumentError(`${label}: byteOffset must be a non-negative multiple of 4, got ${byteOffset}`);
@@ -227,7 +230,13 @@ export class BatchNormContext implements TensorOwner {
     if ((s.buffer.usage & BUFFER_COPY_SRC) === 0) {
       throw new ArgumentError(`${t.label}: read() needs GPUBufferUsage.COPY_SRC on buffer '${s.buffer.label}'`);
     }
-    return this.gpu.readFloats(s.buffer, s.byteOffset, t.size * 4);
+    // Every error scope of earlier submits resolves first, so a failed write of `t` is known and
+    // reported as itself, not as whatever the readback copy might run into.
+    await this.gpu.errorsSettled();
+    if (t.writeFailure) throw t.writeFailure;
+    const values = await this.gpu.readFloats(s.buffer, s.byteOffset, t.size * 4);
+    if (t.writeFailure) throw t.writeFailure;
+    return values;
   }
 
   /** @internal */
@@ -275,6 +284,12 @@ function describe(v: unknown): string {
   return `${typeof v} ${String(v)}`;
 }
 
+function checkLabel(label: unknown): string {
+  if (label === undefined) return 'tensor';
+  if (typeof label !== 'string') throw new ArgumentError(`label must be a string, got ${describe(label)}`);
+  return label;
+}
+
 function checkShape(shape: readonly number[], label: string): number {
   if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
     throw new ShapeError(`${label}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
@@ -302,7 +317,8 @@ function checkLayout(layout: Layout | undefined, shape: readonly number[], label
  *   WebGPU, 64 MiB on the CPU. See {@link ContextOptions.poolBytes}.
  * @throws ArgumentError for an invalid option, before any device is requested or touched.
  */
-export async function createContext(options: ContextOptions = {}): Promise<BatchNormContext> {
+export async function createContext(options: ContextOptions | null = {}): Promise<BatchNormContext> {
+  options = optionsObject<ContextOptions>(options, 'createContext options');
   const backend = options.backend ?? 'auto';
   if (backend !== 'auto' && backend !== 'webgpu' && backend !== 'cpu') {
     throw new ArgumentError(`backend must be 'auto', 'webgpu' or 'cpu', got ${JSON.stringify(backend)}`);
