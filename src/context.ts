@@ -244,7 +244,7 @@ export class BatchNormContext implements TensorOwner {
     const s = t.storage;
     if (this.#destroyed) return;
     if (s.kind === 'gpu') {
-      if (s.owned) this.gpu?.pool.release(s.buffer);
+      if (s.owned) this.gpu?.releaseTensorBuffer(s.buffer);
       return;
     }
     // CPU storage is always the library's own copy; keep it for steady-state loops, within the cap.

@@ -276,6 +276,44 @@ describe('GPU pool eviction goes through the runtime', () => {
     count('webgpu');
   });
 
+  it('tensors recorded into caller encoders, then destroyed: evicted buffers are freed, not kept until ctx.destroy()', async () => {
+    // Same sequence under a tiny cap and the default cap: what is kept until destroy (uniform
+    // buffers a caller's encoder referenced) must not depend on the cap, i.e. include no evicted
+    // tensor buffer; and the pool stays within its cap.
+    const kept: number[] = [];
+    for (const poolBytes of [16 * 1024, DEFAULT_GPU_POOL_BYTES]) {
+      const c = await createContext({ backend: 'webgpu', poolBytes });
+      try {
+        const gpu = c.gpu;
+        const device = c.device;
+        if (!gpu || !device) throw new Error('no runtime');
+        const bn = new BatchNorm1d(c, C);
+        for (let len = 2; len <= 120; len++) {
+          const shape = [N, C, len];
+          const x = c.tensor(randomInput(N * C * len, len), shape);
+          const y = c.tensor(new Float32Array(N * C * len), shape);
+          const encoder = device.createCommandEncoder({ label: 'user.encoder' });
+          bn.encodeForward(encoder, x, y);
+          device.queue.submit([encoder.finish()]);
+          const out = await y.read();
+          const { failure } = checkClose(`y (len ${len})`, out, referenceOutput(await x.read(), shape, 'channels_first'), (i) =>
+            outputTol(out[i] as number),
+          );
+          if (failure) throw new Error(failure);
+          x.destroy();
+          y.destroy();
+          expect(c.stats.pooledBytes).toBeLessThanOrEqual(poolBytes);
+        }
+        await c.sync();
+        kept.push(gpu.keptBytes);
+      } finally {
+        c.destroy();
+      }
+    }
+    expect(kept[0]).toBe(kept[1]);
+    count('webgpu');
+  });
+
   it('a context evicts through GpuRuntime.retire', async () => {
     const small = await createContext({ backend: 'webgpu', poolBytes: 0 });
     try {

@@ -107,6 +107,17 @@ export class GpuRuntime {
     }
   }
 
+  /**
+   * Takes back the pooled buffer of a destroyed tensor. Destroying a tensor promises that no
+   * unsubmitted encoder still reads it (the lifetime rule's "your part"), so the buffer stops
+   * counting as caller-referenced: should the pool evict it, it is freed once the queue is done
+   * with it instead of being kept until the runtime is destroyed, and `poolBytes` bounds it.
+   */
+  releaseTensorBuffer(buffer: GPUBuffer): void {
+    this.#callerReferenced.delete(buffer);
+    this.pool.release(buffer);
+  }
+
   #noteBound(buffer: GPUBuffer): void {
     if (this.#recordingForCaller) this.#callerReferenced.add(buffer);
   }
