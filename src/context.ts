@@ -153,7 +153,12 @@ export class BatchNormContext implements TensorOwner {
     if (data.length !== size) {
       throw new ShapeError(`${label}: data has ${data.length} values but shape [${shape.join(', ')}] needs ${size}`);
     }
-    if (!this.gpu) return new Tensor(this, shape, layout, { kind: 'cpu', data: Float32Array.from(data) }, label);
+    if (!this.gpu) {
+      // From the pool like every CPU tensor, so a loop that makes its input each step reuses too.
+      const copy = this.#cpuFree.take(String(size)) ?? new Float32Array(size);
+      copy.set(data);
+      return new Tensor(this, shape, layout, { kind: 'cpu', data: copy }, label);
+    }
     const values = data instanceof Float32Array ? data : Float32Array.from(data);
     const buffer = this.#allocate(size, label);
     this.gpu.device.queue.writeBuffer(buffer, 0, values.buffer, values.byteOffset, size * 4);

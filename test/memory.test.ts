@@ -127,6 +127,7 @@ describe('createContext({ poolBytes })', () => {
       expect(err, `poolBytes ${String(poolBytes)}`).toBeInstanceOf(ArgumentError);
       expect((err as Error).message).toMatch(/poolBytes must be a non-negative integer/);
     }
+    if (backend !== 'auto') count(backend);
   });
 
   it.each(BACKENDS)('defaults and explicit values show in ctx.poolBytes (%s)', async (backend) => {
@@ -168,6 +169,28 @@ describe.each(BACKENDS)('bounded pool on %s', (backend) => {
       expect(ctx.stats.pooledBytes).toBe(12 * KiB);
       if (backend === 'webgpu') expect(ctx.stats.buffersCreated - created).toBe(1); // y2 only
       expect(Array.from(await y1.read())).toEqual(Array.from(await bn.forward(xs[0] as Tensor).read()));
+      count(backend);
+    } finally {
+      ctx.destroy();
+    }
+  });
+
+  it('a steady loop that makes its input, output and gradient each step keeps one step of storage', async () => {
+    const ctx = await contextFor(backend);
+    try {
+      const bn = new BatchNorm1d(ctx, C);
+      const shape = [N, C, 33];
+      const pooled: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const x = ctx.tensor(randomInput(N * C * 33, i), shape);
+        const y = bn.forward(x);
+        const { gradInput, gradWeight, gradBias } = bn.backward(y);
+        await gradInput?.read();
+        for (const t of [x, y, gradInput, gradWeight, gradBias]) t?.destroy();
+        pooled.push(ctx.stats.pooledBytes);
+      }
+      // Every step takes back what the previous one freed: the pool does not creep up to the cap.
+      expect(new Set(pooled.slice(2)).size).toBe(1);
       count(backend);
     } finally {
       ctx.destroy();
