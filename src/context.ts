@@ -69,6 +69,13 @@ export interface ContextStats {
    * arrays on the CPU); never more than the context's {@link BatchNormContext.poolBytes}.
    */
   readonly pooledBytes: number;
+  /**
+   * Superseded buffers kept alive until `destroy()` because work recorded into a caller's encoder
+   * may still reference them (see the README's lifetime rule). 0 on the CPU backend.
+   */
+  readonly keptBuffers: number;
+  /** Bytes of {@link keptBuffers}. */
+  readonly keptBytes: number;
 }
 
 let nextContextId = 1;
@@ -175,6 +182,9 @@ export class BatchNormContext implements TensorOwner {
     options = optionsObject<BufferTensorOptions>(options, 'tensorFromBuffer options');
     const label = checkLabel(options.label);
     if (!this.gpu) throw new WebGPUUnavailableError(`${label}: tensorFromBuffer needs the 'webgpu' backend; this context runs on 'cpu'`);
+    if (buffer === null || typeof buffer !== 'object' || typeof buffer.usage !== 'number' || typeof buffer.size !== 'number') {
+      throw new ArgumentError(`${label}: buffer must be a GPUBuffer, got ${describe(buffer)}`);
+    }
     const size = checkShape(shape, label);
     const layout = checkLayout(options.layout, shape, label);
     const byteOffset = options.byteOffset ?? 0;
@@ -270,6 +280,8 @@ export class BatchNormContext implements TensorOwner {
       liveBuffers: gpu ? gpu.pool.live : 0,
       submits: gpu ? gpu.submits : 0,
       pooledBytes: gpu ? gpu.pool.freeBytes : this.#cpuFree.bytes,
+      keptBuffers: gpu ? gpu.keptBuffers : 0,
+      keptBytes: gpu ? gpu.keptBytes : 0,
     };
   }
 
@@ -280,6 +292,17 @@ export class BatchNormContext implements TensorOwner {
     this.#cpuFree.drain();
     this.gpu?.destroy();
   }
+}
+
+/**
+ * Throws ArgumentError unless `ctx` is a context made by {@link createContext}, then
+ * DestroyedError / DeviceLostError if it can no longer run work.
+ */
+export function assertContext(ctx: unknown, who: string): asserts ctx is BatchNormContext {
+  if (!(ctx instanceof BatchNormContext)) {
+    throw new ArgumentError(`${who}: expected a context from createContext(), got ${describe(ctx)}`);
+  }
+  ctx.assertUsable();
 }
 
 function describe(v: unknown): string {

@@ -107,6 +107,7 @@ describe('work recorded into a caller encoder stays valid until the caller submi
     small.encodeForward(enc, xs, ys);
     large.encodeForward(enc, xl, yl);
     await sleep(100);
+    expect(fresh.stats.keptBuffers).toBeGreaterThan(0); // the smaller partials, superseded
     expect(await submitChecked(fresh.device, enc)).toBeNull();
     const out = await ys.read();
     expect(out.every(Number.isFinite)).toBe(true);
@@ -430,6 +431,65 @@ for (const backend of BACKENDS) {
       typed(() => ctx.tensor([1, 2], null as unknown as number[]), ShapeError, /shape must be an array/);
       typed(() => ctx.tensor([1, 2], null as unknown as number[], { layout: 'channels_last' }), ShapeError, /shape must be an array/);
       expect((await y.read()).length).toBe(8);
+      count(backend);
+    });
+
+    it('a sweep of malformed arguments: every one a BatchNormError, nothing allocated', () => {
+      const x = ctx.tensor(new Float32Array(12).map((_, i) => i), [3, 4]);
+      const bn = new BatchNorm1d(ctx, 4);
+      const encoder = ctx.device?.createCommandEncoder() ?? ({} as GPUCommandEncoder);
+      const bad = <T>(v: unknown): T => v as T;
+      const cases: Array<() => unknown> = [
+        () => ctx.tensor(bad(null), [2]),
+        () => ctx.tensor(bad('ab'), [2]),
+        () => ctx.tensor([1, 2], [2.5]),
+        () => ctx.tensor([1, 2], [Number.NaN]),
+        () => ctx.tensor([1, 2], [Number.POSITIVE_INFINITY]),
+        () => ctx.tensor([1, 2], bad('2')),
+        () => ctx.tensor([1, 2], [1e12, 1e12]),
+        () => ctx.tensor([1, 2], [2], { layout: bad('nchw') }),
+        () => ctx.tensor([1, 2], [2], { label: bad(5) }),
+        () => ctx.tensorFromBuffer(bad(null), [2]),
+        () => ctx.tensorFromBuffer(bad({}), [2]),
+        () => bn.forward(bad(null)),
+        () => bn.forward(bad({})),
+        () => bn.forward(x, { out: bad(5) }),
+        () => bn.backward(bad(null)),
+        () => bn.backward(x, { outputMask: bad([1, 2]) }),
+        () => bn.loadStateDict(bad(null)),
+        () => bn.loadStateDict(bad(5)),
+        () => new BatchNorm1d(bad(null), 3),
+        () => new BatchNorm1d(bad({}), 3),
+        () => new BatchNorm1d(ctx, bad('3')),
+        () => new BatchNorm1d(ctx, 3.5),
+        () => new BatchNorm1d(ctx, 3, { eps: bad('a') }),
+        () => new BatchNorm1d(ctx, 3, { momentum: bad('a') }),
+        () => {
+          bn.eps = bad(null);
+        },
+        () => bn.train(bad('yes')),
+        () => batchNorm(bad(null), x),
+        () => batchNorm(ctx, bad(null)),
+        () => batchNorm(ctx, x, { weight: bad(5), training: true }),
+        () => batchNorm(ctx, x, { training: bad('y') }),
+        () => batchNormBackward(ctx, bad(null)),
+        () => batchNormBackward(ctx, bad({})),
+        () => batchNormBackward(ctx, { input: x, gradOutput: x }, bad(5)),
+        () => bn.encodeBackward(encoder, x, bad(null)),
+        () => bn.encodeForward(encoder, bad(null), x),
+        () => bn.encodeForward(encoder, x, bad(null)),
+      ];
+      const buffers = ctx.stats.buffersCreated;
+      cases.forEach((fn, i) => {
+        let thrown: unknown = 'nothing';
+        try {
+          fn();
+        } catch (e) {
+          thrown = e;
+        }
+        expect({ case: i, typed: thrown instanceof BatchNormError }).toEqual({ case: i, typed: true });
+      });
+      expect(ctx.stats.buffersCreated).toBe(buffers);
       count(backend);
     });
   });

@@ -1,5 +1,5 @@
 import { optionsObject } from '../arguments.js';
-import type { BatchNormContext } from '../context.js';
+import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError, BackwardStateError, DestroyedError, ShapeError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { cpuBackward } from './cpu-backward.js';
@@ -7,7 +7,7 @@ import { checkEncoder, checkNoAliasing, type NamedTensor } from './aliasing.js';
 import { cpuData, noteWrites, type ForwardRecord } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { encodeBackward, encodePrepare, type GpuBackwardArgs } from './gpu-backward.js';
-import { channelStatsBytes } from './gpu-forward.js';
+import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkBoolean, checkEps } from './options.js';
 import { checkChannelTensor, checkInput } from './validate.js';
 
@@ -319,7 +319,7 @@ export function batchNormBackward(
   args: BatchNormBackwardArgs,
   options: BatchNormBackwardOptions | null = {},
 ): BackwardResult {
-  ctx.assertUsable();
+  assertContext(ctx, WHO);
   const opts = optionsObject<BatchNormBackwardOptions>(options, `${WHO} options`);
   if (args === null || typeof args !== 'object') throw new ArgumentError(`${WHO}: args must be an object, got ${String(args)}`);
   const x = args.input;

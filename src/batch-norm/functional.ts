@@ -1,9 +1,9 @@
 import { optionsObject } from '../arguments.js';
-import type { BatchNormContext } from '../context.js';
+import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { runForward } from './forward.js';
-import { channelStatsBytes } from './gpu-forward.js';
+import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkNoAliasing } from './aliasing.js';
 import { checkBoolean, checkEps, checkMomentum } from './options.js';
 import { checkChannelTensor, checkInput, checkOutput, checkTrainingValues } from './validate.js';
@@ -35,7 +35,7 @@ const WHO = 'batchNorm';
  * batch statistics when `training`, else with `runningMean`/`runningVar`.
  */
 export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFunctionalOptions | null = {}): Tensor {
-  ctx.assertUsable();
+  assertContext(ctx, WHO);
   const opts = optionsObject<BatchNormFunctionalOptions>(options, `${WHO} options`);
   const g = checkInput(ctx, x, 'input', null, null, WHO);
   const training = checkBoolean(opts.training ?? false, 'training');

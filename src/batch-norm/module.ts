@@ -1,5 +1,5 @@
 import { optionsObject } from '../arguments.js';
-import type { BatchNormContext } from '../context.js';
+import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError, DestroyedError, DeviceLimitError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
@@ -14,7 +14,7 @@ import {
 } from './backward.js';
 import { noteWrites, runForward, type ForwardRecord, type GpuForwardBuffers } from './forward.js';
 import type { Geometry } from './geometry.js';
-import { channelStatsBytes } from './gpu-forward.js';
+import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkBoolean, checkEps, checkMomentum, checkNumFeatures, type BatchNormOptions } from './options.js';
 import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
 import { checkInput, checkOutput, checkTrainingValues } from './validate.js';
@@ -64,7 +64,7 @@ export abstract class BatchNorm {
    *   or the device's buffer limits (checked before anything is allocated).
    */
   constructor(ctx: BatchNormContext, numFeatures: number, options: BatchNormOptions | null = {}) {
-    ctx.assertUsable();
+    assertContext(ctx, new.target.name);
     const opts = optionsObject<BatchNormOptions>(options, 'options');
     this.ctx = ctx;
     this.numFeatures = checkNumFeatures(numFeatures);
