@@ -232,13 +232,29 @@ describe.each(BACKENDS)('bounded pool on %s', (backend) => {
     }
   });
 
-  it('499 input sizes with the default cap: pooled bytes bounded, GPU buffers per size class, caches bounded', async () => {
+  it('499 input sizes with the default cap: pooled bytes bounded, GPU buffers per size class, caches bounded, no compiles', async () => {
     const ctx = await contextFor(backend);
     try {
       const bn = new BatchNorm1d(ctx, C);
       const before = ctx.stats;
       const poolCreatedBefore = ctx.gpu?.pool.created ?? 0;
-      for (const len of LENGTHS) await step(ctx, bn, len);
+      // Pipelines are cached by shader and override values, never by shape: count compiles per length.
+      const compiledAt: number[] = [];
+      let currentLength = 0;
+      const device = ctx.device;
+      if (device) {
+        const create = device.createComputePipeline.bind(device);
+        device.createComputePipeline = (descriptor: GPUComputePipelineDescriptor): GPUComputePipeline => {
+          compiledAt.push(currentLength);
+          return create(descriptor);
+        };
+      }
+      for (const len of LENGTHS) {
+        currentLength = len;
+        await step(ctx, bn, len);
+      }
+      // Both layouts' pipelines compile on the first few lengths; the other ~490 compile nothing.
+      expect(compiledAt.filter((len) => len > 10)).toEqual([]);
       await ctx.sync();
       const after = ctx.stats;
       expect(after.pooledBytes).toBeLessThanOrEqual(ctx.poolBytes);
@@ -254,7 +270,7 @@ describe.each(BACKENDS)('bounded pool on %s', (backend) => {
         console.log(
           `[memory] webgpu, default poolBytes: 499 sizes → ${poolCreated} pooled buffers created for ${classes} size classes; ` +
             `buffersCreated ${before.buffersCreated} → ${after.buffersCreated} (uniforms are per shape, ≤ 256 kept); pooled ${after.pooledBytes} B; ` +
-            `uniform cache ${gpu.uniforms.size}, bind groups ${gpu.bindGroups.size}`,
+            `uniform cache ${gpu.uniforms.size}, bind groups ${gpu.bindGroups.size}; pipelines compiled at lengths ${JSON.stringify(compiledAt)}`,
         );
       } else {
         console.log(`[memory] cpu, default poolBytes: 499 sizes → pooled ${after.pooledBytes} B`);
