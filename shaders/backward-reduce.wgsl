@@ -103,6 +103,10 @@ fn channel_of(wid: vec3u, nwg: vec3u) -> u32 {
   return wid.y + wid.z * nwg.y;
 }
 
+fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
+  return (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
+}
+
 // Channels-first, vec4 loads (spatial % 4 == 0): invocation p < lanes ≤ cols of channel c reads
 // columns p, p + lanes, ... of every row (one row per batch item).
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -204,8 +208,9 @@ fn reduce_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
 
 // One invocation per channel: adds the channel's partials and writes the requested outputs.
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn reduce_finalize(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
+fn reduce_finalize(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                   @builtin(num_workgroups) nwg: vec3u) {
+  let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
   let first = c * params.lanes;
   var sumDy = 0.0;
@@ -225,20 +230,22 @@ fn reduce_finalize(@builtin(global_invocation_id) gid: vec3u) {
   if ((params.flags & FLAG_INPUT_CONSTANTS) != 0u) {
     let m = f32(params.count);
     write_plane(6u, c, sumDy / m);
-    write_plane(7u, c, sumDyXmu / m * inv * inv);
+    // grad_weight / M · invstd in this order: invstd² alone underflows for data near 1e20.
+    write_plane(7u, c, sumDyXmu * inv / m * inv);
   }
 }
 
 // Functional API: per-channel constants from a caller's saved mean / invstd (training) or running
 // mean / variance (evaluation, invstd = 1 / sqrt(var + eps)), shifted by K = mean.
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn backward_prepare(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
+fn backward_prepare(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                    @builtin(num_workgroups) nwg: vec3u) {
+  let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
   let m = mean[params.meanBase + c];
   var inv = invstd[params.invstdBase + c];
   if ((params.flags & FLAG_FROM_VAR) != 0u) {
-    inv = 1.0 / sqrt(inv + params.eps);
+    inv = invstd_of(inv, params.eps);
   }
   write_plane(0u, c, m);
   write_plane(3u, c, m);

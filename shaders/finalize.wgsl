@@ -19,6 +19,21 @@
 // So the normalize stage computes y = (x - K) * scale + shiftedBias: the subtraction x - K is exact
 // for data near its mean, which keeps offset channels (mean 1e4, std 0.1) accurate in float32.
 //
+// NaN, Inf and overflow (PyTorch semantics, policy in the README's "NaN and Inf"): the merged
+// statistics are tested by their bits (common/non-finite.wgsl). When they are finite, nothing
+// changes. When they are not, either the channel holds a NaN or an Inf, or its finite values
+// overflowed the float32 sums (|x − K| beyond ~1e19). Both are told apart by re-reading that
+// channel's values inside this same invocation (x is bound read-only, its geometry is in the
+// uniforms), which costs nothing unless a channel needs it:
+//   NaN or Inf in the channel: mean = NaN if it holds a NaN or both +Inf and −Inf, else ±Inf;
+//     variance and invstd NaN (so the whole channel's output is NaN, as torch gives), K = mean.
+//   finite values: mean and M2 are recomputed scaled by 2^−e (2^e ≤ max|x| < 2^(e+1)), a
+//     corrected two-pass over values below 2 in magnitude, so invstd and the output are right,
+//     and only a variance that float32 cannot hold becomes +Inf. K = mean and meanOffset = 0, so
+//     the normalize stage forms x − mean directly.
+// Every per-channel quantity after that goes through the IEEE helpers, so a NaN or Inf in the
+// statistics, the parameters or the running buffers reaches the outputs exactly as in torch.
+//
 // num_batches_tracked lives in counter[0] / counter[1]; each training step reads slot
 // `counterSlot` and channel 0 writes the incremented value to the other slot, so no two
 // invocations of one dispatch touch the same word and consecutive steps may be encoded together.
@@ -36,6 +51,16 @@ struct FinalizeParams {
   runningVarBase: u32,
   planeStride: u32,   // ceil(C / 4): vec4s per plane of channelStats
   _pad0: u32,
+  // Scalar view of x for the rescan: value j < xCols of segment r < xRows of channel c sits at
+  // xBase + r * xRowStride + c * xChannelStride + j (in f32 elements).
+  xRows: u32,
+  xCols: u32,
+  xRowStride: u32,
+  xChannelStride: u32,
+  xBase: u32,
+  _pad1: u32,
+  _pad2: u32,
+  _pad3: u32,
 }
 
 const FLAG_AFFINE: u32 = 1u;
@@ -50,6 +75,7 @@ const FLAG_CUMULATIVE: u32 = 4u;
 @group(0) @binding(5) var<storage, read_write> runningVar: array<f32>;
 @group(0) @binding(6) var<storage, read_write> counter: array<u32>;
 @group(0) @binding(7) var<storage, read_write> channelStats: array<vec4f>;
+@group(0) @binding(8) var<storage, read> x: array<f32>;
 
 override WORKGROUP_SIZE: u32 = 64u;
 
@@ -57,27 +83,97 @@ fn write_plane(plane: u32, c: u32, v: f32) {
   channelStats[plane * params.planeStride + (c >> 2u)][c & 3u] = v;
 }
 
-fn write_constants(c: u32, k: f32, meanOffset: f32, invstd: f32) {
-  var w = 1.0;
-  var b = 0.0;
-  if ((params.flags & FLAG_AFFINE) != 0u) {
-    w = weight[params.weightBase + c];
-    b = bias[params.biasBase + c];
-  }
-  let scale = w * invstd;
-  write_plane(0u, c, k);
-  write_plane(1u, c, scale);
-  write_plane(2u, c, b - meanOffset * scale);
-  write_plane(3u, c, k + meanOffset);
-  write_plane(4u, c, invstd);
-  write_plane(5u, c, meanOffset);
-  channelStats[8u * params.planeStride + c] = vec4f(k, scale, b - meanOffset * scale, 0.0);
+fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
+  return (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
 }
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn finalize_train(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
-  if (c >= params.channels) { return; }
+// A channel's statistics in the form the outputs need: the shift K, mean − K, invstd and the
+// unbiased variance for running_var.
+struct Moments {
+  k: f32,
+  meanOffset: f32,
+  invstd: f32,
+  unbiasedVar: f32,
+}
+
+// Values per partial sum of the rescan: short sums keep float32 rounding at about BLOCK·ε.
+const RESCAN_BLOCK: u32 = 32u;
+
+// Channel c's statistics from its values, for a channel whose merged statistics are not finite
+// (see the header): NaN/Inf propagation as in torch, or the 2^e-scaled recomputation.
+fn rescan_channel(c: u32) -> Moments {
+  let n = params.xRows * params.xCols;
+  let first = params.xBase + c * params.xChannelStride;
+  var maxMagnitude = 0u;
+  var posInf = false;
+  var negInf = false;
+  for (var r = 0u; r < params.xRows; r++) {
+    let row = first + r * params.xRowStride;
+    for (var j = 0u; j < params.xCols; j++) {
+      let u = bitcast<u32>(x[row + j]);
+      maxMagnitude = max(maxMagnitude, u & F32_MAGNITUDE_BITS);
+      posInf = posInf || u == F32_EXPONENT_BITS;
+      negInf = negInf || u == F32_NEG_INF_BITS;
+    }
+  }
+  if (maxMagnitude >= F32_EXPONENT_BITS) {
+    // maxMagnitude above the Inf bits means a NaN.
+    var mean = f32_nan();
+    if (maxMagnitude == F32_EXPONENT_BITS && posInf != negInf) { mean = f32_inf(negInf); }
+    return Moments(mean, 0.0, f32_nan(), f32_nan());
+  }
+  // 2^e ≤ max|x| < 2^(e+1), so every scaled value lies in (−2, 2).
+  let e = i32(maxMagnitude >> 23u) - 127;
+  var total = 0.0;
+  var part = 0.0;
+  var b = 0u;
+  for (var r = 0u; r < params.xRows; r++) {
+    let row = first + r * params.xRowStride;
+    for (var j = 0u; j < params.xCols; j++) {
+      part += ldexp(x[row + j], -e);
+      b++;
+      if (b == RESCAN_BLOCK) { total += part; part = 0.0; b = 0u; }
+    }
+  }
+  let count = f32(n);
+  var meanScaled = (total + part) / count;
+  // Second pass around that mean: Σd corrects it, Σd² − (Σd)²/n is M2 (Chan et al.'s corrected
+  // two-pass algorithm).
+  var sumD = 0.0;
+  var sumD2 = 0.0;
+  var partD = 0.0;
+  var partD2 = 0.0;
+  b = 0u;
+  for (var r = 0u; r < params.xRows; r++) {
+    let row = first + r * params.xRowStride;
+    for (var j = 0u; j < params.xCols; j++) {
+      let d = ldexp(x[row + j], -e) - meanScaled;
+      partD += d;
+      partD2 = fma(d, d, partD2);
+      b++;
+      if (b == RESCAN_BLOCK) { sumD += partD; sumD2 += partD2; partD = 0.0; partD2 = 0.0; b = 0u; }
+    }
+  }
+  sumD += partD;
+  sumD2 += partD2;
+  meanScaled += sumD / count;
+  let m2Scaled = max(sumD2 - sumD * sumD / count, 0.0);
+  let biasedScaled = m2Scaled / count;
+  let biasedVar = scale_pow2(biasedScaled, 2 * e);
+  var invstd = invstd_of(biasedVar, params.eps);
+  if (!is_finite(biasedVar)) {
+    // var ≥ 2^128, so eps is far below its precision: invstd = 2^−e / sqrt(biasedScaled).
+    invstd = scale_pow2(1.0 / sqrt(biasedScaled), -e);
+    // Standard deviation ≥ 2^126: invstd is below float32's normal range, and GPUs flush such a
+    // value to 0, which would normalize the channel to a finite, wrong `bias`. NaN says it instead.
+    if ((bitcast<u32>(invstd) & F32_EXPONENT_BITS) == 0u) { invstd = f32_nan(); }
+  }
+  let unbiasedVar = scale_pow2(m2Scaled / f32(n - 1u), 2 * e);
+  return Moments(scale_pow2(meanScaled, e), 0.0, invstd, unbiasedVar);
+}
+
+// Chan merge of channel c's partials, or the rescan when the result is not finite.
+fn channel_moments(c: u32) -> Moments {
   let first = c * params.lanes;
   let k = partials[first].w;
   var n = 0u;
@@ -94,9 +190,38 @@ fn finalize_train(@builtin(global_invocation_id) gid: vec3u) {
     m2 += part.z + d * d * f32(n) * fb;
     n = total;
   }
-  let biasedVar = max(m2, 0.0) / f32(n);
-  let invstd = 1.0 / sqrt(biasedVar + params.eps);
-  write_constants(c, k, mean, invstd);
+  // Partial M2s are ≥ 0 (stats.wgsl drops negative rounding), so a finite m2 needs no clamp.
+  if (!is_finite(k) || !is_finite(mean) || !is_finite(m2) || !is_finite(ieee_add(k, mean))) {
+    return rescan_channel(c);
+  }
+  return Moments(k, mean, invstd_of(m2 / f32(n), params.eps), m2 / f32(n - 1u));
+}
+
+fn write_constants(c: u32, k: f32, meanOffset: f32, invstd: f32) {
+  var w = 1.0;
+  var b = 0.0;
+  if ((params.flags & FLAG_AFFINE) != 0u) {
+    w = weight[params.weightBase + c];
+    b = bias[params.biasBase + c];
+  }
+  let scale = ieee_mul(w, invstd);
+  let shiftedBias = ieee_add(b, -ieee_mul(meanOffset, scale));
+  write_plane(0u, c, k);
+  write_plane(1u, c, scale);
+  write_plane(2u, c, shiftedBias);
+  write_plane(3u, c, ieee_add(k, meanOffset));
+  write_plane(4u, c, invstd);
+  write_plane(5u, c, meanOffset);
+  channelStats[8u * params.planeStride + c] = vec4f(k, scale, shiftedBias, 0.0);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn finalize_train(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                  @builtin(num_workgroups) nwg: vec3u) {
+  let c = invocation(wid, nwg, lid);
+  if (c >= params.channels) { return; }
+  let m = channel_moments(c);
+  write_constants(c, m.k, m.meanOffset, m.invstd);
 
   if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
     let tracked = counter[params.counterSlot] + 1u;
@@ -104,11 +229,10 @@ fn finalize_train(@builtin(global_invocation_id) gid: vec3u) {
     if ((params.flags & FLAG_CUMULATIVE) != 0u) {
       factor = 1.0 / f32(tracked);
     }
-    let unbiasedVar = max(m2, 0.0) / f32(n - 1u);
     let rm = params.runningMeanBase + c;
     let rv = params.runningVarBase + c;
-    runningMean[rm] = (1.0 - factor) * runningMean[rm] + factor * (k + mean);
-    runningVar[rv] = (1.0 - factor) * runningVar[rv] + factor * unbiasedVar;
+    runningMean[rm] = mix_running(runningMean[rm], factor, ieee_add(m.k, m.meanOffset));
+    runningVar[rv] = mix_running(runningVar[rv], factor, m.unbiasedVar);
     if (c == 0u) {
       counter[1u - params.counterSlot] = tracked;
     }

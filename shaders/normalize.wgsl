@@ -56,15 +56,16 @@ override CONTIGUOUS: bool = false;
 override BLOCK_ITEMS: u32 = 16u;
 
 // vec4(K, scale, shiftedBias, invstd) of channel c from the running statistics.
+// NaN or Inf in the running statistics or parameters reaches y as in torch (common/non-finite.wgsl).
 fn from_running(c: u32) -> vec4f {
-  let invstd = 1.0 / sqrt(runningVar[params.runningVarBase + c] + params.eps);
+  let invstd = invstd_of(runningVar[params.runningVarBase + c], params.eps);
   var w = 1.0;
   var b = 0.0;
   if ((params.flags & FLAG_AFFINE) != 0u) {
     w = weight[params.weightBase + c];
     b = bias[params.biasBase + c];
   }
-  return vec4f(runningMean[params.runningMeanBase + c], w * invstd, b, invstd);
+  return vec4f(runningMean[params.runningMeanBase + c], ieee_mul(w, invstd), b, invstd);
 }
 
 // Channel c's constants: channelStats (see finalize.wgsl) holds from 8 * planeStride one

@@ -72,7 +72,7 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
       channelStats: { buffer: a.channelStats, offset: 0, size: channelStatsBytes(a.channels) },
     }),
   );
-  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP));
+  pass.dispatchWorkgroups(...grid(Math.ceil(a.channels / WORKGROUP), device.limits.maxComputeWorkgroupsPerDimension));
   pass.end();
 }
 
@@ -151,7 +151,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         gradBias: gb.resource,
       }),
     );
-    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
+    pass.dispatchWorkgroups(...grid(Math.ceil(g.c / WORKGROUP), maxDim));
   }
 
   if (a.gradInput) {

@@ -13,6 +13,16 @@ export function channelStatsBytes(channels: number): number {
   return (CHANNEL_STATS_PLANES * Math.ceil(channels / 4) + channels) * 16;
 }
 
+/**
+ * finalize.wgsl's scalar view of x, for re-reading a channel whose statistics are not finite: value
+ * j < xCols of segment r < xRows of channel c at xBase + r·xRowStride + c·xChannelStride + j.
+ */
+function rescanView(g: Geometry, base: number): UniformValues {
+  return g.order === 'cf'
+    ? { xRows: g.n, xCols: g.s, xRowStride: g.c * g.s, xChannelStride: g.s, xBase: base }
+    : { xRows: g.n * g.s, xCols: 1, xRowStride: g.c, xChannelStride: 1, xBase: base };
+}
+
 /** What one forward needs on the GPU; tensors are already validated by the caller. */
 export interface GpuForwardArgs {
   readonly x: Tensor;
@@ -104,8 +114,10 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
           runningMeanBase: rm.base,
           runningVarBase: rv.base,
           planeStride,
+          ...rescanView(g, x.base),
         }),
         partials: { buffer: partials, offset: 0, size: g.c * lanes * 16 },
+        x: x.resource,
         weight: w.resource,
         bias: b.resource,
         runningMean: rm.resource,
@@ -114,7 +126,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
         channelStats,
       }),
     );
-    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
+    pass.dispatchWorkgroups(...grid(Math.ceil(g.c / WORKGROUP), maxDim));
   } else if (!a.runningMean || !a.runningVar) {
     throw new Error('internal: eval with running stats needs them');
   }
