@@ -159,23 +159,30 @@ fn rescan_channel(c: u32) -> Moments {
   meanScaled += sumD / count;
   let m2Scaled = max(sumD2 - sumD * sumD / count, 0.0);
   let biasedScaled = m2Scaled / count;
-  let biasedVar = scale_pow2(biasedScaled, 2 * e);
-  var invstd = invstd_of(biasedVar, params.eps);
-  if (!is_finite(biasedVar)) {
+  // (var, invstd when var ≥ 2^128, unbiased var, mean), back at scale 2^e.
+  let unscaled = scale_pow2_4(vec4f(biasedScaled, 1.0 / sqrt(biasedScaled), m2Scaled / f32(n - 1u), meanScaled),
+                              vec4i(2 * e, -e, 2 * e, e));
+  var invstd = invstd_of(unscaled.x, params.eps);
+  if (!is_finite(unscaled.x)) {
     // var ≥ 2^128, so eps is far below its precision: invstd = 2^−e / sqrt(biasedScaled).
-    invstd = scale_pow2(1.0 / sqrt(biasedScaled), -e);
+    invstd = unscaled.y;
     // Standard deviation ≥ 2^126: invstd is below float32's normal range, and GPUs flush such a
     // value to 0, which would normalize the channel to a finite, wrong `bias`. NaN says it instead.
     if ((bitcast<u32>(invstd) & F32_EXPONENT_BITS) == 0u) { invstd = f32_nan(); }
   }
-  let unbiasedVar = scale_pow2(m2Scaled / f32(n - 1u), 2 * e);
-  return Moments(scale_pow2(meanScaled, e), 0.0, invstd, unbiasedVar);
+  return Moments(unscaled.w, 0.0, invstd, unscaled.z);
 }
 
-// Chan merge of channel c's partials, or the rescan when the result is not finite.
-fn channel_moments(c: u32) -> Moments {
+// Chan merge of channel c's partials: its shift K, mean − K, M2 and count.
+struct Merged {
+  k: f32,
+  meanOffset: f32,
+  m2: f32,
+  n: u32,
+}
+
+fn merge_partials(c: u32) -> Merged {
   let first = c * params.lanes;
-  let k = partials[first].w;
   var n = 0u;
   var mean = 0.0;
   var m2 = 0.0;
@@ -191,50 +198,98 @@ fn channel_moments(c: u32) -> Moments {
     n = total;
   }
   // Partial M2s are ≥ 0 (stats.wgsl drops negative rounding), so a finite m2 needs no clamp.
-  if (!is_finite(k) || !is_finite(mean) || !is_finite(m2) || !is_finite(ieee_add(k, mean))) {
-    return rescan_channel(c);
-  }
-  return Moments(k, mean, invstd_of(m2 / f32(n), params.eps), m2 / f32(n - 1u));
+  return Merged(partials[first].w, mean, m2, n);
 }
 
-fn write_constants(c: u32, k: f32, meanOffset: f32, invstd: f32) {
-  var w = 1.0;
-  var b = 0.0;
-  if ((params.flags & FLAG_AFFINE) != 0u) {
-    w = weight[params.weightBase + c];
-    b = bias[params.biasBase + c];
-  }
-  let scale = ieee_mul(w, invstd);
-  let shiftedBias = ieee_add(b, -ieee_mul(meanOffset, scale));
-  write_plane(0u, c, k);
-  write_plane(1u, c, scale);
-  write_plane(2u, c, shiftedBias);
-  write_plane(3u, c, ieee_add(k, meanOffset));
-  write_plane(4u, c, invstd);
-  write_plane(5u, c, meanOffset);
-  channelStats[8u * params.planeStride + c] = vec4f(k, scale, shiftedBias, 0.0);
+// Everything finalize writes for one channel.
+struct Outputs {
+  k: f32,
+  meanOffset: f32,
+  invstd: f32,
+  scale: f32,
+  shiftedBias: f32,
+  mean: f32,
+  runningMean: f32,
+  runningVar: f32,
 }
+
+// The general path (see the header): statistics from the merge when finite, else from the rescan,
+// and every later step through the IEEE helpers.
+fn careful_outputs(c: u32, merged: Merged, w: f32, b: f32, runningMean: f32, runningVar: f32, factor: f32) -> Outputs {
+  // (mean, var + eps) in one vector operation.
+  let sums = ieee_add4(vec4f(merged.k, merged.m2 / f32(merged.n), 0.0, 0.0), vec4f(merged.meanOffset, params.eps, 0.0, 0.0));
+  var m = Moments(merged.k, merged.meanOffset, invstd_of_sum(sums.y), merged.m2 / f32(merged.n - 1u));
+  var mean = sums.x;
+  if (!(is_finite(merged.k) && is_finite(merged.meanOffset) && is_finite(merged.m2) && is_finite(mean))) {
+    m = rescan_channel(c);
+    mean = m.k;
+  }
+  // scale = w·invstd; running = (1 − f)·running + f·batch; shiftedBias = b − meanOffset·scale.
+  let products = ieee_mul4(vec4f(w, 1.0 - factor, factor, 1.0 - factor), vec4f(m.invstd, runningMean, mean, runningVar));
+  let more = ieee_mul4(vec4f(m.meanOffset, factor, 0.0, 0.0), vec4f(products.x, m.unbiasedVar, 0.0, 0.0));
+  let out = ieee_add4(vec4f(b, products.y, products.w, 0.0), vec4f(-more.x, products.z, more.y, 0.0));
+  return Outputs(m.k, m.meanOffset, m.invstd, products.x, out.x, mean, out.y, out.z);
+}
+
+// Bits of 2^-60: var + eps at least this keeps invstd ≤ 2^30.
+const VAR_EPS_FLOOR_BITS: u32 = 0x21800000u;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn finalize_train(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                   @builtin(num_workgroups) nwg: vec3u) {
   let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
-  let m = channel_moments(c);
-  write_constants(c, m.k, m.meanOffset, m.invstd);
-
-  if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
+  let merged = merge_partials(c);
+  var w = 1.0;
+  var b = 0.0;
+  if ((params.flags & FLAG_AFFINE) != 0u) {
+    w = weight[params.weightBase + c];
+    b = bias[params.biasBase + c];
+  }
+  let updateRunning = (params.flags & FLAG_UPDATE_RUNNING) != 0u;
+  let rm = params.runningMeanBase + c;
+  let rv = params.runningVarBase + c;
+  var runningMeanOld = 0.0;
+  var runningVarOld = 0.0;
+  var factor = params.momentum;
+  if (updateRunning) {
+    runningMeanOld = runningMean[rm];
+    runningVarOld = runningVar[rv];
     let tracked = counter[params.counterSlot] + 1u;
-    var factor = params.momentum;
     if ((params.flags & FLAG_CUMULATIVE) != 0u) {
       factor = 1.0 / f32(tracked);
     }
-    let rm = params.runningMeanBase + c;
-    let rv = params.runningVarBase + c;
-    runningMean[rm] = mix_running(runningMean[rm], factor, ieee_add(m.k, m.meanOffset));
-    runningVar[rv] = mix_running(runningVar[rv], factor, m.unbiasedVar);
     if (c == 0u) {
       counter[1u - params.counterSlot] = tracked;
     }
+  }
+
+  // One branch per channel: ordinary inputs (all below 2^60 in magnitude, so finite, and a
+  // variance + eps that keeps invstd below 2^30) take the plain formulas, which then cannot
+  // overflow; anything else takes the general path.
+  let varEps = merged.m2 / f32(merged.n) + params.eps;
+  var o: Outputs;
+  if (moderate4(vec4f(merged.k, merged.meanOffset, merged.m2, w)) &&
+      moderate4(vec4f(b, runningMeanOld, runningVarOld, varEps)) && bitcast<u32>(varEps) >= VAR_EPS_FLOOR_BITS) {
+    let invstd = 1.0 / sqrt(varEps);
+    let scale = w * invstd;
+    let mean = merged.k + merged.meanOffset;
+    o = Outputs(merged.k, merged.meanOffset, invstd, scale, b - merged.meanOffset * scale, mean,
+                (1.0 - factor) * runningMeanOld + factor * mean,
+                (1.0 - factor) * runningVarOld + factor * (merged.m2 / f32(merged.n - 1u)));
+  } else {
+    o = careful_outputs(c, merged, w, b, runningMeanOld, runningVarOld, factor);
+  }
+
+  write_plane(0u, c, o.k);
+  write_plane(1u, c, o.scale);
+  write_plane(2u, c, o.shiftedBias);
+  write_plane(3u, c, o.mean);
+  write_plane(4u, c, o.invstd);
+  write_plane(5u, c, o.meanOffset);
+  channelStats[8u * params.planeStride + c] = vec4f(o.k, o.scale, o.shiftedBias, 0.0);
+  if (updateRunning) {
+    runningMean[rm] = o.runningMean;
+    runningVar[rv] = o.runningVar;
   }
 }
