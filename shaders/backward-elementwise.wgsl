@@ -5,11 +5,12 @@
 //   batch statistics (BATCH_STATS = true):
 //     grad_input = (dy − meanDy[c] − (x − mean[c]) · projScale[c]) · invstd[c] · weight[c]
 //     with meanDy = sumDy / M and projScale = sumDyXmu / M · invstd² from backward-reduce.wgsl
-//     (channelStats planes 6 and 7) and x − mean formed as (x − K) − meanOffset (planes 0 and 5),
+//     (channelStats planes PLANE_MEAN_DY and PLANE_PROJ_SCALE) and x − mean formed as
+//     (x − K) − meanOffset (planes PLANE_SHIFT and PLANE_MEAN_OFFSET),
 //     which is exact for data clustered around its mean.
 //   running statistics (BATCH_STATS = false, PyTorch's eval-mode backward):
 //     grad_input = dy · invstd[c] · weight[c], which needs no reduction at all.
-// invstd is plane 4, written by the forward (or by backward_prepare); weight is read at backward
+// invstd is plane PLANE_INVSTD, written by the forward (or by backward_prepare); weight is read at backward
 // time, and is 1 when the module is not affine (FLAG_AFFINE clear).
 //
 // Per channel this is dx = dy·A − (x − K)·B + D with A = invstd·weight, B = projScale·A and
@@ -19,6 +20,9 @@
 // spatial; channels-last: row = n·spatial + s, cols = C; /4 for vec4); invocation i owns column
 // i % cols of rows lane, lane + lanes, ... so neighbours touch neighbouring addresses, and its
 // channel is fixed (channels-last always; channels-first when lanes is a multiple of C).
+// On fallback adapters (CONTIGUOUS) an invocation owns a long contiguous run instead, as in
+// normalize.wgsl: channels-first `runLength` elements of one row; channels-last 4 vec4 columns (16
+// channels) of `runLength` consecutive rows, their coefficients held in registers.
 
 struct ElementwiseParams {
   rows: u32,
@@ -31,11 +35,13 @@ struct ElementwiseParams {
   dxBase: u32,
   weightBase: u32,      // in f32 elements
   planeStride: u32,     // ceil(C / 4)
-  flags: u32,           // FLAG_AFFINE
-  blocksPerRow: u32,    // CONTIGUOUS: ceil(cols / BLOCK_ITEMS)
+  flags: u32,           // FLAG_AFFINE (common/prelude.wgsl)
+  blocksPerRow: u32,    // CONTIGUOUS: channels-first runs per row; channels-last column groups per row
+  runLength: u32,       // CONTIGUOUS: channels-first elements per run; channels-last rows per invocation
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
 }
-
-const FLAG_AFFINE: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> params: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
@@ -49,30 +55,20 @@ const FLAG_AFFINE: u32 = 1u;
 @group(0) @binding(4) var<storage, read> channelStats: array<vec4f>;
 @group(0) @binding(5) var<storage, read> weight: array<f32>;
 
-override WORKGROUP_SIZE: u32 = 64u;
 // true: training formula (batch statistics); false: running statistics.
 override BATCH_STATS: bool = true;
-// Access pattern, as in normalize.wgsl: true on fallback adapters, where channels-first
-// invocation i owns one contiguous run of BLOCK_ITEMS elements of one row.
+// Access pattern, as in normalize.wgsl: true on fallback adapters (long contiguous runs).
 override CONTIGUOUS: bool = false;
-override BLOCK_ITEMS: u32 = 16u;
-
-fn plane1(plane: u32, c: u32) -> f32 {
-  return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
-}
 
 // vec4(K, A, B, D) of channel c (see the header).
 fn coef(c: u32) -> vec4f {
   var w = 1.0;
   if ((params.flags & FLAG_AFFINE) != 0u) { w = weight[params.weightBase + c]; }
-  let a = plane1(4u, c) * w;
+  let a = plane1(PLANE_INVSTD, c) * w;
   if (!BATCH_STATS) { return vec4f(0.0, a, 0.0, 0.0); }
-  let proj = plane1(7u, c);
-  return vec4f(plane1(0u, c), a, proj * a, (plane1(5u, c) * proj - plane1(6u, c)) * a);
-}
-
-fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
-  return (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
+  let proj = plane1(PLANE_PROJ_SCALE, c);
+  return vec4f(plane1(PLANE_SHIFT, c), a, proj * a,
+               (plane1(PLANE_MEAN_OFFSET, c) * proj - plane1(PLANE_MEAN_DY, c)) * a);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -87,8 +83,8 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let gb = params.dyBase;
     let ob = params.dxBase;
     let rowStart = row * params.cols;
-    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
-    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
+    let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
       if (BATCH_STATS) {
         dx[ob + j] = dy[gb + j] * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w);
@@ -141,8 +137,8 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let gb = params.dyBase;
     let ob = params.dxBase;
     let rowStart = row * params.cols;
-    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
-    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
+    let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
       if (BATCH_STATS) {
         dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
@@ -182,10 +178,67 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   }
 }
 
+// Coefficients (K, A, B, D) of channels 4·c4 .. 4·c4 + 3, one vector each.
+fn coef4(c4: u32) -> array<vec4f, 4> {
+  var k: vec4f;
+  var a: vec4f;
+  var b: vec4f;
+  var d: vec4f;
+  for (var l = 0u; l < 4u; l++) {
+    let cl = coef(c4 * 4u + l);
+    k[l] = cl.x;
+    a[l] = cl.y;
+    b[l] = cl.z;
+    d[l] = cl.w;
+  }
+  return array<vec4f, 4>(k, a, b, d);
+}
+
+fn dx4(j: u32, o: u32, c: array<vec4f, 4>) {
+  if (BATCH_STATS) {
+    dx[params.dxBase + o + j] = dy[params.dyBase + o + j] * c[1] - (x[params.xBase + o + j] - c[0]) * c[2] + c[3];
+  } else {
+    dx[params.dxBase + o + j] = dy[params.dyBase + o + j] * c[1];
+  }
+}
+
+// CONTIGUOUS channels-last: invocation i owns column group i % blocksPerRow (4 vec4 columns when
+// cols % 4 == 0, else 1) of rows [block·runLength, (block + 1)·runLength), as in normalize.wgsl.
+fn elementwise_cl4_rows(i: u32) {
+  let rowBlock = i / params.blocksPerRow;
+  let firstRow = rowBlock * params.runLength;
+  if (firstRow >= params.rows) { return; }
+  let cols = params.cols;
+  // The host groups cols / blocksPerRow columns per invocation: 4 (written out below) or 1.
+  let groupCols = cols / params.blocksPerRow;
+  let quads = groupCols == 4u;
+  let col = (i - rowBlock * params.blocksPerRow) * groupCols;
+  let o = firstRow * cols + col;
+  let end = (min(firstRow + params.runLength, params.rows) - firstRow) * cols;
+  let c0 = coef4(col);
+  if (!quads) {
+    for (var j = 0u; j < end; j += cols) { dx4(j, o, c0); }
+    return;
+  }
+  let c1 = coef4(col + 1u);
+  let c2 = coef4(col + 2u);
+  let c3 = coef4(col + 3u);
+  for (var j = 0u; j < end; j += cols) {
+    dx4(j, o, c0);
+    dx4(j, o + 1u, c1);
+    dx4(j, o + 2u, c2);
+    dx4(j, o + 3u, c3);
+  }
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn elementwise_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                    @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
+  if (CONTIGUOUS) {
+    elementwise_cl4_rows(i);
+    return;
+  }
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   var k: vec4f;

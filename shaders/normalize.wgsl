@@ -14,6 +14,14 @@
 // element, and the channel constants are loaded once per invocation: channels-last fixes the
 // channel by the column, and channels-first fixes it whenever `lanes` is a multiple of C (the host
 // chooses such a `lanes` when it can; otherwise the channel is stepped and reloaded per row).
+//
+// Fallback adapters (CONTIGUOUS) run each invocation as a CPU loop, where what costs beyond the
+// copy itself is per-invocation setup (index maths, constant loads) and per-element branches; so
+// there an invocation owns one long contiguous run (bench/README.md, "Sweep", has the numbers):
+//   channels-first: `runLength` vec4s of one row (a whole (n, c) plane unless the tensor has too
+//     few planes to keep the adapter's threads busy), constants loaded once;
+//   channels-last: 4 adjacent vec4 columns (16 channels, 12 constant vectors held in registers)
+//     of `runLength` consecutive rows, one 64-byte run per row (one column when cols % 4 != 0).
 
 struct NormalizeParams {
   rows: u32,
@@ -24,18 +32,15 @@ struct NormalizeParams {
   xBase: u32,        // element offsets inside the bindings, in bound elements
   yBase: u32,
   planeStride: u32,  // ceil(C / 4): vec4s per plane of channelStats
-  flags: u32,        // FLAG_* below
+  flags: u32,        // FLAG_FROM_RUNNING | FLAG_AFFINE (common/prelude.wgsl)
   eps: f32,
   weightBase: u32,   // element offsets of the per-channel tensors inside their bindings
   biasBase: u32,
   runningMeanBase: u32,
   runningVarBase: u32,
-  blocksPerRow: u32, // CONTIGUOUS: ceil(cols / BLOCK_ITEMS)
-  _pad0: u32,
+  blocksPerRow: u32, // CONTIGUOUS: channels-first runs per row; channels-last column groups per row
+  runLength: u32,    // CONTIGUOUS: channels-first vec4s (or floats) per run; channels-last rows per invocation
 }
-
-const FLAG_FROM_RUNNING: u32 = 1u;
-const FLAG_AFFINE: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> params: NormalizeParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
@@ -48,12 +53,10 @@ const FLAG_AFFINE: u32 = 2u;
 @group(0) @binding(6) var<storage, read> runningMean: array<f32>;
 @group(0) @binding(7) var<storage, read> runningVar: array<f32>;
 
-override WORKGROUP_SIZE: u32 = 64u;
 // Access pattern. false (GPUs): the coalesced row-lane walk described above. true (fallback
-// adapters, which run each invocation as a CPU loop): channels-first invocation i owns one
-// contiguous run of BLOCK_ITEMS elements of one row, the pattern CPU caches and prefetchers want.
+// adapters, which run each invocation as a CPU loop): the long contiguous runs described above,
+// the pattern CPU caches and prefetchers want.
 override CONTIGUOUS: bool = false;
-override BLOCK_ITEMS: u32 = 16u;
 
 // vec4(K, scale, shiftedBias, invstd) of channel c from the running statistics.
 // NaN or Inf in the running statistics or parameters reaches y as in torch (common/non-finite.wgsl).
@@ -68,37 +71,30 @@ fn from_running(c: u32) -> vec4f {
   return vec4f(runningMean[params.runningMeanBase + c], ieee_mul(w, invstd), b, invstd);
 }
 
-// Channel c's constants: channelStats (see finalize.wgsl) holds from 8 * planeStride one
-// vec4(K, scale, shiftedBias, 0) per channel.
+// Channel c's constants vec4(K, scale, shiftedBias, _): channelStats' packed region in training.
 fn packed(c: u32) -> vec4f {
   if ((params.flags & FLAG_FROM_RUNNING) != 0u) { return from_running(c); }
-  return channelStats[8u * params.planeStride + c];
-}
-
-fn write_plane(plane: u32, c: u32, v: f32) {
-  channelStats[plane * params.planeStride + (c >> 2u)][c & 3u] = v;
+  return read_packed(c);
 }
 
 // Evaluation only: invocation c < C records its channel's constants in finalize.wgsl's layout
-// (planes 0 K, 1 scale, 2 shiftedBias, 3 mean, 4 invstd, 5 meanOffset, then the packed vec4).
+// (with K = mean and meanOffset = 0), for a later backward.
 fn record_running(i: u32) {
   if ((params.flags & FLAG_FROM_RUNNING) == 0u || i >= params.channels) { return; }
   let k = from_running(i);
-  write_plane(0u, i, k.x);
-  write_plane(1u, i, k.y);
-  write_plane(2u, i, k.z);
-  write_plane(3u, i, k.x);
-  write_plane(4u, i, k.w);
-  write_plane(5u, i, 0.0);
-  channelStats[8u * params.planeStride + i] = vec4f(k.x, k.y, k.z, 0.0);
+  write_plane(PLANE_SHIFT, i, k.x);
+  write_plane(PLANE_SCALE, i, k.y);
+  write_plane(PLANE_SHIFTED_BIAS, i, k.z);
+  write_plane(PLANE_MEAN, i, k.x);
+  write_plane(PLANE_INVSTD, i, k.w);
+  write_plane(PLANE_MEAN_OFFSET, i, 0.0);
+  write_packed(i, k.x, k.y, k.z);
 }
 
 // Constants of channels 4·c4 .. 4·c4+3 as (K, scale, shiftedBias) vectors.
 fn packed4(c4: u32) -> array<vec4f, 3> {
   if ((params.flags & FLAG_FROM_RUNNING) == 0u) {
-    let base = c4 + 0u;
-    return array<vec4f, 3>(channelStats[base], channelStats[params.planeStride + base],
-                           channelStats[2u * params.planeStride + base]);
+    return array<vec4f, 3>(plane4(PLANE_SHIFT, c4), plane4(PLANE_SCALE, c4), plane4(PLANE_SHIFTED_BIAS, c4));
   }
   var k: vec4f;
   var scale: vec4f;
@@ -110,10 +106,6 @@ fn packed4(c4: u32) -> array<vec4f, 3> {
     shift[l] = p.z;
   }
   return array<vec4f, 3>(k, scale, shift);
-}
-
-fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
-  return (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -128,8 +120,8 @@ fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
     let xb = params.xBase;
     let yb = params.yBase;
     let rowStart = row * params.cols;
-    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
-    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
+    let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
       y[yb + j] = fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
     }
@@ -170,8 +162,8 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
     let xb = params.xBase;
     let yb = params.yBase;
     let rowStart = row * params.cols;
-    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
-    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
+    let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
       yScalar[yb + j] = fma(xScalar[xb + j] - k.x, k.y, k.z);
     }
@@ -200,11 +192,48 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   }
 }
 
+// CONTIGUOUS channels-last: invocation i owns column group i % blocksPerRow (4 vec4 columns when
+// cols % 4 == 0, else 1) of rows [block·runLength, (block + 1)·runLength). The four columns are
+// written out so their constants stay in registers and no loop runs over them.
+fn normalize_cl4_rows(i: u32) {
+  let rowBlock = i / params.blocksPerRow;
+  let firstRow = rowBlock * params.runLength;
+  if (firstRow >= params.rows) { return; }
+  let cols = params.cols;
+  // The host groups cols / blocksPerRow columns per invocation: 4 (written out below) or 1.
+  let groupCols = cols / params.blocksPerRow;
+  let quads = groupCols == 4u;
+  let col = (i - rowBlock * params.blocksPerRow) * groupCols;
+  let xb = params.xBase + firstRow * cols + col;
+  let yb = params.yBase + firstRow * cols + col;
+  let end = (min(firstRow + params.runLength, params.rows) - firstRow) * cols;
+  let c0 = packed4(col);
+  if (!quads) {
+    for (var j = 0u; j < end; j += cols) {
+      y[yb + j] = fma(x[xb + j] - c0[0], c0[1], c0[2]);
+    }
+    return;
+  }
+  let c1 = packed4(col + 1u);
+  let c2 = packed4(col + 2u);
+  let c3 = packed4(col + 3u);
+  for (var j = 0u; j < end; j += cols) {
+    y[yb + j] = fma(x[xb + j] - c0[0], c0[1], c0[2]);
+    y[yb + j + 1u] = fma(x[xb + j + 1u] - c1[0], c1[1], c1[2]);
+    y[yb + j + 2u] = fma(x[xb + j + 2u] - c2[0], c2[1], c2[2]);
+    y[yb + j + 3u] = fma(x[xb + j + 3u] - c3[0], c3[1], c3[2]);
+  }
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn normalize_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                  @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
   record_running(i);
+  if (CONTIGUOUS) {
+    normalize_cl4_rows(i);
+    return;
+  }
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   let constants = packed4(col);
