@@ -56,7 +56,7 @@ struct FinalizeParams {
   xRowStride: u32,
   xChannelStride: u32,
   xBase: u32,
-  _pad1: u32,
+  maxGeneralWorkgroups: u32, // maxComputeWorkgroupsPerDimension: finalize_general's grid is 1-D
   _pad2: u32,
   _pad3: u32,
 }
@@ -69,7 +69,11 @@ struct FinalizeParams {
 @group(0) @binding(5) var<storage, read_write> runningVar: array<f32>;
 @group(0) @binding(6) var<storage, read_write> counter: array<u32>;
 @group(0) @binding(7) var<storage, read_write> channelStats: array<vec4f>;
-@group(0) @binding(8) var<storage, read> x: array<f32>;
+// The general-path queue (layout: GENERAL_QUEUE_* in common/prelude.wgsl): finalize_train appends,
+// finalize_general reads it, and the host dispatches finalize_general indirectly from its header.
+@group(0) @binding(8) var<storage, read_write> generalQueue: array<atomic<u32>>;
+@group(0) @binding(8) var<storage, read> generalList: array<u32>;
+@group(0) @binding(9) var<storage, read> x: array<f32>;
 
 // A channel's statistics in the form the outputs need: the shift K, mean − K, invstd and the
 // unbiased variance for running_var.
@@ -218,27 +222,60 @@ fn careful_outputs(c: u32, merged: Merged, w: f32, b: f32, runningMean: f32, run
 // Bits of 2^-60: var + eps at least this keeps invstd ≤ 2^30.
 const VAR_EPS_FLOOR_BITS: u32 = 0x21800000u;
 
+// Channel c's weight and bias (1 and 0 without affine) and its running statistics before this step
+// (0 when they are not updated).
+fn channel_inputs(c: u32) -> vec4f {
+  var inputs = vec4f(1.0, 0.0, 0.0, 0.0);
+  if ((params.flags & FLAG_AFFINE) != 0u) {
+    inputs.x = weight[params.weightBase + c];
+    inputs.y = bias[params.biasBase + c];
+  }
+  if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
+    inputs.z = runningMean[params.runningMeanBase + c];
+    inputs.w = runningVar[params.runningVarBase + c];
+  }
+  return inputs;
+}
+
+fn write_outputs(c: u32, o: Outputs) {
+  write_plane(PLANE_SHIFT, c, o.k);
+  write_plane(PLANE_SCALE, c, o.scale);
+  write_plane(PLANE_SHIFTED_BIAS, c, o.shiftedBias);
+  write_plane(PLANE_MEAN, c, o.mean);
+  write_plane(PLANE_INVSTD, c, o.invstd);
+  write_plane(PLANE_MEAN_OFFSET, c, o.meanOffset);
+  write_packed(c, o.k, o.scale, o.shiftedBias);
+  if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
+    runningMean[params.runningMeanBase + c] = o.runningMean;
+    runningVar[params.runningVarBase + c] = o.runningVar;
+  }
+}
+
+// Queues channel c for finalize_general, growing its indirect dispatch by a workgroup per
+// WORKGROUP_SIZE channels (up to the per-dimension limit; finalize_general strides past it).
+fn queue_general(c: u32, factor: f32) {
+  let i = atomicAdd(&generalQueue[3], 1u);
+  if (i % WORKGROUP_SIZE == 0u && i / WORKGROUP_SIZE < params.maxGeneralWorkgroups) {
+    atomicAdd(&generalQueue[0], 1u);
+  }
+  if (i == 0u) {
+    atomicStore(&generalQueue[1], 1u);
+    atomicStore(&generalQueue[2], 1u);
+  }
+  let entry = GENERAL_QUEUE_HEADER_WORDS + i * GENERAL_QUEUE_ENTRY_WORDS;
+  atomicStore(&generalQueue[entry], c);
+  atomicStore(&generalQueue[entry + 1u], bitcast<u32>(factor));
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn finalize_train(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                   @builtin(num_workgroups) nwg: vec3u) {
   let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
   let merged = merge_partials(c);
-  var w = 1.0;
-  var b = 0.0;
-  if ((params.flags & FLAG_AFFINE) != 0u) {
-    w = weight[params.weightBase + c];
-    b = bias[params.biasBase + c];
-  }
-  let updateRunning = (params.flags & FLAG_UPDATE_RUNNING) != 0u;
-  let rm = params.runningMeanBase + c;
-  let rv = params.runningVarBase + c;
-  var runningMeanOld = 0.0;
-  var runningVarOld = 0.0;
+  let inputs = channel_inputs(c);
   var factor = params.momentum;
-  if (updateRunning) {
-    runningMeanOld = runningMean[rm];
-    runningVarOld = runningVar[rv];
+  if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
     let tracked = counter[params.counterSlot] + 1u;
     if ((params.flags & FLAG_CUMULATIVE) != 0u) {
       factor = 1.0 / f32(tracked);
@@ -248,32 +285,35 @@ fn finalize_train(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
     }
   }
 
-  // One branch per channel: ordinary inputs (all below 2^60 in magnitude, so finite, and a
-  // variance + eps that keeps invstd below 2^30) take the plain formulas, which then cannot
-  // overflow; anything else takes the general path.
+  // Ordinary inputs (all below 2^60 in magnitude, so finite, and a variance + eps that keeps invstd
+  // below 2^30) take the plain formulas, which then cannot overflow. Anything else is queued for
+  // finalize_general, so the general path's code never runs (not even masked, as software adapters
+  // run untaken branches) for ordinary channels.
   let varEps = merged.m2 / f32(merged.n) + params.eps;
-  var o: Outputs;
-  if (moderate4(vec4f(merged.k, merged.meanOffset, merged.m2, w)) &&
-      moderate4(vec4f(b, runningMeanOld, runningVarOld, varEps)) && bitcast<u32>(varEps) >= VAR_EPS_FLOOR_BITS) {
-    let invstd = 1.0 / sqrt(varEps);
-    let scale = w * invstd;
-    let mean = merged.k + merged.meanOffset;
-    o = Outputs(merged.k, merged.meanOffset, invstd, scale, b - merged.meanOffset * scale, mean,
-                (1.0 - factor) * runningMeanOld + factor * mean,
-                (1.0 - factor) * runningVarOld + factor * (merged.m2 / f32(merged.n - 1u)));
-  } else {
-    o = careful_outputs(c, merged, w, b, runningMeanOld, runningVarOld, factor);
+  if (!(moderate4(vec4f(merged.k, merged.meanOffset, merged.m2, varEps)) && moderate4(inputs) &&
+        bitcast<u32>(varEps) >= VAR_EPS_FLOOR_BITS)) {
+    queue_general(c, factor);
+    return;
   }
+  let invstd = 1.0 / sqrt(varEps);
+  let scale = inputs.x * invstd;
+  let mean = merged.k + merged.meanOffset;
+  write_outputs(c, Outputs(merged.k, merged.meanOffset, invstd, scale, inputs.y - merged.meanOffset * scale, mean,
+                           (1.0 - factor) * inputs.z + factor * mean,
+                           (1.0 - factor) * inputs.w + factor * (merged.m2 / f32(merged.n - 1u))));
+}
 
-  write_plane(PLANE_SHIFT, c, o.k);
-  write_plane(PLANE_SCALE, c, o.scale);
-  write_plane(PLANE_SHIFTED_BIAS, c, o.shiftedBias);
-  write_plane(PLANE_MEAN, c, o.mean);
-  write_plane(PLANE_INVSTD, c, o.invstd);
-  write_plane(PLANE_MEAN_OFFSET, c, o.meanOffset);
-  write_packed(c, o.k, o.scale, o.shiftedBias);
-  if (updateRunning) {
-    runningMean[rm] = o.runningMean;
-    runningVar[rv] = o.runningVar;
+// The general path for the channels finalize_train queued (dispatched indirectly; usually zero
+// workgroups): NaN/Inf propagation, the overflow rescan, and IEEE arithmetic throughout.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn finalize_general(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                    @builtin(num_workgroups) nwg: vec3u) {
+  let queued = generalList[3];
+  for (var i = wid.x * WORKGROUP_SIZE + lid; i < queued; i += nwg.x * WORKGROUP_SIZE) {
+    let entry = GENERAL_QUEUE_HEADER_WORDS + i * GENERAL_QUEUE_ENTRY_WORDS;
+    let c = generalList[entry];
+    let inputs = channel_inputs(c);
+    let factor = bitcast<f32>(generalList[entry + 1u]);
+    write_outputs(c, careful_outputs(c, merge_partials(c), inputs.x, inputs.y, inputs.z, inputs.w, factor));
   }
 }

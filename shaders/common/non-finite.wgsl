@@ -116,13 +116,15 @@ fn ieee_add(a: f32, b: f32) -> f32 {
   return ieee_add4(vec4f(a), vec4f(b)).x;
 }
 
-// 1 / sqrt(s) for s = variance + eps (already summed with ieee_add) as IEEE-754 gives it: NaN for
-// a NaN or negative s, 0 for +Inf, ±Inf for ±0.
+// 1 / sqrt(s) for s = variance + eps as IEEE-754 gives it: NaN for a NaN or negative s, 0 for
+// +Inf, ±Inf for ±0. Branch-free (selects on the bits), so it is cheap enough for the elementwise
+// stages that derive their constants per invocation.
 fn invstd_of_sum(s: f32) -> f32 {
-  if (is_nan(s) || (sign_bit(s) && !is_zero(s))) { return f32_nan(); }
-  if (is_inf(s)) { return 0.0; }
-  if (is_zero(s)) { return f32_inf(sign_bit(s)); }
-  return 1.0 / sqrt(s);
+  let u = bitcast<u32>(s);
+  let magnitude = u & F32_MAGNITUDE_BITS;
+  var r = select(1.0 / sqrt(s), f32_inf(u != magnitude), magnitude == 0u);
+  r = select(r, 0.0, u == F32_EXPONENT_BITS);
+  return select(r, f32_nan(), magnitude > F32_EXPONENT_BITS || (u != magnitude && magnitude != 0u));
 }
 
 // 1 / sqrt(variance + eps), IEEE-754 (see invstd_of_sum).
