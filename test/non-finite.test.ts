@@ -240,6 +240,34 @@ describe.runIf(available).each(BACKENDS)('NaN, Inf and overflow as in PyTorch on
   });
 });
 
+/**
+ * Standard deviation ≥ 2^126: invstd (≈ 3e-39) is below float32's normal range. The CPU backend
+ * computes in float64 and matches float64 PyTorch (y = ±1); GPUs flush such an invstd to 0, which
+ * would give a finite wrong y = bias, so the WebGPU backend makes that channel NaN (README, "NaN and
+ * Inf"). running_var (1.8e76 in float64) is +Inf on both; the other channel is unharmed.
+ */
+describe.runIf(available).each(BACKENDS)('beyond float32 on %s', (backend: Backend) => {
+  it('a channel with standard deviation 3e38', async () => {
+    const c = moduleCase('std 3e38', 'BatchNorm1d', 2, [{ training: true, shape: [2, 2], input: [3e38, 1, -3e38, 2], grad_output: null }]);
+    const [r] = runTorchReference([c]);
+    const ref = r?.steps[0];
+    if (!ref) throw new Error('no reference');
+    const ctx = await contextFor(backend);
+    try {
+      const bn = new BatchNorm1d(ctx, 2);
+      const y = await bn.forward(ctx.tensor(Float32Array.from([3e38, 1, -3e38, 2]), [2, 2])).read();
+      const expected = backend === 'cpu' ? ref.output : [NaN, ref.output[1] ?? 0, NaN, ref.output[3] ?? 0];
+      compare(`[${backend}] y`, y, expected, (i) => 1e-5 + 1e-5 * Math.abs(expected[i] ?? 0));
+      const refVar = (ref.state.running_var ?? []).map(Math.fround);
+      expect(refVar[0]).toBe(INF);
+      compare(`[${backend}] running_var`, await (bn.runningVar as Tensor).read(), refVar, (i) => 1e-6 + 1e-5 * Math.abs(refVar[i] ?? 0));
+      count(backend);
+    } finally {
+      ctx.destroy();
+    }
+  });
+});
+
 it('has PyTorch available in CI', () => {
   if (process.env['CI']) expect(available, 'CI must install python3-torch for the NaN/Inf differential').toBe(true);
 });
