@@ -17,20 +17,23 @@
 // So the normalize stage computes y = (x - K) * scale + shiftedBias: the subtraction x - K is exact
 // for data near its mean, which keeps offset channels (mean 1e4, std 0.1) accurate in float32.
 //
-// NaN, Inf and overflow (PyTorch semantics, policy in the README's "NaN and Inf"): the merged
-// statistics are tested by their bits (common/non-finite.wgsl). When they are finite, nothing
-// changes. When they are not, either the channel holds a NaN or an Inf, or its finite values
-// overflowed the float32 sums (|x − K| beyond ~1e19). Both are told apart by re-reading that
-// channel's values inside this same invocation (x is bound read-only, its geometry is in the
-// uniforms), which costs nothing unless a channel needs it:
+// NaN, Inf and overflow (PyTorch semantics, policy in the README's "NaN and Inf"). WGSL may assume
+// that no value is NaN or Inf, so channels are classified by bits (common/non-finite.wgsl):
+// finalize_train handles a channel whose statistics, parameters and running statistics are all
+// ordinary (below 2^60 in magnitude) with the plain formulas, and appends any other channel to a
+// queue whose header is the indirect dispatch of finalize_general (zero workgroups on ordinary
+// data, so software adapters, which run untaken branches, never pay for the general path).
+// finalize_general re-reads a queued channel's values (x is bound read-only, its geometry is in
+// the uniforms) when its merged statistics are not finite: either it holds a NaN or an Inf, or its
+// finite values overflowed the float32 sums (|x − K| beyond ~1e19):
 //   NaN or Inf in the channel: mean = NaN if it holds a NaN or both +Inf and −Inf, else ±Inf;
 //     variance and invstd NaN (so the whole channel's output is NaN, as torch gives), K = mean.
 //   finite values: mean and M2 are recomputed scaled by 2^−e (2^e ≤ max|x| < 2^(e+1)), a
 //     corrected two-pass over values below 2 in magnitude, so invstd and the output are right,
 //     and only a variance that float32 cannot hold becomes +Inf. K = mean and meanOffset = 0, so
 //     the normalize stage forms x − mean directly.
-// Every per-channel quantity after that goes through the IEEE helpers, so a NaN or Inf in the
-// statistics, the parameters or the running buffers reaches the outputs exactly as in torch.
+// Every later step of the general path uses the IEEE helpers, so a NaN or Inf in the statistics,
+// the parameters or the running buffers reaches the outputs exactly as in torch.
 //
 // num_batches_tracked lives in counter[0] / counter[1]; each training step reads slot
 // `counterSlot` and channel 0 writes the incremented value to the other slot, so no two
@@ -203,7 +206,7 @@ struct Outputs {
 
 // The general path (see the header): statistics from the merge when finite, else from the rescan,
 // and every later step through the IEEE helpers.
-fn careful_outputs(c: u32, merged: Merged, w: f32, b: f32, runningMean: f32, runningVar: f32, factor: f32) -> Outputs {
+fn general_outputs(c: u32, merged: Merged, w: f32, b: f32, runningMean: f32, runningVar: f32, factor: f32) -> Outputs {
   // (mean, var + eps) in one vector operation.
   let sums = ieee_add4(vec4f(merged.k, merged.m2 / f32(merged.n), 0.0, 0.0), vec4f(merged.meanOffset, params.eps, 0.0, 0.0));
   var m = Moments(merged.k, merged.meanOffset, invstd_of_sum(sums.y), merged.m2 / f32(merged.n - 1u));
@@ -314,6 +317,6 @@ fn finalize_general(@builtin(local_invocation_index) lid: u32, @builtin(workgrou
     let c = generalList[entry];
     let inputs = channel_inputs(c);
     let factor = bitcast<f32>(generalList[entry + 1u]);
-    write_outputs(c, careful_outputs(c, merge_partials(c), inputs.x, inputs.y, inputs.z, inputs.w, factor));
+    write_outputs(c, general_outputs(c, merge_partials(c), inputs.x, inputs.y, inputs.z, inputs.w, factor));
   }
 }

@@ -31,26 +31,10 @@ fn is_finite(v: f32) -> bool {
   return (bitcast<u32>(v) & F32_EXPONENT_BITS) != F32_EXPONENT_BITS;
 }
 
-fn is_nan(v: f32) -> bool {
-  return (bitcast<u32>(v) & F32_MAGNITUDE_BITS) > F32_EXPONENT_BITS;
-}
-
-fn is_inf(v: f32) -> bool {
-  return (bitcast<u32>(v) & F32_MAGNITUDE_BITS) == F32_EXPONENT_BITS;
-}
-
-fn is_zero(v: f32) -> bool {
-  return (bitcast<u32>(v) & F32_MAGNITUDE_BITS) == 0u;
-}
-
 // Every |v| below 2^60 (so none is NaN or Inf): sums and products of two such values are far
 // inside float32's range, so plain arithmetic on them is exact IEEE-754.
 fn moderate4(v: vec4f) -> bool {
   return all((bitcast<vec4u>(v) & vec4u(F32_MAGNITUDE_BITS)) < vec4u(F32_MODERATE_BITS));
-}
-
-fn sign_bit(v: f32) -> bool {
-  return (bitcast<u32>(v) & F32_SIGN_BIT) != 0u;
 }
 
 // Finite v · 2^e per component, with an explicit ±Inf where float32 overflows (ldexp is
@@ -106,10 +90,6 @@ fn nan4() -> vec4f {
 
 fn inf4(negative: vec4<bool>) -> vec4f {
   return bitcast<vec4f>(select(vec4u(F32_EXPONENT_BITS), vec4u(F32_NEG_INF_BITS), negative));
-}
-
-fn ieee_mul(a: f32, b: f32) -> f32 {
-  return ieee_mul4(vec4f(a), vec4f(b)).x;
 }
 
 fn ieee_add(a: f32, b: f32) -> f32 {
