@@ -144,14 +144,15 @@ export class GpuRuntime {
   /**
    * A scratch buffer named `name` of at least `byteSize`, kept and grown (never shrunk). Dispatches
    * on one queue run in order, so stages that use the same scratch one after the other may share it.
+   * `usage` (default TENSOR_USAGE) must be the same on every call with one name.
    */
-  scratch(name: string, byteSize: number): GPUBuffer {
+  scratch(name: string, byteSize: number, usage: GPUBufferUsageFlags = TENSOR_USAGE): GPUBuffer {
     const size = roundUp(Math.max(byteSize, 16), 256);
     const current = this.#scratch.get(name);
     if (current && current.size >= size) return current;
     if (current) this.retire(current);
     const grown = Math.max(size, current ? current.size * 2 : 0);
-    const buffer = this.device.createBuffer({ label: `bn.scratch.${name}`, size: grown, usage: TENSOR_USAGE });
+    const buffer = this.device.createBuffer({ label: `bn.scratch.${name}`, size: grown, usage });
     this.#scratchCreated++;
     this.#scratch.set(name, buffer);
     return buffer;
