@@ -2,8 +2,8 @@
  * Section 2 of issue #10: candidates for the normalize pass (bench/sweep/normalize-variants.wgsl)
  * on one shape and layout, each checked against a float64 reference and timed against the copy.
  */
-import libraryBackwardSource from '../../shaders/backward-elementwise.wgsl?raw';
-import libraryNormalizeSource from '../../shaders/normalize.wgsl?raw';
+import { FLAG_AFFINE, FLAG_FROM_RUNNING, WORKGROUP_SIZE } from '../../src/gpu/contracts.js';
+import { shaderSources } from '../../src/gpu/shader-sources.js';
 import baselineBackwardSource from './backward-elementwise-baseline.wgsl?raw';
 import { elementwiseShape } from '../../src/batch-norm/dispatch-shape.js';
 import { geometryOf } from '../../src/batch-norm/geometry.js';
@@ -171,7 +171,7 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
   const perChannel = [rm, rv, w, b].map((data, i) => createTensorBuffer(device, `bench.sweep.perChannel${i}`, data.byteLength, data));
   const modules = {
     baseline: device.createShaderModule({ label: 'bench.sweep.baselineModule', code: baselineNormalizeSource }),
-    library: device.createShaderModule({ label: 'bench.sweep.libraryModule', code: libraryNormalizeSource }),
+    library: device.createShaderModule({ label: 'bench.sweep.libraryModule', code: shaderSources.normalize }),
   };
   // baseline: the kernel and fallback-adapter launch before the sweep (runs of 16 vec4s
   // channels-first, the row-lane walk channels-last); library: shaders/normalize.wgsl now, with
@@ -189,7 +189,7 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
     const pipeline = device.createComputePipeline({
       label: `bench.sweep.${which}.${entry}.pipeline`,
       layout: 'auto',
-      compute: { module: modules[which], entryPoint: entry, constants: { ...shape.constants } },
+      compute: { module: modules[which], entryPoint: entry, constants: { ...shape.constants, WORKGROUP_SIZE } },
     });
     const blocksPerRow = shape.blocksPerRow;
     lanes = shape.lanes;
@@ -200,7 +200,9 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
     const uniform = device.createBuffer({ label: 'bench.sweep.libraryParams', size: 64, usage: USAGE.UNIFORM | USAGE.COPY_DST });
     uniforms.push(uniform);
     const u = new Uint32Array(16);
-    u.set([v.rows, v.cols, lanes, v.c, v.order === 'cf' ? lanes % v.c : 0, 0, 0, planeStride, (fromRunning ? 1 : 0) | 2]);
+    // The baseline's flag bits (FROM_RUNNING 1, AFFINE 2) predate the shared prelude's.
+    const flags = which === 'baseline' ? (fromRunning ? 1 : 0) | 2 : (fromRunning ? FLAG_FROM_RUNNING : 0) | FLAG_AFFINE;
+    u.set([v.rows, v.cols, lanes, v.c, v.order === 'cf' ? lanes % v.c : 0, 0, 0, planeStride, flags]);
     new Float32Array(u.buffer).set([eps], 9);
     u.set([0, 0, 0, 0, blocksPerRow, shape.runLength], 10);
     device.queue.writeBuffer(uniform, 0, u);
@@ -256,7 +258,7 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
   }
   const backwardModules = {
     baseline: device.createShaderModule({ label: 'bench.sweep.baselineBackward', code: baselineBackwardSource }),
-    library: device.createShaderModule({ label: 'bench.sweep.libraryBackward', code: libraryBackwardSource }),
+    library: device.createShaderModule({ label: 'bench.sweep.libraryBackward', code: shaderSources['backward-elementwise'] }),
   };
   const makeBackward = (name: string, which: keyof typeof backwardModules): Candidate => {
     const entry = v.order === 'cf' ? 'elementwise_cf4' : 'elementwise_cl4';
@@ -271,7 +273,7 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
     const pipeline = device.createComputePipeline({
       label: `bench.sweep.${which}.backward.pipeline`,
       layout: 'auto',
-      compute: { module: backwardModules[which], entryPoint: entry, constants: { ...shape.constants, BATCH_STATS: 1 } },
+      compute: { module: backwardModules[which], entryPoint: entry, constants: { ...shape.constants, BATCH_STATS: 1, WORKGROUP_SIZE } },
     });
     const groups = Math.ceil(shape.invocations / 64);
     const gx = Math.min(groups, maxDim);
@@ -282,7 +284,7 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
     device.queue.writeBuffer(
       uniform,
       0,
-      new Uint32Array([v.rows, v.cols, shape.lanes, v.c, v.order === 'cf' ? shape.lanes % v.c : 0, 0, 0, 0, 0, planeStride, 1, shape.blocksPerRow, shape.runLength, 0, 0, 0]),
+      new Uint32Array([v.rows, v.cols, shape.lanes, v.c, v.order === 'cf' ? shape.lanes % v.c : 0, 0, 0, 0, 0, planeStride, FLAG_AFFINE, shape.blocksPerRow, shape.runLength, 0, 0, 0]),
     );
     const bindGroup = device.createBindGroup({
       label: `bench.sweep.${which}.backward.bindGroup`,
