@@ -6,14 +6,20 @@
 // exactly as PyTorch's CUDA batch norm merges per-thread Welford states. Then, like
 // torch.nn.functional.batch_norm in training mode:
 //   biased var   = M2 / n                      (used to normalize)
-//   unbiased var = M2 / (n - 1)                (used for running_var)
+//   unbiased var = M2 / max(n - 1, 1)          (used for running_var; the host never sends n = 1
+//                                               for PyTorch, TensorFlow's fused kernel clamps so)
 //   factor       = momentum, or 1 / num_batches_tracked when momentum is None (cumulative average)
 //   running      = (1 - factor) * running + factor * batch
+// Other frameworks' conventions reach this shader only as numbers: the host turns their momentum
+// into the batch weight `momentum` (mean) and `varianceMomentum` (variance, MATLAB's VarianceDecay),
+// and FLAG_BIASED_RUNNING_VAR feeds running_var the biased variance (Keras 3, ONNX, numpy-ml).
 // (Evaluation needs no finalize: normalize.wgsl derives its constants from the running stats.)
 //
 // Output planes of `channelStats` (each plane is ceil(C / 4) vec4s, channel c at [c / 4][c % 4]):
 //   0 shift K   1 scale = weight * invstd   2 shiftedBias = bias - (mean - K) * scale
 //   3 mean      4 invstd                     5 meanOffset = mean - K
+//   6 biased batch variance (read by no later stage of the forward: the host may copy planes 3, 4
+//     and 6 out as batch statistics; backward later reuses planes 6 and 7 as scratch)
 // After the 8 planes (6 and 7 are for backward), region `8 * planeStride + c` packs
 // vec4(K, scale, shiftedBias, 0) so a channels-first reader needs one load per channel.
 // So the normalize stage computes y = (x - K) * scale + shiftedBias: the subtraction x - K is exact
@@ -35,12 +41,13 @@ struct FinalizeParams {
   runningMeanBase: u32,
   runningVarBase: u32,
   planeStride: u32,   // ceil(C / 4): vec4s per plane of channelStats
-  _pad0: u32,
+  varianceMomentum: f32, // batch weight for running_var (equals momentum unless set apart)
 }
 
 const FLAG_AFFINE: u32 = 1u;
 const FLAG_UPDATE_RUNNING: u32 = 2u;
 const FLAG_CUMULATIVE: u32 = 4u;
+const FLAG_BIASED_RUNNING_VAR: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> params: FinalizeParams;
 @group(0) @binding(1) var<storage, read> partials: array<vec4f>;
@@ -97,18 +104,24 @@ fn finalize_train(@builtin(global_invocation_id) gid: vec3u) {
   let biasedVar = max(m2, 0.0) / f32(n);
   let invstd = 1.0 / sqrt(biasedVar + params.eps);
   write_constants(c, k, mean, invstd);
+  write_plane(6u, c, biasedVar);
 
   if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
     let tracked = counter[params.counterSlot] + 1u;
     var factor = params.momentum;
+    var varFactor = params.varianceMomentum;
     if ((params.flags & FLAG_CUMULATIVE) != 0u) {
       factor = 1.0 / f32(tracked);
+      varFactor = factor;
     }
-    let unbiasedVar = max(m2, 0.0) / f32(n - 1u);
+    var sampleVar = max(m2, 0.0) / f32(max(n - 1u, 1u));
+    if ((params.flags & FLAG_BIASED_RUNNING_VAR) != 0u) {
+      sampleVar = biasedVar;
+    }
     let rm = params.runningMeanBase + c;
     let rv = params.runningVarBase + c;
     runningMean[rm] = (1.0 - factor) * runningMean[rm] + factor * (k + mean);
-    runningVar[rv] = (1.0 - factor) * runningVar[rv] + factor * unbiasedVar;
+    runningVar[rv] = (1.0 - varFactor) * runningVar[rv] + varFactor * sampleVar;
     if (c == 0u) {
       counter[1u - params.counterSlot] = tracked;
     }

@@ -1,10 +1,12 @@
 import type { BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { runForward } from './forward.js';
+import type { ConventionName, MomentumMeaning, VarianceEstimator } from './conventions.js';
+import { runForward, type BatchStatsOutputs } from './forward.js';
 import { channelStatsBytes } from './gpu-forward.js';
-import { checkBoolean, checkEps, checkMomentum } from './options.js';
-import { checkChannelTensor, checkInput, checkOutput, checkTrainingValues } from './validate.js';
+import { checkBoolean } from './options.js';
+import { resolveConvention, runningUpdateOf } from './settings.js';
+import { checkBatchStatsOutputs, checkChannelTensor, checkInput, checkOutput, checkTrainingValues, isEmptyBatch } from './validate.js';
 
 /** Arguments of {@link batchNorm}, named as in `torch.nn.functional.batch_norm`. */
 export interface BatchNormFunctionalOptions {
@@ -18,12 +20,28 @@ export interface BatchNormFunctionalOptions {
   bias?: Tensor | null;
   /** Use batch statistics (and update the running ones). Default false, as in PyTorch. */
   training?: boolean;
-  /** Running-average factor in [0, 1]. Default 0.1. */
+  /**
+   * Whose conventions to follow (see `CONVENTIONS`): sets the defaults of eps, momentum and its
+   * meaning, the variance estimator and the edge-case rules. Default `'pytorch'`.
+   */
+  convention?: ConventionName;
+  /** Running-average momentum in [0, 1], in the meaning of `momentumMeaning`. Default: the convention's (PyTorch 0.1). */
   momentum?: number;
-  /** Default 1e-5; must be > 0. */
+  /** Momentum of the running variance when it differs from the mean's (MATLAB VarianceDecay). Default `momentum`. */
+  varianceMomentum?: number;
+  /** What `momentum` weighs: `'batch'` (PyTorch) or `'running'` (Keras, ONNX). Default: the convention's. */
+  momentumMeaning?: MomentumMeaning;
+  /** Variance that feeds running_var: `'unbiased'` or `'biased'`. Default: the convention's. */
+  varianceEstimator?: VarianceEstimator;
+  /** Default: the convention's (PyTorch 1e-5); must be > 0 (≥ 0 where the convention accepts 0). */
   eps?: number;
   /** Write the result here instead of allocating a tensor. */
   out?: Tensor;
+  /**
+   * Training only: tensors of shape [C] that receive the batch mean, invstd and biased variance,
+   * computed in the same passes (PyTorch's save_mean / save_invstd). On WebGPU each needs COPY_DST.
+   */
+  batchStats?: Partial<BatchStatsOutputs>;
 }
 
 const WHO = 'batchNorm';
@@ -34,11 +52,16 @@ const WHO = 'batchNorm';
  */
 export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFunctionalOptions = {}): Tensor {
   ctx.assertUsable();
+  ctx.assertOwnTensor(x, 'input');
+  const skipEmpty = options.training === true && isEmptyBatch(x, null, null) && resolveConvention(options, false).convention.emptyBatch === 'skip';
+  if (skipEmpty) {
+    // tf.keras leaves the moving statistics alone on an empty batch; the output is empty too.
+    if (options.out) checkOutput(ctx, options.out, x, WHO);
+    return options.out ?? ctx.allocTensor(x.shape, x.layout, 'output');
+  }
   const g = checkInput(ctx, x, 'input', null, null, WHO);
   const training = checkBoolean(options.training ?? false, 'training');
-  const eps = checkEps(options.eps ?? 1e-5);
-  const momentumArg = options.momentum === undefined ? 0.1 : options.momentum;
-  const momentum = checkMomentum(momentumArg, false);
+  const settings = resolveConvention(options, false);
   const runningMean = options.runningMean ?? null;
   const runningVar = options.runningVar ?? null;
   const weight = options.weight ?? null;
@@ -52,8 +75,9 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
   for (const [name, t] of [['runningMean', runningMean], ['runningVar', runningVar], ['weight', weight], ['bias', bias]] as const) {
     if (t) checkChannelTensor(ctx, t, name, g.c, WHO);
   }
-  if (training) checkTrainingValues(g, x.shape, WHO);
+  if (training && settings.convention.singleValue === 'error') checkTrainingValues(g, x.shape, WHO);
   if (options.out) checkOutput(ctx, options.out, x, WHO);
+  const batchStats = checkBatchStatsOutputs(ctx, options.batchStats, g.c, training, WHO);
 
   const gpu = ctx.gpu;
   const buffers = gpu
@@ -82,11 +106,12 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
       bias: b,
       runningMean,
       runningVar,
-      eps,
-      momentum,
+      eps: settings.eps,
+      update: runningUpdateOf(settings),
       useBatchStats: training,
       updateRunning: training && runningMean !== null,
       tracked: 0,
+      batchStats,
     }, buffers);
   } catch (err) {
     if (!options.out) y.destroy();

@@ -3,11 +3,20 @@ import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
+import type { RunningUpdate } from './conventions.js';
 import { elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
 import type { Geometry } from './geometry.js';
 
 /** Planes of the per-channel constants buffer (see shaders/finalize.wgsl); backward adds its own. */
 export const CHANNEL_STATS_PLANES = 8;
+/**
+ * Planes of channelStats that finalize_train fills with the batch statistics (shaders/finalize.wgsl):
+ * each is ceil(C / 4) vec4s, so channel c is float `plane * planeStride * 4 + c` and a plane is one
+ * contiguous [C] float run that a copy can hand to the caller. Plane 6 is backward scratch later.
+ */
+export const BATCH_STATS_PLANE = { mean: 3, invstd: 4, variance: 6 } as const;
+/** finalize.wgsl's FLAG_* bits. */
+export const FINALIZE_FLAGS = { affine: 1, updateRunning: 2, cumulative: 4, biasedRunningVar: 8 } as const;
 /** Bytes of a channel-constants buffer for `channels` channels. */
 export function channelStatsBytes(channels: number): number {
   return (CHANNEL_STATS_PLANES * Math.ceil(channels / 4) + channels) * 16;
@@ -25,7 +34,7 @@ export interface GpuForwardArgs {
   readonly useBatchStats: boolean;
   /** Update running_mean/var and num_batches_tracked (training with tracking). */
   readonly updateRunning: boolean;
-  readonly momentum: number | null;
+  readonly update: RunningUpdate;
   readonly eps: number;
   /** num_batches_tracked before this step: selects the counter slot to read. */
   readonly tracked: number;
@@ -33,6 +42,8 @@ export interface GpuForwardArgs {
   readonly counter: GPUBuffer;
   /** Receives the per-channel constants (mean, invstd, ...) that backward reuses. */
   readonly channelStats: GPUBuffer;
+  /** Tensors that get copies of the batch statistics (training only). */
+  readonly batchStats?: { readonly mean: Tensor | null; readonly invstd: Tensor | null; readonly variance: Tensor | null } | null;
 }
 
 /**
@@ -87,7 +98,12 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     const b = bindOptional(gpu, a.bias, 'bias');
     const rm = bindOptional(gpu, a.updateRunning ? a.runningMean : null, 'runningMean');
     const rv = bindOptional(gpu, a.updateRunning ? a.runningVar : null, 'runningVar');
-    const flags = (a.weight ? 1 : 0) | (a.updateRunning ? 2 : 0) | (a.momentum === null ? 4 : 0);
+    const u = a.update;
+    const flags =
+      (a.weight ? FINALIZE_FLAGS.affine : 0) |
+      (a.updateRunning ? FINALIZE_FLAGS.updateRunning : 0) |
+      (u.meanFactor === null ? FINALIZE_FLAGS.cumulative : 0) |
+      (u.varianceEstimator === 'biased' ? FINALIZE_FLAGS.biasedRunningVar : 0);
     pass.setPipeline(finalize.pipeline);
     pass.setBindGroup(
       0,
@@ -98,7 +114,8 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
           flags,
           counterSlot: a.tracked % 2,
           eps: a.eps,
-          momentum: a.momentum ?? 0,
+          momentum: u.meanFactor ?? 0,
+          varianceMomentum: u.varFactor ?? 0,
           weightBase: w.base,
           biasBase: b.base,
           runningMeanBase: rm.base,
@@ -160,4 +177,15 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const invocations = Math.max(shape.invocations, fromRunning ? g.c : 0);
   pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP), maxDim));
   pass.end();
+
+  // Batch statistics for the caller: finalize left each as one contiguous plane, so a copy (no
+  // dispatch) delivers it. finalize has no binding to spare under the default limit of 8 storage
+  // buffers per stage, which is why these are copies rather than extra outputs of finalize.
+  const out = a.useBatchStats ? a.batchStats : null;
+  if (out) {
+    for (const [plane, t] of [[BATCH_STATS_PLANE.mean, out.mean], [BATCH_STATS_PLANE.invstd, out.invstd], [BATCH_STATS_PLANE.variance, out.variance]] as const) {
+      if (!t) continue;
+      encoder.copyBufferToBuffer(a.channelStats, plane * planeStride * 16, t.buffer, t.byteOffset, g.c * 4);
+    }
+  }
 }

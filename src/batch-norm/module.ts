@@ -9,17 +9,26 @@ import {
   type BackwardOutputs,
   type BackwardResult,
 } from './backward.js';
-import { runForward, type GpuForwardBuffers, type SavedStats } from './forward.js';
+import type { Convention, MomentumMeaning, VarianceEstimator } from './conventions.js';
+import { runForward, type BatchStatsOutputs, type GpuForwardBuffers, type SavedStats } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { channelStatsBytes } from './gpu-forward.js';
-import { checkBoolean, checkEps, checkMomentum, checkNumFeatures, type BatchNormOptions } from './options.js';
+import { checkBoolean, checkEps, checkNumFeatures, type BatchNormOptions } from './options.js';
+import { checkMomentumFor, resolveAffine, resolveConvention, runningUpdateOf, type ConventionSettings } from './settings.js';
 import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
-import { checkInput, checkOutput, checkTrainingValues } from './validate.js';
+import { checkBatchStatsOutputs, checkInput, checkOutput, checkTrainingValues, isEmptyBatch } from './validate.js';
 
 /** Options of {@link BatchNorm.forward}. */
 export interface ForwardOptions {
   /** Write into this tensor (same shape and layout as the input) instead of allocating one. */
   out?: Tensor;
+  /**
+   * Training forwards only: tensors of shape [C] that receive this batch's statistics, computed
+   * in the same passes (PyTorch's save_mean/save_invstd, cuDNN's resultSaveMean /
+   * resultSaveInvVariance, MATLAB's `[Y, mu, sigmaSq]`). `variance` is the biased one used to
+   * normalize. On WebGPU each needs COPY_DST usage. Default none.
+   */
+  batchStats?: Partial<BatchStatsOutputs>;
 }
 
 /** What the last forward left for backward. @internal */
@@ -39,20 +48,29 @@ export interface ForwardRecord {
 export abstract class BatchNorm {
   readonly ctx: BatchNormContext;
   readonly numFeatures: number;
+  /** True when the module has both a weight and a bias (PyTorch's `affine`). */
   readonly affine: boolean;
+  /** True when the module has a learnable weight (Keras `scale`). */
+  readonly scale: boolean;
+  /** True when the module has a learnable bias (Keras `center`). */
+  readonly center: boolean;
   readonly trackRunningStats: boolean;
-  /** Learnable scale, shape [C], or null when `affine` is false. */
+  /** The framework whose conventions this module follows (default PyTorch). */
+  readonly convention: Convention;
+  /** Learnable scale, shape [C], or null when `scale` is false. */
   readonly weight: Tensor | null;
-  /** Learnable shift, shape [C], or null when `affine` is false. */
+  /** Learnable shift, shape [C], or null when `center` is false. */
   readonly bias: Tensor | null;
   /** Running mean, shape [C], or null when `trackRunningStats` is false. */
   readonly runningMean: Tensor | null;
-  /** Running (unbiased) variance, shape [C], or null when `trackRunningStats` is false. */
+  /** Running variance, shape [C], or null when `trackRunningStats` is false. */
   readonly runningVar: Tensor | null;
   /** Input ranks this class accepts. */
   protected abstract readonly ranks: readonly number[];
-  #eps: number;
-  #momentum: number | null;
+  #settings: ConventionSettings;
+  /** What the kernels get as weight and bias: a fixed 1 or 0 stands in when only one is learnable. */
+  #kernelWeight: Tensor | null;
+  #kernelBias: Tensor | null;
   #training = true;
   #tracked = 0;
   #gpu: GpuForwardBuffers | null;
@@ -65,14 +83,20 @@ export abstract class BatchNorm {
     ctx.assertUsable();
     this.ctx = ctx;
     this.numFeatures = checkNumFeatures(numFeatures);
-    this.#eps = checkEps(options.eps ?? 1e-5);
-    this.#momentum = checkMomentum(options.momentum === undefined ? 0.1 : options.momentum, true);
-    this.affine = checkBoolean(options.affine ?? true, 'affine');
+    this.#settings = resolveConvention(options, true);
+    this.convention = this.#settings.convention;
+    const { scale, center } = resolveAffine(options);
+    this.scale = scale;
+    this.center = center;
+    this.affine = scale && center;
     this.trackRunningStats = checkBoolean(options.trackRunningStats ?? true, 'trackRunningStats');
     const c = this.numFeatures;
     const filled = (v: number): Float32Array => new Float32Array(c).fill(v);
-    this.weight = this.affine ? ctx.tensor(filled(1), [c], { label: 'weight' }) : null;
-    this.bias = this.affine ? ctx.tensor(filled(0), [c], { label: 'bias' }) : null;
+    this.weight = scale ? ctx.tensor(filled(1), [c], { label: 'weight' }) : null;
+    this.bias = center ? ctx.tensor(filled(0), [c], { label: 'bias' }) : null;
+    // The kernels apply weight and bias together; a lone one gets a fixed partner.
+    this.#kernelWeight = this.weight ?? (this.bias ? ctx.tensor(filled(1), [c], { label: 'fixed_weight' }) : null);
+    this.#kernelBias = this.bias ?? (this.weight ? ctx.tensor(filled(0), [c], { label: 'fixed_bias' }) : null);
     this.runningMean = this.trackRunningStats ? ctx.tensor(filled(0), [c], { label: 'running_mean' }) : null;
     this.runningVar = this.trackRunningStats ? ctx.tensor(filled(1), [c], { label: 'running_var' }) : null;
     const gpu = ctx.gpu;
@@ -91,20 +115,42 @@ export abstract class BatchNorm {
   /** Class name used in messages, e.g. `'BatchNorm2d'`. */
   abstract get name(): string;
 
-  /** Added to the variance inside the square root. Setting validates (> 0, finite). */
+  /** Added to the variance inside the square root. Setting validates (> 0, finite; ≥ 0 where the convention accepts 0). */
   get eps(): number {
-    return this.#eps;
+    return this.#settings.eps;
   }
   set eps(value: number) {
-    this.#eps = checkEps(value);
+    this.#settings = { ...this.#settings, eps: checkEps(value, 'eps', this.convention.allowZeroEps) };
   }
 
-  /** Running-average factor, or null for a cumulative average. Setting validates. */
+  /** Running-average momentum in the meaning of {@link momentumMeaning}, or null for a cumulative average. Setting validates. */
   get momentum(): number | null {
-    return this.#momentum;
+    return this.#settings.momentum;
   }
   set momentum(value: number | null) {
-    this.#momentum = checkMomentum(value, true);
+    const momentum = checkMomentumFor(value, this.#settings.varianceMomentum === undefined, this.momentumMeaning, 'momentum');
+    this.#settings = { ...this.#settings, momentum };
+  }
+
+  /** Momentum of the running variance (MATLAB's VarianceDecay); equals {@link momentum} unless set apart. */
+  get varianceMomentum(): number | null {
+    const v = this.#settings.varianceMomentum;
+    return v === undefined ? this.#settings.momentum : v;
+  }
+  set varianceMomentum(value: number | null) {
+    const varianceMomentum = checkMomentumFor(value, false, this.momentumMeaning, 'varianceMomentum');
+    if (this.#settings.momentum === null) throw new ArgumentError('varianceMomentum cannot be set apart from a cumulative (null) momentum');
+    this.#settings = { ...this.#settings, varianceMomentum };
+  }
+
+  /** What {@link momentum} weighs: the new batch value (`'batch'`) or the old running one (`'running'`). */
+  get momentumMeaning(): MomentumMeaning {
+    return this.#settings.momentumMeaning;
+  }
+
+  /** The variance that feeds running_var. */
+  get varianceEstimator(): VarianceEstimator {
+    return this.#settings.varianceEstimator;
   }
 
   /** True in training mode (the default, as in PyTorch). */
@@ -146,11 +192,17 @@ export abstract class BatchNorm {
    */
   forward(x: Tensor, options: ForwardOptions = {}): Tensor {
     this.assertAlive();
+    if (this.#skipsEmpty(x)) {
+      if (options.out) checkOutput(this.ctx, options.out, x, this.name);
+      this.lastForward = null;
+      return options.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
+    }
     const g = this.#check(x);
     if (options.out) checkOutput(this.ctx, options.out, x, this.name);
+    const batchStats = checkBatchStatsOutputs(this.ctx, options.batchStats, g.c, this.#usesBatchStats(), this.name);
     const y = options.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
     try {
-      this.#run(x, y, g);
+      this.#run(x, y, g, undefined, batchStats);
     } catch (err) {
       if (!options.out) y.destroy();
       throw err;
@@ -163,12 +215,18 @@ export abstract class BatchNorm {
    * this context, e.g. from `ctx.tensorFromBuffer`). Nothing is submitted or read back; state
    * updates (running stats, num_batches_tracked) take effect when you submit.
    */
-  encodeForward(encoder: GPUCommandEncoder, x: Tensor, y: Tensor): void {
+  encodeForward(encoder: GPUCommandEncoder, x: Tensor, y: Tensor, options: Pick<ForwardOptions, 'batchStats'> = {}): void {
     this.assertAlive();
     if (!this.ctx.gpu) throw new ArgumentError(`${this.name}.encodeForward needs the 'webgpu' backend; this context runs on 'cpu'`);
+    if (this.#skipsEmpty(x)) {
+      checkOutput(this.ctx, y, x, this.name);
+      this.lastForward = null;
+      return;
+    }
     const g = this.#check(x);
     checkOutput(this.ctx, y, x, this.name);
-    this.#run(x, y, g, encoder);
+    const batchStats = checkBatchStatsOutputs(this.ctx, options.batchStats, g.c, this.#usesBatchStats(), this.name);
+    this.#run(x, y, g, encoder, batchStats);
   }
 
   /**
@@ -198,11 +256,21 @@ export abstract class BatchNorm {
 
   #check(x: Tensor): Geometry {
     const g = checkInput(this.ctx, x, 'input', this.ranks, this.numFeatures, this.name);
-    if (this.#training || !this.trackRunningStats) checkTrainingValues(g, x.shape, this.name);
+    if (this.#usesBatchStats() && this.convention.singleValue === 'error') checkTrainingValues(g, x.shape, this.name);
     return g;
   }
 
-  #run(x: Tensor, y: Tensor, g: Geometry, encoder?: GPUCommandEncoder): void {
+  #usesBatchStats(): boolean {
+    return this.#training || !this.trackRunningStats;
+  }
+
+  /** An empty training batch under a convention that skips it (tf.keras): nothing to compute or update. */
+  #skipsEmpty(x: Tensor): boolean {
+    this.ctx.assertOwnTensor(x, 'input');
+    return this.convention.emptyBatch === 'skip' && this.#usesBatchStats() && isEmptyBatch(x, this.ranks, this.numFeatures);
+  }
+
+  #run(x: Tensor, y: Tensor, g: Geometry, encoder?: GPUCommandEncoder, batchStats: BatchStatsOutputs | null = null): void {
     const useBatchStats = this.#training || !this.trackRunningStats;
     const updateRunning = this.#training && this.trackRunningStats;
     const saved = runForward(
@@ -211,15 +279,16 @@ export abstract class BatchNorm {
       y,
       g,
       {
-        weight: this.weight,
-        bias: this.bias,
+        weight: this.#kernelWeight,
+        bias: this.#kernelBias,
         runningMean: this.runningMean,
         runningVar: this.runningVar,
-        eps: this.#eps,
-        momentum: this.#momentum,
+        eps: this.#settings.eps,
+        update: runningUpdateOf(this.#settings),
         useBatchStats,
         updateRunning,
         tracked: this.#tracked,
+        batchStats,
       },
       this.#gpu,
       encoder,
@@ -228,18 +297,20 @@ export abstract class BatchNorm {
     this.lastForward = { input: x, geometry: g, usedBatchStats: useBatchStats, saved, version: this.#version };
   }
 
-  /** The module's state with PyTorch's `state_dict()` keys; values are copies. */
+  /**
+   * The module's state with its convention's keys (PyTorch `state_dict()` keys by default; Keras
+   * gamma/beta/moving_mean/moving_variance; see `CONVENTIONS[name].stateNames`); values are copies.
+   */
   async stateDict(): Promise<StateDict> {
     this.assertAlive();
+    const names = this.convention.stateNames;
     const sd: StateDict = {};
-    if (this.weight && this.bias) {
-      sd.weight = await this.weight.read();
-      sd.bias = await this.bias.read();
-    }
+    if (this.weight) sd[names.weight] = await this.weight.read();
+    if (this.bias) sd[names.bias] = await this.bias.read();
     if (this.runningMean && this.runningVar) {
-      sd.running_mean = await this.runningMean.read();
-      sd.running_var = await this.runningVar.read();
-      sd.num_batches_tracked = this.#tracked;
+      sd[names.runningMean] = await this.runningMean.read();
+      sd[names.runningVar] = await this.runningVar.read();
+      if (names.tracked !== null) sd[names.tracked] = this.#tracked;
     }
     return sd;
   }
@@ -252,7 +323,7 @@ export abstract class BatchNorm {
    */
   loadStateDict(sd: StateDictInput): void {
     this.assertAlive();
-    const checked = checkStateDict(sd, this.numFeatures, this.affine, this.trackRunningStats, this.name);
+    const checked = checkStateDict(sd, this.numFeatures, this.convention.stateNames, { weight: this.scale, bias: this.center, running: this.trackRunningStats }, this.name);
     const write = (t: Tensor | null, v: Float32Array | undefined): void => {
       if (!t || !v) return;
       const s = t.storage;
@@ -278,7 +349,7 @@ export abstract class BatchNorm {
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    for (const t of [this.weight, this.bias, this.runningMean, this.runningVar]) t?.destroy();
+    for (const t of [this.weight, this.bias, this.#kernelWeight, this.#kernelBias, this.runningMean, this.runningVar]) t?.destroy();
     if (this.#gpu && this.ctx.gpu) {
       this.ctx.gpu.retire(this.#gpu.counter);
       this.ctx.gpu.retire(this.#gpu.channelStats);
