@@ -259,7 +259,7 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
       count(backend);
     });
 
-    it('eps = 0: accepted by ONNX and Keras, rejected by the PyTorch preset as before', async () => {
+    it('eps: 0 accepted by ONNX and Keras, rejected by PyTorch as before; MATLAB minimum; tf.keras floor', async () => {
       const x = ctx.tensor([1, 2, 3, 5], [4, 1]);
       const bn = new BatchNorm1d(ctx, 1, { convention: 'onnx', eps: 0 });
       const y = bn.forward(x);
@@ -268,6 +268,17 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
       expect(() => new BatchNorm1d(ctx, 1, { convention: 'keras', eps: 0 })).not.toThrow();
       expect(() => new BatchNorm1d(ctx, 1, { eps: 0 })).toThrow(ArgumentError);
       expect(() => batchNorm(ctx, x, { training: true, eps: 0 })).toThrow(ArgumentError);
+      // MATLAB: "Epsilon ... equal to or larger than 1e-5".
+      expect(() => new BatchNorm1d(ctx, 1, { convention: 'matlab', eps: 1e-6 })).toThrow(/eps must be >= 0.00001 under the 'matlab' convention/);
+      // tf.nn.fused_batch_norm raises epsilon to 1.001e-5 (tensorflow/python/ops/nn_impl.py).
+      const x4 = ctx.tensor([1, 2, 3, 5], [4, 1, 1, 1]);
+      const fused = new BatchNorm2d(ctx, 1, { convention: 'tf-keras2-fused', eps: 0 });
+      expect(fused.eps).toBe(0);
+      const yf = fused.forward(x4);
+      const refF = [1, 2, 3, 5].map((v) => (v - 2.75) / Math.sqrt(2.1875 + 1.001e-5));
+      close(`${backend} y`, 'tf fused eps floor y', await yf.read(), refF, Y_TOL(refF));
+      for (const t of [x4, yf]) t.destroy();
+      fused.destroy();
       y.destroy();
       x.destroy();
       bn.destroy();

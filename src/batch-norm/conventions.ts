@@ -43,6 +43,10 @@ export interface Convention {
   readonly eps: number;
   /** Whether eps = 0 is accepted (else eps must be > 0). */
   readonly allowZeroEps: boolean;
+  /** Smallest eps the framework accepts (MATLAB: 1e-5), or 0. Smaller values are rejected. */
+  readonly minEps: number;
+  /** eps the framework silently raises smaller values to (tf.nn.fused_batch_norm: 1.001e-5), or 0. */
+  readonly epsFloor: number;
   /** Default momentum, in the framework's own meaning. */
   readonly momentum: number;
   readonly momentumMeaning: MomentumMeaning;
@@ -70,29 +74,30 @@ export const CONVENTIONS: Readonly<Record<ConventionName, Convention>> = Object.
   // torch/nn/modules/batchnorm.py (_BatchNorm: eps 1e-5, momentum 0.1, running_var unbiased);
   // R torch nn_batch_norm*d wraps the same ATen kernel.
   pytorch: {
-    name: 'pytorch', eps: 1e-5, allowZeroEps: false, momentum: 0.1, momentumMeaning: 'batch', varianceEstimator: 'unbiased',
+    name: 'pytorch', eps: 1e-5, allowZeroEps: false, minEps: 0, epsFloor: 0, momentum: 0.1, momentumMeaning: 'batch', varianceEstimator: 'unbiased',
     layout: 'channels_first', stateNames: PYTORCH_NAMES, singleValue: 'error', emptyBatch: 'error',
     source: 'torch/nn/modules/batchnorm.py; torch.nn.functional.batch_norm',
   },
   // keras/src/layers/normalization/batch_normalization.py L162-164 (axis -1, momentum 0.99,
   // epsilon 1e-3), L385-391 (moving = moving·momentum + batch·(1 − momentum)), ops.moments: biased.
   keras: {
-    name: 'keras', eps: 1e-3, allowZeroEps: true, momentum: 0.99, momentumMeaning: 'running', varianceEstimator: 'biased',
+    name: 'keras', eps: 1e-3, allowZeroEps: true, minEps: 0, epsFloor: 0, momentum: 0.99, momentumMeaning: 'running', varianceEstimator: 'biased',
     layout: 'channels_last', stateNames: KERAS_NAMES, singleValue: 'allow', emptyBatch: 'error',
     source: 'keras/src/layers/normalization/batch_normalization.py (Keras 3)',
   },
   // tf.keras 2 (keras v2.15.0 keras/layers/normalization/batch_normalization.py L938
   // exponential_avg_factor = 1 − momentum, L963-976 FusedBatchNormV3 whose running variance carries
-  // Bessel's correction n / max(n − 1, 1); L1008-1046 a zero-size batch keeps the moving stats).
+  // Bessel's correction n / max(n − 1, 1); L1008-1046 a zero-size batch keeps the moving stats;
+  // tensorflow/python/ops/nn_impl.py fused_batch_norm raises epsilon to at least 1.001e-5).
   'tf-keras2-fused': {
-    name: 'tf-keras2-fused', eps: 1e-3, allowZeroEps: false, momentum: 0.99, momentumMeaning: 'running', varianceEstimator: 'unbiased',
+    name: 'tf-keras2-fused', eps: 1e-3, allowZeroEps: true, minEps: 0, epsFloor: 1.001e-5, momentum: 0.99, momentumMeaning: 'running', varianceEstimator: 'unbiased',
     layout: 'channels_last', stateNames: KERAS_NAMES, singleValue: 'allow', emptyBatch: 'skip',
     source: 'tf.keras 2.15 keras/layers/normalization/batch_normalization.py (fused path); tensorflow/core/kernels/fused_batch_norm_op.cc',
   },
   // onnx.ai/onnx/operators/onnx__BatchNormalization (opset 15): epsilon 1e-5, momentum 0.9,
   // running = input·momentum + current·(1 − momentum), current_var the population variance.
   onnx: {
-    name: 'onnx', eps: 1e-5, allowZeroEps: true, momentum: 0.9, momentumMeaning: 'running', varianceEstimator: 'biased',
+    name: 'onnx', eps: 1e-5, allowZeroEps: true, minEps: 0, epsFloor: 0, momentum: 0.9, momentumMeaning: 'running', varianceEstimator: 'biased',
     layout: 'channels_first', stateNames: { weight: 'scale', bias: 'B', runningMean: 'input_mean', runningVar: 'input_var', tracked: null },
     singleValue: 'allow', emptyBatch: 'error',
     source: 'ONNX operator BatchNormalization, opset 15',
@@ -100,7 +105,7 @@ export const CONVENTIONS: Readonly<Record<ConventionName, Convention>> = Object.
   // numpy_ml/neural_nets/layers/layers.py L969-1149 (BatchNorm2D: momentum 0.9, epsilon 1e-5,
   // (n_ex, rows, cols, ch) input, running = mm·rm + (1 − mm)·X.var() with numpy's default ddof=0).
   'numpy-ml': {
-    name: 'numpy-ml', eps: 1e-5, allowZeroEps: true, momentum: 0.9, momentumMeaning: 'running', varianceEstimator: 'biased',
+    name: 'numpy-ml', eps: 1e-5, allowZeroEps: true, minEps: 0, epsFloor: 0, momentum: 0.9, momentumMeaning: 'running', varianceEstimator: 'biased',
     layout: 'channels_last', stateNames: { weight: 'scaler', bias: 'intercept', runningMean: 'running_mean', runningVar: 'running_var', tracked: null },
     singleValue: 'allow', emptyBatch: 'error',
     source: 'numpy_ml/neural_nets/layers/layers.py BatchNorm1D/BatchNorm2D',
@@ -109,7 +114,7 @@ export const CONVENTIONS: Readonly<Record<ConventionName, Convention>> = Object.
   // Interleaving False (channel dimension first). The estimator is not documented: we use the
   // biased one, as MXNet's BatchNorm (the engine behind Mathematica's nets) updates moving_var with it.
   mathematica: {
-    name: 'mathematica', eps: 1e-3, allowZeroEps: false, momentum: 0.9, momentumMeaning: 'running', varianceEstimator: 'biased',
+    name: 'mathematica', eps: 1e-3, allowZeroEps: false, minEps: 0, epsFloor: 0, momentum: 0.9, momentumMeaning: 'running', varianceEstimator: 'biased',
     layout: 'channels_first', stateNames: { weight: 'Gamma', bias: 'Beta', runningMean: 'MovingMean', runningVar: 'MovingVariance', tracked: null },
     singleValue: 'allow', emptyBatch: 'error',
     source: 'Wolfram Language BatchNormalizationLayer; MXNet BatchNorm',
@@ -118,16 +123,17 @@ export const CONVENTIONS: Readonly<Record<ConventionName, Convention>> = Object.
   // (≥ 1e-5), MeanDecay = VarianceDecay = 0.1, μ* ← λ·μ̂ + (1 − λ)·μ*. The estimator of σ̂² is not
   // documented: we use the unbiased one, as MATLAB's GPU path is cuDNN's.
   matlab: {
-    name: 'matlab', eps: 1e-5, allowZeroEps: false, momentum: 0.1, momentumMeaning: 'batch', varianceEstimator: 'unbiased',
+    name: 'matlab', eps: 1e-5, allowZeroEps: false, minEps: 1e-5, epsFloor: 0, momentum: 0.1, momentumMeaning: 'batch', varianceEstimator: 'unbiased',
     layout: 'channels_first', stateNames: { weight: 'Scale', bias: 'Offset', runningMean: 'TrainedMean', runningVar: 'TrainedVariance', tracked: null },
     singleValue: 'error', emptyBatch: 'error',
     source: 'MATLAB batchNormalizationLayer / dlarray batchnorm',
   },
   // cudnnBatchNormalizationForwardTraining: exponentialAverageFactor weighs the new value
   // (1/(1+n) gives a cumulative average), resultRunningVariance is unbiased, epsilon ≥
-  // CUDNN_BN_MIN_EPSILON (0 in cuDNN ≥ 7.x headers); defaults follow PyTorch, which calls it.
+  // CUDNN_BN_MIN_EPSILON (1e-5 in older headers; we only require eps > 0, the floor differs by
+  // version); defaults follow PyTorch, which calls it.
   cudnn: {
-    name: 'cudnn', eps: 1e-5, allowZeroEps: true, momentum: 0.1, momentumMeaning: 'batch', varianceEstimator: 'unbiased',
+    name: 'cudnn', eps: 1e-5, allowZeroEps: false, minEps: 0, epsFloor: 0, momentum: 0.1, momentumMeaning: 'batch', varianceEstimator: 'unbiased',
     layout: 'channels_first', stateNames: PYTORCH_NAMES, singleValue: 'error', emptyBatch: 'error',
     source: 'cuDNN cudnnBatchNormalizationForwardTraining',
   },

@@ -5,7 +5,7 @@ import type { ConventionName, MomentumMeaning, VarianceEstimator } from './conve
 import { runForward, type BatchStatsOutputs } from './forward.js';
 import { channelStatsBytes } from './gpu-forward.js';
 import { checkBoolean } from './options.js';
-import { resolveConvention, runningUpdateOf } from './settings.js';
+import { kernelEps, resolveConvention, runningUpdateOf } from './settings.js';
 import { checkBatchStatsOutputs, checkChannelTensor, checkInput, checkOutput, checkTrainingValues, isEmptyBatch } from './validate.js';
 
 /** Arguments of {@link batchNorm}, named as in `torch.nn.functional.batch_norm`. */
@@ -106,7 +106,7 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
       bias: b,
       runningMean,
       runningVar,
-      eps: settings.eps,
+      eps: kernelEps(settings),
       update: runningUpdateOf(settings),
       useBatchStats: training,
       updateRunning: training && runningMean !== null,

@@ -13,8 +13,8 @@ import type { Convention, MomentumMeaning, VarianceEstimator } from './conventio
 import { runForward, type BatchStatsOutputs, type GpuForwardBuffers, type SavedStats } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { channelStatsBytes } from './gpu-forward.js';
-import { checkBoolean, checkEps, checkNumFeatures, type BatchNormOptions } from './options.js';
-import { checkMomentumFor, resolveAffine, resolveConvention, runningUpdateOf, type ConventionSettings } from './settings.js';
+import { checkBoolean, checkNumFeatures, type BatchNormOptions } from './options.js';
+import { checkConventionEps, checkMomentumFor, kernelEps, resolveAffine, resolveConvention, runningUpdateOf, type ConventionSettings } from './settings.js';
 import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
 import { checkBatchStatsOutputs, checkInput, checkOutput, checkTrainingValues, isEmptyBatch } from './validate.js';
 
@@ -120,7 +120,7 @@ export abstract class BatchNorm {
     return this.#settings.eps;
   }
   set eps(value: number) {
-    this.#settings = { ...this.#settings, eps: checkEps(value, 'eps', this.convention.allowZeroEps) };
+    this.#settings = { ...this.#settings, eps: checkConventionEps(value, this.convention) };
   }
 
   /** Running-average momentum in the meaning of {@link momentumMeaning}, or null for a cumulative average. Setting validates. */
@@ -283,7 +283,7 @@ export abstract class BatchNorm {
         bias: this.#kernelBias,
         runningMean: this.runningMean,
         runningVar: this.runningVar,
-        eps: this.#settings.eps,
+        eps: kernelEps(this.#settings),
         update: runningUpdateOf(this.#settings),
         useBatchStats,
         updateRunning,

@@ -40,7 +40,7 @@ export function resolveConvention(options: ConventionOptions, allowNullMomentum:
   const convention = conventionOf(options.convention ?? 'pytorch');
   const momentumMeaning = checkMomentumMeaning(options.momentumMeaning ?? convention.momentumMeaning);
   const varianceEstimator = checkVarianceEstimator(options.varianceEstimator ?? convention.varianceEstimator);
-  const eps = checkEps(options.eps ?? convention.eps, 'eps', convention.allowZeroEps);
+  const eps = checkConventionEps(options.eps ?? convention.eps, convention);
   const momentum = checkMomentumFor(options.momentum === undefined ? convention.momentum : options.momentum, allowNullMomentum, momentumMeaning, 'momentum');
   const varianceMomentum =
     options.varianceMomentum === undefined ? undefined : checkMomentumFor(options.varianceMomentum, allowNullMomentum, momentumMeaning, 'varianceMomentum');
@@ -50,10 +50,23 @@ export function resolveConvention(options: ConventionOptions, allowNullMomentum:
   return { convention, eps, momentum, varianceMomentum, momentumMeaning, varianceEstimator };
 }
 
+/** eps as `convention` accepts it: > 0 (or ≥ 0), and at least its documented minimum. */
+export function checkConventionEps(value: unknown, convention: Convention): number {
+  const eps = checkEps(value, 'eps', convention.allowZeroEps);
+  if (eps < convention.minEps) {
+    throw new ArgumentError(`eps must be >= ${convention.minEps} under the '${convention.name}' convention, got ${eps}`);
+  }
+  return eps;
+}
+
+/** The eps the kernels use: the framework's silent floor applied (tf.nn.fused_batch_norm: 1.001e-5). */
+export function kernelEps(s: ConventionSettings): number {
+  return Math.max(s.eps, s.convention.epsFloor);
+}
+
 /** A momentum in `meaning`: null (cumulative) only where allowed and only for the batch meaning. */
 export function checkMomentumFor(value: unknown, allowNull: boolean, meaning: MomentumMeaning, argument: string): number | null {
-  const m = checkMomentum(value, allowNull && meaning === 'batch', argument);
-  return m;
+  return checkMomentum(value, allowNull && meaning === 'batch', argument);
 }
 
 /** The kernels' view of `s`: weights of the batch value and the estimator. */
