@@ -145,11 +145,13 @@ export function conventionOf(name: unknown, argument = 'convention'): Convention
   throw new ArgumentError(`${argument} must be one of ${Object.keys(CONVENTIONS).map((k) => `'${k}'`).join(', ')}, got ${String(name)}`);
 }
 
+/** Validates a {@link VarianceEstimator}; ArgumentError otherwise. */
 export function checkVarianceEstimator(value: unknown, argument = 'varianceEstimator'): VarianceEstimator {
   if (value === 'unbiased' || value === 'biased') return value;
   throw new ArgumentError(`${argument} must be 'unbiased' or 'biased', got ${String(value)}`);
 }
 
+/** Validates a {@link MomentumMeaning}; ArgumentError otherwise. */
 export function checkMomentumMeaning(value: unknown, argument = 'momentumMeaning'): MomentumMeaning {
   if (value === 'batch' || value === 'running') return value;
   throw new ArgumentError(`${argument} must be 'batch' or 'running', got ${String(value)}`);
