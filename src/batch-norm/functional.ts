@@ -1,9 +1,11 @@
-import type { BatchNormContext } from '../context.js';
+import { optionsObject } from '../arguments.js';
+import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
+import { channelStatsBytes } from '../gpu/contracts.js';
+import { checkNoAliasing } from './aliasing.js';
 import type { ConventionName, MomentumMeaning, VarianceEstimator } from './conventions.js';
 import { runForward, type BatchStatsOutputs } from './forward.js';
-import { channelStatsBytes } from './gpu-forward.js';
 import { checkBoolean } from './options.js';
 import { kernelEps, resolveConvention, runningUpdateOf } from './settings.js';
 import { checkBatchStatsOutputs, checkChannelTensor, checkInput, checkOutput, checkTrainingValues, isEmptyBatch } from './validate.js';
@@ -50,22 +52,22 @@ const WHO = 'batchNorm';
  * `torch.nn.functional.batch_norm` on this context's backend: normalizes `x` (N, C, ...) with
  * batch statistics when `training`, else with `runningMean`/`runningVar`.
  */
-export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFunctionalOptions = {}): Tensor {
-  ctx.assertUsable();
+export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFunctionalOptions | null = {}): Tensor {
+  assertContext(ctx, WHO);
+  const opts = optionsObject<BatchNormFunctionalOptions>(options, `${WHO} options`);
   ctx.assertOwnTensor(x, 'input');
-  const skipEmpty = options.training === true && isEmptyBatch(x, null, null) && resolveConvention(options, false).convention.emptyBatch === 'skip';
-  if (skipEmpty) {
+  if (opts.training === true && isEmptyBatch(x, null, null) && resolveConvention(opts, false).convention.emptyBatch === 'skip') {
     // tf.keras leaves the moving statistics alone on an empty batch; the output is empty too.
-    if (options.out) checkOutput(ctx, options.out, x, WHO);
-    return options.out ?? ctx.allocTensor(x.shape, x.layout, 'output');
+    if (opts.out) checkOutput(ctx, opts.out, x, WHO);
+    return opts.out ?? ctx.allocTensor(x.shape, x.layout, 'output');
   }
   const g = checkInput(ctx, x, 'input', null, null, WHO);
-  const training = checkBoolean(options.training ?? false, 'training');
-  const settings = resolveConvention(options, false);
-  const runningMean = options.runningMean ?? null;
-  const runningVar = options.runningVar ?? null;
-  const weight = options.weight ?? null;
-  const bias = options.bias ?? null;
+  const training = checkBoolean(opts.training ?? false, 'training');
+  const settings = resolveConvention(opts, false);
+  const runningMean = opts.runningMean ?? null;
+  const runningVar = opts.runningVar ?? null;
+  const weight = opts.weight ?? null;
+  const bias = opts.bias ?? null;
   if ((runningMean === null) !== (runningVar === null)) {
     throw new ArgumentError(`${WHO}: runningMean and runningVar must be given together (got only ${runningMean ? 'runningMean' : 'runningVar'})`);
   }
@@ -76,8 +78,21 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
     if (t) checkChannelTensor(ctx, t, name, g.c, WHO);
   }
   if (training && settings.convention.singleValue === 'error') checkTrainingValues(g, x.shape, WHO);
-  if (options.out) checkOutput(ctx, options.out, x, WHO);
-  const batchStats = checkBatchStatsOutputs(ctx, options.batchStats, g.c, training, WHO);
+  if (opts.out) checkOutput(ctx, opts.out, x, WHO);
+  const batchStats = checkBatchStatsOutputs(ctx, opts.batchStats, g.c, training, WHO);
+  const updatesRunning = training && runningMean !== null;
+  checkNoAliasing(
+    ctx,
+    WHO,
+    [['input', x], ['weight', weight], ['bias', bias], ...(updatesRunning ? [] : ([['runningMean', runningMean], ['runningVar', runningVar]] as const))],
+    [
+      ['output', opts.out ?? null],
+      ...(updatesRunning ? ([['runningMean', runningMean], ['runningVar', runningVar]] as const) : []),
+      ['batchStats.mean', batchStats?.mean ?? null],
+      ['batchStats.invstd', batchStats?.invstd ?? null],
+      ['batchStats.variance', batchStats?.variance ?? null],
+    ],
+  );
 
   const gpu = ctx.gpu;
   const buffers = gpu
@@ -86,7 +101,7 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
         channelStats: gpu.scratch('functional.channelStats', channelStatsBytes(g.c)),
       }
     : null;
-  const y = options.out ?? ctx.allocTensor(x.shape, x.layout, 'output');
+  const y = opts.out ?? ctx.allocTensor(x.shape, x.layout, 'output');
   // weight alone (bias null) or bias alone: the shader applies both, so fill in the identity.
   let w = weight;
   let b = bias;
@@ -114,7 +129,7 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
       batchStats,
     }, buffers);
   } catch (err) {
-    if (!options.out) y.destroy();
+    if (!opts.out) y.destroy();
     throw err;
   } finally {
     for (const t of temporaries) t.destroy();

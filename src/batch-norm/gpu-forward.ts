@@ -1,26 +1,26 @@
+import {
+  bindChannelStats,
+  FLAG_AFFINE,
+  FLAG_BIASED_RUNNING_VAR,
+  FLAG_CUMULATIVE,
+  FLAG_FROM_RUNNING,
+  FLAG_UPDATE_RUNNING,
+  PLANE_BATCH_VAR,
+  PLANE_INVSTD,
+  PLANE_MEAN,
+  planeStride,
+  STATS_PARTIAL_BYTES,
+  WORKGROUP_SIZE,
+} from '../gpu/contracts.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { RunningUpdate } from './conventions.js';
-import { elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
+import { reductionShape, STATS_BLOCK, vec4Aligned } from './dispatch-shape.js';
+import { encodeElementwise } from './elementwise-pass.js';
 import type { Geometry } from './geometry.js';
-
-/** Planes of the per-channel constants buffer (see shaders/finalize.wgsl); backward adds its own. */
-export const CHANNEL_STATS_PLANES = 8;
-/**
- * Planes of channelStats that finalize_train fills with the batch statistics (shaders/finalize.wgsl):
- * each is ceil(C / 4) vec4s, so channel c is float `plane * planeStride * 4 + c` and a plane is one
- * contiguous [C] float run that a copy can hand to the caller. Plane 6 is backward scratch later.
- */
-export const BATCH_STATS_PLANE = { mean: 3, invstd: 4, variance: 6 } as const;
-/** finalize.wgsl's FLAG_* bits. */
-export const FINALIZE_FLAGS = { affine: 1, updateRunning: 2, cumulative: 4, biasedRunningVar: 8 } as const;
-/** Bytes of a channel-constants buffer for `channels` channels. */
-export function channelStatsBytes(channels: number): number {
-  return (CHANNEL_STATS_PLANES * Math.ceil(channels / 4) + channels) * 16;
-}
 
 /** What one forward needs on the GPU; tensors are already validated by the caller. */
 export interface GpuForwardArgs {
@@ -34,6 +34,7 @@ export interface GpuForwardArgs {
   readonly useBatchStats: boolean;
   /** Update running_mean/var and num_batches_tracked (training with tracking). */
   readonly updateRunning: boolean;
+  /** Batch weights of the running update and the variance estimator (conventions.ts). */
   readonly update: RunningUpdate;
   readonly eps: number;
   /** num_batches_tracked before this step: selects the counter slot to read. */
@@ -57,16 +58,13 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const y = bindTensor(device, a.y);
   const vec4 = vec4Aligned(g, x.base, y.base);
   const width = vec4 ? 4 : 1;
-  const suffix = `${g.order}${width}`;
-  const planeStride = Math.ceil(g.c / 4);
-  const channelStats: GPUBufferBinding = { buffer: a.channelStats, offset: 0, size: channelStatsBytes(g.c) };
-
+  const channelStats = bindChannelStats(a.channelStats, g.c);
 
   const pass = encoder.beginComputePass({ label: 'bn.forward.pass' });
 
   if (a.useBatchStats) {
     const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
-    const stats = getKernel(device, 'stats', `stats_${suffix}`, r.constants);
+    const stats = getKernel(device, 'stats', `stats_${g.order}${width}`, { BLOCK: STATS_BLOCK, ...r.constants });
     const lanes = r.lanes;
     const values: UniformValues =
       g.order === 'cf'
@@ -81,14 +79,15 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
             colsPerLane: Math.ceil(r.cols / lanes),
           }
         : { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: x.base / width, stepIndex: lanes * r.cols };
-    const partials = gpu.scratch('partials', g.c * lanes * 16);
+    const partialBytes = g.c * lanes * STATS_PARTIAL_BYTES;
+    const partials: GPUBufferBinding = { buffer: gpu.scratch('partials', partialBytes), offset: 0, size: partialBytes };
     pass.setPipeline(stats.pipeline);
     pass.setBindGroup(
       0,
       gpu.bindGroups.get(stats, {
         params: bindUniforms(gpu, stats, values),
         [vec4 ? 'x' : 'xScalar']: x.resource,
-        partials: { buffer: partials, offset: 0, size: g.c * lanes * 16 },
+        partials,
       }),
     );
     pass.dispatchWorkgroups(...r.workgroups);
@@ -100,10 +99,10 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     const rv = bindOptional(gpu, a.updateRunning ? a.runningVar : null, 'runningVar');
     const u = a.update;
     const flags =
-      (a.weight ? FINALIZE_FLAGS.affine : 0) |
-      (a.updateRunning ? FINALIZE_FLAGS.updateRunning : 0) |
-      (u.meanFactor === null ? FINALIZE_FLAGS.cumulative : 0) |
-      (u.varianceEstimator === 'biased' ? FINALIZE_FLAGS.biasedRunningVar : 0);
+      (a.weight ? FLAG_AFFINE : 0) |
+      (a.updateRunning ? FLAG_UPDATE_RUNNING : 0) |
+      (u.meanFactor === null ? FLAG_CUMULATIVE : 0) |
+      (u.varianceEstimator === 'biased' ? FLAG_BIASED_RUNNING_VAR : 0);
     pass.setPipeline(finalize.pipeline);
     pass.setBindGroup(
       0,
@@ -120,9 +119,9 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
           biasBase: b.base,
           runningMeanBase: rm.base,
           runningVarBase: rv.base,
-          planeStride,
+          planeStride: planeStride(g.c),
         }),
-        partials: { buffer: partials, offset: 0, size: g.c * lanes * 16 },
+        partials,
         weight: w.resource,
         bias: b.resource,
         runningMean: rm.resource,
@@ -131,51 +130,38 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
         channelStats,
       }),
     );
-    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
+    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP_SIZE));
   } else if (!a.runningMean || !a.runningVar) {
     throw new Error('internal: eval with running stats needs them');
   }
 
   // Evaluation is this one dispatch: the kernel derives the constants from the running stats.
   const fromRunning = !a.useBatchStats;
-  const shape = elementwiseShape(g, width, gpu.contiguousAccess);
-  const normalize = getKernel(device, 'normalize', `normalize_${suffix}`, shape.constants);
   const w = bindOptional(gpu, fromRunning ? a.weight : null, 'weight');
   const b = bindOptional(gpu, fromRunning ? a.bias : null, 'bias');
   const rm = bindOptional(gpu, fromRunning ? a.runningMean : null, 'runningMean');
   const rv = bindOptional(gpu, fromRunning ? a.runningVar : null, 'runningVar');
-  pass.setPipeline(normalize.pipeline);
-  pass.setBindGroup(
-    0,
-    gpu.bindGroups.get(normalize, {
-      params: bindUniforms(gpu, normalize, {
-        rows: shape.rows,
-        cols: shape.cols,
-        lanes: shape.lanes,
-        channels: g.c,
-        laneChannelStep: shape.laneChannelStep,
-        xBase: x.base / width,
-        yBase: y.base / width,
-        planeStride,
-        flags: (fromRunning ? 1 : 0) | (a.weight ? 2 : 0),
-        eps: a.eps,
-        weightBase: w.base,
-        biasBase: b.base,
-        runningMeanBase: rm.base,
-        runningVarBase: rv.base,
-        blocksPerRow: shape.blocksPerRow,
-      }),
-      [vec4 ? 'x' : 'xScalar']: x.resource,
-      [vec4 ? 'y' : 'yScalar']: y.resource,
+  encodeElementwise(gpu, pass, g, {
+    shader: 'normalize',
+    entry: 'normalize',
+    tensors: { x, y },
+    uniforms: {
+      flags: (fromRunning ? FLAG_FROM_RUNNING : 0) | (a.weight ? FLAG_AFFINE : 0),
+      eps: a.eps,
+      weightBase: w.base,
+      biasBase: b.base,
+      runningMeanBase: rm.base,
+      runningVarBase: rv.base,
+    },
+    resources: {
       channelStats,
       weight: w.resource,
       bias: b.resource,
       runningMean: rm.resource,
       runningVar: rv.resource,
-    }),
-  );
-  const invocations = Math.max(shape.invocations, fromRunning ? g.c : 0);
-  pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP), maxDim));
+    },
+    minInvocations: fromRunning ? g.c : 0,
+  });
   pass.end();
 
   // Batch statistics for the caller: finalize left each as one contiguous plane, so a copy (no
@@ -183,9 +169,10 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   // buffers per stage, which is why these are copies rather than extra outputs of finalize.
   const out = a.useBatchStats ? a.batchStats : null;
   if (out) {
-    for (const [plane, t] of [[BATCH_STATS_PLANE.mean, out.mean], [BATCH_STATS_PLANE.invstd, out.invstd], [BATCH_STATS_PLANE.variance, out.variance]] as const) {
+    const stride = planeStride(g.c);
+    for (const [plane, t] of [[PLANE_MEAN, out.mean], [PLANE_INVSTD, out.invstd], [PLANE_BATCH_VAR, out.variance]] as const) {
       if (!t) continue;
-      encoder.copyBufferToBuffer(a.channelStats, plane * planeStride * 16, t.buffer, t.byteOffset, g.c * 4);
+      encoder.copyBufferToBuffer(a.channelStats, plane * stride * 16, t.buffer, t.byteOffset, g.c * 4);
     }
   }
 }

@@ -1,9 +1,11 @@
-import type { BatchNormContext } from '../context.js';
+import { optionsObject } from '../arguments.js';
+import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import { BUFFER_COPY_SRC } from '../gpu/constants.js';
+import { channelStatsBytes } from '../gpu/contracts.js';
 import type { Tensor } from '../tensor.js';
-import { cpuData, runForward, type ForwardSpec } from './forward.js';
-import { channelStatsBytes } from './gpu-forward.js';
+import { cpuData, noteWrites, runForward, type ForwardSpec } from './forward.js';
+import { encodeForward } from './gpu-forward.js';
 import { checkBoolean, checkEps } from './options.js';
 import { checkChannelTensor, checkInput } from './validate.js';
 
@@ -61,23 +63,24 @@ const WHO = 'onnxBatchNormalization';
 export function onnxBatchNormalization(
   ctx: BatchNormContext,
   inputs: OnnxBatchNormalizationInputs,
-  attributes: OnnxBatchNormalizationAttributes = {},
+  attributes: OnnxBatchNormalizationAttributes | null = {},
 ): OnnxBatchNormalizationOutputs {
-  ctx.assertUsable();
+  assertContext(ctx, WHO);
   if (inputs === null || typeof inputs !== 'object') {
     throw new ArgumentError(`${WHO}: inputs must be an object { X, scale, B, inputMean, inputVar }, got ${String(inputs)}`);
   }
+  const attrs = optionsObject<OnnxBatchNormalizationAttributes>(attributes, `${WHO} attributes`);
   const { X, scale, B, inputMean, inputVar } = inputs;
   const g = checkInput(ctx, X, 'X', null, null, WHO);
   for (const [name, t] of [['scale', scale], ['B', B], ['inputMean', inputMean], ['inputVar', inputVar]] as const) {
     checkChannelTensor(ctx, t, name, g.c, WHO);
   }
-  const epsilon = checkEps(attributes.epsilon ?? 1e-5, 'epsilon', true);
-  const momentum = attributes.momentum ?? 0.9;
+  const epsilon = checkEps(attrs.epsilon ?? 1e-5, 'epsilon', true);
+  const momentum = attrs.momentum ?? 0.9;
   if (typeof momentum !== 'number' || !Number.isFinite(momentum)) {
     throw new ArgumentError(`${WHO}: momentum must be a finite number, got ${String(momentum)}`);
   }
-  const training = checkBoolean(attributes.trainingMode ?? false, 'trainingMode');
+  const training = checkBoolean(attrs.trainingMode ?? false, 'trainingMode');
   const gpu = ctx.gpu;
   if (training && gpu) {
     for (const [name, t] of [['inputMean', inputMean], ['inputVar', inputVar]] as const) {
@@ -105,14 +108,24 @@ export function onnxBatchNormalization(
   };
   try {
     if (gpu) {
-      const buffers = { counter: gpu.scratch('onnx.counter', 16), channelStats: gpu.scratch('onnx.channelStats', channelStatsBytes(g.c)) };
-      gpu.submit('bn.onnx', (encoder) => {
-        if (runningMean && runningVar) {
-          encoder.copyBufferToBuffer(inputMean.buffer, inputMean.byteOffset, runningMean.buffer, 0, g.c * 4);
-          encoder.copyBufferToBuffer(inputVar.buffer, inputVar.byteOffset, runningVar.buffer, 0, g.c * 4);
-        }
-        runForward(ctx, X, Y, g, spec, buffers, encoder);
-      });
+      // One submit: copy input_mean/input_var into the new running tensors, then the forward
+      // updates those copies in place.
+      const args = { ...spec, x: X, y: Y, counter: gpu.scratch('onnx.counter', 16), channelStats: gpu.scratch('onnx.channelStats', channelStatsBytes(g.c)) };
+      const writes = [Y, runningMean, runningVar];
+      const submit = gpu.submit(
+        'bn.onnx',
+        (encoder) => {
+          if (runningMean && runningVar) {
+            encoder.copyBufferToBuffer(inputMean.buffer, inputMean.byteOffset, runningMean.buffer, 0, g.c * 4);
+            encoder.copyBufferToBuffer(inputVar.buffer, inputVar.byteOffset, runningVar.buffer, 0, g.c * 4);
+          }
+          encodeForward(gpu, encoder, g, args);
+        },
+        (error) => {
+          for (const t of writes) t?.noteWriteFailed(submit, error);
+        },
+      );
+      noteWrites(writes, submit);
     } else {
       if (runningMean && runningVar) {
         cpuData(runningMean).set(cpuData(inputMean));

@@ -66,3 +66,4 @@ export function checkNumFeatures(numFeatures: unknown): number {
   }
   return numFeatures;
 }
+
