@@ -14,6 +14,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   ArgumentError,
+  BatchNormError,
   BatchNorm1d,
   BatchNorm2d,
   CONVENTIONS,
@@ -21,6 +22,7 @@ import {
   ShapeError,
   StateDictError,
   batchNorm,
+  onnxBatchNormalization,
   type BatchNorm,
   type BatchNormContext,
   type ConventionName,
@@ -320,6 +322,44 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
       bn.destroy();
       count(backend);
     });
+  });
+
+  it('malformed convention arguments: every one a typed error, thrown before anything is allocated', () => {
+    const x = ctx.tensor(new Float32Array(8).map((_, i) => i), [2, 4]);
+    const bn = new BatchNorm1d(ctx, 4, { convention: 'keras' });
+    const bad = <T>(v: unknown): T => v as T;
+    const c4 = ctx.tensor([1, 1, 1, 1], [4]);
+    const cases: Array<() => unknown> = [
+      () => new BatchNorm1d(ctx, 4, { convention: bad(5) }),
+      () => new BatchNorm1d(ctx, 4, { scale: bad('no') }),
+      () => new BatchNorm1d(ctx, 4, { varianceMomentum: bad('a') }),
+      () => new BatchNorm1d(ctx, 4, { varianceMomentum: 2 }),
+      () => bn.forward(x, { batchStats: bad(5) }),
+      () => bn.forward(x, { batchStats: { mean: bad({}) } }),
+      () => bn.forward(x, { batchStats: { mean: c4, invstd: c4 } }),
+      () => batchNorm(ctx, x, { convention: bad('tf'), training: true }),
+      () => batchNorm(ctx, x, { training: true, batchStats: { variance: x } }),
+      () => onnxBatchNormalization(bad(null), bad(null)),
+      () => onnxBatchNormalization(ctx, bad(null)),
+      () => onnxBatchNormalization(ctx, { X: x, scale: c4, B: c4, inputMean: c4, inputVar: c4 }, bad(5)),
+      () => onnxBatchNormalization(ctx, { X: x, scale: c4, B: c4, inputMean: c4, inputVar: c4 }, { trainingMode: bad(1) }),
+    ];
+    const buffers = ctx.stats.buffersCreated;
+    const tracked = bn.numBatchesTracked;
+    cases.forEach((fn, i) => {
+      let thrown: unknown = 'nothing';
+      try {
+        fn();
+      } catch (e) {
+        thrown = e;
+      }
+      expect({ case: i, typed: thrown instanceof BatchNormError }).toEqual({ case: i, typed: true });
+    });
+    expect(ctx.stats.buffersCreated).toBe(buffers);
+    expect(bn.numBatchesTracked).toBe(tracked);
+    for (const t of [x, c4]) t.destroy();
+    bn.destroy();
+    count(backend);
   });
 
   it('scale and center independently (Keras scale/center): state, forward and backward', async () => {
