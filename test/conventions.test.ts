@@ -205,9 +205,9 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
     });
   });
 
-  it('numpy-ml backward: gradients match BatchNorm2D._bwd (layers.py L1198-1213), n = 2, 7, 8, both layouts', async () => {
+  it('numpy-ml backward: gradients match BatchNorm2D._bwd (layers.py L1192-1215), n = 2, 7, 8, both layouts', async () => {
     // Our backward differentiates the last forward; numpy-ml's layer sums the gradients of every
-    // forward since its last update (layers.py L1184-1189). With one forward per update they agree.
+    // forward since its last update (layers.py L1182-1188). With one forward per update they agree.
     for (const n of [2, 7, 8]) {
       for (const layout of LAYOUTS) {
         const next = rng(500 + n);

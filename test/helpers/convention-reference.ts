@@ -146,7 +146,7 @@ export function evalRef(x: ArrayLike<number>, shape: readonly number[], st: RefS
 }
 
 /**
- * numpy-ml's BatchNorm2D backward, numpy_ml/neural_nets/layers/layers.py L1198-1213 (`_bwd`):
+ * numpy-ml's BatchNorm2D backward, numpy_ml/neural_nets/layers/layers.py L1192-1215 (`_bwd`):
  *   N = (X - X_mean) / sqrt(X_var + ep); dIntercept = dLdy.sum(0); dScaler = sum(dLdy * N, 0)
  *   dN = dLdy * scaler; dX = (n_ex * dN - dN.sum(0) - N * (dN * N).sum(0)) / (n_ex * sqrt(X_var + ep))
  * over the (n_ex·rows·cols, ch) reshape, i.e. per channel over all m = N·spatial values.
