@@ -501,6 +501,27 @@ describe('conventions on webgpu: encodeForward', () => {
     }
   });
 
+  it('batchStats in one caller buffer at offsets: each statistic lands at its own byteOffset', async () => {
+    const device = ctx.device;
+    if (!device) throw new Error('no device');
+    const align = device.limits.minStorageBufferOffsetAlignment;
+    const buffer = device.createBuffer({ size: 3 * align, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
+    const mean = ctx.tensorFromBuffer(buffer, [3], { byteOffset: 0 });
+    const variance = ctx.tensorFromBuffer(buffer, [3], { byteOffset: 2 * align });
+    const shape = [5, 3, 2];
+    const logical = Float64Array.from(Float32Array.from(randomData(rng(12), 30, 3, 2)));
+    const x = ctx.tensor(Float32Array.from(logical), shape);
+    const bn = new BatchNorm1d(ctx, 3, { convention: 'onnx' });
+    bn.forward(x, { batchStats: { mean, variance } }).destroy();
+    const mo = moments(logical, shape);
+    close('webgpu batch stats', 'offset mean', await mean.read(), mo.mean, (i) => 1e-5 * (1 + Math.abs(mo.mean[i] as number)));
+    close('webgpu batch stats', 'offset variance', await variance.read(), mo.popVar, (i) => 1e-5 * (1 + (mo.popVar[i] as number)));
+    bn.destroy();
+    x.destroy();
+    buffer.destroy();
+    count('webgpu');
+  });
+
   it('batchStats on a buffer without COPY_DST is rejected before any GPU work', () => {
     const device = ctx.device;
     if (!device) throw new Error('no device');
