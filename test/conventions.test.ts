@@ -238,7 +238,7 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
   describe('edge cases follow the convention', () => {
     it('one value per channel in training: Keras and ONNX give y = beta; PyTorch raises', async () => {
       const x = ctx.tensor([0.5, -2, 7], [1, 3]);
-      for (const name of ['keras', 'onnx', 'numpy-ml', 'mathematica'] as const) {
+      for (const name of ['keras', 'tf-keras2-fused', 'onnx', 'numpy-ml', 'mathematica'] as const) {
         const bn = new BatchNorm1d(ctx, 3, { convention: name });
         const names = bn.convention.stateNames;
         bn.loadStateDict({ [names.weight]: [2, 3, 4], [names.bias]: [0.25, -1, 3], [names.runningMean]: [1, 1, 1], [names.runningVar]: [2, 2, 2] });
