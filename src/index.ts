@@ -21,6 +21,21 @@ export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, type ForwardOptions }
 export type { BatchNormOptions } from './batch-norm/options.js';
 export type { StateDict, StateDictInput } from './batch-norm/state-dict.js';
 export { batchNorm, type BatchNormFunctionalOptions } from './batch-norm/functional.js';
+export type { BatchStatsOutputs } from './batch-norm/forward.js';
+export {
+  CONVENTIONS,
+  type Convention,
+  type ConventionName,
+  type MomentumMeaning,
+  type StateNames,
+  type VarianceEstimator,
+} from './batch-norm/conventions.js';
+export {
+  onnxBatchNormalization,
+  type OnnxBatchNormalizationAttributes,
+  type OnnxBatchNormalizationInputs,
+  type OnnxBatchNormalizationOutputs,
+} from './batch-norm/onnx.js';
 export {
   batchNormBackward,
   type BatchNormBackwardArgs,

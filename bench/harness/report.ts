@@ -60,6 +60,19 @@ export function checkTargets(rows: readonly Row[]): TargetCheck[] {
     push(`train <= ${trainLimit}x floor`, shape, layout, ratio(ours('train'), floor), '<=', trainLimit, 'webgpu-batchnorm train / copy-floor');
     push('eval <= 1.1x floor', shape, layout, ratio(ours('eval'), floor), '<=', 1.1, 'webgpu-batchnorm eval / copy-floor');
     push('backward <= 2.8x floor', shape, layout, ratio(ours('backward'), floor), '<=', 2.8, 'webgpu-batchnorm backward / copy-floor');
+    // Conventions are numbers in a uniform: the Keras preset must cost what PyTorch's does (10% is
+    // the run-to-run noise of these medians on a shared machine).
+    for (const op of ['train', 'eval'] as const) {
+      push(
+        `keras preset ${op} within 10% of pytorch`,
+        shape,
+        layout,
+        ratio(okTime(find(rows, 'webgpu-batchnorm-keras', op, shape, layout)), ours(op)),
+        '<=',
+        1.1,
+        `webgpu-batchnorm-keras ${op} / webgpu-batchnorm ${op}`,
+      );
+    }
     push(
       '>= 20x faster than tfjs-webgpu train',
       shape,
@@ -109,6 +122,7 @@ const IMPL_ORDER: readonly ImplName[] = [
   'copy-floor',
   'copy-b2b',
   'webgpu-batchnorm',
+  'webgpu-batchnorm-keras',
   'tfjs-webgpu',
   'ort-webgpu',
   'webgpu-batchnorm-cpu',

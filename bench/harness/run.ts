@@ -83,6 +83,7 @@ const PLAN: ReadonlyArray<readonly [ImplName, readonly OpName[]]> = [
   ['copy-floor', ['copy']],
   ['copy-b2b', ['copy']],
   ['webgpu-batchnorm', ['train', 'eval', 'backward']],
+  ['webgpu-batchnorm-keras', ['train', 'eval']],
   ['tfjs-webgpu', ['train', 'eval']],
   ['ort-webgpu', ['eval']],
   ['webgpu-batchnorm-cpu', ['train', 'eval', 'backward']],
@@ -264,6 +265,7 @@ export async function runBenchmark(env: BenchEnvironment, options: BenchOptions 
     };
     await make('copy-floor', ['copy'], () => createCopies(cc));
     await make('webgpu-batchnorm', ['train', 'eval', 'backward'], () => createOursGpu(cc, ctxGpu));
+    await make('webgpu-batchnorm-keras', ['train', 'eval'], () => createOursGpu(cc, ctxGpu, 'keras'));
     await make('tfjs-webgpu', ['train', 'eval'], () => createTfjs(cc, tf, 'webgpu', tfError));
     await make('ort-webgpu', ['eval'], () => createOrt(cc, ort, ortError));
     await make('webgpu-batchnorm-cpu', ['train', 'eval', 'backward'], () => createOursCpu(cc, ctxCpu));

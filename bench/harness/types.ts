@@ -11,6 +11,7 @@ export type LibraryModule = typeof Library;
 /** Who ran: our two backends, the peers, and the two copy floors. */
 export type ImplName =
   | 'webgpu-batchnorm'
+  | 'webgpu-batchnorm-keras'
   | 'webgpu-batchnorm-cpu'
   | 'tfjs-webgpu'
   | 'ort-webgpu'

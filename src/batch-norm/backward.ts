@@ -25,6 +25,7 @@ export interface ModuleBackwardSource {
   readonly numFeatures: number;
   readonly affine: boolean;
   readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
   /** The module's state version now; a record from an older version is stale. */
   readonly version: number;
   readonly lastForward: ForwardRecord | null;
@@ -239,10 +240,9 @@ export function moduleBackward(bn: ModuleBackwardSource, gradOutput: Tensor, opt
   const record = forwardRecord(bn, who);
   checkGradOutput(bn.ctx, gradOutput, record.input, who);
   const mask = checkMask(options.outputMask ?? [true, true, true], who);
-  if (!bn.affine) {
-    mask[1] = false;
-    mask[2] = false;
-  }
+  // Gradients exist only for the parameters the module has (Keras scale/center may drop one).
+  if (!bn.weight) mask[1] = false;
+  if (!bn.bias) mask[2] = false;
   const [gradInput, gradWeight, gradBias] = allocGradients(bn.ctx, record.input, bn.numFeatures, mask);
   if (!gradInput && !gradWeight && !gradBias) return { gradInput, gradWeight, gradBias };
   try {
@@ -250,7 +250,7 @@ export function moduleBackward(bn: ModuleBackwardSource, gradOutput: Tensor, opt
       x: record.input,
       dy: gradOutput,
       g: record.geometry,
-      weight: bn.affine ? bn.weight : null,
+      weight: bn.weight,
       useBatchStats: record.usedBatchStats,
       gradInput,
       gradWeight,
@@ -292,10 +292,14 @@ export function moduleEncodeBackward(bn: ModuleBackwardSource, encoder: GPUComma
   }
   for (const [name, t] of [['gradWeight', gradWeight], ['gradBias', gradBias]] as const) {
     if (!t) continue;
-    if (!bn.affine) throw new ArgumentError(`${who}: ${name} was given but the module has affine = false (no weight or bias)`);
+    if (!(name === 'gradWeight' ? bn.weight : bn.bias)) {
+      throw new ArgumentError(
+        `${who}: ${name} was given but the module has no ${name === 'gradWeight' ? 'weight (affine = false or scale = false)' : 'bias (affine = false or center = false)'}`,
+      );
+    }
     checkChannelTensor(bn.ctx, t, name, bn.numFeatures, who);
   }
-  const weight = bn.affine ? bn.weight : null;
+  const weight = bn.weight;
   const resolved: Resolved = { x: record.input, dy: gradOutput, g: record.geometry, weight, useBatchStats: record.usedBatchStats, gradInput, gradWeight, gradBias };
   checkNoAliasing(bn.ctx, who, ...backwardTensors(resolved));
   runModuleBackward(bn.ctx, record, resolved, encoder);

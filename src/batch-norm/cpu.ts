@@ -126,19 +126,24 @@ export function invstdOf(variance: ArrayLike<number>, eps: number): Float64Array
   return out;
 }
 
+/** Weights of the batch values in one running update, and the variance estimator. */
+export interface CpuRunningFactors {
+  readonly meanFactor: number;
+  readonly varFactor: number;
+  /** Feed the biased batch variance (Keras 3, ONNX) instead of the unbiased one (PyTorch). */
+  readonly biased: boolean;
+}
+
 /**
- * running ← (1 − factor) · running + factor · batch, with the unbiased variance for running_var,
- * in place on the float32 running buffers.
+ * running ← (1 − factor) · running + factor · batch, in place on the float32 running buffers. The
+ * unbiased variance divides by max(m − 1, 1), as TensorFlow's fused kernel; PyTorch never gets here
+ * with m = 1.
  */
-export function cpuUpdateRunning(
-  runningMean: Float32Array,
-  runningVar: Float32Array,
-  stats: CpuBatchStats,
-  factor: number,
-): void {
-  const unbias = stats.count / (stats.count - 1);
+export function cpuUpdateRunning(runningMean: Float32Array, runningVar: Float32Array, stats: CpuBatchStats, f: CpuRunningFactors): void {
+  const unbias = f.biased ? 1 : stats.count / Math.max(stats.count - 1, 1);
+  const { meanFactor, varFactor } = f;
   for (let c = 0; c < runningMean.length; c++) {
-    runningMean[c] = (1 - factor) * (runningMean[c] as number) + factor * (stats.mean[c] as number);
-    runningVar[c] = (1 - factor) * (runningVar[c] as number) + factor * (stats.biasedVar[c] as number) * unbias;
+    runningMean[c] = (1 - meanFactor) * (runningMean[c] as number) + meanFactor * (stats.mean[c] as number);
+    runningVar[c] = (1 - varFactor) * (runningVar[c] as number) + varFactor * (stats.biasedVar[c] as number) * unbias;
   }
 }
