@@ -68,3 +68,18 @@ export {
   type ReadModelOptions,
 } from './io/model-file.js';
 export { loadBatchNorm, type LoadBatchNormOptions } from './io/load-batch-norm.js';
+export {
+  foldBatchNorm,
+  type FoldLayer,
+  type FoldBatchNormState,
+  type FoldOptions,
+  type FoldedLayer,
+} from './fold/fold-cpu.js';
+export type { WeightLayout } from './fold/fold-geometry.js';
+export {
+  foldBatchNormTensors,
+  encodeFoldBatchNorm,
+  type FoldTensorLayer,
+  type FoldTensorOutputs,
+  type FoldTensorOptions,
+} from './fold/fold-tensors.js';

@@ -1,6 +1,7 @@
 import backwardElementwise from '../../shaders/backward-elementwise.wgsl?raw';
 import backwardReduce from '../../shaders/backward-reduce.wgsl?raw';
 import finalize from '../../shaders/finalize.wgsl?raw';
+import fold from '../../shaders/fold.wgsl?raw';
 import normalize from '../../shaders/normalize.wgsl?raw';
 import stats from '../../shaders/stats.wgsl?raw';
 
@@ -14,6 +15,7 @@ export const shaderSources = {
   normalize,
   'backward-reduce': backwardReduce,
   'backward-elementwise': backwardElementwise,
+  fold,
 } as const satisfies Record<string, string>;
 
 export type ShaderId = keyof typeof shaderSources;
