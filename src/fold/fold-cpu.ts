@@ -13,7 +13,7 @@ import { ArgumentError, ShapeError } from '../errors.js';
 import { checkEps } from '../batch-norm/options.js';
 import { foldGeometry, outputChannel, type WeightLayout } from './fold-geometry.js';
 
-/** The layer before the batch norm: a convolution (1-D/2-D/3-D, any groups) or a linear layer. */
+/** The layer before the batch norm: a convolution (1-D/2-D/3-D, grouped or not) or a linear layer. */
 export interface FoldLayer {
   /** The weight's values in `layout` memory order. */
   readonly weight: Float32Array | readonly number[];
