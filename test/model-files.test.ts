@@ -372,3 +372,15 @@ describe.each(BACKENDS)('loading layers into modules on %s', (backend) => {
     count(backend);
   });
 });
+
+describe('.pt training checkpoints', () => {
+  it('reads nested dicts and an optimizer state (int keys, lists, tuples, floats) as dotted tensor names', () => {
+    const file = parseModelFile(bytesOf('checkpoint.pt'));
+    const want = (expected as unknown as { checkpoint: Record<string, number[]> }).checkpoint;
+    expect(Array.from((file.tensors.get('model.bn1.running_mean')?.data ?? []) as Float32Array)).toEqual((want['bn1.running_mean'] ?? []).map(Math.fround));
+    expect(Array.from((file.tensors.get('optimizer.state.0.exp_avg')?.data ?? []) as Float32Array)).toEqual((want['exp_avg_0'] ?? []).map(Math.fround));
+    expect(file.batchNorms.map((l) => l.name)).toEqual(['model.bn1', 'model.layer1.0.bn1', 'model.head.norm']);
+    // Non-tensor values (epoch, note, lr, param_groups) are not tensors and are skipped.
+    expect([...file.tensors.keys()].some((k) => k.startsWith('epoch') || k.startsWith('optimizer.param_groups'))).toBe(false);
+  });
+});

@@ -41,7 +41,9 @@ export function parsePyTorch(bytes: Uint8Array): TensorMap {
   }
   let files: Record<string, Uint8Array>;
   try {
-    files = unzipSync(bytes);
+    // Only the pickle and the storages are extracted: other entries (version, byteorder, anything
+    // added by hand) are never decompressed, so they cannot cost memory.
+    files = unzipSync(bytes, { filter: (f) => /^[^/]+\/(data\.pkl|data\/[^/]+)$/.test(f.name) });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     throw new ModelFileError(/unexpected EOF|invalid zip/i.test(message) ? 'TRUNCATED' : 'CORRUPT', `.pt: the zip archive cannot be read (${message}); is the file complete?`);

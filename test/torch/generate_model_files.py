@@ -14,6 +14,7 @@ Writes test/fixtures/models/ (all small, a few KB each):
                                   bn1.* as F16, layer1.0.bn1.* as BF16 and head.norm.* as F64
   bn.onnx                         torch.onnx.export of conv→BN→ReLU→conv→BN with BN nodes kept
                                   (training=PRESERVE, do_constant_folding=False)
+  checkpoint.pt                   {'model': state_dict, 'optimizer': Adam state_dict, 'epoch', ...}
   legacy.pt                       torch.save(..., _use_new_zipfile_serialization=False)
   evil_os_system.pt, evil_eval.pt pickles whose REDUCE would call os.system / builtins.eval
   uint8.pt                        a uint8 tensor (unsupported dtype)
@@ -231,6 +232,18 @@ def main() -> None:
                                    else {'shape': list(v.shape), 'dtype': 'I64', 'int': str(int(v))}) for k, v in st.items()}
 
     expected['onnx'] = bn_onnx(os.path.join(OUT, 'bn.onnx'))
+
+    # A training checkpoint: nested dicts, an optimizer state (int keys, lists, tuples, floats).
+    net = Net()
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    net.train()
+    loss = net.bn1(net.conv1(torch.randn(2, 3, 4, 4))).square().mean()
+    loss.backward()
+    opt.step()
+    torch.save({'model': net.state_dict(), 'optimizer': opt.state_dict(), 'epoch': 3, 'note': 'hello', 'lr': 0.01},
+               os.path.join(OUT, 'checkpoint.pt'))
+    expected['checkpoint'] = {'bn1.running_mean': float_list(net.bn1.running_mean),
+                              'exp_avg_0': float_list(opt.state_dict()['state'][0]['exp_avg'])}
 
     torch.save({'w': torch.ones(3)}, os.path.join(OUT, 'legacy.pt'), _use_new_zipfile_serialization=False)
     torch.save({'w': torch.ones(3), 'payload': OsSystem()}, os.path.join(OUT, 'evil_os_system.pt'))
