@@ -5,11 +5,12 @@
 //   batch statistics (BATCH_STATS = true):
 //     grad_input = (dy − meanDy[c] − (x − mean[c]) · projScale[c]) · invstd[c] · weight[c]
 //     with meanDy = sumDy / M and projScale = sumDyXmu / M · invstd² from backward-reduce.wgsl
-//     (channelStats planes 6 and 7) and x − mean formed as (x − K) − meanOffset (planes 0 and 5),
+//     (channelStats planes PLANE_MEAN_DY and PLANE_PROJ_SCALE) and x − mean formed as
+//     (x − K) − meanOffset (planes PLANE_SHIFT and PLANE_MEAN_OFFSET),
 //     which is exact for data clustered around its mean.
 //   running statistics (BATCH_STATS = false, PyTorch's eval-mode backward):
 //     grad_input = dy · invstd[c] · weight[c], which needs no reduction at all.
-// invstd is plane 4, written by the forward (or by backward_prepare); weight is read at backward
+// invstd is plane PLANE_INVSTD, written by the forward (or by backward_prepare); weight is read at backward
 // time, and is 1 when the module is not affine (FLAG_AFFINE clear).
 //
 // Per channel this is dx = dy·A − (x − K)·B + D with A = invstd·weight, B = projScale·A and
@@ -31,11 +32,9 @@ struct ElementwiseParams {
   dxBase: u32,
   weightBase: u32,      // in f32 elements
   planeStride: u32,     // ceil(C / 4)
-  flags: u32,           // FLAG_AFFINE
+  flags: u32,           // FLAG_AFFINE (common/prelude.wgsl)
   blocksPerRow: u32,    // CONTIGUOUS: ceil(cols / BLOCK_ITEMS)
 }
-
-const FLAG_AFFINE: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> params: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
@@ -49,7 +48,6 @@ const FLAG_AFFINE: u32 = 1u;
 @group(0) @binding(4) var<storage, read> channelStats: array<vec4f>;
 @group(0) @binding(5) var<storage, read> weight: array<f32>;
 
-override WORKGROUP_SIZE: u32 = 64u;
 // true: training formula (batch statistics); false: running statistics.
 override BATCH_STATS: bool = true;
 // Access pattern, as in normalize.wgsl: true on fallback adapters, where channels-first
@@ -57,22 +55,15 @@ override BATCH_STATS: bool = true;
 override CONTIGUOUS: bool = false;
 override BLOCK_ITEMS: u32 = 16u;
 
-fn plane1(plane: u32, c: u32) -> f32 {
-  return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
-}
-
 // vec4(K, A, B, D) of channel c (see the header).
 fn coef(c: u32) -> vec4f {
   var w = 1.0;
   if ((params.flags & FLAG_AFFINE) != 0u) { w = weight[params.weightBase + c]; }
-  let a = plane1(4u, c) * w;
+  let a = plane1(PLANE_INVSTD, c) * w;
   if (!BATCH_STATS) { return vec4f(0.0, a, 0.0, 0.0); }
-  let proj = plane1(7u, c);
-  return vec4f(plane1(0u, c), a, proj * a, (plane1(5u, c) * proj - plane1(6u, c)) * a);
-}
-
-fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
-  return (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
+  let proj = plane1(PLANE_PROJ_SCALE, c);
+  return vec4f(plane1(PLANE_SHIFT, c), a, proj * a,
+               (plane1(PLANE_MEAN_OFFSET, c) * proj - plane1(PLANE_MEAN_DY, c)) * a);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

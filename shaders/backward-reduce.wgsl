@@ -16,14 +16,15 @@
 // The split, the lane count and the data views are the same as stats.wgsl's (see there).
 //
 // Exactness: x − mean is formed as (x − K) − meanOffset with the shift K and meanOffset = mean − K
-// that the forward's finalize stored (channelStats planes 0 and 5): x − K is exact in float32 for
+// that the forward's finalize stored (channelStats planes PLANE_SHIFT and PLANE_MEAN_OFFSET): x − K is exact in float32 for
 // data clustered around its mean, so offset data (mean 1e4, std 0.1) keeps the precision of its
 // spread. The statistics are never recomputed.
 //
-// channelStats planes (each ceil(C / 4) vec4s, channel c at [c / 4][c % 4]): read 0 K, 4 invstd,
-// 5 meanOffset; reduce_finalize writes 6 meanDy = sumDy / M and 7 projScale = sumDyXmu / M · invstd²
-// for backward-elementwise.wgsl. backward_prepare fills planes 0, 3, 4, 5 from caller-given
-// mean / invstd (or running variance) for the functional API, with K = mean and meanOffset = 0.
+// channelStats planes (layout: common/prelude.wgsl): read PLANE_SHIFT (K), PLANE_INVSTD and
+// PLANE_MEAN_OFFSET; reduce_finalize writes PLANE_MEAN_DY = sumDy / M and PLANE_PROJ_SCALE =
+// sumDyXmu / M · invstd² for backward-elementwise.wgsl. backward_prepare fills planes PLANE_SHIFT,
+// PLANE_MEAN, PLANE_INVSTD and PLANE_MEAN_OFFSET from caller-given mean / invstd (or running
+// variance) for the functional API, with K = mean and meanOffset = 0.
 
 struct BackwardParams {
   rows: u32,          // channels-first: N; channels-last: N * spatial
@@ -36,7 +37,7 @@ struct BackwardParams {
   colsPerLane: u32,   // channels-first with CONTIGUOUS: ceil(cols / lanes)
   _pad4: u32,
   planeStride: u32,   // ceil(C / 4)
-  flags: u32,         // FLAG_* below
+  flags: u32,         // FLAG_GRAD_WEIGHT | FLAG_GRAD_BIAS | FLAG_INPUT_CONSTANTS | FLAG_FROM_VAR (common/prelude.wgsl)
   count: u32,         // M = N * spatial, values per channel
   gradWeightBase: u32,
   gradBiasBase: u32,
@@ -47,11 +48,6 @@ struct BackwardParams {
   _pad1: u32,
   _pad2: u32,
 }
-
-const FLAG_GRAD_WEIGHT: u32 = 1u;
-const FLAG_GRAD_BIAS: u32 = 2u;
-const FLAG_INPUT_CONSTANTS: u32 = 4u;  // write planes 6 and 7 for the training grad_input
-const FLAG_FROM_VAR: u32 = 8u;         // backward_prepare: `invstd` holds a variance
 
 @group(0) @binding(0) var<uniform> params: BackwardParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
@@ -65,31 +61,10 @@ const FLAG_FROM_VAR: u32 = 8u;         // backward_prepare: `invstd` holds a var
 @group(0) @binding(7) var<storage, read> mean: array<f32>;
 @group(0) @binding(8) var<storage, read> invstd: array<f32>;
 
-override WORKGROUP_SIZE: u32 = 64u;
-// Channels-first column assignment, as in stats.wgsl: false (GPUs) columns p, p + lanes, ...
-// (coalesced); true (fallback adapters) the contiguous columns [p·colsPerLane, (p + 1)·colsPerLane).
+// Channels-first column assignment (lane_columns, common/lane-columns.wgsl), as in stats.wgsl:
+// false (GPUs) columns p, p + lanes, ... (coalesced); true (fallback adapters) the contiguous
+// columns [p·colsPerLane, (p + 1)·colsPerLane).
 override CONTIGUOUS: bool = false;
-
-// [first column, end column, step] of channels-first invocation p.
-fn lane_columns(p: u32) -> vec3u {
-  if (CONTIGUOUS) {
-    let first = p * params.colsPerLane;
-    return vec3u(first, min(first + params.colsPerLane, params.cols), 1u);
-  }
-  return vec3u(p, params.cols, params.lanes);
-}
-
-fn plane1(plane: u32, c: u32) -> f32 {
-  return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
-}
-
-fn plane4(plane: u32, c4: u32) -> vec4f {
-  return channelStats[plane * params.planeStride + c4];
-}
-
-fn write_plane(plane: u32, c: u32, v: f32) {
-  channelStats[plane * params.planeStride + (c >> 2u)][c & 3u] = v;
-}
 
 fn load_x1(i: u32) -> f32 {
   return xScalar[i];
@@ -97,10 +72,6 @@ fn load_x1(i: u32) -> f32 {
 
 fn load_dy1(i: u32) -> f32 {
   return dyScalar[i];
-}
-
-fn channel_of(wid: vec3u, nwg: vec3u) -> u32 {
-  return wid.y + wid.z * nwg.y;
 }
 
 // Channels-first, vec4 loads (spatial % 4 == 0): invocation p < lanes ≤ cols of channel c reads
@@ -111,8 +82,8 @@ fn reduce_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let c = channel_of(wid, nwg);
   let p = wid.x * WORKGROUP_SIZE + lid;
   if (c >= params.channels || p >= params.lanes) { return; }
-  let k = vec4f(plane1(0u, c));
-  let meanOffset = vec4f(plane1(5u, c));
+  let k = vec4f(plane1(PLANE_SHIFT, c));
+  let meanOffset = vec4f(plane1(PLANE_MEAN_OFFSET, c));
   let chan = c * params.cols;
   var sumDy = vec4f(0.0);
   var sumDyXmu = vec4f(0.0);
@@ -137,8 +108,8 @@ fn reduce_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let c = channel_of(wid, nwg);
   let p = wid.x * WORKGROUP_SIZE + lid;
   if (c >= params.channels || p >= params.lanes) { return; }
-  let k = plane1(0u, c);
-  let meanOffset = plane1(5u, c);
+  let k = plane1(PLANE_SHIFT, c);
+  let meanOffset = plane1(PLANE_MEAN_OFFSET, c);
   let chan = c * params.cols;
   var sumDy = 0.0;
   var sumDyXmu = 0.0;
@@ -161,12 +132,12 @@ fn reduce_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn reduce_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
               @builtin(num_workgroups) nwg: vec3u) {
-  let i = (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
+  let i = invocation(wid, nwg, lid);
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   let lane = i / params.cols;
-  let k = plane4(0u, col);
-  let meanOffset = plane4(5u, col);
+  let k = plane4(PLANE_SHIFT, col);
+  let meanOffset = plane4(PLANE_MEAN_OFFSET, col);
   var sumDy = vec4f(0.0);
   var sumDyXmu = vec4f(0.0);
   for (var row = lane; row < params.rows; row += params.lanes) {
@@ -185,12 +156,12 @@ fn reduce_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn reduce_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
               @builtin(num_workgroups) nwg: vec3u) {
-  let i = (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
+  let i = invocation(wid, nwg, lid);
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   let lane = i / params.cols;
-  let k = plane1(0u, col);
-  let meanOffset = plane1(5u, col);
+  let k = plane1(PLANE_SHIFT, col);
+  let meanOffset = plane1(PLANE_MEAN_OFFSET, col);
   var sumDy = 0.0;
   var sumDyXmu = 0.0;
   for (var row = lane; row < params.rows; row += params.lanes) {
@@ -215,7 +186,7 @@ fn reduce_finalize(@builtin(global_invocation_id) gid: vec3u) {
     sumDy += part.x;
     sumDyXmu += part.y;
   }
-  let inv = plane1(4u, c);
+  let inv = plane1(PLANE_INVSTD, c);
   if ((params.flags & FLAG_GRAD_WEIGHT) != 0u) {
     gradWeight[params.gradWeightBase + c] = sumDyXmu * inv;
   }
@@ -224,8 +195,8 @@ fn reduce_finalize(@builtin(global_invocation_id) gid: vec3u) {
   }
   if ((params.flags & FLAG_INPUT_CONSTANTS) != 0u) {
     let m = f32(params.count);
-    write_plane(6u, c, sumDy / m);
-    write_plane(7u, c, sumDyXmu / m * inv * inv);
+    write_plane(PLANE_MEAN_DY, c, sumDy / m);
+    write_plane(PLANE_PROJ_SCALE, c, sumDyXmu / m * inv * inv);
   }
 }
 
@@ -240,8 +211,8 @@ fn backward_prepare(@builtin(global_invocation_id) gid: vec3u) {
   if ((params.flags & FLAG_FROM_VAR) != 0u) {
     inv = 1.0 / sqrt(inv + params.eps);
   }
-  write_plane(0u, c, m);
-  write_plane(3u, c, m);
-  write_plane(4u, c, inv);
-  write_plane(5u, c, 0.0);
+  write_plane(PLANE_SHIFT, c, m);
+  write_plane(PLANE_MEAN, c, m);
+  write_plane(PLANE_INVSTD, c, inv);
+  write_plane(PLANE_MEAN_OFFSET, c, 0.0);
 }

@@ -6,6 +6,7 @@
 // One invocation per weight value; invocations below `channels` also write that channel's bias.
 // The output channel of value i is i / inner (channels first: PyTorch O x I/groups x k...) or
 // i % channels (channels last: Keras/TF.js k... x I/groups x O, depthwise k x k x C x M).
+// WORKGROUP_SIZE and invocation() come from the shared prelude (shaders/common/prelude.wgsl).
 // Numerics: float32 throughout (the CPU path folds in float64); sqrt and division are within the
 // WGSL spec's 2.5 ULP, so folded values are within a few float32 ULP of PyTorch's float64 result.
 
@@ -38,8 +39,6 @@ struct FoldParams {
 @group(0) @binding(7) var<storage, read_write> foldedWeight: array<f32>;
 @group(0) @binding(8) var<storage, read_write> foldedBias: array<f32>;
 
-override WORKGROUP_SIZE: u32 = 64u;
-
 fn invstd(o: u32) -> f32 {
   return 1.0 / sqrt(runningVar[params.runningVarBase + o] + params.eps);
 }
@@ -52,8 +51,7 @@ fn bn_weight(o: u32) -> f32 {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn fold_batch_norm(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                    @builtin(num_workgroups) nwg: vec3u) {
-  // 2-D grid: the workgroup count is split over x and y to respect maxComputeWorkgroupsPerDimension.
-  let i = (wid.y * nwg.x + wid.x) * WORKGROUP_SIZE + lid;
+  let i = invocation(wid, nwg, lid);  // prelude: 1-D index over a grid folded into x and y
   if (i < params.count) {
     var o = i / params.inner;
     if (params.channelsLast == 1u) { o = i % params.channels; }

@@ -1,20 +1,22 @@
+import {
+  BACKWARD_PARTIAL_BYTES,
+  bindChannelStats,
+  FLAG_AFFINE,
+  FLAG_FROM_VAR,
+  FLAG_GRAD_BIAS,
+  FLAG_GRAD_WEIGHT,
+  FLAG_INPUT_CONSTANTS,
+  planeStride,
+  WORKGROUP_SIZE,
+} from '../gpu/contracts.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { Geometry } from './geometry.js';
-import { elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
-import { channelStatsBytes } from './gpu-forward.js';
-
-/** Bytes of one backward partial: vec2f(sumDy, sumDyXmu). */
-const PARTIAL_BYTES = 8;
-
-// Flags of backward-reduce.wgsl.
-const FLAG_GRAD_WEIGHT = 1;
-const FLAG_GRAD_BIAS = 2;
-const FLAG_INPUT_CONSTANTS = 4;
-const FLAG_FROM_VAR = 8;
+import { reductionShape, vec4Aligned } from './dispatch-shape.js';
+import { encodeElementwise } from './elementwise-pass.js';
 
 /** What one backward needs on the GPU; tensors are already validated by the caller. */
 export interface GpuBackwardArgs {
@@ -61,7 +63,7 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
     gpu.bindGroups.get(kernel, {
       params: bindUniforms(gpu, kernel, {
         channels: a.channels,
-        planeStride: Math.ceil(a.channels / 4),
+        planeStride: planeStride(a.channels),
         flags: a.fromVar ? FLAG_FROM_VAR : 0,
         meanBase: mean.base,
         invstdBase: invstd.base,
@@ -69,10 +71,10 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
       }),
       mean: mean.resource,
       invstd: invstd.resource,
-      channelStats: { buffer: a.channelStats, offset: 0, size: channelStatsBytes(a.channels) },
+      channelStats: bindChannelStats(a.channelStats, a.channels),
     }),
   );
-  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP));
+  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP_SIZE));
   pass.end();
 }
 
@@ -90,8 +92,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
   const x = bindTensor(device, a.x);
   const dy = bindTensor(device, a.dy);
-  const planeStride = Math.ceil(g.c / 4);
-  const channelStats: GPUBufferBinding = { buffer: a.channelStats, offset: 0, size: channelStatsBytes(g.c) };
+  const channelStats = bindChannelStats(a.channelStats, g.c);
   const pass = encoder.beginComputePass({ label: 'bn.backward.pass' });
 
   if (needReduce) {
@@ -109,10 +110,10 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       channels: g.c,
       xBase: x.base / width,
       dyBase: dy.base / width,
-      planeStride,
+      planeStride: planeStride(g.c),
       colsPerLane: Math.ceil(r.cols / lanes),
     };
-    const partialBytes = g.c * lanes * PARTIAL_BYTES;
+    const partialBytes = g.c * lanes * BACKWARD_PARTIAL_BYTES;
     const partials: GPUBufferBinding = { buffer: gpu.scratch('backward.partials', partialBytes), offset: 0, size: partialBytes };
     pass.setPipeline(reduce.pipeline);
     pass.setBindGroup(
@@ -139,7 +140,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         params: bindUniforms(gpu, finalize, {
           lanes,
           channels: g.c,
-          planeStride,
+          planeStride: planeStride(g.c),
           flags,
           count: g.perChannel,
           gradWeightBase: gw.base,
@@ -151,45 +152,19 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         gradBias: gb.resource,
       }),
     );
-    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
+    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP_SIZE));
   }
 
   if (a.gradInput) {
-    const dx = bindTensor(device, a.gradInput);
-    const vec4 = vec4Aligned(g, x.base, dy.base, dx.base);
-    const width = vec4 ? 4 : 1;
-    const shape = elementwiseShape(g, width, gpu.contiguousAccess);
-    const kernel = getKernel(device, 'backward-elementwise', `elementwise_${g.order}${width}`, {
-      BATCH_STATS: a.useBatchStats ? 1 : 0,
-      ...shape.constants,
-    });
     const w = bindOptional(gpu, a.weight, 'weight');
-    pass.setPipeline(kernel.pipeline);
-    pass.setBindGroup(
-      0,
-      gpu.bindGroups.get(kernel, {
-        params: bindUniforms(gpu, kernel, {
-          rows: shape.rows,
-          cols: shape.cols,
-          lanes: shape.lanes,
-          channels: g.c,
-          laneChannelStep: shape.laneChannelStep,
-          xBase: x.base / width,
-          dyBase: dy.base / width,
-          dxBase: dx.base / width,
-          weightBase: w.base,
-          planeStride,
-          flags: a.weight ? 1 : 0,
-          blocksPerRow: shape.blocksPerRow,
-        }),
-        [vec4 ? 'x' : 'xScalar']: x.resource,
-        [vec4 ? 'dy' : 'dyScalar']: dy.resource,
-        [vec4 ? 'dx' : 'dxScalar']: dx.resource,
-        channelStats,
-        weight: w.resource,
-      }),
-    );
-    pass.dispatchWorkgroups(...grid(Math.ceil(shape.invocations / WORKGROUP), maxDim));
+    encodeElementwise(gpu, pass, g, {
+      shader: 'backward-elementwise',
+      entry: 'elementwise',
+      tensors: { x, dy, dx: bindTensor(device, a.gradInput) },
+      uniforms: { weightBase: w.base, flags: a.weight ? FLAG_AFFINE : 0 },
+      resources: { channelStats, weight: w.resource },
+      constants: { BATCH_STATS: a.useBatchStats ? 1 : 0 },
+    });
   }
   pass.end();
 }

@@ -4,8 +4,10 @@
  * into your encoder), on the CPU the float64 fold of fold-cpu.ts.
  */
 import type { BatchNorm } from '../batch-norm/module.js';
-import { WORKGROUP, grid } from '../batch-norm/dispatch-shape.js';
+import { checkEncoder, checkNoAliasing } from '../batch-norm/aliasing.js';
+import { grid } from '../batch-norm/dispatch-shape.js';
 import { ArgumentError, ShapeError } from '../errors.js';
+import { WORKGROUP_SIZE } from '../gpu/contracts.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
@@ -66,34 +68,28 @@ function checkOutputs(who: string, bn: BatchNorm, layer: FoldTensorLayer, out: F
   ctx.assertOwnTensor(out.bias, `${who}: out.bias`);
   if (out.weight.size !== g.count) throw new ShapeError(`${who}: out.weight has ${out.weight.size} values, the weight ${g.count}`);
   if (out.bias.size !== g.channels) throw new ShapeError(`${who}: out.bias has shape [${out.bias.shape.join(', ')}], expected [${g.channels}]`);
-  const reads: Array<[string, Tensor | null | undefined]> = [
-    ['layer.weight', layer.weight],
-    ['layer.bias', layer.bias],
-    ['bn.weight', bn.weight],
-    ['bn.bias', bn.bias],
-    ['bn.runningMean', bn.runningMean],
-    ['bn.runningVar', bn.runningVar],
-  ];
-  const memory = (t: Tensor): object => {
-    const s = t.storage;
-    return s.kind === 'gpu' ? s.buffer : s.data;
-  };
-  for (const [outName, o] of [['out.weight', out.weight], ['out.bias', out.bias]] as const) {
-    const clash = reads.find(([, t]) => t && memory(t) === memory(o));
-    // WebGPU forbids a buffer bound read-only and writable in one dispatch, even at disjoint offsets.
-    if (clash) throw new ArgumentError(`${who}: ${outName} shares its buffer with ${clash[0]}; outputs need buffers of their own`);
-  }
-  const w = out.weight;
-  const b = out.bias;
-  if (memory(w) === memory(b) && w.byteOffset < b.byteOffset + b.size * 4 && b.byteOffset < w.byteOffset + w.size * 4) {
-    throw new ArgumentError(`${who}: out.weight and out.bias overlap`);
-  }
+  checkNoAliasing(
+    ctx,
+    who,
+    [
+      ['layer.weight', layer.weight],
+      ['layer.bias', layer.bias ?? null],
+      ['bn.weight', bn.weight],
+      ['bn.bias', bn.bias],
+      ['bn.runningMean', bn.runningMean],
+      ['bn.runningVar', bn.runningVar],
+    ],
+    [
+      ['out.weight', out.weight],
+      ['out.bias', out.bias],
+    ],
+  );
 }
 
 /** Records the fold dispatch; inputs and outputs are validated tensors on the GPU. */
 function encodeFold(gpu: GpuRuntime, encoder: GPUCommandEncoder, bn: BatchNorm, layer: FoldTensorLayer, out: FoldTensorOutputs, c: CheckedFold): void {
   const device = gpu.device;
-  const kernel = getKernel(device, 'fold', 'fold_batch_norm', { WORKGROUP_SIZE: WORKGROUP });
+  const kernel = getKernel(device, 'fold', 'fold_batch_norm');
   const weight = bindTensor(device, layer.weight);
   const bias = bindOptional(gpu, layer.bias ?? null, 'bias');
   const bnWeight = bindOptional(gpu, bn.weight, 'bnWeight');
@@ -135,7 +131,7 @@ function encodeFold(gpu: GpuRuntime, encoder: GPUCommandEncoder, bn: BatchNorm, 
     }),
   );
   const invocations = Math.max(c.g.count, c.g.channels);
-  pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP), device.limits.maxComputeWorkgroupsPerDimension));
+  pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP_SIZE), device.limits.maxComputeWorkgroupsPerDimension));
   pass.end();
 }
 
@@ -202,6 +198,7 @@ export function encodeFoldBatchNorm(
   const c = check(who, bn, layer, options);
   const gpu = bn.ctx.gpu;
   if (!gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu' (use foldBatchNormTensors)`);
+  checkEncoder(encoder, who);
   checkOutputs(who, bn, layer, out, c.g);
   encodeFold(gpu, encoder, bn, layer, out, c);
 }
