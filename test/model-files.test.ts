@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
-import { strToU8, zipSync } from 'fflate';
+import { strToU8, unzipSync, zipSync } from 'fflate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BatchNorm1d,
@@ -27,7 +27,7 @@ import {
   type FileTensor,
   type ModelFileErrorReason,
 } from '../src/index.js';
-import { BACKENDS, caseCounter, contextFor } from './helpers/backends.js';
+import { BACKENDS, caseCounter, contextFor, rng } from './helpers/backends.js';
 import { torchAvailable } from './helpers/torch-reference.js';
 
 const count = caseCounter('model-files');
@@ -382,5 +382,52 @@ describe('.pt training checkpoints', () => {
     expect(file.batchNorms.map((l) => l.name)).toEqual(['model.bn1', 'model.layer1.0.bn1', 'model.head.norm']);
     // Non-tensor values (epoch, note, lr, param_groups) are not tensors and are skipped.
     expect([...file.tensors.keys()].some((k) => k.startsWith('epoch') || k.startsWith('optimizer.param_groups'))).toBe(false);
+  });
+});
+
+describe('damaged files never crash the readers', () => {
+  /** Every failure must be a ModelFileError: no TypeError, RangeError or hang from a hostile file. */
+  function onlyTypedErrors(bytes: Uint8Array, format: 'pytorch' | 'safetensors' | 'onnx'): void {
+    try {
+      parseModelFile(bytes, { format });
+    } catch (err) {
+      if (!(err instanceof ModelFileError)) throw new Error(`${format}: ${String(err)} is not a ModelFileError`);
+    }
+  }
+  const pickleOf = (pt: Uint8Array): Uint8Array => {
+    const files = unzipSync(pt);
+    const name = Object.keys(files).find((n) => n.endsWith('/data.pkl')) ?? '';
+    return files[name] ?? new Uint8Array();
+  };
+
+  it('every truncation of a .pt pickle, .safetensors and .onnx file, and 300 random byte flips each', () => {
+    const pt = bytesOf('state_f32.pt');
+    const pickle = pickleOf(pt);
+    const withPickle = (p: Uint8Array): Uint8Array => {
+      const files = unzipSync(pt);
+      const name = Object.keys(files).find((n) => n.endsWith('/data.pkl')) ?? '';
+      return zipSync({ ...files, [name]: p }, { level: 0 });
+    };
+    for (let n = 0; n < pickle.length; n += 7) expect(() => parseModelFile(withPickle(pickle.subarray(0, n)))).toThrow(ModelFileError);
+    const st = bytesOf('state.safetensors');
+    for (let n = 0; n < st.length; n += 13) expect(() => parseModelFile(st.subarray(0, n), { format: 'safetensors' })).toThrow(ModelFileError);
+    const onnx = bytesOf('bn.onnx');
+    for (let n = 0; n < onnx.length; n += 11) onlyTypedErrors(onnx.subarray(0, n), 'onnx');
+    const next = rng(9);
+    for (let k = 0; k < 300; k++) {
+      const flip = (b: Uint8Array): Uint8Array => {
+        const c = b.slice();
+        for (let j = 0; j < 3; j++) c[Math.floor(next() * c.length)] = Math.floor(next() * 256);
+        return c;
+      };
+      const p = flip(pickle);
+      try {
+        parseModelFile(withPickle(p));
+      } catch (err) {
+        if (!(err instanceof ModelFileError)) throw new Error(`pickle flip ${k}: ${String(err)}`);
+      }
+      onlyTypedErrors(flip(st), 'safetensors');
+      onlyTypedErrors(flip(onnx), 'onnx');
+    }
   });
 });

@@ -6,7 +6,7 @@
  */
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { ModelFileError } from '../errors.js';
-import { elementCount, halfToFloat, decodeElements, type FileDtype, type FileTensor } from './file-tensor.js';
+import { DTYPE_BYTES, decodeElements, elementCount, halfToFloat, type FileDtype, type FileTensor } from './file-tensor.js';
 
 /** One node of the graph, as ONNX names it. */
 export interface OnnxNode {
@@ -111,6 +111,10 @@ function toFileTensor(t: RawTensor): FileTensor {
   const shape = t.dims;
   const count = elementCount(shape);
   let data: FileTensor['data'];
+  if (t.raw && t.raw.byteLength !== count * DTYPE_BYTES[dtype]) {
+    // Checked before decoding so a forged dims field cannot make us allocate for values that are not there.
+    throw new ModelFileError('TRUNCATED', `.onnx: tensor '${t.name}' has ${t.raw.byteLength} bytes of raw_data, dims [${shape.join(', ')}] of ${dtype} need ${count * DTYPE_BYTES[dtype]}`);
+  }
   if (t.raw) data = decodeElements(t.raw, dtype, count);
   else if (dtype === 'F32') data = Float32Array.from(t.floats);
   else if (dtype === 'F64') data = Float32Array.from(t.doubles);
@@ -244,6 +248,6 @@ export function parseOnnx(bytes: Uint8Array): OnnxGraph {
     if (err instanceof ModelFileError) throw err;
     const message = err instanceof Error ? err.message : String(err);
     if (/premature EOF|out of range|EOF/i.test(message)) throw new ModelFileError('TRUNCATED', `.onnx: the protobuf ends early (${message})`);
-    throw new ModelFileError('BAD_MAGIC', `.onnx: not a valid ONNX protobuf (${message})`);
+    throw new ModelFileError('CORRUPT', `.onnx: not a valid ONNX protobuf (${message})`);
   }
 }

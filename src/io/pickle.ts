@@ -153,6 +153,16 @@ function resolveGlobal(module: string, name: string, at: number): PickleValue {
  * outside a state dict's vocabulary.
  */
 export function unpickle(bytes: Uint8Array): PickleValue {
+  try {
+    return run(bytes);
+  } catch (err) {
+    if (err instanceof ModelFileError) throw err;
+    // Invalid UTF-8, a RangeError from a malformed length: still a refused file, never a crash.
+    throw corrupt(err instanceof Error ? err.message : String(err));
+  }
+}
+
+function run(bytes: Uint8Array): PickleValue {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const text = new TextDecoder('utf-8', { fatal: true });
   const stack: StackItem[] = [];

@@ -78,6 +78,11 @@ function materialize(t: TensorRef, files: Record<string, Uint8Array>, root: stri
   }
   const count = elementCount(t.shape);
   const rank = t.shape.length;
+  // The view's last element must lie inside the storage; checked before allocating `count` values.
+  const last = t.shape.reduce((at, size, d) => at + (size > 0 ? (size - 1) * (t.stride[d] ?? 0) : 0), t.offset);
+  if (count > 0 && (t.offset < 0 || t.stride.some((s) => s < 0) || last >= t.storage.numel)) {
+    throw new ModelFileError('CORRUPT', `.pt: '${name}' (shape [${t.shape.join(', ')}], stride [${t.stride.join(', ')}], offset ${t.offset}) reaches past its ${t.storage.numel}-element storage`);
+  }
   // A saved tensor may be a strided view of its storage; gather it into row-major order.
   const index = (i: number): number => {
     let rest = i;
@@ -87,7 +92,6 @@ function materialize(t: TensorRef, files: Record<string, Uint8Array>, root: stri
       at += (rest % size) * (t.stride[d] ?? 0);
       rest = Math.floor(rest / size);
     }
-    if (at >= t.storage.numel) throw new ModelFileError('CORRUPT', `.pt: '${name}' reads element ${at} of a ${t.storage.numel}-element storage`);
     return at;
   };
   return { dtype, shape: t.shape, data: decodeElements(data.subarray(0, storageBytes), dtype, count, index) };
