@@ -68,6 +68,7 @@ export {
   type ReadModelOptions,
 } from './io/model-file.js';
 export { loadBatchNorm, type LoadBatchNormOptions } from './io/load-batch-norm.js';
+export { readModelFileFromPath } from './io/node-file.js';
 export {
   foldBatchNorm,
   type FoldLayer,

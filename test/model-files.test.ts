@@ -21,6 +21,7 @@ import {
   loadBatchNorm,
   parseModelFile,
   readModelFile,
+  readModelFileFromPath,
   stateDictTensors,
   writeSafetensors,
   type BatchNormContext,
@@ -370,6 +371,14 @@ describe.each(BACKENDS)('loading layers into modules on %s', (backend) => {
     plain.destroy();
     noAffine.destroy();
     count(backend);
+  });
+});
+
+describe('readModelFileFromPath (Node)', () => {
+  it('reads by path and rejects a non-string', async () => {
+    const file = await readModelFileFromPath(new URL('state_f32.pt', DIR).pathname);
+    expect(file.batchNorms.map((l) => l.name)).toEqual(['bn1', 'layer1.0.bn1', 'head.norm']);
+    await expect(readModelFileFromPath('' as string)).rejects.toThrow(/non-empty string/);
   });
 });
 
