@@ -220,6 +220,14 @@ describe('encodeFoldBatchNorm on webgpu', () => {
     encodeFoldBatchNorm(encoder, bn, { weight, bias }, out);
     expect(ctx.stats.submits).toBe(submitsBefore);
     device.queue.submit([encoder.finish()]);
+    // Steady state: the same fold again creates no buffer (pipeline, uniform and bind group are cached).
+    const created = ctx.stats.buffersCreated;
+    for (let k = 0; k < 3; k++) {
+      const again = device.createCommandEncoder({ label: 'test.fold.again' });
+      encodeFoldBatchNorm(again, bn, { weight, bias }, out);
+      device.queue.submit([again.finish()]);
+    }
+    expect(ctx.stats.buffersCreated).toBe(created);
     const fw = await out.weight.read();
     const fb = await out.bias.read();
     expect(checkClose('weight', fw, c.folded_weight, (i) => 2 ** -20 * Math.abs(c.folded_weight[i] ?? 0)).failure).toBeNull();

@@ -347,6 +347,10 @@ describe.each(BACKENDS)('loading layers into modules on %s', (backend) => {
     const bn = new BatchNorm2d(ctx, 5);
     loadBatchNorm(bn, onnx, onnx.batchNorms[0]?.name ?? '');
     expect([bn.eps, bn.momentum]).toEqual([1e-3, 0.2]);
+    const tensorsOnly = new BatchNorm2d(ctx, 5, { eps: 1e-4, momentum: 0.5 });
+    loadBatchNorm(tensorsOnly, onnx, onnx.batchNorms[0]?.name ?? '', { conventions: false });
+    expect([tensorsOnly.eps, tensorsOnly.momentum]).toEqual([1e-4, 0.5]);
+    tensorsOnly.destroy();
     expect(Array.from((await bn.stateDict()).running_var ?? [])).toEqual((expected.onnx['1']?.running_var ?? []).map(Math.fround));
     bn.destroy();
     count(backend);
