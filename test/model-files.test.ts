@@ -19,6 +19,7 @@ import {
   StateDictError,
   findBatchNorm,
   loadBatchNorm,
+  momentumFromOnnx,
   parseModelFile,
   readModelFile,
   readModelFileFromPath,
@@ -441,6 +442,17 @@ describe('damaged files never crash the readers', () => {
       }
       onlyTypedErrors(flip(st), 'safetensors');
       onlyTypedErrors(flip(onnx), 'onnx');
+    }
+  });
+});
+
+describe('ONNX momentum → PyTorch momentum', () => {
+  it('is 1 − m at the decimals of the stored float32 m', () => {
+    expect([0.9, 0.99, 0.8, 0.999, 0, 1].map((m) => momentumFromOnnx(Math.fround(m)))).toEqual([0.1, 0.01, 0.2, 0.001, 1, 0]);
+    // Any float32: the converted momentum maps back to the stored value exactly.
+    for (const m of [0.123456789, 0.7, 0.95, 0.3333333]) {
+      const stored = Math.fround(m);
+      expect(Math.fround(1 - momentumFromOnnx(stored))).toBe(stored);
     }
   });
 });
