@@ -2,6 +2,7 @@ import backwardElementwise from '../../shaders/backward-elementwise.wgsl?raw';
 import backwardReduce from '../../shaders/backward-reduce.wgsl?raw';
 import channelStatsRead from '../../shaders/common/channel-stats-read.wgsl?raw';
 import channelStatsWrite from '../../shaders/common/channel-stats-write.wgsl?raw';
+import nonFinite from '../../shaders/common/non-finite.wgsl?raw';
 import laneColumns from '../../shaders/common/lane-columns.wgsl?raw';
 import prelude from '../../shaders/common/prelude.wgsl?raw';
 import finalize from '../../shaders/finalize.wgsl?raw';
@@ -24,10 +25,10 @@ function compose(stage: string, ...helpers: string[]): string {
  * them into the build, and vitest reads them through the same `?raw` import.
  */
 export const shaderSources = {
-  stats: compose(stats, laneColumns),
-  finalize: compose(finalize, channelStatsWrite),
-  normalize: compose(normalize, channelStatsRead, channelStatsWrite),
-  'backward-reduce': compose(backwardReduce, laneColumns, channelStatsRead, channelStatsWrite),
+  stats: compose(stats, laneColumns, nonFinite),
+  finalize: compose(finalize, channelStatsWrite, nonFinite),
+  normalize: compose(normalize, channelStatsRead, channelStatsWrite, nonFinite),
+  'backward-reduce': compose(backwardReduce, laneColumns, channelStatsRead, channelStatsWrite, nonFinite),
   'backward-elementwise': compose(backwardElementwise, channelStatsRead),
   fold: compose(fold),
 } as const satisfies Record<string, string>;
