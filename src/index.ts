@@ -58,4 +58,46 @@ export {
   DeviceLostError,
   GPUOperationError,
   BackwardStateError,
+  ModelFileError,
+  type ModelFileErrorReason,
 } from './errors.js';
+export type { FileDtype, FileTensor, TensorMap } from './io/file-tensor.js';
+export type { ModelSource } from './io/source.js';
+export { parsePyTorch } from './io/pytorch.js';
+export {
+  parseSafetensors,
+  writeSafetensors,
+  stateDictTensors,
+  type WritableTensor,
+  type WriteSafetensorsOptions,
+} from './io/safetensors.js';
+export { parseOnnx, type OnnxGraph, type OnnxNode } from './io/onnx.js';
+export {
+  readModelFile,
+  parseModelFile,
+  detectModelFormat,
+  findBatchNorm,
+  momentumFromOnnx,
+  type BatchNormLayer,
+  type ModelFile,
+  type ModelFormat,
+  type OnnxBatchNormAttributes,
+  type ReadModelOptions,
+} from './io/model-file.js';
+export { loadBatchNorm, type LoadBatchNormOptions } from './io/load-batch-norm.js';
+export { readModelFileFromPath } from './io/node-file.js';
+export {
+  foldBatchNorm,
+  type FoldLayer,
+  type FoldBatchNormState,
+  type FoldOptions,
+  type FoldedLayer,
+} from './fold/fold-cpu.js';
+export type { WeightLayout } from './fold/fold-geometry.js';
+export {
+  foldBatchNormTensors,
+  encodeFoldBatchNorm,
+  type FoldTensorLayer,
+  type FoldTensorOutputs,
+  type FoldTensorOptions,
+} from './fold/fold-tensors.js';

@@ -6,6 +6,7 @@ import nonFinite from '../../shaders/common/non-finite.wgsl?raw';
 import laneColumns from '../../shaders/common/lane-columns.wgsl?raw';
 import prelude from '../../shaders/common/prelude.wgsl?raw';
 import finalize from '../../shaders/finalize.wgsl?raw';
+import fold from '../../shaders/fold.wgsl?raw';
 import normalize from '../../shaders/normalize.wgsl?raw';
 import stats from '../../shaders/stats.wgsl?raw';
 
@@ -29,6 +30,7 @@ export const shaderSources = {
   normalize: compose(normalize, channelStatsRead, channelStatsWrite, nonFinite),
   'backward-reduce': compose(backwardReduce, laneColumns, channelStatsRead, channelStatsWrite, nonFinite),
   'backward-elementwise': compose(backwardElementwise, channelStatsRead),
+  fold: compose(fold),
 } as const satisfies Record<string, string>;
 
 export type ShaderId = keyof typeof shaderSources;
