@@ -352,6 +352,11 @@ describe.each(BACKENDS)('loading layers into modules on %s', (backend) => {
     loadBatchNorm(tensorsOnly, onnx, onnx.batchNorms[0]?.name ?? '', { conventions: false });
     expect([tensorsOnly.eps, tensorsOnly.momentum]).toEqual([1e-4, 0.5]);
     tensorsOnly.destroy();
+    // a module with ONNX's own convention takes the node's momentum as written (0.8 here)
+    const onnxConvention = new BatchNorm2d(ctx, 5, { convention: 'onnx' });
+    loadBatchNorm(onnxConvention, onnx, onnx.batchNorms[0]?.name ?? '');
+    expect([onnxConvention.eps, onnxConvention.momentum]).toEqual([1e-3, 0.8]);
+    onnxConvention.destroy();
     expect(Array.from((await bn.stateDict()).running_var ?? [])).toEqual((expected.onnx['1']?.running_var ?? []).map(Math.fround));
     bn.destroy();
     count(backend);

@@ -1,14 +1,18 @@
 /** Loading one layer of a model file into a BatchNorm module, all-or-nothing. */
 import type { BatchNorm } from '../batch-norm/module.js';
+import type { StateNames } from '../batch-norm/conventions.js';
 import { checkEps, checkMomentum } from '../batch-norm/options.js';
+import type { StateDict } from '../batch-norm/state-dict.js';
 import { ShapeError } from '../errors.js';
-import { findBatchNorm, type BatchNormLayer, type ModelFile } from './model-file.js';
+import { findBatchNorm, shortestFloat32, type BatchNormLayer, type ModelFile } from './model-file.js';
 
 /** Options of {@link loadBatchNorm}. */
 export interface LoadBatchNormOptions {
   /**
-   * Also take eps and momentum from the file where it stores them (ONNX nodes; momentum converted
-   * to PyTorch's convention, 1 − momentum_onnx). State dicts store neither. Default true.
+   * Also take eps and momentum from the file where it stores them (ONNX nodes). The momentum is
+   * set in the module's own meaning: 1 − momentum_onnx for a module that weights the batch value
+   * (PyTorch, the default), the file's number for one that weights the old value
+   * (`convention: 'onnx'`, Keras, ...). State dicts store neither. Default true.
    */
   conventions?: boolean;
 }
@@ -37,8 +41,28 @@ export function loadBatchNorm(bn: BatchNorm, file: ModelFile, layer: string | Ba
   }
   const useConventions = options.conventions ?? true;
   const eps = useConventions && found.eps !== undefined ? checkEps(found.eps, `eps of layer '${found.name}'`) : null;
-  const momentum = useConventions && found.momentum !== undefined ? checkMomentum(found.momentum, false, `momentum of layer '${found.name}'`) : null;
-  bn.loadStateDict(found.stateDict);
+  // found.momentum is PyTorch's (weight of the batch value); a module whose convention weights the
+  // old running value (e.g. `convention: 'onnx'`) takes the file's own number.
+  const fileMomentum = bn.momentumMeaning === 'running' && found.onnx ? shortestFloat32(found.onnx.momentum) : found.momentum;
+  const momentum = useConventions && fileMomentum !== undefined ? checkMomentum(fileMomentum, false, `momentum of layer '${found.name}'`) : null;
+  bn.loadStateDict(renameStateDict(found.stateDict, bn.convention.stateNames));
   if (eps !== null) bn.eps = eps;
   if (momentum !== null) bn.momentum = momentum;
+}
+
+/**
+ * A layer's PyTorch-keyed values under the module's own state names (Keras gamma/beta, ONNX
+ * scale/B, ...). num_batches_tracked goes only to conventions that keep it.
+ */
+function renameStateDict(sd: StateDict, names: StateNames): StateDict {
+  const out: StateDict = {};
+  const put = (name: string | null, value: StateDict[string] | undefined): void => {
+    if (name !== null && value !== undefined) out[name] = value;
+  };
+  put(names.weight, sd['weight']);
+  put(names.bias, sd['bias']);
+  put(names.runningMean, sd['running_mean']);
+  put(names.runningVar, sd['running_var']);
+  put(names.tracked, sd['num_batches_tracked']);
+  return out;
 }
