@@ -12,6 +12,10 @@
 // invstd is plane 4, written by the forward (or by backward_prepare); weight is read at backward
 // time, and is 1 when the module is not affine (FLAG_AFFINE clear).
 //
+// Fused epilogue (ACTIVATION / RESIDUAL overrides, shaders/common/epilogue.wgsl): dy is first
+// taken through the activation's derivative (mask from the saved output y, or SiLU's derivative at
+// the recomputed pre-activation), which is also the residual's gradient, stored in the same pass.
+//
 // Per channel this is dx = dy·A − (x − K)·B + D with A = invstd·weight, B = projScale·A and
 // D = (meanOffset·projScale − meanDy)·A, so each invocation loads its channel's constants once.
 //
@@ -33,6 +37,14 @@ struct ElementwiseParams {
   planeStride: u32,     // ceil(C / 4)
   flags: u32,           // FLAG_AFFINE
   blocksPerRow: u32,    // CONTIGUOUS: ceil(cols / BLOCK_ITEMS)
+  yBase: u32,           // epilogue: offsets of the forward's output, residual and gradResidual
+  residualBase: u32,
+  gradResidualBase: u32,
+  activationMin: f32,   // ACTIVATION_CLAMP bounds
+  activationMax: f32,
+  activationSlope: f32, // ACTIVATION_LEAKY_RELU slope
+  _pad0: u32,
+  _pad1: u32,
 }
 
 const FLAG_AFFINE: u32 = 1u;
@@ -48,6 +60,14 @@ const FLAG_AFFINE: u32 = 1u;
 @group(0) @binding(3) var<storage, read_write> dxScalar: array<f32>;
 @group(0) @binding(4) var<storage, read> channelStats: array<vec4f>;
 @group(0) @binding(5) var<storage, read> weight: array<f32>;
+// Fused epilogue (shaders/common/epilogue.wgsl): the forward's output y (ReLU-family masks), its
+// residual (SiLU's pre-activation) and the residual's gradient, written here.
+@group(0) @binding(6) var<storage, read> y: array<vec4f>;
+@group(0) @binding(6) var<storage, read> yScalar: array<f32>;
+@group(0) @binding(7) var<storage, read> residual: array<vec4f>;
+@group(0) @binding(7) var<storage, read> residualScalar: array<f32>;
+@group(0) @binding(8) var<storage, read_write> gradResidual: array<vec4f>;
+@group(0) @binding(8) var<storage, read_write> gradResidualScalar: array<f32>;
 
 override WORKGROUP_SIZE: u32 = 64u;
 // true: training formula (batch statistics); false: running statistics.
@@ -56,6 +76,11 @@ override BATCH_STATS: bool = true;
 // invocation i owns one contiguous run of BLOCK_ITEMS elements of one row.
 override CONTIGUOUS: bool = false;
 override BLOCK_ITEMS: u32 = 16u;
+// false: only the epilogue's gradResidual is wanted, and dx is not written.
+override GRAD_INPUT: bool = true;
+// true: store dL/dt as the residual's gradient (the forward added a residual). RESIDUAL (from
+// the prelude) here means the residual enters the recomputed SiLU pre-activation.
+override GRAD_RESIDUAL: bool = false;
 
 fn plane1(plane: u32, c: u32) -> f32 {
   return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
@@ -71,6 +96,51 @@ fn coef(c: u32) -> vec4f {
   return vec4f(plane1(0u, c), a, proj * a, (plane1(5u, c) * proj - plane1(6u, c)) * a);
 }
 
+// SiLU only: vec3(K, scale, shift) of channel c, the forward's t = (x − K)·scale + shift
+// (channelStats planes 0-2); zeros otherwise, so other pipelines load nothing.
+fn pre_activation_coef(c: u32) -> vec3f {
+  if (ACTIVATION != ACTIVATION_SILU) { return vec3f(0.0); }
+  return vec3f(plane1(0u, c), plane1(1u, c), plane1(2u, c));
+}
+
+// dL/dt at flat element j from dL/dy = g through the fused epilogue, and dL/dresidual = dL/dt
+// stored when there is a residual. e = pre_activation_coef of j's channel(s), per lane.
+fn epilogue_grad4(g: vec4f, j: u32, ek: vec4f, es: vec4f, eh: vec4f) -> vec4f {
+  let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
+  var d = g;
+  if (activation_masks_from_output()) {
+    d = activation_grad_from_output4(g, y[params.yBase + j], p);
+  } else if (ACTIVATION == ACTIVATION_SILU) {
+    var t = fma(x[params.xBase + j] - ek, es, eh);
+    if (RESIDUAL) { t += residual[params.residualBase + j]; }
+    d = silu_grad4(g, t);
+  }
+  if (GRAD_RESIDUAL) { gradResidual[params.gradResidualBase + j] = d; }
+  return d;
+}
+
+fn epilogue_grad1(g: f32, j: u32, e: vec3f) -> f32 {
+  let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
+  var d = g;
+  if (activation_masks_from_output()) {
+    d = activation_grad_from_output1(g, yScalar[params.yBase + j], p);
+  } else if (ACTIVATION == ACTIVATION_SILU) {
+    var t = fma(xScalar[params.xBase + j] - e.x, e.y, e.z);
+    if (RESIDUAL) { t += residualScalar[params.residualBase + j]; }
+    d = silu_grad1(g, t);
+  }
+  if (GRAD_RESIDUAL) { gradResidualScalar[params.gradResidualBase + j] = d; }
+  return d;
+}
+
+fn store_dx4(i: u32, v: vec4f) {
+  if (GRAD_INPUT) { dx[i] = v; }
+}
+
+fn store_dx1(i: u32, v: f32) {
+  if (GRAD_INPUT) { dxScalar[i] = v; }
+}
+
 fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
   return (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
 }
@@ -83,6 +153,7 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let row = i / params.blocksPerRow;
     if (row >= params.rows) { return; }
     let k = coef(row % params.channels);
+    let e = pre_activation_coef(row % params.channels);
     let xb = params.xBase;
     let gb = params.dyBase;
     let ob = params.dxBase;
@@ -90,10 +161,11 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
     let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
     for (var j = start; j < end; j++) {
+      let g = epilogue_grad4(dy[gb + j], j, vec4f(e.x), vec4f(e.y), vec4f(e.z));
       if (BATCH_STATS) {
-        dx[ob + j] = dy[gb + j] * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w);
+        store_dx4(ob + j, g * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w));
       } else {
-        dx[ob + j] = dy[gb + j] * k.y;
+        store_dx4(ob + j, g * k.y);
       }
     }
     return;
@@ -101,6 +173,7 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   if (i >= params.lanes * params.cols) { return; }
   var c = (i / params.cols) % params.channels;
   var k = coef(c);
+  var e = pre_activation_coef(c);
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
   let xb = params.xBase;
@@ -109,23 +182,26 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   // Two loops rather than a branch inside one: software adapters pay for a branch per element.
   if (params.laneChannelStep == 0u) {
     for (var j = i; j < total; j += step) {
+      let g = epilogue_grad4(dy[gb + j], j, vec4f(e.x), vec4f(e.y), vec4f(e.z));
       if (BATCH_STATS) {
-        dx[ob + j] = dy[gb + j] * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w);
+        store_dx4(ob + j, g * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w));
       } else {
-        dx[ob + j] = dy[gb + j] * k.y;
+        store_dx4(ob + j, g * k.y);
       }
     }
     return;
   }
   for (var j = i; j < total; j += step) {
+    let g = epilogue_grad4(dy[gb + j], j, vec4f(e.x), vec4f(e.y), vec4f(e.z));
     if (BATCH_STATS) {
-      dx[ob + j] = dy[gb + j] * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w);
+      store_dx4(ob + j, g * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w));
     } else {
-      dx[ob + j] = dy[gb + j] * k.y;
+      store_dx4(ob + j, g * k.y);
     }
     c += params.laneChannelStep;
     if (c >= params.channels) { c -= params.channels; }
     k = coef(c);
+    e = pre_activation_coef(c);
   }
 }
 
@@ -137,6 +213,7 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let row = i / params.blocksPerRow;
     if (row >= params.rows) { return; }
     let k = coef(row % params.channels);
+    let e = pre_activation_coef(row % params.channels);
     let xb = params.xBase;
     let gb = params.dyBase;
     let ob = params.dxBase;
@@ -144,10 +221,11 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
     let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
     for (var j = start; j < end; j++) {
+      let g = epilogue_grad1(dyScalar[gb + j], j, e);
       if (BATCH_STATS) {
-        dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
+        store_dx1(ob + j, g * k.y - (xScalar[xb + j] - k.x) * k.z + k.w);
       } else {
-        dxScalar[ob + j] = dyScalar[gb + j] * k.y;
+        store_dx1(ob + j, g * k.y);
       }
     }
     return;
@@ -155,6 +233,7 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   if (i >= params.lanes * params.cols) { return; }
   var c = (i / params.cols) % params.channels;
   var k = coef(c);
+  var e = pre_activation_coef(c);
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
   let xb = params.xBase;
@@ -162,23 +241,26 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   let ob = params.dxBase;
   if (params.laneChannelStep == 0u) {
     for (var j = i; j < total; j += step) {
+      let g = epilogue_grad1(dyScalar[gb + j], j, e);
       if (BATCH_STATS) {
-        dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
+        store_dx1(ob + j, g * k.y - (xScalar[xb + j] - k.x) * k.z + k.w);
       } else {
-        dxScalar[ob + j] = dyScalar[gb + j] * k.y;
+        store_dx1(ob + j, g * k.y);
       }
     }
     return;
   }
   for (var j = i; j < total; j += step) {
+    let g = epilogue_grad1(dyScalar[gb + j], j, e);
     if (BATCH_STATS) {
-      dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
+      store_dx1(ob + j, g * k.y - (xScalar[xb + j] - k.x) * k.z + k.w);
     } else {
-      dxScalar[ob + j] = dyScalar[gb + j] * k.y;
+      store_dx1(ob + j, g * k.y);
     }
     c += params.laneChannelStep;
     if (c >= params.channels) { c -= params.channels; }
     k = coef(c);
+    e = pre_activation_coef(c);
   }
 }
 
@@ -192,12 +274,19 @@ fn elementwise_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   var a: vec4f;
   var b: vec4f;
   var d: vec4f;
+  var ek: vec4f;
+  var es: vec4f;
+  var eh: vec4f;
   for (var l = 0u; l < 4u; l++) {
     let cl = coef(col * 4u + l);
     k[l] = cl.x;
     a[l] = cl.y;
     b[l] = cl.z;
     d[l] = cl.w;
+    let el = pre_activation_coef(col * 4u + l);
+    ek[l] = el.x;
+    es[l] = el.y;
+    eh[l] = el.z;
   }
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
@@ -205,10 +294,11 @@ fn elementwise_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   let gb = params.dyBase;
   let ob = params.dxBase;
   for (var j = i; j < total; j += step) {
+    let g = epilogue_grad4(dy[gb + j], j, ek, es, eh);
     if (BATCH_STATS) {
-      dx[ob + j] = dy[gb + j] * a - (x[xb + j] - k) * b + d;
+      store_dx4(ob + j, g * a - (x[xb + j] - k) * b + d);
     } else {
-      dx[ob + j] = dy[gb + j] * a;
+      store_dx4(ob + j, g * a);
     }
   }
 }
@@ -219,16 +309,18 @@ fn elementwise_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   let i = invocation(wid, nwg, lid);
   if (i >= params.lanes * params.cols) { return; }
   let k = coef(i % params.cols);
+  let e = pre_activation_coef(i % params.cols);
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
   let xb = params.xBase;
   let gb = params.dyBase;
   let ob = params.dxBase;
   for (var j = i; j < total; j += step) {
+    let g = epilogue_grad1(dyScalar[gb + j], j, e);
     if (BATCH_STATS) {
-      dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
+      store_dx1(ob + j, g * k.y - (xScalar[xb + j] - k.x) * k.z + k.w);
     } else {
-      dxScalar[ob + j] = dyScalar[gb + j] * k.y;
+      store_dx1(ob + j, g * k.y);
     }
   }
 }

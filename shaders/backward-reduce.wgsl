@@ -15,6 +15,11 @@
 // channels) into one partial (sumDy, sumDyXmu), and reduce_finalize adds a channel's partials.
 // The split, the lane count and the data views are the same as stats.wgsl's (see there).
 //
+// Fused epilogue (ACTIVATION / RESIDUAL overrides, shaders/common/epilogue.wgsl): each dy is
+// first taken through the activation's derivative (mask from the saved output y, or SiLU's
+// derivative at the pre-activation recomputed from x and planes 0-2), exactly as the elementwise
+// stage does, so both sums are of dL/dt.
+//
 // Exactness: x − mean is formed as (x − K) − meanOffset with the shift K and meanOffset = mean − K
 // that the forward's finalize stored (channelStats planes 0 and 5): x − K is exact in float32 for
 // data clustered around its mean, so offset data (mean 1e4, std 0.1) keeps the precision of its
@@ -22,8 +27,8 @@
 //
 // channelStats planes (each ceil(C / 4) vec4s, channel c at [c / 4][c % 4]): read 0 K, 4 invstd,
 // 5 meanOffset; reduce_finalize writes 6 meanDy = sumDy / M and 7 projScale = sumDyXmu / M · invstd²
-// for backward-elementwise.wgsl. backward_prepare fills planes 0, 3, 4, 5 from caller-given
-// mean / invstd (or running variance) for the functional API, with K = mean and meanOffset = 0.
+// for backward-elementwise.wgsl. backward_prepare fills planes 0-5 from caller-given mean / invstd
+// (or running variance), weight and bias for the functional API, with K = mean and meanOffset = 0.
 
 struct BackwardParams {
   rows: u32,          // channels-first: N; channels-last: N * spatial
@@ -43,15 +48,21 @@ struct BackwardParams {
   meanBase: u32,      // backward_prepare: element offsets of its inputs
   invstdBase: u32,
   eps: f32,           // backward_prepare with FLAG_FROM_VAR
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
+  weightBase: u32,    // backward_prepare: element offsets of the forward's weight and bias
+  biasBase: u32,
+  yBase: u32,         // epilogue: offsets of the forward's output and residual
+  residualBase: u32,
+  activationMin: f32,   // ACTIVATION_CLAMP bounds
+  activationMax: f32,
+  activationSlope: f32, // ACTIVATION_LEAKY_RELU slope
 }
 
 const FLAG_GRAD_WEIGHT: u32 = 1u;
 const FLAG_GRAD_BIAS: u32 = 2u;
 const FLAG_INPUT_CONSTANTS: u32 = 4u;  // write planes 6 and 7 for the training grad_input
 const FLAG_FROM_VAR: u32 = 8u;         // backward_prepare: `invstd` holds a variance
+const FLAG_WEIGHT: u32 = 16u;          // backward_prepare: the forward's weight is bound
+const FLAG_BIAS: u32 = 32u;            // backward_prepare: the forward's bias is bound
 
 @group(0) @binding(0) var<uniform> params: BackwardParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
@@ -64,6 +75,14 @@ const FLAG_FROM_VAR: u32 = 8u;         // backward_prepare: `invstd` holds a var
 @group(0) @binding(6) var<storage, read_write> gradBias: array<f32>;
 @group(0) @binding(7) var<storage, read> mean: array<f32>;
 @group(0) @binding(8) var<storage, read> invstd: array<f32>;
+// Fused epilogue (shaders/common/epilogue.wgsl): the forward's output y (ReLU-family masks) and
+// residual (SiLU's pre-activation); backward_prepare: the forward's weight and bias (SiLU).
+@group(0) @binding(9) var<storage, read> y: array<vec4f>;
+@group(0) @binding(9) var<storage, read> yScalar: array<f32>;
+@group(0) @binding(10) var<storage, read> residual: array<vec4f>;
+@group(0) @binding(10) var<storage, read> residualScalar: array<f32>;
+@group(0) @binding(11) var<storage, read> weight: array<f32>;
+@group(0) @binding(12) var<storage, read> bias: array<f32>;
 
 override WORKGROUP_SIZE: u32 = 64u;
 // Channels-first column assignment, as in stats.wgsl: false (GPUs) columns p, p + lanes, ...
@@ -99,6 +118,37 @@ fn load_dy1(i: u32) -> f32 {
   return dyScalar[i];
 }
 
+// SiLU only: (scale, shift) of channel c, the forward's t = (x − K)·scale + shift (channelStats
+// planes 1 and 2); zeros otherwise, so other pipelines load nothing.
+fn pre_activation_coef(c: u32) -> vec2f {
+  if (ACTIVATION != ACTIVATION_SILU) { return vec2f(0.0); }
+  return vec2f(plane1(1u, c), plane1(2u, c));
+}
+
+// dL/dt at flat element i from dL/dy = g through the fused epilogue (the identity by default);
+// xk = x − K, (es, eh) = pre_activation_coef per lane.
+fn epilogue_grad4(g: vec4f, i: u32, xk: vec4f, es: vec4f, eh: vec4f) -> vec4f {
+  let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
+  if (activation_masks_from_output()) { return activation_grad_from_output4(g, y[params.yBase + i], p); }
+  if (ACTIVATION == ACTIVATION_SILU) {
+    var t = fma(xk, es, eh);
+    if (RESIDUAL) { t += residual[params.residualBase + i]; }
+    return silu_grad4(g, t);
+  }
+  return g;
+}
+
+fn epilogue_grad1(g: f32, i: u32, xk: f32, e: vec2f) -> f32 {
+  let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
+  if (activation_masks_from_output()) { return activation_grad_from_output1(g, yScalar[params.yBase + i], p); }
+  if (ACTIVATION == ACTIVATION_SILU) {
+    var t = fma(xk, e.x, e.y);
+    if (RESIDUAL) { t += residualScalar[params.residualBase + i]; }
+    return silu_grad1(g, t);
+  }
+  return g;
+}
+
 fn channel_of(wid: vec3u, nwg: vec3u) -> u32 {
   return wid.y + wid.z * nwg.y;
 }
@@ -113,6 +163,9 @@ fn reduce_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   if (c >= params.channels || p >= params.lanes) { return; }
   let k = vec4f(plane1(0u, c));
   let meanOffset = vec4f(plane1(5u, c));
+  let e = pre_activation_coef(c);
+  let es = vec4f(e.x);
+  let eh = vec4f(e.y);
   let chan = c * params.cols;
   var sumDy = vec4f(0.0);
   var sumDyXmu = vec4f(0.0);
@@ -121,9 +174,10 @@ fn reduce_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   for (var row = 0u; row < params.rows; row++) {
     let rowEnd = rowStart + span.y;
     for (var i = rowStart + span.x; i < rowEnd; i += span.z) {
-      let g = dy[params.dyBase + i];
+      let xk = x[params.xBase + i] - k;
+      let g = epilogue_grad4(dy[params.dyBase + i], i, xk, es, eh);
       sumDy += g;
-      sumDyXmu += g * ((x[params.xBase + i] - k) - meanOffset);
+      sumDyXmu += g * (xk - meanOffset);
     }
     rowStart += params.rowStride;
   }
@@ -139,6 +193,7 @@ fn reduce_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   if (c >= params.channels || p >= params.lanes) { return; }
   let k = plane1(0u, c);
   let meanOffset = plane1(5u, c);
+  let e = pre_activation_coef(c);
   let chan = c * params.cols;
   var sumDy = 0.0;
   var sumDyXmu = 0.0;
@@ -147,9 +202,10 @@ fn reduce_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   for (var row = 0u; row < params.rows; row++) {
     let rowEnd = rowStart + span.y;
     for (var i = rowStart + span.x; i < rowEnd; i += span.z) {
-      let g = load_dy1(params.dyBase + i);
+      let xk = load_x1(params.xBase + i) - k;
+      let g = epilogue_grad1(load_dy1(params.dyBase + i), i, xk, e);
       sumDy += g;
-      sumDyXmu += g * ((load_x1(params.xBase + i) - k) - meanOffset);
+      sumDyXmu += g * (xk - meanOffset);
     }
     rowStart += params.rowStride;
   }
@@ -167,13 +223,21 @@ fn reduce_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let lane = i / params.cols;
   let k = plane4(0u, col);
   let meanOffset = plane4(5u, col);
+  var es = vec4f(0.0);
+  var eh = vec4f(0.0);
+  for (var l = 0u; l < 4u; l++) {
+    let el = pre_activation_coef(col * 4u + l);
+    es[l] = el.x;
+    eh[l] = el.y;
+  }
   var sumDy = vec4f(0.0);
   var sumDyXmu = vec4f(0.0);
   for (var row = lane; row < params.rows; row += params.lanes) {
     let j = row * params.rowStride + col;
-    let g = dy[params.dyBase + j];
+    let xk = x[params.xBase + j] - k;
+    let g = epilogue_grad4(dy[params.dyBase + j], j, xk, es, eh);
     sumDy += g;
-    sumDyXmu += g * ((x[params.xBase + j] - k) - meanOffset);
+    sumDyXmu += g * (xk - meanOffset);
   }
   let c0 = col * 4u;
   for (var l = 0u; l < 4u; l++) {
@@ -191,13 +255,15 @@ fn reduce_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let lane = i / params.cols;
   let k = plane1(0u, col);
   let meanOffset = plane1(5u, col);
+  let e = pre_activation_coef(col);
   var sumDy = 0.0;
   var sumDyXmu = 0.0;
   for (var row = lane; row < params.rows; row += params.lanes) {
     let j = row * params.rowStride + col;
-    let g = load_dy1(params.dyBase + j);
+    let xk = load_x1(params.xBase + j) - k;
+    let g = epilogue_grad1(load_dy1(params.dyBase + j), j, xk, e);
     sumDy += g;
-    sumDyXmu += g * ((load_x1(params.xBase + j) - k) - meanOffset);
+    sumDyXmu += g * (xk - meanOffset);
   }
   partials[col * params.lanes + lane] = vec2f(sumDy, sumDyXmu);
 }
@@ -240,7 +306,14 @@ fn backward_prepare(@builtin(global_invocation_id) gid: vec3u) {
   if ((params.flags & FLAG_FROM_VAR) != 0u) {
     inv = 1.0 / sqrt(inv + params.eps);
   }
+  // Planes 1 and 2 (scale, shift with K = mean) let a SiLU epilogue's backward recompute t.
+  var w = 1.0;
+  var b = 0.0;
+  if ((params.flags & FLAG_WEIGHT) != 0u) { w = weight[params.weightBase + c]; }
+  if ((params.flags & FLAG_BIAS) != 0u) { b = bias[params.biasBase + c]; }
   write_plane(0u, c, m);
+  write_plane(1u, c, inv * w);
+  write_plane(2u, c, b);
   write_plane(3u, c, m);
   write_plane(4u, c, inv);
   write_plane(5u, c, 0.0);

@@ -1,6 +1,7 @@
 // Batch-norm stage 3 of 3: the fused normalize + affine elementwise pass,
 //   y = (x - K[c]) * scale[c] + shiftedBias[c]
-// one subtract and one FMA per element. In training the per-channel constants come from
+// one subtract and one FMA per element, then the optional fused epilogue act(y + residual)
+// (shaders/common/epilogue.wgsl, selected by the ACTIVATION and RESIDUAL overrides). In training the per-channel constants come from
 // finalize.wgsl; in evaluation (FROM_RUNNING) each invocation derives its channel's constants from
 // running_mean / running_var / weight / bias itself, so inference is a single dispatch, and
 // invocations 0..C-1 also store them in channelStats for a later backward.
@@ -31,7 +32,10 @@ struct NormalizeParams {
   runningMeanBase: u32,
   runningVarBase: u32,
   blocksPerRow: u32, // CONTIGUOUS: ceil(cols / BLOCK_ITEMS)
-  _pad0: u32,
+  residualBase: u32, // RESIDUAL: element offset of the residual inside its binding
+  activationMin: f32,   // ACTIVATION_CLAMP bounds
+  activationMax: f32,
+  activationSlope: f32, // ACTIVATION_LEAKY_RELU slope
 }
 
 const FLAG_FROM_RUNNING: u32 = 1u;
@@ -47,6 +51,9 @@ const FLAG_AFFINE: u32 = 2u;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read> runningMean: array<f32>;
 @group(0) @binding(7) var<storage, read> runningVar: array<f32>;
+// The fused epilogue's skip connection (RESIDUAL), same layout as x.
+@group(0) @binding(8) var<storage, read> residual: array<vec4f>;
+@group(0) @binding(8) var<storage, read> residualScalar: array<f32>;
 
 override WORKGROUP_SIZE: u32 = 64u;
 // Access pattern. false (GPUs): the coalesced row-lane walk described above. true (fallback
@@ -111,6 +118,20 @@ fn packed4(c4: u32) -> array<vec4f, 3> {
   return array<vec4f, 3>(k, scale, shift);
 }
 
+// The fused epilogue (shaders/common/epilogue.wgsl) on normalized value t of flat element j:
+// act(t + residual[j]). With the default overrides it is t itself.
+fn epilogue4(t: vec4f, j: u32) -> vec4f {
+  var v = t;
+  if (RESIDUAL) { v += residual[params.residualBase + j]; }
+  return activate4(v, vec3f(params.activationMin, params.activationMax, params.activationSlope));
+}
+
+fn epilogue1(t: f32, j: u32) -> f32 {
+  var v = t;
+  if (RESIDUAL) { v += residualScalar[params.residualBase + j]; }
+  return activate1(v, vec3f(params.activationMin, params.activationMax, params.activationSlope));
+}
+
 fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
   return (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
 }
@@ -130,7 +151,7 @@ fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
     let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
     let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
     for (var j = start; j < end; j++) {
-      y[yb + j] = fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
+      y[yb + j] = epilogue4(fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z)), j);
     }
     return;
   }
@@ -145,12 +166,12 @@ fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   // Two loops rather than a branch inside one: software adapters pay for a branch per element.
   if (params.laneChannelStep == 0u) {
     for (var j = i; j < total; j += step) {
-      y[yb + j] = fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
+      y[yb + j] = epilogue4(fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z)), j);
     }
     return;
   }
   for (var j = i; j < total; j += step) {
-    y[yb + j] = fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
+    y[yb + j] = epilogue4(fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z)), j);
     c += params.laneChannelStep;
     if (c >= params.channels) { c -= params.channels; }
     k = packed(c);
@@ -172,7 +193,7 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
     let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
     let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
     for (var j = start; j < end; j++) {
-      yScalar[yb + j] = fma(xScalar[xb + j] - k.x, k.y, k.z);
+      yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k.x, k.y, k.z), j);
     }
     return;
   }
@@ -187,12 +208,12 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   // Two loops rather than a branch inside one: software adapters pay for a branch per element.
   if (params.laneChannelStep == 0u) {
     for (var j = i; j < total; j += step) {
-      yScalar[yb + j] = fma(xScalar[xb + j] - k.x, k.y, k.z);
+      yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k.x, k.y, k.z), j);
     }
     return;
   }
   for (var j = i; j < total; j += step) {
-    yScalar[yb + j] = fma(xScalar[xb + j] - k.x, k.y, k.z);
+    yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k.x, k.y, k.z), j);
     c += params.laneChannelStep;
     if (c >= params.channels) { c -= params.channels; }
     k = packed(c);
@@ -215,7 +236,7 @@ fn normalize_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   let xb = params.xBase;
   let yb = params.yBase;
   for (var j = i; j < total; j += step) {
-    y[yb + j] = fma(x[xb + j] - k, scale, shift);
+    y[yb + j] = epilogue4(fma(x[xb + j] - k, scale, shift), j);
   }
 }
 
@@ -235,6 +256,6 @@ fn normalize_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   let xb = params.xBase;
   let yb = params.yBase;
   for (var j = i; j < total; j += step) {
-    yScalar[yb + j] = fma(xScalar[xb + j] - k, scale, shift);
+    yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k, scale, shift), j);
   }
 }

@@ -1,6 +1,7 @@
 import type { BatchNormContext } from '../context.js';
 import type { Tensor } from '../tensor.js';
 import { cpuBatchStats, cpuNormalize, cpuUpdateRunning, invstdOf } from './cpu.js';
+import type { ResolvedEpilogue } from './epilogue.js';
 import type { Geometry } from './geometry.js';
 import { encodeForward } from './gpu-forward.js';
 
@@ -18,11 +19,22 @@ export interface ForwardSpec {
   readonly updateRunning: boolean;
   /** num_batches_tracked before this call. */
   readonly tracked: number;
+  /** Fused activation / residual add; null for plain BN. */
+  readonly epilogue: ResolvedEpilogue | null;
 }
 
-/** What the forward leaves for backward: float64 statistics on the CPU, a buffer on the GPU. */
+/**
+ * What the forward leaves for backward: float64 statistics (and the per-channel y = x·scale + shift
+ * it applied, for recomputing a SiLU's pre-activation) on the CPU, a buffer on the GPU.
+ */
 export type SavedStats =
-  | { readonly kind: 'cpu'; readonly mean: Float64Array; readonly invstd: Float64Array }
+  | {
+      readonly kind: 'cpu';
+      readonly mean: Float64Array;
+      readonly invstd: Float64Array;
+      readonly scale: Float64Array;
+      readonly shift: Float64Array;
+    }
   | { readonly kind: 'gpu'; readonly channelStats: GPUBuffer };
 
 /** GPU buffers a caller keeps across calls: the counter and the per-channel constants. */
@@ -70,7 +82,8 @@ export function runForward(
     mean = Float64Array.from(cpuData(spec.runningMean));
     invstd = invstdOf(cpuData(spec.runningVar), spec.eps);
   }
-  cpuNormalize(
+  const e = spec.epilogue;
+  const { scale, shift } = cpuNormalize(
     xs,
     cpuData(y),
     g,
@@ -78,8 +91,9 @@ export function runForward(
     invstd,
     spec.weight ? cpuData(spec.weight) : null,
     spec.bias ? cpuData(spec.bias) : null,
+    e ? { activation: e.activation, residual: e.residual ? cpuData(e.residual) : null } : null,
   );
-  return { kind: 'cpu', mean, invstd };
+  return { kind: 'cpu', mean, invstd, scale, shift };
 }
 
 /** The Float32Array behind a CPU tensor. */

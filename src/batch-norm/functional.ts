@@ -1,6 +1,7 @@
 import type { BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
+import { checkEpilogue, type Epilogue } from './epilogue.js';
 import { runForward } from './forward.js';
 import { channelStatsBytes } from './gpu-forward.js';
 import { checkBoolean, checkEps, checkMomentum } from './options.js';
@@ -24,6 +25,8 @@ export interface BatchNormFunctionalOptions {
   eps?: number;
   /** Write the result here instead of allocating a tensor. */
   out?: Tensor;
+  /** Fused epilogue: y = activation(batch_norm(x) + residual) in the same pass. Default none. */
+  epilogue?: Epilogue;
 }
 
 const WHO = 'batchNorm';
@@ -54,6 +57,7 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
   }
   if (training) checkTrainingValues(g, x.shape, WHO);
   if (options.out) checkOutput(ctx, options.out, x, WHO);
+  const epilogue = checkEpilogue(ctx, options.epilogue, x, options.out ?? null, WHO);
 
   const gpu = ctx.gpu;
   const buffers = gpu
@@ -87,6 +91,7 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
       useBatchStats: training,
       updateRunning: training && runningMean !== null,
       tracked: 0,
+      epilogue,
     }, buffers);
   } catch (err) {
     if (!options.out) y.destroy();

@@ -5,6 +5,7 @@ import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { Geometry } from './geometry.js';
 import { elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
+import { activationUniforms, ACTIVATION_CODE, masksFromOutput, type ResolvedEpilogue } from './epilogue.js';
 import { channelStatsBytes } from './gpu-forward.js';
 
 /** Bytes of one backward partial: vec2f(sumDy, sumDyXmu). */
@@ -15,6 +16,18 @@ const FLAG_GRAD_WEIGHT = 1;
 const FLAG_GRAD_BIAS = 2;
 const FLAG_INPUT_CONSTANTS = 4;
 const FLAG_FROM_VAR = 8;
+const FLAG_WEIGHT = 16;
+const FLAG_BIAS = 32;
+
+/** The fused epilogue a backward differentiates through (see shaders/common/epilogue.wgsl). */
+export interface GpuBackwardEpilogue {
+  /** The forward's activation and residual. */
+  readonly epilogue: ResolvedEpilogue;
+  /** The forward's output: required for a ReLU-family activation (its mask), else unused. */
+  readonly output: Tensor | null;
+  /** dL/dresidual, written by the elementwise pass; null = not requested. */
+  readonly gradResidual: Tensor | null;
+}
 
 /** What one backward needs on the GPU; tensors are already validated by the caller. */
 export interface GpuBackwardArgs {
@@ -32,6 +45,8 @@ export interface GpuBackwardArgs {
   readonly gradInput: Tensor | null;
   readonly gradWeight: Tensor | null;
   readonly gradBias: Tensor | null;
+  /** Fused epilogue of the forward; null for plain BN. */
+  readonly epilogue: GpuBackwardEpilogue | null;
 }
 
 /** The functional API's statistics, turned into channelStats planes by `backward_prepare`. */
@@ -42,6 +57,9 @@ export interface GpuPrepareArgs {
   readonly invstd: Tensor;
   readonly fromVar: boolean;
   readonly eps: number;
+  /** The forward's weight and bias (null: 1 and 0): only a SiLU epilogue's backward reads them. */
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
   readonly channelStats: GPUBuffer;
 }
 
@@ -54,6 +72,8 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
   const kernel = getKernel(device, 'backward-reduce', 'backward_prepare');
   const mean = bindTensor(device, a.mean);
   const invstd = bindTensor(device, a.invstd);
+  const weight = bindOptional(gpu, a.weight, 'weight');
+  const bias = bindOptional(gpu, a.bias, 'bias');
   const pass = encoder.beginComputePass({ label: 'bn.backward.prepare.pass' });
   pass.setPipeline(kernel.pipeline);
   pass.setBindGroup(
@@ -62,13 +82,17 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
       params: bindUniforms(gpu, kernel, {
         channels: a.channels,
         planeStride: Math.ceil(a.channels / 4),
-        flags: a.fromVar ? FLAG_FROM_VAR : 0,
+        flags: (a.fromVar ? FLAG_FROM_VAR : 0) | (a.weight ? FLAG_WEIGHT : 0) | (a.bias ? FLAG_BIAS : 0),
         meanBase: mean.base,
         invstdBase: invstd.base,
         eps: a.eps,
+        weightBase: weight.base,
+        biasBase: bias.base,
       }),
       mean: mean.resource,
       invstd: invstd.resource,
+      weight: weight.resource,
+      bias: bias.resource,
       channelStats: { buffer: a.channelStats, offset: 0, size: channelStatsBytes(a.channels) },
     }),
   );
@@ -82,23 +106,36 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
  * elementwise grad_input pass when grad_input is requested. Nothing when nothing is requested.
  */
 export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Geometry, a: GpuBackwardArgs): void {
+  const gradResidualTensor = a.epilogue?.gradResidual ?? null;
   const needInputConstants = a.gradInput !== null && a.useBatchStats;
   const needReduce = a.gradWeight !== null || a.gradBias !== null || needInputConstants;
-  if (!needReduce && !a.gradInput) return;
+  const needElementwise = a.gradInput !== null || gradResidualTensor !== null;
+  if (!needReduce && !needElementwise) return;
 
   const device = gpu.device;
   const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
   const x = bindTensor(device, a.x);
   const dy = bindTensor(device, a.dy);
+  // The epilogue's reads: the output for a mask, the residual for SiLU's pre-activation.
+  const e = a.epilogue;
+  const activation = e?.epilogue.activation ?? null;
+  const masked = activation !== null && masksFromOutput(activation);
+  const silu = activation?.kind === 'silu';
+  const savedOutput = bindOptional(gpu, masked ? (e?.output ?? null) : null, 'y');
+  const residual = bindOptional(gpu, silu ? (e?.epilogue.residual ?? null) : null, 'residual');
+  const epilogueConstants: Record<string, number> = {};
+  if (activation && activation.kind !== 'none') epilogueConstants['ACTIVATION'] = ACTIVATION_CODE[activation.kind];
+  if (silu && e?.epilogue.residual) epilogueConstants['RESIDUAL'] = 1;
+  const epilogueUniforms = { yBase: 0, residualBase: 0, ...activationUniforms(e?.epilogue ?? null) };
   const planeStride = Math.ceil(g.c / 4);
   const channelStats: GPUBufferBinding = { buffer: a.channelStats, offset: 0, size: channelStatsBytes(g.c) };
   const pass = encoder.beginComputePass({ label: 'bn.backward.pass' });
 
   if (needReduce) {
-    const vec4 = vec4Aligned(g, x.base, dy.base);
+    const vec4 = vec4Aligned(g, x.base, dy.base, savedOutput.base, residual.base);
     const width = vec4 ? 4 : 1;
     const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
-    const reduce = getKernel(device, 'backward-reduce', `reduce_${g.order}${width}`, r.constants);
+    const reduce = getKernel(device, 'backward-reduce', `reduce_${g.order}${width}`, { ...r.constants, ...epilogueConstants });
     const lanes = r.lanes;
     const workgroups = r.workgroups;
     const values: UniformValues = {
@@ -111,6 +148,9 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       dyBase: dy.base / width,
       planeStride,
       colsPerLane: Math.ceil(r.cols / lanes),
+      ...epilogueUniforms,
+      yBase: savedOutput.base / width,
+      residualBase: residual.base / width,
     };
     const partialBytes = g.c * lanes * PARTIAL_BYTES;
     const partials: GPUBufferBinding = { buffer: gpu.scratch('backward.partials', partialBytes), offset: 0, size: partialBytes };
@@ -121,6 +161,8 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         params: bindUniforms(gpu, reduce, values),
         [vec4 ? 'x' : 'xScalar']: x.resource,
         [vec4 ? 'dy' : 'dyScalar']: dy.resource,
+        [vec4 ? 'y' : 'yScalar']: savedOutput.resource,
+        [vec4 ? 'residual' : 'residualScalar']: residual.resource,
         partials,
         channelStats,
       }),
@@ -154,14 +196,19 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
   }
 
-  if (a.gradInput) {
-    const dx = bindTensor(device, a.gradInput);
-    const vec4 = vec4Aligned(g, x.base, dy.base, dx.base);
+  if (needElementwise) {
+    const dx = bindOptional(gpu, a.gradInput, 'dx');
+    const gradResidual = bindOptional(gpu, gradResidualTensor, 'gradResidual');
+    const vec4 = vec4Aligned(g, x.base, dy.base, dx.base, savedOutput.base, residual.base, gradResidual.base);
     const width = vec4 ? 4 : 1;
     const shape = elementwiseShape(g, width, gpu.contiguousAccess);
     const kernel = getKernel(device, 'backward-elementwise', `elementwise_${g.order}${width}`, {
       BATCH_STATS: a.useBatchStats ? 1 : 0,
       ...shape.constants,
+      ...epilogueConstants,
+      // Specialise only when the epilogue asks, so plain BN keeps its one pipeline.
+      ...(a.gradInput ? {} : { GRAD_INPUT: 0 }),
+      ...(gradResidualTensor ? { GRAD_RESIDUAL: 1 } : {}),
     });
     const w = bindOptional(gpu, a.weight, 'weight');
     pass.setPipeline(kernel.pipeline);
@@ -181,10 +228,17 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
           planeStride,
           flags: a.weight ? 1 : 0,
           blocksPerRow: shape.blocksPerRow,
+          ...epilogueUniforms,
+          yBase: savedOutput.base / width,
+          residualBase: residual.base / width,
+          gradResidualBase: gradResidual.base / width,
         }),
         [vec4 ? 'x' : 'xScalar']: x.resource,
         [vec4 ? 'dy' : 'dyScalar']: dy.resource,
         [vec4 ? 'dx' : 'dxScalar']: dx.resource,
+        [vec4 ? 'y' : 'yScalar']: savedOutput.resource,
+        [vec4 ? 'residual' : 'residualScalar']: residual.resource,
+        [vec4 ? 'gradResidual' : 'gradResidualScalar']: gradResidual.resource,
         channelStats,
         weight: w.resource,
       }),

@@ -3,6 +3,7 @@ import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
+import { activationUniforms, epilogueConstants, type ResolvedEpilogue } from './epilogue.js';
 import { elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
 import type { Geometry } from './geometry.js';
 
@@ -33,6 +34,8 @@ export interface GpuForwardArgs {
   readonly counter: GPUBuffer;
   /** Receives the per-channel constants (mean, invstd, ...) that backward reuses. */
   readonly channelStats: GPUBuffer;
+  /** Fused activation / residual add applied by the normalize pass; null for plain BN. */
+  readonly epilogue: ResolvedEpilogue | null;
 }
 
 /**
@@ -44,12 +47,12 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
   const x = bindTensor(device, a.x);
   const y = bindTensor(device, a.y);
-  const vec4 = vec4Aligned(g, x.base, y.base);
+  const residual = bindOptional(gpu, a.epilogue?.residual ?? null, 'residual');
+  const vec4 = vec4Aligned(g, x.base, y.base, residual.base);
   const width = vec4 ? 4 : 1;
   const suffix = `${g.order}${width}`;
   const planeStride = Math.ceil(g.c / 4);
   const channelStats: GPUBufferBinding = { buffer: a.channelStats, offset: 0, size: channelStatsBytes(g.c) };
-
 
   const pass = encoder.beginComputePass({ label: 'bn.forward.pass' });
 
@@ -122,7 +125,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   // Evaluation is this one dispatch: the kernel derives the constants from the running stats.
   const fromRunning = !a.useBatchStats;
   const shape = elementwiseShape(g, width, gpu.contiguousAccess);
-  const normalize = getKernel(device, 'normalize', `normalize_${suffix}`, shape.constants);
+  const normalize = getKernel(device, 'normalize', `normalize_${suffix}`, { ...shape.constants, ...epilogueConstants(a.epilogue) });
   const w = bindOptional(gpu, fromRunning ? a.weight : null, 'weight');
   const b = bindOptional(gpu, fromRunning ? a.bias : null, 'bias');
   const rm = bindOptional(gpu, fromRunning ? a.runningMean : null, 'runningMean');
@@ -147,9 +150,12 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
         runningMeanBase: rm.base,
         runningVarBase: rv.base,
         blocksPerRow: shape.blocksPerRow,
+        residualBase: residual.base / width,
+        ...activationUniforms(a.epilogue),
       }),
       [vec4 ? 'x' : 'xScalar']: x.resource,
       [vec4 ? 'y' : 'yScalar']: y.resource,
+      [vec4 ? 'residual' : 'residualScalar']: residual.resource,
       channelStats,
       weight: w.resource,
       bias: b.resource,

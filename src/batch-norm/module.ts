@@ -9,6 +9,7 @@ import {
   type BackwardOutputs,
   type BackwardResult,
 } from './backward.js';
+import { checkEpilogue, type Epilogue, type ResolvedEpilogue } from './epilogue.js';
 import { runForward, type GpuForwardBuffers, type SavedStats } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { channelStatsBytes } from './gpu-forward.js';
@@ -20,11 +21,26 @@ import { checkInput, checkOutput, checkTrainingValues } from './validate.js';
 export interface ForwardOptions {
   /** Write into this tensor (same shape and layout as the input) instead of allocating one. */
   out?: Tensor;
+  /**
+   * Fused epilogue: y = activation(bn(x) + residual) in the same pass. Default none. Backward then
+   * differentiates through it; a ReLU-family activation needs the returned output kept alive (and
+   * unchanged) until backward, as cuDNN's fused BN + activation does.
+   */
+  epilogue?: Epilogue;
+}
+
+/** Options of {@link BatchNorm.encodeForward}. */
+export interface EncodeForwardOptions {
+  /** Fused epilogue, as in {@link ForwardOptions.epilogue}. Default none. */
+  epilogue?: Epilogue;
 }
 
 /** What the last forward left for backward. @internal */
 export interface ForwardRecord {
   readonly input: Tensor;
+  /** The forward's output: a ReLU-family epilogue's backward masks with it. */
+  readonly output: Tensor;
+  readonly epilogue: ResolvedEpilogue | null;
   readonly geometry: Geometry;
   readonly usedBatchStats: boolean;
   readonly saved: SavedStats;
@@ -148,9 +164,10 @@ export abstract class BatchNorm {
     this.assertAlive();
     const g = this.#check(x);
     if (options.out) checkOutput(this.ctx, options.out, x, this.name);
+    const epilogue = checkEpilogue(this.ctx, options.epilogue, x, options.out ?? null, `${this.name}.forward`);
     const y = options.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
     try {
-      this.#run(x, y, g);
+      this.#run(x, y, g, epilogue);
     } catch (err) {
       if (!options.out) y.destroy();
       throw err;
@@ -162,13 +179,16 @@ export abstract class BatchNorm {
    * Records the forward into your command encoder, reading `x` and writing `y` (both tensors of
    * this context, e.g. from `ctx.tensorFromBuffer`). Nothing is submitted or read back; state
    * updates (running stats, num_batches_tracked) take effect when you submit.
+   * @param options.epilogue fused activation / residual add (the residual a tensor of this
+   *   context, e.g. your buffer through `ctx.tensorFromBuffer`). Default none.
    */
-  encodeForward(encoder: GPUCommandEncoder, x: Tensor, y: Tensor): void {
+  encodeForward(encoder: GPUCommandEncoder, x: Tensor, y: Tensor, options: EncodeForwardOptions = {}): void {
     this.assertAlive();
     if (!this.ctx.gpu) throw new ArgumentError(`${this.name}.encodeForward needs the 'webgpu' backend; this context runs on 'cpu'`);
     const g = this.#check(x);
     checkOutput(this.ctx, y, x, this.name);
-    this.#run(x, y, g, encoder);
+    const epilogue = checkEpilogue(this.ctx, options.epilogue, x, y, `${this.name}.encodeForward`);
+    this.#run(x, y, g, epilogue, encoder);
   }
 
   /**
@@ -202,7 +222,7 @@ export abstract class BatchNorm {
     return g;
   }
 
-  #run(x: Tensor, y: Tensor, g: Geometry, encoder?: GPUCommandEncoder): void {
+  #run(x: Tensor, y: Tensor, g: Geometry, epilogue: ResolvedEpilogue | null, encoder?: GPUCommandEncoder): void {
     const useBatchStats = this.#training || !this.trackRunningStats;
     const updateRunning = this.#training && this.trackRunningStats;
     const saved = runForward(
@@ -220,12 +240,13 @@ export abstract class BatchNorm {
         useBatchStats,
         updateRunning,
         tracked: this.#tracked,
+        epilogue,
       },
       this.#gpu,
       encoder,
     );
     if (updateRunning) this.#tracked++;
-    this.lastForward = { input: x, geometry: g, usedBatchStats: useBatchStats, saved, version: this.#version };
+    this.lastForward = { input: x, output: y, epilogue, geometry: g, usedBatchStats: useBatchStats, saved, version: this.#version };
   }
 
   /** The module's state with PyTorch's `state_dict()` keys; values are copies. */

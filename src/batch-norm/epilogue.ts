@@ -1,0 +1,202 @@
+import type { BatchNormContext } from '../context.js';
+import { ArgumentError, ShapeError } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+
+// Fused epilogues: y = act(bn(x) + residual), applied where BN writes each value, and
+// differentiated inside BN's own backward passes. The kernels' side is shaders/common/epilogue.wgsl.
+
+/**
+ * The activation that ends a fused batch norm.
+ * - `'relu'`: max(t, 0).
+ * - `'relu6'`: min(max(t, 0), 6), i.e. `{ kind: 'clamp', min: 0, max: 6 }`.
+ * - `{ kind: 'clamp', min, max }`: PyTorch's `F.hardtanh(t, min, max)` (min < max, both finite);
+ *   its gradient is zero at and beyond the bounds, as hardtanh's.
+ * - `{ kind: 'leakyRelu', slope }`: t > 0 ? t : slope·t, slope finite and ≥ 0 (default 0.01, as
+ *   `F.leaky_relu`). A negative slope is rejected: the backward reads the mask from the saved output,
+ *   as PyTorch's in-place leaky_relu does, which a negative slope makes ambiguous.
+ * - `'silu'`: t·σ(t) (`F.silu`); its backward recomputes t from x and the saved statistics.
+ */
+export type Activation =
+  | 'relu'
+  | 'relu6'
+  | 'silu'
+  | { readonly kind: 'clamp'; readonly min: number; readonly max: number }
+  | { readonly kind: 'leakyRelu'; readonly slope?: number };
+
+/**
+ * What follows the normalization in the same pass: y = activation(bn(x) + residual). Either part
+ * may be left out; `{}` is plain batch norm.
+ */
+export interface Epilogue {
+  /** Applied last. Default: none (identity). */
+  readonly activation?: Activation | null;
+  /**
+   * Added to the normalized value before the activation (the ResNet block's skip connection):
+   * same shape and layout as the input, this context's tensor, and never the output's memory.
+   * Default: none.
+   */
+  readonly residual?: Tensor | null;
+}
+
+/** Activation kinds as the shaders number them (ACTIVATION_* in shaders/common/epilogue.wgsl). */
+export const ACTIVATION_CODE = { none: 0, relu: 1, clamp: 2, leakyRelu: 3, silu: 4 } as const;
+
+/** A validated activation: its kind and the uniforms the kernels read. */
+export interface ResolvedActivation {
+  readonly kind: keyof typeof ACTIVATION_CODE;
+  /** clamp bounds (relu6: 0, 6); unused otherwise. */
+  readonly min: number;
+  readonly max: number;
+  /** leakyRelu's negative slope; unused otherwise. */
+  readonly slope: number;
+}
+
+/** A validated epilogue. */
+export interface ResolvedEpilogue {
+  readonly activation: ResolvedActivation;
+  readonly residual: Tensor | null;
+}
+
+const NONE: ResolvedActivation = { kind: 'none', min: 0, max: 0, slope: 0 };
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return `'${v}'`;
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+const EXPECTED = "'relu', 'relu6', 'silu', { kind: 'clamp', min, max } or { kind: 'leakyRelu', slope }";
+
+/** Validates an activation spec; `undefined` / `null` mean none. */
+export function checkActivation(spec: unknown, who: string): ResolvedActivation {
+  if (spec === undefined || spec === null) return NONE;
+  if (spec === 'relu') return { ...NONE, kind: 'relu' };
+  if (spec === 'relu6') return { ...NONE, kind: 'clamp', min: 0, max: 6 };
+  if (spec === 'silu') return { ...NONE, kind: 'silu' };
+  if (typeof spec === 'object' && !Array.isArray(spec)) {
+    const o = spec as Record<string, unknown>;
+    if (o['kind'] === 'clamp') {
+      const { min, max } = o;
+      if (typeof min !== 'number' || typeof max !== 'number' || !Number.isFinite(min) || !Number.isFinite(max) || !(min < max)) {
+        throw new ArgumentError(`${who}: epilogue.activation clamp needs finite numbers min < max, got min = ${describe(min)}, max = ${describe(max)}`);
+      }
+      return { ...NONE, kind: 'clamp', min, max };
+    }
+    if (o['kind'] === 'leakyRelu') {
+      const slope = o['slope'] === undefined ? 0.01 : o['slope'];
+      if (typeof slope !== 'number' || !Number.isFinite(slope) || slope < 0) {
+        throw new ArgumentError(`${who}: epilogue.activation leakyRelu needs a finite slope ≥ 0, got ${describe(slope)}`);
+      }
+      return { ...NONE, kind: 'leakyRelu', slope };
+    }
+  }
+  throw new ArgumentError(`${who}: epilogue.activation must be ${EXPECTED}, got ${describe(spec)}`);
+}
+
+/**
+ * Validates an epilogue against the input `x` (and the output `y` when known): the residual is a
+ * live tensor of this context with x's shape and layout, and does not share memory with y.
+ * Returns null for a missing or empty epilogue, so plain batch norm stays on its own path.
+ */
+export function checkEpilogue(
+  ctx: BatchNormContext,
+  spec: unknown,
+  x: Tensor,
+  y: Tensor | null,
+  who: string,
+): ResolvedEpilogue | null {
+  if (spec === undefined || spec === null) return null;
+  if (typeof spec !== 'object' || Array.isArray(spec)) {
+    throw new ArgumentError(`${who}: epilogue must be an object { activation?, residual? }, got ${describe(spec)}`);
+  }
+  const o = spec as Record<string, unknown>;
+  const unknownKeys = Object.keys(o).filter((k) => k !== 'activation' && k !== 'residual');
+  if (unknownKeys.length > 0) {
+    throw new ArgumentError(`${who}: epilogue has unknown keys ${unknownKeys.join(', ')} (expected activation, residual)`);
+  }
+  const activation = checkActivation(o['activation'], who);
+  const residual = (o['residual'] ?? null) as Tensor | null;
+  if (residual !== null) {
+    ctx.assertOwnTensor(residual, 'epilogue.residual');
+    if (residual.shape.length !== x.shape.length || residual.shape.some((d, i) => d !== x.shape[i]) || residual.layout !== x.layout) {
+      throw new ShapeError(
+        `${who}: epilogue.residual must match the input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${residual.shape.join(', ')}] '${residual.layout}'`,
+      );
+    }
+    if (y && sharesMemory(residual, y)) {
+      throw new ArgumentError(`${who}: epilogue.residual must not share memory with the output (tensor '${residual.label}'); WebGPU cannot read and write one buffer in a dispatch`);
+    }
+  }
+  if (activation.kind === 'none' && residual === null) return null;
+  return { activation, residual };
+}
+
+/** True when two tensors live in the same GPU buffer or CPU array buffer. */
+export function sharesMemory(a: Tensor, b: Tensor): boolean {
+  const sa = a.storage;
+  const sb = b.storage;
+  if (sa.kind === 'gpu' && sb.kind === 'gpu') return sa.buffer === sb.buffer;
+  if (sa.kind === 'cpu' && sb.kind === 'cpu') return sa.data.buffer === sb.data.buffer;
+  return false;
+}
+
+/** True when the backward reads the mask from the saved output (ReLU family). */
+export function masksFromOutput(a: ResolvedActivation): boolean {
+  return a.kind === 'relu' || a.kind === 'clamp' || a.kind === 'leakyRelu';
+}
+
+/** Override constants of a kernel that applies `e` (empty for plain BN: the pipeline stays shared). */
+export function epilogueConstants(e: ResolvedEpilogue | null): Record<string, number> {
+  if (!e) return {};
+  const constants: Record<string, number> = {};
+  if (e.activation.kind !== 'none') constants['ACTIVATION'] = ACTIVATION_CODE[e.activation.kind];
+  if (e.residual) constants['RESIDUAL'] = 1;
+  return constants;
+}
+
+/** The activation's uniforms, by WGSL member name. */
+export function activationUniforms(e: ResolvedEpilogue | null): Record<string, number> {
+  const a = e?.activation ?? NONE;
+  return { activationMin: a.min, activationMax: a.max, activationSlope: a.slope };
+}
+
+// ---------------------------------------------------------------- CPU (float64, one rounding)
+
+/** act(t) in float64. */
+export function cpuActivate(a: ResolvedActivation, t: number): number {
+  switch (a.kind) {
+    case 'relu':
+      return t > 0 ? t : 0;
+    case 'clamp':
+      return t < a.min ? a.min : t > a.max ? a.max : t;
+    case 'leakyRelu':
+      return t > 0 ? t : t * a.slope;
+    case 'silu':
+      return t / (1 + Math.exp(-t));
+    default:
+      return t;
+  }
+}
+
+/** dL/dt from dL/dy = g, for the ReLU family from the saved output y (see epilogue.wgsl). */
+export function cpuGradFromOutput(a: ResolvedActivation, g: number, y: number): number {
+  switch (a.kind) {
+    case 'relu':
+      return y > 0 ? g : 0;
+    case 'clamp':
+      return y > a.min && y < a.max ? g : 0;
+    case 'leakyRelu':
+      return y > 0 ? g : g * a.slope;
+    default:
+      return g;
+  }
+}
+
+/** dL/dt of SiLU from dL/dy = g and the pre-activation t. */
+export function cpuSiluGrad(g: number, t: number): number {
+  const s = 1 / (1 + Math.exp(-t));
+  return g * s * (1 + t * (1 - s));
+}
