@@ -37,7 +37,7 @@ struct ElementwiseParams {
   planeStride: u32,     // ceil(C / 4)
   flags: u32,           // FLAG_AFFINE
   blocksPerRow: u32,    // CONTIGUOUS: ceil(cols / BLOCK_ITEMS)
-  yBase: u32,           // epilogue: offsets of the forward's output, residual and gradResidual
+  outputBase: u32,      // epilogue: offsets of the forward's output, residual and gradResidual
   residualBase: u32,
   gradResidualBase: u32,
   activationMin: f32,   // ACTIVATION_CLAMP bounds
@@ -60,10 +60,10 @@ const FLAG_AFFINE: u32 = 1u;
 @group(0) @binding(3) var<storage, read_write> dxScalar: array<f32>;
 @group(0) @binding(4) var<storage, read> channelStats: array<vec4f>;
 @group(0) @binding(5) var<storage, read> weight: array<f32>;
-// Fused epilogue (shaders/common/epilogue.wgsl): the forward's output y (ReLU-family masks), its
+// Fused epilogue (shaders/common/epilogue.wgsl): the forward's output (ReLU-family masks), its
 // residual (SiLU's pre-activation) and the residual's gradient, written here.
-@group(0) @binding(6) var<storage, read> y: array<vec4f>;
-@group(0) @binding(6) var<storage, read> yScalar: array<f32>;
+@group(0) @binding(6) var<storage, read> output: array<vec4f>;
+@group(0) @binding(6) var<storage, read> outputScalar: array<f32>;
 @group(0) @binding(7) var<storage, read> residual: array<vec4f>;
 @group(0) @binding(7) var<storage, read> residualScalar: array<f32>;
 @group(0) @binding(8) var<storage, read_write> gradResidual: array<vec4f>;
@@ -109,7 +109,7 @@ fn epilogue_grad4(g: vec4f, j: u32, ek: vec4f, es: vec4f, eh: vec4f) -> vec4f {
   let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
   var d = g;
   if (activation_masks_from_output()) {
-    d = activation_grad_from_output4(g, y[params.yBase + j], p);
+    d = activation_grad_from_output4(g, output[params.outputBase + j], p);
   } else if (ACTIVATION == ACTIVATION_SILU) {
     var t = fma(x[params.xBase + j] - ek, es, eh);
     if (RESIDUAL) { t += residual[params.residualBase + j]; }
@@ -123,7 +123,7 @@ fn epilogue_grad1(g: f32, j: u32, e: vec3f) -> f32 {
   let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
   var d = g;
   if (activation_masks_from_output()) {
-    d = activation_grad_from_output1(g, yScalar[params.yBase + j], p);
+    d = activation_grad_from_output1(g, outputScalar[params.outputBase + j], p);
   } else if (ACTIVATION == ACTIVATION_SILU) {
     var t = fma(xScalar[params.xBase + j] - e.x, e.y, e.z);
     if (RESIDUAL) { t += residualScalar[params.residualBase + j]; }

@@ -50,7 +50,7 @@ struct BackwardParams {
   eps: f32,           // backward_prepare with FLAG_FROM_VAR
   weightBase: u32,    // backward_prepare: element offsets of the forward's weight and bias
   biasBase: u32,
-  yBase: u32,         // epilogue: offsets of the forward's output and residual
+  outputBase: u32,    // epilogue: offsets of the forward's output and residual
   residualBase: u32,
   activationMin: f32,   // ACTIVATION_CLAMP bounds
   activationMax: f32,
@@ -75,10 +75,10 @@ const FLAG_BIAS: u32 = 32u;            // backward_prepare: the forward's bias i
 @group(0) @binding(6) var<storage, read_write> gradBias: array<f32>;
 @group(0) @binding(7) var<storage, read> mean: array<f32>;
 @group(0) @binding(8) var<storage, read> invstd: array<f32>;
-// Fused epilogue (shaders/common/epilogue.wgsl): the forward's output y (ReLU-family masks) and
+// Fused epilogue (shaders/common/epilogue.wgsl): the forward's output (ReLU-family masks) and
 // residual (SiLU's pre-activation); backward_prepare: the forward's weight and bias (SiLU).
-@group(0) @binding(9) var<storage, read> y: array<vec4f>;
-@group(0) @binding(9) var<storage, read> yScalar: array<f32>;
+@group(0) @binding(9) var<storage, read> output: array<vec4f>;
+@group(0) @binding(9) var<storage, read> outputScalar: array<f32>;
 @group(0) @binding(10) var<storage, read> residual: array<vec4f>;
 @group(0) @binding(10) var<storage, read> residualScalar: array<f32>;
 @group(0) @binding(11) var<storage, read> weight: array<f32>;
@@ -129,7 +129,7 @@ fn pre_activation_coef(c: u32) -> vec2f {
 // xk = x − K, (es, eh) = pre_activation_coef per lane.
 fn epilogue_grad4(g: vec4f, i: u32, xk: vec4f, es: vec4f, eh: vec4f) -> vec4f {
   let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
-  if (activation_masks_from_output()) { return activation_grad_from_output4(g, y[params.yBase + i], p); }
+  if (activation_masks_from_output()) { return activation_grad_from_output4(g, output[params.outputBase + i], p); }
   if (ACTIVATION == ACTIVATION_SILU) {
     var t = fma(xk, es, eh);
     if (RESIDUAL) { t += residual[params.residualBase + i]; }
@@ -140,7 +140,7 @@ fn epilogue_grad4(g: vec4f, i: u32, xk: vec4f, es: vec4f, eh: vec4f) -> vec4f {
 
 fn epilogue_grad1(g: f32, i: u32, xk: f32, e: vec2f) -> f32 {
   let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
-  if (activation_masks_from_output()) { return activation_grad_from_output1(g, yScalar[params.yBase + i], p); }
+  if (activation_masks_from_output()) { return activation_grad_from_output1(g, outputScalar[params.outputBase + i], p); }
   if (ACTIVATION == ACTIVATION_SILU) {
     var t = fma(xk, e.x, e.y);
     if (RESIDUAL) { t += residualScalar[params.residualBase + i]; }

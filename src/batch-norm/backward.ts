@@ -200,7 +200,7 @@ function runCpu(r: Resolved, mean: ArrayLike<number>, invstd: ArrayLike<number>,
   if (e) {
     const grad = cpuEpilogueGrad(x, dy, r.g, {
       activation: e.activation,
-      output: r.output ? cpuData(r.output) : null,
+      output: r.output && masksFromOutput(e.activation) ? cpuData(r.output) : null,
       residual: e.residual ? cpuData(e.residual) : null,
       scale: affine?.scale ?? null,
       shift: affine?.shift ?? null,

@@ -121,12 +121,12 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   const activation = e?.epilogue.activation ?? null;
   const masked = activation !== null && masksFromOutput(activation);
   const silu = activation?.kind === 'silu';
-  const savedOutput = bindOptional(gpu, masked ? (e?.output ?? null) : null, 'y');
+  const savedOutput = bindOptional(gpu, masked ? (e?.output ?? null) : null, 'output');
   const residual = bindOptional(gpu, silu ? (e?.epilogue.residual ?? null) : null, 'residual');
   const epilogueConstants: Record<string, number> = {};
   if (activation && activation.kind !== 'none') epilogueConstants['ACTIVATION'] = ACTIVATION_CODE[activation.kind];
   if (silu && e?.epilogue.residual) epilogueConstants['RESIDUAL'] = 1;
-  const epilogueUniforms = { yBase: 0, residualBase: 0, ...activationUniforms(e?.epilogue ?? null) };
+  const epilogueUniforms = { outputBase: 0, residualBase: 0, ...activationUniforms(e?.epilogue ?? null) };
   const planeStride = Math.ceil(g.c / 4);
   const channelStats: GPUBufferBinding = { buffer: a.channelStats, offset: 0, size: channelStatsBytes(g.c) };
   const pass = encoder.beginComputePass({ label: 'bn.backward.pass' });
@@ -149,7 +149,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       planeStride,
       colsPerLane: Math.ceil(r.cols / lanes),
       ...epilogueUniforms,
-      yBase: savedOutput.base / width,
+      outputBase: savedOutput.base / width,
       residualBase: residual.base / width,
     };
     const partialBytes = g.c * lanes * PARTIAL_BYTES;
@@ -161,7 +161,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         params: bindUniforms(gpu, reduce, values),
         [vec4 ? 'x' : 'xScalar']: x.resource,
         [vec4 ? 'dy' : 'dyScalar']: dy.resource,
-        [vec4 ? 'y' : 'yScalar']: savedOutput.resource,
+        [vec4 ? 'output' : 'outputScalar']: savedOutput.resource,
         [vec4 ? 'residual' : 'residualScalar']: residual.resource,
         partials,
         channelStats,
@@ -229,14 +229,14 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
           flags: a.weight ? 1 : 0,
           blocksPerRow: shape.blocksPerRow,
           ...epilogueUniforms,
-          yBase: savedOutput.base / width,
+          outputBase: savedOutput.base / width,
           residualBase: residual.base / width,
           gradResidualBase: gradResidual.base / width,
         }),
         [vec4 ? 'x' : 'xScalar']: x.resource,
         [vec4 ? 'dy' : 'dyScalar']: dy.resource,
         [vec4 ? 'dx' : 'dxScalar']: dx.resource,
-        [vec4 ? 'y' : 'yScalar']: savedOutput.resource,
+        [vec4 ? 'output' : 'outputScalar']: savedOutput.resource,
         [vec4 ? 'residual' : 'residualScalar']: residual.resource,
         [vec4 ? 'gradResidual' : 'gradResidualScalar']: gradResidual.resource,
         channelStats,
