@@ -36,6 +36,7 @@ struct NormalizeParams {
   activationMin: f32,   // ACTIVATION_CLAMP bounds
   activationMax: f32,
   activationSlope: f32, // ACTIVATION_LEAKY_RELU slope
+  _pad0: u32,
 }
 
 const FLAG_FROM_RUNNING: u32 = 1u;

@@ -25,6 +25,7 @@ export interface BarChart {
 export const IMPL_COLORS: Readonly<Record<ImplName, string>> = {
   'webgpu-batchnorm': '#2563eb',
   'webgpu-batchnorm-cpu': '#0891b2',
+  'webgpu-batchnorm-unfused': '#93c5fd',
   'tfjs-webgpu': '#f97316',
   'ort-webgpu': '#7c3aed',
   'tfjs-cpu': '#ea580c',

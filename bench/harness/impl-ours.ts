@@ -11,7 +11,8 @@ import { unavailableSet, type CaseContext, type Impl, type ImplSet, type Unavail
 
 type Module = Library.BatchNorm;
 
-function moduleFor(cc: CaseContext, ctx: Library.BatchNormContext): Module {
+/** A module of the case's rank with the case's parameters and running statistics loaded. */
+export function moduleFor(cc: CaseContext, ctx: Library.BatchNormContext): Module {
   const c = cc.data.geometry.c;
   const options = { eps: cc.data.eps, momentum: cc.data.momentum };
   const rank = cc.shape.length;
