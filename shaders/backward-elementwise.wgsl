@@ -5,11 +5,12 @@
 //   batch statistics (BATCH_STATS = true):
 //     grad_input = (dy − meanDy[c] − (x − mean[c]) · projScale[c]) · invstd[c] · weight[c]
 //     with meanDy = sumDy / M and projScale = sumDyXmu / M · invstd² from backward-reduce.wgsl
-//     (channelStats planes 6 and 7) and x − mean formed as (x − K) − meanOffset (planes 0 and 5),
+//     (channelStats planes PLANE_MEAN_DY and PLANE_PROJ_SCALE) and x − mean formed as
+//     (x − K) − meanOffset (planes PLANE_SHIFT and PLANE_MEAN_OFFSET),
 //     which is exact for data clustered around its mean.
 //   running statistics (BATCH_STATS = false, PyTorch's eval-mode backward):
 //     grad_input = dy · invstd[c] · weight[c], which needs no reduction at all.
-// invstd is plane 4, written by the forward (or by backward_prepare); weight is read at backward
+// invstd is plane PLANE_INVSTD, written by the forward (or by backward_prepare); weight is read at backward
 // time, and is 1 when the module is not affine (FLAG_AFFINE clear).
 //
 // Fused epilogue (ACTIVATION / RESIDUAL overrides, shaders/common/epilogue.wgsl): dy is first
@@ -35,7 +36,7 @@ struct ElementwiseParams {
   dxBase: u32,
   weightBase: u32,      // in f32 elements
   planeStride: u32,     // ceil(C / 4)
-  flags: u32,           // FLAG_AFFINE
+  flags: u32,           // FLAG_AFFINE (common/prelude.wgsl)
   blocksPerRow: u32,    // CONTIGUOUS: ceil(cols / BLOCK_ITEMS)
   outputBase: u32,      // epilogue: offsets of the forward's output, residual and gradResidual
   residualBase: u32,
@@ -46,8 +47,6 @@ struct ElementwiseParams {
   _pad0: u32,
   _pad1: u32,
 }
-
-const FLAG_AFFINE: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> params: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
@@ -69,7 +68,6 @@ const FLAG_AFFINE: u32 = 1u;
 @group(0) @binding(8) var<storage, read_write> gradResidual: array<vec4f>;
 @group(0) @binding(8) var<storage, read_write> gradResidualScalar: array<f32>;
 
-override WORKGROUP_SIZE: u32 = 64u;
 // true: training formula (batch statistics); false: running statistics.
 override BATCH_STATS: bool = true;
 // Access pattern, as in normalize.wgsl: true on fallback adapters, where channels-first
@@ -82,25 +80,22 @@ override GRAD_INPUT: bool = true;
 // the prelude) here means the residual enters the recomputed SiLU pre-activation.
 override GRAD_RESIDUAL: bool = false;
 
-fn plane1(plane: u32, c: u32) -> f32 {
-  return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
-}
-
 // vec4(K, A, B, D) of channel c (see the header).
 fn coef(c: u32) -> vec4f {
   var w = 1.0;
   if ((params.flags & FLAG_AFFINE) != 0u) { w = weight[params.weightBase + c]; }
-  let a = plane1(4u, c) * w;
+  let a = plane1(PLANE_INVSTD, c) * w;
   if (!BATCH_STATS) { return vec4f(0.0, a, 0.0, 0.0); }
-  let proj = plane1(7u, c);
-  return vec4f(plane1(0u, c), a, proj * a, (plane1(5u, c) * proj - plane1(6u, c)) * a);
+  let proj = plane1(PLANE_PROJ_SCALE, c);
+  return vec4f(plane1(PLANE_SHIFT, c), a, proj * a,
+               (plane1(PLANE_MEAN_OFFSET, c) * proj - plane1(PLANE_MEAN_DY, c)) * a);
 }
 
-// SiLU only: vec3(K, scale, shift) of channel c, the forward's t = (x − K)·scale + shift
-// (channelStats planes 0-2); zeros otherwise, so other pipelines load nothing.
+// SiLU only: vec3(K, scale, shift) of channel c, the forward's t = (x − K)·scale + shift (planes
+// PLANE_SHIFT, PLANE_SCALE, PLANE_SHIFTED_BIAS); zeros otherwise, so other pipelines load nothing.
 fn pre_activation_coef(c: u32) -> vec3f {
   if (ACTIVATION != ACTIVATION_SILU) { return vec3f(0.0); }
-  return vec3f(plane1(0u, c), plane1(1u, c), plane1(2u, c));
+  return vec3f(plane1(PLANE_SHIFT, c), plane1(PLANE_SCALE, c), plane1(PLANE_SHIFTED_BIAS, c));
 }
 
 // dL/dt at flat element j from dL/dy = g through the fused epilogue, and dL/dresidual = dL/dt
@@ -139,10 +134,6 @@ fn store_dx4(i: u32, v: vec4f) {
 
 fn store_dx1(i: u32, v: f32) {
   if (GRAD_INPUT) { dxScalar[i] = v; }
-}
-
-fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
-  return (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

@@ -17,18 +17,20 @@
 //
 // Fused epilogue (ACTIVATION / RESIDUAL overrides, shaders/common/epilogue.wgsl): each dy is
 // first taken through the activation's derivative (mask from the saved output y, or SiLU's
-// derivative at the pre-activation recomputed from x and planes 0-2), exactly as the elementwise
-// stage does, so both sums are of dL/dt.
+// derivative at the pre-activation recomputed from x and planes PLANE_SHIFT .. PLANE_SHIFTED_BIAS),
+// exactly as the elementwise stage does, so both sums are of dL/dt.
 //
 // Exactness: x − mean is formed as (x − K) − meanOffset with the shift K and meanOffset = mean − K
-// that the forward's finalize stored (channelStats planes 0 and 5): x − K is exact in float32 for
+// that the forward's finalize stored (channelStats planes PLANE_SHIFT and PLANE_MEAN_OFFSET): x − K is exact in float32 for
 // data clustered around its mean, so offset data (mean 1e4, std 0.1) keeps the precision of its
 // spread. The statistics are never recomputed.
 //
-// channelStats planes (each ceil(C / 4) vec4s, channel c at [c / 4][c % 4]): read 0 K, 4 invstd,
-// 5 meanOffset; reduce_finalize writes 6 meanDy = sumDy / M and 7 projScale = sumDyXmu / M · invstd²
-// for backward-elementwise.wgsl. backward_prepare fills planes 0-5 from caller-given mean / invstd
-// (or running variance), weight and bias for the functional API, with K = mean and meanOffset = 0.
+// channelStats planes (layout: common/prelude.wgsl): read PLANE_SHIFT (K), PLANE_INVSTD and
+// PLANE_MEAN_OFFSET (and, for a SiLU epilogue, PLANE_SCALE and PLANE_SHIFTED_BIAS); reduce_finalize
+// writes PLANE_MEAN_DY = sumDy / M and PLANE_PROJ_SCALE = sumDyXmu / M · invstd² for
+// backward-elementwise.wgsl. backward_prepare fills planes PLANE_SHIFT .. PLANE_MEAN_OFFSET from
+// caller-given mean / invstd (or running variance), weight and bias for the functional API, with
+// K = mean and meanOffset = 0.
 
 struct BackwardParams {
   rows: u32,          // channels-first: N; channels-last: N * spatial
@@ -41,7 +43,7 @@ struct BackwardParams {
   colsPerLane: u32,   // channels-first with CONTIGUOUS: ceil(cols / lanes)
   _pad4: u32,
   planeStride: u32,   // ceil(C / 4)
-  flags: u32,         // FLAG_* below
+  flags: u32,         // FLAG_GRAD_WEIGHT | FLAG_GRAD_BIAS | FLAG_INPUT_CONSTANTS | FLAG_FROM_VAR (common/prelude.wgsl)
   count: u32,         // M = N * spatial, values per channel
   gradWeightBase: u32,
   gradBiasBase: u32,
@@ -56,13 +58,6 @@ struct BackwardParams {
   activationMax: f32,
   activationSlope: f32, // ACTIVATION_LEAKY_RELU slope
 }
-
-const FLAG_GRAD_WEIGHT: u32 = 1u;
-const FLAG_GRAD_BIAS: u32 = 2u;
-const FLAG_INPUT_CONSTANTS: u32 = 4u;  // write planes 6 and 7 for the training grad_input
-const FLAG_FROM_VAR: u32 = 8u;         // backward_prepare: `invstd` holds a variance
-const FLAG_WEIGHT: u32 = 16u;          // backward_prepare: the forward's weight is bound
-const FLAG_BIAS: u32 = 32u;            // backward_prepare: the forward's bias is bound
 
 @group(0) @binding(0) var<uniform> params: BackwardParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
@@ -84,31 +79,10 @@ const FLAG_BIAS: u32 = 32u;            // backward_prepare: the forward's bias i
 @group(0) @binding(11) var<storage, read> weight: array<f32>;
 @group(0) @binding(12) var<storage, read> bias: array<f32>;
 
-override WORKGROUP_SIZE: u32 = 64u;
-// Channels-first column assignment, as in stats.wgsl: false (GPUs) columns p, p + lanes, ...
-// (coalesced); true (fallback adapters) the contiguous columns [p·colsPerLane, (p + 1)·colsPerLane).
+// Channels-first column assignment (lane_columns, common/lane-columns.wgsl), as in stats.wgsl:
+// false (GPUs) columns p, p + lanes, ... (coalesced); true (fallback adapters) the contiguous
+// columns [p·colsPerLane, (p + 1)·colsPerLane).
 override CONTIGUOUS: bool = false;
-
-// [first column, end column, step] of channels-first invocation p.
-fn lane_columns(p: u32) -> vec3u {
-  if (CONTIGUOUS) {
-    let first = p * params.colsPerLane;
-    return vec3u(first, min(first + params.colsPerLane, params.cols), 1u);
-  }
-  return vec3u(p, params.cols, params.lanes);
-}
-
-fn plane1(plane: u32, c: u32) -> f32 {
-  return channelStats[plane * params.planeStride + (c >> 2u)][c & 3u];
-}
-
-fn plane4(plane: u32, c4: u32) -> vec4f {
-  return channelStats[plane * params.planeStride + c4];
-}
-
-fn write_plane(plane: u32, c: u32, v: f32) {
-  channelStats[plane * params.planeStride + (c >> 2u)][c & 3u] = v;
-}
 
 fn load_x1(i: u32) -> f32 {
   return xScalar[i];
@@ -118,11 +92,11 @@ fn load_dy1(i: u32) -> f32 {
   return dyScalar[i];
 }
 
-// SiLU only: (scale, shift) of channel c, the forward's t = (x − K)·scale + shift (channelStats
-// planes 1 and 2); zeros otherwise, so other pipelines load nothing.
+// SiLU only: (scale, shift) of channel c, the forward's t = (x − K)·scale + shift (planes
+// PLANE_SCALE and PLANE_SHIFTED_BIAS); zeros otherwise, so other pipelines load nothing.
 fn pre_activation_coef(c: u32) -> vec2f {
   if (ACTIVATION != ACTIVATION_SILU) { return vec2f(0.0); }
-  return vec2f(plane1(1u, c), plane1(2u, c));
+  return vec2f(plane1(PLANE_SCALE, c), plane1(PLANE_SHIFTED_BIAS, c));
 }
 
 // dL/dt at flat element i from dL/dy = g through the fused epilogue (the identity by default);
@@ -149,10 +123,6 @@ fn epilogue_grad1(g: f32, i: u32, xk: f32, e: vec2f) -> f32 {
   return g;
 }
 
-fn channel_of(wid: vec3u, nwg: vec3u) -> u32 {
-  return wid.y + wid.z * nwg.y;
-}
-
 // Channels-first, vec4 loads (spatial % 4 == 0): invocation p < lanes ≤ cols of channel c reads
 // columns p, p + lanes, ... of every row (one row per batch item).
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -161,8 +131,8 @@ fn reduce_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let c = channel_of(wid, nwg);
   let p = wid.x * WORKGROUP_SIZE + lid;
   if (c >= params.channels || p >= params.lanes) { return; }
-  let k = vec4f(plane1(0u, c));
-  let meanOffset = vec4f(plane1(5u, c));
+  let k = vec4f(plane1(PLANE_SHIFT, c));
+  let meanOffset = vec4f(plane1(PLANE_MEAN_OFFSET, c));
   let e = pre_activation_coef(c);
   let es = vec4f(e.x);
   let eh = vec4f(e.y);
@@ -191,8 +161,8 @@ fn reduce_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let c = channel_of(wid, nwg);
   let p = wid.x * WORKGROUP_SIZE + lid;
   if (c >= params.channels || p >= params.lanes) { return; }
-  let k = plane1(0u, c);
-  let meanOffset = plane1(5u, c);
+  let k = plane1(PLANE_SHIFT, c);
+  let meanOffset = plane1(PLANE_MEAN_OFFSET, c);
   let e = pre_activation_coef(c);
   let chan = c * params.cols;
   var sumDy = 0.0;
@@ -217,12 +187,12 @@ fn reduce_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn reduce_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
               @builtin(num_workgroups) nwg: vec3u) {
-  let i = (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
+  let i = invocation(wid, nwg, lid);
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   let lane = i / params.cols;
-  let k = plane4(0u, col);
-  let meanOffset = plane4(5u, col);
+  let k = plane4(PLANE_SHIFT, col);
+  let meanOffset = plane4(PLANE_MEAN_OFFSET, col);
   var es = vec4f(0.0);
   var eh = vec4f(0.0);
   for (var l = 0u; l < 4u; l++) {
@@ -249,12 +219,12 @@ fn reduce_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn reduce_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
               @builtin(num_workgroups) nwg: vec3u) {
-  let i = (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
+  let i = invocation(wid, nwg, lid);
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   let lane = i / params.cols;
-  let k = plane1(0u, col);
-  let meanOffset = plane1(5u, col);
+  let k = plane1(PLANE_SHIFT, col);
+  let meanOffset = plane1(PLANE_MEAN_OFFSET, col);
   let e = pre_activation_coef(col);
   var sumDy = 0.0;
   var sumDyXmu = 0.0;
@@ -281,7 +251,7 @@ fn reduce_finalize(@builtin(global_invocation_id) gid: vec3u) {
     sumDy += part.x;
     sumDyXmu += part.y;
   }
-  let inv = plane1(4u, c);
+  let inv = plane1(PLANE_INVSTD, c);
   if ((params.flags & FLAG_GRAD_WEIGHT) != 0u) {
     gradWeight[params.gradWeightBase + c] = sumDyXmu * inv;
   }
@@ -290,8 +260,8 @@ fn reduce_finalize(@builtin(global_invocation_id) gid: vec3u) {
   }
   if ((params.flags & FLAG_INPUT_CONSTANTS) != 0u) {
     let m = f32(params.count);
-    write_plane(6u, c, sumDy / m);
-    write_plane(7u, c, sumDyXmu / m * inv * inv);
+    write_plane(PLANE_MEAN_DY, c, sumDy / m);
+    write_plane(PLANE_PROJ_SCALE, c, sumDyXmu / m * inv * inv);
   }
 }
 
@@ -306,15 +276,15 @@ fn backward_prepare(@builtin(global_invocation_id) gid: vec3u) {
   if ((params.flags & FLAG_FROM_VAR) != 0u) {
     inv = 1.0 / sqrt(inv + params.eps);
   }
-  // Planes 1 and 2 (scale, shift with K = mean) let a SiLU epilogue's backward recompute t.
+  // PLANE_SCALE and PLANE_SHIFTED_BIAS (with K = mean) let a SiLU epilogue's backward recompute t.
   var w = 1.0;
   var b = 0.0;
-  if ((params.flags & FLAG_WEIGHT) != 0u) { w = weight[params.weightBase + c]; }
-  if ((params.flags & FLAG_BIAS) != 0u) { b = bias[params.biasBase + c]; }
-  write_plane(0u, c, m);
-  write_plane(1u, c, inv * w);
-  write_plane(2u, c, b);
-  write_plane(3u, c, m);
-  write_plane(4u, c, inv);
-  write_plane(5u, c, 0.0);
+  if ((params.flags & FLAG_PREPARE_WEIGHT) != 0u) { w = weight[params.weightBase + c]; }
+  if ((params.flags & FLAG_PREPARE_BIAS) != 0u) { b = bias[params.biasBase + c]; }
+  write_plane(PLANE_SHIFT, c, m);
+  write_plane(PLANE_SCALE, c, inv * w);
+  write_plane(PLANE_SHIFTED_BIAS, c, b);
+  write_plane(PLANE_MEAN, c, m);
+  write_plane(PLANE_INVSTD, c, inv);
+  write_plane(PLANE_MEAN_OFFSET, c, 0.0);
 }

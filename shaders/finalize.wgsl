@@ -11,11 +11,9 @@
 //   running      = (1 - factor) * running + factor * batch
 // (Evaluation needs no finalize: normalize.wgsl derives its constants from the running stats.)
 //
-// Output planes of `channelStats` (each plane is ceil(C / 4) vec4s, channel c at [c / 4][c % 4]):
-//   0 shift K   1 scale = weight * invstd   2 shiftedBias = bias - (mean - K) * scale
-//   3 mean      4 invstd                     5 meanOffset = mean - K
-// After the 8 planes (6 and 7 are for backward), region `8 * planeStride + c` packs
-// vec4(K, scale, shiftedBias, 0) so a channels-first reader needs one load per channel.
+// Output: planes PLANE_SHIFT (K), PLANE_SCALE (weight * invstd), PLANE_SHIFTED_BIAS
+// (bias - (mean - K) * scale), PLANE_MEAN, PLANE_INVSTD and PLANE_MEAN_OFFSET (mean - K) of
+// `channelStats`, and its packed vec4(K, scale, shiftedBias, 0) per channel (layout: common/prelude.wgsl).
 // So the normalize stage computes y = (x - K) * scale + shiftedBias: the subtraction x - K is exact
 // for data near its mean, which keeps offset channels (mean 1e4, std 0.1) accurate in float32.
 //
@@ -26,7 +24,7 @@
 struct FinalizeParams {
   channels: u32,
   lanes: u32,         // partials per channel
-  flags: u32,         // FLAG_* below
+  flags: u32,         // FLAG_AFFINE | FLAG_UPDATE_RUNNING | FLAG_CUMULATIVE (common/prelude.wgsl)
   counterSlot: u32,   // 0 or 1
   eps: f32,
   momentum: f32,
@@ -38,10 +36,6 @@ struct FinalizeParams {
   _pad0: u32,
 }
 
-const FLAG_AFFINE: u32 = 1u;
-const FLAG_UPDATE_RUNNING: u32 = 2u;
-const FLAG_CUMULATIVE: u32 = 4u;
-
 @group(0) @binding(0) var<uniform> params: FinalizeParams;
 @group(0) @binding(1) var<storage, read> partials: array<vec4f>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
@@ -51,12 +45,6 @@ const FLAG_CUMULATIVE: u32 = 4u;
 @group(0) @binding(6) var<storage, read_write> counter: array<u32>;
 @group(0) @binding(7) var<storage, read_write> channelStats: array<vec4f>;
 
-override WORKGROUP_SIZE: u32 = 64u;
-
-fn write_plane(plane: u32, c: u32, v: f32) {
-  channelStats[plane * params.planeStride + (c >> 2u)][c & 3u] = v;
-}
-
 fn write_constants(c: u32, k: f32, meanOffset: f32, invstd: f32) {
   var w = 1.0;
   var b = 0.0;
@@ -65,13 +53,13 @@ fn write_constants(c: u32, k: f32, meanOffset: f32, invstd: f32) {
     b = bias[params.biasBase + c];
   }
   let scale = w * invstd;
-  write_plane(0u, c, k);
-  write_plane(1u, c, scale);
-  write_plane(2u, c, b - meanOffset * scale);
-  write_plane(3u, c, k + meanOffset);
-  write_plane(4u, c, invstd);
-  write_plane(5u, c, meanOffset);
-  channelStats[8u * params.planeStride + c] = vec4f(k, scale, b - meanOffset * scale, 0.0);
+  write_plane(PLANE_SHIFT, c, k);
+  write_plane(PLANE_SCALE, c, scale);
+  write_plane(PLANE_SHIFTED_BIAS, c, b - meanOffset * scale);
+  write_plane(PLANE_MEAN, c, k + meanOffset);
+  write_plane(PLANE_INVSTD, c, invstd);
+  write_plane(PLANE_MEAN_OFFSET, c, meanOffset);
+  write_packed(c, k, scale, b - meanOffset * scale);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

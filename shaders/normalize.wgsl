@@ -25,7 +25,7 @@ struct NormalizeParams {
   xBase: u32,        // element offsets inside the bindings, in bound elements
   yBase: u32,
   planeStride: u32,  // ceil(C / 4): vec4s per plane of channelStats
-  flags: u32,        // FLAG_* below
+  flags: u32,        // FLAG_FROM_RUNNING | FLAG_AFFINE (common/prelude.wgsl)
   eps: f32,
   weightBase: u32,   // element offsets of the per-channel tensors inside their bindings
   biasBase: u32,
@@ -38,9 +38,6 @@ struct NormalizeParams {
   activationSlope: f32, // ACTIVATION_LEAKY_RELU slope
   _pad0: u32,
 }
-
-const FLAG_FROM_RUNNING: u32 = 1u;
-const FLAG_AFFINE: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> params: NormalizeParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
@@ -56,7 +53,6 @@ const FLAG_AFFINE: u32 = 2u;
 @group(0) @binding(8) var<storage, read> residual: array<vec4f>;
 @group(0) @binding(8) var<storage, read> residualScalar: array<f32>;
 
-override WORKGROUP_SIZE: u32 = 64u;
 // Access pattern. false (GPUs): the coalesced row-lane walk described above. true (fallback
 // adapters, which run each invocation as a CPU loop): channels-first invocation i owns one
 // contiguous run of BLOCK_ITEMS elements of one row, the pattern CPU caches and prefetchers want.
@@ -75,37 +71,30 @@ fn from_running(c: u32) -> vec4f {
   return vec4f(runningMean[params.runningMeanBase + c], w * invstd, b, invstd);
 }
 
-// Channel c's constants: channelStats (see finalize.wgsl) holds from 8 * planeStride one
-// vec4(K, scale, shiftedBias, 0) per channel.
+// Channel c's constants vec4(K, scale, shiftedBias, _): channelStats' packed region in training.
 fn packed(c: u32) -> vec4f {
   if ((params.flags & FLAG_FROM_RUNNING) != 0u) { return from_running(c); }
-  return channelStats[8u * params.planeStride + c];
-}
-
-fn write_plane(plane: u32, c: u32, v: f32) {
-  channelStats[plane * params.planeStride + (c >> 2u)][c & 3u] = v;
+  return read_packed(c);
 }
 
 // Evaluation only: invocation c < C records its channel's constants in finalize.wgsl's layout
-// (planes 0 K, 1 scale, 2 shiftedBias, 3 mean, 4 invstd, 5 meanOffset, then the packed vec4).
+// (with K = mean and meanOffset = 0), for a later backward.
 fn record_running(i: u32) {
   if ((params.flags & FLAG_FROM_RUNNING) == 0u || i >= params.channels) { return; }
   let k = from_running(i);
-  write_plane(0u, i, k.x);
-  write_plane(1u, i, k.y);
-  write_plane(2u, i, k.z);
-  write_plane(3u, i, k.x);
-  write_plane(4u, i, k.w);
-  write_plane(5u, i, 0.0);
-  channelStats[8u * params.planeStride + i] = vec4f(k.x, k.y, k.z, 0.0);
+  write_plane(PLANE_SHIFT, i, k.x);
+  write_plane(PLANE_SCALE, i, k.y);
+  write_plane(PLANE_SHIFTED_BIAS, i, k.z);
+  write_plane(PLANE_MEAN, i, k.x);
+  write_plane(PLANE_INVSTD, i, k.w);
+  write_plane(PLANE_MEAN_OFFSET, i, 0.0);
+  write_packed(i, k.x, k.y, k.z);
 }
 
 // Constants of channels 4·c4 .. 4·c4+3 as (K, scale, shiftedBias) vectors.
 fn packed4(c4: u32) -> array<vec4f, 3> {
   if ((params.flags & FLAG_FROM_RUNNING) == 0u) {
-    let base = c4 + 0u;
-    return array<vec4f, 3>(channelStats[base], channelStats[params.planeStride + base],
-                           channelStats[2u * params.planeStride + base]);
+    return array<vec4f, 3>(plane4(PLANE_SHIFT, c4), plane4(PLANE_SCALE, c4), plane4(PLANE_SHIFTED_BIAS, c4));
   }
   var k: vec4f;
   var scale: vec4f;
@@ -131,10 +120,6 @@ fn epilogue1(t: f32, j: u32) -> f32 {
   var v = t;
   if (RESIDUAL) { v += residualScalar[params.residualBase + j]; }
   return activate1(v, vec3f(params.activationMin, params.activationMax, params.activationSlope));
-}
-
-fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
-  return (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

@@ -47,22 +47,11 @@ struct StatsParams {
 @group(0) @binding(1) var<storage, read> xScalar: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partials: array<vec4f>;
 
-override WORKGROUP_SIZE: u32 = 64u;
-
 override BLOCK: u32 = 32u;
-// Channels-first column assignment. false (GPUs): invocation p reads columns p, p + lanes, ...
-// (coalesced). true (fallback adapters, where an invocation is a CPU loop): it reads the
-// contiguous columns [p·colsPerLane, (p + 1)·colsPerLane).
+// Channels-first column assignment (lane_columns, common/lane-columns.wgsl). false (GPUs):
+// invocation p reads columns p, p + lanes, ... (coalesced). true (fallback adapters, where an
+// invocation is a CPU loop): it reads the contiguous columns [p·colsPerLane, (p + 1)·colsPerLane).
 override CONTIGUOUS: bool = false;
-
-// [first column, end column, step] of channels-first invocation p.
-fn lane_columns(p: u32) -> vec3u {
-  if (CONTIGUOUS) {
-    let first = p * params.colsPerLane;
-    return vec3u(first, min(first + params.colsPerLane, params.cols), 1u);
-  }
-  return vec3u(p, params.cols, params.lanes);
-}
 
 // Running (count, mean − K, M2) per lane: Chan's merge of a block of b values whose shifted sums
 // around kb are s1, s2 (kbRel = kb − K).
@@ -91,10 +80,6 @@ fn collapse_lanes(acc: Acc4, k: f32) -> vec4f {
   let mean = dot(acc.mean, vec4f(0.25));
   let dm = acc.mean - vec4f(mean);
   return vec4f(bitcast<f32>(acc.n * 4u), mean, dot(acc.m2, vec4f(1.0)) + f32(acc.n) * dot(dm, dm), k);
-}
-
-fn channel_of(wid: vec3u, nwg: vec3u) -> u32 {
-  return wid.y + wid.z * nwg.y;
 }
 
 // Channels-first, vec4 loads (spatial % 4 == 0): invocation p < lanes ≤ cols of channel c reads
@@ -177,7 +162,7 @@ fn stats_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stats_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
              @builtin(num_workgroups) nwg: vec3u) {
-  let i = (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
+  let i = invocation(wid, nwg, lid);
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   let k = x[params.base + col];
@@ -212,7 +197,7 @@ fn stats_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stats_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
              @builtin(num_workgroups) nwg: vec3u) {
-  let i = (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
+  let i = invocation(wid, nwg, lid);
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   let k = xScalar[params.base + col];

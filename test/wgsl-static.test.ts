@@ -2,15 +2,74 @@
  * WGSL static checks: every shader parses with wgsl_reflect and compiles in Dawn without errors,
  * its bindings are well formed, and what TS binds and packs matches what each entry point declares.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BatchNorm1d, BatchNorm2d, batchNorm, type BatchNormContext } from '../src/index.js';
+import * as contracts from '../src/gpu/contracts.js';
 import { BindGroupCache } from '../src/gpu/object-caches.js';
 import { reflectShader } from '../src/gpu/reflect.js';
-import { shaderSources, type ShaderId } from '../src/gpu/shader-sources.js';
+import { shaderSources, wgslPrelude, type ShaderId } from '../src/gpu/shader-sources.js';
 import { contextFor, toLayout } from './helpers/backends.js';
 
 const shaderIds = Object.keys(shaderSources) as ShaderId[];
+const shaderDir = new URL('../shaders/', import.meta.url);
+const wgslFiles = [
+  ...readdirSync(shaderDir).filter((f) => f.endsWith('.wgsl')),
+  ...readdirSync(new URL('common/', shaderDir)).map((f) => `common/${f}`),
+];
+
+/** The prelude's `const NAME: u32 = Vu;` declarations, by name. */
+function preludeConstants(): Map<string, number> {
+  const found = new Map<string, number>();
+  for (const m of wgslPrelude.matchAll(/^const (\w+): u32 = (\d+)u;/gm)) found.set(m[1] ?? '', Number(m[2]));
+  return found;
+}
+
+/** contracts.ts's numeric exports: the names the prelude must declare with the same values. */
+const tsConstants = new Map<string, number>();
+for (const [name, value] of Object.entries(contracts)) {
+  if (typeof value === 'number' && !name.endsWith('_BYTES')) tsConstants.set(name, value);
+}
+
+describe('contracts: TS (src/gpu/contracts.ts) and WGSL (shaders/common/prelude.wgsl) agree', () => {
+  it('every module-scope const of the prelude is a plain u32 literal', () => {
+    const declared = wgslPrelude.split('\n').filter((l) => /^const /.test(l));
+    expect(declared.length).toBe(preludeConstants().size);
+  });
+
+  it('the prelude declares exactly the TS constants, with the same values', () => {
+    const wgsl = preludeConstants();
+    const ts = new Map([...tsConstants].filter(([name]) => name !== 'WORKGROUP_SIZE'));
+    expect(Object.fromEntries(wgsl)).toEqual(Object.fromEntries(ts));
+  });
+
+  it('WORKGROUP_SIZE is an override without a default, so the host must pass it', () => {
+    expect(wgslPrelude).toMatch(/^override WORKGROUP_SIZE: u32;$/m);
+    expect(Number.isInteger(contracts.WORKGROUP_SIZE)).toBe(true);
+  });
+
+  it('flag bits are distinct single bits; planes are distinct and before the packed region', () => {
+    const flags = [...tsConstants].filter(([n]) => n.startsWith('FLAG_')).map(([, v]) => v);
+    expect(flags.length).toBeGreaterThan(0);
+    for (const f of flags) expect(f > 0 && (f & (f - 1)) === 0, `flag ${f} is one bit`).toBe(true);
+    expect(new Set(flags).size).toBe(flags.length);
+    const planes = [...tsConstants].filter(([n]) => n.startsWith('PLANE_')).map(([, v]) => v);
+    expect(new Set(planes).size).toBe(planes.length);
+    expect(Math.max(...planes)).toBeLessThan(contracts.CHANNEL_STATS_PLANES);
+  });
+
+  it.each(wgslFiles)('%s parses on its own and restates no contract', (file) => {
+    const text = readFileSync(new URL(file, shaderDir), 'utf8');
+    expect(() => new WgslReflect(text)).not.toThrow();
+    if (file === 'common/prelude.wgsl') return;
+    // Contracts come from the prelude only: no file declares its own flags, planes or workgroup size.
+    expect(text).not.toMatch(/^\s*(const|override)\s+(FLAG_\w+|PLANE_\w+|CHANNEL_STATS_PLANES|WORKGROUP_SIZE)\b/m);
+    // channelStats is addressed through the named planes, never by a bare plane number.
+    expect(text).not.toMatch(/(plane1|plane4|write_plane)\(\s*\d/);
+    expect(text).not.toMatch(/channelStats\[\s*\d+u?\s*\*/);
+  });
+});
 
 describe('WGSL sources', () => {
   let ctx: BatchNormContext;

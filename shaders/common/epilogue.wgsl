@@ -1,8 +1,8 @@
 // Fused epilogue: the activation (and residual add) applied where BN writes each output value,
 //   y = act(bn(x) + residual)
 // as cuDNN's CUDNN_BATCHNORM_OPS_BN_ACTIVATION / BN_ADD_ACTIVATION and oneDNN's fuse_norm_relu /
-// fuse_norm_add_relu do. Prepended (src/gpu/shader-sources.ts) to normalize.wgsl and both backward
-// shaders, which declare their own bindings and call these pure functions. The constants are
+// fuse_norm_add_relu do. Added at load time (src/gpu/shader-sources.ts) to normalize.wgsl and both
+// backward shaders, which declare their own bindings and call these pure functions. The constants are
 // selected per pipeline; a plain BN pipeline keeps the defaults, under which all of this folds away.
 //
 // Backward (PyTorch 1.13's derivatives, aten/src/ATen/native/Activation.cpp):
@@ -14,15 +14,7 @@
 // t, recomputed from x and the forward's per-channel constants:
 //   SiLU     silu_backward:        g · σ(t) · (1 + t · (1 − σ(t)))
 
-// Activation kinds; src/batch-norm/epilogue.ts ACTIVATION_CODE holds the same values (checked by
-// test/epilogue.test.ts).
-const ACTIVATION_NONE: u32 = 0u;
-const ACTIVATION_RELU: u32 = 1u;
-const ACTIVATION_CLAMP: u32 = 2u;
-const ACTIVATION_LEAKY_RELU: u32 = 3u;
-const ACTIVATION_SILU: u32 = 4u;
-
-// Which activation ends the pass (ACTIVATION_*).
+// Which activation ends the pass: ACTIVATION_* of common/prelude.wgsl (TS: src/gpu/contracts.ts).
 override ACTIVATION: u32 = 0u;
 // true: a residual tensor is added to the normalized value before the activation.
 override RESIDUAL: bool = false;

@@ -1,10 +1,9 @@
+import { WORKGROUP_SIZE } from '../gpu/contracts.js';
 import type { Geometry } from './geometry.js';
 
 // How the kernels spread a tensor over invocations. Shared by the forward and backward
 // dispatchers so both reductions, and both elementwise passes, split work the same way.
 
-/** Invocations per workgroup of every kernel (the shaders' WORKGROUP_SIZE default). */
-export const WORKGROUP = 64;
 // About 32 values per reduction invocation: partials stay a small fraction of the input, and a
 // real GPU still gets tens of thousands of invocations on CNN-sized tensors.
 const REDUCE_ITEMS_PER_LANE = 32;
@@ -50,7 +49,7 @@ export function reductionShape(g: Geometry, width: number, maxPerDimension: numb
     const cols = g.s / width;
     const perChannel = g.n * cols;
     // lanes ≤ cols keeps each invocation on fixed columns, so its loop has no wrap-around branch.
-    const cap = Math.max(WORKGROUP, Math.min(MAX_LANES, Math.floor(TARGET_INVOCATIONS / g.c)));
+    const cap = Math.max(WORKGROUP_SIZE, Math.min(MAX_LANES, Math.floor(TARGET_INVOCATIONS / g.c)));
     const lanes = contiguous
       ? Math.ceil(cols / Math.max(CONTIGUOUS_ITEMS, Math.ceil(cols / MAX_LANES)))
       : Math.min(cols, cap, Math.max(1, Math.ceil(perChannel / REDUCE_ITEMS_PER_LANE)));
@@ -61,7 +60,7 @@ export function reductionShape(g: Geometry, width: number, maxPerDimension: numb
       rowStride: g.c * cols,
       lanes,
       rowsPerBlock: Math.max(1, Math.floor(STATS_BLOCK / Math.ceil(cols / lanes))),
-      workgroups: [Math.ceil(lanes / WORKGROUP), cy, Math.ceil(g.c / cy)],
+      workgroups: [Math.ceil(lanes / WORKGROUP_SIZE), cy, Math.ceil(g.c / cy)],
       constants: contiguous ? { CONTIGUOUS: 1 } : {},
     };
   }
@@ -69,7 +68,7 @@ export function reductionShape(g: Geometry, width: number, maxPerDimension: numb
   const rows = g.n * g.s;
   const cap = Math.max(1, Math.min(MAX_LANES, Math.floor(TARGET_INVOCATIONS / cols)));
   const lanes = Math.min(rows, cap, Math.max(1, Math.ceil(rows / REDUCE_ITEMS_PER_LANE)));
-  const [gx, gy] = grid(Math.ceil((lanes * cols) / WORKGROUP), maxPerDimension);
+  const [gx, gy] = grid(Math.ceil((lanes * cols) / WORKGROUP_SIZE), maxPerDimension);
   return { rows, cols, rowStride: cols, lanes, rowsPerBlock: 1, workgroups: [gx, gy, 1], constants: {} };
 }
 

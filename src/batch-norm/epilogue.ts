@@ -1,5 +1,6 @@
 import type { BatchNormContext } from '../context.js';
 import { ArgumentError, ShapeError } from '../errors.js';
+import { ACTIVATION_CLAMP, ACTIVATION_LEAKY_RELU, ACTIVATION_NONE, ACTIVATION_RELU, ACTIVATION_SILU } from '../gpu/contracts.js';
 import type { Tensor } from '../tensor.js';
 
 // Fused epilogues: y = act(bn(x) + residual), applied where BN writes each value, and
@@ -38,8 +39,14 @@ export interface Epilogue {
   readonly residual?: Tensor | null;
 }
 
-/** Activation kinds as the shaders number them (ACTIVATION_* in shaders/common/epilogue.wgsl). */
-export const ACTIVATION_CODE = { none: 0, relu: 1, clamp: 2, leakyRelu: 3, silu: 4 } as const;
+/** Activation kinds as the shaders number them: the `ACTIVATION` override's values (src/gpu/contracts.ts). */
+export const ACTIVATION_CODE = {
+  none: ACTIVATION_NONE,
+  relu: ACTIVATION_RELU,
+  clamp: ACTIVATION_CLAMP,
+  leakyRelu: ACTIVATION_LEAKY_RELU,
+  silu: ACTIVATION_SILU,
+} as const;
 
 /** A validated activation: its kind and the uniforms the kernels read. */
 export interface ResolvedActivation {

@@ -1,23 +1,25 @@
+import {
+  BACKWARD_PARTIAL_BYTES,
+  bindChannelStats,
+  FLAG_AFFINE,
+  FLAG_FROM_VAR,
+  FLAG_GRAD_BIAS,
+  FLAG_GRAD_WEIGHT,
+  FLAG_INPUT_CONSTANTS,
+  FLAG_PREPARE_BIAS,
+  FLAG_PREPARE_WEIGHT,
+  planeStride,
+  WORKGROUP_SIZE,
+} from '../gpu/contracts.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { Geometry } from './geometry.js';
-import { elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
+import { reductionShape, vec4Aligned } from './dispatch-shape.js';
+import { encodeElementwise } from './elementwise-pass.js';
 import { activationUniforms, ACTIVATION_CODE, masksFromOutput, type ResolvedEpilogue } from './epilogue.js';
-import { channelStatsBytes } from './gpu-forward.js';
-
-/** Bytes of one backward partial: vec2f(sumDy, sumDyXmu). */
-const PARTIAL_BYTES = 8;
-
-// Flags of backward-reduce.wgsl.
-const FLAG_GRAD_WEIGHT = 1;
-const FLAG_GRAD_BIAS = 2;
-const FLAG_INPUT_CONSTANTS = 4;
-const FLAG_FROM_VAR = 8;
-const FLAG_WEIGHT = 16;
-const FLAG_BIAS = 32;
 
 /** The fused epilogue a backward differentiates through (see shaders/common/epilogue.wgsl). */
 export interface GpuBackwardEpilogue {
@@ -64,8 +66,9 @@ export interface GpuPrepareArgs {
 }
 
 /**
- * Records the functional API's `backward_prepare` dispatch: channelStats planes 0, 3, 4, 5 from a
- * caller's mean and invstd (or running variance), with K = mean and meanOffset = 0.
+ * Records the functional API's `backward_prepare` dispatch: channelStats planes PLANE_SHIFT ..
+ * PLANE_MEAN_OFFSET from a caller's mean and invstd (or running variance), weight and bias, with
+ * K = mean and meanOffset = 0.
  */
 export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: GpuPrepareArgs): void {
   const device = gpu.device;
@@ -81,8 +84,8 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
     gpu.bindGroups.get(kernel, {
       params: bindUniforms(gpu, kernel, {
         channels: a.channels,
-        planeStride: Math.ceil(a.channels / 4),
-        flags: (a.fromVar ? FLAG_FROM_VAR : 0) | (a.weight ? FLAG_WEIGHT : 0) | (a.bias ? FLAG_BIAS : 0),
+        planeStride: planeStride(a.channels),
+        flags: (a.fromVar ? FLAG_FROM_VAR : 0) | (a.weight ? FLAG_PREPARE_WEIGHT : 0) | (a.bias ? FLAG_PREPARE_BIAS : 0),
         meanBase: mean.base,
         invstdBase: invstd.base,
         eps: a.eps,
@@ -93,10 +96,10 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
       invstd: invstd.resource,
       weight: weight.resource,
       bias: bias.resource,
-      channelStats: { buffer: a.channelStats, offset: 0, size: channelStatsBytes(a.channels) },
+      channelStats: bindChannelStats(a.channelStats, a.channels),
     }),
   );
-  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP));
+  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP_SIZE));
   pass.end();
 }
 
@@ -126,9 +129,8 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   const epilogueConstants: Record<string, number> = {};
   if (activation && activation.kind !== 'none') epilogueConstants['ACTIVATION'] = ACTIVATION_CODE[activation.kind];
   if (silu && e?.epilogue.residual) epilogueConstants['RESIDUAL'] = 1;
-  const epilogueUniforms = { outputBase: 0, residualBase: 0, ...activationUniforms(e?.epilogue ?? null) };
-  const planeStride = Math.ceil(g.c / 4);
-  const channelStats: GPUBufferBinding = { buffer: a.channelStats, offset: 0, size: channelStatsBytes(g.c) };
+  const epilogueUniforms = activationUniforms(e?.epilogue ?? null);
+  const channelStats = bindChannelStats(a.channelStats, g.c);
   const pass = encoder.beginComputePass({ label: 'bn.backward.pass' });
 
   if (needReduce) {
@@ -146,13 +148,13 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       channels: g.c,
       xBase: x.base / width,
       dyBase: dy.base / width,
-      planeStride,
+      planeStride: planeStride(g.c),
       colsPerLane: Math.ceil(r.cols / lanes),
       ...epilogueUniforms,
       outputBase: savedOutput.base / width,
       residualBase: residual.base / width,
     };
-    const partialBytes = g.c * lanes * PARTIAL_BYTES;
+    const partialBytes = g.c * lanes * BACKWARD_PARTIAL_BYTES;
     const partials: GPUBufferBinding = { buffer: gpu.scratch('backward.partials', partialBytes), offset: 0, size: partialBytes };
     pass.setPipeline(reduce.pipeline);
     pass.setBindGroup(
@@ -181,7 +183,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         params: bindUniforms(gpu, finalize, {
           lanes,
           channels: g.c,
-          planeStride,
+          planeStride: planeStride(g.c),
           flags,
           count: g.perChannel,
           gradWeightBase: gw.base,
@@ -193,57 +195,32 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         gradBias: gb.resource,
       }),
     );
-    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
+    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP_SIZE));
   }
 
   if (needElementwise) {
-    const dx = bindOptional(gpu, a.gradInput, 'dx');
-    const gradResidual = bindOptional(gpu, gradResidualTensor, 'gradResidual');
-    const vec4 = vec4Aligned(g, x.base, dy.base, dx.base, savedOutput.base, residual.base, gradResidual.base);
-    const width = vec4 ? 4 : 1;
-    const shape = elementwiseShape(g, width, gpu.contiguousAccess);
-    const kernel = getKernel(device, 'backward-elementwise', `elementwise_${g.order}${width}`, {
-      BATCH_STATS: a.useBatchStats ? 1 : 0,
-      ...shape.constants,
-      ...epilogueConstants,
-      // Specialise only when the epilogue asks, so plain BN keeps its one pipeline.
-      ...(a.gradInput ? {} : { GRAD_INPUT: 0 }),
-      ...(gradResidualTensor ? { GRAD_RESIDUAL: 1 } : {}),
-    });
     const w = bindOptional(gpu, a.weight, 'weight');
-    pass.setPipeline(kernel.pipeline);
-    pass.setBindGroup(
-      0,
-      gpu.bindGroups.get(kernel, {
-        params: bindUniforms(gpu, kernel, {
-          rows: shape.rows,
-          cols: shape.cols,
-          lanes: shape.lanes,
-          channels: g.c,
-          laneChannelStep: shape.laneChannelStep,
-          xBase: x.base / width,
-          dyBase: dy.base / width,
-          dxBase: dx.base / width,
-          weightBase: w.base,
-          planeStride,
-          flags: a.weight ? 1 : 0,
-          blocksPerRow: shape.blocksPerRow,
-          ...epilogueUniforms,
-          outputBase: savedOutput.base / width,
-          residualBase: residual.base / width,
-          gradResidualBase: gradResidual.base / width,
-        }),
-        [vec4 ? 'x' : 'xScalar']: x.resource,
-        [vec4 ? 'dy' : 'dyScalar']: dy.resource,
-        [vec4 ? 'dx' : 'dxScalar']: dx.resource,
-        [vec4 ? 'output' : 'outputScalar']: savedOutput.resource,
-        [vec4 ? 'residual' : 'residualScalar']: residual.resource,
-        [vec4 ? 'gradResidual' : 'gradResidualScalar']: gradResidual.resource,
-        channelStats,
-        weight: w.resource,
-      }),
-    );
-    pass.dispatchWorkgroups(...grid(Math.ceil(shape.invocations / WORKGROUP), maxDim));
+    encodeElementwise(gpu, pass, g, {
+      shader: 'backward-elementwise',
+      entry: 'elementwise',
+      tensors: {
+        x,
+        dy,
+        dx: bindOptional(gpu, a.gradInput, 'dx'),
+        output: savedOutput,
+        residual,
+        gradResidual: bindOptional(gpu, gradResidualTensor, 'gradResidual'),
+      },
+      uniforms: { weightBase: w.base, flags: a.weight ? FLAG_AFFINE : 0, ...epilogueUniforms },
+      resources: { channelStats, weight: w.resource },
+      constants: {
+        BATCH_STATS: a.useBatchStats ? 1 : 0,
+        ...epilogueConstants,
+        // Specialise only when the epilogue asks, so plain BN keeps its one pipeline.
+        ...(a.gradInput ? {} : { GRAD_INPUT: 0 }),
+        ...(gradResidualTensor ? { GRAD_RESIDUAL: 1 } : {}),
+      },
+    });
   }
   pass.end();
 }

@@ -1,18 +1,22 @@
+import {
+  bindChannelStats,
+  FLAG_AFFINE,
+  FLAG_CUMULATIVE,
+  FLAG_FROM_RUNNING,
+  FLAG_UPDATE_RUNNING,
+  planeStride,
+  STATS_PARTIAL_BYTES,
+  WORKGROUP_SIZE,
+} from '../gpu/contracts.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
+import { reductionShape, STATS_BLOCK, vec4Aligned } from './dispatch-shape.js';
+import { encodeElementwise } from './elementwise-pass.js';
 import { activationUniforms, epilogueConstants, type ResolvedEpilogue } from './epilogue.js';
-import { elementwiseShape, grid, reductionShape, vec4Aligned, WORKGROUP } from './dispatch-shape.js';
 import type { Geometry } from './geometry.js';
-
-/** Planes of the per-channel constants buffer (see shaders/finalize.wgsl); backward adds its own. */
-export const CHANNEL_STATS_PLANES = 8;
-/** Bytes of a channel-constants buffer for `channels` channels. */
-export function channelStatsBytes(channels: number): number {
-  return (CHANNEL_STATS_PLANES * Math.ceil(channels / 4) + channels) * 16;
-}
 
 /** What one forward needs on the GPU; tensors are already validated by the caller. */
 export interface GpuForwardArgs {
@@ -47,18 +51,15 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
   const x = bindTensor(device, a.x);
   const y = bindTensor(device, a.y);
-  const residual = bindOptional(gpu, a.epilogue?.residual ?? null, 'residual');
-  const vec4 = vec4Aligned(g, x.base, y.base, residual.base);
+  const vec4 = vec4Aligned(g, x.base, y.base);
   const width = vec4 ? 4 : 1;
-  const suffix = `${g.order}${width}`;
-  const planeStride = Math.ceil(g.c / 4);
-  const channelStats: GPUBufferBinding = { buffer: a.channelStats, offset: 0, size: channelStatsBytes(g.c) };
+  const channelStats = bindChannelStats(a.channelStats, g.c);
 
   const pass = encoder.beginComputePass({ label: 'bn.forward.pass' });
 
   if (a.useBatchStats) {
     const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
-    const stats = getKernel(device, 'stats', `stats_${suffix}`, r.constants);
+    const stats = getKernel(device, 'stats', `stats_${g.order}${width}`, { BLOCK: STATS_BLOCK, ...r.constants });
     const lanes = r.lanes;
     const values: UniformValues =
       g.order === 'cf'
@@ -73,14 +74,15 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
             colsPerLane: Math.ceil(r.cols / lanes),
           }
         : { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: x.base / width, stepIndex: lanes * r.cols };
-    const partials = gpu.scratch('partials', g.c * lanes * 16);
+    const partialBytes = g.c * lanes * STATS_PARTIAL_BYTES;
+    const partials: GPUBufferBinding = { buffer: gpu.scratch('partials', partialBytes), offset: 0, size: partialBytes };
     pass.setPipeline(stats.pipeline);
     pass.setBindGroup(
       0,
       gpu.bindGroups.get(stats, {
         params: bindUniforms(gpu, stats, values),
         [vec4 ? 'x' : 'xScalar']: x.resource,
-        partials: { buffer: partials, offset: 0, size: g.c * lanes * 16 },
+        partials,
       }),
     );
     pass.dispatchWorkgroups(...r.workgroups);
@@ -90,7 +92,8 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     const b = bindOptional(gpu, a.bias, 'bias');
     const rm = bindOptional(gpu, a.updateRunning ? a.runningMean : null, 'runningMean');
     const rv = bindOptional(gpu, a.updateRunning ? a.runningVar : null, 'runningVar');
-    const flags = (a.weight ? 1 : 0) | (a.updateRunning ? 2 : 0) | (a.momentum === null ? 4 : 0);
+    const flags =
+      (a.weight ? FLAG_AFFINE : 0) | (a.updateRunning ? FLAG_UPDATE_RUNNING : 0) | (a.momentum === null ? FLAG_CUMULATIVE : 0);
     pass.setPipeline(finalize.pipeline);
     pass.setBindGroup(
       0,
@@ -106,9 +109,9 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
           biasBase: b.base,
           runningMeanBase: rm.base,
           runningVarBase: rv.base,
-          planeStride,
+          planeStride: planeStride(g.c),
         }),
-        partials: { buffer: partials, offset: 0, size: g.c * lanes * 16 },
+        partials,
         weight: w.resource,
         bias: b.resource,
         runningMean: rm.resource,
@@ -117,53 +120,41 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
         channelStats,
       }),
     );
-    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP));
+    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP_SIZE));
   } else if (!a.runningMean || !a.runningVar) {
     throw new Error('internal: eval with running stats needs them');
   }
 
   // Evaluation is this one dispatch: the kernel derives the constants from the running stats.
   const fromRunning = !a.useBatchStats;
-  const shape = elementwiseShape(g, width, gpu.contiguousAccess);
-  const normalize = getKernel(device, 'normalize', `normalize_${suffix}`, { ...shape.constants, ...epilogueConstants(a.epilogue) });
   const w = bindOptional(gpu, fromRunning ? a.weight : null, 'weight');
   const b = bindOptional(gpu, fromRunning ? a.bias : null, 'bias');
   const rm = bindOptional(gpu, fromRunning ? a.runningMean : null, 'runningMean');
   const rv = bindOptional(gpu, fromRunning ? a.runningVar : null, 'runningVar');
-  pass.setPipeline(normalize.pipeline);
-  pass.setBindGroup(
-    0,
-    gpu.bindGroups.get(normalize, {
-      params: bindUniforms(gpu, normalize, {
-        rows: shape.rows,
-        cols: shape.cols,
-        lanes: shape.lanes,
-        channels: g.c,
-        laneChannelStep: shape.laneChannelStep,
-        xBase: x.base / width,
-        yBase: y.base / width,
-        planeStride,
-        flags: (fromRunning ? 1 : 0) | (a.weight ? 2 : 0),
-        eps: a.eps,
-        weightBase: w.base,
-        biasBase: b.base,
-        runningMeanBase: rm.base,
-        runningVarBase: rv.base,
-        blocksPerRow: shape.blocksPerRow,
-        residualBase: residual.base / width,
-        ...activationUniforms(a.epilogue),
-      }),
-      [vec4 ? 'x' : 'xScalar']: x.resource,
-      [vec4 ? 'y' : 'yScalar']: y.resource,
-      [vec4 ? 'residual' : 'residualScalar']: residual.resource,
+  // The residual (a dummy without one) is walked like x, so its alignment picks the entry too.
+  const residual = bindOptional(gpu, a.epilogue?.residual ?? null, 'residual');
+  encodeElementwise(gpu, pass, g, {
+    shader: 'normalize',
+    entry: 'normalize',
+    tensors: { x, y, residual },
+    uniforms: {
+      flags: (fromRunning ? FLAG_FROM_RUNNING : 0) | (a.weight ? FLAG_AFFINE : 0),
+      eps: a.eps,
+      weightBase: w.base,
+      biasBase: b.base,
+      runningMeanBase: rm.base,
+      runningVarBase: rv.base,
+      ...activationUniforms(a.epilogue),
+    },
+    constants: epilogueConstants(a.epilogue),
+    resources: {
       channelStats,
       weight: w.resource,
       bias: b.resource,
       runningMean: rm.resource,
       runningVar: rv.resource,
-    }),
-  );
-  const invocations = Math.max(shape.invocations, fromRunning ? g.c : 0);
-  pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP), maxDim));
+    },
+    minInvocations: fromRunning ? g.c : 0,
+  });
   pass.end();
 }

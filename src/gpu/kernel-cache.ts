@@ -1,4 +1,5 @@
 import { SHADER_STAGE_COMPUTE } from './constants.js';
+import { WORKGROUP_SIZE } from './contracts.js';
 import { reflectEntry, type ReflectedEntry } from './reflect.js';
 import type { ShaderId } from './shader-sources.js';
 import { shaderSources } from './shader-sources.js';
@@ -34,16 +35,19 @@ function shaderModule(device: GPUDevice, shader: ShaderId): GPUShaderModule {
 }
 
 /**
- * Returns the pipeline for `shader`'s compute entry `entry` specialised by `constants`, compiling
- * it on first use per device. The bind-group layout is built from the shader's own reflected
- * bindings, so TS never restates them.
+ * Returns the pipeline for `shader`'s compute entry `entry` specialised by `specialization`,
+ * compiling it on first use per device. `WORKGROUP_SIZE` is always set here from the TS constant
+ * that the dispatch arithmetic uses (the prelude gives it no default). The bind-group layout is
+ * built from the shader's own reflected bindings, so TS never restates them.
  */
 export function getKernel(
   device: GPUDevice,
   shader: ShaderId,
   entry: string,
-  constants: OverrideConstants = {},
+  specialization: OverrideConstants = {},
 ): Kernel {
+  if ('WORKGROUP_SIZE' in specialization) throw new Error('internal: WORKGROUP_SIZE is set by getKernel only');
+  const constants: OverrideConstants = { ...specialization, WORKGROUP_SIZE };
   const names = Object.keys(constants).sort();
   const key = `${shader}.${entry}|${names.map((n) => `${n}=${constants[n]}`).join(',')}`;
   let kernels = kernelsByDevice.get(device);

@@ -1,0 +1,11 @@
+// Writing channelStats (layout in prelude.wgsl). Added at load time to the shaders that declare
+// `channelStats: array<vec4f>` read_write and a uniform `params` with `planeStride` (ceil(C / 4)).
+
+fn write_plane(plane: u32, c: u32, v: f32) {
+  channelStats[plane * params.planeStride + (c >> 2u)][c & 3u] = v;
+}
+
+// Channel c's entry of the packed region: vec4(K, scale, shiftedBias, 0).
+fn write_packed(c: u32, k: f32, scale: f32, shiftedBias: f32) {
+  channelStats[CHANNEL_STATS_PLANES * params.planeStride + c] = vec4f(k, scale, shiftedBias, 0.0);
+}

@@ -1,0 +1,52 @@
+// Shared prelude: the contracts between the shaders and the TS that drives them, named once.
+// src/gpu/shader-sources.ts adds this file to every shader at load time; src/gpu/contracts.ts
+// holds the same names and values for TS, and test/wgsl-static.test.ts checks that they agree.
+//
+// channelStats, the per-channel constants buffer (array<vec4f>), is written by the forward and read
+// by the elementwise stages and by backward. It holds CHANNEL_STATS_PLANES planes of
+// planeStride = ceil(C / 4) vec4s each, channel c at [plane * planeStride + c / 4][c % 4], then
+// from CHANNEL_STATS_PLANES * planeStride a packed region of one vec4(K, scale, shiftedBias, 0) per
+// channel, so a channels-first reader needs one load per channel.
+const PLANE_SHIFT: u32 = 0u;         // K, the channel's reference point (its first value)
+const PLANE_SCALE: u32 = 1u;         // weight * invstd
+const PLANE_SHIFTED_BIAS: u32 = 2u;  // bias - (mean - K) * scale, so y = (x - K) * scale + shiftedBias
+const PLANE_MEAN: u32 = 3u;          // batch (or running, or caller-given) mean
+const PLANE_INVSTD: u32 = 4u;        // 1 / sqrt(var + eps)
+const PLANE_MEAN_OFFSET: u32 = 5u;   // mean - K
+const PLANE_MEAN_DY: u32 = 6u;       // backward: sumDy / M
+const PLANE_PROJ_SCALE: u32 = 7u;    // backward: sumDyXmu / M * invstd²
+const CHANNEL_STATS_PLANES: u32 = 8u;
+
+// Bits of the `flags` uniform member. One bit has one meaning in every shader that reads it, and no
+// two meanings share a bit, so a flags word means the same thing wherever it is passed.
+const FLAG_AFFINE: u32 = 1u;            // finalize, normalize, backward-elementwise: weight and bias are bound
+const FLAG_UPDATE_RUNNING: u32 = 2u;    // finalize: update running_mean / running_var / num_batches_tracked
+const FLAG_CUMULATIVE: u32 = 4u;        // finalize: momentum None, factor = 1 / num_batches_tracked
+const FLAG_FROM_RUNNING: u32 = 8u;      // normalize: evaluation, constants from the running statistics
+const FLAG_GRAD_WEIGHT: u32 = 16u;      // backward-reduce: write grad_weight
+const FLAG_GRAD_BIAS: u32 = 32u;        // backward-reduce: write grad_bias
+const FLAG_INPUT_CONSTANTS: u32 = 64u;  // backward-reduce: write planes MEAN_DY and PROJ_SCALE for grad_input
+const FLAG_FROM_VAR: u32 = 128u;        // backward_prepare: `invstd` holds a variance
+const FLAG_PREPARE_WEIGHT: u32 = 256u;  // backward_prepare: the forward's weight is bound (SiLU epilogue)
+const FLAG_PREPARE_BIAS: u32 = 512u;    // backward_prepare: the forward's bias is bound (SiLU epilogue)
+
+// Fused-epilogue activations, the values of the ACTIVATION override (common/epilogue.wgsl).
+const ACTIVATION_NONE: u32 = 0u;
+const ACTIVATION_RELU: u32 = 1u;
+const ACTIVATION_CLAMP: u32 = 2u;
+const ACTIVATION_LEAKY_RELU: u32 = 3u;
+const ACTIVATION_SILU: u32 = 4u;
+
+// Invocations per workgroup of every entry point. No default: the host always passes it (TS
+// WORKGROUP_SIZE), so its dispatch arithmetic and the shaders cannot disagree.
+override WORKGROUP_SIZE: u32;
+
+// Flat invocation index of a 1-D dispatch folded over x and y (TS `grid`).
+fn invocation(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
+  return (wid.x + wid.y * nwg.x) * WORKGROUP_SIZE + lid;
+}
+
+// Channel of a per-channel reduction workgroup: channels are spread over y and z (TS `reductionShape`).
+fn channel_of(wid: vec3u, nwg: vec3u) -> u32 {
+  return wid.y + wid.z * nwg.y;
+}

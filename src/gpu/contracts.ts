@@ -1,0 +1,86 @@
+// The contracts between the shaders and the TS that drives them, named once for TS. The WGSL side
+// is shaders/common/prelude.wgsl, with the same names and values; test/wgsl-static.test.ts parses
+// the prelude and fails if the two disagree. Change both together.
+
+/** Invocations per workgroup of every entry point; passed to every pipeline as the `WORKGROUP_SIZE` override. */
+export const WORKGROUP_SIZE = 64;
+
+// channelStats: CHANNEL_STATS_PLANES planes of planeStride = ceil(C / 4) vec4s (channel c at
+// [plane * planeStride + c / 4][c % 4]), then a packed region of one vec4(K, scale, shiftedBias, 0)
+// per channel. Written by the forward (finalize.wgsl, or normalize.wgsl in evaluation) and by
+// backward_prepare; read by the elementwise stages and backward.
+
+/** Plane of K, the channel's reference point (its first value), subtracted before scaling. */
+export const PLANE_SHIFT = 0;
+/** Plane of weight · invstd. */
+export const PLANE_SCALE = 1;
+/** Plane of bias − (mean − K) · scale, so y = (x − K) · scale + shiftedBias. */
+export const PLANE_SHIFTED_BIAS = 2;
+/** Plane of the mean (batch, running or caller-given). */
+export const PLANE_MEAN = 3;
+/** Plane of invstd = 1 / sqrt(var + eps). */
+export const PLANE_INVSTD = 4;
+/** Plane of mean − K. */
+export const PLANE_MEAN_OFFSET = 5;
+/** Backward: plane of sumDy / M. */
+export const PLANE_MEAN_DY = 6;
+/** Backward: plane of sumDyXmu / M · invstd². */
+export const PLANE_PROJ_SCALE = 7;
+/** Planes before the packed region. */
+export const CHANNEL_STATS_PLANES = 8;
+
+// Bits of the kernels' `flags` uniform member. One bit, one meaning, in every shader.
+
+/** finalize, normalize, backward-elementwise: weight and bias are bound (affine module). */
+export const FLAG_AFFINE = 1;
+/** finalize: update running_mean, running_var and num_batches_tracked. */
+export const FLAG_UPDATE_RUNNING = 2;
+/** finalize: momentum None, so the factor is 1 / num_batches_tracked (cumulative average). */
+export const FLAG_CUMULATIVE = 4;
+/** normalize: evaluation, constants derived from the running statistics. */
+export const FLAG_FROM_RUNNING = 8;
+/** backward-reduce: write grad_weight. */
+export const FLAG_GRAD_WEIGHT = 16;
+/** backward-reduce: write grad_bias. */
+export const FLAG_GRAD_BIAS = 32;
+/** backward-reduce: write planes PLANE_MEAN_DY and PLANE_PROJ_SCALE for the training grad_input. */
+export const FLAG_INPUT_CONSTANTS = 64;
+/** backward_prepare: the `invstd` binding holds a variance. */
+export const FLAG_FROM_VAR = 128;
+/** backward_prepare: the forward's weight is bound (a SiLU epilogue recomputes its pre-activation). */
+export const FLAG_PREPARE_WEIGHT = 256;
+/** backward_prepare: the forward's bias is bound (a SiLU epilogue recomputes its pre-activation). */
+export const FLAG_PREPARE_BIAS = 512;
+
+// Fused-epilogue activations: the values of the `ACTIVATION` override (shaders/common/epilogue.wgsl).
+
+/** No activation (the default). */
+export const ACTIVATION_NONE = 0;
+/** max(t, 0). */
+export const ACTIVATION_RELU = 1;
+/** hardtanh(t, min, max); ReLU6 is clamp(0, 6). */
+export const ACTIVATION_CLAMP = 2;
+/** t > 0 ? t : slope · t. */
+export const ACTIVATION_LEAKY_RELU = 3;
+/** t · sigmoid(t). */
+export const ACTIVATION_SILU = 4;
+
+/** vec4s per plane of channelStats for `channels` channels (the kernels' `planeStride` uniform). */
+export function planeStride(channels: number): number {
+  return Math.ceil(channels / 4);
+}
+
+/** Bytes of a channelStats buffer for `channels` channels: the planes, then one packed vec4 per channel. */
+export function channelStatsBytes(channels: number): number {
+  return (CHANNEL_STATS_PLANES * planeStride(channels) + channels) * 16;
+}
+
+/** The whole channelStats range of `buffer` for `channels` channels, as a binding. */
+export function bindChannelStats(buffer: GPUBuffer, channels: number): GPUBufferBinding {
+  return { buffer, offset: 0, size: channelStatsBytes(channels) };
+}
+
+/** Bytes of one forward statistics partial: vec4f(bitcast count, mean − K, M2, K) (stats.wgsl). */
+export const STATS_PARTIAL_BYTES = 16;
+/** Bytes of one backward partial: vec2f(sumDy, sumDyXmu) (backward-reduce.wgsl). */
+export const BACKWARD_PARTIAL_BYTES = 8;
