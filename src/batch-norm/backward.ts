@@ -446,7 +446,7 @@ export function batchNormBackward(
     checkChannelTensor(ctx, mean, 'saveMean', g.c, WHO);
     checkChannelTensor(ctx, invstd, 'saveInvstd', g.c, WHO);
   }
-  const epilogue = checkEpilogue(ctx, args.epilogue, x, null, WHO);
+  const epilogue = checkEpilogue(ctx, args.epilogue, x, WHO);
   const output = args.output ?? null;
   const bias = args.bias ?? null;
   if (epilogue && masksFromOutput(epilogue.activation)) {

@@ -104,17 +104,12 @@ export function checkActivation(spec: unknown, who: string): ResolvedActivation 
 }
 
 /**
- * Validates an epilogue against the input `x` (and the output `y` when known): the residual is a
- * live tensor of this context with x's shape and layout, and does not share memory with y.
- * Returns null for a missing or empty epilogue, so plain batch norm stays on its own path.
+ * Validates an epilogue against the input `x`: the residual is a live tensor of this context with
+ * x's shape and layout (whether it shares memory with an output is checkNoAliasing's job, with the
+ * call's other tensors). Returns null for a missing or empty epilogue, so plain batch norm stays on
+ * its own path.
  */
-export function checkEpilogue(
-  ctx: BatchNormContext,
-  spec: unknown,
-  x: Tensor,
-  y: Tensor | null,
-  who: string,
-): ResolvedEpilogue | null {
+export function checkEpilogue(ctx: BatchNormContext, spec: unknown, x: Tensor, who: string): ResolvedEpilogue | null {
   if (spec === undefined || spec === null) return null;
   if (typeof spec !== 'object' || Array.isArray(spec)) {
     throw new ArgumentError(`${who}: epilogue must be an object { activation?, residual? }, got ${describe(spec)}`);
@@ -133,21 +128,9 @@ export function checkEpilogue(
         `${who}: epilogue.residual must match the input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${residual.shape.join(', ')}] '${residual.layout}'`,
       );
     }
-    if (y && sharesMemory(residual, y)) {
-      throw new ArgumentError(`${who}: epilogue.residual must not share memory with the output (tensor '${residual.label}'); WebGPU cannot read and write one buffer in a dispatch`);
-    }
   }
   if (activation.kind === 'none' && residual === null) return null;
   return { activation, residual };
-}
-
-/** True when two tensors live in the same GPU buffer or CPU array buffer. */
-export function sharesMemory(a: Tensor, b: Tensor): boolean {
-  const sa = a.storage;
-  const sb = b.storage;
-  if (sa.kind === 'gpu' && sb.kind === 'gpu') return sa.buffer === sb.buffer;
-  if (sa.kind === 'cpu' && sb.kind === 'cpu') return sa.data.buffer === sb.data.buffer;
-  return false;
 }
 
 /** True when the backward reads the mask from the saved output (ReLU family). */

@@ -60,7 +60,7 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
   }
   if (training) checkTrainingValues(g, x.shape, WHO);
   if (opts.out) checkOutput(ctx, opts.out, x, WHO);
-  const epilogue = checkEpilogue(ctx, opts.epilogue, x, opts.out ?? null, WHO);
+  const epilogue = checkEpilogue(ctx, opts.epilogue, x, WHO);
   const updatesRunning = training && runningMean !== null;
   checkNoAliasing(
     ctx,

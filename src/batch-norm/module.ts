@@ -160,7 +160,7 @@ export abstract class BatchNorm {
     this.assertAlive();
     const opts = optionsObject<ForwardOptions>(options, `${this.name}.forward options`);
     const g = this.#check(x);
-    const epilogue = checkEpilogue(this.ctx, opts.epilogue, x, opts.out ?? null, `${this.name}.forward`);
+    const epilogue = checkEpilogue(this.ctx, opts.epilogue, x, `${this.name}.forward`);
     if (opts.out) this.#checkOutput(x, opts.out, `${this.name}.forward`, epilogue);
     const y = opts.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
     try {
@@ -187,7 +187,7 @@ export abstract class BatchNorm {
     checkEncoder(encoder, who);
     const opts = optionsObject<EncodeForwardOptions>(options, `${who} options`);
     const g = this.#check(x);
-    const epilogue = checkEpilogue(this.ctx, opts.epilogue, x, y, who);
+    const epilogue = checkEpilogue(this.ctx, opts.epilogue, x, who);
     this.#checkOutput(x, y, who, epilogue);
     this.#run(x, y, g, epilogue, encoder);
   }
