@@ -111,12 +111,14 @@ fn packed4(c4: u32) -> array<vec4f, 3> {
 // The fused epilogue (shaders/common/epilogue.wgsl) on normalized value t of flat element j:
 // act(t + residual[j]). With the default overrides it is t itself.
 fn epilogue4(t: vec4f, j: u32) -> vec4f {
+  if (ACTIVATION == ACTIVATION_NONE && !RESIDUAL) { return t; }
   var v = t;
   if (RESIDUAL) { v += residual[params.residualBase + j]; }
   return activate4(v, vec3f(params.activationMin, params.activationMax, params.activationSlope));
 }
 
 fn epilogue1(t: f32, j: u32) -> f32 {
+  if (ACTIVATION == ACTIVATION_NONE && !RESIDUAL) { return t; }
   var v = t;
   if (RESIDUAL) { v += residualScalar[params.residualBase + j]; }
   return activate1(v, vec3f(params.activationMin, params.activationMax, params.activationSlope));
