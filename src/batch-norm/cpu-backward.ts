@@ -1,4 +1,5 @@
-import { cpuGradFromOutput, cpuSiluGrad, type ResolvedActivation } from './epilogue.js';
+import { cpuGradFromOutput, cpuSiluGrad } from './cpu-epilogue.js';
+import type { ResolvedActivation } from './epilogue.js';
 import type { Geometry } from './geometry.js';
 
 // The CPU backward and the second oracle of the test suite: PyTorch's batch_norm_backward

@@ -1,4 +1,5 @@
-import { cpuActivate, type ResolvedActivation } from './epilogue.js';
+import { cpuActivate } from './cpu-epilogue.js';
+import type { ResolvedActivation } from './epilogue.js';
 import type { Geometry } from './geometry.js';
 
 // The CPU backend and the second oracle of the test suite: plain typed-array loops with float64

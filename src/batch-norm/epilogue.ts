@@ -4,7 +4,8 @@ import { ACTIVATION_CLAMP, ACTIVATION_LEAKY_RELU, ACTIVATION_NONE, ACTIVATION_RE
 import type { Tensor } from '../tensor.js';
 
 // Fused epilogues: y = act(bn(x) + residual), applied where BN writes each value, and
-// differentiated inside BN's own backward passes. The kernels' side is shaders/common/epilogue.wgsl.
+// differentiated inside BN's own backward passes. The kernels' side is shaders/common/epilogue.wgsl,
+// the CPU's cpu-epilogue.ts.
 
 /**
  * The activation that ends a fused batch norm.
@@ -151,42 +152,4 @@ export function epilogueConstants(e: ResolvedEpilogue | null): Record<string, nu
 export function activationUniforms(e: ResolvedEpilogue | null): Record<string, number> {
   const a = e?.activation ?? NONE;
   return { activationMin: a.min, activationMax: a.max, activationSlope: a.slope };
-}
-
-// ---------------------------------------------------------------- CPU (float64, one rounding)
-
-/** act(t) in float64. */
-export function cpuActivate(a: ResolvedActivation, t: number): number {
-  switch (a.kind) {
-    case 'relu':
-      return t > 0 ? t : 0;
-    case 'clamp':
-      return t < a.min ? a.min : t > a.max ? a.max : t;
-    case 'leakyRelu':
-      return t > 0 ? t : t * a.slope;
-    case 'silu':
-      return t / (1 + Math.exp(-t));
-    default:
-      return t;
-  }
-}
-
-/** dL/dt from dL/dy = g, for the ReLU family from the saved output y (see epilogue.wgsl). */
-export function cpuGradFromOutput(a: ResolvedActivation, g: number, y: number): number {
-  switch (a.kind) {
-    case 'relu':
-      return y > 0 ? g : 0;
-    case 'clamp':
-      return y > a.min && y < a.max ? g : 0;
-    case 'leakyRelu':
-      return y > 0 ? g : g * a.slope;
-    default:
-      return g;
-  }
-}
-
-/** dL/dt of SiLU from dL/dy = g and the pre-activation t. */
-export function cpuSiluGrad(g: number, t: number): number {
-  const s = 1 / (1 + Math.exp(-t));
-  return g * s * (1 + t * (1 - s));
 }
