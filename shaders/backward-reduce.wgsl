@@ -18,7 +18,9 @@
 // Fused epilogue (ACTIVATION / RESIDUAL overrides, shaders/common/epilogue.wgsl): each dy is
 // first taken through the activation's derivative (mask from the saved output y, or SiLU's
 // derivative at the pre-activation recomputed from x and planes PLANE_SHIFT .. PLANE_SHIFTED_BIAS),
-// exactly as the elementwise stage does, so both sums are of dL/dt.
+// exactly as the elementwise stage does, so both sums are of dL/dt. With a residual, that dL/dt is
+// also the residual's gradient: stored here (GRAD_RESIDUAL), it becomes the elementwise stage's
+// input in place of dy and the saved output.
 //
 // Exactness: x − mean is formed as (x − K) − meanOffset with the shift K and meanOffset = mean − K
 // that the forward's finalize stored (channelStats planes PLANE_SHIFT and PLANE_MEAN_OFFSET): x − K is exact in float32 for
@@ -57,6 +59,10 @@ struct BackwardParams {
   activationMin: f32,   // ACTIVATION_CLAMP bounds
   activationMax: f32,
   activationSlope: f32, // ACTIVATION_LEAKY_RELU slope
+  gradResidualBase: u32, // GRAD_RESIDUAL: offset of the residual's gradient
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: BackwardParams;
@@ -78,11 +84,17 @@ struct BackwardParams {
 @group(0) @binding(10) var<storage, read> residualScalar: array<f32>;
 @group(0) @binding(11) var<storage, read> weight: array<f32>;
 @group(0) @binding(12) var<storage, read> bias: array<f32>;
+// The residual's gradient dL/dt, stored as it is computed (GRAD_RESIDUAL): the elementwise stage
+// then reads it in place of dy and the saved output, one tensor fewer than recomputing the mask.
+@group(0) @binding(13) var<storage, read_write> gradResidual: array<vec4f>;
+@group(0) @binding(13) var<storage, read_write> gradResidualScalar: array<f32>;
 
 // Channels-first column assignment (lane_columns, common/lane-columns.wgsl), as in stats.wgsl:
 // false (GPUs) columns p, p + lanes, ... (coalesced); true (fallback adapters) the contiguous
 // columns [p·colsPerLane, (p + 1)·colsPerLane).
 override CONTIGUOUS: bool = false;
+// true: store dL/dt of every element as the residual's gradient.
+override GRAD_RESIDUAL: bool = false;
 
 fn load_x1(i: u32) -> f32 {
   return xScalar[i];
@@ -103,24 +115,30 @@ fn pre_activation_coef(c: u32) -> vec2f {
 // xk = x − K, (es, eh) = pre_activation_coef per lane.
 fn epilogue_grad4(g: vec4f, i: u32, xk: vec4f, es: vec4f, eh: vec4f) -> vec4f {
   let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
-  if (activation_masks_from_output()) { return activation_grad_from_output4(g, output[params.outputBase + i], p); }
-  if (ACTIVATION == ACTIVATION_SILU) {
+  var d = g;
+  if (activation_masks_from_output()) {
+    d = activation_grad_from_output4(g, output[params.outputBase + i], p);
+  } else if (ACTIVATION == ACTIVATION_SILU) {
     var t = fma(xk, es, eh);
     if (RESIDUAL) { t += residual[params.residualBase + i]; }
-    return silu_grad4(g, t);
+    d = silu_grad4(g, t);
   }
-  return g;
+  if (GRAD_RESIDUAL) { gradResidual[params.gradResidualBase + i] = d; }
+  return d;
 }
 
 fn epilogue_grad1(g: f32, i: u32, xk: f32, e: vec2f) -> f32 {
   let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
-  if (activation_masks_from_output()) { return activation_grad_from_output1(g, outputScalar[params.outputBase + i], p); }
-  if (ACTIVATION == ACTIVATION_SILU) {
+  var d = g;
+  if (activation_masks_from_output()) {
+    d = activation_grad_from_output1(g, outputScalar[params.outputBase + i], p);
+  } else if (ACTIVATION == ACTIVATION_SILU) {
     var t = fma(xk, e.x, e.y);
     if (RESIDUAL) { t += residualScalar[params.residualBase + i]; }
-    return silu_grad1(g, t);
+    d = silu_grad1(g, t);
   }
-  return g;
+  if (GRAD_RESIDUAL) { gradResidualScalar[params.gradResidualBase + i] = d; }
+  return d;
 }
 
 // Channels-first, vec4 loads (spatial % 4 == 0): invocation p < lanes ≤ cols of channel c reads

@@ -593,7 +593,7 @@ describe('epilogue on caller encoders (WebGPU)', () => {
     bn.destroy();
   });
 
-  it('writes the same gradResidual with and without gradInput (GRAD_INPUT off)', async () => {
+  it('writes the same gradResidual with and without gradInput (GRAD_INPUT off), from either pass', async () => {
     for (const activation of ['relu', 'silu'] as const) {
       const bn = new BatchNorm2d(ctx, 8);
       const x = ctx.tensor(values(1.1), shape);
@@ -610,7 +610,15 @@ describe('epilogue on caller encoders (WebGPU)', () => {
       const expected = await (full.gradResidual as Tensor).read();
       expect(Array.from(await alone.read())).toEqual(Array.from(expected));
       expect(expected.some((v) => v !== 0)).toBe(true);
-      for (const t of [x, dy, z, y, alone, full.gradInput, full.gradWeight, full.gradBias, full.gradResidual]) t?.destroy();
+      // Eval without weight gradients has no reduce pass: the elementwise pass writes gradResidual
+      // itself; with one, the reduce pass does and the elementwise pass reads it back. Same values.
+      const yEval = bn.eval().forward(x, { epilogue: { activation, residual: z } });
+      const withReduce = bn.backward(dy);
+      const withoutReduce = bn.backward(dy, { outputMask: [true, false, false] });
+      expect(Array.from(await (withoutReduce.gradInput as Tensor).read())).toEqual(Array.from(await (withReduce.gradInput as Tensor).read()));
+      expect(Array.from(await (withoutReduce.gradResidual as Tensor).read())).toEqual(Array.from(await (withReduce.gradResidual as Tensor).read()));
+      for (const r of [full, withReduce, withoutReduce]) for (const t of [r.gradInput, r.gradWeight, r.gradBias, r.gradResidual]) t?.destroy();
+      for (const t of [x, dy, z, y, yEval, alone]) t.destroy();
       bn.destroy();
     }
   });

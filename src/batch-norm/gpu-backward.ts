@@ -13,7 +13,7 @@ import {
 } from '../gpu/contracts.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
-import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
+import { bindOptional, bindTensor, bindUniforms, type TensorBinding } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { Geometry } from './geometry.js';
@@ -130,14 +130,25 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   if (activation && activation.kind !== 'none') epilogueConstants['ACTIVATION'] = ACTIVATION_CODE[activation.kind];
   if (silu && e?.epilogue.residual) epilogueConstants['RESIDUAL'] = 1;
   const epilogueUniforms = activationUniforms(e?.epilogue ?? null);
+  // With a residual, the reduce pass stores dL/dt as gradResidual and the elementwise pass reads
+  // it back as its gradient: 7 tensor passes instead of 8. Not when gradInput shares the buffer
+  // (one dispatch cannot read and write it), nor without a reduce pass (eval, no weight grads).
+  const sharesGradBuffer =
+    a.gradInput !== null && gradResidualTensor !== null && bindTensor(device, a.gradInput).resource.buffer === bindTensor(device, gradResidualTensor).resource.buffer;
+  const reduceWritesResidual = needReduce && gradResidualTensor !== null && !sharesGradBuffer;
+  const gradResidual = bindOptional(gpu, gradResidualTensor, 'gradResidual');
   const channelStats = bindChannelStats(a.channelStats, g.c);
   const pass = encoder.beginComputePass({ label: 'bn.backward.pass' });
 
   if (needReduce) {
-    const vec4 = vec4Aligned(g, x.base, dy.base, savedOutput.base, residual.base);
+    const vec4 = vec4Aligned(g, x.base, dy.base, savedOutput.base, residual.base, reduceWritesResidual ? gradResidual.base : 0);
     const width = vec4 ? 4 : 1;
     const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
-    const reduce = getKernel(device, 'backward-reduce', `reduce_${g.order}${width}`, { ...r.constants, ...epilogueConstants });
+    const reduce = getKernel(device, 'backward-reduce', `reduce_${g.order}${width}`, {
+      ...r.constants,
+      ...epilogueConstants,
+      ...(reduceWritesResidual ? { GRAD_RESIDUAL: 1 } : {}),
+    });
     const lanes = r.lanes;
     const workgroups = r.workgroups;
     const values: UniformValues = {
@@ -153,6 +164,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       ...epilogueUniforms,
       outputBase: savedOutput.base / width,
       residualBase: residual.base / width,
+      gradResidualBase: reduceWritesResidual ? gradResidual.base / width : 0,
     };
     const partialBytes = g.c * lanes * BACKWARD_PARTIAL_BYTES;
     const partials: GPUBufferBinding = { buffer: gpu.scratch('backward.partials', partialBytes), offset: 0, size: partialBytes };
@@ -165,6 +177,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         [vec4 ? 'dy' : 'dyScalar']: dy.resource,
         [vec4 ? 'output' : 'outputScalar']: savedOutput.resource,
         [vec4 ? 'residual' : 'residualScalar']: residual.resource,
+        [vec4 ? 'gradResidual' : 'gradResidualScalar']: reduceWritesResidual ? gradResidual.resource : bindOptional(gpu, null, 'gradResidual').resource,
         partials,
         channelStats,
       }),
@@ -198,7 +211,21 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP_SIZE));
   }
 
-  if (needElementwise) {
+  if (reduceWritesResidual) {
+    // dL/dt is in gradResidual now: the plain elementwise pass turns it into dx.
+    if (a.gradInput) {
+      const w = bindOptional(gpu, a.weight, 'weight');
+      const none = (name: string): TensorBinding => bindOptional(gpu, null, name);
+      encodeElementwise(gpu, pass, g, {
+        shader: 'backward-elementwise',
+        entry: 'elementwise',
+        tensors: { x, dy: gradResidual, dx: bindTensor(device, a.gradInput), output: none('output'), residual: none('residual'), gradResidual: none('gradResidual') },
+        uniforms: { weightBase: w.base, flags: a.weight ? FLAG_AFFINE : 0, ...activationUniforms(null) },
+        resources: { channelStats, weight: w.resource },
+        constants: { BATCH_STATS: a.useBatchStats ? 1 : 0 },
+      });
+    }
+  } else if (needElementwise) {
     const w = bindOptional(gpu, a.weight, 'weight');
     encodeElementwise(gpu, pass, g, {
       shader: 'backward-elementwise',
@@ -209,7 +236,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         dx: bindOptional(gpu, a.gradInput, 'dx'),
         output: savedOutput,
         residual,
-        gradResidual: bindOptional(gpu, gradResidualTensor, 'gradResidual'),
+        gradResidual,
       },
       uniforms: { weightBase: w.base, flags: a.weight ? FLAG_AFFINE : 0, ...epilogueUniforms },
       resources: { channelStats, weight: w.resource },
