@@ -24,6 +24,9 @@
 // spatial; channels-last: row = n·spatial + s, cols = C; /4 for vec4); invocation i owns column
 // i % cols of rows lane, lane + lanes, ... so neighbours touch neighbouring addresses, and its
 // channel is fixed (channels-last always; channels-first when lanes is a multiple of C).
+// On fallback adapters (CONTIGUOUS) an invocation owns a long contiguous run instead, as in
+// normalize.wgsl: channels-first `runLength` elements of one row; channels-last 4 vec4 columns (16
+// channels) of `runLength` consecutive rows, their coefficients held in registers.
 
 struct ElementwiseParams {
   rows: u32,
@@ -37,7 +40,8 @@ struct ElementwiseParams {
   weightBase: u32,      // in f32 elements
   planeStride: u32,     // ceil(C / 4)
   flags: u32,           // FLAG_AFFINE (common/prelude.wgsl)
-  blocksPerRow: u32,    // CONTIGUOUS: ceil(cols / BLOCK_ITEMS)
+  blocksPerRow: u32,    // CONTIGUOUS: channels-first runs per row; channels-last column groups per row
+  runLength: u32,       // CONTIGUOUS: channels-first elements per run; channels-last rows per invocation
   outputBase: u32,      // epilogue: offsets of the forward's output, residual and gradResidual
   residualBase: u32,
   gradResidualBase: u32,
@@ -45,7 +49,6 @@ struct ElementwiseParams {
   activationMax: f32,
   activationSlope: f32, // ACTIVATION_LEAKY_RELU slope
   _pad0: u32,
-  _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ElementwiseParams;
@@ -70,10 +73,8 @@ struct ElementwiseParams {
 
 // true: training formula (batch statistics); false: running statistics.
 override BATCH_STATS: bool = true;
-// Access pattern, as in normalize.wgsl: true on fallback adapters, where channels-first
-// invocation i owns one contiguous run of BLOCK_ITEMS elements of one row.
+// Access pattern, as in normalize.wgsl: true on fallback adapters (long contiguous runs).
 override CONTIGUOUS: bool = false;
-override BLOCK_ITEMS: u32 = 16u;
 // false: only the epilogue's gradResidual is wanted, and dx is not written.
 override GRAD_INPUT: bool = true;
 // true: store dL/dt as the residual's gradient (the forward added a residual). RESIDUAL (from
@@ -149,8 +150,8 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let gb = params.dyBase;
     let ob = params.dxBase;
     let rowStart = row * params.cols;
-    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
-    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
+    let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
       let g = epilogue_grad4(dy[gb + j], j, vec4f(e.x), vec4f(e.y), vec4f(e.z));
       if (BATCH_STATS) {
@@ -209,8 +210,8 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let gb = params.dyBase;
     let ob = params.dxBase;
     let rowStart = row * params.cols;
-    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
-    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
+    let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
       let g = epilogue_grad1(dyScalar[gb + j], j, e);
       if (BATCH_STATS) {
@@ -255,10 +256,86 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   }
 }
 
+// Coefficients (K, A, B, D) of channels 4·c4 .. 4·c4 + 3, one vector each.
+fn coef4(c4: u32) -> array<vec4f, 4> {
+  var k: vec4f;
+  var a: vec4f;
+  var b: vec4f;
+  var d: vec4f;
+  for (var l = 0u; l < 4u; l++) {
+    let cl = coef(c4 * 4u + l);
+    k[l] = cl.x;
+    a[l] = cl.y;
+    b[l] = cl.z;
+    d[l] = cl.w;
+  }
+  return array<vec4f, 4>(k, a, b, d);
+}
+
+// SiLU only: pre_activation_coef of channels 4·c4 .. 4·c4 + 3 as (K, scale, shift) vectors.
+fn pre_activation_coef4(c4: u32) -> array<vec4f, 3> {
+  var k: vec4f;
+  var s: vec4f;
+  var h: vec4f;
+  for (var l = 0u; l < 4u; l++) {
+    let el = pre_activation_coef(c4 * 4u + l);
+    k[l] = el[0];
+    s[l] = el[1];
+    h[l] = el[2];
+  }
+  return array<vec4f, 3>(k, s, h);
+}
+
+fn dx4(j: u32, o: u32, c: array<vec4f, 4>, e: array<vec4f, 3>) {
+  let g = epilogue_grad4(dy[params.dyBase + o + j], o + j, e[0], e[1], e[2]);
+  if (BATCH_STATS) {
+    store_dx4(params.dxBase + o + j, g * c[1] - (x[params.xBase + o + j] - c[0]) * c[2] + c[3]);
+  } else {
+    store_dx4(params.dxBase + o + j, g * c[1]);
+  }
+}
+
+// CONTIGUOUS channels-last: invocation i owns column group i % blocksPerRow (4 vec4 columns when
+// cols % 4 == 0, else 1) of rows [block·runLength, (block + 1)·runLength), as in normalize.wgsl.
+fn elementwise_cl4_rows(i: u32) {
+  let rowBlock = i / params.blocksPerRow;
+  let firstRow = rowBlock * params.runLength;
+  if (firstRow >= params.rows) { return; }
+  let cols = params.cols;
+  // The host groups cols / blocksPerRow columns per invocation: 4 (written out below) or 1.
+  let groupCols = cols / params.blocksPerRow;
+  let quads = groupCols == 4u;
+  let col = (i - rowBlock * params.blocksPerRow) * groupCols;
+  let o = firstRow * cols + col;
+  let end = (min(firstRow + params.runLength, params.rows) - firstRow) * cols;
+  let c0 = coef4(col);
+  let e0 = pre_activation_coef4(col);
+  if (!quads) {
+    for (var j = 0u; j < end; j += cols) { dx4(j, o, c0, e0); }
+    return;
+  }
+  let c1 = coef4(col + 1u);
+  let c2 = coef4(col + 2u);
+  let c3 = coef4(col + 3u);
+  let e1 = pre_activation_coef4(col + 1u);
+  let e2 = pre_activation_coef4(col + 2u);
+  let e3 = pre_activation_coef4(col + 3u);
+  for (var j = 0u; j < end; j += cols) {
+    dx4(j, o, c0, e0);
+    dx4(j, o + 1u, c1, e1);
+    dx4(j, o + 2u, c2, e2);
+    dx4(j, o + 3u, c3, e3);
+  }
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn elementwise_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                    @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
+  if (CONTIGUOUS) {
+    elementwise_cl4_rows(i);
+    return;
+  }
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   var k: vec4f;

@@ -182,12 +182,13 @@ const ACTIVATIONS: ReadonlyArray<[ActivationName, boolean]> = [
   ['silu', false],
   ['silu', true],
 ];
-// vec4 and scalar kernels in each layout: [4,8,3,5] is CL vec4 / CF scalar, [3,6,4,4] CF vec4 /
-// CL scalar; rank 2 (rows along C) and rank 5 besides.
+// vec4 and scalar kernels in each layout: [4,16,3,5] is CL vec4 (16 channels: the 4-column
+// groups of the contiguous pattern) / CF scalar, [3,6,4,4] CF vec4 / CL scalar; rank 2 (rows along
+// C, 8 vec4 columns) and rank 5 besides.
 const SHAPES: readonly number[][] = [
-  [4, 8, 3, 5],
+  [4, 16, 3, 5],
   [3, 6, 4, 4],
-  [16, 12],
+  [16, 32],
   [2, 3, 2, 3, 3],
 ];
 const SEED = 20261130;
