@@ -72,7 +72,12 @@ export class Tensor {
     return this.#storage;
   }
 
-  /** The GPU buffer behind this tensor, for zero-copy use with your own WebGPU code. Throws on CPU. */
+  /**
+   * The GPU buffer behind this tensor, for zero-copy use with your own WebGPU code. Throws on CPU.
+   * A buffer the library allocated comes from its pool in size classes, so it can be larger than the
+   * tensor (by up to 1/16, at least to 16 bytes): bind `size * 4` bytes from
+   * {@link Tensor.byteOffset}, not the whole buffer.
+   */
   get buffer(): GPUBuffer {
     const s = this.storage;
     if (s.kind !== 'gpu') throw new DestroyedError(`tensor '${this.#label}' lives on the CPU backend and has no GPUBuffer`);

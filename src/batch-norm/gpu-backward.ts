@@ -17,7 +17,7 @@ import { bindOptional, bindTensor, bindUniforms, type TensorBinding } from '../g
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { Geometry } from './geometry.js';
-import { reductionShape, vec4Aligned } from './dispatch-shape.js';
+import { grid, reductionShape, vec4Aligned } from './dispatch-shape.js';
 import { encodeElementwise } from './elementwise-pass.js';
 import { activationUniforms, ACTIVATION_CODE, masksFromOutput, type ResolvedEpilogue } from './epilogue.js';
 
@@ -99,7 +99,7 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
       channelStats: bindChannelStats(a.channelStats, a.channels),
     }),
   );
-  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP_SIZE));
+  pass.dispatchWorkgroups(...grid(Math.ceil(a.channels / WORKGROUP_SIZE), device.limits.maxComputeWorkgroupsPerDimension));
   pass.end();
 }
 
@@ -208,7 +208,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         gradBias: gb.resource,
       }),
     );
-    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP_SIZE));
+    pass.dispatchWorkgroups(...grid(Math.ceil(g.c / WORKGROUP_SIZE), maxDim));
   }
 
   if (reduceWritesResidual) {

@@ -3,6 +3,7 @@ import backwardReduce from '../../shaders/backward-reduce.wgsl?raw';
 import channelStatsRead from '../../shaders/common/channel-stats-read.wgsl?raw';
 import channelStatsWrite from '../../shaders/common/channel-stats-write.wgsl?raw';
 import epilogue from '../../shaders/common/epilogue.wgsl?raw';
+import nonFinite from '../../shaders/common/non-finite.wgsl?raw';
 import laneColumns from '../../shaders/common/lane-columns.wgsl?raw';
 import prelude from '../../shaders/common/prelude.wgsl?raw';
 import finalize from '../../shaders/finalize.wgsl?raw';
@@ -25,10 +26,10 @@ function compose(stage: string, ...helpers: string[]): string {
  * write or differentiate BN's output also get the fused-epilogue helpers (`common/epilogue.wgsl`).
  */
 export const shaderSources = {
-  stats: compose(stats, laneColumns),
-  finalize: compose(finalize, channelStatsWrite),
-  normalize: compose(normalize, channelStatsRead, channelStatsWrite, epilogue),
-  'backward-reduce': compose(backwardReduce, laneColumns, channelStatsRead, channelStatsWrite, epilogue),
+  stats: compose(stats, laneColumns, nonFinite),
+  finalize: compose(finalize, channelStatsWrite, nonFinite),
+  normalize: compose(normalize, channelStatsRead, channelStatsWrite, nonFinite, epilogue),
+  'backward-reduce': compose(backwardReduce, laneColumns, channelStatsRead, channelStatsWrite, nonFinite, epilogue),
   'backward-elementwise': compose(backwardElementwise, channelStatsRead, epilogue),
 } as const satisfies Record<string, string>;
 
