@@ -17,7 +17,15 @@ export {
   type BufferTensorOptions,
 } from './context.js';
 export { Tensor, type Layout } from './tensor.js';
-export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, type ForwardOptions } from './batch-norm/module.js';
+export {
+  BatchNorm,
+  BatchNorm1d,
+  BatchNorm2d,
+  BatchNorm3d,
+  type ForwardOptions,
+  type EncodeForwardOptions,
+} from './batch-norm/module.js';
+export type { Activation, Epilogue } from './batch-norm/epilogue.js';
 export type { BatchNormOptions } from './batch-norm/options.js';
 export type { StateDict, StateDictInput } from './batch-norm/state-dict.js';
 export { batchNorm, type BatchNormFunctionalOptions } from './batch-norm/functional.js';

@@ -26,6 +26,7 @@ export const IMPL_COLORS: Readonly<Record<ImplName, string>> = {
   'webgpu-batchnorm': '#2563eb',
   'webgpu-batchnorm-keras': '#60a5fa',
   'webgpu-batchnorm-cpu': '#0891b2',
+  'webgpu-batchnorm-unfused': '#93c5fd',
   'tfjs-webgpu': '#f97316',
   'ort-webgpu': '#7c3aed',
   'tfjs-cpu': '#ea580c',

@@ -18,7 +18,8 @@ type Module = Library.BatchNorm;
  */
 export type OursVariant = 'pytorch' | 'keras';
 
-function moduleFor(cc: CaseContext, ctx: Library.BatchNormContext, variant: OursVariant = 'pytorch'): Module {
+/** A module of the case's rank with the case's parameters and running statistics loaded. */
+export function moduleFor(cc: CaseContext, ctx: Library.BatchNormContext, variant: OursVariant = 'pytorch'): Module {
   const c = cc.data.geometry.c;
   const options =
     variant === 'keras'

@@ -2,6 +2,7 @@ import type { BatchNormContext } from '../context.js';
 import type { Tensor } from '../tensor.js';
 import type { RunningUpdate } from './conventions.js';
 import { cpuBatchStats, cpuNormalize, cpuUpdateRunning, invstdOf } from './cpu.js';
+import type { ResolvedEpilogue } from './epilogue.js';
 import type { Geometry } from './geometry.js';
 import { encodeForward } from './gpu-forward.js';
 
@@ -22,6 +23,8 @@ export interface ForwardSpec {
   readonly tracked: number;
   /** Where to write this batch's statistics (training only), each shape [C]; null entries are skipped. */
   readonly batchStats?: BatchStatsOutputs | null;
+  /** Fused activation / residual add; null for plain BN. */
+  readonly epilogue: ResolvedEpilogue | null;
 }
 
 /** Tensors that receive the batch statistics of a training forward. */
@@ -34,14 +37,27 @@ export interface BatchStatsOutputs {
   readonly variance: Tensor | null;
 }
 
-/** What the forward leaves for backward: float64 statistics on the CPU, a buffer on the GPU. */
+/**
+ * What the forward leaves for backward: float64 statistics (and the per-channel y = x·scale + shift
+ * it applied, for recomputing a SiLU's pre-activation) on the CPU, a buffer on the GPU.
+ */
 export type SavedStats =
-  | { readonly kind: 'cpu'; readonly mean: Float64Array; readonly invstd: Float64Array }
+  | {
+      readonly kind: 'cpu';
+      readonly mean: Float64Array;
+      readonly invstd: Float64Array;
+      readonly scale: Float64Array;
+      readonly shift: Float64Array;
+    }
   | { readonly kind: 'gpu'; readonly channelStats: GPUBuffer };
 
 /** What a module's last forward left for backward. */
 export interface ForwardRecord {
   readonly input: Tensor;
+  /** The forward's output: a ReLU-family epilogue's backward masks with it. */
+  readonly output: Tensor;
+  /** The forward's fused epilogue, or null. */
+  readonly epilogue: ResolvedEpilogue | null;
   readonly geometry: Geometry;
   readonly usedBatchStats: boolean;
   readonly saved: SavedStats;
@@ -121,7 +137,8 @@ export function runForward(
     mean = Float64Array.from(cpuData(spec.runningMean));
     invstd = invstdOf(cpuData(spec.runningVar), spec.eps);
   }
-  cpuNormalize(
+  const e = spec.epilogue;
+  const { scale, shift } = cpuNormalize(
     xs,
     cpuData(y),
     g,
@@ -129,8 +146,9 @@ export function runForward(
     invstd,
     spec.weight ? cpuData(spec.weight) : null,
     spec.bias ? cpuData(spec.bias) : null,
+    e ? { activation: e.activation, residual: e.residual ? cpuData(e.residual) : null } : null,
   );
-  return { kind: 'cpu', mean, invstd };
+  return { kind: 'cpu', mean, invstd, scale, shift };
 }
 
 /** The Float32Array behind a CPU tensor. */

@@ -2,6 +2,7 @@ import { optionsObject } from '../arguments.js';
 import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
+import { checkEpilogue, type Epilogue } from './epilogue.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkNoAliasing } from './aliasing.js';
 import type { ConventionName, MomentumMeaning, VarianceEstimator } from './conventions.js';
@@ -44,6 +45,8 @@ export interface BatchNormFunctionalOptions {
    * computed in the same passes (PyTorch's save_mean / save_invstd). On WebGPU each needs COPY_DST.
    */
   batchStats?: Partial<BatchStatsOutputs>;
+  /** Fused epilogue: y = activation(batch_norm(x) + residual) in the same pass. Default none. */
+  epilogue?: Epilogue;
 }
 
 const WHO = 'batchNorm';
@@ -80,11 +83,12 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
   if (training && settings.convention.singleValue === 'error') checkTrainingValues(g, x.shape, WHO);
   if (opts.out) checkOutput(ctx, opts.out, x, WHO);
   const batchStats = checkBatchStatsOutputs(ctx, opts.batchStats, g.c, training, WHO);
+  const epilogue = checkEpilogue(ctx, opts.epilogue, x, WHO);
   const updatesRunning = training && runningMean !== null;
   checkNoAliasing(
     ctx,
     WHO,
-    [['input', x], ['weight', weight], ['bias', bias], ...(updatesRunning ? [] : ([['runningMean', runningMean], ['runningVar', runningVar]] as const))],
+    [['input', x], ['epilogue.residual', epilogue?.residual ?? null], ['weight', weight], ['bias', bias], ...(updatesRunning ? [] : ([['runningMean', runningMean], ['runningVar', runningVar]] as const))],
     [
       ['output', opts.out ?? null],
       ...(updatesRunning ? ([['runningMean', runningMean], ['runningVar', runningVar]] as const) : []),
@@ -127,6 +131,7 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
       updateRunning: training && runningMean !== null,
       tracked: 0,
       batchStats,
+      epilogue,
     }, buffers);
   } catch (err) {
     if (!opts.out) y.destroy();

@@ -23,6 +23,7 @@ import type { Tensor } from '../tensor.js';
 import type { RunningUpdate } from './conventions.js';
 import { grid, reductionShape, STATS_BLOCK, vec4Aligned } from './dispatch-shape.js';
 import { encodeElementwise } from './elementwise-pass.js';
+import { activationUniforms, epilogueConstants, type ResolvedEpilogue } from './epilogue.js';
 import type { Geometry } from './geometry.js';
 
 /**
@@ -58,6 +59,8 @@ export interface GpuForwardArgs {
   readonly channelStats: GPUBuffer;
   /** Tensors that get copies of the batch statistics (training only). */
   readonly batchStats?: { readonly mean: Tensor | null; readonly invstd: Tensor | null; readonly variance: Tensor | null } | null;
+  /** Fused activation / residual add applied by the normalize pass; null for plain BN. */
+  readonly epilogue: ResolvedEpilogue | null;
 }
 
 /**
@@ -175,10 +178,12 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const b = bindOptional(gpu, fromRunning ? a.bias : null, 'bias');
   const rm = bindOptional(gpu, fromRunning ? a.runningMean : null, 'runningMean');
   const rv = bindOptional(gpu, fromRunning ? a.runningVar : null, 'runningVar');
+  // The residual (a dummy without one) is walked like x, so its alignment picks the entry too.
+  const residual = bindOptional(gpu, a.epilogue?.residual ?? null, 'residual');
   encodeElementwise(gpu, pass, g, {
     shader: 'normalize',
     entry: 'normalize',
-    tensors: { x, y },
+    tensors: { x, y, residual },
     uniforms: {
       flags: (fromRunning ? FLAG_FROM_RUNNING : 0) | (a.weight ? FLAG_AFFINE : 0),
       eps: a.eps,
@@ -186,7 +191,9 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
       biasBase: b.base,
       runningMeanBase: rm.base,
       runningVarBase: rv.base,
+      ...activationUniforms(a.epilogue),
     },
+    constants: epilogueConstants(a.epilogue),
     resources: {
       channelStats,
       weight: w.resource,

@@ -13,6 +13,7 @@ import {
   type ModuleBackwardSource,
 } from './backward.js';
 import type { Convention, MomentumMeaning, VarianceEstimator } from './conventions.js';
+import { checkEpilogue, type Epilogue, type ResolvedEpilogue } from './epilogue.js';
 import { noteWrites, runForward, type BatchStatsOutputs, type ForwardRecord, type GpuForwardBuffers } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
@@ -34,6 +35,20 @@ export interface ForwardOptions {
    * resultSaveInvVariance, MATLAB's `[Y, mu, sigmaSq]`). `variance` is the biased one used to
    * normalize. On WebGPU each needs COPY_DST usage. Default none.
    */
+  batchStats?: Partial<BatchStatsOutputs>;
+  /**
+   * Fused epilogue: y = activation(bn(x) + residual) in the same pass. Default none. Backward then
+   * differentiates through it; a ReLU-family activation needs the returned output kept alive (and
+   * unchanged) until backward, as cuDNN's fused BN + activation does.
+   */
+  epilogue?: Epilogue;
+}
+
+/** Options of {@link BatchNorm.encodeForward}. */
+export interface EncodeForwardOptions {
+  /** Fused epilogue, as in {@link ForwardOptions.epilogue}. Default none. */
+  epilogue?: Epilogue;
+  /** Batch-statistics outputs, as in {@link ForwardOptions.batchStats}. Default none. */
   batchStats?: Partial<BatchStatsOutputs>;
 }
 
@@ -199,10 +214,11 @@ export abstract class BatchNorm {
     }
     const g = this.#check(x);
     const batchStats = checkBatchStatsOutputs(this.ctx, opts.batchStats, g.c, this.#usesBatchStats(), this.name);
-    if (opts.out || batchStats) this.#checkOutput(x, opts.out ?? null, batchStats, `${this.name}.forward`);
+    const epilogue = checkEpilogue(this.ctx, opts.epilogue, x, `${this.name}.forward`);
+    if (opts.out || batchStats || epilogue) this.#checkOutput(x, opts.out ?? null, batchStats, `${this.name}.forward`, epilogue);
     const y = opts.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
     try {
-      this.#run(x, y, g, undefined, batchStats);
+      this.#run(x, y, g, epilogue, undefined, batchStats);
     } catch (err) {
       if (!opts.out) y.destroy();
       throw err;
@@ -214,13 +230,16 @@ export abstract class BatchNorm {
    * Records the forward into your command encoder, reading `x` and writing `y` (both tensors of
    * this context, e.g. from `ctx.tensorFromBuffer`). Nothing is submitted or read back; state
    * updates (running stats, num_batches_tracked) take effect when you submit.
+   * @param options.epilogue fused activation / residual add (the residual a tensor of this
+   *   context, e.g. your buffer through `ctx.tensorFromBuffer`). Default none; `null` options are
+   *   the same as absent.
    */
-  encodeForward(encoder: GPUCommandEncoder, x: Tensor, y: Tensor, options: Pick<ForwardOptions, 'batchStats'> | null = {}): void {
+  encodeForward(encoder: GPUCommandEncoder, x: Tensor, y: Tensor, options: EncodeForwardOptions | null = {}): void {
     this.assertAlive();
     const who = `${this.name}.encodeForward`;
     if (!this.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
     checkEncoder(encoder, who);
-    const opts = optionsObject<Pick<ForwardOptions, 'batchStats'>>(options, `${who} options`);
+    const opts = optionsObject<EncodeForwardOptions>(options, `${who} options`);
     if (this.#skipsEmpty(x)) {
       checkOutput(this.ctx, y, x, this.name);
       this.#lastForward = null;
@@ -229,8 +248,9 @@ export abstract class BatchNorm {
     const g = this.#check(x);
     checkOutput(this.ctx, y, x, this.name);
     const batchStats = checkBatchStatsOutputs(this.ctx, opts.batchStats, g.c, this.#usesBatchStats(), this.name);
-    this.#checkOutput(x, y, batchStats, who);
-    this.#run(x, y, g, encoder, batchStats);
+    const epilogue = checkEpilogue(this.ctx, opts.epilogue, x, who);
+    this.#checkOutput(x, y, batchStats, who, epilogue);
+    this.#run(x, y, g, epilogue, encoder, batchStats);
   }
 
   /**
@@ -273,7 +293,7 @@ export abstract class BatchNorm {
   }
 
   /** Output checks: shape and layout of x, and no memory shared with anything the forward reads. */
-  #checkOutput(x: Tensor, y: Tensor | null, batchStats: BatchStatsOutputs | null, who: string): void {
+  #checkOutput(x: Tensor, y: Tensor | null, batchStats: BatchStatsOutputs | null, who: string, epilogue: ResolvedEpilogue | null): void {
     if (y) checkOutput(this.ctx, y, x, this.name);
     const updatesRunning = this.#training && this.trackRunningStats;
     checkNoAliasing(
@@ -281,6 +301,7 @@ export abstract class BatchNorm {
       who,
       [
         ['input', x],
+        ['epilogue.residual', epilogue?.residual ?? null],
         ['weight', this.weight],
         ['bias', this.bias],
         ...(updatesRunning ? [] : ([['running_mean', this.runningMean], ['running_var', this.runningVar]] as const)),
@@ -311,7 +332,7 @@ export abstract class BatchNorm {
     return this.convention.emptyBatch === 'skip' && this.#usesBatchStats() && isEmptyBatch(x, this.ranks, this.numFeatures);
   }
 
-  #run(x: Tensor, y: Tensor, g: Geometry, encoder?: GPUCommandEncoder, batchStats: BatchStatsOutputs | null = null): void {
+  #run(x: Tensor, y: Tensor, g: Geometry, epilogue: ResolvedEpilogue | null, encoder?: GPUCommandEncoder, batchStats: BatchStatsOutputs | null = null): void {
     const useBatchStats = this.#training || !this.trackRunningStats;
     const updateRunning = this.#training && this.trackRunningStats;
     let record: ForwardRecord | null = null;
@@ -337,13 +358,14 @@ export abstract class BatchNorm {
         updateRunning,
         tracked: this.#tracked,
         batchStats,
+        epilogue,
       },
       this.#gpu,
       encoder,
       onFailure,
     );
     if (updateRunning) this.#tracked++;
-    record = { input: x, geometry: g, usedBatchStats: useBatchStats, saved, version: this.#version };
+    record = { input: x, output: y, epilogue, geometry: g, usedBatchStats: useBatchStats, saved, version: this.#version };
     this.#lastForward = record;
   }
 

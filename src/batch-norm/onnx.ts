@@ -105,6 +105,7 @@ export function onnxBatchNormalization(
     useBatchStats: training,
     updateRunning: training,
     tracked: 0,
+    epilogue: null,
   };
   try {
     if (gpu) {

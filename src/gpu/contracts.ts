@@ -54,6 +54,23 @@ export const FLAG_INPUT_CONSTANTS = 64;
 export const FLAG_FROM_VAR = 128;
 /** finalize: running_var gets the biased batch variance (Keras 3, ONNX, numpy-ml) instead of the unbiased one. */
 export const FLAG_BIASED_RUNNING_VAR = 256;
+/** backward_prepare: the forward's weight is bound (a SiLU epilogue recomputes its pre-activation). */
+export const FLAG_PREPARE_WEIGHT = 512;
+/** backward_prepare: the forward's bias is bound (a SiLU epilogue recomputes its pre-activation). */
+export const FLAG_PREPARE_BIAS = 1024;
+
+// Fused-epilogue activations: the values of the `ACTIVATION` override (shaders/common/epilogue.wgsl).
+
+/** No activation (the default). */
+export const ACTIVATION_NONE = 0;
+/** max(t, 0). */
+export const ACTIVATION_RELU = 1;
+/** hardtanh(t, min, max); ReLU6 is clamp(0, 6). */
+export const ACTIVATION_CLAMP = 2;
+/** t > 0 ? t : slope · t. */
+export const ACTIVATION_LEAKY_RELU = 3;
+/** t · sigmoid(t). */
+export const ACTIVATION_SILU = 4;
 
 /** vec4s per plane of channelStats for `channels` channels (the kernels' `planeStride` uniform). */
 export function planeStride(channels: number): number {
