@@ -6,10 +6,16 @@ import { defineConfig } from 'vite';
 const wgslReflectLicense = readFileSync(fileURLToPath(new URL('node_modules/wgsl_reflect/LICENSE.md', import.meta.url)), 'utf8')
   .trim()
   .replace(/\*\//g, '* /');
-const banner = `/*!\n * webgpu-batchnorm. Bundles wgsl_reflect (https://github.com/brendan-duncan/wgsl_reflect):\n *\n${wgslReflectLicense
-  .split('\n')
-  .map((line) => ` * ${line}`.trimEnd())
-  .join('\n')}\n */`;
+const fflateLicense = readFileSync(fileURLToPath(new URL('node_modules/fflate/LICENSE', import.meta.url)), 'utf8')
+  .trim()
+  .replace(/\*\//g, '* /');
+const commented = (text: string): string =>
+  text
+    .split('\n')
+    .map((line) => ` * ${line}`.trimEnd())
+    .join('\n');
+// fflate (MIT, the .pt zip reader) and @bufbuild/protobuf's wire reader (the .onnx reader) are bundled too.
+const banner = `/*!\n * webgpu-batchnorm. Bundles wgsl_reflect (https://github.com/brendan-duncan/wgsl_reflect):\n *\n${commented(wgslReflectLicense)}\n *\n * fflate (https://github.com/101arrowz/fflate):\n *\n${commented(fflateLicense)}\n *\n * @bufbuild/protobuf (https://github.com/bufbuild/protobuf-es), Copyright 2021-2026 Buf Technologies, Inc.,\n * licensed under the Apache License, Version 2.0 (https://www.apache.org/licenses/LICENSE-2.0) and BSD-3-Clause.\n */`;
 
 /**
  * Library build: `dist/index.js`, one ES module with every `.wgsl?raw` shader inlined and

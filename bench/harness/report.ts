@@ -2,7 +2,7 @@
  * Ratios, the target checklist and the plain-text table; shared by the page, the browser runner
  * (which prints what the page computed) and the Node runner.
  */
-import type { BenchResult, ImplName, LayoutName, OpName, Row, TargetCheck } from './types.js';
+import { EPILOGUE_OPS, plainOpOf, type BenchResult, type ImplName, type LayoutName, type OpName, type Row, type TargetCheck } from './types.js';
 
 const sameCase = (a: Row, shape: readonly number[], layout: LayoutName): boolean =>
   a.layout === layout && a.shape.length === shape.length && a.shape.every((d, i) => d === shape[i]);
@@ -60,6 +60,19 @@ export function checkTargets(rows: readonly Row[]): TargetCheck[] {
     push(`train <= ${trainLimit}x floor`, shape, layout, ratio(ours('train'), floor), '<=', trainLimit, 'webgpu-batchnorm train / copy-floor');
     push('eval <= 1.1x floor', shape, layout, ratio(ours('eval'), floor), '<=', 1.1, 'webgpu-batchnorm eval / copy-floor');
     push('backward <= 2.8x floor', shape, layout, ratio(ours('backward'), floor), '<=', 2.8, 'webgpu-batchnorm backward / copy-floor');
+    // Conventions are numbers in a uniform: the Keras preset must cost what PyTorch's does (10% is
+    // the run-to-run noise of these medians on a shared machine).
+    for (const op of ['train', 'eval'] as const) {
+      push(
+        `keras preset ${op} within 10% of pytorch`,
+        shape,
+        layout,
+        ratio(okTime(find(rows, 'webgpu-batchnorm-keras', op, shape, layout)), ours(op)),
+        '<=',
+        1.1,
+        `webgpu-batchnorm-keras ${op} / webgpu-batchnorm ${op}`,
+      );
+    }
     push(
       '>= 20x faster than tfjs-webgpu train',
       shape,
@@ -78,6 +91,21 @@ export function checkTargets(rows: readonly Row[]): TargetCheck[] {
       8,
       'ort-webgpu eval / webgpu-batchnorm eval',
     );
+    // Fused epilogues (issue #10.1): within 1.1x of plain BN, and faster than the unfused passes.
+    for (const op of EPILOGUE_OPS) {
+      if (!find(rows, 'webgpu-batchnorm', op, shape, layout)) continue;
+      const plain = plainOpOf(op);
+      push(`${op} <= 1.1x plain ${plain}`, shape, layout, ratio(ours(op), ours(plain)), '<=', 1.1, `webgpu-batchnorm ${op} / webgpu-batchnorm ${plain}`);
+      push(
+        `${op} fused faster than unfused`,
+        shape,
+        layout,
+        ratio(okTime(find(rows, 'webgpu-batchnorm-unfused', op, shape, layout)), ours(op)),
+        '>=',
+        1,
+        `webgpu-batchnorm-unfused ${op} / webgpu-batchnorm ${op}`,
+      );
+    }
     for (const op of ['train', 'eval', 'backward'] as const) {
       push(
         `cpu ${op} no slower than js-loop`,
@@ -104,11 +132,13 @@ export function checkTargets(rows: readonly Row[]): TargetCheck[] {
   return out;
 }
 
-const OP_ORDER: readonly OpName[] = ['copy', 'train', 'eval', 'backward'];
+const OP_ORDER: readonly OpName[] = ['copy', 'train', 'eval', 'backward', ...EPILOGUE_OPS];
 const IMPL_ORDER: readonly ImplName[] = [
   'copy-floor',
   'copy-b2b',
   'webgpu-batchnorm',
+  'webgpu-batchnorm-keras',
+  'webgpu-batchnorm-unfused',
   'tfjs-webgpu',
   'ort-webgpu',
   'webgpu-batchnorm-cpu',

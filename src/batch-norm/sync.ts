@@ -4,6 +4,7 @@ import { ArgumentError, BackwardStateError, DestroyedError, ShapeError } from '.
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
 import type { BackwardOptions, BackwardResult } from './backward.js';
+import { CONVENTIONS } from './conventions.js';
 import { cpuNormalize } from './cpu.js';
 import { cpuData, noteWrites } from './forward.js';
 import { batchNorm } from './functional.js';
@@ -328,12 +329,13 @@ export class SyncBatchNorm {
             runningVar: null,
             useBatchStats: true,
             updateRunning: false,
-            momentum: null,
+            update: { meanFactor: null, varFactor: null, varianceEstimator: 'unbiased' },
             eps: this.#eps,
             tracked: 0,
             counter: gpu.dummy('counter'),
             channelStats: buffers.channelStats,
             channelStatsReady: true,
+            epilogue: null,
           });
         }, (error) => {
           for (const t of writes) t?.noteWriteFailed(submit, error);
@@ -432,6 +434,7 @@ export class SyncBatchNorm {
       gradInput: null,
       gradWeight: own.sumDyXhat,
       gradBias: own.sumDy,
+          epilogue: null,
     });
     encoder.copyBufferToBuffer(own.sumDy.buffer, own.sumDy.byteOffset, target, byteOffset, bytes);
     encoder.copyBufferToBuffer(own.sumDyXhat.buffer, own.sumDyXhat.byteOffset, target, byteOffset + bytes, bytes);
@@ -490,6 +493,7 @@ export class SyncBatchNorm {
               gradWeight: null,
               gradBias: null,
               inputConstantsReady: true,
+                          epilogue: null,
             });
           }
         }, (error) => {
@@ -508,7 +512,7 @@ export class SyncBatchNorm {
       for (const t of [gradInput, gradWeight, gradBias]) t?.destroy();
       throw err;
     }
-    return { gradInput, gradWeight, gradBias };
+    return { gradInput, gradWeight, gradBias, gradResidual: null };
   }
 
   /** The module's state with PyTorch's `state_dict()` keys (those of `nn.SyncBatchNorm`); values are copies. */
@@ -534,7 +538,7 @@ export class SyncBatchNorm {
    */
   loadStateDict(sd: StateDictInput): void {
     this.#assertAlive();
-    const checked = checkStateDict(sd, this.numFeatures, this.affine, this.trackRunningStats, NAME);
+    const checked = checkStateDict(sd, this.numFeatures, CONVENTIONS.pytorch.stateNames, { weight: this.affine, bias: this.affine, running: this.trackRunningStats }, NAME);
     const write = (t: Tensor | null, v: Float32Array | undefined): void => {
       if (!t || !v) return;
       const s = t.storage;

@@ -2,10 +2,12 @@ import backwardElementwise from '../../shaders/backward-elementwise.wgsl?raw';
 import backwardReduce from '../../shaders/backward-reduce.wgsl?raw';
 import channelStatsRead from '../../shaders/common/channel-stats-read.wgsl?raw';
 import channelStatsWrite from '../../shaders/common/channel-stats-write.wgsl?raw';
+import epilogue from '../../shaders/common/epilogue.wgsl?raw';
 import nonFinite from '../../shaders/common/non-finite.wgsl?raw';
 import laneColumns from '../../shaders/common/lane-columns.wgsl?raw';
 import prelude from '../../shaders/common/prelude.wgsl?raw';
 import finalize from '../../shaders/finalize.wgsl?raw';
+import fold from '../../shaders/fold.wgsl?raw';
 import normalize from '../../shaders/normalize.wgsl?raw';
 import stats from '../../shaders/stats.wgsl?raw';
 import syncBatchNorm from '../../shaders/sync-batch-norm.wgsl?raw';
@@ -22,14 +24,16 @@ function compose(stage: string, ...helpers: string[]): string {
 
 /**
  * Every WGSL module of the library, by id. The `.wgsl` files are the single source: Vite inlines
- * them into the build, and vitest reads them through the same `?raw` import.
+ * them into the build, and vitest reads them through the same `?raw` import. The shaders that
+ * write or differentiate BN's output also get the fused-epilogue helpers (`common/epilogue.wgsl`).
  */
 export const shaderSources = {
   stats: compose(stats, laneColumns, nonFinite),
   finalize: compose(finalize, channelStatsWrite, nonFinite),
-  normalize: compose(normalize, channelStatsRead, channelStatsWrite, nonFinite),
-  'backward-reduce': compose(backwardReduce, laneColumns, channelStatsRead, channelStatsWrite, nonFinite),
-  'backward-elementwise': compose(backwardElementwise, channelStatsRead),
+  normalize: compose(normalize, channelStatsRead, channelStatsWrite, nonFinite, epilogue),
+  'backward-reduce': compose(backwardReduce, laneColumns, channelStatsRead, channelStatsWrite, nonFinite, epilogue),
+  'backward-elementwise': compose(backwardElementwise, channelStatsRead, epilogue),
+  fold: compose(fold),
   'sync-batch-norm': compose(syncBatchNorm, channelStatsRead, channelStatsWrite),
 } as const satisfies Record<string, string>;
 
