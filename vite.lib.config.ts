@@ -1,19 +1,11 @@
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
-
-// wgsl_reflect is MIT-licensed and bundled, so its notice travels with the bundle.
-const wgslReflectLicense = readFileSync(fileURLToPath(new URL('node_modules/wgsl_reflect/LICENSE.md', import.meta.url)), 'utf8')
-  .trim()
-  .replace(/\*\//g, '* /');
-const banner = `/*!\n * webgpu-batchnorm. Bundles wgsl_reflect (https://github.com/brendan-duncan/wgsl_reflect):\n *\n${wgslReflectLicense
-  .split('\n')
-  .map((line) => ` * ${line}`.trimEnd())
-  .join('\n')}\n */`;
+import { wgslShaders } from './build/wgsl-shaders.js';
 
 /**
- * Library build: `dist/index.js`, one ES module with every `.wgsl?raw` shader inlined and
- * wgsl_reflect bundled, so the file imports as-is in Node and in a browser (no import map).
+ * Library build: `dist/index.js`, one ES module with every shader inlined together with its
+ * bind-group and uniform layouts, reflected at build time (build/wgsl-shaders.ts), so no WGSL
+ * parser ships and the file imports as-is in Node and in a browser (no import map).
  * Declarations come from `tsc -p tsconfig.build.json` afterwards (see the `build` script).
  *
  * Only `webgpu` (Dawn's Node bindings, an optional peer) stays external. src/gpu/acquire.ts
@@ -23,6 +15,7 @@ const banner = `/*!\n * webgpu-batchnorm. Bundles wgsl_reflect (https://github.c
 export default defineConfig({
   // Nothing from public/ or index.html belongs in the library.
   publicDir: false,
+  plugins: [wgslShaders()],
   build: {
     outDir: 'dist',
     // tsc writes the .d.ts files into dist/ after vite; vite empties it first so no stale output survives.
@@ -42,7 +35,6 @@ export default defineConfig({
       output: {
         // One file: no chunks even if a dynamic import of our own code appears.
         codeSplitting: false,
-        banner,
       },
     },
   },

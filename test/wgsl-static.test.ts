@@ -6,9 +6,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BatchNorm1d, BatchNorm2d, batchNorm, type BatchNormContext } from '../src/index.js';
+import { stripComments } from '../build/wgsl-shaders.js';
 import * as contracts from '../src/gpu/contracts.js';
 import { BindGroupCache } from '../src/gpu/object-caches.js';
 import { reflectShader } from '../src/gpu/reflect.js';
+import { shaderFiles } from '../src/gpu/shader-manifest.js';
 import { shaderSources, wgslPrelude, type ShaderId } from '../src/gpu/shader-sources.js';
 import { contextFor, toLayout } from './helpers/backends.js';
 
@@ -89,6 +91,31 @@ describe('WGSL sources', () => {
       expect(entry.bindings.filter((b) => b.type !== 'uniform').length).toBeLessThanOrEqual(8);
       expect(entry.bindings.filter((b) => b.type === 'uniform').length).toBeLessThanOrEqual(1);
       if (entry.uniform) expect(entry.uniform.size % 16, `${id}.${name} uniform size`).toBe(0);
+    }
+  });
+
+  it.each(shaderIds)('%s: the build-time module is its manifest files, and its layouts are what wgsl_reflect reads now', (id) => {
+    const files = shaderFiles(id).map((f) => stripComments(readFileSync(new URL(f, shaderDir), 'utf8')));
+    expect(shaderSources[id]).toBe(files.join('\n'));
+    // The guard on build-time reflection: parse the shipped source again and compare, entry by entry.
+    const reflect = new WgslReflect(shaderSources[id]);
+    const runtime = reflectShader(id);
+    expect([...runtime.keys()].sort()).toEqual(reflect.entry.compute.map((f) => f.name).sort());
+    for (const fn of reflect.entry.compute) {
+      const entry = runtime.get(fn.name);
+      expect(entry?.overrides).toEqual(reflect.overrides.map((o) => o.name));
+      const expected = fn.resources
+        .map((r) => ({
+          name: r.name,
+          group: r.group,
+          binding: r.binding,
+          type: String(r.resourceType) === '0' ? 'uniform' : r.access === 'read' ? 'read-only-storage' : 'storage',
+        }))
+        .sort((a, b) => a.binding - b.binding);
+      expect(entry?.bindings, `${id}.${fn.name} bindings`).toEqual(expected);
+      const u = fn.resources.find((r) => String(r.resourceType) === '0');
+      const fields = new Map((u?.members ?? []).map((m) => [m.name, { offset: m.offset, type: m.type.name }]));
+      expect(entry?.uniform ?? null, `${id}.${fn.name} uniform`).toEqual(u ? { binding: u.name, size: u.size, fields } : null);
     }
   });
 
