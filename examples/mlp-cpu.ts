@@ -147,7 +147,9 @@ export function createCpuTrainer(ctx: BatchNormContext, spec: ModelSpec, data: D
         } else dy = dh;
       }
       for (const t of inputs) t.destroy();
-      [...grads, ...bnGrads].forEach((g, i) => sgdStep(params[i] as Float32Array, g, velocities[i] as Float32Array));
+      [...grads, ...bnGrads].forEach((g, i) => {
+        sgdStep(params[i] as Float32Array, g, velocities[i] as Float32Array);
+      });
       steps++;
       last = { step: steps, loss: f.loss, accuracy: f.accuracy };
     },

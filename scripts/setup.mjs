@@ -66,6 +66,7 @@ function libraryExists(soname) {
 
 /** Packages dpkg reports as fully installed, from one dpkg-query call. */
 function dpkgInstalled(names) {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own ${field} format, not a template
   const r = run('dpkg-query', ['-W', '-f=${Package} ${db:Status-Status}\\n', ...names]);
   if (r.error) return null; // no dpkg: not Debian
   const installed = new Set();

@@ -563,7 +563,9 @@ describe.each(BACKENDS)('backward on %s', (backend) => {
       const va = await ta.read();
       const vb = await tb.read();
       // invstd computed by the backend (float32 on WebGPU) vs rounded once to float32 here.
-      va.forEach((v, i) => expect(Math.abs(v - (vb[i] ?? NaN))).toBeLessThanOrEqual(4e-7 * (Math.abs(v) + 1)));
+      va.forEach((v, i) => {
+        expect(Math.abs(v - (vb[i] ?? NaN))).toBeLessThanOrEqual(4e-7 * (Math.abs(v) + 1));
+      });
     }
     await ctx.sync();
     count(backend);

@@ -33,7 +33,7 @@ function randomCase(index: number): TorchCase {
   const evalSteps = 1 + Math.floor(next() * 2);
   let shapeSpatial = spatial();
   for (let k = 0; k < trainSteps + evalSteps; k++) {
-    const training = k < trainSteps || (!track && module === 'functional' ? true : false);
+    const training = k < trainSteps || (!track && module === 'functional');
     if (next() < 0.3) shapeSpatial = spatial();
     let n = 1 + Math.floor(next() * 6);
     const perChannel = n * shapeSpatial.reduce((a, b) => a * b, 1);

@@ -87,7 +87,9 @@ describe('zero-copy and encoder integration', () => {
     const xs = batches.map((b) => ctx.tensor(b, shape));
     const ys = batches.map(() => ctx.tensor(new Float32Array(30), shape));
     const encoder = device.createCommandEncoder();
-    xs.forEach((x, i) => bn.encodeForward(encoder, x, ys[i] ?? x));
+    xs.forEach((x, i) => {
+      bn.encodeForward(encoder, x, ys[i] ?? x);
+    });
     device.queue.submit([encoder.finish()]);
     const rm = await bn.runningMean?.read();
     const rv = await bn.runningVar?.read();

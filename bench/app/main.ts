@@ -77,7 +77,9 @@ function redrawCharts(): void {
     chartsBox.appendChild(c);
     canvases.push(c);
   }
-  charts.forEach((chart, i) => drawBarChart(canvases[i] as HTMLCanvasElement, chart));
+  charts.forEach((chart, i) => {
+    drawBarChart(canvases[i] as HTMLCanvasElement, chart);
+  });
 }
 
 const fmt = (v: number | null, d = 2): string => (v === null ? '–' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(d));

@@ -15,7 +15,7 @@ function find(rows: readonly Row[], impl: ImplName, op: OpName, shape: readonly 
 export function addRatios(rows: Row[]): void {
   for (const row of rows) {
     const floor = find(rows, 'copy-floor', 'copy', row.shape, row.layout);
-    if (!floor || floor.status !== 'ok') continue;
+    if (floor?.status !== 'ok') continue;
     if (row.median_ms !== null && floor.median_ms) row.ratio_to_floor = row.median_ms / floor.median_ms;
     if (row.gpu_ms !== null && floor.gpu_ms) row.gpu_ratio_to_floor = row.gpu_ms / floor.gpu_ms;
   }

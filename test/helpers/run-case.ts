@@ -7,7 +7,7 @@ import {
   BatchNorm1d,
   BatchNorm2d,
   BatchNorm3d,
-  BatchNormError,
+  type BatchNormError,
   InsufficientValuesError,
   ShapeError,
   batchNorm,
