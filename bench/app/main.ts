@@ -105,7 +105,7 @@ function renderRows(): void {
       const cells = [
         r.op,
         r.impl,
-        r.status === 'unavailable' && r.reason?.startsWith('not yet available') ? 'not yet available' : r.status,
+        r.status,
         r.layout === 'channels_last' ? 'CL' : 'CF',
         fmt(r.median_ms),
         r.ratio_to_floor === null ? '–' : `${fmt(r.ratio_to_floor)}×`,

@@ -28,8 +28,7 @@ export type LayoutName = 'channels_first' | 'channels_last';
 /**
  * - `ok`: checked against the float64 reference, then timed.
  * - `wrong`: its output failed the check (see `max_err`); not timed.
- * - `unavailable`: could not run here (see `reason`), e.g. a peer that does not load in Node, or
- *   a library feature that is not yet available.
+ * - `unavailable`: could not run here (see `reason`), e.g. a peer that does not load in Node.
  * - `error`: threw or raised a WebGPU error while running (see `reason`).
  */
 export type RowStatus = 'ok' | 'wrong' | 'unavailable' | 'error';
