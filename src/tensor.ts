@@ -1,4 +1,4 @@
-import { DestroyedError } from './errors.js';
+import { ArgumentError, DestroyedError } from './errors.js';
 
 /**
  * Memory order of a tensor whose logical shape is always (N, C, ...).
@@ -68,10 +68,18 @@ export class Tensor {
     return this.#storage;
   }
 
-  /** The GPU buffer behind this tensor, for zero-copy use with your own WebGPU code. Throws on CPU. */
+  /**
+   * The GPU buffer behind this tensor, for zero-copy use with your own WebGPU code. Throws
+   * `ArgumentError` for a tensor of the CPU backend (its values live in a Float32Array) and
+   * `DestroyedError` after `destroy()`.
+   */
   get buffer(): GPUBuffer {
     const s = this.storage;
-    if (s.kind !== 'gpu') throw new DestroyedError(`tensor '${this.#label}' lives on the CPU backend and has no GPUBuffer`);
+    if (s.kind !== 'gpu') {
+      throw new ArgumentError(
+        `tensor '${this.#label}'.buffer: expected a tensor of the 'webgpu' backend, got one of the 'cpu' backend, which has no GPUBuffer (use read())`,
+      );
+    }
     return s.buffer;
   }
 

@@ -177,6 +177,19 @@ describe.each(BACKENDS)('errors on %s', (backend) => {
     await expect(t.read()).rejects.toThrow(DestroyedError);
   });
 
+  it('.buffer of a tensor: a GPUBuffer on webgpu, ArgumentError on the cpu backend', () => {
+    const t = ctx.tensor(new Float32Array(4), [2, 2], { label: 'held' });
+    if (backend === 'cpu') {
+      expect(() => t.buffer).toThrow(ArgumentError);
+      expect(() => t.buffer).toThrow(/'held'\.buffer: expected a tensor of the 'webgpu' backend, got one of the 'cpu' backend/);
+    } else {
+      expect(t.buffer.size).toBeGreaterThanOrEqual(16);
+    }
+    t.destroy();
+    expect(() => t.buffer).toThrow(DestroyedError);
+    count(backend);
+  });
+
   it('output of the wrong shape or the input itself', async () => {
     const x = x4([2, 3, 2, 2]);
     const wrongShape = x4([2, 3, 4]);
