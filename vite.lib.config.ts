@@ -35,6 +35,9 @@ export default defineConfig({
       output: {
         // One file: no chunks even if a dynamic import of our own code appears.
         codeSplitting: false,
+        // TSDoc travels in dist/*.d.ts, where editors read it; the bundle keeps the code and its
+        // line comments (the why), and legal and bundler annotations.
+        comments: { jsdoc: false, legal: true, annotation: true },
       },
     },
   },

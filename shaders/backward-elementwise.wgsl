@@ -20,6 +20,9 @@
 // spatial; channels-last: row = n·spatial + s, cols = C; /4 for vec4); invocation i owns column
 // i % cols of rows lane, lane + lanes, ... so neighbours touch neighbouring addresses, and its
 // channel is fixed (channels-last always; channels-first when lanes is a multiple of C).
+// On fallback adapters (CONTIGUOUS) an invocation owns a long contiguous run instead, as in
+// normalize.wgsl: channels-first `runLength` elements of one row; channels-last 4 vec4 columns (16
+// channels) of `runLength` consecutive rows, their coefficients held in registers.
 
 struct ElementwiseParams {
   rows: u32,
@@ -33,7 +36,11 @@ struct ElementwiseParams {
   weightBase: u32,      // in f32 elements
   planeStride: u32,     // ceil(C / 4)
   flags: u32,           // FLAG_AFFINE (common/prelude.wgsl)
-  blocksPerRow: u32,    // CONTIGUOUS: ceil(cols / BLOCK_ITEMS)
+  blocksPerRow: u32,    // CONTIGUOUS: channels-first runs per row; channels-last column groups per row
+  runLength: u32,       // CONTIGUOUS: channels-first elements per run; channels-last rows per invocation
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ElementwiseParams;
@@ -50,10 +57,8 @@ struct ElementwiseParams {
 
 // true: training formula (batch statistics); false: running statistics.
 override BATCH_STATS: bool = true;
-// Access pattern, as in normalize.wgsl: true on fallback adapters, where channels-first
-// invocation i owns one contiguous run of BLOCK_ITEMS elements of one row.
+// Access pattern, as in normalize.wgsl: true on fallback adapters (long contiguous runs).
 override CONTIGUOUS: bool = false;
-override BLOCK_ITEMS: u32 = 16u;
 
 // vec4(K, A, B, D) of channel c (see the header).
 fn coef(c: u32) -> vec4f {
@@ -78,8 +83,8 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let gb = params.dyBase;
     let ob = params.dxBase;
     let rowStart = row * params.cols;
-    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
-    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
+    let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
       if (BATCH_STATS) {
         dx[ob + j] = dy[gb + j] * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w);
@@ -132,8 +137,8 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let gb = params.dyBase;
     let ob = params.dxBase;
     let rowStart = row * params.cols;
-    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
-    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
+    let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
       if (BATCH_STATS) {
         dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
@@ -173,10 +178,67 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   }
 }
 
+// Coefficients (K, A, B, D) of channels 4·c4 .. 4·c4 + 3, one vector each.
+fn coef4(c4: u32) -> array<vec4f, 4> {
+  var k: vec4f;
+  var a: vec4f;
+  var b: vec4f;
+  var d: vec4f;
+  for (var l = 0u; l < 4u; l++) {
+    let cl = coef(c4 * 4u + l);
+    k[l] = cl.x;
+    a[l] = cl.y;
+    b[l] = cl.z;
+    d[l] = cl.w;
+  }
+  return array<vec4f, 4>(k, a, b, d);
+}
+
+fn dx4(j: u32, o: u32, c: array<vec4f, 4>) {
+  if (BATCH_STATS) {
+    dx[params.dxBase + o + j] = dy[params.dyBase + o + j] * c[1] - (x[params.xBase + o + j] - c[0]) * c[2] + c[3];
+  } else {
+    dx[params.dxBase + o + j] = dy[params.dyBase + o + j] * c[1];
+  }
+}
+
+// CONTIGUOUS channels-last: invocation i owns column group i % blocksPerRow (4 vec4 columns when
+// cols % 4 == 0, else 1) of rows [block·runLength, (block + 1)·runLength), as in normalize.wgsl.
+fn elementwise_cl4_rows(i: u32) {
+  let rowBlock = i / params.blocksPerRow;
+  let firstRow = rowBlock * params.runLength;
+  if (firstRow >= params.rows) { return; }
+  let cols = params.cols;
+  // The host groups cols / blocksPerRow columns per invocation: 4 (written out below) or 1.
+  let groupCols = cols / params.blocksPerRow;
+  let quads = groupCols == 4u;
+  let col = (i - rowBlock * params.blocksPerRow) * groupCols;
+  let o = firstRow * cols + col;
+  let end = (min(firstRow + params.runLength, params.rows) - firstRow) * cols;
+  let c0 = coef4(col);
+  if (!quads) {
+    for (var j = 0u; j < end; j += cols) { dx4(j, o, c0); }
+    return;
+  }
+  let c1 = coef4(col + 1u);
+  let c2 = coef4(col + 2u);
+  let c3 = coef4(col + 3u);
+  for (var j = 0u; j < end; j += cols) {
+    dx4(j, o, c0);
+    dx4(j, o + 1u, c1);
+    dx4(j, o + 2u, c2);
+    dx4(j, o + 3u, c3);
+  }
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn elementwise_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                    @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
+  if (CONTIGUOUS) {
+    elementwise_cl4_rows(i);
+    return;
+  }
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   var k: vec4f;

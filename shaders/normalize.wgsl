@@ -14,6 +14,14 @@
 // element, and the channel constants are loaded once per invocation: channels-last fixes the
 // channel by the column, and channels-first fixes it whenever `lanes` is a multiple of C (the host
 // chooses such a `lanes` when it can; otherwise the channel is stepped and reloaded per row).
+//
+// Fallback adapters (CONTIGUOUS) run each invocation as a CPU loop, where what costs beyond the
+// copy itself is per-invocation setup (index maths, constant loads) and per-element branches; so
+// there an invocation owns one long contiguous run (bench/README.md, "Sweep", has the numbers):
+//   channels-first: `runLength` vec4s of one row (a whole (n, c) plane unless the tensor has too
+//     few planes to keep the adapter's threads busy), constants loaded once;
+//   channels-last: 4 adjacent vec4 columns (16 channels, 12 constant vectors held in registers)
+//     of `runLength` consecutive rows, one 64-byte run per row (one column when cols % 4 != 0).
 
 struct NormalizeParams {
   rows: u32,
@@ -30,8 +38,8 @@ struct NormalizeParams {
   biasBase: u32,
   runningMeanBase: u32,
   runningVarBase: u32,
-  blocksPerRow: u32, // CONTIGUOUS: ceil(cols / BLOCK_ITEMS)
-  _pad0: u32,
+  blocksPerRow: u32, // CONTIGUOUS: channels-first runs per row; channels-last column groups per row
+  runLength: u32,    // CONTIGUOUS: channels-first vec4s (or floats) per run; channels-last rows per invocation
 }
 
 @group(0) @binding(0) var<uniform> params: NormalizeParams;
@@ -46,10 +54,9 @@ struct NormalizeParams {
 @group(0) @binding(7) var<storage, read> runningVar: array<f32>;
 
 // Access pattern. false (GPUs): the coalesced row-lane walk described above. true (fallback
-// adapters, which run each invocation as a CPU loop): channels-first invocation i owns one
-// contiguous run of BLOCK_ITEMS elements of one row, the pattern CPU caches and prefetchers want.
+// adapters, which run each invocation as a CPU loop): the long contiguous runs described above,
+// the pattern CPU caches and prefetchers want.
 override CONTIGUOUS: bool = false;
-override BLOCK_ITEMS: u32 = 16u;
 
 // vec4(K, scale, shiftedBias, invstd) of channel c from the running statistics.
 fn from_running(c: u32) -> vec4f {
@@ -112,8 +119,8 @@ fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
     let xb = params.xBase;
     let yb = params.yBase;
     let rowStart = row * params.cols;
-    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
-    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
+    let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
       y[yb + j] = fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
     }
@@ -154,8 +161,8 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
     let xb = params.xBase;
     let yb = params.yBase;
     let rowStart = row * params.cols;
-    let start = rowStart + (i - row * params.blocksPerRow) * BLOCK_ITEMS;
-    let end = min(start + BLOCK_ITEMS, rowStart + params.cols);
+    let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
+    let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
       yScalar[yb + j] = fma(xScalar[xb + j] - k.x, k.y, k.z);
     }
@@ -184,11 +191,48 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   }
 }
 
+// CONTIGUOUS channels-last: invocation i owns column group i % blocksPerRow (4 vec4 columns when
+// cols % 4 == 0, else 1) of rows [block·runLength, (block + 1)·runLength). The four columns are
+// written out so their constants stay in registers and no loop runs over them.
+fn normalize_cl4_rows(i: u32) {
+  let rowBlock = i / params.blocksPerRow;
+  let firstRow = rowBlock * params.runLength;
+  if (firstRow >= params.rows) { return; }
+  let cols = params.cols;
+  // The host groups cols / blocksPerRow columns per invocation: 4 (written out below) or 1.
+  let groupCols = cols / params.blocksPerRow;
+  let quads = groupCols == 4u;
+  let col = (i - rowBlock * params.blocksPerRow) * groupCols;
+  let xb = params.xBase + firstRow * cols + col;
+  let yb = params.yBase + firstRow * cols + col;
+  let end = (min(firstRow + params.runLength, params.rows) - firstRow) * cols;
+  let c0 = packed4(col);
+  if (!quads) {
+    for (var j = 0u; j < end; j += cols) {
+      y[yb + j] = fma(x[xb + j] - c0[0], c0[1], c0[2]);
+    }
+    return;
+  }
+  let c1 = packed4(col + 1u);
+  let c2 = packed4(col + 2u);
+  let c3 = packed4(col + 3u);
+  for (var j = 0u; j < end; j += cols) {
+    y[yb + j] = fma(x[xb + j] - c0[0], c0[1], c0[2]);
+    y[yb + j + 1u] = fma(x[xb + j + 1u] - c1[0], c1[1], c1[2]);
+    y[yb + j + 2u] = fma(x[xb + j + 2u] - c2[0], c2[1], c2[2]);
+    y[yb + j + 3u] = fma(x[xb + j + 3u] - c3[0], c3[1], c3[2]);
+  }
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn normalize_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                  @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
   record_running(i);
+  if (CONTIGUOUS) {
+    normalize_cl4_rows(i);
+    return;
+  }
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   let constants = packed4(col);

@@ -1,3 +1,4 @@
+import { optionsObject } from './arguments.js';
 import {
   ArgumentError,
   ContextMismatchError,
@@ -55,6 +56,13 @@ export interface ContextStats {
   readonly liveBuffers: number;
   /** Queue submissions made by the library. */
   readonly submits: number;
+  /**
+   * Superseded buffers kept alive until `destroy()` because work recorded into a caller's encoder
+   * may still reference them (see the README's lifetime rule). 0 on the CPU backend.
+   */
+  readonly keptBuffers: number;
+  /** Bytes of {@link keptBuffers}. */
+  readonly keptBytes: number;
 }
 
 let nextContextId = 1;
@@ -116,11 +124,12 @@ export class BatchNormContext implements TensorOwner {
    * @throws ShapeError if `data.length` is not the product of `shape`, or `shape` is not a list of
    *   non-negative integers.
    */
-  tensor(data: Float32Array | readonly number[], shape: readonly number[], options: TensorOptions = {}): Tensor {
+  tensor(data: Float32Array | readonly number[], shape: readonly number[], options: TensorOptions | null = {}): Tensor {
     this.assertUsable();
-    const label = options.label ?? 'tensor';
-    const layout = checkLayout(options.layout, shape, label);
+    options = optionsObject<TensorOptions>(options, 'tensor options');
+    const label = checkLabel(options.label);
     const size = checkShape(shape, label);
+    const layout = checkLayout(options.layout, shape, label);
     if (this.gpu) this.#checkFits(size, label);
     if (!(data instanceof Float32Array) && !Array.isArray(data)) {
       throw new ArgumentError(`${label}: data must be a Float32Array or an array of numbers, got ${describe(data)}`);
@@ -140,12 +149,16 @@ export class BatchNormContext implements TensorOwner {
    * COPY_SRC for `read()`), and room for the values rounded up to 16 bytes after `byteOffset`.
    * `destroy()` on the tensor never destroys your buffer.
    */
-  tensorFromBuffer(buffer: GPUBuffer, shape: readonly number[], options: BufferTensorOptions = {}): Tensor {
+  tensorFromBuffer(buffer: GPUBuffer, shape: readonly number[], options: BufferTensorOptions | null = {}): Tensor {
     this.assertUsable();
-    const label = options.label ?? 'tensor';
+    options = optionsObject<BufferTensorOptions>(options, 'tensorFromBuffer options');
+    const label = checkLabel(options.label);
     if (!this.gpu) throw new WebGPUUnavailableError(`${label}: tensorFromBuffer needs the 'webgpu' backend; this context runs on 'cpu'`);
-    const layout = checkLayout(options.layout, shape, label);
+    if (buffer === null || typeof buffer !== 'object' || typeof buffer.usage !== 'number' || typeof buffer.size !== 'number') {
+      throw new ArgumentError(`${label}: buffer must be a GPUBuffer, got ${describe(buffer)}`);
+    }
     const size = checkShape(shape, label);
+    const layout = checkLayout(options.layout, shape, label);
     const byteOffset = options.byteOffset ?? 0;
     if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0) {
       throw new ArgumentError(`${label}: byteOffset must be a non-negative multiple of 4, got ${byteOffset}`);
@@ -204,7 +217,13 @@ export class BatchNormContext implements TensorOwner {
     if ((s.buffer.usage & BUFFER_COPY_SRC) === 0) {
       throw new ArgumentError(`${t.label}: read() needs GPUBufferUsage.COPY_SRC on buffer '${s.buffer.label}'`);
     }
-    return this.gpu.readFloats(s.buffer, s.byteOffset, t.size * 4);
+    // Every error scope of earlier submits resolves first, so a failed write of `t` is known and
+    // reported as itself, not as whatever the readback copy might run into.
+    await this.gpu.errorsSettled();
+    if (t.writeFailure) throw t.writeFailure;
+    const values = await this.gpu.readFloats(s.buffer, s.byteOffset, t.size * 4);
+    if (t.writeFailure) throw t.writeFailure;
+    return values;
   }
 
   /** @internal */
@@ -237,6 +256,8 @@ export class BatchNormContext implements TensorOwner {
       buffersCreated: gpu ? gpu.buffersCreated : 0,
       liveBuffers: gpu ? gpu.pool.live : 0,
       submits: gpu ? gpu.submits : 0,
+      keptBuffers: gpu ? gpu.keptBuffers : 0,
+      keptBytes: gpu ? gpu.keptBytes : 0,
     };
   }
 
@@ -249,11 +270,28 @@ export class BatchNormContext implements TensorOwner {
   }
 }
 
+/**
+ * Throws ArgumentError unless `ctx` is a context made by {@link createContext}, then
+ * DestroyedError / DeviceLostError if it can no longer run work.
+ */
+export function assertContext(ctx: unknown, who: string): asserts ctx is BatchNormContext {
+  if (!(ctx instanceof BatchNormContext)) {
+    throw new ArgumentError(`${who}: expected a context from createContext(), got ${describe(ctx)}`);
+  }
+  ctx.assertUsable();
+}
+
 function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return `an array of length ${v.length}`;
   if (typeof v === 'object') return (v as { constructor?: { name?: string } }).constructor?.name ?? 'an object';
   return `${typeof v} ${String(v)}`;
+}
+
+function checkLabel(label: unknown): string {
+  if (label === undefined) return 'tensor';
+  if (typeof label !== 'string') throw new ArgumentError(`label must be a string, got ${describe(label)}`);
+  return label;
 }
 
 function checkShape(shape: readonly number[], label: string): number {
@@ -280,7 +318,8 @@ function checkLayout(layout: Layout | undefined, shape: readonly number[], label
  *   and `ctx.fallbackReason`; `'webgpu'` throws {@link WebGPUUnavailableError} if there is no adapter.
  * @param options.device run on this device (the context never destroys it).
  */
-export async function createContext(options: ContextOptions = {}): Promise<BatchNormContext> {
+export async function createContext(options: ContextOptions | null = {}): Promise<BatchNormContext> {
+  options = optionsObject<ContextOptions>(options, 'createContext options');
   const backend = options.backend ?? 'auto';
   if (backend !== 'auto' && backend !== 'webgpu' && backend !== 'cpu') {
     throw new ArgumentError(`backend must be 'auto', 'webgpu' or 'cpu', got ${JSON.stringify(backend)}`);

@@ -39,6 +39,10 @@ export class Tensor {
   readonly owner: TensorOwner;
   #storage: TensorStorage | null;
   #label: string;
+  /** Sequence number of the last library submit that writes this tensor (0: none pending). */
+  #lastWriteSubmit = 0;
+  /** The error of the failed submit that last wrote this tensor; read() rejects with it. */
+  #writeFailure: Error | null = null;
 
   /** @internal use `ctx.tensor` */
   constructor(owner: TensorOwner, shape: readonly number[], layout: Layout, storage: TensorStorage, label: string) {
@@ -90,8 +94,28 @@ export class Tensor {
   }
 
   /**
+   * @internal A library submit (sequence number `submit`, or 0 for work recorded into a caller's
+   * encoder or written directly) writes this tensor: its values are those of that write from now on.
+   */
+  noteWrite(submit: number): void {
+    this.#lastWriteSubmit = submit;
+    this.#writeFailure = null;
+  }
+
+  /** @internal Submit `submit` failed; if it is still the last write of this tensor, reads reject. */
+  noteWriteFailed(submit: number, error: Error): void {
+    if (this.#lastWriteSubmit === submit) this.#writeFailure = error;
+  }
+
+  /** @internal The error of the failed submit whose output this tensor holds, or null. */
+  get writeFailure(): Error | null {
+    return this.#writeFailure;
+  }
+
+  /**
    * Copies the values back as a new Float32Array in this tensor's memory layout. Rejects with
-   * `GPUOperationError` if WebGPU reported an error for work that produced it.
+   * `GPUOperationError` if the library submit that last wrote it failed, every time, until a later
+   * write succeeds: a failed submit never reads back as stale values or zeros.
    */
   async read(): Promise<Float32Array> {
     this.storage;

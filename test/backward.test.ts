@@ -760,7 +760,7 @@ describe.each(BACKENDS)('backward errors on %s', (backend) => {
       const gw = ctx.tensor([0, 0, 0], [3]);
       const wrong = ctx.tensor(data(3), [2, 3, 4]);
       await rejects(bn, () => bn.encodeBackward(enc, dy, { gradWeight: gw }), ArgumentError, /affine = false/);
-      await rejects(bn, () => bn.encodeBackward(enc, dy, { gradInput: dy }), ArgumentError, /gradInput must not share memory with gradOutput/);
+      await rejects(bn, () => bn.encodeBackward(enc, dy, { gradInput: dy }), ArgumentError, /gradInput \(.*\) shares memory with gradOutput/);
       await rejects(bn, () => bn.encodeBackward(enc, dy, { gradInput: wrong }), ShapeError, /gradInput must match/);
       enc.finish();
     }

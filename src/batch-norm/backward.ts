@@ -1,19 +1,37 @@
-import type { BatchNormContext } from '../context.js';
+import { optionsObject } from '../arguments.js';
+import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError, BackwardStateError, DestroyedError, ShapeError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { cpuBackward } from './cpu-backward.js';
-import { cpuData } from './forward.js';
+import { checkEncoder, checkNoAliasing, type NamedTensor } from './aliasing.js';
+import { cpuData, noteWrites, type ForwardRecord } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { encodeBackward, encodePrepare, type GpuBackwardArgs } from './gpu-backward.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
-import type { BatchNorm, ForwardRecord } from './module.js';
 import { checkBoolean, checkEps } from './options.js';
 import { checkChannelTensor, checkInput } from './validate.js';
 
 /** Which of [gradInput, gradWeight, gradBias] to compute, as PyTorch's `output_mask`. */
 export type OutputMask = readonly [boolean, boolean, boolean];
 
-/** Options of {@link BatchNorm.backward}. */
+/**
+ * What a module backward needs from its module: a snapshot the module hands over, so this file
+ * never imports the module class (and the module keeps its forward record private).
+ */
+export interface ModuleBackwardSource {
+  readonly ctx: BatchNormContext;
+  /** Class name for messages, e.g. `'BatchNorm2d'`. */
+  readonly name: string;
+  readonly numFeatures: number;
+  readonly affine: boolean;
+  readonly weight: Tensor | null;
+  /** The module's state version now; a record from an older version is stale. */
+  readonly version: number;
+  readonly lastForward: ForwardRecord | null;
+  assertAlive(): void;
+}
+
+/** Options of `BatchNorm.backward`. */
 export interface BackwardOptions {
   /**
    * Which of [gradInput, gradWeight, gradBias] to compute; work for the others is skipped and they
@@ -34,7 +52,7 @@ export interface BackwardResult {
 }
 
 /**
- * Where {@link BatchNorm.encodeBackward} writes. A gradient is computed only when its tensor is
+ * Where `BatchNorm.encodeBackward` writes. A gradient is computed only when its tensor is
  * given; each must be distinct from the others and from the input, gradOutput and weight.
  */
 export interface BackwardOutputs {
@@ -104,28 +122,8 @@ function checkGradOutput(ctx: BatchNormContext, dy: Tensor, x: Tensor, who: stri
   }
 }
 
-/** Identity of a tensor's memory, for aliasing checks: the GPU buffer or the CPU array's buffer. */
-function memoryOf(t: Tensor): object {
-  const s = t.storage;
-  return s.kind === 'gpu' ? s.buffer : s.data.buffer;
-}
-
-// An output that shares memory with an input (or another output) would be read and written by
-// one dispatch, which WebGPU rejects, or overwritten before it is read.
-function checkDistinct(outputs: ReadonlyArray<[string, Tensor | null]>, inputs: ReadonlyArray<[string, Tensor | null]>, who: string): void {
-  const seen: Array<[string, object]> = [];
-  for (const [name, t] of inputs) if (t) seen.push([name, memoryOf(t)]);
-  for (const [name, t] of outputs) {
-    if (!t) continue;
-    const m = memoryOf(t);
-    const clash = seen.find(([, other]) => other === m);
-    if (clash) throw new ArgumentError(`${who}: ${name} must not share memory with ${clash[0]} (tensor '${t.label}')`);
-    seen.push([name, m]);
-  }
-}
-
 /** The forward record a module backward runs on; throws if there is none usable. */
-function forwardRecord(bn: BatchNorm, who: string): ForwardRecord {
+function forwardRecord(bn: ModuleBackwardSource, who: string): ForwardRecord {
   const record = bn.lastForward;
   if (!record) {
     throw new BackwardStateError(
@@ -177,6 +175,27 @@ function gpuArgs(r: Resolved, channelStats: GPUBuffer): GpuBackwardArgs {
   };
 }
 
+/** Reads and writes of a backward, for the aliasing check. */
+function backwardTensors(r: Resolved, extraReads: readonly NamedTensor[] = []): [NamedTensor[], NamedTensor[]] {
+  return [
+    [['input', r.x], ['gradOutput', r.dy], ['weight', r.weight], ...extraReads],
+    [['gradInput', r.gradInput], ['gradWeight', r.gradWeight], ['gradBias', r.gradBias]],
+  ];
+}
+
+/**
+ * Submits a backward once; if the submit fails, its gradients reject on read() with its error.
+ */
+function submitBackward(ctx: BatchNormContext, r: Resolved, record: (encoder: GPUCommandEncoder) => void): void {
+  const gpu = ctx.gpu;
+  if (!gpu) throw new Error('internal: GPU backward on a CPU context');
+  const writes = [r.gradInput, r.gradWeight, r.gradBias];
+  const submit = gpu.submit('bn.backward', record, (error) => {
+    for (const t of writes) t?.noteWriteFailed(submit, error);
+  });
+  noteWrites(writes, submit);
+}
+
 /** Runs a validated module backward: on the CPU now, on WebGPU into `encoder` or one submit. */
 function runModuleBackward(ctx: BatchNormContext, record: ForwardRecord, r: Resolved, encoder?: GPUCommandEncoder): void {
   const saved = record.saved;
@@ -184,8 +203,12 @@ function runModuleBackward(ctx: BatchNormContext, record: ForwardRecord, r: Reso
   if (gpu) {
     if (saved.kind !== 'gpu') throw new Error('internal: CPU statistics on a WebGPU context');
     const args = gpuArgs(r, saved.channelStats);
-    if (encoder) encodeBackward(gpu, encoder, r.g, args);
-    else gpu.submit('bn.backward', (e) => encodeBackward(gpu, e, r.g, args));
+    if (encoder) {
+      gpu.recordInto(encoder, (e) => encodeBackward(gpu, e, r.g, args));
+      noteWrites([r.gradInput, r.gradWeight, r.gradBias], 0);
+    } else {
+      submitBackward(ctx, r, (e) => encodeBackward(gpu, e, r.g, args));
+    }
     return;
   }
   if (saved.kind !== 'cpu') throw new Error('internal: GPU statistics on a CPU context');
@@ -210,7 +233,7 @@ function destroyAll(ts: ReadonlyArray<Tensor | null>): void {
  * (constants), eval without running statistics through the batch ones, as in PyTorch.
  * @internal use the module method
  */
-export function moduleBackward(bn: BatchNorm, gradOutput: Tensor, options: BackwardOptions = {}): BackwardResult {
+export function moduleBackward(bn: ModuleBackwardSource, gradOutput: Tensor, options: Partial<BackwardOptions>): BackwardResult {
   bn.assertAlive();
   const who = `${bn.name}.backward`;
   const record = forwardRecord(bn, who);
@@ -245,10 +268,11 @@ export function moduleBackward(bn: BatchNorm, gradOutput: Tensor, options: Backw
  * gradients whose output tensors are given.
  * @internal use the module method
  */
-export function moduleEncodeBackward(bn: BatchNorm, encoder: GPUCommandEncoder, gradOutput: Tensor, outputs: BackwardOutputs): void {
+export function moduleEncodeBackward(bn: ModuleBackwardSource, encoder: GPUCommandEncoder, gradOutput: Tensor, outputs: BackwardOutputs): void {
   bn.assertAlive();
   const who = `${bn.name}.encodeBackward`;
   if (!bn.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
+  checkEncoder(encoder, who);
   const record = forwardRecord(bn, who);
   checkGradOutput(bn.ctx, gradOutput, record.input, who);
   if (outputs === null || typeof outputs !== 'object') {
@@ -272,17 +296,9 @@ export function moduleEncodeBackward(bn: BatchNorm, encoder: GPUCommandEncoder, 
     checkChannelTensor(bn.ctx, t, name, bn.numFeatures, who);
   }
   const weight = bn.affine ? bn.weight : null;
-  checkDistinct(
-    [['gradInput', gradInput], ['gradWeight', gradWeight], ['gradBias', gradBias]],
-    [['input', record.input], ['gradOutput', gradOutput], ['weight', weight]],
-    who,
-  );
-  runModuleBackward(
-    bn.ctx,
-    record,
-    { x: record.input, dy: gradOutput, g: record.geometry, weight, useBatchStats: record.usedBatchStats, gradInput, gradWeight, gradBias },
-    encoder,
-  );
+  const resolved: Resolved = { x: record.input, dy: gradOutput, g: record.geometry, weight, useBatchStats: record.usedBatchStats, gradInput, gradWeight, gradBias };
+  checkNoAliasing(bn.ctx, who, ...backwardTensors(resolved));
+  runModuleBackward(bn.ctx, record, resolved, encoder);
 }
 
 const WHO = 'batchNormBackward';
@@ -301,9 +317,10 @@ const WHO = 'batchNormBackward';
 export function batchNormBackward(
   ctx: BatchNormContext,
   args: BatchNormBackwardArgs,
-  options: BatchNormBackwardOptions = {},
+  options: BatchNormBackwardOptions | null = {},
 ): BackwardResult {
-  ctx.assertUsable();
+  assertContext(ctx, WHO);
+  const opts = optionsObject<BatchNormBackwardOptions>(options, `${WHO} options`);
   if (args === null || typeof args !== 'object') throw new ArgumentError(`${WHO}: args must be an object, got ${String(args)}`);
   const x = args.input;
   const g = checkInput(ctx, x, 'input', null, null, WHO);
@@ -340,7 +357,7 @@ export function batchNormBackward(
     checkChannelTensor(ctx, mean, 'saveMean', g.c, WHO);
     checkChannelTensor(ctx, invstd, 'saveInvstd', g.c, WHO);
   }
-  const mask = checkMask(options.outputMask ?? [true, weight !== null, weight !== null], WHO);
+  const mask = checkMask(opts.outputMask ?? [true, weight !== null, weight !== null], WHO);
   const [gradInput, gradWeight, gradBias] = allocGradients(ctx, x, g.c, mask);
   if (!gradInput && !gradWeight && !gradBias) return { gradInput, gradWeight, gradBias };
 
@@ -349,7 +366,7 @@ export function batchNormBackward(
     const gpu = ctx.gpu;
     if (gpu) {
       const channelStats = gpu.scratch('backward.channelStats', channelStatsBytes(g.c));
-      gpu.submit('bn.backward', (e) => {
+      submitBackward(ctx, r, (e) => {
         encodePrepare(gpu, e, { channels: g.c, mean, invstd, fromVar, eps, channelStats });
         encodeBackward(gpu, e, g, gpuArgs(r, channelStats));
       });

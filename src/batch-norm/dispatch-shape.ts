@@ -79,18 +79,36 @@ export interface ElementwiseShape {
   readonly lanes: number;
   /** Channels-first: lanes % C, the channel change per row step (0 when lanes is a multiple of C). */
   readonly laneChannelStep: number;
-  /** Contiguous pattern: runs of CONTIGUOUS_ITEMS per row (the kernels' `blocksPerRow`). */
+  /** Contiguous pattern: channels-first runs per row; channels-last column groups per row (the kernels' `blocksPerRow`). */
   readonly blocksPerRow: number;
+  /** Contiguous pattern: channels-first elements per run; channels-last rows per invocation (`runLength`). */
+  readonly runLength: number;
   /** Invocations the pattern needs. */
   readonly invocations: number;
   /** Override constants selecting the pattern (empty for the coalesced default). */
   readonly constants: Readonly<Record<string, number>>;
 }
 
+// Contiguous pattern (fallback adapters, where an invocation is a CPU loop): runs as long as this
+// many invocations allow, since every invocation pays index maths and constant loads and the
+// longest runs measured fastest (bench/README.md, "Sweep"); enough invocations remain to feed the
+// adapter's worker threads.
+const CONTIGUOUS_MIN_INVOCATIONS = 2048;
+// Channels-last rows per invocation, at most (the sweep's best; past it nothing more is amortised).
+const CONTIGUOUS_MAX_ROWS = 64;
+// Run length below which the per-invocation constants (16 channels' in evaluation, each with a
+// square root) cost more than the run: channels-first vec4s per run, channels-last rows.
+const CONTIGUOUS_MIN_RUN = 16;
+/**
+ * Channels-last vec4 columns per contiguous invocation when cols allows: normalize.wgsl and
+ * backward-elementwise.wgsl write out this many (they read the group as cols / blocksPerRow).
+ */
+export const CONTIGUOUS_COLUMN_GROUP = 4;
+
 /**
  * Rows × cols view, lane count and access pattern for elementwise kernels over `g` with
- * `width`-wide elements. `contiguous` (fallback adapters) applies to channels-first only: there a
- * run of adjacent elements shares one channel.
+ * `width`-wide elements. `contiguous` (fallback adapters) applies to channels-first, and to
+ * channels-last with vec4 elements (the scalar channels-last kernels keep the row-lane walk).
  */
 export function elementwiseShape(g: Geometry, width: number, contiguous = false): ElementwiseShape {
   const rows = g.order === 'cf' ? g.n * g.c : g.n * g.s;
@@ -98,17 +116,21 @@ export function elementwiseShape(g: Geometry, width: number, contiguous = false)
   let lanes = Math.max(1, Math.min(Math.ceil(rows / ELEMENTWISE_MIN_ROWS), Math.floor(TARGET_INVOCATIONS / cols)));
   // Channels-first: a multiple of C keeps each invocation on one channel for all its rows.
   if (g.order === 'cf' && lanes >= g.c) lanes = Math.floor(lanes / g.c) * g.c;
-  const blocked = contiguous && g.order === 'cf';
-  const blocksPerRow = Math.ceil(cols / CONTIGUOUS_ITEMS);
-  return {
-    rows,
-    cols,
-    lanes,
-    laneChannelStep: g.order === 'cf' ? lanes % g.c : 0,
-    blocksPerRow,
-    invocations: blocked ? rows * blocksPerRow : lanes * cols,
-    constants: blocked ? { CONTIGUOUS: 1, BLOCK_ITEMS: CONTIGUOUS_ITEMS } : {},
-  };
+  const laneChannelStep = g.order === 'cf' ? lanes % g.c : 0;
+  const coalesced = { rows, cols, lanes, laneChannelStep, blocksPerRow: 0, runLength: 0, invocations: lanes * cols, constants: {} };
+  if (!contiguous) return coalesced;
+  if (g.order === 'cf') {
+    const runsPerRow = Math.min(cols, Math.max(1, Math.ceil(CONTIGUOUS_MIN_INVOCATIONS / rows)));
+    const runLength = Math.max(Math.min(CONTIGUOUS_MIN_RUN, cols), Math.ceil(cols / runsPerRow));
+    const blocksPerRow = Math.ceil(cols / runLength);
+    return { ...coalesced, blocksPerRow, runLength, invocations: rows * blocksPerRow, constants: { CONTIGUOUS: 1 } };
+  }
+  if (width !== 4) return coalesced;
+  const group = cols % CONTIGUOUS_COLUMN_GROUP === 0 ? CONTIGUOUS_COLUMN_GROUP : 1;
+  const blocksPerRow = cols / group;
+  const runLength = Math.max(Math.min(CONTIGUOUS_MIN_RUN, rows), Math.min(CONTIGUOUS_MAX_ROWS, Math.floor((rows * blocksPerRow) / CONTIGUOUS_MIN_INVOCATIONS)));
+  const invocations = Math.ceil(rows / runLength) * blocksPerRow;
+  return { ...coalesced, blocksPerRow, runLength, invocations, constants: { CONTIGUOUS: 1 } };
 }
 
 /** True when `g`'s rows are whole vec4s and every binding base is vec4-aligned. */

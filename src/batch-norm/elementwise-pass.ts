@@ -48,6 +48,7 @@ export function encodeElementwise(gpu: GpuRuntime, pass: GPUComputePassEncoder, 
     laneChannelStep: shape.laneChannelStep,
     planeStride: planeStride(g.c),
     blocksPerRow: shape.blocksPerRow,
+    runLength: shape.runLength,
   };
   const resources: Record<string, GPUBufferBinding> = { ...p.resources };
   for (const [name, t] of tensors) {

@@ -25,6 +25,16 @@ export type SavedStats =
   | { readonly kind: 'cpu'; readonly mean: Float64Array; readonly invstd: Float64Array }
   | { readonly kind: 'gpu'; readonly channelStats: GPUBuffer };
 
+/** What a module's last forward left for backward. */
+export interface ForwardRecord {
+  readonly input: Tensor;
+  readonly geometry: Geometry;
+  readonly usedBatchStats: boolean;
+  readonly saved: SavedStats;
+  /** The module's state version at forward time; loadStateDict bumps it. */
+  readonly version: number;
+}
+
 /** GPU buffers a caller keeps across calls: the counter and the per-channel constants. */
 export interface GpuForwardBuffers {
   readonly counter: GPUBuffer;
@@ -34,7 +44,8 @@ export interface GpuForwardBuffers {
 /**
  * Runs one forward on the context's backend. Inputs must already be validated: from here on
  * nothing may throw for a reason the caller could have caught earlier. On WebGPU the work is
- * recorded into `encoder` when given (no submit), else submitted once.
+ * recorded into `encoder` when given (no submit), else submitted once; if that submit fails,
+ * the tensors it was to write reject on read() and `onFailure` undoes the caller's own state.
  */
 export function runForward(
   ctx: BatchNormContext,
@@ -44,13 +55,27 @@ export function runForward(
   spec: ForwardSpec,
   gpuBuffers: GpuForwardBuffers | null,
   encoder?: GPUCommandEncoder,
+  onFailure?: () => void,
 ): SavedStats {
   const gpu = ctx.gpu;
   if (gpu) {
     if (!gpuBuffers) throw new Error('internal: GPU forward without buffers');
     const args = { ...spec, x, y, counter: gpuBuffers.counter, channelStats: gpuBuffers.channelStats };
-    if (encoder) encodeForward(gpu, encoder, g, args);
-    else gpu.submit('bn.forward', (e) => encodeForward(gpu, e, g, args));
+    const writes = spec.updateRunning ? [y, spec.runningMean, spec.runningVar] : [y];
+    if (encoder) {
+      gpu.recordInto(encoder, (e) => encodeForward(gpu, e, g, args));
+      noteWrites(writes, 0);
+    } else {
+      const submit = gpu.submit(
+        'bn.forward',
+        (e) => encodeForward(gpu, e, g, args),
+        (error) => {
+          for (const t of writes) t?.noteWriteFailed(submit, error);
+          onFailure?.();
+        },
+      );
+      noteWrites(writes, submit);
+    }
     return { kind: 'gpu', channelStats: gpuBuffers.channelStats };
   }
 
@@ -87,4 +112,9 @@ export function cpuData(t: Tensor): Float32Array {
   const s = t.storage;
   if (s.kind !== 'cpu') throw new Error(`internal: tensor '${t.label}' is not on the CPU`);
   return s.data;
+}
+
+/** Marks `tensors` as written by library submit `submit` (0: caller-recorded or direct). */
+export function noteWrites(tensors: ReadonlyArray<Tensor | null>, submit: number): void {
+  for (const t of tensors) t?.noteWrite(submit);
 }

@@ -1,8 +1,10 @@
-import type { BatchNormContext } from '../context.js';
+import { optionsObject } from '../arguments.js';
+import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { runForward } from './forward.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
+import { checkNoAliasing } from './aliasing.js';
 import { checkBoolean, checkEps, checkMomentum } from './options.js';
 import { checkChannelTensor, checkInput, checkOutput, checkTrainingValues } from './validate.js';
 
@@ -32,17 +34,18 @@ const WHO = 'batchNorm';
  * `torch.nn.functional.batch_norm` on this context's backend: normalizes `x` (N, C, ...) with
  * batch statistics when `training`, else with `runningMean`/`runningVar`.
  */
-export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFunctionalOptions = {}): Tensor {
-  ctx.assertUsable();
+export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFunctionalOptions | null = {}): Tensor {
+  assertContext(ctx, WHO);
+  const opts = optionsObject<BatchNormFunctionalOptions>(options, `${WHO} options`);
   const g = checkInput(ctx, x, 'input', null, null, WHO);
-  const training = checkBoolean(options.training ?? false, 'training');
-  const eps = checkEps(options.eps ?? 1e-5);
-  const momentumArg = options.momentum === undefined ? 0.1 : options.momentum;
+  const training = checkBoolean(opts.training ?? false, 'training');
+  const eps = checkEps(opts.eps ?? 1e-5);
+  const momentumArg = opts.momentum === undefined ? 0.1 : opts.momentum;
   const momentum = checkMomentum(momentumArg, false);
-  const runningMean = options.runningMean ?? null;
-  const runningVar = options.runningVar ?? null;
-  const weight = options.weight ?? null;
-  const bias = options.bias ?? null;
+  const runningMean = opts.runningMean ?? null;
+  const runningVar = opts.runningVar ?? null;
+  const weight = opts.weight ?? null;
+  const bias = opts.bias ?? null;
   if ((runningMean === null) !== (runningVar === null)) {
     throw new ArgumentError(`${WHO}: runningMean and runningVar must be given together (got only ${runningMean ? 'runningMean' : 'runningVar'})`);
   }
@@ -53,7 +56,14 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
     if (t) checkChannelTensor(ctx, t, name, g.c, WHO);
   }
   if (training) checkTrainingValues(g, x.shape, WHO);
-  if (options.out) checkOutput(ctx, options.out, x, WHO);
+  if (opts.out) checkOutput(ctx, opts.out, x, WHO);
+  const updatesRunning = training && runningMean !== null;
+  checkNoAliasing(
+    ctx,
+    WHO,
+    [['input', x], ['weight', weight], ['bias', bias], ...(updatesRunning ? [] : ([['runningMean', runningMean], ['runningVar', runningVar]] as const))],
+    [['output', opts.out ?? null], ...(updatesRunning ? ([['runningMean', runningMean], ['runningVar', runningVar]] as const) : [])],
+  );
 
   const gpu = ctx.gpu;
   const buffers = gpu
@@ -62,7 +72,7 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
         channelStats: gpu.scratch('functional.channelStats', channelStatsBytes(g.c)),
       }
     : null;
-  const y = options.out ?? ctx.allocTensor(x.shape, x.layout, 'output');
+  const y = opts.out ?? ctx.allocTensor(x.shape, x.layout, 'output');
   // weight alone (bias null) or bias alone: the shader applies both, so fill in the identity.
   let w = weight;
   let b = bias;
@@ -89,7 +99,7 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
       tracked: 0,
     }, buffers);
   } catch (err) {
-    if (!options.out) y.destroy();
+    if (!opts.out) y.destroy();
     throw err;
   } finally {
     for (const t of temporaries) t.destroy();

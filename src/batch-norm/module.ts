@@ -1,35 +1,31 @@
-import type { BatchNormContext } from '../context.js';
-import { ArgumentError, DestroyedError } from '../errors.js';
+import { optionsObject } from '../arguments.js';
+import { assertContext, type BatchNormContext } from '../context.js';
+import { ArgumentError, DestroyedError, DeviceLimitError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
+import { checkEncoder, checkNoAliasing } from './aliasing.js';
 import {
   moduleBackward,
   moduleEncodeBackward,
   type BackwardOptions,
   type BackwardOutputs,
   type BackwardResult,
+  type ModuleBackwardSource,
 } from './backward.js';
-import { runForward, type GpuForwardBuffers, type SavedStats } from './forward.js';
+import { noteWrites, runForward, type ForwardRecord, type GpuForwardBuffers } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkBoolean, checkEps, checkMomentum, checkNumFeatures, type BatchNormOptions } from './options.js';
 import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
 import { checkInput, checkOutput, checkTrainingValues } from './validate.js';
 
+/** More channels than this cannot be held in host typed arrays on every JS engine. */
+const HOST_MAX_CHANNELS = 2 ** 30;
+
 /** Options of {@link BatchNorm.forward}. */
 export interface ForwardOptions {
   /** Write into this tensor (same shape and layout as the input) instead of allocating one. */
   out?: Tensor;
-}
-
-/** What the last forward left for backward. @internal */
-export interface ForwardRecord {
-  readonly input: Tensor;
-  readonly geometry: Geometry;
-  readonly usedBatchStats: boolean;
-  readonly saved: SavedStats;
-  /** The module's state version at forward time; loadStateDict bumps it. */
-  readonly version: number;
 }
 
 /**
@@ -58,18 +54,26 @@ export abstract class BatchNorm {
   #gpu: GpuForwardBuffers | null;
   #destroyed = false;
   #version = 0;
-  /** @internal */
-  lastForward: ForwardRecord | null = null;
+  /** What the last forward left for backward. */
+  #lastForward: ForwardRecord | null = null;
 
-  constructor(ctx: BatchNormContext, numFeatures: number, options: BatchNormOptions = {}) {
-    ctx.assertUsable();
+  /**
+   * @param numFeatures C, the number of channels.
+   * @param options see {@link BatchNormOptions}; `null` is the same as absent.
+   * @throws ArgumentError for a bad option; DeviceLimitError when C channels do not fit the host
+   *   or the device's buffer limits (checked before anything is allocated).
+   */
+  constructor(ctx: BatchNormContext, numFeatures: number, options: BatchNormOptions | null = {}) {
+    assertContext(ctx, new.target.name);
+    const opts = optionsObject<BatchNormOptions>(options, 'options');
     this.ctx = ctx;
     this.numFeatures = checkNumFeatures(numFeatures);
-    this.#eps = checkEps(options.eps ?? 1e-5);
-    this.#momentum = checkMomentum(options.momentum === undefined ? 0.1 : options.momentum, true);
-    this.affine = checkBoolean(options.affine ?? true, 'affine');
-    this.trackRunningStats = checkBoolean(options.trackRunningStats ?? true, 'trackRunningStats');
+    this.#eps = checkEps(opts.eps ?? 1e-5);
+    this.#momentum = checkMomentum(opts.momentum === undefined ? 0.1 : opts.momentum, true);
+    this.affine = checkBoolean(opts.affine ?? true, 'affine');
+    this.trackRunningStats = checkBoolean(opts.trackRunningStats ?? true, 'trackRunningStats');
     const c = this.numFeatures;
+    checkChannelCapacity(ctx, c);
     const filled = (v: number): Float32Array => new Float32Array(c).fill(v);
     this.weight = this.affine ? ctx.tensor(filled(1), [c], { label: 'weight' }) : null;
     this.bias = this.affine ? ctx.tensor(filled(0), [c], { label: 'bias' }) : null;
@@ -117,11 +121,6 @@ export abstract class BatchNorm {
     return this.trackRunningStats ? this.#tracked : null;
   }
 
-  /** @internal bumped whenever parameters or buffers are replaced wholesale. */
-  get version(): number {
-    return this.#version;
-  }
-
   /** Sets training mode (default true). Returns the module. */
   train(mode = true): this {
     this.#training = checkBoolean(mode, 'mode');
@@ -144,15 +143,16 @@ export abstract class BatchNorm {
    * shape and layout. In training mode it uses the batch statistics and updates the running ones;
    * in eval mode it uses the running ones (batch ones if `trackRunningStats` is false).
    */
-  forward(x: Tensor, options: ForwardOptions = {}): Tensor {
+  forward(x: Tensor, options: ForwardOptions | null = {}): Tensor {
     this.assertAlive();
+    const opts = optionsObject<ForwardOptions>(options, `${this.name}.forward options`);
     const g = this.#check(x);
-    if (options.out) checkOutput(this.ctx, options.out, x, this.name);
-    const y = options.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
+    if (opts.out) this.#checkOutput(x, opts.out, `${this.name}.forward`);
+    const y = opts.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
     try {
       this.#run(x, y, g);
     } catch (err) {
-      if (!options.out) y.destroy();
+      if (!opts.out) y.destroy();
       throw err;
     }
     return y;
@@ -165,9 +165,11 @@ export abstract class BatchNorm {
    */
   encodeForward(encoder: GPUCommandEncoder, x: Tensor, y: Tensor): void {
     this.assertAlive();
-    if (!this.ctx.gpu) throw new ArgumentError(`${this.name}.encodeForward needs the 'webgpu' backend; this context runs on 'cpu'`);
+    const who = `${this.name}.encodeForward`;
+    if (!this.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
+    checkEncoder(encoder, who);
     const g = this.#check(x);
-    checkOutput(this.ctx, y, x, this.name);
+    this.#checkOutput(x, y, who);
     this.#run(x, y, g, encoder);
   }
 
@@ -183,8 +185,8 @@ export abstract class BatchNorm {
    * @throws BackwardStateError without a forward, or after loadStateDict; ShapeError for a
    *   gradOutput of another shape or layout; DestroyedError if the forward's input was destroyed.
    */
-  backward(gradOutput: Tensor, options: BackwardOptions = {}): BackwardResult {
-    return moduleBackward(this, gradOutput, options);
+  backward(gradOutput: Tensor, options: BackwardOptions | null = {}): BackwardResult {
+    return moduleBackward(this.#backwardSource(), gradOutput, optionsObject<BackwardOptions>(options, `${this.name}.backward options`));
   }
 
   /**
@@ -193,7 +195,37 @@ export abstract class BatchNorm {
    * back, so a whole training step can be one submit.
    */
   encodeBackward(encoder: GPUCommandEncoder, gradOutput: Tensor, outputs: BackwardOutputs): void {
-    moduleEncodeBackward(this, encoder, gradOutput, outputs);
+    moduleEncodeBackward(this.#backwardSource(), encoder, gradOutput, outputs);
+  }
+
+  #backwardSource(): ModuleBackwardSource {
+    return {
+      ctx: this.ctx,
+      name: this.name,
+      numFeatures: this.numFeatures,
+      affine: this.affine,
+      weight: this.weight,
+      version: this.#version,
+      lastForward: this.#lastForward,
+      assertAlive: () => this.assertAlive(),
+    };
+  }
+
+  /** Output checks: shape and layout of x, and no memory shared with anything the forward reads. */
+  #checkOutput(x: Tensor, y: Tensor, who: string): void {
+    checkOutput(this.ctx, y, x, this.name);
+    const updatesRunning = this.#training && this.trackRunningStats;
+    checkNoAliasing(
+      this.ctx,
+      who,
+      [
+        ['input', x],
+        ['weight', this.weight],
+        ['bias', this.bias],
+        ...(updatesRunning ? [] : ([['running_mean', this.runningMean], ['running_var', this.runningVar]] as const)),
+      ],
+      [['output', y], ...(updatesRunning ? ([['running_mean', this.runningMean], ['running_var', this.runningVar]] as const) : [])],
+    );
   }
 
   #check(x: Tensor): Geometry {
@@ -205,6 +237,13 @@ export abstract class BatchNorm {
   #run(x: Tensor, y: Tensor, g: Geometry, encoder?: GPUCommandEncoder): void {
     const useBatchStats = this.#training || !this.trackRunningStats;
     const updateRunning = this.#training && this.trackRunningStats;
+    let record: ForwardRecord | null = null;
+    // A failed submit ran nothing: running stats are as before it, so num_batches_tracked (JS and
+    // both GPU counter slots) steps back, and its statistics are not there for backward.
+    const onFailure = (): void => {
+      if (updateRunning) this.#stepBackTracked();
+      if (this.#lastForward === record) this.#lastForward = null;
+    };
     const saved = runForward(
       this.ctx,
       x,
@@ -223,9 +262,23 @@ export abstract class BatchNorm {
       },
       this.#gpu,
       encoder,
+      onFailure,
     );
     if (updateRunning) this.#tracked++;
-    this.lastForward = { input: x, geometry: g, usedBatchStats: useBatchStats, saved, version: this.#version };
+    record = { input: x, geometry: g, usedBatchStats: useBatchStats, saved, version: this.#version };
+    this.#lastForward = record;
+  }
+
+  #stepBackTracked(): void {
+    this.#tracked = Math.max(0, this.#tracked - 1);
+    this.#writeCounter();
+  }
+
+  /** Both GPU counter slots := num_batches_tracked, so the next step reads it whichever slot it uses. */
+  #writeCounter(): void {
+    const gpu = this.ctx.gpu;
+    if (!this.#gpu || !gpu || this.#destroyed || gpu.lostMessage !== null) return;
+    gpu.device.queue.writeBuffer(this.#gpu.counter, 0, new Uint32Array([this.#tracked, this.#tracked, 0, 0]));
   }
 
   /** The module's state with PyTorch's `state_dict()` keys; values are copies. */
@@ -255,6 +308,7 @@ export abstract class BatchNorm {
     const checked = checkStateDict(sd, this.numFeatures, this.affine, this.trackRunningStats, this.name);
     const write = (t: Tensor | null, v: Float32Array | undefined): void => {
       if (!t || !v) return;
+      noteWrites([t], 0);
       const s = t.storage;
       if (s.kind === 'cpu') s.data.set(v);
       else this.ctx.gpu?.device.queue.writeBuffer(s.buffer, s.byteOffset, v.buffer, v.byteOffset, v.byteLength);
@@ -265,13 +319,10 @@ export abstract class BatchNorm {
     write(this.runningVar, checked.running_var);
     if (checked.num_batches_tracked !== undefined) {
       this.#tracked = checked.num_batches_tracked;
-      if (this.#gpu) {
-        const slots = new Uint32Array([this.#tracked, this.#tracked, 0, 0]);
-        this.ctx.gpu?.device.queue.writeBuffer(this.#gpu.counter, 0, slots);
-      }
+      this.#writeCounter();
     }
     this.#version++;
-    this.lastForward = null;
+    this.#lastForward = null;
   }
 
   /** Frees the module's tensors and GPU buffers. Idempotent. */
@@ -283,7 +334,25 @@ export abstract class BatchNorm {
       this.ctx.gpu.retire(this.#gpu.counter);
       this.ctx.gpu.retire(this.#gpu.channelStats);
     }
-    this.lastForward = null;
+    this.#lastForward = null;
+  }
+}
+
+/**
+ * Rejects a channel count whose per-channel buffers cannot exist on this context, before any
+ * host array or GPU buffer is allocated.
+ */
+function checkChannelCapacity(ctx: BatchNormContext, c: number): void {
+  if (c > HOST_MAX_CHANNELS) {
+    throw new DeviceLimitError(`numFeatures = ${c} exceeds the host limit of ${HOST_MAX_CHANNELS} channels per module (per-channel typed arrays)`);
+  }
+  const gpu = ctx.gpu;
+  if (!gpu) return;
+  const constantsBytes = channelStatsBytes(c);
+  if (constantsBytes > gpu.maxTensorBytes) {
+    throw new DeviceLimitError(
+      `numFeatures = ${c} needs a ${constantsBytes}-byte per-channel constants buffer, more than this device's limit of ${gpu.maxTensorBytes} bytes per buffer binding (maxBufferSize ${gpu.device.limits.maxBufferSize}, maxStorageBufferBindingSize ${gpu.device.limits.maxStorageBufferBindingSize})`,
+    );
   }
 }
 

@@ -45,3 +45,4 @@ export function checkNumFeatures(numFeatures: unknown): number {
   }
   return numFeatures;
 }
+

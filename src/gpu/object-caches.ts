@@ -102,9 +102,12 @@ export class UniformCache {
 export class BindGroupCache {
   readonly #device: GPUDevice;
   readonly #cache = new LruCache<GPUBindGroup>(512, () => {});
+  readonly #onBind: (buffer: GPUBuffer) => void;
 
-  constructor(device: GPUDevice) {
+  /** @param onBind sees every buffer bound, cached group or not (lifetime tracking). */
+  constructor(device: GPUDevice, onBind: (buffer: GPUBuffer) => void = () => {}) {
     this.#device = device;
+    this.#onBind = onBind;
   }
 
   /** Binds `resources` by WGSL variable name; every binding the entry point uses must be given. */
@@ -115,6 +118,7 @@ export class BindGroupCache {
       const r = resources[b.name];
       if (!r) throw new Error(`internal: ${kernel.key} needs binding '${b.name}'`);
       key += `|${bufferId(r.buffer)}:${r.offset ?? 0}:${r.size ?? -1}`;
+      this.#onBind(r.buffer);
       entries.push({ binding: b.binding, resource: r });
     }
     if (Object.keys(resources).length !== entries.length) {

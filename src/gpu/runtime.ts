@@ -16,8 +16,18 @@ export class GpuRuntime {
   readonly bindGroups: BindGroupCache;
   /** Set once the device is lost; every later call throws it. */
   lostMessage: string | null = null;
-  #firstError: GPUOperationError | null = null;
+  /** Errors of failed submits not yet reported by {@link settle} (ctx.sync()). */
+  #unreported: GPUOperationError[] = [];
   #pending = new Set<Promise<void>>();
+  /**
+   * Buffers bound into work recorded in a caller's encoder. The library cannot see when the
+   * caller submits, so {@link retire} never destroys these before the runtime itself is destroyed.
+   */
+  #callerReferenced = new WeakSet<GPUBuffer>();
+  /** True while a caller's encoder is being recorded into (see {@link recordInto}). */
+  #recordingForCaller = false;
+  /** Retired buffers a caller's encoder may still reference: destroyed with the runtime. */
+  #keptUntilDestroy = new Set<GPUBuffer>();
   #uniformBuffersCreated = 0;
   #submits = 0;
   #scratch = new Map<string, GPUBuffer>();
@@ -37,7 +47,7 @@ export class GpuRuntime {
     this.ownsDevice = ownsDevice;
     this.pool = new BufferPool(device);
     this.uniforms = new UniformCache(device, 256, (b) => this.retire(b), () => this.#uniformBuffersCreated++);
-    this.bindGroups = new BindGroupCache(device);
+    this.bindGroups = new BindGroupCache(device, (b) => this.#noteBound(b));
     void device.lost.then((info) => {
       this.lostMessage = `GPUDevice lost (${info.reason}): ${info.message || 'no message'}`;
     });
@@ -54,14 +64,43 @@ export class GpuRuntime {
     return this.#submits;
   }
 
-  /** Throws if the device was lost or an earlier submission reported a GPU error. */
+  /**
+   * Throws if the device was lost. Errors of failed submits are not thrown here: they reject the
+   * reads of what that submit was to write, and the next {@link settle}.
+   */
   assertHealthy(): void {
     if (this.lostMessage !== null) throw new DeviceLostError(this.lostMessage);
-    if (this.#firstError) {
-      const e = this.#firstError;
-      this.#firstError = null;
-      throw e;
+  }
+
+  /** Retired buffers kept alive because a caller's unsubmitted encoder may reference them. */
+  get keptBuffers(): number {
+    return this.#keptUntilDestroy.size;
+  }
+
+  /** Bytes of {@link keptBuffers}. */
+  get keptBytes(): number {
+    let bytes = 0;
+    for (const b of this.#keptUntilDestroy) bytes += b.size;
+    return bytes;
+  }
+
+  /**
+   * Records library work into a caller's encoder. Every buffer bound meanwhile is marked, and
+   * {@link retire} keeps marked buffers until the runtime is destroyed: the caller may submit
+   * the encoder at any later time, and a destroyed buffer would invalidate the whole submit.
+   */
+  recordInto(encoder: GPUCommandEncoder, record: (encoder: GPUCommandEncoder) => void): void {
+    const outer = this.#recordingForCaller;
+    this.#recordingForCaller = true;
+    try {
+      record(encoder);
+    } finally {
+      this.#recordingForCaller = outer;
     }
+  }
+
+  #noteBound(buffer: GPUBuffer): void {
+    if (this.#recordingForCaller) this.#callerReferenced.add(buffer);
   }
 
   /** Storage buffers bigger than this cannot be bound in one piece. */
@@ -105,8 +144,15 @@ export class GpuRuntime {
     return this.device.createBuffer(descriptor);
   }
 
-  /** Destroys `buffer` once everything submitted so far has finished with it. */
+  /**
+   * Destroys `buffer` once everything submitted so far has finished with it; a buffer bound into
+   * a caller's encoder is kept until the runtime is destroyed instead (see {@link recordInto}).
+   */
   retire(buffer: GPUBuffer): void {
+    if (this.#callerReferenced.has(buffer)) {
+      this.#keptUntilDestroy.add(buffer);
+      return;
+    }
     this.#retired.push(buffer);
     const batch = this.#retired;
     this.#retired = [];
@@ -116,42 +162,71 @@ export class GpuRuntime {
   }
 
   /**
-   * Encodes with `record` and submits once, inside validation and out-of-memory error scopes. An
-   * error is kept and thrown by the next {@link assertHealthy} or {@link settle}.
+   * Encodes with `record` and submits once, inside validation and out-of-memory error scopes.
+   * If WebGPU reports an error for it, `onError` runs (the caller marks what the submit was to
+   * write, and undoes state it advanced) and {@link settle} rejects with it.
+   * @returns the submit's sequence number (1, 2, ...), for matching errors to writes.
    */
-  submit(label: string, record: (encoder: GPUCommandEncoder) => void): void {
+  submit(label: string, record: (encoder: GPUCommandEncoder) => void, onError?: (error: GPUOperationError) => void): number {
     this.assertHealthy();
     const device = this.device;
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
-    const encoder = device.createCommandEncoder({ label: `${label}.encoder` });
-    record(encoder);
-    device.queue.submit([encoder.finish({ label: `${label}.commands` })]);
-    this.#submits++;
-    this.watch(label, device.popErrorScope(), device.popErrorScope());
+    let recorded = false;
+    try {
+      const encoder = device.createCommandEncoder({ label: `${label}.encoder` });
+      record(encoder);
+      recorded = true;
+      device.queue.submit([encoder.finish({ label: `${label}.commands` })]);
+    } finally {
+      // Scopes must be popped even when recording threw, or they would swallow later errors.
+      const scopes = [device.popErrorScope(), device.popErrorScope()];
+      if (recorded) this.#watch(label, scopes, onError);
+      else for (const s of scopes) void s.catch(() => {});
+    }
+    return ++this.#submits;
   }
 
-  /** Records errors of already-pushed scopes for {@link assertHealthy} and {@link settle}. */
-  watch(label: string, ...scopes: Promise<GPUError | null>[]): void {
+  #watch(label: string, scopes: Promise<GPUError | null>[], onError?: (error: GPUOperationError) => void): void {
+    const fail = (message: string): void => {
+      const error = new GPUOperationError(`${label}: ${message}`);
+      this.#unreported.push(error);
+      onError?.(error);
+    };
     const p: Promise<void> = Promise.all(scopes).then(
       (errors) => {
         const e = errors.find((x) => x !== null);
-        if (e && !this.#firstError) this.#firstError = new GPUOperationError(`${label}: WebGPU reported: ${e.message}`);
+        if (e) fail(`WebGPU reported: ${e.message}`);
         this.#pending.delete(p);
       },
       (err: unknown) => {
-        if (!this.#firstError) this.#firstError = new GPUOperationError(`${label}: ${String(err)}`);
+        fail(String(err));
         this.#pending.delete(p);
       },
     );
     this.#pending.add(p);
   }
 
-  /** Waits for all submitted work and throws the first GPU error it produced, if any. */
+  /** Waits until the error scopes of every submit so far have resolved. */
+  async errorsSettled(): Promise<void> {
+    await Promise.all([...this.#pending]);
+  }
+
+  /**
+   * Waits for all submitted work; rejects with the first GPU error reported since the last
+   * settle (each error is reported here once), or DeviceLostError.
+   */
   async settle(): Promise<void> {
     await this.device.queue.onSubmittedWorkDone();
-    await Promise.all([...this.#pending]);
+    await this.errorsSettled();
     this.assertHealthy();
+    const first = this.#unreported[0];
+    const more = this.#unreported.length - 1;
+    this.#unreported = [];
+    if (first) {
+      if (more > 0) first.message += ` (and ${more} more failed submit${more > 1 ? 's' : ''})`;
+      throw first;
+    }
   }
 
   /** Reads `byteLength` bytes at `byteOffset` of `buffer` into a new Float32Array. */
@@ -159,16 +234,25 @@ export class GpuRuntime {
     this.assertHealthy();
     const size = roundUp(Math.max(byteLength, 4), 4);
     const staging = this.pool.acquire(size, BUFFER_MAP_READ | BUFFER_COPY_DST, 'bn.readback.staging');
+    // A copy that failed validation leaves the staging buffer as it was: never return its bytes.
+    let copyError: GPUOperationError | null = null;
     try {
-      this.submit('bn.readback', (encoder) => {
-        encoder.copyBufferToBuffer(buffer, byteOffset, staging, 0, size);
-      });
+      this.submit(
+        'bn.readback',
+        (encoder) => {
+          encoder.copyBufferToBuffer(buffer, byteOffset, staging, 0, size);
+        },
+        (error) => {
+          copyError = error;
+        },
+      );
       await staging.mapAsync(MAP_MODE_READ, 0, size);
       const out = new Float32Array(byteLength / 4);
       out.set(new Float32Array(staging.getMappedRange(0, size), 0, byteLength / 4));
       staging.unmap();
-      await Promise.all([...this.#pending]);
+      await this.errorsSettled();
       this.assertHealthy();
+      if (copyError) throw copyError;
       return out;
     } catch (err) {
       if (this.lostMessage !== null) throw new DeviceLostError(this.lostMessage);
@@ -187,6 +271,8 @@ export class GpuRuntime {
     this.#scratch.clear();
     for (const b of this.#dummies.values()) b.destroy();
     this.#dummies.clear();
+    for (const b of this.#keptUntilDestroy) b.destroy();
+    this.#keptUntilDestroy.clear();
     if (this.ownsDevice) this.device.destroy();
   }
 }

@@ -20,10 +20,18 @@ export interface TensorBinding {
 export function bindTensor(device: GPUDevice, t: Tensor): TensorBinding {
   const s = t.storage;
   if (s.kind !== 'gpu') throw new Error(`internal: tensor '${t.label}' is not on the GPU`);
+  const { start, end } = bindingRange(device, s.buffer, s.byteOffset, t.size);
+  return { resource: { buffer: s.buffer, offset: start, size: end - start }, base: (s.byteOffset - start) / 4 };
+}
+
+/**
+ * The bytes [start, end) of `buffer` that binding `values` floats at `byteOffset` covers: the
+ * offset aligned down to minStorageBufferOffsetAlignment, the size rounded up to 16 bytes.
+ */
+export function bindingRange(device: GPUDevice, buffer: GPUBuffer, byteOffset: number, values: number): { start: number; end: number } {
   const align = device.limits.minStorageBufferOffsetAlignment;
-  const start = s.byteOffset - (s.byteOffset % align);
-  const size = Math.min(roundUp(s.byteOffset - start + Math.max(t.size, 1) * 4, 16), s.buffer.size - start);
-  return { resource: { buffer: s.buffer, offset: start, size }, base: (s.byteOffset - start) / 4 };
+  const start = byteOffset - (byteOffset % align);
+  return { start, end: start + Math.min(roundUp(byteOffset - start + Math.max(values, 1) * 4, 16), buffer.size - start) };
 }
 
 /** Binds `t`, or a tiny per-binding dummy when the entry point declares a resource unused this call. */
