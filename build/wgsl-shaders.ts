@@ -22,6 +22,14 @@ export function stripComments(wgsl: string): string {
 }
 
 /**
+ * `text` as a JS template literal: real newlines and unescaped quotes, so WGSL and JSON keep their
+ * own size in the bundle (a string literal doubles every newline and quote into an escape).
+ */
+function templateLiteral(text: string): string {
+  return `\`${text.replace(/[\\`]|\$\{/g, (m) => `\\${m}`)}\``;
+}
+
+/**
  * The code of `virtual:bn-shaders`: each `.wgsl` file once as a string, each module of
  * `shaderManifest` composed from them (stage, prelude, helpers), and every entry point's
  * reflected bindings, overrides and uniform layout as plain data. Reflecting here keeps
@@ -33,7 +41,7 @@ export function shaderModuleCode(read: (file: string) => string = (f) => readFil
   const files = [...new Set(ids.flatMap(shaderFiles))];
   const text = new Map(files.map((f) => [f, read(f)]));
   const varOf = (f: string): string => `file${files.indexOf(f)}`;
-  const lines = files.map((f) => `// shaders/${f}\nconst ${varOf(f)} = ${JSON.stringify(stripComments(text.get(f) ?? ''))};`);
+  const lines = files.map((f) => `// shaders/${f}\nconst ${varOf(f)} = ${templateLiteral(stripComments(text.get(f) ?? ''))};`);
   const sources: Record<string, string> = {};
   const reflection: Record<string, unknown> = {};
   lines.push('export const shaderSources = {');
@@ -47,8 +55,7 @@ export function shaderModuleCode(read: (file: string) => string = (f) => readFil
   lines.push(`export const wgslPrelude = ${varOf(PRELUDE_FILE)};`);
   // JSON.parse of a string: compact in the bundle (an object literal would be re-printed one
   // property per line) and the fastest way for an engine to build the data.
-  const json = JSON.stringify(reflection);
-  lines.push(`export const shaderReflection = JSON.parse(${JSON.stringify(json)});`);
+  lines.push(`export const shaderReflection = JSON.parse(${templateLiteral(JSON.stringify(reflection))});`);
   return `${lines.join('\n')}\n`;
 }
 

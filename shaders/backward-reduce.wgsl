@@ -175,8 +175,9 @@ fn reduce_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
 
 // One invocation per channel: adds the channel's partials and writes the requested outputs.
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn reduce_finalize(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
+fn reduce_finalize(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                   @builtin(num_workgroups) nwg: vec3u) {
+  let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
   let first = c * params.lanes;
   var sumDy = 0.0;
@@ -196,20 +197,22 @@ fn reduce_finalize(@builtin(global_invocation_id) gid: vec3u) {
   if ((params.flags & FLAG_INPUT_CONSTANTS) != 0u) {
     let m = f32(params.count);
     write_plane(PLANE_MEAN_DY, c, sumDy / m);
-    write_plane(PLANE_PROJ_SCALE, c, sumDyXmu / m * inv * inv);
+    // grad_weight / M · invstd in this order: invstd² alone underflows for data near 1e20.
+    write_plane(PLANE_PROJ_SCALE, c, sumDyXmu * inv / m * inv);
   }
 }
 
 // Functional API: per-channel constants from a caller's saved mean / invstd (training) or running
 // mean / variance (evaluation, invstd = 1 / sqrt(var + eps)), shifted by K = mean.
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn backward_prepare(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
+fn backward_prepare(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                    @builtin(num_workgroups) nwg: vec3u) {
+  let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
   let m = mean[params.meanBase + c];
   var inv = invstd[params.invstdBase + c];
   if ((params.flags & FLAG_FROM_VAR) != 0u) {
-    inv = 1.0 / sqrt(inv + params.eps);
+    inv = invstd_of(inv, params.eps);
   }
   write_plane(PLANE_SHIFT, c, m);
   write_plane(PLANE_MEAN, c, m);

@@ -17,6 +17,24 @@
 // So the normalize stage computes y = (x - K) * scale + shiftedBias: the subtraction x - K is exact
 // for data near its mean, which keeps offset channels (mean 1e4, std 0.1) accurate in float32.
 //
+// NaN, Inf and overflow (PyTorch semantics, policy in the README's "NaN and Inf"). WGSL may assume
+// that no value is NaN or Inf, so channels are classified by bits (common/non-finite.wgsl):
+// finalize_train handles a channel whose statistics, parameters and running statistics are all
+// ordinary (below 2^60 in magnitude) with the plain formulas, and appends any other channel to a
+// queue whose header is the indirect dispatch of finalize_general (zero workgroups on ordinary
+// data, so software adapters, which run untaken branches, never pay for the general path).
+// finalize_general re-reads a queued channel's values (x is bound read-only, its geometry is in
+// the uniforms) when its merged statistics are not finite: either it holds a NaN or an Inf, or its
+// finite values overflowed the float32 sums (|x − K| beyond ~1e19):
+//   NaN or Inf in the channel: mean = NaN if it holds a NaN or both +Inf and −Inf, else ±Inf;
+//     variance and invstd NaN (so the whole channel's output is NaN, as torch gives), K = mean.
+//   finite values: mean and M2 are recomputed scaled by 2^−e (2^e ≤ max|x| < 2^(e+1)), a
+//     corrected two-pass over values below 2 in magnitude, so invstd and the output are right,
+//     and only a variance that float32 cannot hold becomes +Inf. K = mean and meanOffset = 0, so
+//     the normalize stage forms x − mean directly.
+// Every later step of the general path uses the IEEE helpers, so a NaN or Inf in the statistics,
+// the parameters or the running buffers reaches the outputs exactly as in torch.
+//
 // num_batches_tracked lives in counter[0] / counter[1]; each training step reads slot
 // `counterSlot` and channel 0 writes the incremented value to the other slot, so no two
 // invocations of one dispatch touch the same word and consecutive steps may be encoded together.
@@ -34,6 +52,16 @@ struct FinalizeParams {
   runningVarBase: u32,
   planeStride: u32,   // ceil(C / 4): vec4s per plane of channelStats
   _pad0: u32,
+  // Scalar view of x for the rescan: value j < xCols of segment r < xRows of channel c sits at
+  // xBase + r * xRowStride + c * xChannelStride + j (in f32 elements).
+  xRows: u32,
+  xCols: u32,
+  xRowStride: u32,
+  xChannelStride: u32,
+  xBase: u32,
+  maxGeneralWorkgroups: u32, // maxComputeWorkgroupsPerDimension: finalize_general's grid is 1-D
+  _pad2: u32,
+  _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: FinalizeParams;
@@ -44,30 +72,108 @@ struct FinalizeParams {
 @group(0) @binding(5) var<storage, read_write> runningVar: array<f32>;
 @group(0) @binding(6) var<storage, read_write> counter: array<u32>;
 @group(0) @binding(7) var<storage, read_write> channelStats: array<vec4f>;
+// The general-path queue (layout: GENERAL_QUEUE_* in common/prelude.wgsl): finalize_train appends,
+// finalize_general reads it, and the host dispatches finalize_general indirectly from its header.
+@group(0) @binding(8) var<storage, read_write> generalQueue: array<atomic<u32>>;
+@group(0) @binding(8) var<storage, read> generalList: array<u32>;
+@group(0) @binding(9) var<storage, read> x: array<f32>;
 
-fn write_constants(c: u32, k: f32, meanOffset: f32, invstd: f32) {
-  var w = 1.0;
-  var b = 0.0;
-  if ((params.flags & FLAG_AFFINE) != 0u) {
-    w = weight[params.weightBase + c];
-    b = bias[params.biasBase + c];
-  }
-  let scale = w * invstd;
-  write_plane(PLANE_SHIFT, c, k);
-  write_plane(PLANE_SCALE, c, scale);
-  write_plane(PLANE_SHIFTED_BIAS, c, b - meanOffset * scale);
-  write_plane(PLANE_MEAN, c, k + meanOffset);
-  write_plane(PLANE_INVSTD, c, invstd);
-  write_plane(PLANE_MEAN_OFFSET, c, meanOffset);
-  write_packed(c, k, scale, b - meanOffset * scale);
+// A channel's statistics in the form the outputs need: the shift K, mean − K, invstd and the
+// unbiased variance for running_var.
+struct Moments {
+  k: f32,
+  meanOffset: f32,
+  invstd: f32,
+  unbiasedVar: f32,
 }
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn finalize_train(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
-  if (c >= params.channels) { return; }
+// Values per partial sum of the rescan: short sums keep float32 rounding at about BLOCK·ε.
+const RESCAN_BLOCK: u32 = 32u;
+
+// Channel c's statistics from its values, for a channel whose merged statistics are not finite
+// (see the header): NaN/Inf propagation as in torch, or the 2^e-scaled recomputation.
+fn rescan_channel(c: u32) -> Moments {
+  let n = params.xRows * params.xCols;
+  let first = params.xBase + c * params.xChannelStride;
+  var maxMagnitude = 0u;
+  var posInf = false;
+  var negInf = false;
+  for (var r = 0u; r < params.xRows; r++) {
+    let row = first + r * params.xRowStride;
+    for (var j = 0u; j < params.xCols; j++) {
+      let u = bitcast<u32>(x[row + j]);
+      maxMagnitude = max(maxMagnitude, u & F32_MAGNITUDE_BITS);
+      posInf = posInf || u == F32_EXPONENT_BITS;
+      negInf = negInf || u == F32_NEG_INF_BITS;
+    }
+  }
+  if (maxMagnitude >= F32_EXPONENT_BITS) {
+    // maxMagnitude above the Inf bits means a NaN.
+    var mean = f32_nan();
+    if (maxMagnitude == F32_EXPONENT_BITS && posInf != negInf) { mean = f32_inf(negInf); }
+    return Moments(mean, 0.0, f32_nan(), f32_nan());
+  }
+  // 2^e ≤ max|x| < 2^(e+1), so every scaled value lies in (−2, 2).
+  let e = i32(maxMagnitude >> 23u) - 127;
+  var total = 0.0;
+  var part = 0.0;
+  var b = 0u;
+  for (var r = 0u; r < params.xRows; r++) {
+    let row = first + r * params.xRowStride;
+    for (var j = 0u; j < params.xCols; j++) {
+      part += ldexp(x[row + j], -e);
+      b++;
+      if (b == RESCAN_BLOCK) { total += part; part = 0.0; b = 0u; }
+    }
+  }
+  let count = f32(n);
+  var meanScaled = (total + part) / count;
+  // Second pass around that mean: Σd corrects it, Σd² − (Σd)²/n is M2 (Chan et al.'s corrected
+  // two-pass algorithm).
+  var sumD = 0.0;
+  var sumD2 = 0.0;
+  var partD = 0.0;
+  var partD2 = 0.0;
+  b = 0u;
+  for (var r = 0u; r < params.xRows; r++) {
+    let row = first + r * params.xRowStride;
+    for (var j = 0u; j < params.xCols; j++) {
+      let d = ldexp(x[row + j], -e) - meanScaled;
+      partD += d;
+      partD2 = fma(d, d, partD2);
+      b++;
+      if (b == RESCAN_BLOCK) { sumD += partD; sumD2 += partD2; partD = 0.0; partD2 = 0.0; b = 0u; }
+    }
+  }
+  sumD += partD;
+  sumD2 += partD2;
+  meanScaled += sumD / count;
+  let m2Scaled = max(sumD2 - sumD * sumD / count, 0.0);
+  let biasedScaled = m2Scaled / count;
+  // (var, invstd when var ≥ 2^128, unbiased var, mean), back at scale 2^e.
+  let unscaled = scale_pow2_4(vec4f(biasedScaled, 1.0 / sqrt(biasedScaled), m2Scaled / f32(n - 1u), meanScaled),
+                              vec4i(2 * e, -e, 2 * e, e));
+  var invstd = invstd_of(unscaled.x, params.eps);
+  if (!is_finite(unscaled.x)) {
+    // var ≥ 2^128, so eps is far below its precision: invstd = 2^−e / sqrt(biasedScaled).
+    invstd = unscaled.y;
+    // Standard deviation ≥ 2^126: invstd is below float32's normal range, and GPUs flush such a
+    // value to 0, which would normalize the channel to a finite, wrong `bias`. NaN says it instead.
+    if ((bitcast<u32>(invstd) & F32_EXPONENT_BITS) == 0u) { invstd = f32_nan(); }
+  }
+  return Moments(unscaled.w, 0.0, invstd, unscaled.z);
+}
+
+// Chan merge of channel c's partials: its shift K, mean − K, M2 and count.
+struct Merged {
+  k: f32,
+  meanOffset: f32,
+  m2: f32,
+  n: u32,
+}
+
+fn merge_partials(c: u32) -> Merged {
   let first = c * params.lanes;
-  let k = partials[first].w;
   var n = 0u;
   var mean = 0.0;
   var m2 = 0.0;
@@ -82,23 +188,135 @@ fn finalize_train(@builtin(global_invocation_id) gid: vec3u) {
     m2 += part.z + d * d * f32(n) * fb;
     n = total;
   }
-  let biasedVar = max(m2, 0.0) / f32(n);
-  let invstd = 1.0 / sqrt(biasedVar + params.eps);
-  write_constants(c, k, mean, invstd);
+  // Partial M2s are ≥ 0 (stats.wgsl drops negative rounding), so a finite m2 needs no clamp.
+  return Merged(partials[first].w, mean, m2, n);
+}
 
+// Everything finalize writes for one channel.
+struct Outputs {
+  k: f32,
+  meanOffset: f32,
+  invstd: f32,
+  scale: f32,
+  shiftedBias: f32,
+  mean: f32,
+  runningMean: f32,
+  runningVar: f32,
+}
+
+// The general path (see the header): statistics from the merge when finite, else from the rescan,
+// and every later step through the IEEE helpers.
+fn general_outputs(c: u32, merged: Merged, w: f32, b: f32, runningMean: f32, runningVar: f32, factor: f32) -> Outputs {
+  // (mean, var + eps) in one vector operation.
+  let sums = ieee_add4(vec4f(merged.k, merged.m2 / f32(merged.n), 0.0, 0.0), vec4f(merged.meanOffset, params.eps, 0.0, 0.0));
+  var m = Moments(merged.k, merged.meanOffset, invstd_of_sum(sums.y), merged.m2 / f32(merged.n - 1u));
+  var mean = sums.x;
+  if (!(is_finite(merged.k) && is_finite(merged.meanOffset) && is_finite(merged.m2) && is_finite(mean))) {
+    m = rescan_channel(c);
+    mean = m.k;
+  }
+  // scale = w·invstd; running = (1 − f)·running + f·batch; shiftedBias = b − meanOffset·scale.
+  let products = ieee_mul4(vec4f(w, 1.0 - factor, factor, 1.0 - factor), vec4f(m.invstd, runningMean, mean, runningVar));
+  let more = ieee_mul4(vec4f(m.meanOffset, factor, 0.0, 0.0), vec4f(products.x, m.unbiasedVar, 0.0, 0.0));
+  let out = ieee_add4(vec4f(b, products.y, products.w, 0.0), vec4f(-more.x, products.z, more.y, 0.0));
+  return Outputs(m.k, m.meanOffset, m.invstd, products.x, out.x, mean, out.y, out.z);
+}
+
+// Bits of 2^-60: var + eps at least this keeps invstd ≤ 2^30.
+const VAR_EPS_FLOOR_BITS: u32 = 0x21800000u;
+
+// Channel c's weight and bias (1 and 0 without affine) and its running statistics before this step
+// (0 when they are not updated).
+fn channel_inputs(c: u32) -> vec4f {
+  var inputs = vec4f(1.0, 0.0, 0.0, 0.0);
+  if ((params.flags & FLAG_AFFINE) != 0u) {
+    inputs.x = weight[params.weightBase + c];
+    inputs.y = bias[params.biasBase + c];
+  }
+  if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
+    inputs.z = runningMean[params.runningMeanBase + c];
+    inputs.w = runningVar[params.runningVarBase + c];
+  }
+  return inputs;
+}
+
+fn write_outputs(c: u32, o: Outputs) {
+  write_plane(PLANE_SHIFT, c, o.k);
+  write_plane(PLANE_SCALE, c, o.scale);
+  write_plane(PLANE_SHIFTED_BIAS, c, o.shiftedBias);
+  write_plane(PLANE_MEAN, c, o.mean);
+  write_plane(PLANE_INVSTD, c, o.invstd);
+  write_plane(PLANE_MEAN_OFFSET, c, o.meanOffset);
+  write_packed(c, o.k, o.scale, o.shiftedBias);
+  if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
+    runningMean[params.runningMeanBase + c] = o.runningMean;
+    runningVar[params.runningVarBase + c] = o.runningVar;
+  }
+}
+
+// Queues channel c for finalize_general, growing its indirect dispatch by a workgroup per
+// WORKGROUP_SIZE channels (up to the per-dimension limit; finalize_general strides past it).
+fn queue_general(c: u32, factor: f32) {
+  let i = atomicAdd(&generalQueue[3], 1u);
+  if (i % WORKGROUP_SIZE == 0u && i / WORKGROUP_SIZE < params.maxGeneralWorkgroups) {
+    atomicAdd(&generalQueue[0], 1u);
+  }
+  if (i == 0u) {
+    atomicStore(&generalQueue[1], 1u);
+    atomicStore(&generalQueue[2], 1u);
+  }
+  let entry = GENERAL_QUEUE_HEADER_WORDS + i * GENERAL_QUEUE_ENTRY_WORDS;
+  atomicStore(&generalQueue[entry], c);
+  atomicStore(&generalQueue[entry + 1u], bitcast<u32>(factor));
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn finalize_train(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                  @builtin(num_workgroups) nwg: vec3u) {
+  let c = invocation(wid, nwg, lid);
+  if (c >= params.channels) { return; }
+  let merged = merge_partials(c);
+  let inputs = channel_inputs(c);
+  var factor = params.momentum;
   if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
     let tracked = counter[params.counterSlot] + 1u;
-    var factor = params.momentum;
     if ((params.flags & FLAG_CUMULATIVE) != 0u) {
       factor = 1.0 / f32(tracked);
     }
-    let unbiasedVar = max(m2, 0.0) / f32(n - 1u);
-    let rm = params.runningMeanBase + c;
-    let rv = params.runningVarBase + c;
-    runningMean[rm] = (1.0 - factor) * runningMean[rm] + factor * (k + mean);
-    runningVar[rv] = (1.0 - factor) * runningVar[rv] + factor * unbiasedVar;
     if (c == 0u) {
       counter[1u - params.counterSlot] = tracked;
     }
+  }
+
+  // Ordinary inputs (all below 2^60 in magnitude, so finite, and a variance + eps that keeps invstd
+  // below 2^30) take the plain formulas, which then cannot overflow. Anything else is queued for
+  // finalize_general, so the general path's code never runs (not even masked, as software adapters
+  // run untaken branches) for ordinary channels.
+  let varEps = merged.m2 / f32(merged.n) + params.eps;
+  if (!(moderate4(vec4f(merged.k, merged.meanOffset, merged.m2, varEps)) && moderate4(inputs) &&
+        bitcast<u32>(varEps) >= VAR_EPS_FLOOR_BITS)) {
+    queue_general(c, factor);
+    return;
+  }
+  let invstd = 1.0 / sqrt(varEps);
+  let scale = inputs.x * invstd;
+  let mean = merged.k + merged.meanOffset;
+  write_outputs(c, Outputs(merged.k, merged.meanOffset, invstd, scale, inputs.y - merged.meanOffset * scale, mean,
+                           (1.0 - factor) * inputs.z + factor * mean,
+                           (1.0 - factor) * inputs.w + factor * (merged.m2 / f32(merged.n - 1u))));
+}
+
+// The general path for the channels finalize_train queued (dispatched indirectly; usually zero
+// workgroups): NaN/Inf propagation, the overflow rescan, and IEEE arithmetic throughout.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn finalize_general(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                    @builtin(num_workgroups) nwg: vec3u) {
+  let queued = generalList[3];
+  for (var i = wid.x * WORKGROUP_SIZE + lid; i < queued; i += nwg.x * WORKGROUP_SIZE) {
+    let entry = GENERAL_QUEUE_HEADER_WORDS + i * GENERAL_QUEUE_ENTRY_WORDS;
+    let c = generalList[entry];
+    let inputs = channel_inputs(c);
+    let factor = bitcast<f32>(generalList[entry + 1u]);
+    write_outputs(c, general_outputs(c, merge_partials(c), inputs.x, inputs.y, inputs.z, inputs.w, factor));
   }
 }

@@ -59,8 +59,11 @@ struct NormalizeParams {
 override CONTIGUOUS: bool = false;
 
 // vec4(K, scale, shiftedBias, invstd) of channel c from the running statistics.
+// NaN or Inf in the running statistics or parameters reaches y as in torch: invstd by its bits
+// (common/non-finite.wgsl, branch-free since every invocation runs this), the rest by plain
+// arithmetic, whose NaN and Inf flow like the element loop's.
 fn from_running(c: u32) -> vec4f {
-  let invstd = 1.0 / sqrt(runningVar[params.runningVarBase + c] + params.eps);
+  let invstd = invstd_of_sum(runningVar[params.runningVarBase + c] + params.eps);
   var w = 1.0;
   var b = 0.0;
   if ((params.flags & FLAG_AFFINE) != 0u) {

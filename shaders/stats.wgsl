@@ -66,7 +66,8 @@ fn merge_block4(acc: ptr<function, Acc4>, b: u32, kbRel: vec4f, s1: vec4f, s2: v
   let fb = f32(b);
   let d = s1 / fb;
   let blockMean = kbRel + d;
-  let blockM2 = max(s2 - s1 * d, vec4f(0.0));
+  // drop_negative4, not max(…, 0): a NaN or Inf from the data must reach finalize.
+  let blockM2 = drop_negative4(s2 - s1 * d);
   let total = (*acc).n + b;
   let w = fb / f32(total);
   let delta = blockMean - (*acc).mean;

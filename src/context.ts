@@ -8,7 +8,8 @@ import {
   WebGPUUnavailableError,
 } from './errors.js';
 import { requestBatchNormDevice } from './gpu/acquire.js';
-import { roundUp } from './gpu/buffer-pool.js';
+import { FreeList } from './free-list.js';
+import { DEFAULT_GPU_POOL_BYTES, roundUp } from './gpu/buffer-pool.js';
 import { BUFFER_COPY_SRC, BUFFER_STORAGE, TENSOR_USAGE } from './gpu/constants.js';
 import { GpuRuntime } from './gpu/runtime.js';
 import { Tensor, shapeSize, type Layout, type TensorOwner } from './tensor.js';
@@ -32,6 +33,13 @@ export interface ContextOptions {
    * loop), `'coalesced'` on real GPUs.
    */
   accessPattern?: 'auto' | 'coalesced' | 'contiguous';
+  /**
+   * Most bytes of freed tensor storage the context keeps for reuse (GPU buffers, readback staging,
+   * or CPU arrays); past it the storage freed longest ago is released. Tensors in use never count
+   * and are never touched. A non-negative integer; `0` keeps nothing. Default 256 MiB on WebGPU
+   * ({@link DEFAULT_GPU_POOL_BYTES}), 64 MiB on the CPU ({@link DEFAULT_CPU_POOL_BYTES}).
+   */
+  poolBytes?: number;
 }
 
 /** Options of {@link BatchNormContext.tensor}. */
@@ -57,6 +65,11 @@ export interface ContextStats {
   /** Queue submissions made by the library. */
   readonly submits: number;
   /**
+   * Bytes of freed tensor storage kept for reuse (GPU buffers and readback staging on WebGPU,
+   * arrays on the CPU); never more than the context's {@link BatchNormContext.poolBytes}.
+   */
+  readonly pooledBytes: number;
+  /**
    * Superseded buffers kept alive until `destroy()` because work recorded into a caller's encoder
    * may still reference them (see the README's lifetime rule). 0 on the CPU backend.
    */
@@ -66,8 +79,13 @@ export interface ContextStats {
 }
 
 let nextContextId = 1;
-/** Freed CPU arrays kept per length: enough for a step's outputs and gradients. */
-const CPU_POOL_PER_SIZE = 4;
+
+export { DEFAULT_GPU_POOL_BYTES };
+/**
+ * Default cap on freed CPU arrays kept for reuse: 64 MiB. Lower than on the GPU because a new
+ * Float32Array costs only a zero-fill, and kept arrays share the JS heap with the application.
+ */
+export const DEFAULT_CPU_POOL_BYTES = 64 * 2 ** 20;
 
 /**
  * Owns a backend: on WebGPU the device, buffers, pipelines and caches; on the CPU nothing but
@@ -86,13 +104,18 @@ export class BatchNormContext implements TensorOwner {
   readonly fallbackReason: string | null;
   /** @internal */
   readonly gpu: GpuRuntime | null;
+  /** Most bytes of freed tensor storage kept for reuse ({@link ContextOptions.poolBytes}). */
+  readonly poolBytes: number;
   #destroyed = false;
-  #cpuFree = new Map<number, Float32Array[]>();
+  /** Freed CPU arrays by length; evicted ones are simply dropped for the garbage collector. */
+  readonly #cpuFree: FreeList<Float32Array>;
 
   /** @internal use {@link createContext} */
-  constructor(gpu: GpuRuntime | null, adapterInfo: GPUAdapterInfo | null, fallbackReason: string | null) {
+  constructor(gpu: GpuRuntime | null, adapterInfo: GPUAdapterInfo | null, fallbackReason: string | null, cpuPoolBytes = DEFAULT_CPU_POOL_BYTES) {
     this.id = nextContextId++;
     this.gpu = gpu;
+    this.poolBytes = gpu ? gpu.pool.capacityBytes : cpuPoolBytes;
+    this.#cpuFree = new FreeList(gpu ? 0 : cpuPoolBytes, (a) => a.byteLength, () => {});
     this.backend = gpu ? 'webgpu' : 'cpu';
     this.device = gpu ? gpu.device : null;
     this.adapterInfo = adapterInfo;
@@ -137,7 +160,12 @@ export class BatchNormContext implements TensorOwner {
     if (data.length !== size) {
       throw new ShapeError(`${label}: data has ${data.length} values but shape [${shape.join(', ')}] needs ${size}`);
     }
-    if (!this.gpu) return new Tensor(this, shape, layout, { kind: 'cpu', data: Float32Array.from(data) }, label);
+    if (!this.gpu) {
+      // From the pool like every CPU tensor, so a loop that makes its input each step reuses too.
+      const copy = this.#cpuFree.take(String(size)) ?? new Float32Array(size);
+      copy.set(data);
+      return new Tensor(this, shape, layout, { kind: 'cpu', data: copy }, label);
+    }
     const values = data instanceof Float32Array ? data : Float32Array.from(data);
     const buffer = this.#allocate(size, label);
     this.gpu.device.queue.writeBuffer(buffer, 0, values.buffer, values.byteOffset, size * 4);
@@ -184,7 +212,7 @@ export class BatchNormContext implements TensorOwner {
   allocTensor(shape: readonly number[], layout: Layout, label: string): Tensor {
     const size = shapeSize(shape);
     if (!this.gpu) {
-      const data = this.#cpuFree.get(size)?.pop() ?? new Float32Array(size);
+      const data = this.#cpuFree.take(String(size)) ?? new Float32Array(size);
       return new Tensor(this, shape, layout, { kind: 'cpu', data }, label);
     }
     return new Tensor(this, shape, layout, { kind: 'gpu', buffer: this.#allocate(size, label), byteOffset: 0, owned: true }, label);
@@ -231,16 +259,11 @@ export class BatchNormContext implements TensorOwner {
     const s = t.storage;
     if (this.#destroyed) return;
     if (s.kind === 'gpu') {
-      if (s.owned) this.gpu?.pool.release(s.buffer);
+      if (s.owned) this.gpu?.releaseTensorBuffer(s.buffer);
       return;
     }
-    // CPU storage is always the library's own copy; keep a few per size for steady-state loops.
-    let free = this.#cpuFree.get(s.data.length);
-    if (!free) {
-      free = [];
-      this.#cpuFree.set(s.data.length, free);
-    }
-    if (free.length < CPU_POOL_PER_SIZE) free.push(s.data);
+    // CPU storage is always the library's own copy; keep it for steady-state loops, within the cap.
+    this.#cpuFree.put(String(s.data.length), s.data);
   }
 
   /** Waits until all submitted work is done; rejects with the first GPU error it produced. */
@@ -256,6 +279,7 @@ export class BatchNormContext implements TensorOwner {
       buffersCreated: gpu ? gpu.buffersCreated : 0,
       liveBuffers: gpu ? gpu.pool.live : 0,
       submits: gpu ? gpu.submits : 0,
+      pooledBytes: gpu ? gpu.pool.freeBytes : this.#cpuFree.bytes,
       keptBuffers: gpu ? gpu.keptBuffers : 0,
       keptBytes: gpu ? gpu.keptBytes : 0,
     };
@@ -265,7 +289,7 @@ export class BatchNormContext implements TensorOwner {
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    this.#cpuFree.clear();
+    this.#cpuFree.drain();
     this.gpu?.destroy();
   }
 }
@@ -317,6 +341,9 @@ function checkLayout(layout: Layout | undefined, shape: readonly number[], label
  * @param options.backend `'auto'` (default) falls back to the CPU and reports it in `ctx.backend`
  *   and `ctx.fallbackReason`; `'webgpu'` throws {@link WebGPUUnavailableError} if there is no adapter.
  * @param options.device run on this device (the context never destroys it).
+ * @param options.poolBytes most bytes of freed tensor storage kept for reuse; default 256 MiB on
+ *   WebGPU, 64 MiB on the CPU. See {@link ContextOptions.poolBytes}.
+ * @throws ArgumentError for an invalid option, before any device is requested or touched.
  */
 export async function createContext(options: ContextOptions | null = {}): Promise<BatchNormContext> {
   options = optionsObject<ContextOptions>(options, 'createContext options');
@@ -324,20 +351,25 @@ export async function createContext(options: ContextOptions | null = {}): Promis
   if (backend !== 'auto' && backend !== 'webgpu' && backend !== 'cpu') {
     throw new ArgumentError(`backend must be 'auto', 'webgpu' or 'cpu', got ${JSON.stringify(backend)}`);
   }
-  if (backend === 'cpu') return new BatchNormContext(null, null, null);
+  const poolBytes = options.poolBytes;
+  if (poolBytes !== undefined && !(Number.isSafeInteger(poolBytes) && poolBytes >= 0)) {
+    throw new ArgumentError(`poolBytes must be a non-negative integer number of bytes (0 keeps nothing), got ${describe(poolBytes)}`);
+  }
+  if (backend === 'cpu') return new BatchNormContext(null, null, null, poolBytes);
   const access = options.accessPattern ?? 'auto';
   if (access !== 'auto' && access !== 'coalesced' && access !== 'contiguous') {
     throw new ArgumentError(`accessPattern must be 'auto', 'coalesced' or 'contiguous', got ${JSON.stringify(access)}`);
   }
   const contiguous = access === 'auto' ? null : access === 'contiguous';
-  if (options.device) return new BatchNormContext(new GpuRuntime(options.device, false, null, contiguous), null, null);
+  const gpuPoolBytes = poolBytes ?? DEFAULT_GPU_POOL_BYTES;
+  if (options.device) return new BatchNormContext(new GpuRuntime(options.device, false, null, contiguous, gpuPoolBytes), null, null);
   try {
     const request = options.powerPreference ? { powerPreference: options.powerPreference } : {};
     const { device, adapterInfo } = await requestBatchNormDevice(request);
-    return new BatchNormContext(new GpuRuntime(device, true, adapterInfo, contiguous), adapterInfo, null);
+    return new BatchNormContext(new GpuRuntime(device, true, adapterInfo, contiguous, gpuPoolBytes), adapterInfo, null);
   } catch (err) {
     if (backend === 'webgpu') throw err;
     const reason = err instanceof Error ? err.message : String(err);
-    return new BatchNormContext(null, null, reason);
+    return new BatchNormContext(null, null, reason, poolBytes);
   }
 }

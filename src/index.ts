@@ -7,6 +7,8 @@
 export {
   createContext,
   BatchNormContext,
+  DEFAULT_GPU_POOL_BYTES,
+  DEFAULT_CPU_POOL_BYTES,
   type BackendChoice,
   type BackendName,
   type ContextOptions,

@@ -75,7 +75,9 @@ export class Tensor {
   /**
    * The GPU buffer behind this tensor, for zero-copy use with your own WebGPU code. Throws
    * `ArgumentError` for a tensor of the CPU backend (its values live in a Float32Array) and
-   * `DestroyedError` after `destroy()`.
+   * `DestroyedError` after `destroy()`. A buffer the library allocated comes from its pool in size
+   * classes, so it can be larger than the tensor (by up to 1/16, at least to 16 bytes): bind
+   * `size * 4` bytes from {@link Tensor.byteOffset}, not the whole buffer.
    */
   get buffer(): GPUBuffer {
     const s = this.storage;

@@ -29,6 +29,12 @@ const FLAG_GRAD_BIAS: u32 = 32u;        // backward-reduce: write grad_bias
 const FLAG_INPUT_CONSTANTS: u32 = 64u;  // backward-reduce: write planes MEAN_DY and PROJ_SCALE for grad_input
 const FLAG_FROM_VAR: u32 = 128u;        // backward_prepare: `invstd` holds a variance
 
+// finalize's queue of channels for the general path (finalize.wgsl), an array<u32>: words 0-2 are
+// the indirect dispatch of finalize_general (workgroups x, y, z), word 3 the number of queued
+// channels, then GENERAL_QUEUE_ENTRY_WORDS words per channel: its index and its running factor.
+const GENERAL_QUEUE_HEADER_WORDS: u32 = 4u;
+const GENERAL_QUEUE_ENTRY_WORDS: u32 = 2u;
+
 // Invocations per workgroup of every entry point. No default: the host always passes it (TS
 // WORKGROUP_SIZE), so its dispatch arithmetic and the shaders cannot disagree.
 override WORKGROUP_SIZE: u32;

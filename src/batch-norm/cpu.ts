@@ -57,8 +57,29 @@ export function cpuBatchStats(x: Float32Array, g: Geometry): CpuBatchStats {
     const d = (sum[c] as number) / count;
     mean[c] = (shift[c] as number) + d;
     biasedVar[c] = Math.max((sq[c] as number) / count - d * d, 0);
+    // Float32 data cannot overflow float64 sums, so a non-finite result means a NaN or an Inf in
+    // the channel. The shifted sums turn an Inf into NaN (Inf − Inf); torch's mean is the plain
+    // IEEE one (±Inf unless the channel also holds a NaN or both signs), its variance NaN.
+    if (!Number.isFinite(mean[c] as number) || !Number.isFinite(biasedVar[c] as number)) {
+      mean[c] = channelSum(x, g, c) / count;
+      biasedVar[c] = Number.NaN;
+    }
   }
   return { mean, biasedVar, count };
+}
+
+/** Σx over channel `c` in plain float64 IEEE arithmetic (Inf + finite = Inf, Inf − Inf = NaN). */
+function channelSum(x: Float32Array, g: Geometry, c: number): number {
+  let sum = 0;
+  if (g.order === 'cf') {
+    for (let i = 0; i < g.n; i++) {
+      const base = (i * g.c + c) * g.s;
+      for (let j = 0; j < g.s; j++) sum += x[base + j] as number;
+    }
+  } else {
+    for (let r = 0; r < g.n * g.s; r++) sum += x[r * g.c + c] as number;
+  }
+  return sum;
 }
 
 /** y = (x − mean) · invstd · weight + bias, computed in float64 and rounded once to float32. */

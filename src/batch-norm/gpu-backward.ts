@@ -15,7 +15,7 @@ import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { Geometry } from './geometry.js';
-import { reductionShape, vec4Aligned } from './dispatch-shape.js';
+import { grid, reductionShape, vec4Aligned } from './dispatch-shape.js';
 import { encodeElementwise } from './elementwise-pass.js';
 
 /** What one backward needs on the GPU; tensors are already validated by the caller. */
@@ -74,7 +74,7 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
       channelStats: bindChannelStats(a.channelStats, a.channels),
     }),
   );
-  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP_SIZE));
+  pass.dispatchWorkgroups(...grid(Math.ceil(a.channels / WORKGROUP_SIZE), device.limits.maxComputeWorkgroupsPerDimension));
   pass.end();
 }
 
@@ -152,7 +152,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         gradBias: gb.resource,
       }),
     );
-    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP_SIZE));
+    pass.dispatchWorkgroups(...grid(Math.ceil(g.c / WORKGROUP_SIZE), maxDim));
   }
 
   if (a.gradInput) {

@@ -1,5 +1,8 @@
+import { BUFFER_INDIRECT, TENSOR_USAGE } from '../gpu/constants.js';
 import {
   bindChannelStats,
+  GENERAL_QUEUE_HEADER_WORDS,
+  generalQueueBytes,
   FLAG_AFFINE,
   FLAG_CUMULATIVE,
   FLAG_FROM_RUNNING,
@@ -13,9 +16,19 @@ import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
-import { reductionShape, STATS_BLOCK, vec4Aligned } from './dispatch-shape.js';
+import { grid, reductionShape, STATS_BLOCK, vec4Aligned } from './dispatch-shape.js';
 import { encodeElementwise } from './elementwise-pass.js';
 import type { Geometry } from './geometry.js';
+
+/**
+ * finalize.wgsl's scalar view of x, for re-reading a channel whose statistics are not finite: value
+ * j < xCols of segment r < xRows of channel c at xBase + r·xRowStride + c·xChannelStride + j.
+ */
+function rescanView(g: Geometry, base: number): UniformValues {
+  return g.order === 'cf'
+    ? { xRows: g.n, xCols: g.s, xRowStride: g.c * g.s, xChannelStride: g.s, xBase: base }
+    : { xRows: g.n * g.s, xCols: 1, xRowStride: g.c, xChannelStride: 1, xBase: base };
+}
 
 /** What one forward needs on the GPU; tensors are already validated by the caller. */
 export interface GpuForwardArgs {
@@ -52,9 +65,16 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const width = vec4 ? 4 : 1;
   const channelStats = bindChannelStats(a.channelStats, g.c);
 
+  // finalize's general-path queue starts empty every step (its header is the indirect dispatch).
+  const generalQueue: GPUBufferBinding | null = a.useBatchStats
+    ? { buffer: gpu.scratch('finalize.generalQueue', generalQueueBytes(g.c), TENSOR_USAGE | BUFFER_INDIRECT), offset: 0, size: generalQueueBytes(g.c) }
+    : null;
+  if (generalQueue) encoder.clearBuffer(generalQueue.buffer, 0, GENERAL_QUEUE_HEADER_WORDS * 4);
+
   const pass = encoder.beginComputePass({ label: 'bn.forward.pass' });
 
-  if (a.useBatchStats) {
+  if (generalQueue) {
+    // Batch statistics (generalQueue exists exactly then): stats, finalize, its general path.
     const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
     const stats = getKernel(device, 'stats', `stats_${g.order}${width}`, { BLOCK: STATS_BLOCK, ...r.constants });
     const lanes = r.lanes;
@@ -91,33 +111,47 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     const rv = bindOptional(gpu, a.updateRunning ? a.runningVar : null, 'runningVar');
     const flags =
       (a.weight ? FLAG_AFFINE : 0) | (a.updateRunning ? FLAG_UPDATE_RUNNING : 0) | (a.momentum === null ? FLAG_CUMULATIVE : 0);
+    const finalizeValues: UniformValues = {
+      channels: g.c,
+      lanes,
+      flags,
+      counterSlot: a.tracked % 2,
+      eps: a.eps,
+      momentum: a.momentum ?? 0,
+      weightBase: w.base,
+      biasBase: b.base,
+      runningMeanBase: rm.base,
+      runningVarBase: rv.base,
+      planeStride: planeStride(g.c),
+      maxGeneralWorkgroups: maxDim,
+      ...rescanView(g, x.base),
+    };
+    const perChannel = { partials, weight: w.resource, bias: b.resource, runningMean: rm.resource, runningVar: rv.resource, channelStats };
     pass.setPipeline(finalize.pipeline);
     pass.setBindGroup(
       0,
       gpu.bindGroups.get(finalize, {
-        params: bindUniforms(gpu, finalize, {
-          channels: g.c,
-          lanes,
-          flags,
-          counterSlot: a.tracked % 2,
-          eps: a.eps,
-          momentum: a.momentum ?? 0,
-          weightBase: w.base,
-          biasBase: b.base,
-          runningMeanBase: rm.base,
-          runningVarBase: rv.base,
-          planeStride: planeStride(g.c),
-        }),
-        partials,
-        weight: w.resource,
-        bias: b.resource,
-        runningMean: rm.resource,
-        runningVar: rv.resource,
+        params: bindUniforms(gpu, finalize, finalizeValues),
+        ...perChannel,
         counter: { buffer: a.counter, offset: 0, size: 16 },
-        channelStats,
+        generalQueue,
       }),
     );
-    pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP_SIZE));
+    pass.dispatchWorkgroups(...grid(Math.ceil(g.c / WORKGROUP_SIZE), maxDim));
+
+    // Channels that are not finite or not ordinary in scale (usually none: zero workgroups).
+    const general = getKernel(device, 'finalize', 'finalize_general');
+    pass.setPipeline(general.pipeline);
+    pass.setBindGroup(
+      0,
+      gpu.bindGroups.get(general, {
+        params: bindUniforms(gpu, general, finalizeValues),
+        ...perChannel,
+        generalList: generalQueue,
+        x: x.resource,
+      }),
+    );
+    pass.dispatchWorkgroupsIndirect(generalQueue.buffer, 0);
   } else if (!a.runningMean || !a.runningVar) {
     throw new Error('internal: eval with running stats needs them');
   }

@@ -67,3 +67,16 @@ export function bindChannelStats(buffer: GPUBuffer, channels: number): GPUBuffer
 export const STATS_PARTIAL_BYTES = 16;
 /** Bytes of one backward partial: vec2f(sumDy, sumDyXmu) (backward-reduce.wgsl). */
 export const BACKWARD_PARTIAL_BYTES = 8;
+
+// finalize's queue of channels for its general path (shaders/finalize.wgsl): words 0-2 the indirect
+// dispatch of finalize_general, word 3 the channel count, then one entry per queued channel.
+
+/** u32 words before the first entry of the general-path queue. */
+export const GENERAL_QUEUE_HEADER_WORDS = 4;
+/** u32 words per queued channel: its index and its running-statistics factor (f32 bits). */
+export const GENERAL_QUEUE_ENTRY_WORDS = 2;
+
+/** Bytes of a general-path queue that can hold every one of `channels` channels. */
+export function generalQueueBytes(channels: number): number {
+  return (GENERAL_QUEUE_HEADER_WORDS + GENERAL_QUEUE_ENTRY_WORDS * channels) * 4;
+}

@@ -93,6 +93,11 @@ export class UniformCache {
     return buffer;
   }
 
+  /** Uniform buffers currently cached (at most the capacity). */
+  get size(): number {
+    return this.#cache.size;
+  }
+
   clear(): void {
     this.#cache.clear();
   }
@@ -131,6 +136,11 @@ export class BindGroupCache {
       this.#cache.set(key, group);
     }
     return group;
+  }
+
+  /** Bind groups currently cached (at most 512). */
+  get size(): number {
+    return this.#cache.size;
   }
 
   clear(): void {

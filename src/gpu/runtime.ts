@@ -1,5 +1,5 @@
 import { DeviceLostError, GPUOperationError } from '../errors.js';
-import { BufferPool, roundUp } from './buffer-pool.js';
+import { BufferPool, DEFAULT_GPU_POOL_BYTES, roundUp } from './buffer-pool.js';
 import { BindGroupCache, UniformCache } from './object-caches.js';
 
 import { BUFFER_COPY_DST, BUFFER_MAP_READ, BUFFER_STORAGE, MAP_MODE_READ, TENSOR_USAGE } from './constants.js';
@@ -40,12 +40,20 @@ export class GpuRuntime {
    */
   readonly contiguousAccess: boolean;
 
-  constructor(device: GPUDevice, ownsDevice: boolean, adapterInfo: GPUAdapterInfo | null = null, contiguous: boolean | null = null) {
+  constructor(
+    device: GPUDevice,
+    ownsDevice: boolean,
+    adapterInfo: GPUAdapterInfo | null = null,
+    contiguous: boolean | null = null,
+    poolBytes: number = DEFAULT_GPU_POOL_BYTES,
+  ) {
     this.device = device;
     const info = adapterInfo ?? (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo ?? null;
     this.contiguousAccess = contiguous ?? info?.isFallbackAdapter === true;
     this.ownsDevice = ownsDevice;
-    this.pool = new BufferPool(device);
+    // Evicted free buffers (tensors and readback staging) go through retire() like every other
+    // buffer the runtime lets go, so one rule decides when a buffer may really be destroyed.
+    this.pool = new BufferPool(device, poolBytes, (b) => this.retire(b));
     this.uniforms = new UniformCache(device, 256, (b) => this.retire(b), () => this.#uniformBuffersCreated++);
     this.bindGroups = new BindGroupCache(device, (b) => this.#noteBound(b));
     void device.lost.then((info) => {
@@ -99,6 +107,17 @@ export class GpuRuntime {
     }
   }
 
+  /**
+   * Takes back the pooled buffer of a destroyed tensor. Destroying a tensor promises that no
+   * unsubmitted encoder still reads it (the lifetime rule's "your part"), so the buffer stops
+   * counting as caller-referenced: should the pool evict it, it is freed once the queue is done
+   * with it instead of being kept until the runtime is destroyed, and `poolBytes` bounds it.
+   */
+  releaseTensorBuffer(buffer: GPUBuffer): void {
+    this.#callerReferenced.delete(buffer);
+    this.pool.release(buffer);
+  }
+
   #noteBound(buffer: GPUBuffer): void {
     if (this.#recordingForCaller) this.#callerReferenced.add(buffer);
   }
@@ -125,14 +144,15 @@ export class GpuRuntime {
   /**
    * A scratch buffer named `name` of at least `byteSize`, kept and grown (never shrunk). Dispatches
    * on one queue run in order, so stages that use the same scratch one after the other may share it.
+   * `usage` (default TENSOR_USAGE) must be the same on every call with one name.
    */
-  scratch(name: string, byteSize: number): GPUBuffer {
+  scratch(name: string, byteSize: number, usage: GPUBufferUsageFlags = TENSOR_USAGE): GPUBuffer {
     const size = roundUp(Math.max(byteSize, 16), 256);
     const current = this.#scratch.get(name);
     if (current && current.size >= size) return current;
     if (current) this.retire(current);
     const grown = Math.max(size, current ? current.size * 2 : 0);
-    const buffer = this.device.createBuffer({ label: `bn.scratch.${name}`, size: grown, usage: TENSOR_USAGE });
+    const buffer = this.device.createBuffer({ label: `bn.scratch.${name}`, size: grown, usage });
     this.#scratchCreated++;
     this.#scratch.set(name, buffer);
     return buffer;

@@ -7,14 +7,15 @@
  * sources and their reflected layouts (the `virtual:bn-shaders` module).
  */
 export const shaderManifest = {
-  stats: ['stats.wgsl', 'common/lane-columns.wgsl'],
-  finalize: ['finalize.wgsl', 'common/channel-stats-write.wgsl'],
-  normalize: ['normalize.wgsl', 'common/channel-stats-read.wgsl', 'common/channel-stats-write.wgsl'],
+  stats: ['stats.wgsl', 'common/lane-columns.wgsl', 'common/non-finite.wgsl'],
+  finalize: ['finalize.wgsl', 'common/channel-stats-write.wgsl', 'common/non-finite.wgsl'],
+  normalize: ['normalize.wgsl', 'common/channel-stats-read.wgsl', 'common/channel-stats-write.wgsl', 'common/non-finite.wgsl'],
   'backward-reduce': [
     'backward-reduce.wgsl',
     'common/lane-columns.wgsl',
     'common/channel-stats-read.wgsl',
     'common/channel-stats-write.wgsl',
+    'common/non-finite.wgsl',
   ],
   'backward-elementwise': ['backward-elementwise.wgsl', 'common/channel-stats-read.wgsl'],
 } as const satisfies Record<string, readonly [string, ...string[]]>;
