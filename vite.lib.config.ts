@@ -1,6 +1,19 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
 import { wgslShaders } from './build/wgsl-shaders.js';
+
+const fflateLicense = readFileSync(fileURLToPath(new URL('node_modules/fflate/LICENSE', import.meta.url)), 'utf8')
+  .trim()
+  .replace(/\*\//g, '* /');
+const commented = (text: string): string =>
+  text
+    .split('\n')
+    .map((line) => ` * ${line}`.trimEnd())
+    .join('\n');
+// fflate (MIT, the .pt zip reader) and @bufbuild/protobuf's wire reader (the .onnx reader) are
+// bundled, so their notices travel with the bundle.
+const banner = `/*!\n * webgpu-batchnorm. Bundles fflate (https://github.com/101arrowz/fflate):\n *\n${commented(fflateLicense)}\n *\n * @bufbuild/protobuf (https://github.com/bufbuild/protobuf-es), Copyright 2021-2026 Buf Technologies, Inc.,\n * licensed under the Apache License, Version 2.0 (https://www.apache.org/licenses/LICENSE-2.0) and BSD-3-Clause.\n */`;
 
 /**
  * Library build: `dist/index.js`, one ES module with every shader inlined together with its
@@ -38,6 +51,7 @@ export default defineConfig({
         // TSDoc travels in dist/*.d.ts, where editors read it; the bundle keeps the code and its
         // line comments (the why), and legal and bundler annotations.
         comments: { jsdoc: false, legal: true, annotation: true },
+        banner,
       },
     },
   },

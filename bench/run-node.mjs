@@ -6,7 +6,8 @@
  * packages left external) and imported. Writes bench/results/node-latest.json (+ a timestamped
  * copy) and prints the table and the target checklist.
  *
- * Options: --samples N, --target MS (per sample), --quick (two small cases), --impls a,b,c.
+ * Options: --samples N, --target MS (per sample), --quick (two small cases), --impls a,b,c,
+ * --case NxCx...:cf|cl (repeatable).
  */
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';

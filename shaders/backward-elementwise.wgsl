@@ -13,6 +13,10 @@
 // invstd is plane PLANE_INVSTD, written by the forward (or by backward_prepare); weight is read at backward
 // time, and is 1 when the module is not affine (FLAG_AFFINE clear).
 //
+// Fused epilogue (ACTIVATION / RESIDUAL overrides, shaders/common/epilogue.wgsl): dy is first
+// taken through the activation's derivative (mask from the saved output y, or SiLU's derivative at
+// the recomputed pre-activation), which is also the residual's gradient, stored in the same pass.
+//
 // Per channel this is dx = dy·A − (x − K)·B + D with A = invstd·weight, B = projScale·A and
 // D = (meanOffset·projScale − meanDy)·A, so each invocation loads its channel's constants once.
 //
@@ -38,9 +42,13 @@ struct ElementwiseParams {
   flags: u32,           // FLAG_AFFINE (common/prelude.wgsl)
   blocksPerRow: u32,    // CONTIGUOUS: channels-first runs per row; channels-last column groups per row
   runLength: u32,       // CONTIGUOUS: channels-first elements per run; channels-last rows per invocation
+  outputBase: u32,      // epilogue: offsets of the forward's output, residual and gradResidual
+  residualBase: u32,
+  gradResidualBase: u32,
+  activationMin: f32,   // ACTIVATION_CLAMP bounds
+  activationMax: f32,
+  activationSlope: f32, // ACTIVATION_LEAKY_RELU slope
   _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ElementwiseParams;
@@ -54,11 +62,24 @@ struct ElementwiseParams {
 @group(0) @binding(3) var<storage, read_write> dxScalar: array<f32>;
 @group(0) @binding(4) var<storage, read> channelStats: array<vec4f>;
 @group(0) @binding(5) var<storage, read> weight: array<f32>;
+// Fused epilogue (shaders/common/epilogue.wgsl): the forward's output (ReLU-family masks), its
+// residual (SiLU's pre-activation) and the residual's gradient, written here.
+@group(0) @binding(6) var<storage, read> output: array<vec4f>;
+@group(0) @binding(6) var<storage, read> outputScalar: array<f32>;
+@group(0) @binding(7) var<storage, read> residual: array<vec4f>;
+@group(0) @binding(7) var<storage, read> residualScalar: array<f32>;
+@group(0) @binding(8) var<storage, read_write> gradResidual: array<vec4f>;
+@group(0) @binding(8) var<storage, read_write> gradResidualScalar: array<f32>;
 
 // true: training formula (batch statistics); false: running statistics.
 override BATCH_STATS: bool = true;
 // Access pattern, as in normalize.wgsl: true on fallback adapters (long contiguous runs).
 override CONTIGUOUS: bool = false;
+// false: only the epilogue's gradResidual is wanted, and dx is not written.
+override GRAD_INPUT: bool = true;
+// true: store dL/dt as the residual's gradient (the forward added a residual). RESIDUAL (from
+// the prelude) here means the residual enters the recomputed SiLU pre-activation.
+override GRAD_RESIDUAL: bool = false;
 
 // vec4(K, A, B, D) of channel c (see the header).
 fn coef(c: u32) -> vec4f {
@@ -71,6 +92,51 @@ fn coef(c: u32) -> vec4f {
                (plane1(PLANE_MEAN_OFFSET, c) * proj - plane1(PLANE_MEAN_DY, c)) * a);
 }
 
+// SiLU only: vec3(K, scale, shift) of channel c, the forward's t = (x − K)·scale + shift (planes
+// PLANE_SHIFT, PLANE_SCALE, PLANE_SHIFTED_BIAS); zeros otherwise, so other pipelines load nothing.
+fn pre_activation_coef(c: u32) -> vec3f {
+  if (ACTIVATION != ACTIVATION_SILU) { return vec3f(0.0); }
+  return vec3f(plane1(PLANE_SHIFT, c), plane1(PLANE_SCALE, c), plane1(PLANE_SHIFTED_BIAS, c));
+}
+
+// dL/dt at flat element j from dL/dy = g through the fused epilogue, and dL/dresidual = dL/dt
+// stored when there is a residual. e = pre_activation_coef of j's channel(s), per lane.
+fn epilogue_grad4(g: vec4f, j: u32, ek: vec4f, es: vec4f, eh: vec4f) -> vec4f {
+  let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
+  var d = g;
+  if (activation_masks_from_output()) {
+    d = activation_grad_from_output4(g, output[params.outputBase + j], p);
+  } else if (ACTIVATION == ACTIVATION_SILU) {
+    var t = fma(x[params.xBase + j] - ek, es, eh);
+    if (RESIDUAL) { t += residual[params.residualBase + j]; }
+    d = silu_grad4(g, t);
+  }
+  if (GRAD_RESIDUAL) { gradResidual[params.gradResidualBase + j] = d; }
+  return d;
+}
+
+fn epilogue_grad1(g: f32, j: u32, e: vec3f) -> f32 {
+  let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
+  var d = g;
+  if (activation_masks_from_output()) {
+    d = activation_grad_from_output1(g, outputScalar[params.outputBase + j], p);
+  } else if (ACTIVATION == ACTIVATION_SILU) {
+    var t = fma(xScalar[params.xBase + j] - e.x, e.y, e.z);
+    if (RESIDUAL) { t += residualScalar[params.residualBase + j]; }
+    d = silu_grad1(g, t);
+  }
+  if (GRAD_RESIDUAL) { gradResidualScalar[params.gradResidualBase + j] = d; }
+  return d;
+}
+
+fn store_dx4(i: u32, v: vec4f) {
+  if (GRAD_INPUT) { dx[i] = v; }
+}
+
+fn store_dx1(i: u32, v: f32) {
+  if (GRAD_INPUT) { dxScalar[i] = v; }
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                    @builtin(num_workgroups) nwg: vec3u) {
@@ -79,6 +145,7 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let row = i / params.blocksPerRow;
     if (row >= params.rows) { return; }
     let k = coef(row % params.channels);
+    let e = pre_activation_coef(row % params.channels);
     let xb = params.xBase;
     let gb = params.dyBase;
     let ob = params.dxBase;
@@ -86,10 +153,11 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
     let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
+      let g = epilogue_grad4(dy[gb + j], j, vec4f(e.x), vec4f(e.y), vec4f(e.z));
       if (BATCH_STATS) {
-        dx[ob + j] = dy[gb + j] * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w);
+        store_dx4(ob + j, g * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w));
       } else {
-        dx[ob + j] = dy[gb + j] * k.y;
+        store_dx4(ob + j, g * k.y);
       }
     }
     return;
@@ -97,6 +165,7 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   if (i >= params.lanes * params.cols) { return; }
   var c = (i / params.cols) % params.channels;
   var k = coef(c);
+  var e = pre_activation_coef(c);
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
   let xb = params.xBase;
@@ -105,23 +174,26 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   // Two loops rather than a branch inside one: software adapters pay for a branch per element.
   if (params.laneChannelStep == 0u) {
     for (var j = i; j < total; j += step) {
+      let g = epilogue_grad4(dy[gb + j], j, vec4f(e.x), vec4f(e.y), vec4f(e.z));
       if (BATCH_STATS) {
-        dx[ob + j] = dy[gb + j] * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w);
+        store_dx4(ob + j, g * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w));
       } else {
-        dx[ob + j] = dy[gb + j] * k.y;
+        store_dx4(ob + j, g * k.y);
       }
     }
     return;
   }
   for (var j = i; j < total; j += step) {
+    let g = epilogue_grad4(dy[gb + j], j, vec4f(e.x), vec4f(e.y), vec4f(e.z));
     if (BATCH_STATS) {
-      dx[ob + j] = dy[gb + j] * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w);
+      store_dx4(ob + j, g * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w));
     } else {
-      dx[ob + j] = dy[gb + j] * k.y;
+      store_dx4(ob + j, g * k.y);
     }
     c += params.laneChannelStep;
     if (c >= params.channels) { c -= params.channels; }
     k = coef(c);
+    e = pre_activation_coef(c);
   }
 }
 
@@ -133,6 +205,7 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let row = i / params.blocksPerRow;
     if (row >= params.rows) { return; }
     let k = coef(row % params.channels);
+    let e = pre_activation_coef(row % params.channels);
     let xb = params.xBase;
     let gb = params.dyBase;
     let ob = params.dxBase;
@@ -140,10 +213,11 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
     let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
+      let g = epilogue_grad1(dyScalar[gb + j], j, e);
       if (BATCH_STATS) {
-        dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
+        store_dx1(ob + j, g * k.y - (xScalar[xb + j] - k.x) * k.z + k.w);
       } else {
-        dxScalar[ob + j] = dyScalar[gb + j] * k.y;
+        store_dx1(ob + j, g * k.y);
       }
     }
     return;
@@ -151,6 +225,7 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   if (i >= params.lanes * params.cols) { return; }
   var c = (i / params.cols) % params.channels;
   var k = coef(c);
+  var e = pre_activation_coef(c);
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
   let xb = params.xBase;
@@ -158,23 +233,26 @@ fn elementwise_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   let ob = params.dxBase;
   if (params.laneChannelStep == 0u) {
     for (var j = i; j < total; j += step) {
+      let g = epilogue_grad1(dyScalar[gb + j], j, e);
       if (BATCH_STATS) {
-        dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
+        store_dx1(ob + j, g * k.y - (xScalar[xb + j] - k.x) * k.z + k.w);
       } else {
-        dxScalar[ob + j] = dyScalar[gb + j] * k.y;
+        store_dx1(ob + j, g * k.y);
       }
     }
     return;
   }
   for (var j = i; j < total; j += step) {
+    let g = epilogue_grad1(dyScalar[gb + j], j, e);
     if (BATCH_STATS) {
-      dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
+      store_dx1(ob + j, g * k.y - (xScalar[xb + j] - k.x) * k.z + k.w);
     } else {
-      dxScalar[ob + j] = dyScalar[gb + j] * k.y;
+      store_dx1(ob + j, g * k.y);
     }
     c += params.laneChannelStep;
     if (c >= params.channels) { c -= params.channels; }
     k = coef(c);
+    e = pre_activation_coef(c);
   }
 }
 
@@ -194,11 +272,26 @@ fn coef4(c4: u32) -> array<vec4f, 4> {
   return array<vec4f, 4>(k, a, b, d);
 }
 
-fn dx4(j: u32, o: u32, c: array<vec4f, 4>) {
+// SiLU only: pre_activation_coef of channels 4·c4 .. 4·c4 + 3 as (K, scale, shift) vectors.
+fn pre_activation_coef4(c4: u32) -> array<vec4f, 3> {
+  var k: vec4f;
+  var s: vec4f;
+  var h: vec4f;
+  for (var l = 0u; l < 4u; l++) {
+    let el = pre_activation_coef(c4 * 4u + l);
+    k[l] = el[0];
+    s[l] = el[1];
+    h[l] = el[2];
+  }
+  return array<vec4f, 3>(k, s, h);
+}
+
+fn dx4(j: u32, o: u32, c: array<vec4f, 4>, e: array<vec4f, 3>) {
+  let g = epilogue_grad4(dy[params.dyBase + o + j], o + j, e[0], e[1], e[2]);
   if (BATCH_STATS) {
-    dx[params.dxBase + o + j] = dy[params.dyBase + o + j] * c[1] - (x[params.xBase + o + j] - c[0]) * c[2] + c[3];
+    store_dx4(params.dxBase + o + j, g * c[1] - (x[params.xBase + o + j] - c[0]) * c[2] + c[3]);
   } else {
-    dx[params.dxBase + o + j] = dy[params.dyBase + o + j] * c[1];
+    store_dx4(params.dxBase + o + j, g * c[1]);
   }
 }
 
@@ -216,18 +309,22 @@ fn elementwise_cl4_rows(i: u32) {
   let o = firstRow * cols + col;
   let end = (min(firstRow + params.runLength, params.rows) - firstRow) * cols;
   let c0 = coef4(col);
+  let e0 = pre_activation_coef4(col);
   if (!quads) {
-    for (var j = 0u; j < end; j += cols) { dx4(j, o, c0); }
+    for (var j = 0u; j < end; j += cols) { dx4(j, o, c0, e0); }
     return;
   }
   let c1 = coef4(col + 1u);
   let c2 = coef4(col + 2u);
   let c3 = coef4(col + 3u);
+  let e1 = pre_activation_coef4(col + 1u);
+  let e2 = pre_activation_coef4(col + 2u);
+  let e3 = pre_activation_coef4(col + 3u);
   for (var j = 0u; j < end; j += cols) {
-    dx4(j, o, c0);
-    dx4(j, o + 1u, c1);
-    dx4(j, o + 2u, c2);
-    dx4(j, o + 3u, c3);
+    dx4(j, o, c0, e0);
+    dx4(j, o + 1u, c1, e1);
+    dx4(j, o + 2u, c2, e2);
+    dx4(j, o + 3u, c3, e3);
   }
 }
 
@@ -245,12 +342,19 @@ fn elementwise_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   var a: vec4f;
   var b: vec4f;
   var d: vec4f;
+  var ek: vec4f;
+  var es: vec4f;
+  var eh: vec4f;
   for (var l = 0u; l < 4u; l++) {
     let cl = coef(col * 4u + l);
     k[l] = cl.x;
     a[l] = cl.y;
     b[l] = cl.z;
     d[l] = cl.w;
+    let el = pre_activation_coef(col * 4u + l);
+    ek[l] = el.x;
+    es[l] = el.y;
+    eh[l] = el.z;
   }
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
@@ -258,10 +362,11 @@ fn elementwise_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   let gb = params.dyBase;
   let ob = params.dxBase;
   for (var j = i; j < total; j += step) {
+    let g = epilogue_grad4(dy[gb + j], j, ek, es, eh);
     if (BATCH_STATS) {
-      dx[ob + j] = dy[gb + j] * a - (x[xb + j] - k) * b + d;
+      store_dx4(ob + j, g * a - (x[xb + j] - k) * b + d);
     } else {
-      dx[ob + j] = dy[gb + j] * a;
+      store_dx4(ob + j, g * a);
     }
   }
 }
@@ -272,16 +377,18 @@ fn elementwise_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   let i = invocation(wid, nwg, lid);
   if (i >= params.lanes * params.cols) { return; }
   let k = coef(i % params.cols);
+  let e = pre_activation_coef(i % params.cols);
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
   let xb = params.xBase;
   let gb = params.dyBase;
   let ob = params.dxBase;
   for (var j = i; j < total; j += step) {
+    let g = epilogue_grad1(dyScalar[gb + j], j, e);
     if (BATCH_STATS) {
-      dxScalar[ob + j] = dyScalar[gb + j] * k.y - (xScalar[xb + j] - k.x) * k.z + k.w;
+      store_dx1(ob + j, g * k.y - (xScalar[xb + j] - k.x) * k.z + k.w);
     } else {
-      dxScalar[ob + j] = dyScalar[gb + j] * k.y;
+      store_dx1(ob + j, g * k.y);
     }
   }
 }

@@ -15,16 +15,24 @@
 // channels) into one partial (sumDy, sumDyXmu), and reduce_finalize adds a channel's partials.
 // The split, the lane count and the data views are the same as stats.wgsl's (see there).
 //
+// Fused epilogue (ACTIVATION / RESIDUAL overrides, shaders/common/epilogue.wgsl): each dy is
+// first taken through the activation's derivative (mask from the saved output y, or SiLU's
+// derivative at the pre-activation recomputed from x and planes PLANE_SHIFT .. PLANE_SHIFTED_BIAS),
+// exactly as the elementwise stage does, so both sums are of dL/dt. With a residual, that dL/dt is
+// also the residual's gradient: stored here (GRAD_RESIDUAL), it becomes the elementwise stage's
+// input in place of dy and the saved output.
+//
 // Exactness: x − mean is formed as (x − K) − meanOffset with the shift K and meanOffset = mean − K
 // that the forward's finalize stored (channelStats planes PLANE_SHIFT and PLANE_MEAN_OFFSET): x − K is exact in float32 for
 // data clustered around its mean, so offset data (mean 1e4, std 0.1) keeps the precision of its
 // spread. The statistics are never recomputed.
 //
 // channelStats planes (layout: common/prelude.wgsl): read PLANE_SHIFT (K), PLANE_INVSTD and
-// PLANE_MEAN_OFFSET; reduce_finalize writes PLANE_MEAN_DY = sumDy / M and PLANE_PROJ_SCALE =
-// sumDyXmu / M · invstd² for backward-elementwise.wgsl. backward_prepare fills planes PLANE_SHIFT,
-// PLANE_MEAN, PLANE_INVSTD and PLANE_MEAN_OFFSET from caller-given mean / invstd (or running
-// variance) for the functional API, with K = mean and meanOffset = 0.
+// PLANE_MEAN_OFFSET (and, for a SiLU epilogue, PLANE_SCALE and PLANE_SHIFTED_BIAS); reduce_finalize
+// writes PLANE_MEAN_DY = sumDy / M and PLANE_PROJ_SCALE = sumDyXmu / M · invstd² for
+// backward-elementwise.wgsl. backward_prepare fills planes PLANE_SHIFT .. PLANE_MEAN_OFFSET from
+// caller-given mean / invstd (or running variance), weight and bias for the functional API, with
+// K = mean and meanOffset = 0.
 
 struct BackwardParams {
   rows: u32,          // channels-first: N; channels-last: N * spatial
@@ -44,6 +52,14 @@ struct BackwardParams {
   meanBase: u32,      // backward_prepare: element offsets of its inputs
   invstdBase: u32,
   eps: f32,           // backward_prepare with FLAG_FROM_VAR
+  weightBase: u32,    // backward_prepare: element offsets of the forward's weight and bias
+  biasBase: u32,
+  outputBase: u32,    // epilogue: offsets of the forward's output and residual
+  residualBase: u32,
+  activationMin: f32,   // ACTIVATION_CLAMP bounds
+  activationMax: f32,
+  activationSlope: f32, // ACTIVATION_LEAKY_RELU slope
+  gradResidualBase: u32, // GRAD_RESIDUAL: offset of the residual's gradient
   _pad0: u32,
   _pad1: u32,
   _pad2: u32,
@@ -60,11 +76,25 @@ struct BackwardParams {
 @group(0) @binding(6) var<storage, read_write> gradBias: array<f32>;
 @group(0) @binding(7) var<storage, read> mean: array<f32>;
 @group(0) @binding(8) var<storage, read> invstd: array<f32>;
+// Fused epilogue (shaders/common/epilogue.wgsl): the forward's output (ReLU-family masks) and
+// residual (SiLU's pre-activation); backward_prepare: the forward's weight and bias (SiLU).
+@group(0) @binding(9) var<storage, read> output: array<vec4f>;
+@group(0) @binding(9) var<storage, read> outputScalar: array<f32>;
+@group(0) @binding(10) var<storage, read> residual: array<vec4f>;
+@group(0) @binding(10) var<storage, read> residualScalar: array<f32>;
+@group(0) @binding(11) var<storage, read> weight: array<f32>;
+@group(0) @binding(12) var<storage, read> bias: array<f32>;
+// The residual's gradient dL/dt, stored as it is computed (GRAD_RESIDUAL): the elementwise stage
+// then reads it in place of dy and the saved output, one tensor fewer than recomputing the mask.
+@group(0) @binding(13) var<storage, read_write> gradResidual: array<vec4f>;
+@group(0) @binding(13) var<storage, read_write> gradResidualScalar: array<f32>;
 
 // Channels-first column assignment (lane_columns, common/lane-columns.wgsl), as in stats.wgsl:
 // false (GPUs) columns p, p + lanes, ... (coalesced); true (fallback adapters) the contiguous
 // columns [p·colsPerLane, (p + 1)·colsPerLane).
 override CONTIGUOUS: bool = false;
+// true: store dL/dt of every element as the residual's gradient.
+override GRAD_RESIDUAL: bool = false;
 
 fn load_x1(i: u32) -> f32 {
   return xScalar[i];
@@ -72,6 +102,43 @@ fn load_x1(i: u32) -> f32 {
 
 fn load_dy1(i: u32) -> f32 {
   return dyScalar[i];
+}
+
+// SiLU only: (scale, shift) of channel c, the forward's t = (x − K)·scale + shift (planes
+// PLANE_SCALE and PLANE_SHIFTED_BIAS); zeros otherwise, so other pipelines load nothing.
+fn pre_activation_coef(c: u32) -> vec2f {
+  if (ACTIVATION != ACTIVATION_SILU) { return vec2f(0.0); }
+  return vec2f(plane1(PLANE_SCALE, c), plane1(PLANE_SHIFTED_BIAS, c));
+}
+
+// dL/dt at flat element i from dL/dy = g through the fused epilogue (the identity by default);
+// xk = x − K, (es, eh) = pre_activation_coef per lane.
+fn epilogue_grad4(g: vec4f, i: u32, xk: vec4f, es: vec4f, eh: vec4f) -> vec4f {
+  let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
+  var d = g;
+  if (activation_masks_from_output()) {
+    d = activation_grad_from_output4(g, output[params.outputBase + i], p);
+  } else if (ACTIVATION == ACTIVATION_SILU) {
+    var t = fma(xk, es, eh);
+    if (RESIDUAL) { t += residual[params.residualBase + i]; }
+    d = silu_grad4(g, t);
+  }
+  if (GRAD_RESIDUAL) { gradResidual[params.gradResidualBase + i] = d; }
+  return d;
+}
+
+fn epilogue_grad1(g: f32, i: u32, xk: f32, e: vec2f) -> f32 {
+  let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
+  var d = g;
+  if (activation_masks_from_output()) {
+    d = activation_grad_from_output1(g, outputScalar[params.outputBase + i], p);
+  } else if (ACTIVATION == ACTIVATION_SILU) {
+    var t = fma(xk, e.x, e.y);
+    if (RESIDUAL) { t += residualScalar[params.residualBase + i]; }
+    d = silu_grad1(g, t);
+  }
+  if (GRAD_RESIDUAL) { gradResidualScalar[params.gradResidualBase + i] = d; }
+  return d;
 }
 
 // Channels-first, vec4 loads (spatial % 4 == 0): invocation p < lanes ≤ cols of channel c reads
@@ -84,6 +151,9 @@ fn reduce_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   if (c >= params.channels || p >= params.lanes) { return; }
   let k = vec4f(plane1(PLANE_SHIFT, c));
   let meanOffset = vec4f(plane1(PLANE_MEAN_OFFSET, c));
+  let e = pre_activation_coef(c);
+  let es = vec4f(e.x);
+  let eh = vec4f(e.y);
   let chan = c * params.cols;
   var sumDy = vec4f(0.0);
   var sumDyXmu = vec4f(0.0);
@@ -92,9 +162,10 @@ fn reduce_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   for (var row = 0u; row < params.rows; row++) {
     let rowEnd = rowStart + span.y;
     for (var i = rowStart + span.x; i < rowEnd; i += span.z) {
-      let g = dy[params.dyBase + i];
+      let xk = x[params.xBase + i] - k;
+      let g = epilogue_grad4(dy[params.dyBase + i], i, xk, es, eh);
       sumDy += g;
-      sumDyXmu += g * ((x[params.xBase + i] - k) - meanOffset);
+      sumDyXmu += g * (xk - meanOffset);
     }
     rowStart += params.rowStride;
   }
@@ -110,6 +181,7 @@ fn reduce_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   if (c >= params.channels || p >= params.lanes) { return; }
   let k = plane1(PLANE_SHIFT, c);
   let meanOffset = plane1(PLANE_MEAN_OFFSET, c);
+  let e = pre_activation_coef(c);
   let chan = c * params.cols;
   var sumDy = 0.0;
   var sumDyXmu = 0.0;
@@ -118,9 +190,10 @@ fn reduce_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   for (var row = 0u; row < params.rows; row++) {
     let rowEnd = rowStart + span.y;
     for (var i = rowStart + span.x; i < rowEnd; i += span.z) {
-      let g = load_dy1(params.dyBase + i);
+      let xk = load_x1(params.xBase + i) - k;
+      let g = epilogue_grad1(load_dy1(params.dyBase + i), i, xk, e);
       sumDy += g;
-      sumDyXmu += g * ((load_x1(params.xBase + i) - k) - meanOffset);
+      sumDyXmu += g * (xk - meanOffset);
     }
     rowStart += params.rowStride;
   }
@@ -138,13 +211,21 @@ fn reduce_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let lane = i / params.cols;
   let k = plane4(PLANE_SHIFT, col);
   let meanOffset = plane4(PLANE_MEAN_OFFSET, col);
+  var es = vec4f(0.0);
+  var eh = vec4f(0.0);
+  for (var l = 0u; l < 4u; l++) {
+    let el = pre_activation_coef(col * 4u + l);
+    es[l] = el.x;
+    eh[l] = el.y;
+  }
   var sumDy = vec4f(0.0);
   var sumDyXmu = vec4f(0.0);
   for (var row = lane; row < params.rows; row += params.lanes) {
     let j = row * params.rowStride + col;
-    let g = dy[params.dyBase + j];
+    let xk = x[params.xBase + j] - k;
+    let g = epilogue_grad4(dy[params.dyBase + j], j, xk, es, eh);
     sumDy += g;
-    sumDyXmu += g * ((x[params.xBase + j] - k) - meanOffset);
+    sumDyXmu += g * (xk - meanOffset);
   }
   let c0 = col * 4u;
   for (var l = 0u; l < 4u; l++) {
@@ -162,13 +243,15 @@ fn reduce_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let lane = i / params.cols;
   let k = plane1(PLANE_SHIFT, col);
   let meanOffset = plane1(PLANE_MEAN_OFFSET, col);
+  let e = pre_activation_coef(col);
   var sumDy = 0.0;
   var sumDyXmu = 0.0;
   for (var row = lane; row < params.rows; row += params.lanes) {
     let j = row * params.rowStride + col;
-    let g = load_dy1(params.dyBase + j);
+    let xk = load_x1(params.xBase + j) - k;
+    let g = epilogue_grad1(load_dy1(params.dyBase + j), j, xk, e);
     sumDy += g;
-    sumDyXmu += g * ((load_x1(params.xBase + j) - k) - meanOffset);
+    sumDyXmu += g * (xk - meanOffset);
   }
   partials[col * params.lanes + lane] = vec2f(sumDy, sumDyXmu);
 }
@@ -214,7 +297,14 @@ fn backward_prepare(@builtin(local_invocation_index) lid: u32, @builtin(workgrou
   if ((params.flags & FLAG_FROM_VAR) != 0u) {
     inv = invstd_of(inv, params.eps);
   }
+  // PLANE_SCALE and PLANE_SHIFTED_BIAS (with K = mean) let a SiLU epilogue's backward recompute t.
+  var w = 1.0;
+  var b = 0.0;
+  if ((params.flags & FLAG_PREPARE_WEIGHT) != 0u) { w = weight[params.weightBase + c]; }
+  if ((params.flags & FLAG_PREPARE_BIAS) != 0u) { b = bias[params.biasBase + c]; }
   write_plane(PLANE_SHIFT, c, m);
+  write_plane(PLANE_SCALE, c, inv * w);
+  write_plane(PLANE_SHIFTED_BIAS, c, b);
   write_plane(PLANE_MEAN, c, m);
   write_plane(PLANE_INVSTD, c, inv);
   write_plane(PLANE_MEAN_OFFSET, c, 0.0);

@@ -6,14 +6,21 @@
 // exactly as PyTorch's CUDA batch norm merges per-thread Welford states. Then, like
 // torch.nn.functional.batch_norm in training mode:
 //   biased var   = M2 / n                      (used to normalize)
-//   unbiased var = M2 / (n - 1)                (used for running_var)
+//   unbiased var = M2 / max(n - 1, 1)          (used for running_var; the host never sends n = 1
+//                                               for PyTorch, TensorFlow's fused kernel clamps so)
 //   factor       = momentum, or 1 / num_batches_tracked when momentum is None (cumulative average)
 //   running      = (1 - factor) * running + factor * batch
+// Other frameworks' conventions reach this shader only as numbers: the host turns their momentum
+// into the batch weights `momentum` (mean) and `varianceMomentum` (variance, MATLAB's
+// VarianceDecay), and FLAG_BIASED_RUNNING_VAR feeds running_var the biased variance M2 / n
+// (Keras 3, ONNX, numpy-ml).
 // (Evaluation needs no finalize: normalize.wgsl derives its constants from the running stats.)
 //
 // Output: planes PLANE_SHIFT (K), PLANE_SCALE (weight * invstd), PLANE_SHIFTED_BIAS
 // (bias - (mean - K) * scale), PLANE_MEAN, PLANE_INVSTD and PLANE_MEAN_OFFSET (mean - K) of
 // `channelStats`, and its packed vec4(K, scale, shiftedBias, 0) per channel (layout: common/prelude.wgsl).
+// Plane PLANE_BATCH_VAR gets the biased batch variance, which no later stage reads: the host copies
+// planes PLANE_MEAN, PLANE_INVSTD and PLANE_BATCH_VAR out when the caller asks for batch statistics.
 // So the normalize stage computes y = (x - K) * scale + shiftedBias: the subtraction x - K is exact
 // for data near its mean, which keeps offset channels (mean 1e4, std 0.1) accurate in float32.
 //
@@ -42,7 +49,7 @@
 struct FinalizeParams {
   channels: u32,
   lanes: u32,         // partials per channel
-  flags: u32,         // FLAG_AFFINE | FLAG_UPDATE_RUNNING | FLAG_CUMULATIVE (common/prelude.wgsl)
+  flags: u32,         // FLAG_AFFINE | FLAG_UPDATE_RUNNING | FLAG_CUMULATIVE | FLAG_BIASED_RUNNING_VAR (common/prelude.wgsl)
   counterSlot: u32,   // 0 or 1
   eps: f32,
   momentum: f32,
@@ -51,7 +58,7 @@ struct FinalizeParams {
   runningMeanBase: u32,
   runningVarBase: u32,
   planeStride: u32,   // ceil(C / 4): vec4s per plane of channelStats
-  _pad0: u32,
+  varianceMomentum: f32, // batch weight for running_var (equals momentum unless set apart)
   // Scalar view of x for the rescan: value j < xCols of segment r < xRows of channel c sits at
   // xBase + r * xRowStride + c * xChannelStride + j (in f32 elements).
   xRows: u32,
@@ -78,13 +85,27 @@ struct FinalizeParams {
 @group(0) @binding(8) var<storage, read> generalList: array<u32>;
 @group(0) @binding(9) var<storage, read> x: array<f32>;
 
-// A channel's statistics in the form the outputs need: the shift K, mean − K, invstd and the
-// unbiased variance for running_var.
+// A channel's statistics in the form the outputs need: the shift K, mean − K, invstd, the variance
+// that feeds running_var and the biased variance.
 struct Moments {
   k: f32,
   meanOffset: f32,
   invstd: f32,
-  unbiasedVar: f32,
+  sampleVar: f32,
+  biasedVar: f32,
+}
+
+// Divisor of M2 for the variance that feeds running_var: n (FLAG_BIASED_RUNNING_VAR) or n − 1,
+// clamped to 1 as TensorFlow's fused kernel does (PyTorch never sends n = 1).
+fn running_var_divisor(n: u32) -> f32 {
+  if ((params.flags & FLAG_BIASED_RUNNING_VAR) != 0u) { return f32(n); }
+  return f32(max(n - 1u, 1u));
+}
+
+// Batch weight of running_var: varianceMomentum, or the mean's cumulative factor.
+fn variance_factor(factor: f32) -> f32 {
+  if ((params.flags & FLAG_CUMULATIVE) != 0u) { return factor; }
+  return params.varianceMomentum;
 }
 
 // Values per partial sum of the rescan: short sums keep float32 rounding at about BLOCK·ε.
@@ -111,7 +132,7 @@ fn rescan_channel(c: u32) -> Moments {
     // maxMagnitude above the Inf bits means a NaN.
     var mean = f32_nan();
     if (maxMagnitude == F32_EXPONENT_BITS && posInf != negInf) { mean = f32_inf(negInf); }
-    return Moments(mean, 0.0, f32_nan(), f32_nan());
+    return Moments(mean, 0.0, f32_nan(), f32_nan(), f32_nan());
   }
   // 2^e ≤ max|x| < 2^(e+1), so every scaled value lies in (−2, 2).
   let e = i32(maxMagnitude >> 23u) - 127;
@@ -150,8 +171,8 @@ fn rescan_channel(c: u32) -> Moments {
   meanScaled += sumD / count;
   let m2Scaled = max(sumD2 - sumD * sumD / count, 0.0);
   let biasedScaled = m2Scaled / count;
-  // (var, invstd when var ≥ 2^128, unbiased var, mean), back at scale 2^e.
-  let unscaled = scale_pow2_4(vec4f(biasedScaled, 1.0 / sqrt(biasedScaled), m2Scaled / f32(n - 1u), meanScaled),
+  // (var, invstd when var ≥ 2^128, running_var's variance, mean), back at scale 2^e.
+  let unscaled = scale_pow2_4(vec4f(biasedScaled, 1.0 / sqrt(biasedScaled), m2Scaled / running_var_divisor(n), meanScaled),
                               vec4i(2 * e, -e, 2 * e, e));
   var invstd = invstd_of(unscaled.x, params.eps);
   if (!is_finite(unscaled.x)) {
@@ -161,7 +182,7 @@ fn rescan_channel(c: u32) -> Moments {
     // value to 0, which would normalize the channel to a finite, wrong `bias`. NaN says it instead.
     if ((bitcast<u32>(invstd) & F32_EXPONENT_BITS) == 0u) { invstd = f32_nan(); }
   }
-  return Moments(unscaled.w, 0.0, invstd, unscaled.z);
+  return Moments(unscaled.w, 0.0, invstd, unscaled.z, unscaled.x);
 }
 
 // Chan merge of channel c's partials: its shift K, mean − K, M2 and count.
@@ -202,6 +223,7 @@ struct Outputs {
   mean: f32,
   runningMean: f32,
   runningVar: f32,
+  biasedVar: f32,
 }
 
 // The general path (see the header): statistics from the merge when finite, else from the rescan,
@@ -209,17 +231,18 @@ struct Outputs {
 fn general_outputs(c: u32, merged: Merged, w: f32, b: f32, runningMean: f32, runningVar: f32, factor: f32) -> Outputs {
   // (mean, var + eps) in one vector operation.
   let sums = ieee_add4(vec4f(merged.k, merged.m2 / f32(merged.n), 0.0, 0.0), vec4f(merged.meanOffset, params.eps, 0.0, 0.0));
-  var m = Moments(merged.k, merged.meanOffset, invstd_of_sum(sums.y), merged.m2 / f32(merged.n - 1u));
+  var m = Moments(merged.k, merged.meanOffset, invstd_of_sum(sums.y), merged.m2 / running_var_divisor(merged.n), merged.m2 / f32(merged.n));
   var mean = sums.x;
   if (!(is_finite(merged.k) && is_finite(merged.meanOffset) && is_finite(merged.m2) && is_finite(mean))) {
     m = rescan_channel(c);
     mean = m.k;
   }
   // scale = w·invstd; running = (1 − f)·running + f·batch; shiftedBias = b − meanOffset·scale.
-  let products = ieee_mul4(vec4f(w, 1.0 - factor, factor, 1.0 - factor), vec4f(m.invstd, runningMean, mean, runningVar));
-  let more = ieee_mul4(vec4f(m.meanOffset, factor, 0.0, 0.0), vec4f(products.x, m.unbiasedVar, 0.0, 0.0));
+  let varFactor = variance_factor(factor);
+  let products = ieee_mul4(vec4f(w, 1.0 - factor, factor, 1.0 - varFactor), vec4f(m.invstd, runningMean, mean, runningVar));
+  let more = ieee_mul4(vec4f(m.meanOffset, varFactor, 0.0, 0.0), vec4f(products.x, m.sampleVar, 0.0, 0.0));
   let out = ieee_add4(vec4f(b, products.y, products.w, 0.0), vec4f(-more.x, products.z, more.y, 0.0));
-  return Outputs(m.k, m.meanOffset, m.invstd, products.x, out.x, mean, out.y, out.z);
+  return Outputs(m.k, m.meanOffset, m.invstd, products.x, out.x, mean, out.y, out.z, m.biasedVar);
 }
 
 // Bits of 2^-60: var + eps at least this keeps invstd ≤ 2^30.
@@ -248,6 +271,7 @@ fn write_outputs(c: u32, o: Outputs) {
   write_plane(PLANE_INVSTD, c, o.invstd);
   write_plane(PLANE_MEAN_OFFSET, c, o.meanOffset);
   write_packed(c, o.k, o.scale, o.shiftedBias);
+  write_plane(PLANE_BATCH_VAR, c, o.biasedVar);
   if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
     runningMean[params.runningMeanBase + c] = o.runningMean;
     runningVar[params.runningVarBase + c] = o.runningVar;
@@ -292,7 +316,8 @@ fn finalize_train(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
   // below 2^30) take the plain formulas, which then cannot overflow. Anything else is queued for
   // finalize_general, so the general path's code never runs (not even masked, as software adapters
   // run untaken branches) for ordinary channels.
-  let varEps = merged.m2 / f32(merged.n) + params.eps;
+  let biasedVar = merged.m2 / f32(merged.n);
+  let varEps = biasedVar + params.eps;
   if (!(moderate4(vec4f(merged.k, merged.meanOffset, merged.m2, varEps)) && moderate4(inputs) &&
         bitcast<u32>(varEps) >= VAR_EPS_FLOOR_BITS)) {
     queue_general(c, factor);
@@ -301,9 +326,11 @@ fn finalize_train(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
   let invstd = 1.0 / sqrt(varEps);
   let scale = inputs.x * invstd;
   let mean = merged.k + merged.meanOffset;
+  let varFactor = variance_factor(factor);
   write_outputs(c, Outputs(merged.k, merged.meanOffset, invstd, scale, inputs.y - merged.meanOffset * scale, mean,
                            (1.0 - factor) * inputs.z + factor * mean,
-                           (1.0 - factor) * inputs.w + factor * (merged.m2 / f32(merged.n - 1u))));
+                           (1.0 - varFactor) * inputs.w + varFactor * (merged.m2 / running_var_divisor(merged.n)),
+                           biasedVar));
 }
 
 // The general path for the channels finalize_train queued (dispatched indirectly; usually zero

@@ -1,6 +1,7 @@
 // Batch-norm stage 3 of 3: the fused normalize + affine elementwise pass,
 //   y = (x - K[c]) * scale[c] + shiftedBias[c]
-// one subtract and one FMA per element. In training the per-channel constants come from
+// one subtract and one FMA per element, then the optional fused epilogue act(y + residual)
+// (shaders/common/epilogue.wgsl, selected by the ACTIVATION and RESIDUAL overrides). In training the per-channel constants come from
 // finalize.wgsl; in evaluation (FROM_RUNNING) each invocation derives its channel's constants from
 // running_mean / running_var / weight / bias itself, so inference is a single dispatch, and
 // invocations 0..C-1 also store them in channelStats for a later backward.
@@ -40,6 +41,10 @@ struct NormalizeParams {
   runningVarBase: u32,
   blocksPerRow: u32, // CONTIGUOUS: channels-first runs per row; channels-last column groups per row
   runLength: u32,    // CONTIGUOUS: channels-first vec4s (or floats) per run; channels-last rows per invocation
+  residualBase: u32, // RESIDUAL: element offset of the residual inside its binding
+  activationMin: f32,   // ACTIVATION_CLAMP bounds
+  activationMax: f32,
+  activationSlope: f32, // ACTIVATION_LEAKY_RELU slope
 }
 
 @group(0) @binding(0) var<uniform> params: NormalizeParams;
@@ -52,6 +57,9 @@ struct NormalizeParams {
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read> runningMean: array<f32>;
 @group(0) @binding(7) var<storage, read> runningVar: array<f32>;
+// The fused epilogue's skip connection (RESIDUAL), same layout as x.
+@group(0) @binding(8) var<storage, read> residual: array<vec4f>;
+@group(0) @binding(8) var<storage, read> residualScalar: array<f32>;
 
 // Access pattern. false (GPUs): the coalesced row-lane walk described above. true (fallback
 // adapters, which run each invocation as a CPU loop): the long contiguous runs described above,
@@ -110,6 +118,22 @@ fn packed4(c4: u32) -> array<vec4f, 3> {
   return array<vec4f, 3>(k, scale, shift);
 }
 
+// The fused epilogue (shaders/common/epilogue.wgsl) on normalized value t of flat element j:
+// act(t + residual[j]). With the default overrides it is t itself.
+fn epilogue4(t: vec4f, j: u32) -> vec4f {
+  if (ACTIVATION == ACTIVATION_NONE && !RESIDUAL) { return t; }
+  var v = t;
+  if (RESIDUAL) { v += residual[params.residualBase + j]; }
+  return activate4(v, vec3f(params.activationMin, params.activationMax, params.activationSlope));
+}
+
+fn epilogue1(t: f32, j: u32) -> f32 {
+  if (ACTIVATION == ACTIVATION_NONE && !RESIDUAL) { return t; }
+  var v = t;
+  if (RESIDUAL) { v += residualScalar[params.residualBase + j]; }
+  return activate1(v, vec3f(params.activationMin, params.activationMax, params.activationSlope));
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                  @builtin(num_workgroups) nwg: vec3u) {
@@ -125,7 +149,7 @@ fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
     let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
     let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
-      y[yb + j] = fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
+      y[yb + j] = epilogue4(fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z)), j);
     }
     return;
   }
@@ -140,12 +164,12 @@ fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   // Two loops rather than a branch inside one: software adapters pay for a branch per element.
   if (params.laneChannelStep == 0u) {
     for (var j = i; j < total; j += step) {
-      y[yb + j] = fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
+      y[yb + j] = epilogue4(fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z)), j);
     }
     return;
   }
   for (var j = i; j < total; j += step) {
-    y[yb + j] = fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z));
+    y[yb + j] = epilogue4(fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z)), j);
     c += params.laneChannelStep;
     if (c >= params.channels) { c -= params.channels; }
     k = packed(c);
@@ -167,7 +191,7 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
     let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
     let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
-      yScalar[yb + j] = fma(xScalar[xb + j] - k.x, k.y, k.z);
+      yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k.x, k.y, k.z), j);
     }
     return;
   }
@@ -182,12 +206,12 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   // Two loops rather than a branch inside one: software adapters pay for a branch per element.
   if (params.laneChannelStep == 0u) {
     for (var j = i; j < total; j += step) {
-      yScalar[yb + j] = fma(xScalar[xb + j] - k.x, k.y, k.z);
+      yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k.x, k.y, k.z), j);
     }
     return;
   }
   for (var j = i; j < total; j += step) {
-    yScalar[yb + j] = fma(xScalar[xb + j] - k.x, k.y, k.z);
+    yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k.x, k.y, k.z), j);
     c += params.laneChannelStep;
     if (c >= params.channels) { c -= params.channels; }
     k = packed(c);
@@ -210,9 +234,11 @@ fn normalize_cl4_rows(i: u32) {
   let yb = params.yBase + firstRow * cols + col;
   let end = (min(firstRow + params.runLength, params.rows) - firstRow) * cols;
   let c0 = packed4(col);
+  // Flat index of this run's first element, for the epilogue's residual.
+  let flat = firstRow * cols + col;
   if (!quads) {
     for (var j = 0u; j < end; j += cols) {
-      y[yb + j] = fma(x[xb + j] - c0[0], c0[1], c0[2]);
+      y[yb + j] = epilogue4(fma(x[xb + j] - c0[0], c0[1], c0[2]), flat + j);
     }
     return;
   }
@@ -220,10 +246,10 @@ fn normalize_cl4_rows(i: u32) {
   let c2 = packed4(col + 2u);
   let c3 = packed4(col + 3u);
   for (var j = 0u; j < end; j += cols) {
-    y[yb + j] = fma(x[xb + j] - c0[0], c0[1], c0[2]);
-    y[yb + j + 1u] = fma(x[xb + j + 1u] - c1[0], c1[1], c1[2]);
-    y[yb + j + 2u] = fma(x[xb + j + 2u] - c2[0], c2[1], c2[2]);
-    y[yb + j + 3u] = fma(x[xb + j + 3u] - c3[0], c3[1], c3[2]);
+    y[yb + j] = epilogue4(fma(x[xb + j] - c0[0], c0[1], c0[2]), flat + j);
+    y[yb + j + 1u] = epilogue4(fma(x[xb + j + 1u] - c1[0], c1[1], c1[2]), flat + j + 1u);
+    y[yb + j + 2u] = epilogue4(fma(x[xb + j + 2u] - c2[0], c2[1], c2[2]), flat + j + 2u);
+    y[yb + j + 3u] = epilogue4(fma(x[xb + j + 3u] - c3[0], c3[1], c3[2]), flat + j + 3u);
   }
 }
 
@@ -247,7 +273,7 @@ fn normalize_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   let xb = params.xBase;
   let yb = params.yBase;
   for (var j = i; j < total; j += step) {
-    y[yb + j] = fma(x[xb + j] - k, scale, shift);
+    y[yb + j] = epilogue4(fma(x[xb + j] - k, scale, shift), j);
   }
 }
 
@@ -267,6 +293,6 @@ fn normalize_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   let xb = params.xBase;
   let yb = params.yBase;
   for (var j = i; j < total; j += step) {
-    yScalar[yb + j] = fma(xScalar[xb + j] - k, scale, shift);
+    yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k, scale, shift), j);
   }
 }

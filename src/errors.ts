@@ -100,3 +100,37 @@ export class BackwardStateError extends BatchNormError {
     super('BACKWARD_STATE', message);
   }
 }
+
+/** Why a model file was refused; stable, for `switch` statements. See {@link ModelFileError}. */
+export type ModelFileErrorReason =
+  /** The bytes end before the format says they do (truncated download, cut-off zip). */
+  | 'TRUNCATED'
+  /** Not the format asked for (no zip signature, no safetensors header, not an ONNX protobuf). */
+  | 'BAD_MAGIC'
+  /** Structurally invalid: corrupt zip, malformed JSON header, inconsistent pickle, bad protobuf. */
+  | 'CORRUPT'
+  /** PyTorch's pre-1.6 (non-zip) serialization, which this library does not read. */
+  | 'LEGACY_FORMAT'
+  /** A pickle names a Python global outside the allowlist (e.g. `os.system`, `builtins.eval`). */
+  | 'FORBIDDEN_GLOBAL'
+  /** A pickle opcode outside the subset that `torch.save` state dicts use. */
+  | 'UNSUPPORTED_OPCODE'
+  /** A tensor of a dtype that cannot become float32 or an exact integer (uint8, complex, strings...). */
+  | 'UNSUPPORTED_DTYPE'
+  /** ONNX tensors stored outside the model file (external data). */
+  | 'EXTERNAL_DATA'
+  /** The named layer, node or tensor is not in the file. */
+  | 'NOT_FOUND';
+
+/**
+ * A model file (.pt, .safetensors, .onnx) was refused. Nothing from it was loaded or run, and no
+ * module state changed. `reason` says why in a stable form; the message names the file part.
+ */
+export class ModelFileError extends BatchNormError {
+  /** Why the file was refused. */
+  readonly reason: ModelFileErrorReason;
+  constructor(reason: ModelFileErrorReason, message: string) {
+    super('INVALID_MODEL_FILE', message);
+    this.reason = reason;
+  }
+}

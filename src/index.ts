@@ -17,10 +17,33 @@ export {
   type BufferTensorOptions,
 } from './context.js';
 export { Tensor, type Layout } from './tensor.js';
-export { BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, type ForwardOptions } from './batch-norm/module.js';
+export {
+  BatchNorm,
+  BatchNorm1d,
+  BatchNorm2d,
+  BatchNorm3d,
+  type ForwardOptions,
+  type EncodeForwardOptions,
+} from './batch-norm/module.js';
+export type { Activation, Epilogue } from './batch-norm/epilogue.js';
 export type { BatchNormOptions } from './batch-norm/options.js';
 export type { StateDict, StateDictInput } from './batch-norm/state-dict.js';
 export { batchNorm, type BatchNormFunctionalOptions } from './batch-norm/functional.js';
+export type { BatchStatsOutputs } from './batch-norm/forward.js';
+export {
+  CONVENTIONS,
+  type Convention,
+  type ConventionName,
+  type MomentumMeaning,
+  type StateNames,
+  type VarianceEstimator,
+} from './batch-norm/conventions.js';
+export {
+  onnxBatchNormalization,
+  type OnnxBatchNormalizationAttributes,
+  type OnnxBatchNormalizationInputs,
+  type OnnxBatchNormalizationOutputs,
+} from './batch-norm/onnx.js';
 export {
   batchNormBackward,
   type BatchNormBackwardArgs,
@@ -43,4 +66,46 @@ export {
   DeviceLostError,
   GPUOperationError,
   BackwardStateError,
+  ModelFileError,
+  type ModelFileErrorReason,
 } from './errors.js';
+export type { FileDtype, FileTensor, TensorMap } from './io/file-tensor.js';
+export type { ModelSource } from './io/source.js';
+export { parsePyTorch } from './io/pytorch.js';
+export {
+  parseSafetensors,
+  writeSafetensors,
+  stateDictTensors,
+  type WritableTensor,
+  type WriteSafetensorsOptions,
+} from './io/safetensors.js';
+export { parseOnnx, type OnnxGraph, type OnnxNode } from './io/onnx.js';
+export {
+  readModelFile,
+  parseModelFile,
+  detectModelFormat,
+  findBatchNorm,
+  momentumFromOnnx,
+  type BatchNormLayer,
+  type ModelFile,
+  type ModelFormat,
+  type OnnxBatchNormAttributes,
+  type ReadModelOptions,
+} from './io/model-file.js';
+export { loadBatchNorm, type LoadBatchNormOptions } from './io/load-batch-norm.js';
+export { readModelFileFromPath } from './io/node-file.js';
+export {
+  foldBatchNorm,
+  type FoldLayer,
+  type FoldBatchNormState,
+  type FoldOptions,
+  type FoldedLayer,
+} from './fold/fold-cpu.js';
+export type { WeightLayout } from './fold/fold-geometry.js';
+export {
+  foldBatchNormTensors,
+  encodeFoldBatchNorm,
+  type FoldTensorLayer,
+  type FoldTensorOutputs,
+  type FoldTensorOptions,
+} from './fold/fold-tensors.js';

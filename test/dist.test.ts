@@ -26,6 +26,7 @@ const RUNTIME_EXPORTS = [
   'BatchNorm2d',
   'BatchNorm3d',
   'batchNorm',
+  'onnxBatchNormalization',
   'BatchNormError',
   'ShapeError',
   'InsufficientValuesError',
@@ -38,6 +39,14 @@ const RUNTIME_EXPORTS = [
   'DeviceLostError',
   'GPUOperationError',
   'BackwardStateError',
+  'ModelFileError',
+  'readModelFile',
+  'parseModelFile',
+  'loadBatchNorm',
+  'writeSafetensors',
+  'foldBatchNorm',
+  'foldBatchNormTensors',
+  'encodeFoldBatchNorm',
 ] as const;
 
 // x: (N=2, C=2, L=3), channels-first; the expected training-mode output of BatchNorm1d(2) in float64.
@@ -190,8 +199,12 @@ describe('dist/*.d.ts', () => {
         await createContext({ backend: 'gpu' });
         // @ts-expect-error momentum is number | null
         new BatchNorm2d(ctx, 3, { momentum: 'fast' });
+        const keras = new BatchNorm2d(ctx, 3, { convention: 'keras', momentum: 0.99, scale: false });
+        const kerasState: StateDict = await keras.stateDict();
+        // @ts-expect-error not a convention: proves the option is typed
+        new BatchNorm2d(ctx, 3, { convention: 'caffe' });
         const e: Error = new GPUOperationError('x');
-        return y.length + (sd.num_batches_tracked ?? 0) + backend.length + (device ? 1 : 0) + e.message.length;
+        return y.length + Object.keys(kerasState).length + (sd.num_batches_tracked ?? 0) + backend.length + (device ? 1 : 0) + e.message.length;
       }
     `;
     const options: ts.CompilerOptions = {

@@ -24,7 +24,9 @@ export interface BarChart {
 
 export const IMPL_COLORS: Readonly<Record<ImplName, string>> = {
   'webgpu-batchnorm': '#2563eb',
+  'webgpu-batchnorm-keras': '#60a5fa',
   'webgpu-batchnorm-cpu': '#0891b2',
+  'webgpu-batchnorm-unfused': '#93c5fd',
   'tfjs-webgpu': '#f97316',
   'ort-webgpu': '#7c3aed',
   'tfjs-cpu': '#ea580c',
@@ -208,7 +210,7 @@ export function chartsFor(rows: readonly Row[]): BarChart[] {
       title: 'WebGPU training forward: time / copy floor',
       groups,
       unit: '× copy floor',
-      series: series(['webgpu-batchnorm', 'tfjs-webgpu'], 'train', 'ratio_to_floor'),
+      series: series(['webgpu-batchnorm', 'webgpu-batchnorm-keras', 'tfjs-webgpu'], 'train', 'ratio_to_floor'),
       targets: cases.map((c) => (c.shape.length >= 3 ? 1.8 : 2.5)),
       targetLabel: 'target (1.8×, 2.5× rank 2)',
     },
@@ -216,7 +218,7 @@ export function chartsFor(rows: readonly Row[]): BarChart[] {
       title: 'WebGPU eval forward: time / copy floor',
       groups,
       unit: '× copy floor',
-      series: series(['webgpu-batchnorm', 'tfjs-webgpu', 'ort-webgpu'], 'eval', 'ratio_to_floor'),
+      series: series(['webgpu-batchnorm', 'webgpu-batchnorm-keras', 'tfjs-webgpu', 'ort-webgpu'], 'eval', 'ratio_to_floor'),
       targets: cases.map(() => 1.1),
       targetLabel: 'target 1.1×',
     },

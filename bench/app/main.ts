@@ -18,6 +18,7 @@ import { formatMeta, formatReport, formatTargets, sortRows } from '../harness/re
 import type { BenchResult, ImplName, Progress, Row } from '../harness/types.js';
 import { chartsFor, drawBarChart } from './charts.js';
 import { runTrainingExample } from '../../examples/training.js';
+import { cnnSummary } from './cnn-summary.js';
 
 interface BenchState {
   state: 'idle' | 'running' | 'done' | 'error';
@@ -217,7 +218,9 @@ async function main(): Promise<void> {
   try {
     const result = await runBenchmark(env, options());
     statusText.textContent = 'training example (examples/training.ts) on WebGPU ...';
-    const report = `${formatReport(result)}\n\n${await trainingSummary()}`;
+    const training = await trainingSummary();
+    statusText.textContent = 'CNN example (examples/cnn) on WebGPU ...';
+    const report = `${formatReport(result)}\n\n${training}\n\n${await cnnSummary(log)}`;
     metaBox.textContent = formatMeta(result);
     renderTargets(result);
     redrawCharts();

@@ -11,9 +11,20 @@ import { unavailableSet, type CaseContext, type Impl, type ImplSet } from './imp
 
 type Module = Library.BatchNorm;
 
-function moduleFor(cc: CaseContext, ctx: Library.BatchNormContext): Module {
+/**
+ * Which convention the module follows. `keras` is the same computation typed as a Keras user
+ * would (momentum 0.9 = old-value weight, biased running variance, Keras state names): it
+ * checks that conventions cost nothing next to the PyTorch default.
+ */
+export type OursVariant = 'pytorch' | 'keras';
+
+/** A module of the case's rank with the case's parameters and running statistics loaded. */
+export function moduleFor(cc: CaseContext, ctx: Library.BatchNormContext, variant: OursVariant = 'pytorch'): Module {
   const c = cc.data.geometry.c;
-  const options = { eps: cc.data.eps, momentum: cc.data.momentum };
+  const options =
+    variant === 'keras'
+      ? { convention: 'keras' as const, eps: cc.data.eps, momentum: 1 - cc.data.momentum }
+      : { eps: cc.data.eps, momentum: cc.data.momentum };
   const rank = cc.shape.length;
   const bn =
     rank === 5
@@ -21,6 +32,10 @@ function moduleFor(cc: CaseContext, ctx: Library.BatchNormContext): Module {
       : rank === 4
         ? new cc.lib.BatchNorm2d(ctx, c, options)
         : new cc.lib.BatchNorm1d(ctx, c, options);
+  if (variant === 'keras') {
+    bn.loadStateDict({ gamma: cc.data.weight, beta: cc.data.bias, moving_mean: cc.data.runningMean, moving_variance: cc.data.runningVar });
+    return bn;
+  }
   bn.loadStateDict({
     weight: cc.data.weight,
     bias: cc.data.bias,
@@ -31,12 +46,17 @@ function moduleFor(cc: CaseContext, ctx: Library.BatchNormContext): Module {
   return bn;
 }
 
-/** `webgpu-batchnorm` train / eval / backward on the shared device. */
-export function createOursGpu(cc: CaseContext, ctx: Library.BatchNormContext | null): ImplSet {
+/**
+ * `webgpu-batchnorm` train / eval / backward on the shared device; with `variant` 'keras' the
+ * `webgpu-batchnorm-keras` row (train and eval through the Keras preset).
+ */
+export function createOursGpu(cc: CaseContext, ctx: Library.BatchNormContext | null, variant: OursVariant = 'pytorch'): ImplSet {
   const gpu = cc.gpu;
   const xBuffer = cc.xBuffer;
   const dyBuffer = cc.dyBuffer;
-  if (!gpu || !xBuffer || !dyBuffer || !ctx) return unavailableSet('webgpu-batchnorm', ['train', 'eval', 'backward'], 'no WebGPU device');
+  const name = variant === 'keras' ? 'webgpu-batchnorm-keras' : 'webgpu-batchnorm';
+  const ops = variant === 'keras' ? (['train', 'eval'] as const) : (['train', 'eval', 'backward'] as const);
+  if (!gpu || !xBuffer || !dyBuffer || !ctx) return unavailableSet(name, ops, 'no WebGPU device');
   const device = gpu.device;
   const { geometry: g, refTrain, refEval, refGradInput, refGradWeight, refGradBias } = cc.data;
   const bytes = g.size * 4;
@@ -47,7 +67,7 @@ export function createOursGpu(cc: CaseContext, ctx: Library.BatchNormContext | n
   const note = 'ctx.tensorFromBuffer + K× encodeForward/encodeBackward in one encoder, one submit';
 
   const forwardImpl = (op: 'train' | 'eval'): Impl => {
-    const bn = moduleFor(cc, ctx);
+    const bn = moduleFor(cc, ctx, variant);
     if (op === 'eval') bn.eval();
     const yBuffer = createTensorBuffer(device, `bench.ours.${op}.y`, bytes);
     const y = ctx.tensorFromBuffer(yBuffer, shape, { layout, label: 'y' });
@@ -61,10 +81,10 @@ export function createOursGpu(cc: CaseContext, ctx: Library.BatchNormContext | n
         cc.span,
       );
     return {
-      impl: 'webgpu-batchnorm',
+      impl: name,
       op,
       kind: 'gpu',
-      note,
+      note: variant === 'keras' ? `${note}; convention 'keras', momentum 0.9` : note,
       async verify() {
         poison(device, yBuffer, g.size);
         await run(1);
@@ -134,7 +154,7 @@ export function createOursGpu(cc: CaseContext, ctx: Library.BatchNormContext | n
   };
 
   return {
-    items: [forwardImpl('train'), forwardImpl('eval'), backwardImpl()],
+    items: variant === 'keras' ? [forwardImpl('train'), forwardImpl('eval')] : [forwardImpl('train'), forwardImpl('eval'), backwardImpl()],
     dispose() {
       // Only the wrappers: the buffers belong to the harness.
       x.destroy();

@@ -3,7 +3,7 @@
  * browser runner (which prints what the page computed) and the Node runner. The targets
  * themselves are data in targets.ts.
  */
-import type { BenchResult, ImplName, LayoutName, OpName, Row, TargetCheck } from './types.js';
+import { EPILOGUE_OPS, type BenchResult, type ImplName, type LayoutName, type OpName, type Row, type TargetCheck } from './types.js';
 
 const sameCase = (a: Row, shape: readonly number[], layout: LayoutName): boolean =>
   a.layout === layout && a.shape.length === shape.length && a.shape.every((d, i) => d === shape[i]);
@@ -30,11 +30,13 @@ export function casesOf(rows: readonly Row[]): Array<{ shape: number[]; layout: 
   return out;
 }
 
-const OP_ORDER: readonly OpName[] = ['copy', 'train', 'eval', 'backward'];
+const OP_ORDER: readonly OpName[] = ['copy', 'train', 'eval', 'backward', ...EPILOGUE_OPS];
 const IMPL_ORDER: readonly ImplName[] = [
   'copy-floor',
   'copy-b2b',
   'webgpu-batchnorm',
+  'webgpu-batchnorm-keras',
+  'webgpu-batchnorm-unfused',
   'tfjs-webgpu',
   'ort-webgpu',
   'webgpu-batchnorm-cpu',

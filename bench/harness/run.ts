@@ -20,11 +20,12 @@ import { createCopies } from './impl-copy.js';
 import { createJsLoop } from './impl-js.js';
 import { createOrt, setUpOrt, type OrtModule, type OrtRuntime } from './impl-ort.js';
 import { createOursCpu, createOursGpu } from './impl-ours.js';
+import { createEpilogueGpu } from './impl-epilogue.js';
 import { createTfjs, setUpTfjs, type TfjsModules, type TfjsRuntime } from './impl-tfjs.js';
 import { addRatios } from './report.js';
 import { checkTargets } from './targets.js';
 import { summarize } from './stats.js';
-import type { BenchConfig, BenchMeta, BenchResult, ImplName, LayoutName, LibraryModule, OpName, Progress, Row } from './types.js';
+import { EPILOGUE_OPS, type BenchConfig, type BenchMeta, type BenchResult, type ImplName, type LayoutName, type LibraryModule, type OpName, type Progress, type Row } from './types.js';
 
 /** The shapes of the issue, each in both layouts where a layout exists (rank ≥ 3). */
 export const DEFAULT_CASES: ReadonlyArray<{ shape: number[]; layout: LayoutName }> = [
@@ -86,7 +87,9 @@ export interface BenchOptions {
 const PLAN: ReadonlyArray<readonly [ImplName, readonly OpName[]]> = [
   ['copy-floor', ['copy']],
   ['copy-b2b', ['copy']],
-  ['webgpu-batchnorm', ['train', 'eval', 'backward']],
+  ['webgpu-batchnorm', ['train', 'eval', 'backward', ...EPILOGUE_OPS]],
+  ['webgpu-batchnorm-keras', ['train', 'eval']],
+  ['webgpu-batchnorm-unfused', EPILOGUE_OPS],
   ['tfjs-webgpu', ['train', 'eval']],
   ['ort-webgpu', ['eval']],
   ['webgpu-batchnorm-cpu', ['train', 'eval', 'backward']],
@@ -333,6 +336,9 @@ async function prepareCase(session: Session, kase: { shape: number[]; layout: La
   };
   await make('copy-floor', ['copy'], () => createCopies(cc));
   await make('webgpu-batchnorm', ['train', 'eval', 'backward'], () => createOursGpu(cc, ctxGpu));
+  await make('webgpu-batchnorm-keras', ['train', 'eval'], () => createOursGpu(cc, ctxGpu, 'keras'));
+  await make('webgpu-batchnorm', EPILOGUE_OPS, () => createEpilogueGpu(cc, ctxGpu, 'fused'));
+  await make('webgpu-batchnorm-unfused', EPILOGUE_OPS, () => createEpilogueGpu(cc, ctxGpu, 'unfused'));
   await make('tfjs-webgpu', ['train', 'eval'], () => createTfjs(cc, tf, 'webgpu', tfError));
   await make('ort-webgpu', ['eval'], () => createOrt(cc, ort, ortError));
   await make('webgpu-batchnorm-cpu', ['train', 'eval', 'backward'], () => createOursCpu(cc, ctxCpu));

@@ -4,7 +4,7 @@
  * formats the outcome.
  */
 import { casesOf, findRow } from './report.js';
-import type { ImplName, OpName, Row, TargetCheck } from './types.js';
+import { EPILOGUE_OPS, plainOpOf, type ImplName, type OpName, type Row, type TargetCheck } from './types.js';
 
 /** One row of a case: an implementation running an op. */
 type RowRef = readonly [ImplName, OpName];
@@ -68,6 +68,37 @@ export const TARGETS: readonly Target[] = [
     threshold: 8,
     detail: 'ort-webgpu eval / webgpu-batchnorm eval',
   },
+  // Conventions are numbers in a uniform: the Keras preset must cost what PyTorch's does (10% is
+  // the run-to-run noise of these medians on a shared machine).
+  ...(['train', 'eval'] as const).map(
+    (op): Target => ({
+      label: `keras preset ${op} within 10% of pytorch`,
+      numerator: ['webgpu-batchnorm-keras', op],
+      denominator: ours(op),
+      direction: '<=',
+      threshold: 1.1,
+      detail: `webgpu-batchnorm-keras ${op} / webgpu-batchnorm ${op}`,
+    }),
+  ),
+  // Fused epilogues (issue #10.1): within 1.1x of plain BN, and faster than the unfused passes.
+  ...EPILOGUE_OPS.flatMap((op): Target[] => [
+    {
+      label: `${op} <= 1.1x plain ${plainOpOf(op)}`,
+      numerator: ours(op),
+      denominator: ours(plainOpOf(op)),
+      direction: '<=',
+      threshold: 1.1,
+      detail: `webgpu-batchnorm ${op} / webgpu-batchnorm ${plainOpOf(op)}`,
+    },
+    {
+      label: `${op} fused faster than unfused`,
+      numerator: ['webgpu-batchnorm-unfused', op],
+      denominator: ours(op),
+      direction: '>=',
+      threshold: 1,
+      detail: `webgpu-batchnorm-unfused ${op} / webgpu-batchnorm ${op}`,
+    },
+  ]),
   ...(['train', 'eval', 'backward'] as const).map(
     (op): Target => ({
       label: `cpu ${op} no slower than js-loop`,

@@ -11,16 +11,32 @@ export type LibraryModule = typeof Library;
 /** Who ran: our two backends, the peers, and the two copy floors. */
 export type ImplName =
   | 'webgpu-batchnorm'
+  | 'webgpu-batchnorm-keras'
   | 'webgpu-batchnorm-cpu'
   | 'tfjs-webgpu'
   | 'ort-webgpu'
   | 'tfjs-cpu'
   | 'js-loop'
   | 'copy-floor'
-  | 'copy-b2b';
+  | 'copy-b2b'
+  | 'webgpu-batchnorm-unfused';
+
+/**
+ * Fused-epilogue ops: BN followed by ReLU (`+relu`) or by a residual add and ReLU (`+add+relu`),
+ * in training, in evaluation, and the backward through them.
+ */
+export type EpilogueOpName = 'train+relu' | 'eval+relu' | 'backward+relu' | 'train+add+relu' | 'eval+add+relu' | 'backward+add+relu';
+
+/** The epilogue ops, in table order. */
+export const EPILOGUE_OPS: readonly EpilogueOpName[] = ['train+relu', 'eval+relu', 'backward+relu', 'train+add+relu', 'eval+add+relu', 'backward+add+relu'];
+
+/** The plain BN op each epilogue op is compared with (target: fused ≤ 1.1× plain). */
+export function plainOpOf(op: EpilogueOpName): 'train' | 'eval' | 'backward' {
+  return op.startsWith('train') ? 'train' : op.startsWith('eval') ? 'eval' : 'backward';
+}
 
 /** `train`: forward with batch statistics (and running-stat update); `eval`: forward with running statistics. */
-export type OpName = 'train' | 'eval' | 'backward' | 'copy';
+export type OpName = 'train' | 'eval' | 'backward' | 'copy' | EpilogueOpName;
 
 /** Memory order of the input; the shape is always the logical (N, C, ...). */
 export type LayoutName = 'channels_first' | 'channels_last';

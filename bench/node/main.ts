@@ -41,7 +41,13 @@ function parseArgs(argv: readonly string[]): BenchOptions {
     else if (a === '--target') o.targetSampleMs = Number(next());
     else if (a === '--impls') o.impls = next().split(',').filter(Boolean) as ImplName[];
     else if (a === '--quick') o.cases = DEFAULT_CASES.filter((c) => c.shape.join() === '8,256,28,28' || c.shape.join() === '256,1024').filter((c) => c.layout === 'channels_first');
-    else throw new Error(`unknown option ${a ?? ''} (--samples N, --target MS, --impls a,b, --quick)`);
+    else if (a === '--case') {
+      // e.g. --case 8x256x28x28:cl (repeatable): one shape and layout instead of the defaults.
+      const [dims = '', lay = 'cf'] = next().split(':');
+      const kase = { shape: dims.split('x').map(Number), layout: lay === 'cl' ? ('channels_last' as const) : ('channels_first' as const) };
+      if (kase.shape.some((d) => !Number.isInteger(d) || d < 1)) throw new Error(`--case needs NxCx...[:cf|cl], got ${dims}`);
+      o.cases = [...(o.cases ?? []), kase];
+    } else throw new Error(`unknown option ${a ?? ''} (--samples N, --target MS, --impls a,b, --quick, --case NxCx..:cf|cl)`);
   }
   return o;
 }

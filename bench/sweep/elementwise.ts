@@ -2,7 +2,9 @@
  * Section 2 of issue #10: candidates for the normalize pass (bench/sweep/normalize-variants.wgsl)
  * on one shape and layout, each checked against a float64 reference and timed against the copy.
  */
-import libraryNormalizeSource from '../../shaders/normalize.wgsl?raw';
+import { FLAG_AFFINE, FLAG_FROM_RUNNING, WORKGROUP_SIZE } from '../../src/gpu/contracts.js';
+import { shaderSources } from '../../src/gpu/shader-sources.js';
+import baselineBackwardSource from './backward-elementwise-baseline.wgsl?raw';
 import { elementwiseShape } from '../../src/batch-norm/dispatch-shape.js';
 import { geometryOf } from '../../src/batch-norm/geometry.js';
 import baselineNormalizeSource from './normalize-baseline.wgsl?raw';
@@ -89,7 +91,7 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
   const uniforms: GPUBuffer[] = [];
   const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
 
-  const check = async (encode: (encoder: GPUCommandEncoder, k: number) => void): Promise<number> => {
+  const check = async (encode: (encoder: GPUCommandEncoder, k: number) => void, expected: Float64Array = ref): Promise<number> => {
     device.queue.writeBuffer(y, 0, new Float32Array(v.floats).fill(Number.NaN));
     const encoder = device.createCommandEncoder({ label: 'bench.sweep.verify' });
     encode(encoder, 1);
@@ -99,8 +101,8 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
     let scale = 1;
     for (let i = 0; i < v.floats; i++) {
       const o = out[i] ?? Number.NaN;
-      worst = Math.max(worst, Number.isNaN(o) ? Infinity : Math.abs(o - (ref[i] ?? 0)));
-      scale = Math.max(scale, Math.abs(ref[i] ?? 0));
+      worst = Math.max(worst, Number.isNaN(o) ? Infinity : Math.abs(o - (expected[i] ?? 0)));
+      scale = Math.max(scale, Math.abs(expected[i] ?? 0));
     }
     return worst / scale;
   };
@@ -169,7 +171,7 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
   const perChannel = [rm, rv, w, b].map((data, i) => createTensorBuffer(device, `bench.sweep.perChannel${i}`, data.byteLength, data));
   const modules = {
     baseline: device.createShaderModule({ label: 'bench.sweep.baselineModule', code: baselineNormalizeSource }),
-    library: device.createShaderModule({ label: 'bench.sweep.libraryModule', code: libraryNormalizeSource }),
+    library: device.createShaderModule({ label: 'bench.sweep.libraryModule', code: shaderSources.normalize }),
   };
   // baseline: the kernel and fallback-adapter launch before the sweep (runs of 16 vec4s
   // channels-first, the row-lane walk channels-last); library: shaders/normalize.wgsl now, with
@@ -187,7 +189,7 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
     const pipeline = device.createComputePipeline({
       label: `bench.sweep.${which}.${entry}.pipeline`,
       layout: 'auto',
-      compute: { module: modules[which], entryPoint: entry, constants: { ...shape.constants } },
+      compute: { module: modules[which], entryPoint: entry, constants: { ...shape.constants, WORKGROUP_SIZE } },
     });
     const blocksPerRow = shape.blocksPerRow;
     lanes = shape.lanes;
@@ -198,7 +200,9 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
     const uniform = device.createBuffer({ label: 'bench.sweep.libraryParams', size: 64, usage: USAGE.UNIFORM | USAGE.COPY_DST });
     uniforms.push(uniform);
     const u = new Uint32Array(16);
-    u.set([v.rows, v.cols, lanes, v.c, v.order === 'cf' ? lanes % v.c : 0, 0, 0, planeStride, (fromRunning ? 1 : 0) | 2]);
+    // The baseline's flag bits (FROM_RUNNING 1, AFFINE 2) predate the shared prelude's.
+    const flags = which === 'baseline' ? (fromRunning ? 1 : 0) | 2 : (fromRunning ? FLAG_FROM_RUNNING : 0) | FLAG_AFFINE;
+    u.set([v.rows, v.cols, lanes, v.c, v.order === 'cf' ? lanes % v.c : 0, 0, 0, planeStride, flags]);
     new Float32Array(u.buffer).set([eps], 9);
     u.set([0, 0, 0, 0, blocksPerRow, shape.runLength], 10);
     device.queue.writeBuffer(uniform, 0, u);
@@ -227,7 +231,81 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
     return { name, detail: `${entry}, wg 64, ${invocations} inv`, encode, verify: () => check(encode) };
   };
 
+  // Backward elementwise (batch statistics), old and new, on channelStats planes 0 (K), 4
+  // (invstd), 5 (meanOffset), 6 (meanDy), 7 (projScale) and per-channel weight; dy is a second
+  // random tensor. Reference: dx = dy·A − (x − K)·B + D (see backward-elementwise.wgsl).
+  const dyData = randomFloats(v.floats, 17);
+  const dyBuffer = createTensorBuffer(device, 'bench.sweep.dy', v.floats * 4, dyData);
+  const planeData = new Float32Array((8 * planeStride + v.c) * 4);
+  const coefficients: Array<[number, number, number, number]> = [];
+  for (let c = 0; c < v.c; c++) {
+    const k = kData[3 * c] ?? 0;
+    const inv = 0.5 + 0.01 * (c % 7);
+    const meanOffset = 0.01 * (c % 5);
+    const meanDy = 0.02 * (c % 3);
+    const proj = 0.03 * (c % 4);
+    const wc = w[c] ?? 0;
+    for (const [p, value] of [[0, k], [4, inv], [5, meanOffset], [6, meanDy], [7, proj]] as const) planeData[4 * (p * planeStride) + c] = value;
+    const a = inv * wc;
+    coefficients.push([k, a, proj * a, (meanOffset * proj - meanDy) * a]);
+  }
+  const planes = createTensorBuffer(device, 'bench.sweep.backwardPlanes', planeData.byteLength, planeData);
+  const refDx = new Float64Array(v.floats);
+  for (let i = 0; i < v.floats; i++) {
+    const c = v.order === 'cf' ? Math.floor(i / v.s) % v.c : i % v.c;
+    const [k, a, b2, d] = coefficients[c] ?? [0, 0, 0, 0];
+    refDx[i] = (dyData[i] ?? 0) * a - ((xData[i] ?? 0) - k) * b2 + d;
+  }
+  const backwardModules = {
+    baseline: device.createShaderModule({ label: 'bench.sweep.baselineBackward', code: baselineBackwardSource }),
+    library: device.createShaderModule({ label: 'bench.sweep.libraryBackward', code: shaderSources['backward-elementwise'] }),
+  };
+  const makeBackward = (name: string, which: keyof typeof backwardModules): Candidate => {
+    const entry = v.order === 'cf' ? 'elementwise_cf4' : 'elementwise_cl4';
+    let lanes = Math.max(1, Math.min(Math.ceil(v.rows / 16), Math.floor(65536 / v.cols)));
+    if (v.order === 'cf' && lanes >= v.c) lanes = Math.floor(lanes / v.c) * v.c;
+    const shape =
+      which === 'library'
+        ? elementwiseShape(geometryOf(kase.shape, kase.layout), 4, true)
+        : v.order === 'cf'
+          ? { lanes, blocksPerRow: Math.ceil(v.cols / 16), runLength: 0, invocations: v.rows * Math.ceil(v.cols / 16), constants: { CONTIGUOUS: 1, BLOCK_ITEMS: 16 } }
+          : { lanes, blocksPerRow: 0, runLength: 0, invocations: lanes * v.cols, constants: {} };
+    const pipeline = device.createComputePipeline({
+      label: `bench.sweep.${which}.backward.pipeline`,
+      layout: 'auto',
+      compute: { module: backwardModules[which], entryPoint: entry, constants: { ...shape.constants, BATCH_STATS: 1, WORKGROUP_SIZE } },
+    });
+    const groups = Math.ceil(shape.invocations / 64);
+    const gx = Math.min(groups, maxDim);
+    const gy = Math.ceil(groups / gx);
+    const uniform = device.createBuffer({ label: 'bench.sweep.backwardParams', size: 64, usage: USAGE.UNIFORM | USAGE.COPY_DST });
+    uniforms.push(uniform);
+    // rows, cols, lanes, channels, laneChannelStep, xBase, dyBase, dxBase, weightBase, planeStride, flags, blocksPerRow, runLength
+    device.queue.writeBuffer(
+      uniform,
+      0,
+      new Uint32Array([v.rows, v.cols, shape.lanes, v.c, v.order === 'cf' ? shape.lanes % v.c : 0, 0, 0, 0, 0, planeStride, FLAG_AFFINE, shape.blocksPerRow, shape.runLength, 0, 0, 0]),
+    );
+    const bindGroup = device.createBindGroup({
+      label: `bench.sweep.${which}.backward.bindGroup`,
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [uniform, x, dyBuffer, y, planes, perChannel[2] as GPUBuffer].map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+    const encode = (encoder: GPUCommandEncoder, k: number): void => {
+      for (let i = 0; i < k; i++) {
+        const pass = encoder.beginComputePass({ label: 'bench.sweep.backward.pass' });
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, bindGroup);
+        pass.dispatchWorkgroups(gx, gy);
+        pass.end();
+      }
+    };
+    return { name, detail: `${entry}, wg 64, ${shape.invocations} inv`, encode, verify: () => check(encode, refDx) };
+  };
+
   const candidates: Candidate[] = [
+    makeBackward('baseline backward', 'baseline'),
+    makeBackward('library backward', 'library'),
     makeLibrary('baseline train', 'baseline', false),
     makeLibrary('baseline eval', 'baseline', true),
     makeLibrary('library train', 'library', false),
@@ -279,7 +357,7 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
     floats: v.floats,
     candidates,
     destroy() {
-      for (const buffer of [x, y, consts, libStats, ...perChannel, ...uniforms]) buffer.destroy();
+      for (const buffer of [x, y, consts, libStats, dyBuffer, planes, ...perChannel, ...uniforms]) buffer.destroy();
     },
   };
 }

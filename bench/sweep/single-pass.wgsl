@@ -172,3 +172,174 @@ fn single_pass_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     y[r * cols + col] = fma(v - k, scale, shift);
   }
 }
+
+// The same in one dispatch without barriers or workgroup memory: one invocation per channel
+// (channels-first) or per vec4 column (channels-last) sums its whole channel, then normalizes it,
+// re-reading x while it is still in the CPU adapter's cache. Shifted sums as above, Chan's merge
+// per row of the channel so float32 sums stay short.
+fn serial_finalize(channel: u32, lanes: u32, kShift: vec4f, n: f32, mean: vec4f, m2: vec4f) -> array<vec4f, 2> {
+  var scale = vec4f(0.0);
+  var shift = vec4f(0.0);
+  for (var l = 0u; l < lanes; l++) {
+    let c = channel + l;
+    let invstd = 1.0 / sqrt(m2[l] / n + params.eps);
+    let s = weight[c] * invstd;
+    scale[l] = s;
+    shift[l] = bias[c] - mean[l] * s;
+    let m = mean[l] + kShift[l];
+    let r = running[c];
+    running[c] = vec2f(r.x + params.momentum * (m - r.x), r.y + params.momentum * (m2[l] / (n - 1.0) - r.y));
+    saved[c] = vec2f(m, invstd);
+  }
+  return array<vec4f, 2>(scale, shift);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn serial_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u) {
+  let c = unit_id(wid) * WORKGROUP_SIZE + lid;
+  if (c >= params.channels) { return; }
+  let cols = params.cols;
+  let rowStride = params.channels * cols;
+  let k = x[c * cols].x;
+  var n = 0.0;
+  var mean = 0.0;
+  var m2 = 0.0;
+  let fb = f32(cols * 4u);
+  for (var r = 0u; r < params.rows; r++) {
+    let base = r * rowStride + c * cols;
+    var s1 = vec4f(0.0);
+    var s2 = vec4f(0.0);
+    for (var j = 0u; j < cols; j++) {
+      let d = x[base + j] - vec4f(k);
+      s1 += d;
+      s2 += d * d;
+    }
+    let t1 = s1.x + s1.y + s1.z + s1.w;
+    let bm = t1 / fb;
+    let bm2 = max(s2.x + s2.y + s2.z + s2.w - t1 * bm, 0.0);
+    let total = n + fb;
+    let d = bm - mean;
+    mean += d * (fb / total);
+    m2 += bm2 + d * d * (n * fb / total);
+    n = total;
+  }
+  let kc = serial_finalize(c, 1u, vec4f(k), n, vec4f(mean), vec4f(m2));
+  let scale = kc[0].x;
+  let shift = kc[1].x;
+  for (var r = 0u; r < params.rows; r++) {
+    let base = r * rowStride + c * cols;
+    for (var j = 0u; j < cols; j++) {
+      y[base + j] = fma(x[base + j] - vec4f(k), vec4f(scale), vec4f(shift));
+    }
+  }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn serial_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u) {
+  let col = unit_id(wid) * WORKGROUP_SIZE + lid;
+  let cols = params.cols;
+  if (col >= cols) { return; }
+  let k = x[col];
+  var n = 0.0;
+  var mean = vec4f(0.0);
+  var m2 = vec4f(0.0);
+  // Blocks of partLen rows, merged with Chan's formula.
+  for (var first = 0u; first < params.rows; first += params.partLen) {
+    let last = min(first + params.partLen, params.rows);
+    var s1 = vec4f(0.0);
+    var s2 = vec4f(0.0);
+    for (var r = first; r < last; r++) {
+      let d = x[r * cols + col] - k;
+      s1 += d;
+      s2 += d * d;
+    }
+    let fb = f32(last - first);
+    let bm = s1 / fb;
+    let bm2 = max(s2 - s1 * bm, vec4f(0.0));
+    let total = n + fb;
+    let d = bm - mean;
+    mean += d * (fb / total);
+    m2 += bm2 + d * d * (n * fb / total);
+    n = total;
+  }
+  let kc = serial_finalize(col * 4u, 4u, k, n, mean, m2);
+  for (var r = 0u; r < params.rows; r++) {
+    y[r * cols + col] = fma(x[r * cols + col] - k, kc[0], kc[1]);
+  }
+}
+
+// Backward (batch statistics) in one dispatch, one invocation per channel / vec4 column: sums
+// Σdy and Σdy·(x − mean) over the channel, writes grad_weight / grad_bias, then
+//   dx = (dy − Σdy/M − (x − mean)·Σdy·(x − mean)/M·invstd²)·invstd·weight
+// re-reading x and dy while they are cache-hot (PyTorch's batch_norm_backward_elemt formula).
+@group(0) @binding(7) var<storage, read> dy: array<vec4f>;
+@group(0) @binding(8) var<storage, read_write> grads: array<vec2f>; // (grad_weight, grad_bias)
+
+fn backward_coefficients(channel: u32, lanes: u32, m: f32, sumDy: vec4f, sumDyXmu: vec4f) -> array<vec4f, 4> {
+  var mean = vec4f(0.0);
+  var a = vec4f(0.0);
+  var b = vec4f(0.0);
+  var d = vec4f(0.0);
+  for (var l = 0u; l < lanes; l++) {
+    let c = channel + l;
+    let s = saved[c];
+    let invstd = s.y;
+    grads[c] = vec2f(sumDyXmu[l] * invstd, sumDy[l]);
+    let w = weight[c] * invstd;
+    mean[l] = s.x;
+    a[l] = w;
+    b[l] = sumDyXmu[l] / m * invstd * invstd * w;
+    d[l] = sumDy[l] / m * w;
+  }
+  return array<vec4f, 4>(mean, a, b, d);
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn serial_backward_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u) {
+  let c = unit_id(wid) * WORKGROUP_SIZE + lid;
+  if (c >= params.channels) { return; }
+  let cols = params.cols;
+  let rowStride = params.channels * cols;
+  let mean = saved[c].x;
+  var s1 = vec4f(0.0);
+  var s2 = vec4f(0.0);
+  for (var r = 0u; r < params.rows; r++) {
+    let base = r * rowStride + c * cols;
+    for (var j = 0u; j < cols; j++) {
+      let g = dy[base + j];
+      s1 += g;
+      s2 += g * (x[base + j] - vec4f(mean));
+    }
+  }
+  let m = f32(params.rows * cols * 4u);
+  let k = backward_coefficients(c, 1u, m, vec4f(s1.x + s1.y + s1.z + s1.w), vec4f(s2.x + s2.y + s2.z + s2.w));
+  let a = k[1].x;
+  let b = k[2].x;
+  let d = k[3].x;
+  for (var r = 0u; r < params.rows; r++) {
+    let base = r * rowStride + c * cols;
+    for (var j = 0u; j < cols; j++) {
+      y[base + j] = dy[base + j] * a - (x[base + j] - vec4f(mean)) * b - vec4f(d);
+    }
+  }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn serial_backward_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u) {
+  let col = unit_id(wid) * WORKGROUP_SIZE + lid;
+  let cols = params.cols;
+  if (col >= cols) { return; }
+  let mean = vec4f(saved[4u * col].x, saved[4u * col + 1u].x, saved[4u * col + 2u].x, saved[4u * col + 3u].x);
+  var s1 = vec4f(0.0);
+  var s2 = vec4f(0.0);
+  for (var r = 0u; r < params.rows; r++) {
+    let g = dy[r * cols + col];
+    s1 += g;
+    s2 += g * (x[r * cols + col] - mean);
+  }
+  let k = backward_coefficients(col * 4u, 4u, f32(params.rows), s1, s2);
+  for (var r = 0u; r < params.rows; r++) {
+    let i = r * cols + col;
+    y[i] = dy[i] * k[1] - (x[i] - mean) * k[2] - k[3];
+  }
+}

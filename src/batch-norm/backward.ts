@@ -2,8 +2,9 @@ import { optionsObject } from '../arguments.js';
 import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError, BackwardStateError, DestroyedError, ShapeError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { cpuBackward } from './cpu-backward.js';
+import { cpuBackward, cpuEpilogueGrad } from './cpu-backward.js';
 import { checkEncoder, checkNoAliasing, type NamedTensor } from './aliasing.js';
+import { checkEpilogue, masksFromOutput, type Epilogue, type ResolvedEpilogue } from './epilogue.js';
 import { cpuData, noteWrites, type ForwardRecord } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { encodeBackward, encodePrepare, type GpuBackwardArgs } from './gpu-backward.js';
@@ -25,6 +26,7 @@ export interface ModuleBackwardSource {
   readonly numFeatures: number;
   readonly affine: boolean;
   readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
   /** The module's state version now; a record from an older version is stale. */
   readonly version: number;
   readonly lastForward: ForwardRecord | null;
@@ -49,6 +51,11 @@ export interface BackwardResult {
   readonly gradWeight: Tensor | null;
   /** dL/dbias, shape [C]; null when not requested or the module is not affine. */
   readonly gradBias: Tensor | null;
+  /**
+   * dL/dresidual of a fused epilogue (same shape and layout as the input): non-null exactly when
+   * the forward added a residual. It is dL/dy taken through the activation's derivative.
+   */
+  readonly gradResidual: Tensor | null;
 }
 
 /**
@@ -62,6 +69,8 @@ export interface BackwardOutputs {
   gradWeight?: Tensor | null;
   /** Shape [C]; only for affine modules. */
   gradBias?: Tensor | null;
+  /** Same shape and layout as the forward's input; only when the forward added a residual. */
+  gradResidual?: Tensor | null;
 }
 
 /** Arguments of {@link batchNormBackward}, named after `torch.ops.aten.native_batch_norm_backward`. */
@@ -94,6 +103,18 @@ export interface BatchNormBackwardArgs {
   training?: boolean;
   /** Added to `runningVar` inside the square root when `training` is false. Default 1e-5. */
   eps?: number;
+  /**
+   * The fused epilogue the forward applied (`batchNorm(..., { epilogue })`); default none. With a
+   * residual, `gradResidual` is returned too.
+   */
+  epilogue?: Epilogue;
+  /** The forward's output y: required with a ReLU-family activation (its mask comes from y). */
+  output?: Tensor | null;
+  /**
+   * Shape [C]: the forward's bias (default 0). Only a SiLU epilogue reads it, to recompute the
+   * pre-activation from x and the statistics.
+   */
+  bias?: Tensor | null;
 }
 
 /** Options of {@link batchNormBackward}. */
@@ -136,6 +157,17 @@ function forwardRecord(bn: ModuleBackwardSource, who: string): ForwardRecord {
   if (record.input.destroyed) {
     throw new DestroyedError(`${who}: the forward's input tensor '${record.input.label}' was destroyed; backward needs it`);
   }
+  const e = record.epilogue;
+  if (e && masksFromOutput(e.activation) && record.output.destroyed) {
+    throw new DestroyedError(
+      `${who}: the forward's output tensor '${record.output.label}' was destroyed; backward through its ${e.activation.kind} epilogue masks with it (keep the output until backward)`,
+    );
+  }
+  if (e && e.activation.kind === 'silu' && e.residual?.destroyed) {
+    throw new DestroyedError(
+      `${who}: the forward's epilogue.residual tensor '${e.residual.label}' was destroyed; backward through its silu epilogue recomputes the pre-activation from it`,
+    );
+  }
   return record;
 }
 
@@ -148,11 +180,35 @@ interface Resolved {
   readonly gradInput: Tensor | null;
   readonly gradWeight: Tensor | null;
   readonly gradBias: Tensor | null;
+  /** The forward's epilogue, its output (ReLU-family mask) and where dL/dresidual goes. */
+  readonly epilogue: ResolvedEpilogue | null;
+  readonly output: Tensor | null;
+  readonly gradResidual: Tensor | null;
 }
 
-function runCpu(r: Resolved, mean: ArrayLike<number>, invstd: ArrayLike<number>): void {
+/** A SiLU epilogue's CPU backward recomputes t = x·scale + shift (+ residual) with these. */
+interface CpuAffine {
+  readonly scale: ArrayLike<number>;
+  readonly shift: ArrayLike<number>;
+}
+
+function runCpu(r: Resolved, mean: ArrayLike<number>, invstd: ArrayLike<number>, affine: CpuAffine | null): void {
+  const x = cpuData(r.x);
+  let dy: ArrayLike<number> = cpuData(r.dy);
+  const e = r.epilogue;
+  if (e) {
+    const grad = cpuEpilogueGrad(x, dy, r.g, {
+      activation: e.activation,
+      output: r.output && masksFromOutput(e.activation) ? cpuData(r.output) : null,
+      residual: e.residual ? cpuData(e.residual) : null,
+      scale: affine?.scale ?? null,
+      shift: affine?.shift ?? null,
+    });
+    if (r.gradResidual) cpuData(r.gradResidual).set(grad);
+    dy = grad;
+  }
   cpuBackward(
-    { x: cpuData(r.x), dy: cpuData(r.dy), mean, invstd, weight: r.weight ? cpuData(r.weight) : null, useBatchStats: r.useBatchStats },
+    { x, dy, mean, invstd, weight: r.weight ? cpuData(r.weight) : null, useBatchStats: r.useBatchStats },
     r.g,
     {
       gradInput: r.gradInput ? cpuData(r.gradInput) : null,
@@ -172,14 +228,24 @@ function gpuArgs(r: Resolved, channelStats: GPUBuffer): GpuBackwardArgs {
     gradInput: r.gradInput,
     gradWeight: r.gradWeight,
     gradBias: r.gradBias,
+    epilogue: r.epilogue ? { epilogue: r.epilogue, output: r.output, gradResidual: r.gradResidual } : null,
   };
 }
 
 /** Reads and writes of a backward, for the aliasing check. */
 function backwardTensors(r: Resolved, extraReads: readonly NamedTensor[] = []): [NamedTensor[], NamedTensor[]] {
+  const e = r.epilogue;
   return [
-    [['input', r.x], ['gradOutput', r.dy], ['weight', r.weight], ...extraReads],
-    [['gradInput', r.gradInput], ['gradWeight', r.gradWeight], ['gradBias', r.gradBias]],
+    [
+      ['input', r.x],
+      ['gradOutput', r.dy],
+      ['weight', r.weight],
+      // What the epilogue's backward reads: the output for a mask, the residual for SiLU.
+      ['the forward output', e && masksFromOutput(e.activation) ? r.output : null],
+      ['epilogue.residual', e?.activation.kind === 'silu' ? e.residual : null],
+      ...extraReads,
+    ],
+    [['gradInput', r.gradInput], ['gradWeight', r.gradWeight], ['gradBias', r.gradBias], ['gradResidual', r.gradResidual]],
   ];
 }
 
@@ -189,7 +255,7 @@ function backwardTensors(r: Resolved, extraReads: readonly NamedTensor[] = []): 
 function submitBackward(ctx: BatchNormContext, r: Resolved, record: (encoder: GPUCommandEncoder) => void): void {
   const gpu = ctx.gpu;
   if (!gpu) throw new Error('internal: GPU backward on a CPU context');
-  const writes = [r.gradInput, r.gradWeight, r.gradBias];
+  const writes = [r.gradInput, r.gradWeight, r.gradBias, r.gradResidual];
   const submit = gpu.submit('bn.backward', record, (error) => {
     for (const t of writes) t?.noteWriteFailed(submit, error);
   });
@@ -205,14 +271,14 @@ function runModuleBackward(ctx: BatchNormContext, record: ForwardRecord, r: Reso
     const args = gpuArgs(r, saved.channelStats);
     if (encoder) {
       gpu.recordInto(encoder, (e) => encodeBackward(gpu, e, r.g, args));
-      noteWrites([r.gradInput, r.gradWeight, r.gradBias], 0);
+      noteWrites([r.gradInput, r.gradWeight, r.gradBias, r.gradResidual], 0);
     } else {
       submitBackward(ctx, r, (e) => encodeBackward(gpu, e, r.g, args));
     }
     return;
   }
   if (saved.kind !== 'cpu') throw new Error('internal: GPU statistics on a CPU context');
-  runCpu(r, saved.mean, saved.invstd);
+  runCpu(r, saved.mean, saved.invstd, saved);
 }
 
 function allocGradients(ctx: BatchNormContext, x: Tensor, c: number, mask: readonly boolean[]): [Tensor | null, Tensor | null, Tensor | null] {
@@ -239,28 +305,41 @@ export function moduleBackward(bn: ModuleBackwardSource, gradOutput: Tensor, opt
   const record = forwardRecord(bn, who);
   checkGradOutput(bn.ctx, gradOutput, record.input, who);
   const mask = checkMask(options.outputMask ?? [true, true, true], who);
-  if (!bn.affine) {
-    mask[1] = false;
-    mask[2] = false;
-  }
+  // Gradients exist only for the parameters the module has (Keras scale/center may drop one).
+  if (!bn.weight) mask[1] = false;
+  if (!bn.bias) mask[2] = false;
   const [gradInput, gradWeight, gradBias] = allocGradients(bn.ctx, record.input, bn.numFeatures, mask);
-  if (!gradInput && !gradWeight && !gradBias) return { gradInput, gradWeight, gradBias };
+  const e = record.epilogue;
+  const gradResidual = e?.residual ? bn.ctx.allocTensor(record.input.shape, record.input.layout, 'grad_residual') : null;
+  if (!gradInput && !gradWeight && !gradBias && !gradResidual) return { gradInput, gradWeight, gradBias, gradResidual };
   try {
     runModuleBackward(bn.ctx, record, {
       x: record.input,
       dy: gradOutput,
       g: record.geometry,
-      weight: bn.affine ? bn.weight : null,
+      weight: bn.weight,
       useBatchStats: record.usedBatchStats,
       gradInput,
       gradWeight,
       gradBias,
+      epilogue: e,
+      output: record.output,
+      gradResidual,
     });
   } catch (err) {
-    destroyAll([gradInput, gradWeight, gradBias]);
+    destroyAll([gradInput, gradWeight, gradBias, gradResidual]);
     throw err;
   }
-  return { gradInput, gradWeight, gradBias };
+  return { gradInput, gradWeight, gradBias, gradResidual };
+}
+
+function checkLikeInput(ctx: BatchNormContext, t: Tensor, x: Tensor, argument: string, what: string, who: string): void {
+  ctx.assertOwnTensor(t, argument);
+  if (t.shape.length !== x.shape.length || t.shape.some((d, i) => d !== x.shape[i]) || t.layout !== x.layout) {
+    throw new ShapeError(
+      `${who}: ${argument} must match ${what} shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${t.shape.join(', ')}] '${t.layout}'`,
+    );
+  }
 }
 
 /**
@@ -281,22 +360,36 @@ export function moduleEncodeBackward(bn: ModuleBackwardSource, encoder: GPUComma
   const gradInput = outputs.gradInput ?? null;
   const gradWeight = outputs.gradWeight ?? null;
   const gradBias = outputs.gradBias ?? null;
-  if (gradInput) {
-    bn.ctx.assertOwnTensor(gradInput, 'gradInput');
-    const x = record.input;
-    if (gradInput.shape.length !== x.shape.length || gradInput.shape.some((d, i) => d !== x.shape[i]) || gradInput.layout !== x.layout) {
-      throw new ShapeError(
-        `${who}: gradInput must match the forward input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${gradInput.shape.join(', ')}] '${gradInput.layout}'`,
-      );
-    }
+  const gradResidual = outputs.gradResidual ?? null;
+  const e = record.epilogue;
+  if (gradInput) checkLikeInput(bn.ctx, gradInput, record.input, 'gradInput', "the forward input's", who);
+  if (gradResidual) {
+    if (!e?.residual) throw new ArgumentError(`${who}: gradResidual was given but the last forward had no epilogue.residual`);
+    checkLikeInput(bn.ctx, gradResidual, record.input, 'gradResidual', "the forward input's", who);
   }
   for (const [name, t] of [['gradWeight', gradWeight], ['gradBias', gradBias]] as const) {
     if (!t) continue;
-    if (!bn.affine) throw new ArgumentError(`${who}: ${name} was given but the module has affine = false (no weight or bias)`);
+    if (!(name === 'gradWeight' ? bn.weight : bn.bias)) {
+      throw new ArgumentError(
+        `${who}: ${name} was given but the module has no ${name === 'gradWeight' ? 'weight (affine = false or scale = false)' : 'bias (affine = false or center = false)'}`,
+      );
+    }
     checkChannelTensor(bn.ctx, t, name, bn.numFeatures, who);
   }
-  const weight = bn.affine ? bn.weight : null;
-  const resolved: Resolved = { x: record.input, dy: gradOutput, g: record.geometry, weight, useBatchStats: record.usedBatchStats, gradInput, gradWeight, gradBias };
+  const weight = bn.weight;
+  const resolved: Resolved = {
+    x: record.input,
+    dy: gradOutput,
+    g: record.geometry,
+    weight,
+    useBatchStats: record.usedBatchStats,
+    gradInput,
+    gradWeight,
+    gradBias,
+    epilogue: e,
+    output: record.output,
+    gradResidual,
+  };
   checkNoAliasing(bn.ctx, who, ...backwardTensors(resolved));
   runModuleBackward(bn.ctx, record, resolved, encoder);
 }
@@ -357,27 +450,61 @@ export function batchNormBackward(
     checkChannelTensor(ctx, mean, 'saveMean', g.c, WHO);
     checkChannelTensor(ctx, invstd, 'saveInvstd', g.c, WHO);
   }
+  const epilogue = checkEpilogue(ctx, args.epilogue, x, WHO);
+  const output = args.output ?? null;
+  const bias = args.bias ?? null;
+  if (epilogue && masksFromOutput(epilogue.activation)) {
+    if (!output) throw new ArgumentError(`${WHO}: output (the forward's y) is required to differentiate a ${epilogue.activation.kind} epilogue`);
+    checkLikeInput(ctx, output, x, 'output', "the input's", WHO);
+  }
+  if (bias) checkChannelTensor(ctx, bias, 'bias', g.c, WHO);
   const mask = checkMask(opts.outputMask ?? [true, weight !== null, weight !== null], WHO);
   const [gradInput, gradWeight, gradBias] = allocGradients(ctx, x, g.c, mask);
-  if (!gradInput && !gradWeight && !gradBias) return { gradInput, gradWeight, gradBias };
+  const gradResidual = epilogue?.residual ? ctx.allocTensor(x.shape, x.layout, 'grad_residual') : null;
+  if (!gradInput && !gradWeight && !gradBias && !gradResidual) return { gradInput, gradWeight, gradBias, gradResidual };
 
-  const r: Resolved = { x, dy: args.gradOutput, g, weight, useBatchStats: training, gradInput, gradWeight, gradBias };
+  const r: Resolved = {
+    x,
+    dy: args.gradOutput,
+    g,
+    weight,
+    useBatchStats: training,
+    gradInput,
+    gradWeight,
+    gradBias,
+    epilogue,
+    output: epilogue && masksFromOutput(epilogue.activation) ? output : null,
+    gradResidual,
+  };
   try {
     const gpu = ctx.gpu;
     if (gpu) {
       const channelStats = gpu.scratch('backward.channelStats', channelStatsBytes(g.c));
       submitBackward(ctx, r, (e) => {
-        encodePrepare(gpu, e, { channels: g.c, mean, invstd, fromVar, eps, channelStats });
+        encodePrepare(gpu, e, { channels: g.c, mean, invstd, fromVar, eps, weight, bias, channelStats });
         encodeBackward(gpu, e, g, gpuArgs(r, channelStats));
       });
     } else {
       const m = cpuData(mean);
       const s = cpuData(invstd);
-      runCpu(r, m, fromVar ? Array.from(s, (v) => 1 / Math.sqrt(v + eps)) : s);
+      const inv = fromVar ? Array.from(s, (v) => 1 / Math.sqrt(v + eps)) : s;
+      runCpu(r, m, inv, cpuAffineOf(m, inv, weight ? cpuData(weight) : null, bias ? cpuData(bias) : null));
     }
   } catch (err) {
-    destroyAll([gradInput, gradWeight, gradBias]);
+    destroyAll([gradInput, gradWeight, gradBias, gradResidual]);
     throw err;
   }
-  return { gradInput, gradWeight, gradBias };
+  return { gradInput, gradWeight, gradBias, gradResidual };
+}
+
+/** The forward's y = x·scale + shift per channel (float64), as cpuNormalize forms it. */
+function cpuAffineOf(mean: ArrayLike<number>, invstd: ArrayLike<number>, weight: ArrayLike<number> | null, bias: ArrayLike<number> | null): CpuAffine {
+  const c = mean.length;
+  const scale = new Float64Array(c);
+  const shift = new Float64Array(c);
+  for (let i = 0; i < c; i++) {
+    scale[i] = (invstd[i] as number) * (weight ? (weight[i] as number) : 1);
+    shift[i] = (bias ? (bias[i] as number) : 0) - (mean[i] as number) * (scale[i] as number);
+  }
+  return { scale, shift };
 }

@@ -1,3 +1,5 @@
+import { cpuGradFromOutput, cpuSiluGrad } from './cpu-epilogue.js';
+import type { ResolvedActivation } from './epilogue.js';
 import type { Geometry } from './geometry.js';
 
 // The CPU backward and the second oracle of the test suite: PyTorch's batch_norm_backward
@@ -141,4 +143,43 @@ export function cpuBackward(inp: CpuBackwardInputs, g: Geometry, out: CpuBackwar
       }
     }
   }
+}
+
+/** The fused epilogue's side of a CPU backward (see shaders/common/epilogue.wgsl). */
+export interface CpuEpilogueBackward {
+  readonly activation: ResolvedActivation;
+  /** The forward's output: the ReLU family's mask. */
+  readonly output: ArrayLike<number> | null;
+  /** SiLU: the forward's residual (null: none), and its per-channel t = x·scale + shift + residual. */
+  readonly residual: ArrayLike<number> | null;
+  readonly scale: ArrayLike<number> | null;
+  readonly shift: ArrayLike<number> | null;
+}
+
+/**
+ * dL/dt = act'(t)·dy for every element (memory order of `g`), in float64: the gradient that
+ * reaches batch norm's output and, unchanged, the residual.
+ */
+export function cpuEpilogueGrad(x: ArrayLike<number>, dy: ArrayLike<number>, g: Geometry, e: CpuEpilogueBackward): Float64Array {
+  const out = new Float64Array(dy.length);
+  const act = e.activation;
+  if (act.kind === 'silu') {
+    const { scale, shift, residual: z } = e;
+    if (!scale || !shift) throw new Error('internal: SiLU backward without the forward constants');
+    const s = g.order === 'cf' ? g.s : 1;
+    for (let j = 0; j < out.length; j++) {
+      const c = g.order === 'cf' ? Math.floor(j / s) % g.c : j % g.c;
+      const t = (x[j] as number) * (scale[c] as number) + (shift[c] as number) + (z ? (z[j] as number) : 0);
+      out[j] = cpuSiluGrad(dy[j] as number, t);
+    }
+    return out;
+  }
+  if (act.kind === 'none') {
+    for (let j = 0; j < out.length; j++) out[j] = dy[j] as number;
+    return out;
+  }
+  const y = e.output;
+  if (!y) throw new Error('internal: masked backward without the forward output');
+  for (let j = 0; j < out.length; j++) out[j] = cpuGradFromOutput(act, dy[j] as number, y[j] as number);
+  return out;
 }

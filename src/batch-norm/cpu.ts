@@ -1,3 +1,5 @@
+import { cpuActivate } from './cpu-epilogue.js';
+import type { ResolvedActivation } from './epilogue.js';
 import type { Geometry } from './geometry.js';
 
 // The CPU backend and the second oracle of the test suite: plain typed-array loops with float64
@@ -82,7 +84,23 @@ function channelSum(x: Float32Array, g: Geometry, c: number): number {
   return sum;
 }
 
-/** y = (x − mean) · invstd · weight + bias, computed in float64 and rounded once to float32. */
+/** The fused epilogue on the CPU: y = act(t + residual) with t the normalized value. */
+export interface CpuEpilogue {
+  readonly activation: ResolvedActivation;
+  /** Same memory order as x; null for no residual. */
+  readonly residual: Float32Array | null;
+}
+
+/** Per-channel y = x·scale + shift of a forward (float64), kept so backward can recompute t. */
+export interface CpuAffine {
+  readonly scale: Float64Array;
+  readonly shift: Float64Array;
+}
+
+/**
+ * y = (x − mean) · invstd · weight + bias, then the optional epilogue, computed in float64 and
+ * rounded once to float32. Returns the per-channel scale and shift it used.
+ */
 export function cpuNormalize(
   x: Float32Array,
   y: Float32Array,
@@ -91,7 +109,8 @@ export function cpuNormalize(
   invstd: Float64Array,
   weight: Float32Array | null,
   bias: Float32Array | null,
-): void {
+  epilogue: CpuEpilogue | null = null,
+): CpuAffine {
   const { n, c: channels, s } = g;
   // y = x·scale + shift with shift = bias − mean·scale, all in float64: the cancellation between
   // x·scale and mean·scale costs ~2⁻⁵³ of |x·scale|, invisible after rounding y to float32.
@@ -100,6 +119,10 @@ export function cpuNormalize(
   for (let c = 0; c < channels; c++) {
     scale[c] = (invstd[c] as number) * (weight ? (weight[c] as number) : 1);
     shift[c] = (bias ? (bias[c] as number) : 0) - (mean[c] as number) * (scale[c] as number);
+  }
+  if (epilogue) {
+    cpuNormalizeEpilogue(x, y, g, scale, shift, epilogue);
+    return { scale, shift };
   }
   if (g.order === 'cf') {
     for (let i = 0; i < n; i++) {
@@ -117,6 +140,20 @@ export function cpuNormalize(
       for (let c = 0; c < channels; c++) y[base + c] = (x[base + c] as number) * (scale[c] as number) + (shift[c] as number);
     }
   }
+  return { scale, shift };
+}
+
+// The epilogue's own loop, so plain BN keeps its tight loops above.
+function cpuNormalizeEpilogue(x: Float32Array, y: Float32Array, g: Geometry, scale: Float64Array, shift: Float64Array, e: CpuEpilogue): void {
+  const z = e.residual;
+  const act = e.activation;
+  const channels = g.c;
+  const s = g.order === 'cf' ? g.s : 1;
+  for (let j = 0; j < x.length; j++) {
+    const c = g.order === 'cf' ? Math.floor(j / s) % channels : j % channels;
+    const t = (x[j] as number) * (scale[c] as number) + (shift[c] as number) + (z ? (z[j] as number) : 0);
+    y[j] = cpuActivate(act, t);
+  }
 }
 
 /** 1 / sqrt(var + eps) per channel, in float64. */
@@ -126,19 +163,24 @@ export function invstdOf(variance: ArrayLike<number>, eps: number): Float64Array
   return out;
 }
 
+/** Weights of the batch values in one running update, and the variance estimator. */
+export interface CpuRunningFactors {
+  readonly meanFactor: number;
+  readonly varFactor: number;
+  /** Feed the biased batch variance (Keras 3, ONNX) instead of the unbiased one (PyTorch). */
+  readonly biased: boolean;
+}
+
 /**
- * running ← (1 − factor) · running + factor · batch, with the unbiased variance for running_var,
- * in place on the float32 running buffers.
+ * running ← (1 − factor) · running + factor · batch, in place on the float32 running buffers. The
+ * unbiased variance divides by max(m − 1, 1), as TensorFlow's fused kernel; PyTorch never gets here
+ * with m = 1.
  */
-export function cpuUpdateRunning(
-  runningMean: Float32Array,
-  runningVar: Float32Array,
-  stats: CpuBatchStats,
-  factor: number,
-): void {
-  const unbias = stats.count / (stats.count - 1);
+export function cpuUpdateRunning(runningMean: Float32Array, runningVar: Float32Array, stats: CpuBatchStats, f: CpuRunningFactors): void {
+  const unbias = f.biased ? 1 : stats.count / Math.max(stats.count - 1, 1);
+  const { meanFactor, varFactor } = f;
   for (let c = 0; c < runningMean.length; c++) {
-    runningMean[c] = (1 - factor) * (runningMean[c] as number) + factor * (stats.mean[c] as number);
-    runningVar[c] = (1 - factor) * (runningVar[c] as number) + factor * (stats.biasedVar[c] as number) * unbias;
+    runningMean[c] = (1 - meanFactor) * (runningMean[c] as number) + meanFactor * (stats.mean[c] as number);
+    runningVar[c] = (1 - varFactor) * (runningVar[c] as number) + varFactor * (stats.biasedVar[c] as number) * unbias;
   }
 }

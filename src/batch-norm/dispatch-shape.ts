@@ -94,6 +94,9 @@ export interface ElementwiseShape {
 // longest runs measured fastest (bench/README.md, "Sweep"); enough invocations remain to feed the
 // adapter's worker threads.
 const CONTIGUOUS_MIN_INVOCATIONS = 2048;
+// Channels-last invocations each carry 16 channels' constants (in evaluation 16 square roots), so
+// they split later: runs of 64 rows down to tensors of 256 × 64 row groups.
+const CONTIGUOUS_MIN_INVOCATIONS_CL = 256;
 // Channels-last rows per invocation, at most (the sweep's best; past it nothing more is amortised).
 const CONTIGUOUS_MAX_ROWS = 64;
 // Run length below which the per-invocation constants (16 channels' in evaluation, each with a
@@ -128,7 +131,7 @@ export function elementwiseShape(g: Geometry, width: number, contiguous = false)
   if (width !== 4) return coalesced;
   const group = cols % CONTIGUOUS_COLUMN_GROUP === 0 ? CONTIGUOUS_COLUMN_GROUP : 1;
   const blocksPerRow = cols / group;
-  const runLength = Math.max(Math.min(CONTIGUOUS_MIN_RUN, rows), Math.min(CONTIGUOUS_MAX_ROWS, Math.floor((rows * blocksPerRow) / CONTIGUOUS_MIN_INVOCATIONS)));
+  const runLength = Math.max(Math.min(CONTIGUOUS_MIN_RUN, rows), Math.min(CONTIGUOUS_MAX_ROWS, Math.floor((rows * blocksPerRow) / CONTIGUOUS_MIN_INVOCATIONS_CL)));
   const invocations = Math.ceil(rows / runLength) * blocksPerRow;
   return { ...coalesced, blocksPerRow, runLength, invocations, constants: { CONTIGUOUS: 1 } };
 }

@@ -1,6 +1,8 @@
 import type { BatchNormContext } from '../context.js';
 import type { Tensor } from '../tensor.js';
+import type { RunningUpdate } from './conventions.js';
 import { cpuBatchStats, cpuNormalize, cpuUpdateRunning, invstdOf } from './cpu.js';
+import type { ResolvedEpilogue } from './epilogue.js';
 import type { Geometry } from './geometry.js';
 import { encodeForward } from './gpu-forward.js';
 
@@ -11,23 +13,51 @@ export interface ForwardSpec {
   readonly runningMean: Tensor | null;
   readonly runningVar: Tensor | null;
   readonly eps: number;
-  readonly momentum: number | null;
+  /** How the batch statistics are folded into the running ones. */
+  readonly update: RunningUpdate;
   /** Normalize with batch statistics (training, or no running statistics). */
   readonly useBatchStats: boolean;
   /** Fold the batch statistics into the running buffers. */
   readonly updateRunning: boolean;
   /** num_batches_tracked before this call. */
   readonly tracked: number;
+  /** Where to write this batch's statistics (training only), each shape [C]; null entries are skipped. */
+  readonly batchStats?: BatchStatsOutputs | null;
+  /** Fused activation / residual add; null for plain BN. */
+  readonly epilogue: ResolvedEpilogue | null;
 }
 
-/** What the forward leaves for backward: float64 statistics on the CPU, a buffer on the GPU. */
+/** Tensors that receive the batch statistics of a training forward. */
+export interface BatchStatsOutputs {
+  /** Batch mean (PyTorch save_mean, cuDNN resultSaveMean). */
+  readonly mean: Tensor | null;
+  /** 1 / sqrt(biased var + eps) (PyTorch save_invstd, cuDNN resultSaveInvVariance). */
+  readonly invstd: Tensor | null;
+  /** Biased batch variance, the one used to normalize (MATLAB sigmaSq, ONNX opset ≤ 13 saved_var). */
+  readonly variance: Tensor | null;
+}
+
+/**
+ * What the forward leaves for backward: float64 statistics (and the per-channel y = x·scale + shift
+ * it applied, for recomputing a SiLU's pre-activation) on the CPU, a buffer on the GPU.
+ */
 export type SavedStats =
-  | { readonly kind: 'cpu'; readonly mean: Float64Array; readonly invstd: Float64Array }
+  | {
+      readonly kind: 'cpu';
+      readonly mean: Float64Array;
+      readonly invstd: Float64Array;
+      readonly scale: Float64Array;
+      readonly shift: Float64Array;
+    }
   | { readonly kind: 'gpu'; readonly channelStats: GPUBuffer };
 
 /** What a module's last forward left for backward. */
 export interface ForwardRecord {
   readonly input: Tensor;
+  /** The forward's output: a ReLU-family epilogue's backward masks with it. */
+  readonly output: Tensor;
+  /** The forward's fused epilogue, or null. */
+  readonly epilogue: ResolvedEpilogue | null;
   readonly geometry: Geometry;
   readonly usedBatchStats: boolean;
   readonly saved: SavedStats;
@@ -61,7 +91,8 @@ export function runForward(
   if (gpu) {
     if (!gpuBuffers) throw new Error('internal: GPU forward without buffers');
     const args = { ...spec, x, y, counter: gpuBuffers.counter, channelStats: gpuBuffers.channelStats };
-    const writes = spec.updateRunning ? [y, spec.runningMean, spec.runningVar] : [y];
+    const stats = spec.useBatchStats && spec.batchStats ? [spec.batchStats.mean, spec.batchStats.invstd, spec.batchStats.variance] : [];
+    const writes = [y, ...(spec.updateRunning ? [spec.runningMean, spec.runningVar] : []), ...stats];
     if (encoder) {
       gpu.recordInto(encoder, (e) => encodeForward(gpu, e, g, args));
       noteWrites(writes, 0);
@@ -87,15 +118,27 @@ export function runForward(
     mean = stats.mean;
     invstd = invstdOf(stats.biasedVar, spec.eps);
     if (spec.updateRunning && spec.runningMean && spec.runningVar) {
-      const factor = spec.momentum === null ? 1 / (spec.tracked + 1) : spec.momentum;
-      cpuUpdateRunning(cpuData(spec.runningMean), cpuData(spec.runningVar), stats, factor);
+      const cumulative = 1 / (spec.tracked + 1);
+      const u = spec.update;
+      cpuUpdateRunning(cpuData(spec.runningMean), cpuData(spec.runningVar), stats, {
+        meanFactor: u.meanFactor ?? cumulative,
+        varFactor: u.varFactor ?? cumulative,
+        biased: u.varianceEstimator === 'biased',
+      });
+    }
+    const out = spec.batchStats;
+    if (out) {
+      if (out.mean) cpuData(out.mean).set(mean);
+      if (out.invstd) cpuData(out.invstd).set(invstd);
+      if (out.variance) cpuData(out.variance).set(stats.biasedVar);
     }
   } else {
     if (!spec.runningMean || !spec.runningVar) throw new Error('internal: eval without running stats');
     mean = Float64Array.from(cpuData(spec.runningMean));
     invstd = invstdOf(cpuData(spec.runningVar), spec.eps);
   }
-  cpuNormalize(
+  const e = spec.epilogue;
+  const { scale, shift } = cpuNormalize(
     xs,
     cpuData(y),
     g,
@@ -103,8 +146,9 @@ export function runForward(
     invstd,
     spec.weight ? cpuData(spec.weight) : null,
     spec.bias ? cpuData(spec.bias) : null,
+    e ? { activation: e.activation, residual: e.residual ? cpuData(e.residual) : null } : null,
   );
-  return { kind: 'cpu', mean, invstd };
+  return { kind: 'cpu', mean, invstd, scale, shift };
 }
 
 /** The Float32Array behind a CPU tensor. */

@@ -2,11 +2,14 @@ import { optionsObject } from '../arguments.js';
 import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { runForward } from './forward.js';
+import { checkEpilogue, type Epilogue } from './epilogue.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkNoAliasing } from './aliasing.js';
-import { checkBoolean, checkEps, checkMomentum } from './options.js';
-import { checkChannelTensor, checkInput, checkOutput, checkTrainingValues } from './validate.js';
+import type { ConventionName, MomentumMeaning, VarianceEstimator } from './conventions.js';
+import { runForward, type BatchStatsOutputs } from './forward.js';
+import { checkBoolean } from './options.js';
+import { kernelEps, resolveConvention, runningUpdateOf } from './settings.js';
+import { checkBatchStatsOutputs, checkChannelTensor, checkInput, checkOutput, checkTrainingValues, isEmptyBatch } from './validate.js';
 
 /** Arguments of {@link batchNorm}, named as in `torch.nn.functional.batch_norm`. */
 export interface BatchNormFunctionalOptions {
@@ -20,12 +23,30 @@ export interface BatchNormFunctionalOptions {
   bias?: Tensor | null;
   /** Use batch statistics (and update the running ones). Default false, as in PyTorch. */
   training?: boolean;
-  /** Running-average factor in [0, 1]. Default 0.1. */
+  /**
+   * Whose conventions to follow (see `CONVENTIONS`): sets the defaults of eps, momentum and its
+   * meaning, the variance estimator and the edge-case rules. Default `'pytorch'`.
+   */
+  convention?: ConventionName;
+  /** Running-average momentum in [0, 1], in the meaning of `momentumMeaning`. Default: the convention's (PyTorch 0.1). */
   momentum?: number;
-  /** Default 1e-5; must be > 0. */
+  /** Momentum of the running variance when it differs from the mean's (MATLAB VarianceDecay). Default `momentum`. */
+  varianceMomentum?: number;
+  /** What `momentum` weighs: `'batch'` (PyTorch) or `'running'` (Keras, ONNX). Default: the convention's. */
+  momentumMeaning?: MomentumMeaning;
+  /** Variance that feeds running_var: `'unbiased'` or `'biased'`. Default: the convention's. */
+  varianceEstimator?: VarianceEstimator;
+  /** Default: the convention's (PyTorch 1e-5); must be > 0 (≥ 0 where the convention accepts 0). */
   eps?: number;
   /** Write the result here instead of allocating a tensor. */
   out?: Tensor;
+  /**
+   * Training only: tensors of shape [C] that receive the batch mean, invstd and biased variance,
+   * computed in the same passes (PyTorch's save_mean / save_invstd). On WebGPU each needs COPY_DST.
+   */
+  batchStats?: Partial<BatchStatsOutputs>;
+  /** Fused epilogue: y = activation(batch_norm(x) + residual) in the same pass. Default none. */
+  epilogue?: Epilogue;
 }
 
 const WHO = 'batchNorm';
@@ -37,11 +58,15 @@ const WHO = 'batchNorm';
 export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFunctionalOptions | null = {}): Tensor {
   assertContext(ctx, WHO);
   const opts = optionsObject<BatchNormFunctionalOptions>(options, `${WHO} options`);
+  ctx.assertOwnTensor(x, 'input');
+  if (opts.training === true && isEmptyBatch(x, null, null) && resolveConvention(opts, false).convention.emptyBatch === 'skip') {
+    // tf.keras leaves the moving statistics alone on an empty batch; the output is empty too.
+    if (opts.out) checkOutput(ctx, opts.out, x, WHO);
+    return opts.out ?? ctx.allocTensor(x.shape, x.layout, 'output');
+  }
   const g = checkInput(ctx, x, 'input', null, null, WHO);
   const training = checkBoolean(opts.training ?? false, 'training');
-  const eps = checkEps(opts.eps ?? 1e-5);
-  const momentumArg = opts.momentum === undefined ? 0.1 : opts.momentum;
-  const momentum = checkMomentum(momentumArg, false);
+  const settings = resolveConvention(opts, false);
   const runningMean = opts.runningMean ?? null;
   const runningVar = opts.runningVar ?? null;
   const weight = opts.weight ?? null;
@@ -55,14 +80,22 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
   for (const [name, t] of [['runningMean', runningMean], ['runningVar', runningVar], ['weight', weight], ['bias', bias]] as const) {
     if (t) checkChannelTensor(ctx, t, name, g.c, WHO);
   }
-  if (training) checkTrainingValues(g, x.shape, WHO);
+  if (training && settings.convention.singleValue === 'error') checkTrainingValues(g, x.shape, WHO);
   if (opts.out) checkOutput(ctx, opts.out, x, WHO);
+  const batchStats = checkBatchStatsOutputs(ctx, opts.batchStats, g.c, training, WHO);
+  const epilogue = checkEpilogue(ctx, opts.epilogue, x, WHO);
   const updatesRunning = training && runningMean !== null;
   checkNoAliasing(
     ctx,
     WHO,
-    [['input', x], ['weight', weight], ['bias', bias], ...(updatesRunning ? [] : ([['runningMean', runningMean], ['runningVar', runningVar]] as const))],
-    [['output', opts.out ?? null], ...(updatesRunning ? ([['runningMean', runningMean], ['runningVar', runningVar]] as const) : [])],
+    [['input', x], ['epilogue.residual', epilogue?.residual ?? null], ['weight', weight], ['bias', bias], ...(updatesRunning ? [] : ([['runningMean', runningMean], ['runningVar', runningVar]] as const))],
+    [
+      ['output', opts.out ?? null],
+      ...(updatesRunning ? ([['runningMean', runningMean], ['runningVar', runningVar]] as const) : []),
+      ['batchStats.mean', batchStats?.mean ?? null],
+      ['batchStats.invstd', batchStats?.invstd ?? null],
+      ['batchStats.variance', batchStats?.variance ?? null],
+    ],
   );
 
   const gpu = ctx.gpu;
@@ -92,11 +125,13 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
       bias: b,
       runningMean,
       runningVar,
-      eps,
-      momentum,
+      eps: kernelEps(settings),
+      update: runningUpdateOf(settings),
       useBatchStats: training,
       updateRunning: training && runningMean !== null,
       tracked: 0,
+      batchStats,
+      epilogue,
     }, buffers);
   } catch (err) {
     if (!opts.out) y.destroy();

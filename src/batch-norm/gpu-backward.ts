@@ -6,17 +6,30 @@ import {
   FLAG_GRAD_BIAS,
   FLAG_GRAD_WEIGHT,
   FLAG_INPUT_CONSTANTS,
+  FLAG_PREPARE_BIAS,
+  FLAG_PREPARE_WEIGHT,
   planeStride,
   WORKGROUP_SIZE,
 } from '../gpu/contracts.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
-import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
+import { bindOptional, bindTensor, bindUniforms, type TensorBinding } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { Geometry } from './geometry.js';
 import { grid, reductionShape, vec4Aligned } from './dispatch-shape.js';
 import { encodeElementwise } from './elementwise-pass.js';
+import { activationUniforms, ACTIVATION_CODE, masksFromOutput, type ResolvedEpilogue } from './epilogue.js';
+
+/** The fused epilogue a backward differentiates through (see shaders/common/epilogue.wgsl). */
+export interface GpuBackwardEpilogue {
+  /** The forward's activation and residual. */
+  readonly epilogue: ResolvedEpilogue;
+  /** The forward's output: required for a ReLU-family activation (its mask), else unused. */
+  readonly output: Tensor | null;
+  /** dL/dresidual, written by the elementwise pass; null = not requested. */
+  readonly gradResidual: Tensor | null;
+}
 
 /** What one backward needs on the GPU; tensors are already validated by the caller. */
 export interface GpuBackwardArgs {
@@ -34,6 +47,8 @@ export interface GpuBackwardArgs {
   readonly gradInput: Tensor | null;
   readonly gradWeight: Tensor | null;
   readonly gradBias: Tensor | null;
+  /** Fused epilogue of the forward; null for plain BN. */
+  readonly epilogue: GpuBackwardEpilogue | null;
 }
 
 /** The functional API's statistics, turned into channelStats planes by `backward_prepare`. */
@@ -44,18 +59,24 @@ export interface GpuPrepareArgs {
   readonly invstd: Tensor;
   readonly fromVar: boolean;
   readonly eps: number;
+  /** The forward's weight and bias (null: 1 and 0): only a SiLU epilogue's backward reads them. */
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
   readonly channelStats: GPUBuffer;
 }
 
 /**
- * Records the functional API's `backward_prepare` dispatch: channelStats planes 0, 3, 4, 5 from a
- * caller's mean and invstd (or running variance), with K = mean and meanOffset = 0.
+ * Records the functional API's `backward_prepare` dispatch: channelStats planes PLANE_SHIFT ..
+ * PLANE_MEAN_OFFSET from a caller's mean and invstd (or running variance), weight and bias, with
+ * K = mean and meanOffset = 0.
  */
 export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: GpuPrepareArgs): void {
   const device = gpu.device;
   const kernel = getKernel(device, 'backward-reduce', 'backward_prepare');
   const mean = bindTensor(device, a.mean);
   const invstd = bindTensor(device, a.invstd);
+  const weight = bindOptional(gpu, a.weight, 'weight');
+  const bias = bindOptional(gpu, a.bias, 'bias');
   const pass = encoder.beginComputePass({ label: 'bn.backward.prepare.pass' });
   pass.setPipeline(kernel.pipeline);
   pass.setBindGroup(
@@ -64,13 +85,17 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
       params: bindUniforms(gpu, kernel, {
         channels: a.channels,
         planeStride: planeStride(a.channels),
-        flags: a.fromVar ? FLAG_FROM_VAR : 0,
+        flags: (a.fromVar ? FLAG_FROM_VAR : 0) | (a.weight ? FLAG_PREPARE_WEIGHT : 0) | (a.bias ? FLAG_PREPARE_BIAS : 0),
         meanBase: mean.base,
         invstdBase: invstd.base,
         eps: a.eps,
+        weightBase: weight.base,
+        biasBase: bias.base,
       }),
       mean: mean.resource,
       invstd: invstd.resource,
+      weight: weight.resource,
+      bias: bias.resource,
       channelStats: bindChannelStats(a.channelStats, a.channels),
     }),
   );
@@ -84,22 +109,46 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
  * elementwise grad_input pass when grad_input is requested. Nothing when nothing is requested.
  */
 export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Geometry, a: GpuBackwardArgs): void {
+  const gradResidualTensor = a.epilogue?.gradResidual ?? null;
   const needInputConstants = a.gradInput !== null && a.useBatchStats;
   const needReduce = a.gradWeight !== null || a.gradBias !== null || needInputConstants;
-  if (!needReduce && !a.gradInput) return;
+  const needElementwise = a.gradInput !== null || gradResidualTensor !== null;
+  if (!needReduce && !needElementwise) return;
 
   const device = gpu.device;
   const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
   const x = bindTensor(device, a.x);
   const dy = bindTensor(device, a.dy);
+  // The epilogue's reads: the output for a mask, the residual for SiLU's pre-activation.
+  const e = a.epilogue;
+  const activation = e?.epilogue.activation ?? null;
+  const masked = activation !== null && masksFromOutput(activation);
+  const silu = activation?.kind === 'silu';
+  const savedOutput = bindOptional(gpu, masked ? (e?.output ?? null) : null, 'output');
+  const residual = bindOptional(gpu, silu ? (e?.epilogue.residual ?? null) : null, 'residual');
+  const epilogueConstants: Record<string, number> = {};
+  if (activation && activation.kind !== 'none') epilogueConstants['ACTIVATION'] = ACTIVATION_CODE[activation.kind];
+  if (silu && e?.epilogue.residual) epilogueConstants['RESIDUAL'] = 1;
+  const epilogueUniforms = activationUniforms(e?.epilogue ?? null);
+  // With a residual, the reduce pass stores dL/dt as gradResidual and the elementwise pass reads
+  // it back as its gradient: 7 tensor passes instead of 8. Not when gradInput shares the buffer
+  // (one dispatch cannot read and write it), nor without a reduce pass (eval, no weight grads).
+  const sharesGradBuffer =
+    a.gradInput !== null && gradResidualTensor !== null && bindTensor(device, a.gradInput).resource.buffer === bindTensor(device, gradResidualTensor).resource.buffer;
+  const reduceWritesResidual = needReduce && gradResidualTensor !== null && !sharesGradBuffer;
+  const gradResidual = bindOptional(gpu, gradResidualTensor, 'gradResidual');
   const channelStats = bindChannelStats(a.channelStats, g.c);
   const pass = encoder.beginComputePass({ label: 'bn.backward.pass' });
 
   if (needReduce) {
-    const vec4 = vec4Aligned(g, x.base, dy.base);
+    const vec4 = vec4Aligned(g, x.base, dy.base, savedOutput.base, residual.base, reduceWritesResidual ? gradResidual.base : 0);
     const width = vec4 ? 4 : 1;
     const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
-    const reduce = getKernel(device, 'backward-reduce', `reduce_${g.order}${width}`, r.constants);
+    const reduce = getKernel(device, 'backward-reduce', `reduce_${g.order}${width}`, {
+      ...r.constants,
+      ...epilogueConstants,
+      ...(reduceWritesResidual ? { GRAD_RESIDUAL: 1 } : {}),
+    });
     const lanes = r.lanes;
     const workgroups = r.workgroups;
     const values: UniformValues = {
@@ -112,6 +161,10 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       dyBase: dy.base / width,
       planeStride: planeStride(g.c),
       colsPerLane: Math.ceil(r.cols / lanes),
+      ...epilogueUniforms,
+      outputBase: savedOutput.base / width,
+      residualBase: residual.base / width,
+      gradResidualBase: reduceWritesResidual ? gradResidual.base / width : 0,
     };
     const partialBytes = g.c * lanes * BACKWARD_PARTIAL_BYTES;
     const partials: GPUBufferBinding = { buffer: gpu.scratch('backward.partials', partialBytes), offset: 0, size: partialBytes };
@@ -122,6 +175,9 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         params: bindUniforms(gpu, reduce, values),
         [vec4 ? 'x' : 'xScalar']: x.resource,
         [vec4 ? 'dy' : 'dyScalar']: dy.resource,
+        [vec4 ? 'output' : 'outputScalar']: savedOutput.resource,
+        [vec4 ? 'residual' : 'residualScalar']: residual.resource,
+        [vec4 ? 'gradResidual' : 'gradResidualScalar']: reduceWritesResidual ? gradResidual.resource : bindOptional(gpu, null, 'gradResidual').resource,
         partials,
         channelStats,
       }),
@@ -155,15 +211,42 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     pass.dispatchWorkgroups(...grid(Math.ceil(g.c / WORKGROUP_SIZE), maxDim));
   }
 
-  if (a.gradInput) {
+  if (reduceWritesResidual) {
+    // dL/dt is in gradResidual now: the plain elementwise pass turns it into dx.
+    if (a.gradInput) {
+      const w = bindOptional(gpu, a.weight, 'weight');
+      const none = (name: string): TensorBinding => bindOptional(gpu, null, name);
+      encodeElementwise(gpu, pass, g, {
+        shader: 'backward-elementwise',
+        entry: 'elementwise',
+        tensors: { x, dy: gradResidual, dx: bindTensor(device, a.gradInput), output: none('output'), residual: none('residual'), gradResidual: none('gradResidual') },
+        uniforms: { weightBase: w.base, flags: a.weight ? FLAG_AFFINE : 0, ...activationUniforms(null) },
+        resources: { channelStats, weight: w.resource },
+        constants: { BATCH_STATS: a.useBatchStats ? 1 : 0 },
+      });
+    }
+  } else if (needElementwise) {
     const w = bindOptional(gpu, a.weight, 'weight');
     encodeElementwise(gpu, pass, g, {
       shader: 'backward-elementwise',
       entry: 'elementwise',
-      tensors: { x, dy, dx: bindTensor(device, a.gradInput) },
-      uniforms: { weightBase: w.base, flags: a.weight ? FLAG_AFFINE : 0 },
+      tensors: {
+        x,
+        dy,
+        dx: bindOptional(gpu, a.gradInput, 'dx'),
+        output: savedOutput,
+        residual,
+        gradResidual,
+      },
+      uniforms: { weightBase: w.base, flags: a.weight ? FLAG_AFFINE : 0, ...epilogueUniforms },
       resources: { channelStats, weight: w.resource },
-      constants: { BATCH_STATS: a.useBatchStats ? 1 : 0 },
+      constants: {
+        BATCH_STATS: a.useBatchStats ? 1 : 0,
+        ...epilogueConstants,
+        // Specialise only when the epilogue asks, so plain BN keeps its one pipeline.
+        ...(a.gradInput ? {} : { GRAD_INPUT: 0 }),
+        ...(gradResidualTensor ? { GRAD_RESIDUAL: 1 } : {}),
+      },
     });
   }
   pass.end();

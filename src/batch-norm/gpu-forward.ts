@@ -4,9 +4,13 @@ import {
   GENERAL_QUEUE_HEADER_WORDS,
   generalQueueBytes,
   FLAG_AFFINE,
+  FLAG_BIASED_RUNNING_VAR,
   FLAG_CUMULATIVE,
   FLAG_FROM_RUNNING,
   FLAG_UPDATE_RUNNING,
+  PLANE_BATCH_VAR,
+  PLANE_INVSTD,
+  PLANE_MEAN,
   planeStride,
   STATS_PARTIAL_BYTES,
   WORKGROUP_SIZE,
@@ -16,8 +20,10 @@ import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
+import type { RunningUpdate } from './conventions.js';
 import { grid, reductionShape, STATS_BLOCK, vec4Aligned } from './dispatch-shape.js';
 import { encodeElementwise } from './elementwise-pass.js';
+import { activationUniforms, epilogueConstants, type ResolvedEpilogue } from './epilogue.js';
 import type { Geometry } from './geometry.js';
 
 /**
@@ -42,7 +48,8 @@ export interface GpuForwardArgs {
   readonly useBatchStats: boolean;
   /** Update running_mean/var and num_batches_tracked (training with tracking). */
   readonly updateRunning: boolean;
-  readonly momentum: number | null;
+  /** Batch weights of the running update and the variance estimator (conventions.ts). */
+  readonly update: RunningUpdate;
   readonly eps: number;
   /** num_batches_tracked before this step: selects the counter slot to read. */
   readonly tracked: number;
@@ -50,6 +57,10 @@ export interface GpuForwardArgs {
   readonly counter: GPUBuffer;
   /** Receives the per-channel constants (mean, invstd, ...) that backward reuses. */
   readonly channelStats: GPUBuffer;
+  /** Tensors that get copies of the batch statistics (training only). */
+  readonly batchStats?: { readonly mean: Tensor | null; readonly invstd: Tensor | null; readonly variance: Tensor | null } | null;
+  /** Fused activation / residual add applied by the normalize pass; null for plain BN. */
+  readonly epilogue: ResolvedEpilogue | null;
 }
 
 /**
@@ -109,15 +120,20 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     const b = bindOptional(gpu, a.bias, 'bias');
     const rm = bindOptional(gpu, a.updateRunning ? a.runningMean : null, 'runningMean');
     const rv = bindOptional(gpu, a.updateRunning ? a.runningVar : null, 'runningVar');
+    const u = a.update;
     const flags =
-      (a.weight ? FLAG_AFFINE : 0) | (a.updateRunning ? FLAG_UPDATE_RUNNING : 0) | (a.momentum === null ? FLAG_CUMULATIVE : 0);
+      (a.weight ? FLAG_AFFINE : 0) |
+      (a.updateRunning ? FLAG_UPDATE_RUNNING : 0) |
+      (u.meanFactor === null ? FLAG_CUMULATIVE : 0) |
+      (u.varianceEstimator === 'biased' ? FLAG_BIASED_RUNNING_VAR : 0);
     const finalizeValues: UniformValues = {
       channels: g.c,
       lanes,
       flags,
       counterSlot: a.tracked % 2,
       eps: a.eps,
-      momentum: a.momentum ?? 0,
+      momentum: u.meanFactor ?? 0,
+      varianceMomentum: u.varFactor ?? 0,
       weightBase: w.base,
       biasBase: b.base,
       runningMeanBase: rm.base,
@@ -162,10 +178,12 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const b = bindOptional(gpu, fromRunning ? a.bias : null, 'bias');
   const rm = bindOptional(gpu, fromRunning ? a.runningMean : null, 'runningMean');
   const rv = bindOptional(gpu, fromRunning ? a.runningVar : null, 'runningVar');
+  // The residual (a dummy without one) is walked like x, so its alignment picks the entry too.
+  const residual = bindOptional(gpu, a.epilogue?.residual ?? null, 'residual');
   encodeElementwise(gpu, pass, g, {
     shader: 'normalize',
     entry: 'normalize',
-    tensors: { x, y },
+    tensors: { x, y, residual },
     uniforms: {
       flags: (fromRunning ? FLAG_FROM_RUNNING : 0) | (a.weight ? FLAG_AFFINE : 0),
       eps: a.eps,
@@ -173,7 +191,9 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
       biasBase: b.base,
       runningMeanBase: rm.base,
       runningVarBase: rv.base,
+      ...activationUniforms(a.epilogue),
     },
+    constants: epilogueConstants(a.epilogue),
     resources: {
       channelStats,
       weight: w.resource,
@@ -184,4 +204,15 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     minInvocations: fromRunning ? g.c : 0,
   });
   pass.end();
+
+  // Batch statistics for the caller: finalize left each as one contiguous plane, so a copy (no
+  // dispatch) delivers it; finalize has no storage binding to spare for them.
+  const out = a.useBatchStats ? a.batchStats : null;
+  if (out) {
+    const stride = planeStride(g.c);
+    for (const [plane, t] of [[PLANE_MEAN, out.mean], [PLANE_INVSTD, out.invstd], [PLANE_BATCH_VAR, out.variance]] as const) {
+      if (!t) continue;
+      encoder.copyBufferToBuffer(a.channelStats, plane * stride * 16, t.buffer, t.byteOffset, g.c * 4);
+    }
+  }
 }

@@ -12,12 +12,15 @@ import {
   type BackwardResult,
   type ModuleBackwardSource,
 } from './backward.js';
-import { noteWrites, runForward, type ForwardRecord, type GpuForwardBuffers } from './forward.js';
+import type { Convention, MomentumMeaning, VarianceEstimator } from './conventions.js';
+import { checkEpilogue, type Epilogue, type ResolvedEpilogue } from './epilogue.js';
+import { noteWrites, runForward, type BatchStatsOutputs, type ForwardRecord, type GpuForwardBuffers } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
-import { checkBoolean, checkEps, checkMomentum, checkNumFeatures, type BatchNormOptions } from './options.js';
+import { checkBoolean, checkNumFeatures, type BatchNormOptions } from './options.js';
+import { checkConventionEps, checkMomentumFor, kernelEps, resolveAffine, resolveConvention, runningUpdateOf, type ConventionSettings } from './settings.js';
 import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
-import { checkInput, checkOutput, checkTrainingValues } from './validate.js';
+import { checkBatchStatsOutputs, checkInput, checkOutput, checkTrainingValues, isEmptyBatch } from './validate.js';
 
 /** More channels than this cannot be held in host typed arrays on every JS engine. */
 const HOST_MAX_CHANNELS = 2 ** 30;
@@ -26,6 +29,27 @@ const HOST_MAX_CHANNELS = 2 ** 30;
 export interface ForwardOptions {
   /** Write into this tensor (same shape and layout as the input) instead of allocating one. */
   out?: Tensor;
+  /**
+   * Training forwards only: tensors of shape [C] that receive this batch's statistics, computed
+   * in the same passes (PyTorch's save_mean/save_invstd, cuDNN's resultSaveMean /
+   * resultSaveInvVariance, MATLAB's `[Y, mu, sigmaSq]`). `variance` is the biased one used to
+   * normalize. On WebGPU each needs COPY_DST usage. Default none.
+   */
+  batchStats?: Partial<BatchStatsOutputs>;
+  /**
+   * Fused epilogue: y = activation(bn(x) + residual) in the same pass. Default none. Backward then
+   * differentiates through it; a ReLU-family activation needs the returned output kept alive (and
+   * unchanged) until backward, as cuDNN's fused BN + activation does.
+   */
+  epilogue?: Epilogue;
+}
+
+/** Options of {@link BatchNorm.encodeForward}. */
+export interface EncodeForwardOptions {
+  /** Fused epilogue, as in {@link ForwardOptions.epilogue}. Default none. */
+  epilogue?: Epilogue;
+  /** Batch-statistics outputs, as in {@link ForwardOptions.batchStats}. Default none. */
+  batchStats?: Partial<BatchStatsOutputs>;
 }
 
 /**
@@ -35,20 +59,29 @@ export interface ForwardOptions {
 export abstract class BatchNorm {
   readonly ctx: BatchNormContext;
   readonly numFeatures: number;
+  /** True when the module has both a weight and a bias (PyTorch's `affine`). */
   readonly affine: boolean;
+  /** True when the module has a learnable weight (Keras `scale`). */
+  readonly scale: boolean;
+  /** True when the module has a learnable bias (Keras `center`). */
+  readonly center: boolean;
   readonly trackRunningStats: boolean;
-  /** Learnable scale, shape [C], or null when `affine` is false. */
+  /** The framework whose conventions this module follows (default PyTorch). */
+  readonly convention: Convention;
+  /** Learnable scale, shape [C], or null when `scale` is false. */
   readonly weight: Tensor | null;
-  /** Learnable shift, shape [C], or null when `affine` is false. */
+  /** Learnable shift, shape [C], or null when `center` is false. */
   readonly bias: Tensor | null;
   /** Running mean, shape [C], or null when `trackRunningStats` is false. */
   readonly runningMean: Tensor | null;
-  /** Running (unbiased) variance, shape [C], or null when `trackRunningStats` is false. */
+  /** Running variance, shape [C], or null when `trackRunningStats` is false. */
   readonly runningVar: Tensor | null;
   /** Input ranks this class accepts. */
   protected abstract readonly ranks: readonly number[];
-  #eps: number;
-  #momentum: number | null;
+  #settings: ConventionSettings;
+  /** What the kernels get as weight and bias: a fixed 1 or 0 stands in when only one is learnable. */
+  #kernelWeight: Tensor | null;
+  #kernelBias: Tensor | null;
   #training = true;
   #tracked = 0;
   #gpu: GpuForwardBuffers | null;
@@ -68,15 +101,21 @@ export abstract class BatchNorm {
     const opts = optionsObject<BatchNormOptions>(options, 'options');
     this.ctx = ctx;
     this.numFeatures = checkNumFeatures(numFeatures);
-    this.#eps = checkEps(opts.eps ?? 1e-5);
-    this.#momentum = checkMomentum(opts.momentum === undefined ? 0.1 : opts.momentum, true);
-    this.affine = checkBoolean(opts.affine ?? true, 'affine');
+    this.#settings = resolveConvention(opts, true);
+    this.convention = this.#settings.convention;
+    const { scale, center } = resolveAffine(opts);
+    this.scale = scale;
+    this.center = center;
+    this.affine = scale && center;
     this.trackRunningStats = checkBoolean(opts.trackRunningStats ?? true, 'trackRunningStats');
     const c = this.numFeatures;
     checkChannelCapacity(ctx, c);
     const filled = (v: number): Float32Array => new Float32Array(c).fill(v);
-    this.weight = this.affine ? ctx.tensor(filled(1), [c], { label: 'weight' }) : null;
-    this.bias = this.affine ? ctx.tensor(filled(0), [c], { label: 'bias' }) : null;
+    this.weight = scale ? ctx.tensor(filled(1), [c], { label: 'weight' }) : null;
+    this.bias = center ? ctx.tensor(filled(0), [c], { label: 'bias' }) : null;
+    // The kernels apply weight and bias together; a lone one gets a fixed partner.
+    this.#kernelWeight = this.weight ?? (this.bias ? ctx.tensor(filled(1), [c], { label: 'fixed_weight' }) : null);
+    this.#kernelBias = this.bias ?? (this.weight ? ctx.tensor(filled(0), [c], { label: 'fixed_bias' }) : null);
     this.runningMean = this.trackRunningStats ? ctx.tensor(filled(0), [c], { label: 'running_mean' }) : null;
     this.runningVar = this.trackRunningStats ? ctx.tensor(filled(1), [c], { label: 'running_var' }) : null;
     const gpu = ctx.gpu;
@@ -95,20 +134,42 @@ export abstract class BatchNorm {
   /** Class name used in messages, e.g. `'BatchNorm2d'`. */
   abstract get name(): string;
 
-  /** Added to the variance inside the square root. Setting validates (> 0, finite). */
+  /** Added to the variance inside the square root. Setting validates (> 0, finite; ≥ 0 where the convention accepts 0). */
   get eps(): number {
-    return this.#eps;
+    return this.#settings.eps;
   }
   set eps(value: number) {
-    this.#eps = checkEps(value);
+    this.#settings = { ...this.#settings, eps: checkConventionEps(value, this.convention) };
   }
 
-  /** Running-average factor, or null for a cumulative average. Setting validates. */
+  /** Running-average momentum in the meaning of {@link momentumMeaning}, or null for a cumulative average. Setting validates. */
   get momentum(): number | null {
-    return this.#momentum;
+    return this.#settings.momentum;
   }
   set momentum(value: number | null) {
-    this.#momentum = checkMomentum(value, true);
+    const momentum = checkMomentumFor(value, this.#settings.varianceMomentum === undefined, this.momentumMeaning, 'momentum');
+    this.#settings = { ...this.#settings, momentum };
+  }
+
+  /** Momentum of the running variance (MATLAB's VarianceDecay); equals {@link momentum} unless set apart. */
+  get varianceMomentum(): number | null {
+    const v = this.#settings.varianceMomentum;
+    return v === undefined ? this.#settings.momentum : v;
+  }
+  set varianceMomentum(value: number | null) {
+    const varianceMomentum = checkMomentumFor(value, false, this.momentumMeaning, 'varianceMomentum');
+    if (this.#settings.momentum === null) throw new ArgumentError('varianceMomentum cannot be set apart from a cumulative (null) momentum');
+    this.#settings = { ...this.#settings, varianceMomentum };
+  }
+
+  /** What {@link momentum} weighs: the new batch value (`'batch'`) or the old running one (`'running'`). */
+  get momentumMeaning(): MomentumMeaning {
+    return this.#settings.momentumMeaning;
+  }
+
+  /** The variance that feeds running_var. */
+  get varianceEstimator(): VarianceEstimator {
+    return this.#settings.varianceEstimator;
   }
 
   /** True in training mode (the default, as in PyTorch). */
@@ -146,11 +207,18 @@ export abstract class BatchNorm {
   forward(x: Tensor, options: ForwardOptions | null = {}): Tensor {
     this.assertAlive();
     const opts = optionsObject<ForwardOptions>(options, `${this.name}.forward options`);
+    if (this.#skipsEmpty(x)) {
+      if (opts.out) checkOutput(this.ctx, opts.out, x, this.name);
+      this.#lastForward = null;
+      return opts.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
+    }
     const g = this.#check(x);
-    if (opts.out) this.#checkOutput(x, opts.out, `${this.name}.forward`);
+    const batchStats = checkBatchStatsOutputs(this.ctx, opts.batchStats, g.c, this.#usesBatchStats(), this.name);
+    const epilogue = checkEpilogue(this.ctx, opts.epilogue, x, `${this.name}.forward`);
+    if (opts.out || batchStats || epilogue) this.#checkOutput(x, opts.out ?? null, batchStats, `${this.name}.forward`, epilogue);
     const y = opts.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
     try {
-      this.#run(x, y, g);
+      this.#run(x, y, g, epilogue, undefined, batchStats);
     } catch (err) {
       if (!opts.out) y.destroy();
       throw err;
@@ -162,15 +230,27 @@ export abstract class BatchNorm {
    * Records the forward into your command encoder, reading `x` and writing `y` (both tensors of
    * this context, e.g. from `ctx.tensorFromBuffer`). Nothing is submitted or read back; state
    * updates (running stats, num_batches_tracked) take effect when you submit.
+   * @param options.epilogue fused activation / residual add (the residual a tensor of this
+   *   context, e.g. your buffer through `ctx.tensorFromBuffer`). Default none; `null` options are
+   *   the same as absent.
    */
-  encodeForward(encoder: GPUCommandEncoder, x: Tensor, y: Tensor): void {
+  encodeForward(encoder: GPUCommandEncoder, x: Tensor, y: Tensor, options: EncodeForwardOptions | null = {}): void {
     this.assertAlive();
     const who = `${this.name}.encodeForward`;
     if (!this.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
     checkEncoder(encoder, who);
+    const opts = optionsObject<EncodeForwardOptions>(options, `${who} options`);
+    if (this.#skipsEmpty(x)) {
+      checkOutput(this.ctx, y, x, this.name);
+      this.#lastForward = null;
+      return;
+    }
     const g = this.#check(x);
-    this.#checkOutput(x, y, who);
-    this.#run(x, y, g, encoder);
+    checkOutput(this.ctx, y, x, this.name);
+    const batchStats = checkBatchStatsOutputs(this.ctx, opts.batchStats, g.c, this.#usesBatchStats(), this.name);
+    const epilogue = checkEpilogue(this.ctx, opts.epilogue, x, who);
+    this.#checkOutput(x, y, batchStats, who, epilogue);
+    this.#run(x, y, g, epilogue, encoder, batchStats);
   }
 
   /**
@@ -205,6 +285,7 @@ export abstract class BatchNorm {
       numFeatures: this.numFeatures,
       affine: this.affine,
       weight: this.weight,
+      bias: this.bias,
       version: this.#version,
       lastForward: this.#lastForward,
       assertAlive: () => this.assertAlive(),
@@ -212,29 +293,46 @@ export abstract class BatchNorm {
   }
 
   /** Output checks: shape and layout of x, and no memory shared with anything the forward reads. */
-  #checkOutput(x: Tensor, y: Tensor, who: string): void {
-    checkOutput(this.ctx, y, x, this.name);
+  #checkOutput(x: Tensor, y: Tensor | null, batchStats: BatchStatsOutputs | null, who: string, epilogue: ResolvedEpilogue | null): void {
+    if (y) checkOutput(this.ctx, y, x, this.name);
     const updatesRunning = this.#training && this.trackRunningStats;
     checkNoAliasing(
       this.ctx,
       who,
       [
         ['input', x],
+        ['epilogue.residual', epilogue?.residual ?? null],
         ['weight', this.weight],
         ['bias', this.bias],
         ...(updatesRunning ? [] : ([['running_mean', this.runningMean], ['running_var', this.runningVar]] as const)),
       ],
-      [['output', y], ...(updatesRunning ? ([['running_mean', this.runningMean], ['running_var', this.runningVar]] as const) : [])],
+      [
+        ['output', y],
+        ...(updatesRunning ? ([['running_mean', this.runningMean], ['running_var', this.runningVar]] as const) : []),
+        ['batchStats.mean', batchStats?.mean ?? null],
+        ['batchStats.invstd', batchStats?.invstd ?? null],
+        ['batchStats.variance', batchStats?.variance ?? null],
+      ],
     );
   }
 
   #check(x: Tensor): Geometry {
     const g = checkInput(this.ctx, x, 'input', this.ranks, this.numFeatures, this.name);
-    if (this.#training || !this.trackRunningStats) checkTrainingValues(g, x.shape, this.name);
+    if (this.#usesBatchStats() && this.convention.singleValue === 'error') checkTrainingValues(g, x.shape, this.name);
     return g;
   }
 
-  #run(x: Tensor, y: Tensor, g: Geometry, encoder?: GPUCommandEncoder): void {
+  #usesBatchStats(): boolean {
+    return this.#training || !this.trackRunningStats;
+  }
+
+  /** An empty training batch under a convention that skips it (tf.keras): nothing to compute or update. */
+  #skipsEmpty(x: Tensor): boolean {
+    this.ctx.assertOwnTensor(x, 'input');
+    return this.convention.emptyBatch === 'skip' && this.#usesBatchStats() && isEmptyBatch(x, this.ranks, this.numFeatures);
+  }
+
+  #run(x: Tensor, y: Tensor, g: Geometry, epilogue: ResolvedEpilogue | null, encoder?: GPUCommandEncoder, batchStats: BatchStatsOutputs | null = null): void {
     const useBatchStats = this.#training || !this.trackRunningStats;
     const updateRunning = this.#training && this.trackRunningStats;
     let record: ForwardRecord | null = null;
@@ -250,22 +348,24 @@ export abstract class BatchNorm {
       y,
       g,
       {
-        weight: this.weight,
-        bias: this.bias,
+        weight: this.#kernelWeight,
+        bias: this.#kernelBias,
         runningMean: this.runningMean,
         runningVar: this.runningVar,
-        eps: this.#eps,
-        momentum: this.#momentum,
+        eps: kernelEps(this.#settings),
+        update: runningUpdateOf(this.#settings),
         useBatchStats,
         updateRunning,
         tracked: this.#tracked,
+        batchStats,
+        epilogue,
       },
       this.#gpu,
       encoder,
       onFailure,
     );
     if (updateRunning) this.#tracked++;
-    record = { input: x, geometry: g, usedBatchStats: useBatchStats, saved, version: this.#version };
+    record = { input: x, output: y, epilogue, geometry: g, usedBatchStats: useBatchStats, saved, version: this.#version };
     this.#lastForward = record;
   }
 
@@ -281,18 +381,20 @@ export abstract class BatchNorm {
     gpu.device.queue.writeBuffer(this.#gpu.counter, 0, new Uint32Array([this.#tracked, this.#tracked, 0, 0]));
   }
 
-  /** The module's state with PyTorch's `state_dict()` keys; values are copies. */
+  /**
+   * The module's state with its convention's keys (PyTorch `state_dict()` keys by default; Keras
+   * gamma/beta/moving_mean/moving_variance; see `CONVENTIONS[name].stateNames`); values are copies.
+   */
   async stateDict(): Promise<StateDict> {
     this.assertAlive();
+    const names = this.convention.stateNames;
     const sd: StateDict = {};
-    if (this.weight && this.bias) {
-      sd.weight = await this.weight.read();
-      sd.bias = await this.bias.read();
-    }
+    if (this.weight) sd[names.weight] = await this.weight.read();
+    if (this.bias) sd[names.bias] = await this.bias.read();
     if (this.runningMean && this.runningVar) {
-      sd.running_mean = await this.runningMean.read();
-      sd.running_var = await this.runningVar.read();
-      sd.num_batches_tracked = this.#tracked;
+      sd[names.runningMean] = await this.runningMean.read();
+      sd[names.runningVar] = await this.runningVar.read();
+      if (names.tracked !== null) sd[names.tracked] = this.#tracked;
     }
     return sd;
   }
@@ -305,7 +407,7 @@ export abstract class BatchNorm {
    */
   loadStateDict(sd: StateDictInput): void {
     this.assertAlive();
-    const checked = checkStateDict(sd, this.numFeatures, this.affine, this.trackRunningStats, this.name);
+    const checked = checkStateDict(sd, this.numFeatures, this.convention.stateNames, { weight: this.scale, bias: this.center, running: this.trackRunningStats }, this.name);
     const write = (t: Tensor | null, v: Float32Array | undefined): void => {
       if (!t || !v) return;
       noteWrites([t], 0);
@@ -329,7 +431,7 @@ export abstract class BatchNorm {
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    for (const t of [this.weight, this.bias, this.runningMean, this.runningVar]) t?.destroy();
+    for (const t of [this.weight, this.bias, this.#kernelWeight, this.#kernelBias, this.runningMean, this.runningVar]) t?.destroy();
     if (this.#gpu && this.ctx.gpu) {
       this.ctx.gpu.retire(this.#gpu.counter);
       this.ctx.gpu.retire(this.#gpu.channelStats);

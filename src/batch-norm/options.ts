@@ -1,16 +1,37 @@
 import { ArgumentError } from '../errors.js';
+import type { ConventionName, MomentumMeaning, VarianceEstimator } from './conventions.js';
 
 /** Options shared by {@link BatchNorm1d}, {@link BatchNorm2d} and {@link BatchNorm3d}, as in PyTorch. */
 export interface BatchNormOptions {
-  /** Added to the variance inside the square root. Default 1e-5. Must be > 0. */
+  /**
+   * Whose batch norm to mimic: sets the defaults of every option below (eps, momentum and its
+   * meaning, variance estimator, state-dict names) and the edge-case rules, so that you can type
+   * your framework's own numbers. Default `'pytorch'` (R torch is the same). See `CONVENTIONS`.
+   */
+  convention?: ConventionName;
+  /** Added to the variance inside the square root. Default: the convention's (PyTorch 1e-5). Must be > 0 (≥ 0 where the convention accepts 0). */
   eps?: number;
   /**
-   * Weight of the new batch statistic in the running average. Default 0.1. `null` means a
-   * cumulative moving average (factor 1 / num_batches_tracked), as PyTorch's `momentum=None`.
+   * Running-average momentum, in the meaning of `momentumMeaning`. Default: the convention's
+   * (PyTorch 0.1). `null` means a cumulative moving average (factor 1 / num_batches_tracked), as
+   * PyTorch's `momentum=None`; only with `momentumMeaning: 'batch'`.
    */
   momentum?: number | null;
-  /** Learnable per-channel weight (init 1) and bias (init 0). Default true. */
+  /**
+   * Momentum for the running variance when it differs from the mean's (MATLAB `VarianceDecay`),
+   * in the same meaning. Default: `momentum`.
+   */
+  varianceMomentum?: number | null;
+  /** What `momentum` weighs: `'batch'` (PyTorch) or `'running'` (Keras, ONNX). Default: the convention's. */
+  momentumMeaning?: MomentumMeaning;
+  /** Variance that feeds running_var: `'unbiased'` (PyTorch) or `'biased'` (Keras 3, ONNX). Default: the convention's. */
+  varianceEstimator?: VarianceEstimator;
+  /** Learnable per-channel weight (init 1) and bias (init 0). Default true. Sets both `scale` and `center`. */
   affine?: boolean;
+  /** Learnable weight (Keras `scale`, gamma). Default `affine`. */
+  scale?: boolean;
+  /** Learnable bias (Keras `center`, beta). Default `affine`. */
+  center?: boolean;
   /**
    * Keep running_mean (init 0), running_var (init 1) and num_batches_tracked. Default true. When
    * false, evaluation also normalizes with batch statistics and no running buffers exist.
@@ -18,9 +39,9 @@ export interface BatchNormOptions {
   trackRunningStats?: boolean;
 }
 
-export function checkEps(eps: unknown, argument = 'eps'): number {
-  if (typeof eps !== 'number' || !Number.isFinite(eps) || eps <= 0) {
-    throw new ArgumentError(`${argument} must be a finite number > 0, got ${String(eps)}`);
+export function checkEps(eps: unknown, argument = 'eps', allowZero = false): number {
+  if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0 || (eps === 0 && !allowZero)) {
+    throw new ArgumentError(`${argument} must be a finite number ${allowZero ? '>= 0' : '> 0'}, got ${String(eps)}`);
   }
   return eps;
 }

@@ -1,6 +1,11 @@
 import { StateDictError } from '../errors.js';
+import type { StateNames } from './conventions.js';
 
-/** A module's state with PyTorch's `state_dict()` keys. Keys exist only where PyTorch has them. */
+/**
+ * A module's state. With the default PyTorch convention the keys are PyTorch's `state_dict()` keys,
+ * present only where PyTorch has them; other conventions use their framework's names (Keras
+ * `gamma`, `beta`, `moving_mean`, `moving_variance`, ...), which the index signature covers.
+ */
 export interface StateDict {
   weight?: Float32Array;
   bias?: Float32Array;
@@ -8,6 +13,7 @@ export interface StateDict {
   running_var?: Float32Array;
   /** PyTorch's int64 scalar buffer, as a number. */
   num_batches_tracked?: number;
+  [key: string]: Float32Array | number | undefined;
 }
 
 /** What `loadStateDict` accepts: arrays of numbers or Float32Arrays, and a number or bigint counter. */
@@ -17,22 +23,31 @@ export interface StateDictInput {
   running_mean?: Float32Array | readonly number[];
   running_var?: Float32Array | readonly number[];
   num_batches_tracked?: number | bigint;
+  [key: string]: Float32Array | readonly number[] | number | bigint | undefined;
 }
 
-const VECTOR_KEYS = ['weight', 'bias', 'running_mean', 'running_var'] as const;
+/** A checked state dict, by role rather than by name. */
+export interface CheckedState {
+  weight?: Float32Array;
+  bias?: Float32Array;
+  running_mean?: Float32Array;
+  running_var?: Float32Array;
+  num_batches_tracked?: number;
+}
 
-/** Validates a whole state dict against a module's configuration and returns float32 copies. */
-export function checkStateDict(
-  sd: StateDictInput,
-  channels: number,
-  affine: boolean,
-  tracking: boolean,
-  who: string,
-): StateDict {
+/** Which parts a module has. */
+export interface StateParts {
+  readonly weight: boolean;
+  readonly bias: boolean;
+  readonly running: boolean;
+}
+
+/** Validates a whole state dict against a module's configuration and names; returns float32 copies by role. */
+export function checkStateDict(sd: StateDictInput, channels: number, names: StateNames, parts: StateParts, who: string): CheckedState {
   if (sd === null || typeof sd !== 'object') {
-    throw new StateDictError(`${who}.loadStateDict: expected an object with PyTorch state_dict keys, got ${String(sd)}`);
+    throw new StateDictError(`${who}.loadStateDict: expected an object with keys [${expectedKeys(names, parts).join(', ')}], got ${String(sd)}`);
   }
-  const expected = [...(affine ? ['weight', 'bias'] : []), ...(tracking ? ['running_mean', 'running_var', 'num_batches_tracked'] : [])];
+  const expected = expectedKeys(names, parts);
   const given = Object.keys(sd);
   const missing = expected.filter((k) => !given.includes(k));
   const unexpected = given.filter((k) => !expected.includes(k));
@@ -43,8 +58,9 @@ export function checkStateDict(
         (unexpected.length ? `; unexpected [${unexpected.join(', ')}]` : ''),
     );
   }
-  const out: StateDict = {};
-  for (const key of VECTOR_KEYS) {
+  const out: CheckedState = {};
+  const roles = [['weight', names.weight], ['bias', names.bias], ['running_mean', names.runningMean], ['running_var', names.runningVar]] as const;
+  for (const [role, key] of roles) {
     const v = sd[key];
     if (v === undefined) continue;
     if (!(v instanceof Float32Array) && !Array.isArray(v)) {
@@ -56,9 +72,9 @@ export function checkStateDict(
     if (Array.isArray(v) && v.some((e) => typeof e !== 'number')) {
       throw new StateDictError(`${who}.loadStateDict: '${key}' contains a value that is not a number`);
     }
-    out[key] = Float32Array.from(v);
+    out[role] = Float32Array.from(v as ArrayLike<number>);
   }
-  const tracked = sd.num_batches_tracked;
+  const tracked = names.tracked === null ? undefined : sd[names.tracked];
   if (tracked !== undefined) {
     const n = typeof tracked === 'bigint' ? Number(tracked) : tracked;
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 0xffffffff) {
@@ -67,4 +83,12 @@ export function checkStateDict(
     out.num_batches_tracked = n;
   }
   return out;
+}
+
+function expectedKeys(names: StateNames, parts: StateParts): string[] {
+  return [
+    ...(parts.weight ? [names.weight] : []),
+    ...(parts.bias ? [names.bias] : []),
+    ...(parts.running ? [names.runningMean, names.runningVar, ...(names.tracked === null ? [] : [names.tracked])] : []),
+  ];
 }

@@ -1,6 +1,8 @@
 import type { BatchNormContext } from '../context.js';
 import { ArgumentError, InsufficientValuesError, ShapeError } from '../errors.js';
+import { BUFFER_COPY_DST } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
+import type { BatchStatsOutputs } from './forward.js';
 import { geometryOf, type Geometry } from './geometry.js';
 
 /** Checks `x` is a live input of this context with one of `ranks` and `channels` channels. */
@@ -54,4 +56,47 @@ export function checkOutput(ctx: BatchNormContext, y: Tensor, x: Tensor, who: st
     );
   }
   if (y === x) throw new ArgumentError(`${who}: output must not be the input tensor itself`);
+}
+
+/** True for an input of an accepted rank and channel count that holds no values (an empty batch). */
+export function isEmptyBatch(x: Tensor, ranks: readonly number[] | null, channels: number | null): boolean {
+  const rank = x.shape.length;
+  if (ranks ? !ranks.includes(rank) : rank < 2) return false;
+  if (channels !== null && x.shape[1] !== channels) return false;
+  return x.size === 0;
+}
+
+/**
+ * Checks the optional batch-statistics outputs: shape [C], this context, distinct, COPY_DST on
+ * WebGPU (they are filled by copies), and only where the forward computes batch statistics.
+ */
+export function checkBatchStatsOutputs(
+  ctx: BatchNormContext,
+  outputs: { mean?: Tensor | null; invstd?: Tensor | null; variance?: Tensor | null } | null | undefined,
+  channels: number,
+  usesBatchStats: boolean,
+  who: string,
+): BatchStatsOutputs | null {
+  if (outputs === undefined || outputs === null) return null;
+  if (typeof outputs !== 'object') throw new ArgumentError(`${who}: batchStats must be an object { mean?, invstd?, variance? }, got ${String(outputs)}`);
+  const mean = outputs.mean ?? null;
+  const invstd = outputs.invstd ?? null;
+  const variance = outputs.variance ?? null;
+  const given = [['batchStats.mean', mean], ['batchStats.invstd', invstd], ['batchStats.variance', variance]] as const;
+  if (!mean && !invstd && !variance) return null;
+  if (!usesBatchStats) {
+    throw new ArgumentError(`${who}: batchStats needs a forward that computes batch statistics (training, or trackRunningStats false); this one uses the running statistics`);
+  }
+  const seen = new Set<Tensor>();
+  for (const [name, t] of given) {
+    if (!t) continue;
+    checkChannelTensor(ctx, t, name, channels, who);
+    if (seen.has(t)) throw new ArgumentError(`${who}: ${name} is the same tensor as another batchStats output`);
+    seen.add(t);
+    const s = t.storage;
+    if (s.kind === 'gpu' && (s.buffer.usage & BUFFER_COPY_DST) === 0) {
+      throw new ArgumentError(`${who}: ${name} needs GPUBufferUsage.COPY_DST on buffer '${s.buffer.label}', its usage is 0x${s.buffer.usage.toString(16)}`);
+    }
+  }
+  return { mean, invstd, variance };
 }

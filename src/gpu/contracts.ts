@@ -26,8 +26,13 @@ export const PLANE_MEAN_OFFSET = 5;
 export const PLANE_MEAN_DY = 6;
 /** Backward: plane of sumDyXmu / M · invstd². */
 export const PLANE_PROJ_SCALE = 7;
+/**
+ * Training forward: plane of the biased batch variance. No stage reads it; the forward copies it
+ * (with PLANE_MEAN and PLANE_INVSTD) to callers who ask for the batch statistics.
+ */
+export const PLANE_BATCH_VAR = 8;
 /** Planes before the packed region. */
-export const CHANNEL_STATS_PLANES = 8;
+export const CHANNEL_STATS_PLANES = 9;
 
 // Bits of the kernels' `flags` uniform member. One bit, one meaning, in every shader.
 
@@ -47,6 +52,25 @@ export const FLAG_GRAD_BIAS = 32;
 export const FLAG_INPUT_CONSTANTS = 64;
 /** backward_prepare: the `invstd` binding holds a variance. */
 export const FLAG_FROM_VAR = 128;
+/** finalize: running_var gets the biased batch variance (Keras 3, ONNX, numpy-ml) instead of the unbiased one. */
+export const FLAG_BIASED_RUNNING_VAR = 256;
+/** backward_prepare: the forward's weight is bound (a SiLU epilogue recomputes its pre-activation). */
+export const FLAG_PREPARE_WEIGHT = 512;
+/** backward_prepare: the forward's bias is bound (a SiLU epilogue recomputes its pre-activation). */
+export const FLAG_PREPARE_BIAS = 1024;
+
+// Fused-epilogue activations: the values of the `ACTIVATION` override (shaders/common/epilogue.wgsl).
+
+/** No activation (the default). */
+export const ACTIVATION_NONE = 0;
+/** max(t, 0). */
+export const ACTIVATION_RELU = 1;
+/** hardtanh(t, min, max); ReLU6 is clamp(0, 6). */
+export const ACTIVATION_CLAMP = 2;
+/** t > 0 ? t : slope · t. */
+export const ACTIVATION_LEAKY_RELU = 3;
+/** t · sigmoid(t). */
+export const ACTIVATION_SILU = 4;
 
 /** vec4s per plane of channelStats for `channels` channels (the kernels' `planeStride` uniform). */
 export function planeStride(channels: number): number {

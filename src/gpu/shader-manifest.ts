@@ -9,15 +9,17 @@
 export const shaderManifest = {
   stats: ['stats.wgsl', 'common/lane-columns.wgsl', 'common/non-finite.wgsl'],
   finalize: ['finalize.wgsl', 'common/channel-stats-write.wgsl', 'common/non-finite.wgsl'],
-  normalize: ['normalize.wgsl', 'common/channel-stats-read.wgsl', 'common/channel-stats-write.wgsl', 'common/non-finite.wgsl'],
+  normalize: ['normalize.wgsl', 'common/channel-stats-read.wgsl', 'common/channel-stats-write.wgsl', 'common/non-finite.wgsl', 'common/epilogue.wgsl'],
   'backward-reduce': [
     'backward-reduce.wgsl',
     'common/lane-columns.wgsl',
     'common/channel-stats-read.wgsl',
     'common/channel-stats-write.wgsl',
     'common/non-finite.wgsl',
+    'common/epilogue.wgsl',
   ],
-  'backward-elementwise': ['backward-elementwise.wgsl', 'common/channel-stats-read.wgsl'],
+  'backward-elementwise': ['backward-elementwise.wgsl', 'common/channel-stats-read.wgsl', 'common/epilogue.wgsl'],
+  fold: ['fold.wgsl'],
 } as const satisfies Record<string, readonly [string, ...string[]]>;
 
 /** The prelude every module gets, relative to `shaders/`. */

@@ -1,0 +1,253 @@
+/**
+ * ONNX models (`.onnx`, a protobuf `ModelProto`): the graph's nodes and initializers, read with
+ * @bufbuild/protobuf's wire-format reader (no code generation, no eval, no schema compiler in the
+ * bundle). Only the fields needed here are decoded; every other field is skipped by wire type.
+ * Field numbers: onnx/onnx.proto (ModelProto, GraphProto, NodeProto, AttributeProto, TensorProto).
+ */
+import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import { ModelFileError } from '../errors.js';
+import { DTYPE_BYTES, decodeElements, elementCount, halfToFloat, type FileDtype, type FileTensor } from './file-tensor.js';
+
+/** One node of the graph, as ONNX names it. */
+export interface OnnxNode {
+  /** The node's name (may be empty in hand-written models). */
+  readonly name: string;
+  readonly opType: string;
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+  /** Scalar and list attributes by name (tensor and graph attributes are not decoded). */
+  readonly attributes: ReadonlyMap<string, number | string | readonly number[]>;
+}
+
+/** A model's graph: nodes in order and every constant tensor by name (initializers and Constant nodes). */
+export interface OnnxGraph {
+  readonly nodes: readonly OnnxNode[];
+  readonly constants: ReadonlyMap<string, FileTensor>;
+  /** The opset version of the default domain, or null if the model declares none. */
+  readonly opset: number | null;
+}
+
+// TensorProto.DataType (onnx.proto)
+const DATA_FLOAT = 1;
+const DATA_INT32 = 6;
+const DATA_INT64 = 7;
+const DATA_FLOAT16 = 10;
+const DATA_DOUBLE = 11;
+const DATA_BFLOAT16 = 16;
+const RAW_DTYPES: Readonly<Record<number, FileDtype>> = {
+  [DATA_FLOAT]: 'F32',
+  [DATA_INT32]: 'I32',
+  [DATA_INT64]: 'I64',
+  [DATA_FLOAT16]: 'F16',
+  [DATA_DOUBLE]: 'F64',
+  [DATA_BFLOAT16]: 'BF16',
+};
+// AttributeProto.AttributeType
+const ATTR_FLOAT = 1;
+const ATTR_INT = 2;
+const ATTR_STRING = 3;
+const ATTR_TENSOR = 4;
+const ATTR_FLOATS = 6;
+const ATTR_INTS = 7;
+
+/**
+ * Protobuf has no magic number; a ModelProto's first byte is the tag of one of its fields (ir_version
+ * 0x08 for every exporter we know, but field order is free), which rejects most other files early.
+ */
+const MODEL_FIRST_TAGS: readonly number[] = [0x08, 0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42, 0x72, 0xa2, 0xca];
+
+/** Reads repeated scalars, packed (length-delimited) or one per tag. */
+function repeated(r: BinaryReader, wire: WireType, read: (r: BinaryReader) => number, into: number[]): void {
+  if (wire === WireType.LengthDelimited) {
+    const end = r.uint32() + r.pos;
+    while (r.pos < end) into.push(read(r));
+  } else into.push(read(r));
+}
+
+const int64 = (r: BinaryReader): number => Number(r.int64());
+
+interface RawTensor {
+  name: string;
+  dims: number[];
+  dataType: number;
+  raw: Uint8Array | null;
+  floats: number[];
+  int32s: number[];
+  int64s: bigint[];
+  doubles: number[];
+  external: boolean;
+}
+
+function readTensor(bytes: Uint8Array): RawTensor {
+  const r = new BinaryReader(bytes);
+  const t: RawTensor = { name: '', dims: [], dataType: 0, raw: null, floats: [], int32s: [], int64s: [], doubles: [], external: false };
+  while (r.pos < r.len) {
+    const [field, wire] = r.tag();
+    if (field === 1) repeated(r, wire, int64, t.dims);
+    else if (field === 2) t.dataType = r.int32();
+    else if (field === 4) repeated(r, wire, (x) => x.float(), t.floats);
+    else if (field === 5) repeated(r, wire, (x) => x.int32(), t.int32s);
+    else if (field === 7) {
+      if (wire === WireType.LengthDelimited) {
+        const end = r.uint32() + r.pos;
+        while (r.pos < end) t.int64s.push(BigInt(r.int64()));
+      } else t.int64s.push(BigInt(r.int64()));
+    } else if (field === 8) t.name = r.string();
+    else if (field === 9) t.raw = r.bytes();
+    else if (field === 10) repeated(r, wire, (x) => x.double(), t.doubles);
+    else if (field === 13) {
+      t.external = true;
+      r.skip(wire, field);
+    } else if (field === 14) t.external = r.int32() === 1;
+    else r.skip(wire, field);
+  }
+  return t;
+}
+
+function toFileTensor(t: RawTensor): FileTensor {
+  const dtype = RAW_DTYPES[t.dataType];
+  if (t.external) throw new ModelFileError('EXTERNAL_DATA', `.onnx: tensor '${t.name}' is stored outside the model file (external data), which is not read`);
+  if (!dtype) throw new ModelFileError('UNSUPPORTED_DTYPE', `.onnx: tensor '${t.name}' has ONNX data type ${t.dataType}; only float, float16, bfloat16, double, int32 and int64 are read`);
+  const shape = t.dims;
+  const count = elementCount(shape);
+  let data: FileTensor['data'];
+  if (t.raw && t.raw.byteLength !== count * DTYPE_BYTES[dtype]) {
+    // Checked before decoding so a forged dims field cannot make us allocate for values that are not there.
+    throw new ModelFileError('TRUNCATED', `.onnx: tensor '${t.name}' has ${t.raw.byteLength} bytes of raw_data, dims [${shape.join(', ')}] of ${dtype} need ${count * DTYPE_BYTES[dtype]}`);
+  }
+  if (t.raw) data = decodeElements(t.raw, dtype, count);
+  else if (dtype === 'F32') data = Float32Array.from(t.floats);
+  else if (dtype === 'F64') data = Float32Array.from(t.doubles);
+  // float16 and bfloat16 values live in int32_data as their bit patterns (onnx.proto, int32_data).
+  else if (dtype === 'F16') data = Float32Array.from(t.int32s, (bits) => halfToFloat(bits & 0xffff));
+  else if (dtype === 'BF16') data = new Float32Array(new Uint32Array(Uint32Array.from(t.int32s, (bits) => (bits & 0xffff) << 16)).buffer);
+  else if (dtype === 'I32') data = Int32Array.from(t.int32s);
+  else data = BigInt64Array.from(t.int64s);
+  if (data.length !== count) {
+    throw new ModelFileError('TRUNCATED', `.onnx: tensor '${t.name}' has ${data.length} values, dims [${shape.join(', ')}] need ${count}`);
+  }
+  return { dtype, shape, data };
+}
+
+function readAttribute(bytes: Uint8Array): { name: string; value: number | string | readonly number[] | RawTensor | null } {
+  const r = new BinaryReader(bytes);
+  let name = '';
+  let type = 0;
+  let f = 0;
+  let i = 0;
+  let s: Uint8Array | null = null;
+  let t: RawTensor | null = null;
+  const floats: number[] = [];
+  const ints: number[] = [];
+  while (r.pos < r.len) {
+    const [field, wire] = r.tag();
+    if (field === 1) name = r.string();
+    else if (field === 20) type = r.int32();
+    else if (field === 2) f = r.float();
+    else if (field === 3) i = int64(r);
+    else if (field === 4) s = r.bytes();
+    else if (field === 5) t = readTensor(r.bytes());
+    else if (field === 7) repeated(r, wire, (x) => x.float(), floats);
+    else if (field === 8) repeated(r, wire, int64, ints);
+    else r.skip(wire, field);
+  }
+  const value =
+    type === ATTR_FLOAT ? f
+    : type === ATTR_INT ? i
+    : type === ATTR_STRING ? new TextDecoder().decode(s ?? new Uint8Array())
+    : type === ATTR_TENSOR ? t
+    : type === ATTR_FLOATS ? floats
+    : type === ATTR_INTS ? ints
+    : null;
+  return { name, value };
+}
+
+function readNode(bytes: Uint8Array, constants: Map<string, FileTensor>): OnnxNode {
+  const r = new BinaryReader(bytes);
+  const inputs: string[] = [];
+  const outputs: string[] = [];
+  let name = '';
+  let opType = '';
+  let domain = '';
+  const attributes = new Map<string, number | string | readonly number[]>();
+  let constantValue: RawTensor | null = null;
+  while (r.pos < r.len) {
+    const [field, wire] = r.tag();
+    if (field === 1) inputs.push(r.string());
+    else if (field === 2) outputs.push(r.string());
+    else if (field === 3) name = r.string();
+    else if (field === 4) opType = r.string();
+    else if (field === 7) domain = r.string();
+    else if (field === 5) {
+      const a = readAttribute(r.bytes());
+      if (a.value !== null && typeof a.value === 'object' && !Array.isArray(a.value)) {
+        if (a.name === 'value') constantValue = a.value as RawTensor;
+      } else if (a.value !== null) attributes.set(a.name, a.value as number | string | readonly number[]);
+    } else r.skip(wire, field);
+  }
+  // Exporters that keep constants as nodes (do_constant_folding=False) put BN parameters here.
+  if (opType === 'Constant' && (domain === '' || domain === 'ai.onnx') && constantValue && outputs[0] !== undefined) {
+    constants.set(outputs[0], toFileTensor(constantValue));
+  }
+  return { name, opType, inputs, outputs, attributes };
+}
+
+function readGraph(bytes: Uint8Array, constants: Map<string, FileTensor>): OnnxNode[] {
+  const r = new BinaryReader(bytes);
+  const nodes: OnnxNode[] = [];
+  while (r.pos < r.len) {
+    const [field, wire] = r.tag();
+    if (field === 1) nodes.push(readNode(r.bytes(), constants));
+    else if (field === 5) {
+      const t = readTensor(r.bytes());
+      constants.set(t.name, toFileTensor(t));
+    } else r.skip(wire, field);
+  }
+  return nodes;
+}
+
+/**
+ * Reads an ONNX model's graph: its nodes (name, op type, inputs, outputs, scalar attributes) and
+ * its constant tensors (initializers and Constant-node values), floats converted to float32.
+ * @throws ModelFileError BAD_MAGIC (not an ONNX ModelProto), TRUNCATED, CORRUPT, EXTERNAL_DATA or
+ *   UNSUPPORTED_DTYPE.
+ */
+export function parseOnnx(bytes: Uint8Array): OnnxGraph {
+  if (!MODEL_FIRST_TAGS.includes(bytes[0] ?? -1)) {
+    throw new ModelFileError('BAD_MAGIC', `.onnx: not an ONNX model (first byte 0x${(bytes[0] ?? 0).toString(16)} starts no ModelProto field)`);
+  }
+  try {
+    const r = new BinaryReader(bytes);
+    let graph: Uint8Array | null = null;
+    let irVersion: number | null = null;
+    let opset: number | null = null;
+    while (r.pos < r.len) {
+      const [field, wire] = r.tag();
+      if (field === 1 && wire === WireType.Varint) irVersion = int64(r);
+      else if (field === 7 && wire === WireType.LengthDelimited) graph = r.bytes();
+      else if (field === 8 && wire === WireType.LengthDelimited) {
+        const o = new BinaryReader(r.bytes());
+        let domain = '';
+        let version = 0;
+        while (o.pos < o.len) {
+          const [f, w] = o.tag();
+          if (f === 1) domain = o.string();
+          else if (f === 2) version = int64(o);
+          else o.skip(w, f);
+        }
+        if (domain === '' || domain === 'ai.onnx') opset = version;
+      } else r.skip(wire, field);
+    }
+    if (irVersion === null || graph === null) {
+      throw new ModelFileError('BAD_MAGIC', '.onnx: not an ONNX model (no ir_version or graph in the protobuf)');
+    }
+    const constants = new Map<string, FileTensor>();
+    const nodes = readGraph(graph, constants);
+    return { nodes, constants, opset };
+  } catch (err) {
+    if (err instanceof ModelFileError) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    if (/premature EOF|out of range|EOF/i.test(message)) throw new ModelFileError('TRUNCATED', `.onnx: the protobuf ends early (${message})`);
+    throw new ModelFileError('CORRUPT', `.onnx: not a valid ONNX protobuf (${message})`);
+  }
+}
