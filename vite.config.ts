@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { wgslShaders } from './build/wgsl-shaders.js';
 
 const swiftshaderIcd = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -6,6 +7,8 @@ export default defineConfig({
   // The benchmark app: index.html → bench/app/main.ts, built into dist-bench/ by
   // bench/run-browser.mjs (`npm start`). The library build lives in vite.lib.config.ts.
   publicDir: false,
+  // The library's shaders and their reflected layouts (virtual:bn-shaders), as in the library build.
+  plugins: [wgslShaders()],
   build: {
     outDir: 'dist-bench',
     emptyOutDir: true,

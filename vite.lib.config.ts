@@ -1,11 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
+import { wgslShaders } from './build/wgsl-shaders.js';
 
-// wgsl_reflect is MIT-licensed and bundled, so its notice travels with the bundle.
-const wgslReflectLicense = readFileSync(fileURLToPath(new URL('node_modules/wgsl_reflect/LICENSE.md', import.meta.url)), 'utf8')
-  .trim()
-  .replace(/\*\//g, '* /');
 const fflateLicense = readFileSync(fileURLToPath(new URL('node_modules/fflate/LICENSE', import.meta.url)), 'utf8')
   .trim()
   .replace(/\*\//g, '* /');
@@ -14,12 +11,14 @@ const commented = (text: string): string =>
     .split('\n')
     .map((line) => ` * ${line}`.trimEnd())
     .join('\n');
-// fflate (MIT, the .pt zip reader) and @bufbuild/protobuf's wire reader (the .onnx reader) are bundled too.
-const banner = `/*!\n * webgpu-batchnorm. Bundles wgsl_reflect (https://github.com/brendan-duncan/wgsl_reflect):\n *\n${commented(wgslReflectLicense)}\n *\n * fflate (https://github.com/101arrowz/fflate):\n *\n${commented(fflateLicense)}\n *\n * @bufbuild/protobuf (https://github.com/bufbuild/protobuf-es), Copyright 2021-2026 Buf Technologies, Inc.,\n * licensed under the Apache License, Version 2.0 (https://www.apache.org/licenses/LICENSE-2.0) and BSD-3-Clause.\n */`;
+// fflate (MIT, the .pt zip reader) and @bufbuild/protobuf's wire reader (the .onnx reader) are
+// bundled, so their notices travel with the bundle.
+const banner = `/*!\n * webgpu-batchnorm. Bundles fflate (https://github.com/101arrowz/fflate):\n *\n${commented(fflateLicense)}\n *\n * @bufbuild/protobuf (https://github.com/bufbuild/protobuf-es), Copyright 2021-2026 Buf Technologies, Inc.,\n * licensed under the Apache License, Version 2.0 (https://www.apache.org/licenses/LICENSE-2.0) and BSD-3-Clause.\n */`;
 
 /**
- * Library build: `dist/index.js`, one ES module with every `.wgsl?raw` shader inlined and
- * wgsl_reflect bundled, so the file imports as-is in Node and in a browser (no import map).
+ * Library build: `dist/index.js`, one ES module with every shader inlined together with its
+ * bind-group and uniform layouts, reflected at build time (build/wgsl-shaders.ts), so no WGSL
+ * parser ships and the file imports as-is in Node and in a browser (no import map).
  * Declarations come from `tsc -p tsconfig.build.json` afterwards (see the `build` script).
  *
  * Only `webgpu` (Dawn's Node bindings, an optional peer) stays external. src/gpu/acquire.ts
@@ -29,6 +28,7 @@ const banner = `/*!\n * webgpu-batchnorm. Bundles wgsl_reflect (https://github.c
 export default defineConfig({
   // Nothing from public/ or index.html belongs in the library.
   publicDir: false,
+  plugins: [wgslShaders()],
   build: {
     outDir: 'dist',
     // tsc writes the .d.ts files into dist/ after vite; vite empties it first so no stale output survives.
@@ -48,6 +48,9 @@ export default defineConfig({
       output: {
         // One file: no chunks even if a dynamic import of our own code appears.
         codeSplitting: false,
+        // TSDoc travels in dist/*.d.ts, where editors read it; the bundle keeps the code and its
+        // line comments (the why), and legal and bundler annotations.
+        comments: { jsdoc: false, legal: true, annotation: true },
         banner,
       },
     },

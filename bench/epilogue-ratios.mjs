@@ -71,7 +71,9 @@ async function main() {
   });
   const ctx = await lib.createContext({ backend: 'webgpu', device });
   const fallback = adapter.info?.isFallbackAdapter === true;
-  console.log(`adapter: ${adapter.info?.description || adapter.info?.vendor || '?'}${fallback ? ' (fallback adapter)' : ''}; rounds ${opts.rounds}, ~${opts.targetMs} ms per sample`);
+  console.log(
+    `adapter: ${adapter.info?.description || adapter.info?.vendor || '?'}${fallback ? ' (fallback adapter)' : ''}; rounds ${opts.rounds}, ~${opts.targetMs} ms per sample`,
+  );
 
   const source = readFileSync(join(ROOT, 'bench', 'harness', 'unfused-epilogue.wgsl'), 'utf8');
   const module = device.createShaderModule({ label: 'bench.ratios.unfused', code: source });
@@ -90,7 +92,11 @@ async function main() {
     const bytes = size * 4;
     const buffers = [];
     const buffer = (label, n = size, fill) => {
-      const b = device.createBuffer({ label: `bench.ratios.${label}`, size: n * 4, usage: USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST });
+      const b = device.createBuffer({
+        label: `bench.ratios.${label}`,
+        size: n * 4,
+        usage: USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST,
+      });
       if (fill) device.queue.writeBuffer(b, 0, fill);
       buffers.push(b);
       return b;
@@ -148,9 +154,22 @@ async function main() {
       ops[op] = [
         ['plain', (e) => plain.encodeForward(e, x, y)],
         ['fused relu', (e) => relu.encodeForward(e, x, y, { epilogue: { activation: 'relu' } })],
-        ['unfused relu', (e) => { plain.encodeForward(e, x, y); reluPass(e); }],
+        [
+          'unfused relu',
+          (e) => {
+            plain.encodeForward(e, x, y);
+            reluPass(e);
+          },
+        ],
         ['fused add+relu', (e) => addRelu.encodeForward(e, x, y, { epilogue: { activation: 'relu', residual: z } })],
-        ['unfused add+relu', (e) => { plain.encodeForward(e, x, y); addPass(e); reluAfterAdd(e); }],
+        [
+          'unfused add+relu',
+          (e) => {
+            plain.encodeForward(e, x, y);
+            addPass(e);
+            reluAfterAdd(e);
+          },
+        ],
       ];
     }
     {
@@ -173,10 +192,22 @@ async function main() {
       ops.backward = [
         ['plain', (e) => plain.encodeBackward(e, dy, grads)],
         ['fused relu', (e) => relu.encodeBackward(e, dy, grads)],
-        ['unfused relu', (e) => { reluBackward(e); unfused.encodeBackward(e, masked, grads); }],
+        [
+          'unfused relu',
+          (e) => {
+            reluBackward(e);
+            unfused.encodeBackward(e, masked, grads);
+          },
+        ],
         ['fused add+relu', (e) => addRelu.encodeBackward(e, dy, { ...grads, gradResidual: gr })],
         // Unfused add: autograd hands ReLU's gradient to both branches, so it costs nothing more.
-        ['unfused add+relu', (e) => { reluBackward(e); unfused.encodeBackward(e, masked, grads); }],
+        [
+          'unfused add+relu',
+          (e) => {
+            reluBackward(e);
+            unfused.encodeBackward(e, masked, grads);
+          },
+        ],
       ];
     }
 
@@ -210,7 +241,9 @@ async function main() {
         console.log(`  ${op.padEnd(8)} ${name.padEnd(17)} ${median(times[i]).toFixed(2).padStart(8)} ms${ratio}`);
       }
       const fusedVsUnfused = (f, u) => median(ratios[u].map((v, j) => v / ratios[f][j]));
-      console.log(`  ${op.padEnd(8)} unfused / fused:  relu ${fusedVsUnfused(1, 2).toFixed(2)}x, add+relu ${fusedVsUnfused(3, 4).toFixed(2)}x  (K = ${k}, ${opts.rounds} rounds)`);
+      console.log(
+        `  ${op.padEnd(8)} unfused / fused:  relu ${fusedVsUnfused(1, 2).toFixed(2)}x, add+relu ${fusedVsUnfused(3, 4).toFixed(2)}x  (K = ${k}, ${opts.rounds} rounds)`,
+      );
     }
     await ctx.sync();
     for (const m of modules) m.destroy();

@@ -13,11 +13,10 @@
  * Options (also as URL parameters of the page): --samples N, --target MS (per GPU sample),
  * --quick (two small cases), --impls a,b,c (the floors always run), --port P.
  */
-import { createReadStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import { dirname, extname, join, resolve, sep } from 'node:path';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { startStaticServer } from '../scripts/serve-static.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT_DIR = join(ROOT, 'dist-bench');
@@ -46,35 +45,6 @@ function parseArgs(argv) {
 const say = (line) => process.stdout.write(`${line}\n`);
 const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)}s`;
 
-/** scripts/serve-static.mjs when the project has it, else a minimal server with the same contract. */
-async function startServer(rootDir, port) {
-  const shared = join(ROOT, 'scripts', 'serve-static.mjs');
-  if (existsSync(shared)) {
-    const { startStaticServer } = await import(pathToFileURL(shared).href);
-    return startStaticServer(rootDir, port);
-  }
-  const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.css': 'text/css' };
-  const server = createServer(async (req, res) => {
-    let path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
-    if (path.endsWith('/')) path += 'index.html';
-    const file = resolve(rootDir, `.${path}`);
-    const ok = file.startsWith(resolve(rootDir) + sep) && (await stat(file).catch(() => null))?.isFile();
-    if (!ok) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'Content-Type': types[extname(file)] ?? 'application/octet-stream', 'Cache-Control': 'no-store' });
-    createReadStream(file).pipe(res);
-  });
-  await new Promise((r) => server.listen(port, '127.0.0.1', r));
-  const address = server.address();
-  return {
-    url: `http://127.0.0.1:${address.port}`,
-    port: address.port,
-    close: () => new Promise((r) => (server.closeAllConnections(), server.close(() => r()))),
-  };
-}
-
 /** Chromium path and flags: the project's shared ones (scripts/chromium-webgpu.mjs), plus developer features. */
 async function chromiumConfig() {
   const m = await import(pathToFileURL(join(ROOT, 'scripts', 'chromium-webgpu.mjs')).href);
@@ -83,7 +53,10 @@ async function chromiumConfig() {
 }
 
 function timestamp() {
-  return new Date().toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z');
+  return new Date()
+    .toISOString()
+    .replace(/[:]/g, '-')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 async function main() {
@@ -94,7 +67,7 @@ async function main() {
   const { build } = await import('vite');
   await build({ root: ROOT, configFile: join(ROOT, 'vite.config.ts'), logLevel: 'warn', mode: 'production' });
 
-  const server = await startServer(OUT_DIR, args.port);
+  const server = await startStaticServer(OUT_DIR, args.port);
   const { chromium } = await import('playwright-core');
   const { path, args: chromiumArgs } = await chromiumConfig();
   say(`[run-browser] ${elapsed()} serving ${OUT_DIR} at ${server.url}; launching ${path} ${chromiumArgs.join(' ')}`);

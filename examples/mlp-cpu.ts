@@ -29,7 +29,12 @@ export function createCpuTrainer(ctx: BatchNormContext, spec: ModelSpec, data: D
   const hidden: Hidden[] = [];
   for (let l = 0; l + 1 < layers; l++) {
     const width = sizes[l + 1] as number;
-    hidden.push({ z: new Float32Array(B * width), h: new Float32Array(B * width), a: new Float32Array(B * width), bn: spec.useBatchNorm ? new BatchNorm1d(ctx, width) : null });
+    hidden.push({
+      z: new Float32Array(B * width),
+      h: new Float32Array(B * width),
+      a: new Float32Array(B * width),
+      bn: spec.useBatchNorm ? new BatchNorm1d(ctx, width) : null,
+    });
   }
   const params: Float32Array[] = [];
   for (let l = 0; l < layers; l++) params.push(weights[l] as Float32Array, biases[l] as Float32Array);
@@ -147,7 +152,9 @@ export function createCpuTrainer(ctx: BatchNormContext, spec: ModelSpec, data: D
         } else dy = dh;
       }
       for (const t of inputs) t.destroy();
-      [...grads, ...bnGrads].forEach((g, i) => sgdStep(params[i] as Float32Array, g, velocities[i] as Float32Array));
+      [...grads, ...bnGrads].forEach((g, i) => {
+        sgdStep(params[i] as Float32Array, g, velocities[i] as Float32Array);
+      });
       steps++;
       last = { step: steps, loss: f.loss, accuracy: f.accuracy };
     },

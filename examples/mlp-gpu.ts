@@ -109,12 +109,18 @@ export function createGpuTrainer(ctx: BatchNormContext, spec: ModelSpec, data: D
 
   // Every parameter with its gradient, and a momentum buffer each.
   const params: Array<[Tensor, Tensor]> = [];
-  for (let l = 0; l < layers; l++) params.push([weights[l] as Tensor, gradWeights[l] as Tensor], [biases[l] as Tensor, gradBiases[l] as Tensor]);
+  for (let l = 0; l < layers; l++)
+    params.push([weights[l] as Tensor, gradWeights[l] as Tensor], [biases[l] as Tensor, gradBiases[l] as Tensor]);
   for (const hl of hidden) {
     if (hl.bn?.weight && hl.bn.bias && hl.gradWeight && hl.gradBias) params.push([hl.bn.weight, hl.gradWeight], [hl.bn.bias, hl.gradBias]);
   }
   const sgd = params.map(([p, g], i) =>
-    dispatch('sgd_momentum', { SIZE: p.size, LR: spec.learningRate, MOMENTUM: spec.momentum }, [p, g, zeros([p.size], `velocity${i}`)], p.size),
+    dispatch(
+      'sgd_momentum',
+      { SIZE: p.size, LR: spec.learningRate, MOMENTUM: spec.momentum },
+      [p, g, zeros([p.size], `velocity${i}`)],
+      p.size,
+    ),
   );
 
   // Dispatches, built once. Layer l reads the input of the batch (l = 0) or the previous ReLU.
@@ -125,7 +131,14 @@ export function createGpuTrainer(ctx: BatchNormContext, spec: ModelSpec, data: D
   const perBatch = (fn: (b: number) => Dispatch): Dispatch[] => Array.from({ length: batches }, (_, b) => fn(b));
 
   const linearForward = Array.from({ length: layers }, (_, l) =>
-    perBatch((b) => dispatch('linear_forward', dims(l), [inputOf(l, b), weights[l] as Tensor, biases[l] as Tensor, outputOf(l)], B * (sizes[l + 1] as number))),
+    perBatch((b) =>
+      dispatch(
+        'linear_forward',
+        dims(l),
+        [inputOf(l, b), weights[l] as Tensor, biases[l] as Tensor, outputOf(l)],
+        B * (sizes[l + 1] as number),
+      ),
+    ),
   );
   const linearBackwardParams = Array.from({ length: layers }, (_, l) =>
     perBatch((b) =>
@@ -139,11 +152,20 @@ export function createGpuTrainer(ctx: BatchNormContext, spec: ModelSpec, data: D
   );
   // dx of layer l (l ≥ 1) is dL/d(ReLU output) of hidden layer l − 1.
   const linearBackwardInput = Array.from({ length: layers }, (_, l) =>
-    l === 0 ? null : dispatch('linear_backward_input', dims(l), [gradOutputOf(l), weights[l] as Tensor, (hidden[l - 1] as Hidden).da], B * (sizes[l] as number)),
+    l === 0
+      ? null
+      : dispatch(
+          'linear_backward_input',
+          dims(l),
+          [gradOutputOf(l), weights[l] as Tensor, (hidden[l - 1] as Hidden).da],
+          B * (sizes[l] as number),
+        ),
   );
   const reluForward = hidden.map((hl) => dispatch('relu_forward', { SIZE: hl.h.size }, [hl.h, hl.a], hl.h.size));
   const reluBackward = hidden.map((hl) => dispatch('relu_backward', { SIZE: hl.h.size }, [hl.h, hl.da, hl.dh], hl.h.size));
-  const loss = perBatch((b) => dispatch('softmax_cross_entropy', { BATCH: B, CLASSES: classes }, [logits, ys[b] as Tensor, dlogits, perSample], B));
+  const loss = perBatch((b) =>
+    dispatch('softmax_cross_entropy', { BATCH: B, CLASSES: classes }, [logits, ys[b] as Tensor, dlogits, perSample], B),
+  );
   const batchMean = dispatch('batch_mean', { BATCH: B }, [perSample, lossStats], 1);
 
   const runPass = (encoder: GPUCommandEncoder, list: ReadonlyArray<Dispatch | null>): void => {
@@ -203,7 +225,11 @@ export function createGpuTrainer(ctx: BatchNormContext, spec: ModelSpec, data: D
       recordForward(encoder, b);
       for (let l = layers - 1; l >= 0; l--) {
         // Parameter gradients of layer l, then dL/d(ReLU output) below it.
-        runPass(encoder, [linearBackwardParams[l]?.[b] ?? null, linearBackwardInput[l] ?? null, l > 0 ? (reluBackward[l - 1] ?? null) : null]);
+        runPass(encoder, [
+          linearBackwardParams[l]?.[b] ?? null,
+          linearBackwardInput[l] ?? null,
+          l > 0 ? (reluBackward[l - 1] ?? null) : null,
+        ]);
         if (l === 0) break;
         const below = hidden[l - 1] as Hidden;
         below.bn?.encodeBackward(encoder, below.dh, { gradInput: below.dz, gradWeight: below.gradWeight, gradBias: below.gradBias });

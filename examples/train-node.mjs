@@ -5,7 +5,7 @@
  *
  *   node examples/train-node.mjs [--backend auto|webgpu|cpu] [--steps 400] [--seed 1] [--log-every 50]
  *
- * The example is TypeScript that imports WGSL with `?raw`, so it is loaded through Vite's SSR
+ * The example is TypeScript that imports WGSL (`?raw`, and the library's `virtual:bn-shaders`), so it is loaded through Vite's SSR
  * module loader (the same transform vitest uses); nothing is built first. Without a GPU, point
  * VK_ICD_FILENAMES at a Vulkan ICD such as SwiftShader's (done here when Chromium's exists).
  */
@@ -30,7 +30,8 @@ const logEvery = Number(option('log-every', '50'));
 const root = fileURLToPath(new URL('..', import.meta.url));
 const server = await createServer({
   root,
-  configFile: false,
+  // vite.config.ts brings the plugin that serves the library's shaders (virtual:bn-shaders).
+  configFile: fileURLToPath(new URL('../vite.config.ts', import.meta.url)),
   logLevel: 'error',
   appType: 'custom',
   server: { middlewareMode: true, hmr: false, ws: false },

@@ -60,12 +60,20 @@ function mustRun(cmd, args, env = process.env) {
 }
 
 function libraryExists(soname) {
-  const dirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib/x86_64-linux-gnu', '/lib/aarch64-linux-gnu', '/usr/lib', '/lib'];
+  const dirs = [
+    '/usr/lib/x86_64-linux-gnu',
+    '/usr/lib/aarch64-linux-gnu',
+    '/lib/x86_64-linux-gnu',
+    '/lib/aarch64-linux-gnu',
+    '/usr/lib',
+    '/lib',
+  ];
   return dirs.some((d) => existsSync(join(d, soname)));
 }
 
 /** Packages dpkg reports as fully installed, from one dpkg-query call. */
 function dpkgInstalled(names) {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own ${field} format, not a template
   const r = run('dpkg-query', ['-W', '-f=${Package} ${db:Status-Status}\\n', ...names]);
   if (r.error) return null; // no dpkg: not Debian
   const installed = new Set();
@@ -158,7 +166,8 @@ function npmStaleReason() {
     }
   }
   for (const key of Object.keys(hidden)) {
-    if (key.startsWith('node_modules/') && !(key in lock)) return `${key.slice('node_modules/'.length)} is installed but not in the lockfile`;
+    if (key.startsWith('node_modules/') && !(key in lock))
+      return `${key.slice('node_modules/'.length)} is installed but not in the lockfile`;
   }
   // Top-level packages must also be on disk (npm's record can outlive a deleted folder).
   for (const key of Object.keys(lock)) {

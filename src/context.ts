@@ -1,12 +1,5 @@
 import { optionsObject } from './arguments.js';
-import {
-  ArgumentError,
-  ContextMismatchError,
-  DestroyedError,
-  DeviceLimitError,
-  ShapeError,
-  WebGPUUnavailableError,
-} from './errors.js';
+import { ArgumentError, ContextMismatchError, DestroyedError, DeviceLimitError, ShapeError, WebGPUUnavailableError } from './errors.js';
 import { requestBatchNormDevice } from './gpu/acquire.js';
 import { FreeList } from './free-list.js';
 import { DEFAULT_GPU_POOL_BYTES, roundUp } from './gpu/buffer-pool.js';
@@ -111,11 +104,20 @@ export class BatchNormContext implements TensorOwner {
   readonly #cpuFree: FreeList<Float32Array>;
 
   /** @internal use {@link createContext} */
-  constructor(gpu: GpuRuntime | null, adapterInfo: GPUAdapterInfo | null, fallbackReason: string | null, cpuPoolBytes = DEFAULT_CPU_POOL_BYTES) {
+  constructor(
+    gpu: GpuRuntime | null,
+    adapterInfo: GPUAdapterInfo | null,
+    fallbackReason: string | null,
+    cpuPoolBytes = DEFAULT_CPU_POOL_BYTES,
+  ) {
     this.id = nextContextId++;
     this.gpu = gpu;
     this.poolBytes = gpu ? gpu.pool.capacityBytes : cpuPoolBytes;
-    this.#cpuFree = new FreeList(gpu ? 0 : cpuPoolBytes, (a) => a.byteLength, () => {});
+    this.#cpuFree = new FreeList(
+      gpu ? 0 : cpuPoolBytes,
+      (a) => a.byteLength,
+      () => {},
+    );
     this.backend = gpu ? 'webgpu' : 'cpu';
     this.device = gpu ? gpu.device : null;
     this.adapterInfo = adapterInfo;
@@ -192,7 +194,9 @@ export class BatchNormContext implements TensorOwner {
       throw new ArgumentError(`${label}: byteOffset must be a non-negative multiple of 4, got ${byteOffset}`);
     }
     if ((buffer.usage & BUFFER_STORAGE) === 0) {
-      throw new ArgumentError(`${label}: buffer '${buffer.label}' needs GPUBufferUsage.STORAGE, its usage is 0x${buffer.usage.toString(16)}`);
+      throw new ArgumentError(
+        `${label}: buffer '${buffer.label}' needs GPUBufferUsage.STORAGE, its usage is 0x${buffer.usage.toString(16)}`,
+      );
     }
     const align = this.gpu.device.limits.minStorageBufferOffsetAlignment;
     const start = byteOffset - (byteOffset % align);
@@ -203,7 +207,9 @@ export class BatchNormContext implements TensorOwner {
       );
     }
     if (needed - start > this.gpu.maxTensorBytes) {
-      throw new DeviceLimitError(`${label}: ${size * 4} bytes exceed the device's largest storage binding (${this.gpu.maxTensorBytes} bytes)`);
+      throw new DeviceLimitError(
+        `${label}: ${size * 4} bytes exceed the device's largest storage binding (${this.gpu.maxTensorBytes} bytes)`,
+      );
     }
     return new Tensor(this, shape, layout, { kind: 'gpu', buffer, byteOffset, owned: false }, label);
   }

@@ -1,4 +1,4 @@
-import { DestroyedError } from './errors.js';
+import { ArgumentError, DestroyedError } from './errors.js';
 
 /**
  * Memory order of a tensor whose logical shape is always (N, C, ...).
@@ -73,14 +73,19 @@ export class Tensor {
   }
 
   /**
-   * The GPU buffer behind this tensor, for zero-copy use with your own WebGPU code. Throws on CPU.
-   * A buffer the library allocated comes from its pool in size classes, so it can be larger than the
-   * tensor (by up to 1/16, at least to 16 bytes): bind `size * 4` bytes from
-   * {@link Tensor.byteOffset}, not the whole buffer.
+   * The GPU buffer behind this tensor, for zero-copy use with your own WebGPU code. Throws
+   * `ArgumentError` for a tensor of the CPU backend (its values live in a Float32Array) and
+   * `DestroyedError` after `destroy()`. A buffer the library allocated comes from its pool in size
+   * classes, so it can be larger than the tensor (by up to 1/16, at least to 16 bytes): bind
+   * `size * 4` bytes from {@link Tensor.byteOffset}, not the whole buffer.
    */
   get buffer(): GPUBuffer {
     const s = this.storage;
-    if (s.kind !== 'gpu') throw new DestroyedError(`tensor '${this.#label}' lives on the CPU backend and has no GPUBuffer`);
+    if (s.kind !== 'gpu') {
+      throw new ArgumentError(
+        `tensor '${this.#label}'.buffer: expected a tensor of the 'webgpu' backend, got one of the 'cpu' backend, which has no GPUBuffer (use read())`,
+      );
+    }
     return s.buffer;
   }
 

@@ -27,7 +27,14 @@ import { geometryOf } from '../src/batch-norm/geometry.js';
 import { BindGroupCache } from '../src/gpu/object-caches.js';
 import { reflectShader } from '../src/gpu/reflect.js';
 import { BACKENDS, caseCounter, contextFor, fromLayout, gaussian, rng, toLayout, type Backend } from './helpers/backends.js';
-import { loadFixture, runTorchReference, torchAvailable, type TorchCase, type TorchResult, type TorchState } from './helpers/torch-reference.js';
+import {
+  loadFixture,
+  runTorchReference,
+  torchAvailable,
+  type TorchCase,
+  type TorchResult,
+  type TorchState,
+} from './helpers/torch-reference.js';
 
 /**
  * Tolerances, per quantity, against PyTorch's float64 autograd on the same float32 inputs.
@@ -83,7 +90,9 @@ const worstOffset: Record<Backend, Record<Quantity, Worst>> = { webgpu: blank(),
 
 afterAll(() => {
   const line = (w: Record<Quantity, Worst>): string =>
-    QUANTITIES.map((q) => `${q} ${w[q].raw.toExponential(2)} (${w[q].rawRel.toExponential(2)}·max|ref|; ${(100 * w[q].ratio).toFixed(1)}% of tol)`).join('; ');
+    QUANTITIES.map(
+      (q) => `${q} ${w[q].raw.toExponential(2)} (${w[q].rawRel.toExponential(2)}·max|ref|; ${(100 * w[q].ratio).toFixed(1)}% of tol)`,
+    ).join('; ');
   for (const b of BACKENDS) {
     console.log(`[backward max |err| vs PyTorch] ${b}: ${line(worst[b])}`);
     console.log(`[backward max |err| vs PyTorch, offset data] ${b}: ${line(worstOffset[b])}`);
@@ -130,7 +139,14 @@ interface Grads64 {
 }
 
 /** The float64 formula on logical-order data. */
-function backward64(x: readonly number[], dy: readonly number[], shape: readonly number[], st: Stats64, weight: ArrayLike<number> | null, useBatchStats: boolean): Grads64 {
+function backward64(
+  x: readonly number[],
+  dy: readonly number[],
+  shape: readonly number[],
+  st: Stats64,
+  weight: ArrayLike<number> | null,
+  useBatchStats: boolean,
+): Grads64 {
   const { c } = channelsOf(shape);
   const out = { gradInput: new Float64Array(x.length), gradWeight: new Float64Array(c), gradBias: new Float64Array(c) };
   cpuBackward({ x, dy, mean: st.mean, invstd: st.invstd, weight, useBatchStats }, geometryOf(shape, 'channels_first'), out);
@@ -138,7 +154,14 @@ function backward64(x: readonly number[], dy: readonly number[], shape: readonly
 }
 
 /** Per-element and per-channel tolerance scales (before ρ), see the comment at the top. */
-function scales(x: readonly number[], dy: readonly number[], shape: readonly number[], st: Stats64, weight: ArrayLike<number> | null, useBatchStats: boolean): Grads64 {
+function scales(
+  x: readonly number[],
+  dy: readonly number[],
+  shape: readonly number[],
+  st: Stats64,
+  weight: ArrayLike<number> | null,
+  useBatchStats: boolean,
+): Grads64 {
   const { n, c, s } = channelsOf(shape);
   const gradInput = new Float64Array(x.length);
   const gradWeight = new Float64Array(c);
@@ -218,7 +241,9 @@ async function checkStep(spec: StepSpec, got: BackwardResult): Promise<void> {
       const tol = rho * (sc[q][i] as number);
       const err = Math.abs(a - shifted);
       if (!(err <= tol)) {
-        throw new Error(`${where}[${i}]: got ${a}, expected ${shifted} (PyTorch ${e}; |err| ${err.toExponential(3)} > tol ${tol.toExponential(3)})`);
+        throw new Error(
+          `${where}[${i}]: got ${a}, expected ${shifted} (PyTorch ${e}; |err| ${err.toExponential(3)} > tol ${tol.toExponential(3)})`,
+        );
       }
       for (const w of spec.offset ? [worst[spec.backend][q], worstOffset[spec.backend][q]] : [worst[spec.backend][q]]) {
         const raw = Math.abs(a - e);
@@ -257,7 +282,14 @@ function initialState(c: TorchCase): TorchState {
  * Runs every step of `c` (a module case: forward then backward on one instance; a functional case:
  * batchNormBackward with the statistics of that step) and checks its gradients against `r`.
  */
-async function runBackwardCase(ctx: BatchNormContext, backend: Backend, c: TorchCase, r: TorchResult, layout: Layout, offset: boolean): Promise<void> {
+async function runBackwardCase(
+  ctx: BatchNormContext,
+  backend: Backend,
+  c: TorchCase,
+  r: TorchResult,
+  layout: Layout,
+  offset: boolean,
+): Promise<void> {
   expect(r.error, `${c.name}: reference raised`).toBeNull();
   const init = initialState(c);
   const weight = init.weight;
@@ -268,7 +300,11 @@ async function runBackwardCase(ctx: BatchNormContext, backend: Backend, c: Torch
       const sd: Record<string, number[] | number> = {};
       if (init.weight && init.bias) Object.assign(sd, { weight: init.weight, bias: init.bias });
       if (init.running_mean && init.running_var) {
-        Object.assign(sd, { running_mean: init.running_mean, running_var: init.running_var, num_batches_tracked: c.init.num_batches_tracked ?? 0 });
+        Object.assign(sd, {
+          running_mean: init.running_mean,
+          running_var: init.running_var,
+          num_batches_tracked: c.init.num_batches_tracked ?? 0,
+        });
       }
       bn.loadStateDict(sd);
     }
@@ -403,7 +439,14 @@ function randomConfigs(count: number, seed: number): Config[] {
     if (N * S < 2) N = 2;
     const shape = [N, C, ...spatial];
     const size = N * C * S;
-    const module = kind === 'functional' ? 'functional' : kind === 'bn1d-2d' || kind === 'bn1d-3d' ? 'BatchNorm1d' : kind === 'bn2d' ? 'BatchNorm2d' : 'BatchNorm3d';
+    const module =
+      kind === 'functional'
+        ? 'functional'
+        : kind === 'bn1d-2d' || kind === 'bn1d-3d'
+          ? 'BatchNorm1d'
+          : kind === 'bn2d'
+            ? 'BatchNorm2d'
+            : 'BatchNorm3d';
     const scale = offset ? 0.1 : Math.exp(gaussian(next));
     const center = offset ? 1e4 : gaussian(next) * 3;
     const input = Array.from({ length: size }, () => Math.fround(center + scale * gaussian(next)));
@@ -546,14 +589,23 @@ describe.each(BACKENDS)('backward on %s', (backend) => {
   it('functional eval: running statistics and the equivalent saveMean/saveInvstd give the same gradients', async () => {
     const shape = [3, 4, 5];
     const next = rng(11);
-    const x = ctx.tensor(Float32Array.from({ length: 60 }, () => gaussian(next)), shape);
-    const dy = ctx.tensor(Float32Array.from({ length: 60 }, () => gaussian(next)), shape);
+    const x = ctx.tensor(
+      Float32Array.from({ length: 60 }, () => gaussian(next)),
+      shape,
+    );
+    const dy = ctx.tensor(
+      Float32Array.from({ length: 60 }, () => gaussian(next)),
+      shape,
+    );
     const weight = ctx.tensor([0.5, 1, 1.5, -2], [4]);
     const rmValues = Float32Array.from([0.1, -0.2, 0.3, 0]);
     const rvValues = Float32Array.from([0.5, 1, 2, 4]);
     const runningMean = ctx.tensor(rmValues, [4]);
     const runningVar = ctx.tensor(rvValues, [4]);
-    const saveInvstd = ctx.tensor(rvValues.map((v) => 1 / Math.sqrt(v + 1e-5)), [4]);
+    const saveInvstd = ctx.tensor(
+      rvValues.map((v) => 1 / Math.sqrt(v + 1e-5)),
+      [4],
+    );
     const a = batchNormBackward(ctx, { gradOutput: dy, input: x, weight, runningMean, runningVar, training: false });
     const b = batchNormBackward(ctx, { gradOutput: dy, input: x, weight, saveMean: runningMean, saveInvstd, training: false });
     for (const q of QUANTITIES) {
@@ -563,7 +615,9 @@ describe.each(BACKENDS)('backward on %s', (backend) => {
       const va = await ta.read();
       const vb = await tb.read();
       // invstd computed by the backend (float32 on WebGPU) vs rounded once to float32 here.
-      va.forEach((v, i) => expect(Math.abs(v - (vb[i] ?? NaN))).toBeLessThanOrEqual(4e-7 * (Math.abs(v) + 1)));
+      va.forEach((v, i) => {
+        expect(Math.abs(v - (vb[i] ?? NaN))).toBeLessThanOrEqual(4e-7 * (Math.abs(v) + 1));
+      });
     }
     await ctx.sync();
     count(backend);
@@ -662,7 +716,9 @@ describe.each(BACKENDS)('backward errors on %s', (backend) => {
 
   async function snapshot(bn: BatchNorm): Promise<string> {
     const sd = await bn.stateDict();
-    return JSON.stringify({ sd, tracked: bn.numBatchesTracked, live: ctx.stats.liveBuffers }, (_k, v: unknown) => (v instanceof Float32Array ? Array.from(v) : v));
+    return JSON.stringify({ sd, tracked: bn.numBatchesTracked, live: ctx.stats.liveBuffers }, (_k, v: unknown) =>
+      v instanceof Float32Array ? Array.from(v) : v,
+    );
   }
 
   /**
@@ -724,7 +780,7 @@ describe.each(BACKENDS)('backward errors on %s', (backend) => {
     bn.destroy();
   });
 
-  it("a destroyed forward input, module or gradOutput throws DestroyedError", async () => {
+  it('a destroyed forward input, module or gradOutput throws DestroyedError', async () => {
     const bn = new BatchNorm2d(ctx, 3);
     const x = ctx.tensor(data(1), shape);
     const dy = ctx.tensor(data(2), shape);
@@ -745,7 +801,12 @@ describe.each(BACKENDS)('backward errors on %s', (backend) => {
     const x = ctx.tensor(data(1), shape);
     const dy = ctx.tensor(data(2), shape);
     bn.forward(x).destroy();
-    await rejects(bn, () => bn.backward(dy, { outputMask: [true, true] as unknown as OutputMask }), ArgumentError, /outputMask must be an array of 3 booleans/);
+    await rejects(
+      bn,
+      () => bn.backward(dy, { outputMask: [true, true] as unknown as OutputMask }),
+      ArgumentError,
+      /outputMask must be an array of 3 booleans/,
+    );
     // affine = false: weight and bias gradients do not exist, whatever the mask says.
     const g = bn.backward(dy);
     expect(g.gradWeight).toBeNull();
@@ -758,18 +819,31 @@ describe.each(BACKENDS)('backward errors on %s', (backend) => {
       const gw = ctx.tensor([0, 0, 0], [3]);
       const wrong = ctx.tensor(data(3), [2, 3, 4]);
       await rejects(bn, () => bn.encodeBackward(enc, dy, { gradWeight: gw }), ArgumentError, /affine = false/);
-      await rejects(bn, () => bn.encodeBackward(enc, dy, { gradInput: dy }), ArgumentError, /gradInput \(.*\) shares memory with gradOutput/);
+      await rejects(
+        bn,
+        () => bn.encodeBackward(enc, dy, { gradInput: dy }),
+        ArgumentError,
+        /gradInput \(.*\) shares memory with gradOutput/,
+      );
       await rejects(bn, () => bn.encodeBackward(enc, dy, { gradInput: wrong }), ShapeError, /gradInput must match/);
       enc.finish();
     }
     const saveMean = ctx.tensor([0, 0, 0], [3]);
     const saveInvstd = ctx.tensor([1, 1, 1], [3]);
     expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, saveMean })).toThrow(/saveMean and saveInvstd are required/);
-    expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, training: false })).toThrow(/training is false: give runningMean and runningVar/);
-    expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, training: false, runningMean: saveMean })).toThrow(/must be given together/);
+    expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, training: false })).toThrow(
+      /training is false: give runningMean and runningVar/,
+    );
+    expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, training: false, runningMean: saveMean })).toThrow(
+      /must be given together/,
+    );
     expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, saveMean, saveInvstd: ctx.tensor([1, 1], [2]) })).toThrow(ShapeError);
-    expect(() => batchNormBackward(ctx, { gradOutput: ctx.tensor(data(1), [2, 3, 4]), input: x, saveMean, saveInvstd })).toThrow(ShapeError);
-    expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, runningMean: saveMean, runningVar: saveInvstd, training: false, eps: 0 })).toThrow(ArgumentError);
+    expect(() => batchNormBackward(ctx, { gradOutput: ctx.tensor(data(1), [2, 3, 4]), input: x, saveMean, saveInvstd })).toThrow(
+      ShapeError,
+    );
+    expect(() =>
+      batchNormBackward(ctx, { gradOutput: dy, input: x, runningMean: saveMean, runningVar: saveInvstd, training: false, eps: 0 }),
+    ).toThrow(ArgumentError);
     count(backend);
     await ctx.sync();
     bn.destroy();
@@ -805,8 +879,14 @@ describe('backward on webgpu: dispatches, bindings and allocation', () => {
 
   it('outputMask skips the work of gradients nobody asked for', async () => {
     const shape = [4, 3, 2, 2];
-    const x = ctx.tensor(Float32Array.from({ length: 48 }, (_, i) => Math.sin(i)), shape);
-    const dy = ctx.tensor(Float32Array.from({ length: 48 }, (_, i) => Math.cos(i)), shape);
+    const x = ctx.tensor(
+      Float32Array.from({ length: 48 }, (_, i) => Math.sin(i)),
+      shape,
+    );
+    const dy = ctx.tensor(
+      Float32Array.from({ length: 48 }, (_, i) => Math.cos(i)),
+      shape,
+    );
     const bn = new BatchNorm2d(ctx, 3);
     const run = (training: boolean, mask: OutputMask): { keys: string[]; submits: number } => {
       bn.train(training).forward(x).destroy();
@@ -842,8 +922,16 @@ describe('backward on webgpu: dispatches, bindings and allocation', () => {
     ];
     for (const [shape, layout] of variants) {
       const size = shape.reduce((a, b) => a * b, 1);
-      const x = ctx.tensor(Float32Array.from({ length: size }, (_, i) => Math.sin(i)), shape, { layout });
-      const dy = ctx.tensor(Float32Array.from({ length: size }, (_, i) => Math.cos(i)), shape, { layout });
+      const x = ctx.tensor(
+        Float32Array.from({ length: size }, (_, i) => Math.sin(i)),
+        shape,
+        { layout },
+      );
+      const dy = ctx.tensor(
+        Float32Array.from({ length: size }, (_, i) => Math.cos(i)),
+        shape,
+        { layout },
+      );
       const c = shape[1] ?? 0;
       const stats = ctx.tensor(new Float32Array(c).fill(1), [c]);
       const bn = new BatchNorm2d(ctx, c);
@@ -872,8 +960,16 @@ describe('backward on webgpu: dispatches, bindings and allocation', () => {
   it('a steady-state forward + backward allocates no GPU buffers and submits once each', async () => {
     const shape = [8, 4, 3, 3];
     const size = shape.reduce((a, b) => a * b, 1);
-    const x = ctx.tensor(Float32Array.from({ length: size }, (_, i) => Math.sin(i)), shape, { layout: 'channels_last' });
-    const dy = ctx.tensor(Float32Array.from({ length: size }, (_, i) => Math.cos(i)), shape, { layout: 'channels_last' });
+    const x = ctx.tensor(
+      Float32Array.from({ length: size }, (_, i) => Math.sin(i)),
+      shape,
+      { layout: 'channels_last' },
+    );
+    const dy = ctx.tensor(
+      Float32Array.from({ length: size }, (_, i) => Math.cos(i)),
+      shape,
+      { layout: 'channels_last' },
+    );
     const bn = new BatchNorm2d(ctx, 4);
     const step = (): void => {
       bn.forward(x).destroy();

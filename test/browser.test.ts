@@ -86,7 +86,9 @@ function buildPlan(): Planned[] {
             : {}),
         }
       : null;
-    const layouts = c.steps.some((s) => s.shape.length >= 3) ? (['channels_first', 'channels_last'] as const) : (['channels_first'] as const);
+    const layouts = c.steps.some((s) => s.shape.length >= 3)
+      ? (['channels_first', 'channels_last'] as const)
+      : (['channels_first'] as const);
     for (const layout of layouts) {
       out.push({
         source: c,
@@ -117,7 +119,8 @@ function compare(p: Planned, report: BrowserReport, maxErr: Record<string, numbe
   const got = report.cases.find((c) => c.id === p.planned.id);
   if (!got) return [`${p.planned.id}: no result from the page`];
   if (got.error) failures.push(`${p.planned.id}: threw ${got.error}`);
-  if (got.steps.length !== p.planned.steps.length) failures.push(`${p.planned.id}: ${got.steps.length} of ${p.planned.steps.length} steps ran`);
+  if (got.steps.length !== p.planned.steps.length)
+    failures.push(`${p.planned.id}: ${got.steps.length} of ${p.planned.steps.length} steps ran`);
   got.steps.forEach((s, k) => {
     const step = p.planned.steps[k];
     const ref = p.result.steps[k];
@@ -142,14 +145,23 @@ function compare(p: Planned, report: BrowserReport, maxErr: Record<string, numbe
       ['running_var', s.runningVar, state.running_var],
     ] as const) {
       if ((actual === null) !== (expected === null)) {
-        failures.push(`${p.planned.id} step ${k} ${what}: library ${actual ? 'has' : 'lacks'} it, PyTorch ${expected ? 'has' : 'lacks'} it`);
+        failures.push(
+          `${p.planned.id} step ${k} ${what}: library ${actual ? 'has' : 'lacks'} it, PyTorch ${expected ? 'has' : 'lacks'} it`,
+        );
       } else if (actual && expected) {
-        const c = checkClose(`${p.planned.id} step ${k} ${what}`, actual, expected, (i) => STATE_ABS + STATE_REL * Math.abs(expected[i] ?? 0));
+        const c = checkClose(
+          `${p.planned.id} step ${k} ${what}`,
+          actual,
+          expected,
+          (i) => STATE_ABS + STATE_REL * Math.abs(expected[i] ?? 0),
+        );
         if (c.failure) failures.push(c.failure);
       }
     }
     if (s.numBatchesTracked !== state.num_batches_tracked) {
-      failures.push(`${p.planned.id} step ${k} num_batches_tracked: ${String(s.numBatchesTracked)}, PyTorch ${String(state.num_batches_tracked)}`);
+      failures.push(
+        `${p.planned.id} step ${k} num_batches_tracked: ${String(s.numBatchesTracked)}, PyTorch ${String(state.num_batches_tracked)}`,
+      );
     }
   });
   return failures;

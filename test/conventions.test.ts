@@ -133,7 +133,12 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
 
   describe.each(PRESETS)('preset %s', (name) => {
     const h = hyperOf(name);
-    const options = { convention: name, eps: h.eps, momentum: h.momentum, ...(h.varianceMomentum === undefined ? {} : { varianceMomentum: h.varianceMomentum }) };
+    const options = {
+      convention: name,
+      eps: h.eps,
+      momentum: h.momentum,
+      ...(h.varianceMomentum === undefined ? {} : { varianceMomentum: h.varianceMomentum }),
+    };
     for (const n of [2, 7, 8]) {
       for (const layout of LAYOUTS) {
         it(`BatchNorm2d [${n}, 3, 1, 2] ${layout}: 3 training steps and eval match the framework`, async () => {
@@ -197,7 +202,9 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
       expect(Object.keys(sd)).toEqual(expected);
       const { [names.runningVar]: _dropped, ...missing } = sd;
       expect(() => bn.loadStateDict(missing)).toThrow(StateDictError);
-      expect(() => bn.loadStateDict(missing)).toThrow(new RegExp(`keys must be exactly \\[${expected.join(', ')}\\]; missing \\[${names.runningVar}\\]`));
+      expect(() => bn.loadStateDict(missing)).toThrow(
+        new RegExp(`keys must be exactly \\[${expected.join(', ')}\\]; missing \\[${names.runningVar}\\]`),
+      );
       bn.loadStateDict({ ...sd, [names.runningMean]: [1, 2, 3] });
       expect(Array.from((await bn.stateDict())[names.runningMean] as Float32Array)).toEqual([1, 2, 3]);
       bn.destroy();
@@ -241,12 +248,23 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
       for (const name of ['keras', 'tf-keras2-fused', 'onnx', 'numpy-ml', 'mathematica'] as const) {
         const bn = new BatchNorm1d(ctx, 3, { convention: name });
         const names = bn.convention.stateNames;
-        bn.loadStateDict({ [names.weight]: [2, 3, 4], [names.bias]: [0.25, -1, 3], [names.runningMean]: [1, 1, 1], [names.runningVar]: [2, 2, 2] });
+        bn.loadStateDict({
+          [names.weight]: [2, 3, 4],
+          [names.bias]: [0.25, -1, 3],
+          [names.runningMean]: [1, 1, 1],
+          [names.runningVar]: [2, 2, 2],
+        });
         const y = bn.forward(x);
         expect(Array.from(await y.read()), name).toEqual([0.25, -1, 3]);
         // Variance 0 enters the running variance: r = m·2 + (1 − m)·0.
         const m = CONVENTIONS[name].momentum;
-        close(`${backend} running`, `${name} single-value running_var`, (await readState(bn)).runningVar, [2 * m, 2 * m, 2 * m], () => 1e-6);
+        close(
+          `${backend} running`,
+          `${name} single-value running_var`,
+          (await readState(bn)).runningVar,
+          [2 * m, 2 * m, 2 * m],
+          () => 1e-6,
+        );
         y.destroy();
         bn.destroy();
       }
@@ -271,7 +289,9 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
       expect(() => new BatchNorm1d(ctx, 1, { eps: 0 })).toThrow(ArgumentError);
       expect(() => batchNorm(ctx, x, { training: true, eps: 0 })).toThrow(ArgumentError);
       // MATLAB: "Epsilon ... equal to or larger than 1e-5".
-      expect(() => new BatchNorm1d(ctx, 1, { convention: 'matlab', eps: 1e-6 })).toThrow(/eps must be >= 0.00001 under the 'matlab' convention/);
+      expect(() => new BatchNorm1d(ctx, 1, { convention: 'matlab', eps: 1e-6 })).toThrow(
+        /eps must be >= 0.00001 under the 'matlab' convention/,
+      );
       // tf.nn.fused_batch_norm raises epsilon to 1.001e-5 (tensorflow/python/ops/nn_impl.py).
       const x4 = ctx.tensor([1, 2, 3, 5], [4, 1, 1, 1]);
       const fused = new BatchNorm2d(ctx, 1, { convention: 'tf-keras2-fused', eps: 0 });
@@ -312,7 +332,9 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
       expect(() => new BatchNorm1d(ctx, 2, { convention: 'keras', momentum: null })).toThrow(/momentum must be a number in \[0, 1\]/);
       expect(() => new BatchNorm1d(ctx, 2, { momentum: null, varianceMomentum: 0.2 })).toThrow(ArgumentError);
       expect(() => new BatchNorm1d(ctx, 2, { momentumMeaning: 'new' as 'batch' })).toThrow(/momentumMeaning must be 'batch' or 'running'/);
-      expect(() => new BatchNorm1d(ctx, 2, { varianceEstimator: 'sample' as 'biased' })).toThrow(/varianceEstimator must be 'unbiased' or 'biased'/);
+      expect(() => new BatchNorm1d(ctx, 2, { varianceEstimator: 'sample' as 'biased' })).toThrow(
+        /varianceEstimator must be 'unbiased' or 'biased'/,
+      );
       expect(() => new BatchNorm1d(ctx, 2, { convention: 'caffe' as 'keras' })).toThrow(/convention must be one of 'pytorch', 'keras'/);
       const bn = new BatchNorm1d(ctx, 2, { convention: 'keras' });
       expect([bn.eps, bn.momentum, bn.momentumMeaning, bn.varianceEstimator]).toEqual([1e-3, 0.99, 'running', 'biased']);
@@ -325,7 +347,10 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
   });
 
   it('malformed convention arguments: every one a typed error, thrown before anything is allocated', () => {
-    const x = ctx.tensor(new Float32Array(8).map((_, i) => i), [2, 4]);
+    const x = ctx.tensor(
+      new Float32Array(8).map((_, i) => i),
+      [2, 4],
+    );
     const bn = new BatchNorm1d(ctx, 4, { convention: 'keras' });
     const bad = <T>(v: unknown): T => v as T;
     const c4 = ctx.tensor([1, 1, 1, 1], [4]);
@@ -368,12 +393,20 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
     const x = ctx.tensor(logical, shape);
     const dy = ctx.tensor([1, -1, 0.5, 2, -0.5, 1, 0, 3], shape);
     const mo = moments(logical, shape);
-    for (const [scale, center] of [[false, true], [true, false]] as const) {
+    for (const [scale, center] of [
+      [false, true],
+      [true, false],
+    ] as const) {
       const bn = new BatchNorm1d(ctx, 2, { convention: 'keras', scale, center });
       expect([bn.scale, bn.center, bn.affine, bn.weight === null, bn.bias === null]).toEqual([scale, center, false, !scale, !center]);
       const sd = await bn.stateDict();
       expect(Object.keys(sd)).toEqual([...(scale ? ['gamma'] : []), ...(center ? ['beta'] : []), 'moving_mean', 'moving_variance']);
-      bn.loadStateDict({ ...(scale ? { gamma: [2, 3] } : {}), ...(center ? { beta: [0.5, -0.5] } : {}), moving_mean: [0, 0], moving_variance: [1, 1] });
+      bn.loadStateDict({
+        ...(scale ? { gamma: [2, 3] } : {}),
+        ...(center ? { beta: [0.5, -0.5] } : {}),
+        moving_mean: [0, 0],
+        moving_variance: [1, 1],
+      });
       const y = bn.forward(x);
       const st: RefState = {
         weight: Float64Array.from(scale ? [2, 3] : [1, 1]),
@@ -402,7 +435,11 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
       const shape = [3, 5, 2, 3];
       const logical = Float64Array.from(Float32Array.from(randomData(next, 90, 5, 6)));
       const x = input(logical, shape, layout);
-      const out = { mean: ctx.tensor(new Float32Array(5), [5]), invstd: ctx.tensor(new Float32Array(5), [5]), variance: ctx.tensor(new Float32Array(5), [5]) };
+      const out = {
+        mean: ctx.tensor(new Float32Array(5), [5]),
+        invstd: ctx.tensor(new Float32Array(5), [5]),
+        variance: ctx.tensor(new Float32Array(5), [5]),
+      };
       const bn = new BatchNorm2d(ctx, 5, { convention: 'matlab' });
       bn.forward(x, { batchStats: out }).destroy();
       const mo = moments(logical, shape);
@@ -432,7 +469,12 @@ describe.each(BACKENDS)('conventions on %s', (backend) => {
     const rm = ctx.tensor([0, 0, 0], [3]);
     const rv = ctx.tensor([1, 1, 1], [3]);
     const y = batchNorm(ctx, x, { training: true, convention: 'keras', momentum: 0.9, runningMean: rm, runningVar: rv });
-    const st: RefState = { weight: Float64Array.from([1, 1, 1]), bias: new Float64Array(3), runningMean: new Float64Array(3), runningVar: Float64Array.from([1, 1, 1]) };
+    const st: RefState = {
+      weight: Float64Array.from([1, 1, 1]),
+      bias: new Float64Array(3),
+      runningMean: new Float64Array(3),
+      runningVar: Float64Array.from([1, 1, 1]),
+    };
     const ref = trainStepRef('keras', logical, shape, st, { eps: 1e-3, momentum: 0.9 });
     close(`${backend} y`, 'functional keras y', await y.read(), ref, Y_TOL(ref));
     close(`${backend} running`, 'functional keras running_mean', await rm.read(), st.runningMean, RUNNING_TOL(st.runningMean));
@@ -469,7 +511,10 @@ describe('conventions on webgpu: encodeForward', () => {
     if (!device) throw new Error('no device');
     const shape = [8, 4, 2, 2];
     const logical = Float64Array.from(Float32Array.from(randomData(rng(3), 128, 4, 4)));
-    const kernelsOf = (name: ConventionName, withStats: boolean): { keys: string[]; submits: number; y: Tensor; stats: Tensor; bn: BatchNorm } => {
+    const kernelsOf = (
+      name: ConventionName,
+      withStats: boolean,
+    ): { keys: string[]; submits: number; y: Tensor; stats: Tensor; bn: BatchNorm } => {
       const layout = CONVENTIONS[name].layout;
       const x = ctx.tensor(toLayout(logical, shape, layout), shape, { layout });
       const y = ctx.tensor(new Float32Array(128), shape, { layout });
@@ -488,14 +533,25 @@ describe('conventions on webgpu: encodeForward', () => {
       const strip = (keys: string[]): string[] => keys.map((k) => (k.split('|')[0] ?? '').replace(/_c[fl]\d$/, ''));
       expect(strip(r.keys), name).toEqual(strip(torch.keys));
       expect(r.submits).toBe(0);
-      const st: RefState = { weight: Float64Array.from([1, 1, 1, 1]), bias: new Float64Array(4), runningMean: new Float64Array(4), runningVar: Float64Array.from([1, 1, 1, 1]) };
+      const st: RefState = {
+        weight: Float64Array.from([1, 1, 1, 1]),
+        bias: new Float64Array(4),
+        runningMean: new Float64Array(4),
+        runningVar: Float64Array.from([1, 1, 1, 1]),
+      };
       const ref = trainStepRef(name, logical, shape, st, { eps: CONVENTIONS[name].eps, momentum: CONVENTIONS[name].momentum });
       const layout = CONVENTIONS[name].layout;
       close('webgpu y', `${name} encodeForward y`, fromLayout(await r.y.read(), shape, layout), ref, Y_TOL(ref));
       const state = await readState(r.bn);
       close('webgpu running', `${name} encodeForward running_var`, state.runningVar, st.runningVar, RUNNING_TOL(st.runningVar));
       const popVar = moments(logical, shape).popVar;
-      close('webgpu batch stats', `${name} encodeForward variance`, await r.stats.read(), popVar, (i) => 1e-5 * (1 + (popVar[i] as number)));
+      close(
+        'webgpu batch stats',
+        `${name} encodeForward variance`,
+        await r.stats.read(),
+        popVar,
+        (i) => 1e-5 * (1 + (popVar[i] as number)),
+      );
       r.bn.destroy();
       count('webgpu');
     }
@@ -505,7 +561,10 @@ describe('conventions on webgpu: encodeForward', () => {
     const device = ctx.device;
     if (!device) throw new Error('no device');
     const align = device.limits.minStorageBufferOffsetAlignment;
-    const buffer = device.createBuffer({ size: 3 * align, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
+    const buffer = device.createBuffer({
+      size: 3 * align,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+    });
     const mean = ctx.tensorFromBuffer(buffer, [3], { byteOffset: 0 });
     const variance = ctx.tensorFromBuffer(buffer, [3], { byteOffset: 2 * align });
     const shape = [5, 3, 2];
@@ -528,7 +587,10 @@ describe('conventions on webgpu: encodeForward', () => {
     const buffer = device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
     const t = ctx.tensorFromBuffer(buffer, [4]);
     const bn = new BatchNorm1d(ctx, 4);
-    const x = ctx.tensor(new Float32Array(8).map((_, i) => i), [2, 4]);
+    const x = ctx.tensor(
+      new Float32Array(8).map((_, i) => i),
+      [2, 4],
+    );
     const submits = ctx.stats.submits;
     expect(() => bn.forward(x, { batchStats: { mean: t } })).toThrow(/batchStats.mean needs GPUBufferUsage.COPY_DST/);
     expect(ctx.stats.submits).toBe(submits);

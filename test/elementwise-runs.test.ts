@@ -30,12 +30,42 @@ interface Case {
 
 const CASES: Case[] = [
   { shape: [40, 64, 8, 8], layout: 'channels_first', branch: 'cf vec4, whole rows', expect: (s) => s.blocksPerRow === 1 },
-  { shape: [4, 25, 10, 10], layout: 'channels_first', branch: 'cf vec4, split rows, short last run', expect: (s) => s.blocksPerRow > 1 && s.cols % s.runLength !== 0 && s.runLength > 1 },
-  { shape: [4, 25, 9, 9], layout: 'channels_first', branch: 'cf scalar, split rows, short last run', expect: (s) => s.blocksPerRow > 1 && s.cols % s.runLength !== 0 && s.runLength > 1 },
-  { shape: [8, 32, 19, 23], layout: 'channels_last', branch: 'cl vec4, 4-column groups, short last block', expect: (s) => s.cols / s.blocksPerRow === 4 && s.runLength > 1 && s.rows % s.runLength !== 0 },
-  { shape: [8, 12, 29, 31], layout: 'channels_last', branch: 'cl vec4, 1-column groups, short last block', expect: (s) => s.cols / s.blocksPerRow === 1 && s.runLength > 1 && s.rows % s.runLength !== 0 },
-  { shape: [300, 48], layout: 'channels_first', branch: '(N, C) rows, 4-column groups, short last block', expect: (s) => s.cols / s.blocksPerRow === 4 && s.runLength > 1 && s.rows % s.runLength !== 0 },
-  { shape: [6, 16], layout: 'channels_first', branch: '(N, C) rows, fewer rows than a run', expect: (s) => s.cols / s.blocksPerRow === 4 && s.runLength === 6 },
+  {
+    shape: [4, 25, 10, 10],
+    layout: 'channels_first',
+    branch: 'cf vec4, split rows, short last run',
+    expect: (s) => s.blocksPerRow > 1 && s.cols % s.runLength !== 0 && s.runLength > 1,
+  },
+  {
+    shape: [4, 25, 9, 9],
+    layout: 'channels_first',
+    branch: 'cf scalar, split rows, short last run',
+    expect: (s) => s.blocksPerRow > 1 && s.cols % s.runLength !== 0 && s.runLength > 1,
+  },
+  {
+    shape: [8, 32, 19, 23],
+    layout: 'channels_last',
+    branch: 'cl vec4, 4-column groups, short last block',
+    expect: (s) => s.cols / s.blocksPerRow === 4 && s.runLength > 1 && s.rows % s.runLength !== 0,
+  },
+  {
+    shape: [8, 12, 29, 31],
+    layout: 'channels_last',
+    branch: 'cl vec4, 1-column groups, short last block',
+    expect: (s) => s.cols / s.blocksPerRow === 1 && s.runLength > 1 && s.rows % s.runLength !== 0,
+  },
+  {
+    shape: [300, 48],
+    layout: 'channels_first',
+    branch: '(N, C) rows, 4-column groups, short last block',
+    expect: (s) => s.cols / s.blocksPerRow === 4 && s.runLength > 1 && s.rows % s.runLength !== 0,
+  },
+  {
+    shape: [6, 16],
+    layout: 'channels_first',
+    branch: '(N, C) rows, fewer rows than a run',
+    expect: (s) => s.cols / s.blocksPerRow === 4 && s.runLength === 6,
+  },
 ];
 
 /** Forward (train, eval) outputs and backward (train, eval) gradients of `mod` on x, dy. */

@@ -273,7 +273,12 @@ interface Got {
 function moduleFor(ctx: BatchNormContext, c: EpilogueCase): BatchNorm {
   const C = c.shape[1] ?? 1;
   const opts = { eps: c.eps, momentum: c.momentum };
-  const bn = c.shape.length === 5 ? new BatchNorm3d(ctx, C, opts) : c.shape.length === 4 ? new BatchNorm2d(ctx, C, opts) : new BatchNorm1d(ctx, C, opts);
+  const bn =
+    c.shape.length === 5
+      ? new BatchNorm3d(ctx, C, opts)
+      : c.shape.length === 4
+        ? new BatchNorm2d(ctx, C, opts)
+        : new BatchNorm1d(ctx, C, opts);
   bn.loadStateDict({
     weight: Float32Array.from(c.weight),
     bias: Float32Array.from(c.bias),
@@ -306,13 +311,25 @@ async function runPath(ctx: BatchNormContext, c: EpilogueCase, layout: Layout, p
       const bias = t(c.bias, [C], 'channels_first');
       const runningMean = t(c.runningMean, [C], 'channels_first');
       const runningVar = t(c.runningVar, [C], 'channels_first');
-      const y = batchNorm(ctx, x, { runningMean, runningVar, weight, bias, training: c.training, momentum: c.momentum, eps: c.eps, epilogue });
+      const y = batchNorm(ctx, x, {
+        runningMean,
+        runningVar,
+        weight,
+        bias,
+        training: c.training,
+        momentum: c.momentum,
+        eps: c.eps,
+        epilogue,
+      });
       owned.push(y);
       // The functional backward takes the statistics the forward normalized with, as ATen does:
       // float32 batch statistics (training) or the running ones (eval).
       const { mean, invstd } = stats64(c, c.input);
       const saved = c.training
-        ? { saveMean: t(Array.from(mean, Math.fround), [C], 'channels_first'), saveInvstd: t(Array.from(invstd, Math.fround), [C], 'channels_first') }
+        ? {
+            saveMean: t(Array.from(mean, Math.fround), [C], 'channels_first'),
+            saveInvstd: t(Array.from(invstd, Math.fround), [C], 'channels_first'),
+          }
         : { runningMean: t(c.runningMean, [C], 'channels_first'), runningVar: t(c.runningVar, [C], 'channels_first'), eps: c.eps };
       const r = batchNormBackward(ctx, { gradOutput: dy, input: x, weight, bias, training: c.training, ...saved, epilogue, output: y });
       for (const g of [r.gradInput, r.gradWeight, r.gradBias, r.gradResidual]) if (g) owned.push(g);
@@ -381,7 +398,10 @@ const worst: Record<Backend, Record<Quantity, number>> = {
   cpu: { output: 0, runningStats: 0, gradInput: 0, gradWeight: 0, gradBias: 0, gradResidual: 0 },
 };
 afterAll(() => {
-  for (const b of BACKENDS) console.log(`[epilogue max |err| vs PyTorch float64] ${b}: ${JSON.stringify(worst[b], (_k, v: unknown) => (typeof v === 'number' ? Number(v.toExponential(2)) : v))}`);
+  for (const b of BACKENDS)
+    console.log(
+      `[epilogue max |err| vs PyTorch float64] ${b}: ${JSON.stringify(worst[b], (_k, v: unknown) => (typeof v === 'number' ? Number(v.toExponential(2)) : v))}`,
+    );
 });
 
 /** Checks a path's results against the reference with the tolerances of the header. */
@@ -443,7 +463,8 @@ describe.runIf(available).each(BACKENDS)('fused epilogues vs PyTorch float64 aut
 
   it(`matches on ${CASES.length} configurations × layouts, through module, functional and encoder APIs`, async () => {
     // Every fourth case through the functional API, every fourth (WebGPU) through caller encoders.
-    const paths: Path[] = backend === 'webgpu' ? ['module', 'module', 'functional', 'encoder'] : ['module', 'module', 'functional', 'module'];
+    const paths: Path[] =
+      backend === 'webgpu' ? ['module', 'module', 'functional', 'encoder'] : ['module', 'module', 'functional', 'module'];
     let ran = 0;
     for (const [i, c] of CASES.entries()) {
       const ref = refs[i];
@@ -557,9 +578,9 @@ describe.each(BACKENDS)('epilogue errors and lifetimes on %s', (backend) => {
     const dy = ctx.tensor(values(0.9), shape);
     const m = ctx.tensor(new Float32Array(4), [4]);
     const v = ctx.tensor(new Float32Array(4).fill(1), [4]);
-    expect(() => batchNormBackward(ctx, { gradOutput: dy, input: x, saveMean: m, saveInvstd: v, epilogue: { activation: 'relu6' } })).toThrow(
-      /output \(the forward's y\) is required/,
-    );
+    expect(() =>
+      batchNormBackward(ctx, { gradOutput: dy, input: x, saveMean: m, saveInvstd: v, epilogue: { activation: 'relu6' } }),
+    ).toThrow(/output \(the forward's y\) is required/);
     for (const t of [x, dy, m, v]) t.destroy();
   });
 });
@@ -585,8 +606,12 @@ describe('epilogue on caller encoders (WebGPU)', () => {
     bn.encodeForward(encoder, x, y, { epilogue: { activation: 'relu' } });
     expect(() => bn.encodeBackward(encoder, dy, { gradInput: g, gradResidual: z })).toThrow(/no epilogue.residual/);
     bn.encodeForward(encoder, x, y, { epilogue: { activation: 'relu', residual: z } });
-    expect(() => bn.encodeBackward(encoder, dy, { gradInput: g, gradResidual: dy })).toThrow(/gradResidual .*shares memory with gradOutput/);
-    expect(() => bn.encodeBackward(encoder, dy, { gradInput: g, gradResidual: y })).toThrow(/gradResidual .*shares memory with the forward output/);
+    expect(() => bn.encodeBackward(encoder, dy, { gradInput: g, gradResidual: dy })).toThrow(
+      /gradResidual .*shares memory with gradOutput/,
+    );
+    expect(() => bn.encodeBackward(encoder, dy, { gradInput: g, gradResidual: y })).toThrow(
+      /gradResidual .*shares memory with the forward output/,
+    );
     // Residual gradient alone (gradInput not asked for) is a valid request.
     bn.encodeBackward(encoder, dy, { gradResidual: g });
     device.queue.submit([encoder.finish()]);
@@ -616,9 +641,14 @@ describe('epilogue on caller encoders (WebGPU)', () => {
       const yEval = bn.eval().forward(x, { epilogue: { activation, residual: z } });
       const withReduce = bn.backward(dy);
       const withoutReduce = bn.backward(dy, { outputMask: [true, false, false] });
-      expect(Array.from(await (withoutReduce.gradInput as Tensor).read())).toEqual(Array.from(await (withReduce.gradInput as Tensor).read()));
-      expect(Array.from(await (withoutReduce.gradResidual as Tensor).read())).toEqual(Array.from(await (withReduce.gradResidual as Tensor).read()));
-      for (const r of [full, withReduce, withoutReduce]) for (const t of [r.gradInput, r.gradWeight, r.gradBias, r.gradResidual]) t?.destroy();
+      expect(Array.from(await (withoutReduce.gradInput as Tensor).read())).toEqual(
+        Array.from(await (withReduce.gradInput as Tensor).read()),
+      );
+      expect(Array.from(await (withoutReduce.gradResidual as Tensor).read())).toEqual(
+        Array.from(await (withReduce.gradResidual as Tensor).read()),
+      );
+      for (const r of [full, withReduce, withoutReduce])
+        for (const t of [r.gradInput, r.gradWeight, r.gradBias, r.gradResidual]) t?.destroy();
       for (const t of [x, dy, z, y, yEval, alone]) t.destroy();
       bn.destroy();
     }
@@ -640,7 +670,12 @@ describe('epilogue on caller encoders (WebGPU)', () => {
         [[2, 6, 3, 3], 'channels_last'],
       ] as Array<[number[], Layout]>) {
         const n = s.reduce((a, b) => a * b, 1);
-        const mk = (k: number): Tensor => ctx.tensor(new Float32Array(n).map((_, i) => Math.sin(i * k)), s, { layout });
+        const mk = (k: number): Tensor =>
+          ctx.tensor(
+            new Float32Array(n).map((_, i) => Math.sin(i * k)),
+            s,
+            { layout },
+          );
         const [x, dy, y, z, gi, gr] = [mk(1.1), mk(0.9), mk(0.2), mk(0.7), mk(0.3), mk(0.4)];
         const bn = new BatchNorm2d(ctx, s[1] ?? 0);
         const step = (activation: Activation, training: boolean): void => {

@@ -56,7 +56,10 @@ describe.each(BACKENDS)('errors on %s', (backend) => {
   /** A module that has done two training steps, so its state is not the default. */
   async function trainedModule(): Promise<BatchNorm2d> {
     const bn = new BatchNorm2d(ctx, 3, { momentum: 0.3 });
-    const x = ctx.tensor(Float32Array.from({ length: 2 * 3 * 2 * 2 }, (_, i) => Math.sin(i) + i * 0.1), [2, 3, 2, 2]);
+    const x = ctx.tensor(
+      Float32Array.from({ length: 2 * 3 * 2 * 2 }, (_, i) => Math.sin(i) + i * 0.1),
+      [2, 3, 2, 2],
+    );
     bn.forward(x).destroy();
     bn.forward(x).destroy();
     x.destroy();
@@ -65,11 +68,7 @@ describe.each(BACKENDS)('errors on %s', (backend) => {
   }
 
   /** Runs `bad` on a trained module, checks the thrown class and message, and that nothing changed. */
-  async function expectRejected(
-    bad: (bn: BatchNorm2d) => unknown,
-    cls: typeof BatchNormError,
-    message: RegExp,
-  ): Promise<void> {
+  async function expectRejected(bad: (bn: BatchNorm2d) => unknown, cls: typeof BatchNormError, message: RegExp): Promise<void> {
     const bn = await trainedModule();
     const before = await snapshot(ctx, bn);
     let thrown: unknown = null;
@@ -88,7 +87,11 @@ describe.each(BACKENDS)('errors on %s', (backend) => {
   }
 
   const x4 = (shape: number[], layout: 'channels_first' | 'channels_last' = 'channels_first') =>
-    ctx.tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, i) => Math.cos(i)), shape, { layout });
+    ctx.tensor(
+      new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, i) => Math.cos(i)),
+      shape,
+      { layout },
+    );
 
   it('wrong rank', async () => {
     const x3 = x4([2, 3, 4]);
@@ -125,10 +128,16 @@ describe.each(BACKENDS)('errors on %s', (backend) => {
 
   it('one value per channel in training', async () => {
     const one = x4([1, 3, 1, 1]);
-    await expectRejected((bn) => bn.forward(one), InsufficientValuesError, /expected more than 1 value per channel when training.*\[1, 3, 1, 1\]/);
+    await expectRejected(
+      (bn) => bn.forward(one),
+      InsufficientValuesError,
+      /expected more than 1 value per channel when training.*\[1, 3, 1, 1\]/,
+    );
     // eval with running stats accepts it, like PyTorch
     const bn = await trainedModule();
-    bn.eval().forward(x4([1, 3, 1, 1])).destroy();
+    bn.eval()
+      .forward(x4([1, 3, 1, 1]))
+      .destroy();
     // without running stats, eval also uses batch statistics and must reject it
     const nt = new BatchNorm1d(ctx, 3, { trackRunningStats: false }).eval();
     expect(() => nt.forward(x4([1, 3]))).toThrow(InsufficientValuesError);
@@ -150,7 +159,9 @@ describe.each(BACKENDS)('errors on %s', (backend) => {
       expect(() => batchNorm(ctx, x4([2, 3]), { training: true, momentum })).toThrow(ArgumentError);
     }
     // the functional form takes no null momentum, as F.batch_norm
-    expect(() => batchNorm(ctx, x4([2, 3]), { training: true, momentum: null as unknown as number })).toThrow(/momentum must be a number in \[0, 1\]/);
+    expect(() => batchNorm(ctx, x4([2, 3]), { training: true, momentum: null as unknown as number })).toThrow(
+      /momentum must be a number in \[0, 1\]/,
+    );
     expect(() => new BatchNorm2d(ctx, 0)).toThrow(/numFeatures must be a positive integer/);
   });
 
@@ -177,6 +188,19 @@ describe.each(BACKENDS)('errors on %s', (backend) => {
     await expect(t.read()).rejects.toThrow(DestroyedError);
   });
 
+  it('.buffer of a tensor: a GPUBuffer on webgpu, ArgumentError on the cpu backend', () => {
+    const t = ctx.tensor(new Float32Array(4), [2, 2], { label: 'held' });
+    if (backend === 'cpu') {
+      expect(() => t.buffer).toThrow(ArgumentError);
+      expect(() => t.buffer).toThrow(/'held'\.buffer: expected a tensor of the 'webgpu' backend, got one of the 'cpu' backend/);
+    } else {
+      expect(t.buffer.size).toBeGreaterThanOrEqual(16);
+    }
+    t.destroy();
+    expect(() => t.buffer).toThrow(DestroyedError);
+    count(backend);
+  });
+
   it('output of the wrong shape or the input itself', async () => {
     const x = x4([2, 3, 2, 2]);
     const wrongShape = x4([2, 3, 4]);
@@ -188,12 +212,20 @@ describe.each(BACKENDS)('errors on %s', (backend) => {
 
   it('state dict with wrong keys, lengths or types', async () => {
     const good = { weight: [1, 1, 1], bias: [0, 0, 0], running_mean: [0, 0, 0], running_var: [1, 1, 1], num_batches_tracked: 4 };
-    await expectRejected((bn) => bn.loadStateDict({ ...good, weight: [1, 2] }), StateDictError, /'weight' must have length 3 \(numFeatures\), got 2/);
+    await expectRejected(
+      (bn) => bn.loadStateDict({ ...good, weight: [1, 2] }),
+      StateDictError,
+      /'weight' must have length 3 \(numFeatures\), got 2/,
+    );
     const { running_var: _rv, ...missing } = good;
     await expectRejected((bn) => bn.loadStateDict(missing), StateDictError, /missing \[running_var\]/);
     await expectRejected((bn) => bn.loadStateDict({ ...good, foo: [1] } as typeof good), StateDictError, /unexpected \[foo\]/);
     await expectRejected((bn) => bn.loadStateDict({ ...good, num_batches_tracked: -1 }), StateDictError, /num_batches_tracked/);
-    await expectRejected((bn) => bn.loadStateDict({ ...good, running_mean: ['a', 0, 0] as unknown as number[] }), StateDictError, /not a number/);
+    await expectRejected(
+      (bn) => bn.loadStateDict({ ...good, running_mean: ['a', 0, 0] as unknown as number[] }),
+      StateDictError,
+      /not a number/,
+    );
     const noAffine = new BatchNorm2d(ctx, 3, { affine: false });
     expect(() => noAffine.loadStateDict(good)).toThrow(/unexpected \[weight, bias\]/);
     noAffine.destroy();

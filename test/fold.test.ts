@@ -74,10 +74,14 @@ function biasTerms(c: FoldCase): number[] {
 describe('foldBatchNorm (CPU function) vs torch.nn.utils.fusion', () => {
   let maxRel = 0;
   let torchMaxRel = 0;
-  afterAll(() => console.log(`[fold] CPU max |Δ|/|ref| ${maxRel.toExponential(2)}; PyTorch float32 fusion ${torchMaxRel.toExponential(2)}`));
+  afterAll(() =>
+    console.log(`[fold] CPU max |Δ|/|ref| ${maxRel.toExponential(2)}; PyTorch float32 fusion ${torchMaxRel.toExponential(2)}`),
+  );
 
   it.each(cases.map((c) => [c.name, c] as const))('%s, channels_first', (_name, c) => {
-    const folded = foldBatchNorm({ weight: Float32Array.from(c.weight), weightShape: c.weight_shape, bias: c.bias }, c.bn, { eps: c.bn.eps });
+    const folded = foldBatchNorm({ weight: Float32Array.from(c.weight), weightShape: c.weight_shape, bias: c.bias }, c.bn, {
+      eps: c.bn.eps,
+    });
     const w = checkClose('weight', folded.weight, c.folded_weight, cpuTol(c.folded_weight));
     const b = checkClose('bias', folded.bias, c.folded_bias, cpuTol(c.folded_bias));
     expect(w.failure).toBeNull();
@@ -94,8 +98,12 @@ describe('foldBatchNorm (CPU function) vs torch.nn.utils.fusion', () => {
     const last = toChannelsLast(c.weight, c.weight_shape);
     const ref = toChannelsLast(c.folded_weight, c.weight_shape);
     // Keras DepthwiseConv2D stores k×k×C×M: the same memory as HWIO [k, k, 1, C·M].
-    const shape = c.groups > 1 && c.weight_shape[1] === 1 ? [...last.shape.slice(0, -2), c.groups, (c.weight_shape[0] ?? 0) / c.groups] : last.shape;
-    const folded = foldBatchNorm({ weight: last.values, weightShape: shape, bias: c.bias }, c.bn, { eps: c.bn.eps, layout: 'channels_last' });
+    const shape =
+      c.groups > 1 && c.weight_shape[1] === 1 ? [...last.shape.slice(0, -2), c.groups, (c.weight_shape[0] ?? 0) / c.groups] : last.shape;
+    const folded = foldBatchNorm({ weight: last.values, weightShape: shape, bias: c.bias }, c.bn, {
+      eps: c.bn.eps,
+      layout: 'channels_last',
+    });
     expect(checkClose('weight', folded.weight, ref.values, cpuTol(ref.values)).failure).toBeNull();
     expect(checkClose('bias', folded.bias, c.folded_bias, cpuTol(c.folded_bias)).failure).toBeNull();
   });
@@ -113,9 +121,13 @@ describe('foldBatchNorm (CPU function) vs torch.nn.utils.fusion', () => {
     expect(() => foldBatchNorm({ weight: new Float32Array(24), weightShape: [2, 4, 3] }, bn, { layout: 'channels_last' })).not.toThrow();
     expect(() => foldBatchNorm({ weight: new Float32Array(24), weightShape: [3, 8] }, bn, { layout: 'channels_last' })).toThrow(ShapeError);
     expect(() => foldBatchNorm({ weight: new Float32Array(23), weightShape: [3, 8] }, bn)).toThrow(/23 values/);
-    expect(() => foldBatchNorm({ weight: new Float32Array(24), weightShape: [3, 8], bias: [1, 2] }, bn)).toThrow(/bias has 2 values, expected 3/);
+    expect(() => foldBatchNorm({ weight: new Float32Array(24), weightShape: [3, 8], bias: [1, 2] }, bn)).toThrow(
+      /bias has 2 values, expected 3/,
+    );
     expect(() => foldBatchNorm({ weight: new Float32Array(24), weightShape: [3, 8] }, bn, { eps: 0 })).toThrow(ArgumentError);
-    expect(() => foldBatchNorm({ weight: new Float32Array(24), weightShape: [3, 8] }, { running_mean: [0, 0, 0], running_var: [1] })).toThrow(ShapeError);
+    expect(() =>
+      foldBatchNorm({ weight: new Float32Array(24), weightShape: [3, 8] }, { running_mean: [0, 0, 0], running_var: [1] }),
+    ).toThrow(ShapeError);
   });
 });
 
@@ -133,7 +145,13 @@ describe.each(BACKENDS)('foldBatchNormTensors on %s', (backend) => {
   const bnFor = (c: FoldCase): BatchNorm1d => {
     // The module class only decides accepted input ranks; folding reads its vectors and eps.
     const bn = new BatchNorm1d(ctx, c.bn.running_mean.length, { eps: c.bn.eps }).eval();
-    bn.loadStateDict({ weight: c.bn.weight, bias: c.bn.bias, running_mean: c.bn.running_mean, running_var: c.bn.running_var, num_batches_tracked: 1 });
+    bn.loadStateDict({
+      weight: c.bn.weight,
+      bias: c.bn.bias,
+      running_mean: c.bn.running_mean,
+      running_var: c.bn.running_var,
+      num_batches_tracked: 1,
+    });
     return bn;
   };
 
@@ -166,7 +184,9 @@ describe.each(BACKENDS)('foldBatchNormTensors on %s', (backend) => {
   it('validates before any work: channel mismatch, bias shape, no running stats, foreign tensors', async () => {
     const bn = new BatchNorm2d(ctx, 3).eval();
     expect(() => foldBatchNormTensors(bn, { weight: ctx.tensor(new Float32Array(8), [4, 2]) })).toThrow(ShapeError);
-    expect(() => foldBatchNormTensors(bn, { weight: ctx.tensor(new Float32Array(6), [3, 2]), bias: ctx.tensor(new Float32Array(2), [2]) })).toThrow(/layer.bias has shape \[2\], expected \[3\]/);
+    expect(() =>
+      foldBatchNormTensors(bn, { weight: ctx.tensor(new Float32Array(6), [3, 2]), bias: ctx.tensor(new Float32Array(2), [2]) }),
+    ).toThrow(/layer.bias has shape \[2\], expected \[3\]/);
     const plain = new BatchNorm2d(ctx, 3, { trackRunningStats: false });
     expect(() => foldBatchNormTensors(plain, { weight: ctx.tensor(new Float32Array(6), [3, 2]) })).toThrow(/trackRunningStats=false/);
     const other = await contextFor(backend);
@@ -196,13 +216,19 @@ describe('encodeFoldBatchNorm on webgpu', () => {
     count('cpu');
   });
 
-  it('records into the caller\'s encoder on caller buffers at offsets (zero-copy), refusing aliasing outputs', async () => {
+  it("records into the caller's encoder on caller buffers at offsets (zero-copy), refusing aliasing outputs", async () => {
     const c = cases.find((x) => x.name === 'conv2d_groups2');
     if (!c) throw new Error('fixture case missing');
     const device = ctx.device;
     if (!device) throw new Error('no device');
     const bn = new BatchNorm1d(ctx, c.bn.running_mean.length, { eps: c.bn.eps }).eval();
-    bn.loadStateDict({ weight: c.bn.weight, bias: c.bn.bias, running_mean: c.bn.running_mean, running_var: c.bn.running_var, num_batches_tracked: 1 });
+    bn.loadStateDict({
+      weight: c.bn.weight,
+      bias: c.bn.bias,
+      running_mean: c.bn.running_mean,
+      running_var: c.bn.running_var,
+      num_batches_tracked: 1,
+    });
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     const align = device.limits.minStorageBufferOffsetAlignment;
     const params = device.createBuffer({ label: 'test.fold.params', size: 4 * align + 4096, usage });
@@ -234,7 +260,9 @@ describe('encodeFoldBatchNorm on webgpu', () => {
     const terms = biasTerms(c);
     expect(checkClose('bias', fb, c.folded_bias, (i) => 2 ** -20 * (terms[i] ?? 0)).failure).toBeNull();
     const alias = { weight: ctx.tensorFromBuffer(params, c.weight_shape, { byteOffset: 2048 }), bias: out.bias };
-    expect(() => encodeFoldBatchNorm(device.createCommandEncoder(), bn, { weight, bias }, alias)).toThrow(/out.weight .*shares memory with layer.weight/);
+    expect(() => encodeFoldBatchNorm(device.createCommandEncoder(), bn, { weight, bias }, alias)).toThrow(
+      /out.weight .*shares memory with layer.weight/,
+    );
     const overlap = { weight: out.weight, bias: ctx.tensorFromBuffer(outputs, [c.bias?.length ?? 0], { byteOffset: 16 }) };
     expect(() => encodeFoldBatchNorm(device.createCommandEncoder(), bn, { weight, bias }, overlap)).toThrow(/overlap/);
     await ctx.sync();

@@ -24,7 +24,8 @@ const RUNS = [...BACKENDS.map((b) => [b, b] as const), ['webgpu', 'webgpu-coales
 describe.each(RUNS)('forward fixtures on %s (%s)', (backend, variant) => {
   let ctx: BatchNormContext;
   beforeAll(async () => {
-    ctx = variant === 'webgpu-coalesced' ? await createContext({ backend: 'webgpu', accessPattern: 'coalesced' }) : await contextFor(backend);
+    ctx =
+      variant === 'webgpu-coalesced' ? await createContext({ backend: 'webgpu', accessPattern: 'coalesced' }) : await contextFor(backend);
     expect(ctx.backend).toBe(backend);
   });
   afterAll(() => ctx.destroy());

@@ -19,7 +19,8 @@ function randomCase(index: number): TorchCase {
   const kinds: TorchModuleKind[] = ['BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'functional'];
   const module = kinds[index % kinds.length] as TorchModuleKind;
   const C = pick([1, 2, 3, 4, 5, 8, 12, 16]);
-  const spatialRank = module === 'BatchNorm1d' ? pick([0, 1]) : module === 'BatchNorm2d' ? 2 : module === 'BatchNorm3d' ? 3 : pick([0, 1, 2, 3]);
+  const spatialRank =
+    module === 'BatchNorm1d' ? pick([0, 1]) : module === 'BatchNorm2d' ? 2 : module === 'BatchNorm3d' ? 3 : pick([0, 1, 2, 3]);
   const spatial = (): number[] => Array.from({ length: spatialRank }, () => pick([1, 2, 3, 4, 5, 7, 8]));
   const affine = next() < 0.7;
   const track = next() < 0.75;
@@ -33,7 +34,7 @@ function randomCase(index: number): TorchCase {
   const evalSteps = 1 + Math.floor(next() * 2);
   let shapeSpatial = spatial();
   for (let k = 0; k < trainSteps + evalSteps; k++) {
-    const training = k < trainSteps || (!track && module === 'functional' ? true : false);
+    const training = k < trainSteps || (!track && module === 'functional');
     if (next() < 0.3) shapeSpatial = spatial();
     let n = 1 + Math.floor(next() * 6);
     const perChannel = n * shapeSpatial.reduce((a, b) => a * b, 1);
@@ -51,9 +52,18 @@ function randomCase(index: number): TorchCase {
   const init =
     next() < 0.4
       ? {
-          ...(affine ? { weight: Array.from({ length: C }, () => Math.fround(0.5 + next())), bias: Array.from({ length: C }, () => Math.fround(next() - 0.5)) } : {}),
+          ...(affine
+            ? {
+                weight: Array.from({ length: C }, () => Math.fround(0.5 + next())),
+                bias: Array.from({ length: C }, () => Math.fround(next() - 0.5)),
+              }
+            : {}),
           ...(track && module !== 'functional'
-            ? { running_mean: Array.from({ length: C }, () => Math.fround(offset + next())), running_var: Array.from({ length: C }, () => Math.fround(0.5 + next())), num_batches_tracked: Math.floor(next() * 6) }
+            ? {
+                running_mean: Array.from({ length: C }, () => Math.fround(offset + next())),
+                running_var: Array.from({ length: C }, () => Math.fround(0.5 + next())),
+                num_batches_tracked: Math.floor(next() * 6),
+              }
             : {}),
         }
       : undefined;

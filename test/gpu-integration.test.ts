@@ -4,14 +4,7 @@
  * seen after submission (validation, device loss) surfacing as typed errors.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  BatchNorm1d,
-  BatchNorm2d,
-  DeviceLostError,
-  GPUOperationError,
-  createContext,
-  type BatchNormContext,
-} from '../src/index.js';
+import { BatchNorm1d, BatchNorm2d, DeviceLostError, GPUOperationError, createContext, type BatchNormContext } from '../src/index.js';
 import { cpuBatchStats, invstdOf } from '../src/batch-norm/cpu.js';
 import { geometryOf } from '../src/batch-norm/geometry.js';
 import { caseCounter, checkClose, contextFor, gaussian, rng } from './helpers/backends.js';
@@ -29,7 +22,10 @@ function reference(x: Float32Array, shape: number[]): Float64Array {
   const g = geometryOf(shape, 'channels_first');
   const stats = cpuBatchStats(x, g);
   const invstd = invstdOf(stats.biasedVar, 1e-5);
-  return Float64Array.from(x, (v, i) => (v - (stats.mean[Math.floor(i / g.s) % g.c] as number)) * (invstd[Math.floor(i / g.s) % g.c] as number));
+  return Float64Array.from(
+    x,
+    (v, i) => (v - (stats.mean[Math.floor(i / g.s) % g.c] as number)) * (invstd[Math.floor(i / g.s) % g.c] as number),
+  );
 }
 
 describe('zero-copy and encoder integration', () => {
@@ -87,7 +83,9 @@ describe('zero-copy and encoder integration', () => {
     const xs = batches.map((b) => ctx.tensor(b, shape));
     const ys = batches.map(() => ctx.tensor(new Float32Array(30), shape));
     const encoder = device.createCommandEncoder();
-    xs.forEach((x, i) => bn.encodeForward(encoder, x, ys[i] ?? x));
+    xs.forEach((x, i) => {
+      bn.encodeForward(encoder, x, ys[i] ?? x);
+    });
     device.queue.submit([encoder.finish()]);
     const rm = await bn.runningMean?.read();
     const rv = await bn.runningVar?.read();
@@ -164,7 +162,10 @@ describe('errors after submission', () => {
     const device = ctx.device;
     if (!device) throw new Error('no device');
     const bn = new BatchNorm1d(ctx, 3);
-    const x = ctx.tensor(new Float32Array(12).map((_, i) => i), [4, 3]);
+    const x = ctx.tensor(
+      new Float32Array(12).map((_, i) => i),
+      [4, 3],
+    );
     device.destroy();
     await device.lost;
     expect(() => bn.forward(x)).toThrow(DeviceLostError);

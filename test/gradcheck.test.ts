@@ -17,7 +17,8 @@ function toMemory(logical: Float64Array, shape: readonly number[], layout: Layou
   const [n = 0, c = 0] = shape;
   const s = logical.length / (n * c);
   const out = new Float64Array(logical.length);
-  for (let i = 0; i < n; i++) for (let ch = 0; ch < c; ch++) for (let k = 0; k < s; k++) out[(i * s + k) * c + ch] = logical[(i * c + ch) * s + k] as number;
+  for (let i = 0; i < n; i++)
+    for (let ch = 0; ch < c; ch++) for (let k = 0; k < s; k++) out[(i * s + k) * c + ch] = logical[(i * c + ch) * s + k] as number;
   return out;
 }
 
@@ -26,7 +27,8 @@ function toLogical(memory: Float64Array, shape: readonly number[], layout: Layou
   const [n = 0, c = 0] = shape;
   const s = memory.length / (n * c);
   const out = new Float64Array(memory.length);
-  for (let i = 0; i < n; i++) for (let ch = 0; ch < c; ch++) for (let k = 0; k < s; k++) out[(i * c + ch) * s + k] = memory[(i * s + k) * c + ch] as number;
+  for (let i = 0; i < n; i++)
+    for (let ch = 0; ch < c; ch++) for (let k = 0; k < s; k++) out[(i * c + ch) * s + k] = memory[(i * s + k) * c + ch] as number;
   return out;
 }
 
@@ -113,7 +115,14 @@ function analytic(p: Problem, layout: Layout): { gradInput: Float64Array; gradWe
   }
   const out = { gradInput: new Float64Array(p.x.length), gradWeight: new Float64Array(c), gradBias: new Float64Array(c) };
   cpuBackward(
-    { x: toMemory(p.x, p.shape, layout), dy: toMemory(p.dy, p.shape, layout), mean, invstd, weight: p.weight, useBatchStats: p.running === null },
+    {
+      x: toMemory(p.x, p.shape, layout),
+      dy: toMemory(p.dy, p.shape, layout),
+      mean,
+      invstd,
+      weight: p.weight,
+      useBatchStats: p.running === null,
+    },
     g,
     out,
   );
@@ -161,7 +170,13 @@ describe('finite-difference gradient check of the CPU backward (float64)', () =>
             dy: Float64Array.from({ length: size }, () => gaussian(next)),
             weight: affine ? Float64Array.from({ length: c }, () => 0.5 + next()) : null,
             bias: affine ? Float64Array.from({ length: c }, () => gaussian(next)) : null,
-            running: mode === 'running' ? { mean: Float64Array.from({ length: c }, () => gaussian(next)), var: Float64Array.from({ length: c }, () => 0.5 + next()) } : null,
+            running:
+              mode === 'running'
+                ? {
+                    mean: Float64Array.from({ length: c }, () => gaussian(next)),
+                    var: Float64Array.from({ length: c }, () => 0.5 + next()),
+                  }
+                : null,
             eps: mode === 'running' ? 1e-5 : 0.1,
           };
           const x = p.x.slice();

@@ -19,7 +19,8 @@ function hardData(shape: number[], seed: number): Float32Array {
   const [n = 0, c = 0] = shape;
   const s = shape.slice(2).reduce((a, b) => a * b, 1);
   const out = new Float32Array(n * c * s);
-  for (let i = 0; i < n; i++) for (let ch = 0; ch < c; ch++) for (let k = 0; k < s; k++) out[(i * c + ch) * s + k] = 1e4 + ch + 0.1 * gaussian(next);
+  for (let i = 0; i < n; i++)
+    for (let ch = 0; ch < c; ch++) for (let k = 0; k < s; k++) out[(i * c + ch) * s + k] = 1e4 + ch + 0.1 * gaussian(next);
   return out;
 }
 
@@ -52,7 +53,10 @@ describe.each(BACKENDS)('hard data on %s', (backend) => {
   it.each(CASES)('$variant $shape', async ({ shape, layout }) => {
     const ctx = await contextFor(backend);
     try {
-      const logical = hardData(shape, shape.reduce((a, b) => a + b, 0));
+      const logical = hardData(
+        shape,
+        shape.reduce((a, b) => a + b, 0),
+      );
       const x = ctx.tensor(toLayout(logical, shape, layout), shape, { layout });
       const bn = shape.length === 2 ? new BatchNorm1d(ctx, shape[1] ?? 0) : new BatchNorm2d(ctx, shape[1] ?? 0);
       const y = fromLayout(await bn.forward(x).read(), shape, layout);

@@ -62,7 +62,11 @@ async function step(ctx: BatchNormContext, bn: BatchNorm1d, len: number): Promis
 describe('FreeList: byte cap, LRU by release time', () => {
   it('evicts the least recently released item over all keys, and take() returns the newest of a key', () => {
     const evicted: string[] = [];
-    const list = new FreeList<{ name: string; bytes: number }>(100, (i) => i.bytes, (i) => evicted.push(i.name));
+    const list = new FreeList<{ name: string; bytes: number }>(
+      100,
+      (i) => i.bytes,
+      (i) => evicted.push(i.name),
+    );
     list.put('a', { name: 'a1', bytes: 40 });
     list.put('b', { name: 'b1', bytes: 30 });
     const a2 = { name: 'a2', bytes: 40 };
@@ -79,10 +83,18 @@ describe('FreeList: byte cap, LRU by release time', () => {
 
   it('a cap of 0 keeps nothing; drain() empties without evicting', () => {
     const evicted: number[] = [];
-    const none = new FreeList<number>(0, () => 4, (i) => evicted.push(i));
+    const none = new FreeList<number>(
+      0,
+      () => 4,
+      (i) => evicted.push(i),
+    );
     none.put('k', 1);
     expect(evicted).toEqual([1]);
-    const some = new FreeList<number>(64, () => 4, (i) => evicted.push(i));
+    const some = new FreeList<number>(
+      64,
+      () => 4,
+      (i) => evicted.push(i),
+    );
     some.put('k', 2);
     some.put('j', 3);
     expect(some.drain().sort()).toEqual([2, 3]);
@@ -111,24 +123,27 @@ describe('sizeClass', () => {
 
 describe('createContext({ poolBytes })', () => {
   const bad: unknown[] = [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, '64', null, {}];
-  it.each(['cpu', 'webgpu', 'auto'] as const)('rejects invalid poolBytes with ArgumentError before touching any device (%s)', async (backend) => {
-    // Any access to this device would throw something other than ArgumentError.
-    const untouchable = new Proxy({} as GPUDevice, {
-      get(_t, prop): never {
-        throw new Error(`device.${String(prop)} was touched`);
-      },
-    });
-    for (const poolBytes of bad) {
-      const options = { backend, device: untouchable, poolBytes } as unknown as Parameters<typeof createContext>[0];
-      const err: unknown = await createContext(options).then(
-        () => null,
-        (e: unknown) => e,
-      );
-      expect(err, `poolBytes ${String(poolBytes)}`).toBeInstanceOf(ArgumentError);
-      expect((err as Error).message).toMatch(/poolBytes must be a non-negative integer/);
-    }
-    if (backend !== 'auto') count(backend);
-  });
+  it.each(['cpu', 'webgpu', 'auto'] as const)(
+    'rejects invalid poolBytes with ArgumentError before touching any device (%s)',
+    async (backend) => {
+      // Any access to this device would throw something other than ArgumentError.
+      const untouchable = new Proxy({} as GPUDevice, {
+        get(_t, prop): never {
+          throw new Error(`device.${String(prop)} was touched`);
+        },
+      });
+      for (const poolBytes of bad) {
+        const options = { backend, device: untouchable, poolBytes } as unknown as Parameters<typeof createContext>[0];
+        const err: unknown = await createContext(options).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(err, `poolBytes ${String(poolBytes)}`).toBeInstanceOf(ArgumentError);
+        expect((err as Error).message).toMatch(/poolBytes must be a non-negative integer/);
+      }
+      if (backend !== 'auto') count(backend);
+    },
+  );
 
   it.each(BACKENDS)('defaults and explicit values show in ctx.poolBytes (%s)', async (backend) => {
     const byDefault = await contextFor(backend);

@@ -180,7 +180,12 @@ describe('.safetensors', () => {
   it.runIf(torchAvailable())('round-trips a trained BatchNorm2d through Python (hand-written reader) into torch', async () => {
     const ctx = await contextFor('cpu');
     const bn = new BatchNorm2d(ctx, 3, { momentum: 0.3 });
-    bn.forward(ctx.tensor(Float32Array.from({ length: 2 * 3 * 2 * 2 }, (_, i) => Math.sin(i * 1.7) * 3 + i * 0.1), [2, 3, 2, 2])).destroy();
+    bn.forward(
+      ctx.tensor(
+        Float32Array.from({ length: 2 * 3 * 2 * 2 }, (_, i) => Math.sin(i * 1.7) * 3 + i * 0.1),
+        [2, 3, 2, 2],
+      ),
+    ).destroy();
     const sd = await bn.stateDict();
     const dir = mkdtempSync(join(tmpdir(), 'bn-st-'));
     try {
@@ -236,7 +241,8 @@ function onnxTensor(name: string, dims: number[], fill: (w: BinaryWriter) => voi
   fill(w);
   return w.finish();
 }
-const floatAttr = (name: string, v: number): Uint8Array => new BinaryWriter().tag(1, 2).string(name).tag(20, 0).int32(1).tag(2, 5).float(v).finish();
+const floatAttr = (name: string, v: number): Uint8Array =>
+  new BinaryWriter().tag(1, 2).string(name).tag(20, 0).int32(1).tag(2, 5).float(v).finish();
 const halfBits = (v: number): number => {
   // Exact for the small dyadic values used below.
   const f = new DataView(new ArrayBuffer(4));
@@ -281,9 +287,22 @@ describe('.onnx', () => {
     const model = onnxModel(
       [
         onnxNode('bnA', 'BatchNormalization', ['x', 's', 'b', 'm', 'v'], ['y'], [floatAttr('epsilon', 1e-3), floatAttr('momentum', 0.99)]),
-        onnxNode('cst', 'Constant', [], ['vConst'], [
-          new BinaryWriter().tag(1, 2).string('value').tag(20, 0).int32(4).tag(5, 2).bytes(onnxTensor('', [2], (w) => w.tag(4, 2).fork().float(4).float(9).join(), 1)).finish(),
-        ]),
+        onnxNode(
+          'cst',
+          'Constant',
+          [],
+          ['vConst'],
+          [
+            new BinaryWriter()
+              .tag(1, 2)
+              .string('value')
+              .tag(20, 0)
+              .int32(4)
+              .tag(5, 2)
+              .bytes(onnxTensor('', [2], (w) => w.tag(4, 2).fork().float(4).float(9).join(), 1))
+              .finish(),
+          ],
+        ),
         onnxNode('bnB', 'BatchNormalization', ['y', 's', 'b', 'm', 'vConst'], ['z']),
       ],
       [
@@ -396,8 +415,12 @@ describe('.pt training checkpoints', () => {
   it('reads nested dicts and an optimizer state (int keys, lists, tuples, floats) as dotted tensor names', () => {
     const file = parseModelFile(bytesOf('checkpoint.pt'));
     const want = (expected as unknown as { checkpoint: Record<string, number[]> }).checkpoint;
-    expect(Array.from((file.tensors.get('model.bn1.running_mean')?.data ?? []) as Float32Array)).toEqual((want['bn1.running_mean'] ?? []).map(Math.fround));
-    expect(Array.from((file.tensors.get('optimizer.state.0.exp_avg')?.data ?? []) as Float32Array)).toEqual((want['exp_avg_0'] ?? []).map(Math.fround));
+    expect(Array.from((file.tensors.get('model.bn1.running_mean')?.data ?? []) as Float32Array)).toEqual(
+      (want['bn1.running_mean'] ?? []).map(Math.fround),
+    );
+    expect(Array.from((file.tensors.get('optimizer.state.0.exp_avg')?.data ?? []) as Float32Array)).toEqual(
+      (want['exp_avg_0'] ?? []).map(Math.fround),
+    );
     expect(file.batchNorms.map((l) => l.name)).toEqual(['model.bn1', 'model.layer1.0.bn1', 'model.head.norm']);
     // Non-tensor values (epoch, note, lr, param_groups) are not tensors and are skipped.
     expect([...file.tensors.keys()].some((k) => k.startsWith('epoch') || k.startsWith('optimizer.param_groups'))).toBe(false);
@@ -429,7 +452,8 @@ describe('damaged files never crash the readers', () => {
     };
     for (let n = 0; n < pickle.length; n += 7) expect(() => parseModelFile(withPickle(pickle.subarray(0, n)))).toThrow(ModelFileError);
     const st = bytesOf('state.safetensors');
-    for (let n = 0; n < st.length; n += 13) expect(() => parseModelFile(st.subarray(0, n), { format: 'safetensors' })).toThrow(ModelFileError);
+    for (let n = 0; n < st.length; n += 13)
+      expect(() => parseModelFile(st.subarray(0, n), { format: 'safetensors' })).toThrow(ModelFileError);
     const onnx = bytesOf('bn.onnx');
     for (let n = 0; n < onnx.length; n += 11) onlyTypedErrors(onnx.subarray(0, n), 'onnx');
     const next = rng(9);

@@ -42,8 +42,7 @@ function data(shape: number[], seed: number, special: (c: number, k: number, v: 
   const s = shape.slice(2).reduce((a, b) => a * b, 1);
   const out: number[] = [];
   for (let i = 0; i < n; i++)
-    for (let ch = 0; ch < c; ch++)
-      for (let j = 0; j < s; j++) out.push(Math.fround(special(ch, i * s + j, 0.5 * ch + gaussian(next))));
+    for (let ch = 0; ch < c; ch++) for (let j = 0; j < s; j++) out.push(Math.fround(special(ch, i * s + j, 0.5 * ch + gaussian(next))));
   return out;
 }
 
@@ -70,30 +69,92 @@ const BIG = [8, 3, 16, 16]; // every channel split over many invocations and par
 
 const CASES: TorchCase[] = [
   // The issue's reproduction.
-  moduleCase('NaN in one channel (issue)', 'BatchNorm1d', 2, [train([3, 2], [NaN, 1, 2, 3, 4, 5], 1), evaluate([3, 2], [1, 2, 3, 4, 5, 6], 2)]),
+  moduleCase('NaN in one channel (issue)', 'BatchNorm1d', 2, [
+    train([3, 2], [NaN, 1, 2, 3, 4, 5], 1),
+    evaluate([3, 2], [1, 2, 3, 4, 5, 6], 2),
+  ]),
   moduleCase('+Inf in one channel, then finite batches, then eval', 'BatchNorm2d', 3, [
-    train(S2, data(S2, 3, (c, k, v) => (c === 1 && k === 17 ? INF : v)), 4),
+    train(
+      S2,
+      data(S2, 3, (c, k, v) => (c === 1 && k === 17 ? INF : v)),
+      4,
+    ),
     train(S2, data(S2, 5), 6),
     evaluate(S2, data(S2, 7), 8),
   ]),
-  moduleCase('-Inf, cumulative momentum', 'BatchNorm2d', 4, [train(S4, data(S4, 9, (c, k, v) => (c === 2 && k === 5 ? -INF : v)), 10), evaluate(S4, data(S4, 11), 12)], {
-    momentum: null,
-  }),
-  moduleCase('+Inf and -Inf in one channel, momentum 1', 'BatchNorm1d', 3, [train([8, 3, 5], data([8, 3, 5], 13, (c, k, v) => (c === 0 ? (k === 3 ? INF : k === 30 ? -INF : v) : v)), 14)], {
-    momentum: 1,
-  }),
-  moduleCase('Inf with momentum 0 (0 · Inf is NaN)', 'BatchNorm1d', 3, [train([6, 3], data([6, 3], 15, (c, k, v) => (c === 2 && k === 4 ? INF : v)), 16)], { momentum: 0 }),
+  moduleCase(
+    '-Inf, cumulative momentum',
+    'BatchNorm2d',
+    4,
+    [
+      train(
+        S4,
+        data(S4, 9, (c, k, v) => (c === 2 && k === 5 ? -INF : v)),
+        10,
+      ),
+      evaluate(S4, data(S4, 11), 12),
+    ],
+    {
+      momentum: null,
+    },
+  ),
+  moduleCase(
+    '+Inf and -Inf in one channel, momentum 1',
+    'BatchNorm1d',
+    3,
+    [
+      train(
+        [8, 3, 5],
+        data([8, 3, 5], 13, (c, k, v) => (c === 0 ? (k === 3 ? INF : k === 30 ? -INF : v) : v)),
+        14,
+      ),
+    ],
+    {
+      momentum: 1,
+    },
+  ),
+  moduleCase(
+    'Inf with momentum 0 (0 · Inf is NaN)',
+    'BatchNorm1d',
+    3,
+    [
+      train(
+        [6, 3],
+        data([6, 3], 15, (c, k, v) => (c === 2 && k === 4 ? INF : v)),
+        16,
+      ),
+    ],
+    { momentum: 0 },
+  ),
   moduleCase('NaN and Inf deep inside large channels', 'BatchNorm2d', 3, [
-    train(BIG, data(BIG, 17, (c, k, v) => (c === 0 && k === 1500 ? NaN : c === 2 && k === 2047 ? -INF : v)), 18),
+    train(
+      BIG,
+      data(BIG, 17, (c, k, v) => (c === 0 && k === 1500 ? NaN : c === 2 && k === 2047 ? -INF : v)),
+      18,
+    ),
   ]),
-  moduleCase('NaN and Inf in one channel of a 3d batch', 'BatchNorm3d', 2, [train([2, 2, 2, 3, 3], data([2, 2, 2, 3, 3], 19, (c, k, v) => (c === 1 ? (k === 0 ? NaN : k === 7 ? INF : v) : v)), 20)]),
+  moduleCase('NaN and Inf in one channel of a 3d batch', 'BatchNorm3d', 2, [
+    train(
+      [2, 2, 2, 3, 3],
+      data([2, 2, 2, 3, 3], 19, (c, k, v) => (c === 1 ? (k === 0 ? NaN : k === 7 ? INF : v) : v)),
+      20,
+    ),
+  ]),
   // Large finite data: the variance overflows float32 sums but not the result.
   moduleCase('values near ±1e20 (issue)', 'BatchNorm1d', 2, [train([4, 2], [1e20, 1, -1e20, 2, 2e20, 3, -2e20, 4], 21)]),
   moduleCase('offset 1e20 with spread 1e19, and spread 1e30', 'BatchNorm2d', 3, [
-    train([4, 3, 4, 4], data([4, 3, 4, 4], 22, (c, _k, v) => (c === 0 ? 1e20 + 1e19 * (v - 0) : c === 1 ? 1e30 * (v - 0.5) : v)), 23),
+    train(
+      [4, 3, 4, 4],
+      data([4, 3, 4, 4], 22, (c, _k, v) => (c === 0 ? 1e20 + 1e19 * (v - 0) : c === 1 ? 1e30 * (v - 0.5) : v)),
+      23,
+    ),
   ]),
   moduleCase('large and non-finite channels side by side', 'BatchNorm2d', 4, [
-    train(S4, data(S4, 24, (c, k, v) => (c === 0 ? 3e25 * v : c === 1 && k === 9 ? NaN : c === 3 && k === 0 ? INF : v)), 25),
+    train(
+      S4,
+      data(S4, 24, (c, k, v) => (c === 0 ? 3e25 * v : c === 1 && k === 9 ? NaN : c === 3 && k === 0 ? INF : v)),
+      25,
+    ),
   ]),
   // Parameters and running statistics.
   moduleCase('NaN weight, Inf bias', 'BatchNorm2d', 3, [train(S2, data(S2, 26), 27), evaluate(S2, data(S2, 28), 29)], {
@@ -102,11 +163,30 @@ const CASES: TorchCase[] = [
   moduleCase('eval with NaN/Inf running statistics', 'BatchNorm2d', 4, [evaluate(S4, data(S4, 30), 31)], {
     init: { running_mean: [NaN, 0, INF, 0], running_var: [1, INF, 1, -2] },
   }),
-  moduleCase('eval with NaN and ±Inf inputs', 'BatchNorm2d', 3, [evaluate(S2, data(S2, 32, (c, k, v) => (c === 0 && k === 3 ? NaN : c === 1 && k === 8 ? INF : c === 2 && k === 0 ? -INF : v)), 33)], {
-    init: { running_mean: [0.5, -1, 2], running_var: [2, 0.5, 1] },
-  }),
+  moduleCase(
+    'eval with NaN and ±Inf inputs',
+    'BatchNorm2d',
+    3,
+    [
+      evaluate(
+        S2,
+        data(S2, 32, (c, k, v) => (c === 0 && k === 3 ? NaN : c === 1 && k === 8 ? INF : c === 2 && k === 0 ? -INF : v)),
+        33,
+      ),
+    ],
+    {
+      init: { running_mean: [0.5, -1, 2], running_var: [2, 0.5, 1] },
+    },
+  ),
   // Functional API.
-  moduleCase('functional: NaN batch, then eval', 'functional', 3, [train(S2, data(S2, 34, (c, k, v) => (c === 2 && k === 11 ? NaN : v)), 35), evaluate(S2, data(S2, 36), 37)]),
+  moduleCase('functional: NaN batch, then eval', 'functional', 3, [
+    train(
+      S2,
+      data(S2, 34, (c, k, v) => (c === 2 && k === 11 ? NaN : v)),
+      35,
+    ),
+    evaluate(S2, data(S2, 36), 37),
+  ]),
   moduleCase('functional: eval with Inf running variance', 'functional', 4, [evaluate(S4, data(S4, 38), 39)], {
     init: { running_mean: [0, INF, 0, 0], running_var: [INF, 1, NaN, 1] },
   }),
@@ -175,11 +255,27 @@ async function runNonFiniteCase(ctx: BatchNormContext, c: TorchCase, r: TorchRes
   const vec = (v: number[] | undefined, fill: number): Tensor => ctx.tensor(Float32Array.from(v ?? new Array<number>(C).fill(fill)), [C]);
   const init = c.init ?? {};
   let bn: BatchNorm | null = null;
-  const fn = { weight: vec(init.weight, 1), bias: vec(init.bias, 0), runningMean: vec(init.running_mean, 0), runningVar: vec(init.running_var, 1) };
+  const fn = {
+    weight: vec(init.weight, 1),
+    bias: vec(init.bias, 0),
+    runningMean: vec(init.running_mean, 0),
+    runningVar: vec(init.running_var, 1),
+  };
   if (c.module !== 'functional') {
     const options = { eps: c.eps, momentum: c.momentum };
-    bn = c.module === 'BatchNorm1d' ? new BatchNorm1d(ctx, C, options) : c.module === 'BatchNorm2d' ? new BatchNorm2d(ctx, C, options) : new BatchNorm3d(ctx, C, options);
-    bn.loadStateDict({ weight: init.weight ?? new Array<number>(C).fill(1), bias: init.bias ?? new Array<number>(C).fill(0), running_mean: init.running_mean ?? new Array<number>(C).fill(0), running_var: init.running_var ?? new Array<number>(C).fill(1), num_batches_tracked: 0 });
+    bn =
+      c.module === 'BatchNorm1d'
+        ? new BatchNorm1d(ctx, C, options)
+        : c.module === 'BatchNorm2d'
+          ? new BatchNorm2d(ctx, C, options)
+          : new BatchNorm3d(ctx, C, options);
+    bn.loadStateDict({
+      weight: init.weight ?? new Array<number>(C).fill(1),
+      bias: init.bias ?? new Array<number>(C).fill(0),
+      running_mean: init.running_mean ?? new Array<number>(C).fill(0),
+      running_var: init.running_var ?? new Array<number>(C).fill(1),
+      num_batches_tracked: 0,
+    });
   }
   const seen = new Float64Array(C);
   try {
@@ -193,27 +289,58 @@ async function runNonFiniteCase(ctx: BatchNormContext, c: TorchCase, r: TorchRes
       const xMax = channelMax(step.input, step.shape);
       for (let ch = 0; ch < C; ch++) seen[ch] = Math.max(seen[ch] as number, xMax[ch] as number);
 
-      const y = bn ? bn.train(step.training).forward(x) : batchNorm(ctx, x, { ...fn, training: step.training, eps: c.eps, momentum: c.momentum ?? 0.1 });
-      compare(`${where} output`, fromLayout(await y.read(), step.shape, stepLayout), expected.output, (i) => 1e-5 + 1e-5 * Math.abs(expected.output[i] ?? 0));
+      const y = bn
+        ? bn.train(step.training).forward(x)
+        : batchNorm(ctx, x, { ...fn, training: step.training, eps: c.eps, momentum: c.momentum ?? 0.1 });
+      compare(
+        `${where} output`,
+        fromLayout(await y.read(), step.shape, stepLayout),
+        expected.output,
+        (i) => 1e-5 + 1e-5 * Math.abs(expected.output[i] ?? 0),
+      );
 
       const rm = bn ? bn.runningMean : fn.runningMean;
       const rv = bn ? bn.runningVar : fn.runningVar;
       if (!rm || !rv) throw new Error(`${where}: no running statistics`);
       const refMean = (expected.state.running_mean ?? []).map(Math.fround);
       const refVar = (expected.state.running_var ?? []).map(Math.fround);
-      compare(`${where} running_mean`, await rm.read(), refMean, (i) => 1e-6 + 2e-6 * Math.abs(refMean[i] ?? 0) + 2 ** -20 * (seen[i] as number));
+      compare(
+        `${where} running_mean`,
+        await rm.read(),
+        refMean,
+        (i) => 1e-6 + 2e-6 * Math.abs(refMean[i] ?? 0) + 2 ** -20 * (seen[i] as number),
+      );
       compare(`${where} running_var`, await rv.read(), refVar, (i) => 1e-6 + 1e-5 * Math.abs(refVar[i] ?? 0));
 
       let g: { gradInput: Tensor | null; gradWeight: Tensor | null; gradBias: Tensor | null };
       if (bn) g = bn.backward(dy);
       else if (step.training) {
         const saved = saveStats(step.input, step.shape, c.eps);
-        g = batchNormBackward(ctx, { gradOutput: dy, input: x, weight: fn.weight, saveMean: ctx.tensor(saved.mean, [C]), saveInvstd: ctx.tensor(saved.invstd, [C]) });
+        g = batchNormBackward(ctx, {
+          gradOutput: dy,
+          input: x,
+          weight: fn.weight,
+          saveMean: ctx.tensor(saved.mean, [C]),
+          saveInvstd: ctx.tensor(saved.invstd, [C]),
+        });
       } else {
         // An evaluation step leaves the running statistics as they were: the ones it used.
-        g = batchNormBackward(ctx, { gradOutput: dy, input: x, weight: fn.weight, runningMean: fn.runningMean, runningVar: fn.runningVar, training: false, eps: c.eps });
+        g = batchNormBackward(ctx, {
+          gradOutput: dy,
+          input: x,
+          weight: fn.weight,
+          runningMean: fn.runningMean,
+          runningVar: fn.runningVar,
+          training: false,
+          eps: c.eps,
+        });
       }
-      gradCheck(`${where} grad_input`, g.gradInput ? fromLayout(await g.gradInput.read(), step.shape, stepLayout) : null, expected.grad_input, step.shape);
+      gradCheck(
+        `${where} grad_input`,
+        g.gradInput ? fromLayout(await g.gradInput.read(), step.shape, stepLayout) : null,
+        expected.grad_input,
+        step.shape,
+      );
       gradCheck(`${where} grad_weight`, g.gradWeight ? await g.gradWeight.read() : null, expected.grad_weight, [C]);
       gradCheck(`${where} grad_bias`, g.gradBias ? await g.gradBias.read() : null, expected.grad_bias, [C]);
     }

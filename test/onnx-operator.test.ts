@@ -41,10 +41,16 @@ function onnxRef(
   const mean = new Float64Array(c);
   const variance = new Float64Array(c);
   for (let i = 0; i < x.length; i++) mean[chOf(i)] = (mean[chOf(i)] as number) + (x[i] as number) / count;
-  for (let i = 0; i < x.length; i++) variance[chOf(i)] = (variance[chOf(i)] as number) + ((x[i] as number) - (mean[chOf(i)] as number)) ** 2 / count;
+  for (let i = 0; i < x.length; i++)
+    variance[chOf(i)] = (variance[chOf(i)] as number) + ((x[i] as number) - (mean[chOf(i)] as number)) ** 2 / count;
   const useMean = training ? mean : Float64Array.from(inputMean);
   const useVar = training ? variance : Float64Array.from(inputVar);
-  const Y = Float64Array.from(x, (v, i) => ((v - (useMean[chOf(i)] as number)) / Math.sqrt((useVar[chOf(i)] as number) + epsilon)) * (scale[chOf(i)] as number) + (b[chOf(i)] as number));
+  const Y = Float64Array.from(
+    x,
+    (v, i) =>
+      ((v - (useMean[chOf(i)] as number)) / Math.sqrt((useVar[chOf(i)] as number) + epsilon)) * (scale[chOf(i)] as number) +
+      (b[chOf(i)] as number),
+  );
   const runningMean = Float64Array.from(inputMean, (v, ch) => v * momentum + (mean[ch] as number) * (1 - momentum));
   const runningVar = Float64Array.from(inputVar, (v, ch) => v * momentum + (variance[ch] as number) * (1 - momentum));
   return { Y, runningMean, runningVar };
@@ -57,7 +63,12 @@ describe.each(BACKENDS)('onnxBatchNormalization on %s', (backend) => {
   });
   afterAll(() => ctx.destroy());
 
-  const shapes = [[7, 3], [2, 3, 5], [3, 4, 2, 3], [2, 2, 2, 3, 2]];
+  const shapes = [
+    [7, 3],
+    [2, 3, 5],
+    [3, 4, 2, 3],
+    [2, 2, 2, 3, 2],
+  ];
   for (const shape of shapes) {
     for (const layout of ['channels_first', 'channels_last'] as Layout[]) {
       for (const training of [false, true]) {
@@ -98,14 +109,32 @@ describe.each(BACKENDS)('onnxBatchNormalization on %s', (backend) => {
 
   it('defaults (epsilon 1e-5, momentum 0.9, inference), epsilon 0, one value per channel (Y = B)', async () => {
     const one = (v: number[]): ReturnType<BatchNormContext['tensor']> => ctx.tensor(v, [2]);
-    const inputs = { X: ctx.tensor([3, -4], [1, 2]), scale: one([2, 5]), B: one([0.5, -0.25]), inputMean: one([1, 1]), inputVar: one([4, 9]) };
+    const inputs = {
+      X: ctx.tensor([3, -4], [1, 2]),
+      scale: one([2, 5]),
+      B: one([0.5, -0.25]),
+      inputMean: one([1, 1]),
+      inputVar: one([4, 9]),
+    };
     const inference = onnxBatchNormalization(ctx, inputs);
-    close(`${backend} Y`, 'defaults Y', await inference.Y.read(), [((3 - 1) / Math.sqrt(4 + 1e-5)) * 2 + 0.5, ((-4 - 1) / Math.sqrt(9 + 1e-5)) * 5 - 0.25], 1e-5);
+    close(
+      `${backend} Y`,
+      'defaults Y',
+      await inference.Y.read(),
+      [((3 - 1) / Math.sqrt(4 + 1e-5)) * 2 + 0.5, ((-4 - 1) / Math.sqrt(9 + 1e-5)) * 5 - 0.25],
+      1e-5,
+    );
     const zeroEps = onnxBatchNormalization(ctx, inputs, { epsilon: 0 });
     close(`${backend} Y`, 'epsilon 0 Y', await zeroEps.Y.read(), [(2 / 2) * 2 + 0.5, (-5 / 3) * 5 - 0.25], 1e-5);
     const single = onnxBatchNormalization(ctx, inputs, { trainingMode: true, momentum: 0.8 });
     expect(Array.from(await single.Y.read())).toEqual([0.5, -0.25]);
-    close(`${backend} running`, 'single running_mean', (await single.runningMean?.read()) ?? [], [1 * 0.8 + 3 * 0.2, 1 * 0.8 - 4 * 0.2], 1e-6);
+    close(
+      `${backend} running`,
+      'single running_mean',
+      (await single.runningMean?.read()) ?? [],
+      [1 * 0.8 + 3 * 0.2, 1 * 0.8 - 4 * 0.2],
+      1e-6,
+    );
     close(`${backend} running`, 'single running_var', (await single.runningVar?.read()) ?? [], [4 * 0.8, 9 * 0.8], 1e-6);
     for (const v of [...Object.values(inputs), inference.Y, zeroEps.Y, single.Y, single.runningMean, single.runningVar]) v?.destroy();
     count(backend);

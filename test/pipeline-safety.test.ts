@@ -76,8 +76,12 @@ describe('work recorded into a caller encoder stays valid until the caller submi
     const shape2 = [8, 32, 16, 16];
     const bn1 = new BatchNorm2d(fresh, 16);
     const bn2 = new BatchNorm2d(fresh, 32);
-    const [x1, y1, dy1, dx1] = [randomValues(sizeOf(shape1), 1), undefined, randomValues(sizeOf(shape1), 2), undefined].map((v) => callerTensor(fresh, shape1, v));
-    const [x2, y2, dy2, dx2] = [randomValues(sizeOf(shape2), 3), undefined, randomValues(sizeOf(shape2), 4), undefined].map((v) => callerTensor(fresh, shape2, v));
+    const [x1, y1, dy1, dx1] = [randomValues(sizeOf(shape1), 1), undefined, randomValues(sizeOf(shape1), 2), undefined].map((v) =>
+      callerTensor(fresh, shape1, v),
+    );
+    const [x2, y2, dy2, dx2] = [randomValues(sizeOf(shape2), 3), undefined, randomValues(sizeOf(shape2), 4), undefined].map((v) =>
+      callerTensor(fresh, shape2, v),
+    );
     if (!x1 || !y1 || !dy1 || !dx1 || !x2 || !y2 || !dy2 || !dx2 || !fresh.device) throw new Error('setup');
     const enc = fresh.device.createCommandEncoder({ label: 'caller.step' });
     bn1.encodeForward(enc, x1, y1);
@@ -184,8 +188,10 @@ describe('work recorded into a caller encoder stays valid until the caller submi
       const dxc = layer.cpu.backward(cpu.tensor(dyValues, shape), { outputMask: [true, false, false] }).gradInput;
       pendingChecks.push(async () => {
         const [a, b, ga, gb] = await Promise.all([yg.read(), yc.read(), dxg.read(), dxc?.read()]);
-        for (let i = 0; i < a.length; i++) expect(Math.abs((a[i] as number) - (b[i] as number))).toBeLessThan(1e-4 * (1 + Math.abs(b[i] as number)));
-        for (let i = 0; i < ga.length; i++) expect(Math.abs((ga[i] as number) - ((gb?.[i] ?? 0) as number))).toBeLessThan(2e-3 * (1 + Math.abs(gb?.[i] ?? 0)));
+        for (let i = 0; i < a.length; i++)
+          expect(Math.abs((a[i] as number) - (b[i] as number))).toBeLessThan(1e-4 * (1 + Math.abs(b[i] as number)));
+        for (let i = 0; i < ga.length; i++)
+          expect(Math.abs((ga[i] as number) - ((gb?.[i] ?? 0) as number))).toBeLessThan(2e-3 * (1 + Math.abs(gb?.[i] ?? 0)));
       });
       const action = pick(4);
       if (action === 0) {
@@ -215,7 +221,8 @@ describe('work recorded into a caller encoder stays valid until the caller submi
       expect(g.num_batches_tracked).toBe(c.num_batches_tracked);
       const rg = g.running_mean as Float32Array;
       const rc = c.running_mean as Float32Array;
-      for (let i = 0; i < rg.length; i++) expect(Math.abs((rg[i] as number) - (rc[i] as number))).toBeLessThan(1e-4 * (1 + Math.abs(rc[i] as number)));
+      for (let i = 0; i < rg.length; i++)
+        expect(Math.abs((rg[i] as number) - (rc[i] as number))).toBeLessThan(1e-4 * (1 + Math.abs(rc[i] as number)));
     }
     expect(forwards).toBe(40);
     fresh.destroy();
@@ -257,7 +264,9 @@ describe('outputs that share memory with inputs are rejected before GPU work', (
     const dxInDy = ctx.tensorFromBuffer(dyBuffer, [2, 4, 4, 4], { byteOffset: 2048, label: 'dx' });
     const gw = ctx.tensorFromBuffer(buffer, [4], { byteOffset: 2048, label: 'gw' });
     const enc = device.createCommandEncoder();
-    expect(() => bn.encodeBackward(enc, dy, { gradInput: ctx.tensorFromBuffer(dyBuffer, [4, 4, 4, 4], { label: 'dx' }) })).toThrow(/gradInput .* shares memory with gradOutput/);
+    expect(() => bn.encodeBackward(enc, dy, { gradInput: ctx.tensorFromBuffer(dyBuffer, [4, 4, 4, 4], { label: 'dx' }) })).toThrow(
+      /gradInput .* shares memory with gradOutput/,
+    );
     expect(() => bn.encodeBackward(enc, dy, { gradWeight: gw })).toThrow(/gradWeight .* shares memory with input/);
     expect(dxInDy.shape).toEqual([2, 4, 4, 4]);
     // outputs overlapping each other
@@ -284,7 +293,9 @@ describe('outputs that share memory with inputs are rejected before GPU work', (
     const rm = ctx.tensorFromBuffer(params, [4], { byteOffset: 32, label: 'rm' });
     const rv = ctx.tensorFromBuffer(params, [4], { byteOffset: 48, label: 'rv' });
     const x = ctx.tensor(randomValues(32, 10), [8, 4]);
-    expect(() => batchNorm(ctx, x, { weight: w, bias: b, runningMean: rm, runningVar: rv, training: true })).toThrow(/runningMean .* shares memory with weight/);
+    expect(() => batchNorm(ctx, x, { weight: w, bias: b, runningMean: rm, runningVar: rv, training: true })).toThrow(
+      /runningMean .* shares memory with weight/,
+    );
     // evaluation only reads them all: fine
     batchNorm(ctx, x, { weight: w, bias: b, runningMean: rm, runningVar: rv, training: false }).destroy();
     count('webgpu');
@@ -354,7 +365,13 @@ describe('a failed submit never reads back as zeros', () => {
     await expect(ctx.sync()).rejects.toBeInstanceOf(GPUOperationError);
     // a functional backward with the same foreign tensor
     const w = ctx.tensor([1, 1], [2]);
-    const r = batchNormBackward(ctx, { gradOutput: dy, input: ctx.tensor(randomValues(24, 14), shape), weight: w, saveMean: w, saveInvstd: w });
+    const r = batchNormBackward(ctx, {
+      gradOutput: dy,
+      input: ctx.tensor(randomValues(24, 14), shape),
+      weight: w,
+      saveMean: w,
+      saveInvstd: w,
+    });
     await expect(r.gradBias?.read()).rejects.toBeInstanceOf(GPUOperationError);
     await expect(ctx.sync()).rejects.toBeInstanceOf(GPUOperationError);
     ctx.destroy();
@@ -435,7 +452,10 @@ for (const backend of BACKENDS) {
     });
 
     it('a sweep of malformed arguments: every one a BatchNormError, nothing allocated', () => {
-      const x = ctx.tensor(new Float32Array(12).map((_, i) => i), [3, 4]);
+      const x = ctx.tensor(
+        new Float32Array(12).map((_, i) => i),
+        [3, 4],
+      );
       const bn = new BatchNorm1d(ctx, 4);
       const encoder = ctx.device?.createCommandEncoder() ?? ({} as GPUCommandEncoder);
       const bad = <T>(v: unknown): T => v as T;

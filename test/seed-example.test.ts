@@ -54,7 +54,7 @@ interface TorchSeedStats {
 
 const count = caseCounter('seed example (693 MB)');
 const input = makeInput();
-const indices = Uint32Array.from({ length: SAMPLES }, (_, i) => Math.floor(((i * 2654435761) % 4294967296) / 4294967296 * SIZE));
+const indices = Uint32Array.from({ length: SAMPLES }, (_, i) => Math.floor((((i * 2654435761) % 4294967296) / 4294967296) * SIZE));
 let torchStats: TorchSeedStats | null = null;
 const results: Record<string, { runningMean: Float32Array; runningVar: Float32Array; samples: Float64Array; ms: number }> = {};
 
@@ -78,7 +78,9 @@ function torchReference(): TorchSeedStats {
 }
 
 afterAll(() => {
-  const times = Object.entries(results).map(([b, r]) => `${b}=${r.ms.toFixed(0)} ms`).join(' ');
+  const times = Object.entries(results)
+    .map(([b, r]) => `${b}=${r.ms.toFixed(0)} ms`)
+    .join(' ');
   console.log(`[seed example] BatchNorm3d(100) on [${SHAPE.join(', ')}] (${((SIZE * 4) / 1e6).toFixed(0)} MB) training forward: ${times}`);
 });
 
@@ -116,22 +118,38 @@ describe('seed example agreement', () => {
     const cpu = results['cpu'];
     if (!gpu || !cpu) throw new Error('both backends must have run');
     // running stats: 0.9 * init + 0.1 * batch stat, float32 storage
-    expect(checkClose('running_mean', gpu.runningMean, cpu.runningMean, (i) => 1e-6 + 2e-6 * Math.abs(cpu.runningMean[i] ?? 0)).failure).toBeNull();
-    expect(checkClose('running_var', gpu.runningVar, cpu.runningVar, (i) => 1e-6 + 1e-5 * Math.abs(cpu.runningVar[i] ?? 0)).failure).toBeNull();
+    expect(
+      checkClose('running_mean', gpu.runningMean, cpu.runningMean, (i) => 1e-6 + 2e-6 * Math.abs(cpu.runningMean[i] ?? 0)).failure,
+    ).toBeNull();
+    expect(
+      checkClose('running_var', gpu.runningVar, cpu.runningVar, (i) => 1e-6 + 1e-5 * Math.abs(cpu.runningVar[i] ?? 0)).failure,
+    ).toBeNull();
     expect(checkClose('output', gpu.samples, cpu.samples, (i) => 2e-5 + 2e-5 * Math.abs(cpu.samples[i] ?? 0)).failure).toBeNull();
   });
 
   it.runIf(torchAvailable())('both backends match PyTorch float64 statistics and outputs', () => {
     const ref = torchReference();
     for (const [backend, r] of Object.entries(results)) {
-      const rm = checkClose(`${backend} running_mean`, r.runningMean, ref.running_mean, (i) => 1e-6 + 2e-6 * Math.abs(ref.running_mean[i] ?? 0));
+      const rm = checkClose(
+        `${backend} running_mean`,
+        r.runningMean,
+        ref.running_mean,
+        (i) => 1e-6 + 2e-6 * Math.abs(ref.running_mean[i] ?? 0),
+      );
       expect(rm.failure).toBeNull();
-      const rv = checkClose(`${backend} running_var`, r.runningVar, ref.running_var, (i) => 1e-6 + 1e-5 * Math.abs(ref.running_var[i] ?? 0));
+      const rv = checkClose(
+        `${backend} running_var`,
+        r.runningVar,
+        ref.running_var,
+        (i) => 1e-6 + 1e-5 * Math.abs(ref.running_var[i] ?? 0),
+      );
       expect(rv.failure).toBeNull();
       // Same output tolerance as every other forward test (test/helpers/run-case.ts).
       const y = checkClose(`${backend} output`, r.samples, ref.sample_output, (i) => 1e-5 + 1e-5 * Math.abs(ref.sample_output[i] ?? 0));
       expect(y.failure).toBeNull();
-      console.log(`[seed example] ${backend}: max |y - torch| = ${y.maxErr.toExponential(2)} over ${SAMPLES} samples, running stats max err ${Math.max(rm.maxErr, rv.maxErr).toExponential(2)}`);
+      console.log(
+        `[seed example] ${backend}: max |y - torch| = ${y.maxErr.toExponential(2)} over ${SAMPLES} samples, running stats max err ${Math.max(rm.maxErr, rv.maxErr).toExponential(2)}`,
+      );
     }
   });
 });

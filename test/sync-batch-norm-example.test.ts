@@ -20,11 +20,15 @@ describe('examples/sync-bn', () => {
   beforeAll(() => ensureDist());
 
   it('worker_threads with separate devices and a CPU worker match one BatchNorm2d on the whole batch', () => {
-    const r = spawnSync(process.execPath, [join(REPO_ROOT, 'examples', 'sync-bn', 'main.mjs'), '--backend', 'mixed', '--workers', '3', '--steps', '2'], {
-      cwd: REPO_ROOT,
-      encoding: 'utf8',
-      timeout: 240_000,
-    });
+    const r = spawnSync(
+      process.execPath,
+      [join(REPO_ROOT, 'examples', 'sync-bn', 'main.mjs'), '--backend', 'mixed', '--workers', '3', '--steps', '2'],
+      {
+        cwd: REPO_ROOT,
+        encoding: 'utf8',
+        timeout: 240_000,
+      },
+    );
     console.log(r.stdout);
     expect(r.error).toBeUndefined();
     expect(r.stderr).not.toMatch(/Promise not resolved|Aborted/);
@@ -58,7 +62,11 @@ describe('examples/sync-bn', () => {
       moments: moments.map((m) => [...m.count, ...m.mean, ...m.m2].map(hex)),
       grads: grads.map((g) => [...g.sumDy, ...g.sumDyXhat].map(hex)),
     };
-    const r = spawnSync(TORCH_PYTHON, [join(REPO_ROOT, 'examples', 'sync-bn', 'merge.py')], { input: JSON.stringify(request), encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(TORCH_PYTHON, [join(REPO_ROOT, 'examples', 'sync-bn', 'merge.py')], {
+      input: JSON.stringify(request),
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(r.status, r.stderr).toBe(0);
     const py = JSON.parse(r.stdout) as { moments: string[]; grads: string[] };
     const m = mergeMoments(moments);

@@ -53,7 +53,8 @@ const RHO_CPU = 1e-6;
 const worst: Record<string, Record<string, number>> = {};
 afterAll(() => console.log(`[max error] sync batch norm vs PyTorch: ${JSON.stringify(worst)}`));
 function note(setup: string, quantity: string, err: number): void {
-  const w = (worst[setup] ??= {});
+  worst[setup] ??= {};
+  const w = worst[setup];
   w[quantity] = Math.max(w[quantity] ?? 0, err);
 }
 
@@ -115,7 +116,9 @@ describe('merging partials', () => {
       // which moves M2 by up to 2·n·σ·δ (σ the standard deviation); plus a few ulp of M2 itself.
       const sigma = Math.sqrt(ref.m2 / all.length);
       const delta = 2 ** -53 * Math.abs(ref.mean);
-      expect(Math.abs((merged.m2[ch] as number) - ref.m2)).toBeLessThanOrEqual(1e-13 * ref.m2 + 2 * all.length * sigma * delta * sizes.length);
+      expect(Math.abs((merged.m2[ch] as number) - ref.m2)).toBeLessThanOrEqual(
+        1e-13 * ref.m2 + 2 * all.length * sigma * delta * sizes.length,
+      );
     }
   });
 
@@ -183,11 +186,74 @@ interface SyncCase {
 }
 
 const CASES: readonly SyncCase[] = [
-  { name: '2d_C3_split1-2-4_then_eval', module: 'BatchNorm2d', channels: 3, spatial: [5, 4], split: [1, 2, 4], momentum: 0.1, eps: 1e-5, affine: true, offset: 0, std: 1, steps: 2, evalStep: true },
-  { name: '1d_C6_split2-3-4_cumulative_offset_then_eval', module: 'BatchNorm1d', channels: 6, spatial: [], split: [2, 3, 4], momentum: null, eps: 1e-5, affine: true, offset: 1e4, std: 0.1, steps: 3, evalStep: true },
-  { name: '2d_C5_split3-1_no_running_stats', module: 'BatchNorm2d', channels: 5, spatial: [2, 6], split: [3, 1], momentum: 0.1, eps: 1e-5, affine: true, offset: 0, std: 1.5, steps: 1, track: false },
-  { name: '3d_C4_split2-3_noaffine_scalar', module: 'BatchNorm3d', channels: 4, spatial: [3, 2, 3], split: [2, 3], momentum: 0.3, eps: 1e-3, affine: false, offset: 0, std: 2, steps: 2 },
-  { name: '1d_NCL_C5_split1-1-4_cumulative', module: 'BatchNorm1d', channels: 5, spatial: [7], split: [1, 1, 4], momentum: null, eps: 1e-5, affine: true, offset: -3, std: 0.5, steps: 2 },
+  {
+    name: '2d_C3_split1-2-4_then_eval',
+    module: 'BatchNorm2d',
+    channels: 3,
+    spatial: [5, 4],
+    split: [1, 2, 4],
+    momentum: 0.1,
+    eps: 1e-5,
+    affine: true,
+    offset: 0,
+    std: 1,
+    steps: 2,
+    evalStep: true,
+  },
+  {
+    name: '1d_C6_split2-3-4_cumulative_offset_then_eval',
+    module: 'BatchNorm1d',
+    channels: 6,
+    spatial: [],
+    split: [2, 3, 4],
+    momentum: null,
+    eps: 1e-5,
+    affine: true,
+    offset: 1e4,
+    std: 0.1,
+    steps: 3,
+    evalStep: true,
+  },
+  {
+    name: '2d_C5_split3-1_no_running_stats',
+    module: 'BatchNorm2d',
+    channels: 5,
+    spatial: [2, 6],
+    split: [3, 1],
+    momentum: 0.1,
+    eps: 1e-5,
+    affine: true,
+    offset: 0,
+    std: 1.5,
+    steps: 1,
+    track: false,
+  },
+  {
+    name: '3d_C4_split2-3_noaffine_scalar',
+    module: 'BatchNorm3d',
+    channels: 4,
+    spatial: [3, 2, 3],
+    split: [2, 3],
+    momentum: 0.3,
+    eps: 1e-3,
+    affine: false,
+    offset: 0,
+    std: 2,
+    steps: 2,
+  },
+  {
+    name: '1d_NCL_C5_split1-1-4_cumulative',
+    module: 'BatchNorm1d',
+    channels: 5,
+    spatial: [7],
+    split: [1, 1, 4],
+    momentum: null,
+    eps: 1e-5,
+    affine: true,
+    offset: -3,
+    std: 0.5,
+    steps: 2,
+  },
 ];
 
 interface Generated {
@@ -232,7 +298,10 @@ function generate(c: SyncCase, seed: number): Generated {
 
 /** The state dict both sides start from: only the keys the configuration has. */
 function initState(c: SyncCase, init: Generated['init']): Partial<Generated['init']> {
-  const running = c.track !== false ? { running_mean: init.running_mean, running_var: init.running_var, num_batches_tracked: init.num_batches_tracked } : {};
+  const running =
+    c.track !== false
+      ? { running_mean: init.running_mean, running_var: init.running_var, num_batches_tracked: init.num_batches_tracked }
+      : {};
   return c.affine ? { weight: init.weight, bias: init.bias, ...running } : running;
 }
 
@@ -326,7 +395,13 @@ describe.runIf(available).each(Object.keys(SETUPS))('split batch vs PyTorch Batc
         const shardBackends = Array.from({ length: k }, (_, i) => backends[i % backends.length] as Backend);
         const rho = shardBackends.includes('webgpu') ? RHO_WEBGPU : RHO_CPU;
         const modules = ctxs.map(
-          (ctx) => new SyncBatchNorm(ctx, c.channels, { momentum: c.momentum, eps: c.eps, affine: c.affine, trackRunningStats: c.track !== false }),
+          (ctx) =>
+            new SyncBatchNorm(ctx, c.channels, {
+              momentum: c.momentum,
+              eps: c.eps,
+              affine: c.affine,
+              trackRunningStats: c.track !== false,
+            }),
         );
         const sd = initState(c, gen.init);
         for (const m of modules) m.loadStateDict(sd);
@@ -336,7 +411,15 @@ describe.runIf(available).each(Object.keys(SETUPS))('split batch vs PyTorch Batc
         const shardShape = (i: number): number[] => [c.split[i] as number, c.channels, ...c.spatial];
         const live: Tensor[] = [];
         const upload = (i: number, logical: readonly number[]): Tensor => {
-          const t = (ctxs[i] as BatchNormContext).tensor(toLayout(batchSlice(logical, shape, bounds[i] as number, (bounds[i] as number) + (c.split[i] as number)), shardShape(i), layout), shardShape(i), { layout });
+          const t = (ctxs[i] as BatchNormContext).tensor(
+            toLayout(
+              batchSlice(logical, shape, bounds[i] as number, (bounds[i] as number) + (c.split[i] as number)),
+              shardShape(i),
+              layout,
+            ),
+            shardShape(i),
+            { layout },
+          );
           live.push(t);
           return t;
         };
@@ -363,7 +446,11 @@ describe.runIf(available).each(Object.keys(SETUPS))('split batch vs PyTorch Batc
                 const out = checkClose(`${c.name} ${layout} eval shard ${i}`, got, want, (j) => {
                   const ch = Math.floor((j % item) / per);
                   const invstd = 1 / Math.sqrt((rv[ch] as number) + c.eps);
-                  return OUTPUT_ABS + OUTPUT_REL * Math.abs(want[j] ?? 0) + 4 * ulp32(rm[ch] as number) * Math.abs(expected.state.weight?.[ch] ?? 1) * invstd;
+                  return (
+                    OUTPUT_ABS +
+                    OUTPUT_REL * Math.abs(want[j] ?? 0) +
+                    4 * ulp32(rm[ch] as number) * Math.abs(expected.state.weight?.[ch] ?? 1) * invstd
+                  );
                 });
                 expect(out.failure).toBeNull();
                 note(setup, 'eval output', out.maxErr);
@@ -390,8 +477,18 @@ describe.runIf(available).each(Object.keys(SETUPS))('split batch vs PyTorch Batc
                 expect(state.num_batches_tracked).toBeUndefined();
                 continue;
               }
-              const rm = checkClose(`${where} running_mean`, state.running_mean ?? [], expected.state.running_mean ?? [], (j) => 1e-6 + 2e-6 * Math.abs(expected.state.running_mean?.[j] ?? 0));
-              const rv = checkClose(`${where} running_var`, state.running_var ?? [], expected.state.running_var ?? [], (j) => 1e-6 + 1e-5 * Math.abs(expected.state.running_var?.[j] ?? 0));
+              const rm = checkClose(
+                `${where} running_mean`,
+                state.running_mean ?? [],
+                expected.state.running_mean ?? [],
+                (j) => 1e-6 + 2e-6 * Math.abs(expected.state.running_mean?.[j] ?? 0),
+              );
+              const rv = checkClose(
+                `${where} running_var`,
+                state.running_var ?? [],
+                expected.state.running_var ?? [],
+                (j) => 1e-6 + 1e-5 * Math.abs(expected.state.running_var?.[j] ?? 0),
+              );
               expect(rm.failure).toBeNull();
               expect(rv.failure).toBeNull();
               note(setup, 'running_mean', rm.maxErr);
@@ -425,8 +522,18 @@ describe.runIf(available).each(Object.keys(SETUPS))('split batch vs PyTorch Batc
               }
               if (!g.gradWeight || !g.gradBias) throw new Error(`${where}: no grad_weight/grad_bias`);
               live.push(g.gradWeight, g.gradBias);
-              const rW = checkClose(`${where} grad_weight`, await g.gradWeight.read(), expected.grad_weight ?? [], (j) => rho * (sc.gradWeight[j] as number));
-              const rB = checkClose(`${where} grad_bias`, await g.gradBias.read(), expected.grad_bias ?? [], (j) => rho * (sc.gradBias[j] as number));
+              const rW = checkClose(
+                `${where} grad_weight`,
+                await g.gradWeight.read(),
+                expected.grad_weight ?? [],
+                (j) => rho * (sc.gradWeight[j] as number),
+              );
+              const rB = checkClose(
+                `${where} grad_bias`,
+                await g.gradBias.read(),
+                expected.grad_bias ?? [],
+                (j) => rho * (sc.gradBias[j] as number),
+              );
               expect(rW.failure).toBeNull();
               expect(rB.failure).toBeNull();
               note(setup, 'grad_weight', rW.maxErr);
@@ -458,12 +565,22 @@ describe('zero-copy records and bad input on webgpu', () => {
     const C = 5;
     const shape = [3, C, 6];
     const next = rng(9);
-    const x = ctx.tensor(Float32Array.from({ length: 90 }, () => 100 + gaussian(next)), shape);
-    const dy = ctx.tensor(Float32Array.from({ length: 90 }, () => gaussian(next)), shape);
+    const x = ctx.tensor(
+      Float32Array.from({ length: 90 }, () => 100 + gaussian(next)),
+      shape,
+    );
+    const dy = ctx.tensor(
+      Float32Array.from({ length: 90 }, () => gaussian(next)),
+      shape,
+    );
     const bn = new SyncBatchNorm(ctx, C);
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     const target = device.createBuffer({ label: 'test.sync.target', size: 1024, usage });
-    const readback = device.createBuffer({ label: 'test.sync.readback', size: 1024, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const readback = device.createBuffer({
+      label: 'test.sync.readback',
+      size: 1024,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     const momentsOffset = 272;
     const gradOffset = 604;
     try {
@@ -504,8 +621,14 @@ describe('zero-copy records and bad input on webgpu', () => {
     const next = rng(11);
     const bn = new SyncBatchNorm(ctx, C, { momentum: null });
     const step = async (): Promise<void> => {
-      const x = ctx.tensor(Float32Array.from({ length: 192 }, () => gaussian(next)), shape);
-      const dy = ctx.tensor(Float32Array.from({ length: 192 }, () => gaussian(next)), shape);
+      const x = ctx.tensor(
+        Float32Array.from({ length: 192 }, () => gaussian(next)),
+        shape,
+      );
+      const dy = ctx.tensor(
+        Float32Array.from({ length: 192 }, () => gaussian(next)),
+        shape,
+      );
       const y = bn.forward(x, mergeMoments([await bn.momentsPartial(x)]));
       const g = bn.backward(dy, mergeGradSums([await bn.gradPartial(dy)]));
       for (const t of [x, dy, y, g.gradInput, g.gradWeight, g.gradBias]) t?.destroy();
@@ -540,8 +663,12 @@ describe('zero-copy records and bad input on webgpu', () => {
       const good = await bn.momentsPartial(x);
       expect(() => bn.forward(x)).toThrow(ArgumentError);
       expect(() => bn.forward(x, { ...good, mean: new Float64Array(2) })).toThrow(ShapeError);
-      expect(() => bn.forward(x, { count: Float64Array.of(1, 1, 1), mean: new Float64Array(3), m2: new Float64Array(3) })).toThrow(InsufficientValuesError);
-      expect(() => bn.forward(x, { count: Float64Array.of(3, 3, 3), mean: new Float64Array(3), m2: new Float64Array(3) })).toThrow(/smaller than this shard/);
+      expect(() => bn.forward(x, { count: Float64Array.of(1, 1, 1), mean: new Float64Array(3), m2: new Float64Array(3) })).toThrow(
+        InsufficientValuesError,
+      );
+      expect(() => bn.forward(x, { count: Float64Array.of(3, 3, 3), mean: new Float64Array(3), m2: new Float64Array(3) })).toThrow(
+        /smaller than this shard/,
+      );
       await expect(bn.gradPartial(x)).rejects.toThrow(BackwardStateError);
       const encoder = ctx.device?.createCommandEncoder();
       if (!encoder) throw new Error('no device');

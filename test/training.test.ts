@@ -28,8 +28,12 @@ afterAll(() => {
     const r = runs[b];
     if (!r) continue;
     const curve = (t: TrainingResult): string => t.losses.map((e) => `${e.step}:${e.loss.toFixed(3)}`).join(' ');
-    console.log(`[training] ${b} with BatchNorm:    ${curve(r.bn)} | eval loss ${r.bn.evalLoss.toFixed(4)}, accuracy ${(100 * r.bn.accuracy).toFixed(1)}%, ${r.bn.msPerStep.toFixed(2)} ms/step`);
-    console.log(`[training] ${b} without BatchNorm: ${curve(r.plain)} | eval loss ${r.plain.evalLoss.toFixed(4)}, accuracy ${(100 * r.plain.accuracy).toFixed(1)}%, ${r.plain.msPerStep.toFixed(2)} ms/step`);
+    console.log(
+      `[training] ${b} with BatchNorm:    ${curve(r.bn)} | eval loss ${r.bn.evalLoss.toFixed(4)}, accuracy ${(100 * r.bn.accuracy).toFixed(1)}%, ${r.bn.msPerStep.toFixed(2)} ms/step`,
+    );
+    console.log(
+      `[training] ${b} without BatchNorm: ${curve(r.plain)} | eval loss ${r.plain.evalLoss.toFixed(4)}, accuracy ${(100 * r.plain.accuracy).toFixed(1)}%, ${r.plain.msPerStep.toFixed(2)} ms/step`,
+    );
   }
 });
 

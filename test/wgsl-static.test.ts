@@ -6,9 +6,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BatchNorm1d, BatchNorm2d, batchNorm, type BatchNormContext } from '../src/index.js';
+import { stripComments } from '../build/wgsl-shaders.js';
 import * as contracts from '../src/gpu/contracts.js';
 import { BindGroupCache } from '../src/gpu/object-caches.js';
 import { reflectShader } from '../src/gpu/reflect.js';
+import { shaderFiles } from '../src/gpu/shader-manifest.js';
 import { shaderSources, wgslPrelude, type ShaderId } from '../src/gpu/shader-sources.js';
 import { contextFor, toLayout } from './helpers/backends.js';
 
@@ -65,9 +67,10 @@ describe('contracts: TS (src/gpu/contracts.ts) and WGSL (shaders/common/prelude.
     if (file === 'common/prelude.wgsl') return;
     // Contracts come from the prelude only: no file declares its own flags, planes or workgroup size.
     expect(text).not.toMatch(/^\s*(const|override)\s+(FLAG_\w+|PLANE_\w+|CHANNEL_STATS_PLANES|WORKGROUP_SIZE)\b/m);
-    // channelStats is addressed through the named planes, never by a bare plane number.
+    // channelStats is addressed through the named planes, never by a bare plane number, and its
+    // layout arithmetic lives in the common/ helpers only.
     expect(text).not.toMatch(/(plane1|plane4|write_plane)\(\s*\d/);
-    expect(text).not.toMatch(/channelStats\[\s*\d+u?\s*\*/);
+    if (!file.startsWith('common/')) expect(text).not.toMatch(/channelStats\s*\[/);
   });
 });
 
@@ -84,11 +87,39 @@ describe('WGSL sources', () => {
     for (const [name, entry] of reflectShader(id)) {
       const numbers = entry.bindings.map((b) => b.binding);
       expect(new Set(numbers).size, `${id}.${name} binding numbers unique`).toBe(numbers.length);
-      expect(entry.bindings.every((b) => b.group === 0), `${id}.${name} uses group 0 only`).toBe(true);
+      expect(
+        entry.bindings.every((b) => b.group === 0),
+        `${id}.${name} uses group 0 only`,
+      ).toBe(true);
       // WebGPU's default maxStorageBuffersPerShaderStage is 8: stay within it on every device.
       expect(entry.bindings.filter((b) => b.type !== 'uniform').length).toBeLessThanOrEqual(8);
       expect(entry.bindings.filter((b) => b.type === 'uniform').length).toBeLessThanOrEqual(1);
       if (entry.uniform) expect(entry.uniform.size % 16, `${id}.${name} uniform size`).toBe(0);
+    }
+  });
+
+  it.each(shaderIds)('%s: the build-time module is its manifest files, and its layouts are what wgsl_reflect reads now', (id) => {
+    const files = shaderFiles(id).map((f) => stripComments(readFileSync(new URL(f, shaderDir), 'utf8')));
+    expect(shaderSources[id]).toBe(files.join('\n'));
+    // The guard on build-time reflection: parse the shipped source again and compare, entry by entry.
+    const reflect = new WgslReflect(shaderSources[id]);
+    const runtime = reflectShader(id);
+    expect([...runtime.keys()].sort()).toEqual(reflect.entry.compute.map((f) => f.name).sort());
+    for (const fn of reflect.entry.compute) {
+      const entry = runtime.get(fn.name);
+      expect(entry?.overrides).toEqual(reflect.overrides.map((o) => o.name));
+      const expected = fn.resources
+        .map((r) => ({
+          name: r.name,
+          group: r.group,
+          binding: r.binding,
+          type: String(r.resourceType) === '0' ? 'uniform' : r.access === 'read' ? 'read-only-storage' : 'storage',
+        }))
+        .sort((a, b) => a.binding - b.binding);
+      expect(entry?.bindings, `${id}.${fn.name} bindings`).toEqual(expected);
+      const u = fn.resources.find((r) => String(r.resourceType) === '0');
+      const fields = new Map((u?.members ?? []).map((m) => [m.name, { offset: m.offset, type: m.type.name }]));
+      expect(entry?.uniform ?? null, `${id}.${fn.name} uniform`).toEqual(u ? { binding: u.name, size: u.size, fields } : null);
     }
   });
 
@@ -120,7 +151,15 @@ describe('WGSL sources', () => {
       ];
       for (const [shape, layout] of shapes) {
         const n = shape.reduce((a, b) => a * b, 1);
-        const x = ctx.tensor(toLayout(Array.from({ length: n }, (_, i) => Math.sin(i)), shape, layout), shape, { layout });
+        const x = ctx.tensor(
+          toLayout(
+            Array.from({ length: n }, (_, i) => Math.sin(i)),
+            shape,
+            layout,
+          ),
+          shape,
+          { layout },
+        );
         const bn = new BatchNorm2d(ctx, shape[1] ?? 0);
         bn.forward(x).destroy();
         bn.eval().forward(x).destroy();
@@ -128,9 +167,23 @@ describe('WGSL sources', () => {
         x.destroy();
       }
       const plain = new BatchNorm1d(ctx, 3, { affine: false, trackRunningStats: false });
-      plain.forward(ctx.tensor(new Float32Array(6).map((_, i) => i), [2, 3])).destroy();
+      plain
+        .forward(
+          ctx.tensor(
+            new Float32Array(6).map((_, i) => i),
+            [2, 3],
+          ),
+        )
+        .destroy();
       plain.destroy();
-      batchNorm(ctx, ctx.tensor(new Float32Array(6).map((_, i) => i), [2, 3]), { training: true }).destroy();
+      batchNorm(
+        ctx,
+        ctx.tensor(
+          new Float32Array(6).map((_, i) => i),
+          [2, 3],
+        ),
+        { training: true },
+      ).destroy();
       await ctx.sync();
     } finally {
       record.mockRestore();

@@ -17,7 +17,12 @@ export async function cnnSummary(log: (line: string) => void): Promise<string> {
     const header = 'CNN example (examples/cnn, PyTorch-trained small ResNet, 32 images 3x16x16, WebGPU), logits vs PyTorch float64:';
     log(header);
     const lines = [header];
-    const files = { pt: await fetch(ptUrl), safetensors: await fetch(safetensorsUrl), onnx: await fetch(onnxUrl), reference: await fetch(referenceUrl) };
+    const files = {
+      pt: await fetch(ptUrl),
+      safetensors: await fetch(safetensorsUrl),
+      onnx: await fetch(onnxUrl),
+      reference: await fetch(referenceUrl),
+    };
     const r = await runCnnExample(ctx, files, {
       timingReps: 2,
       onRow: (row) => {

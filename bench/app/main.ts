@@ -78,7 +78,9 @@ function redrawCharts(): void {
     chartsBox.appendChild(c);
     canvases.push(c);
   }
-  charts.forEach((chart, i) => drawBarChart(canvases[i] as HTMLCanvasElement, chart));
+  charts.forEach((chart, i) => {
+    drawBarChart(canvases[i] as HTMLCanvasElement, chart);
+  });
 }
 
 const fmt = (v: number | null, d = 2): string => (v === null ? '–' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(d));
@@ -104,7 +106,7 @@ function renderRows(): void {
       const cells = [
         r.op,
         r.impl,
-        r.status === 'unavailable' && r.reason?.startsWith('not yet available') ? 'not yet available' : r.status,
+        r.status,
         r.layout === 'channels_last' ? 'CL' : 'CF',
         fmt(r.median_ms),
         r.ratio_to_floor === null ? '–' : `${fmt(r.ratio_to_floor)}×`,

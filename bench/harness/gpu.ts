@@ -111,11 +111,15 @@ export class TimestampSpan {
   }
 
   begin(encoder: GPUCommandEncoder): void {
-    encoder.beginComputePass({ label: 'bench.timestamps.begin', timestampWrites: { querySet: this.#querySet, beginningOfPassWriteIndex: 0 } }).end();
+    encoder
+      .beginComputePass({ label: 'bench.timestamps.begin', timestampWrites: { querySet: this.#querySet, beginningOfPassWriteIndex: 0 } })
+      .end();
   }
 
   end(encoder: GPUCommandEncoder): void {
-    encoder.beginComputePass({ label: 'bench.timestamps.end', timestampWrites: { querySet: this.#querySet, endOfPassWriteIndex: 1 } }).end();
+    encoder
+      .beginComputePass({ label: 'bench.timestamps.end', timestampWrites: { querySet: this.#querySet, endOfPassWriteIndex: 1 } })
+      .end();
     encoder.resolveQuerySet(this.#querySet, 0, 2, this.#resolve, 0);
     encoder.copyBufferToBuffer(this.#resolve, 0, this.#read, 0, 16);
   }

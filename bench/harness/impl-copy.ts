@@ -16,7 +16,10 @@ export function createCopies(cc: CaseContext): ImplSet {
   const src = cc.xBuffer;
   if (!gpu || !src) {
     return {
-      items: [...unavailableSet('copy-floor', ['copy'], 'no WebGPU device').items, ...unavailableSet('copy-b2b', ['copy'], 'no WebGPU device').items],
+      items: [
+        ...unavailableSet('copy-floor', ['copy'], 'no WebGPU device').items,
+        ...unavailableSet('copy-b2b', ['copy'], 'no WebGPU device').items,
+      ],
       dispose: () => {},
     };
   }

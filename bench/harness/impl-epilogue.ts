@@ -14,7 +14,6 @@ import { unavailableSet, type CaseContext, type Impl, type ImplSet } from './imp
 import { EPILOGUE_OPS, plainOpOf, type EpilogueOpName, type ImplName } from './types.js';
 import unfusedSource from './unfused-epilogue.wgsl?raw';
 
-
 const USAGE_UNIFORM = 0x40;
 const USAGE_COPY_DST = 0x08;
 const WORKGROUP = 64;
@@ -65,7 +64,11 @@ class UnfusedPasses {
       { binding: 3, resource: range(dst) },
     ];
     if (b) entries.push({ binding: 2, resource: range(b) });
-    const group = this.#device.createBindGroup({ label: `bench.unfused.${entry}.bindGroup`, layout: pipeline.getBindGroupLayout(0), entries });
+    const group = this.#device.createBindGroup({
+      label: `bench.unfused.${entry}.bindGroup`,
+      layout: pipeline.getBindGroupLayout(0),
+      entries,
+    });
     const [gx, gy] = this.#groups;
     return (encoder) => {
       const p = encoder.beginComputePass({ label: `bench.unfused.${entry}.pass` });
@@ -144,7 +147,7 @@ export function createEpilogueGpu(cc: CaseContext, ctx: Library.BatchNormContext
   const passes = which === 'unfused' ? new UnfusedPasses(device, size, gpu.adapterInfo?.isFallbackAdapter === true) : null;
   const note =
     which === 'fused'
-      ? 'encodeForward/encodeBackward with epilogue { activation: relu, residual? }: the activation in BN\'s own passes'
+      ? "encodeForward/encodeBackward with epilogue { activation: relu, residual? }: the activation in BN's own passes"
       : 'plain encodeForward/encodeBackward plus separate WGSL passes (add, relu; relu backward): the unfused baseline';
 
   const forwardRef = (op: 'train' | 'eval', add: boolean): Float64Array => {
@@ -265,7 +268,12 @@ export function createEpilogueGpu(cc: CaseContext, ctx: Library.BatchNormContext
       kind: 'gpu',
       note,
       async verify() {
-        for (const [b, n] of [[dxBuffer, size], [dwBuffer, c], [dbBuffer, c]] as const) poison(device, b, n);
+        for (const [b, n] of [
+          [dxBuffer, size],
+          [dwBuffer, c],
+          [dbBuffer, c],
+        ] as const)
+          poison(device, b, n);
         if (grBuffer) poison(device, grBuffer, size);
         await run(1);
         await ctx.sync();

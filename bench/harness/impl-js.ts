@@ -175,10 +175,12 @@ export function createJsLoop(cc: CaseContext): ImplSet {
     }
   };
 
-  const loop = (f: () => void) => async (k: number): Promise<null> => {
-    for (let i = 0; i < k; i++) f();
-    return null;
-  };
+  const loop =
+    (f: () => void) =>
+    async (k: number): Promise<null> => {
+      for (let i = 0; i < k; i++) f();
+      return null;
+    };
   const note = 'plain two-pass loop over Float32Array, float64 accumulators';
   return {
     items: [

@@ -7,7 +7,7 @@
 import type * as Library from '../../src/index.js';
 import { relativeError, worstError } from './data.js';
 import { createTensorBuffer, poison, readFloats, submitTimed } from './gpu.js';
-import { unavailableSet, type CaseContext, type Impl, type ImplSet, type Unavailable } from './impl.js';
+import { unavailableSet, type CaseContext, type Impl, type ImplSet } from './impl.js';
 
 type Module = Library.BatchNorm;
 
@@ -45,16 +45,6 @@ export function moduleFor(cc: CaseContext, ctx: Library.BatchNormContext, varian
   });
   return bn;
 }
-
-/** Backward appeared in the library during this work; a stale dist/ may still lack it. */
-function hasEncodeBackward(bn: Module): boolean {
-  return typeof (bn as { encodeBackward?: unknown }).encodeBackward === 'function';
-}
-function hasBackward(bn: Module): boolean {
-  return typeof (bn as { backward?: unknown }).backward === 'function';
-}
-
-const NOT_YET = 'not yet available: this build of the library has no BatchNorm.backward / encodeBackward';
 
 /**
  * `webgpu-batchnorm` train / eval / backward on the shared device; with `variant` 'keras' the
@@ -110,12 +100,8 @@ export function createOursGpu(cc: CaseContext, ctx: Library.BatchNormContext | n
     };
   };
 
-  const backwardImpl = (): Impl | Unavailable => {
+  const backwardImpl = (): Impl => {
     const bn = moduleFor(cc, ctx);
-    if (!hasEncodeBackward(bn)) {
-      bn.destroy();
-      return { impl: 'webgpu-batchnorm', op: 'backward', reason: NOT_YET };
-    }
     const c = g.c;
     const yBuffer = createTensorBuffer(device, 'bench.ours.backward.y', bytes);
     const dxBuffer = createTensorBuffer(device, 'bench.ours.backward.dx', bytes);
@@ -211,12 +197,8 @@ export function createOursCpu(cc: CaseContext, ctx: Library.BatchNormContext): I
     };
   };
 
-  const backwardImpl = (): Impl | Unavailable => {
+  const backwardImpl = (): Impl => {
     const bn = moduleFor(cc, ctx);
-    if (!hasBackward(bn)) {
-      bn.destroy();
-      return { impl: 'webgpu-batchnorm-cpu', op: 'backward', reason: NOT_YET };
-    }
     const y = ctx.tensor(zeros, shape, { layout, label: 'y' });
     owned.push(y);
     bn.forward(x, { out: y });

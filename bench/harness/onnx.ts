@@ -74,7 +74,10 @@ function valueInfo(w: Writer, name: string, dims: readonly number[]): void {
 }
 
 function initializer(w: Writer, name: string, values: Float32Array): void {
-  w.int(1, values.length).int(2, FLOAT).string(8, name).bytes(9, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  w.int(1, values.length)
+    .int(2, FLOAT)
+    .string(8, name)
+    .bytes(9, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
 }
 
 export interface BatchNormModelSpec {

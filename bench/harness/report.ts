@@ -1,21 +1,23 @@
 /**
- * Ratios, the target checklist and the plain-text table; shared by the page, the browser runner
- * (which prints what the page computed) and the Node runner.
+ * Ratios and the plain-text report (table, target checklist, metadata); shared by the page, the
+ * browser runner (which prints what the page computed) and the Node runner. The targets
+ * themselves are data in targets.ts.
  */
-import { EPILOGUE_OPS, plainOpOf, type BenchResult, type ImplName, type LayoutName, type OpName, type Row, type TargetCheck } from './types.js';
+import { EPILOGUE_OPS, type BenchResult, type ImplName, type LayoutName, type OpName, type Row, type TargetCheck } from './types.js';
 
 const sameCase = (a: Row, shape: readonly number[], layout: LayoutName): boolean =>
   a.layout === layout && a.shape.length === shape.length && a.shape.every((d, i) => d === shape[i]);
 
-function find(rows: readonly Row[], impl: ImplName, op: OpName, shape: readonly number[], layout: LayoutName): Row | undefined {
+/** The row of `impl` × `op` for one case, if it ran. */
+export function findRow(rows: readonly Row[], impl: ImplName, op: OpName, shape: readonly number[], layout: LayoutName): Row | undefined {
   return rows.find((r) => r.impl === impl && r.op === op && sameCase(r, shape, layout));
 }
 
 /** Fills ratio_to_floor and gpu_ratio_to_floor from the case's `copy-floor` row. */
 export function addRatios(rows: Row[]): void {
   for (const row of rows) {
-    const floor = find(rows, 'copy-floor', 'copy', row.shape, row.layout);
-    if (!floor || floor.status !== 'ok') continue;
+    const floor = findRow(rows, 'copy-floor', 'copy', row.shape, row.layout);
+    if (floor?.status !== 'ok') continue;
     if (row.median_ms !== null && floor.median_ms) row.ratio_to_floor = row.median_ms / floor.median_ms;
     if (row.gpu_ms !== null && floor.gpu_ms) row.gpu_ratio_to_floor = row.gpu_ms / floor.gpu_ms;
   }
@@ -25,110 +27,6 @@ export function addRatios(rows: Row[]): void {
 export function casesOf(rows: readonly Row[]): Array<{ shape: number[]; layout: LayoutName }> {
   const out: Array<{ shape: number[]; layout: LayoutName }> = [];
   for (const r of rows) if (!out.some((c) => sameCase(r, c.shape, c.layout))) out.push({ shape: r.shape, layout: r.layout });
-  return out;
-}
-
-const okTime = (r: Row | undefined): number | null => (r && r.status === 'ok' && r.median_ms !== null ? r.median_ms : null);
-
-/**
- * The issue's targets, per case: training forward ≤ 1.8× the copy floor on the CNN shapes (rank
- * ≥ 3) and ≤ 2.5× on rank 2; eval ≤ 1.1×; backward ≤ 2.8×; ≥ 20× faster than tfjs-webgpu's
- * training forward; ≥ 8× faster than ORT Web inference; the CPU backend no slower than js-loop
- * (train, eval, backward) and ≥ 30× faster than tfjs-cpu (train, eval). All on median wall time.
- */
-export function checkTargets(rows: readonly Row[]): TargetCheck[] {
-  const out: TargetCheck[] = [];
-  const push = (
-    target: string,
-    shape: number[],
-    layout: LayoutName,
-    measured: number | null,
-    direction: '<=' | '>=',
-    threshold: number,
-    detail: string,
-  ): void => {
-    const pass = measured === null ? null : direction === '<=' ? measured <= threshold : measured >= threshold;
-    out.push({ target, shape, layout, measured, threshold, direction, pass, detail });
-  };
-  const ratio = (a: number | null, b: number | null): number | null => (a !== null && b !== null && b > 0 ? a / b : null);
-
-  for (const { shape, layout } of casesOf(rows)) {
-    const floor = okTime(find(rows, 'copy-floor', 'copy', shape, layout));
-    const ours = (op: OpName): number | null => okTime(find(rows, 'webgpu-batchnorm', op, shape, layout));
-    const cpu = (op: OpName): number | null => okTime(find(rows, 'webgpu-batchnorm-cpu', op, shape, layout));
-    const trainLimit = shape.length >= 3 ? 1.8 : 2.5;
-    push(`train <= ${trainLimit}x floor`, shape, layout, ratio(ours('train'), floor), '<=', trainLimit, 'webgpu-batchnorm train / copy-floor');
-    push('eval <= 1.1x floor', shape, layout, ratio(ours('eval'), floor), '<=', 1.1, 'webgpu-batchnorm eval / copy-floor');
-    push('backward <= 2.8x floor', shape, layout, ratio(ours('backward'), floor), '<=', 2.8, 'webgpu-batchnorm backward / copy-floor');
-    // Conventions are numbers in a uniform: the Keras preset must cost what PyTorch's does (10% is
-    // the run-to-run noise of these medians on a shared machine).
-    for (const op of ['train', 'eval'] as const) {
-      push(
-        `keras preset ${op} within 10% of pytorch`,
-        shape,
-        layout,
-        ratio(okTime(find(rows, 'webgpu-batchnorm-keras', op, shape, layout)), ours(op)),
-        '<=',
-        1.1,
-        `webgpu-batchnorm-keras ${op} / webgpu-batchnorm ${op}`,
-      );
-    }
-    push(
-      '>= 20x faster than tfjs-webgpu train',
-      shape,
-      layout,
-      ratio(okTime(find(rows, 'tfjs-webgpu', 'train', shape, layout)), ours('train')),
-      '>=',
-      20,
-      'tfjs-webgpu train / webgpu-batchnorm train',
-    );
-    push(
-      '>= 8x faster than ORT-web eval',
-      shape,
-      layout,
-      ratio(okTime(find(rows, 'ort-webgpu', 'eval', shape, layout)), ours('eval')),
-      '>=',
-      8,
-      'ort-webgpu eval / webgpu-batchnorm eval',
-    );
-    // Fused epilogues (issue #10.1): within 1.1x of plain BN, and faster than the unfused passes.
-    for (const op of EPILOGUE_OPS) {
-      if (!find(rows, 'webgpu-batchnorm', op, shape, layout)) continue;
-      const plain = plainOpOf(op);
-      push(`${op} <= 1.1x plain ${plain}`, shape, layout, ratio(ours(op), ours(plain)), '<=', 1.1, `webgpu-batchnorm ${op} / webgpu-batchnorm ${plain}`);
-      push(
-        `${op} fused faster than unfused`,
-        shape,
-        layout,
-        ratio(okTime(find(rows, 'webgpu-batchnorm-unfused', op, shape, layout)), ours(op)),
-        '>=',
-        1,
-        `webgpu-batchnorm-unfused ${op} / webgpu-batchnorm ${op}`,
-      );
-    }
-    for (const op of ['train', 'eval', 'backward'] as const) {
-      push(
-        `cpu ${op} no slower than js-loop`,
-        shape,
-        layout,
-        ratio(cpu(op), okTime(find(rows, 'js-loop', op, shape, layout))),
-        '<=',
-        1,
-        `webgpu-batchnorm-cpu ${op} / js-loop ${op}`,
-      );
-    }
-    for (const op of ['train', 'eval'] as const) {
-      push(
-        `cpu ${op} >= 30x faster than tfjs-cpu`,
-        shape,
-        layout,
-        ratio(okTime(find(rows, 'tfjs-cpu', op, shape, layout)), cpu(op)),
-        '>=',
-        30,
-        `tfjs-cpu ${op} / webgpu-batchnorm-cpu ${op}`,
-      );
-    }
-  }
   return out;
 }
 
@@ -176,7 +74,7 @@ export function formatTable(result: BenchResult): string {
     const body = caseRows.map((r) => [
       r.op,
       r.impl,
-      r.status === 'unavailable' && r.reason?.startsWith('not yet available') ? 'not yet available' : r.status,
+      r.status,
       fmt(r.median_ms),
       r.ratio_to_floor === null ? '-' : `${fmt(r.ratio_to_floor)}x`,
       r.min_ms === null ? '-' : `${fmt(r.min_ms)}..${fmt(r.max_ms)}`,
@@ -247,8 +145,8 @@ export function formatCpuCheck(rows: readonly Row[]): string {
   for (const { shape, layout } of casesOf(rows)) {
     const parts: string[] = [];
     for (const op of ['train', 'eval', 'backward'] as const) {
-      const gpu = find(rows, 'webgpu-batchnorm', op, shape, layout);
-      const cpu = find(rows, 'webgpu-batchnorm-cpu', op, shape, layout);
+      const gpu = findRow(rows, 'webgpu-batchnorm', op, shape, layout);
+      const cpu = findRow(rows, 'webgpu-batchnorm-cpu', op, shape, layout);
       if (gpu?.max_err == null || cpu?.max_err == null) continue;
       const bound = gpu.max_err + cpu.max_err;
       worst = Math.max(worst, bound);

@@ -28,7 +28,14 @@ export type ImplName =
 export type EpilogueOpName = 'train+relu' | 'eval+relu' | 'backward+relu' | 'train+add+relu' | 'eval+add+relu' | 'backward+add+relu';
 
 /** The epilogue ops, in table order. */
-export const EPILOGUE_OPS: readonly EpilogueOpName[] = ['train+relu', 'eval+relu', 'backward+relu', 'train+add+relu', 'eval+add+relu', 'backward+add+relu'];
+export const EPILOGUE_OPS: readonly EpilogueOpName[] = [
+  'train+relu',
+  'eval+relu',
+  'backward+relu',
+  'train+add+relu',
+  'eval+add+relu',
+  'backward+add+relu',
+];
 
 /** The plain BN op each epilogue op is compared with (target: fused ≤ 1.1× plain). */
 export function plainOpOf(op: EpilogueOpName): 'train' | 'eval' | 'backward' {
@@ -44,8 +51,7 @@ export type LayoutName = 'channels_first' | 'channels_last';
 /**
  * - `ok`: checked against the float64 reference, then timed.
  * - `wrong`: its output failed the check (see `max_err`); not timed.
- * - `unavailable`: could not run here (see `reason`), e.g. a peer that does not load in Node, or
- *   a library feature that is not yet available.
+ * - `unavailable`: could not run here (see `reason`), e.g. a peer that does not load in Node.
  * - `error`: threw or raised a WebGPU error while running (see `reason`).
  */
 export type RowStatus = 'ok' | 'wrong' | 'unavailable' | 'error';

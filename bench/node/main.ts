@@ -30,14 +30,17 @@ function exportsOf<T>(mod: unknown, probe: string): T {
 
 /** `--cases 8x256x28x28:cl,256x1024`: shapes joined by x, layout suffix :cf (default) or :cl. */
 function parseCases(text: string): NonNullable<BenchOptions['cases']> {
-  return text.split(',').filter(Boolean).map((item) => {
-    const [dims = '', suffix = 'cf'] = item.split(':');
-    const shape = dims.split('x').map(Number);
-    if (shape.length < 2 || shape.some((d) => !Number.isInteger(d) || d < 1) || (suffix !== 'cf' && suffix !== 'cl')) {
-      throw new Error(`--cases: '${item}' is not N x C [x spatial...] with an optional :cf or :cl`);
-    }
-    return { shape, layout: suffix === 'cl' ? 'channels_last' : 'channels_first' };
-  });
+  return text
+    .split(',')
+    .filter(Boolean)
+    .map((item) => {
+      const [dims = '', suffix = 'cf'] = item.split(':');
+      const shape = dims.split('x').map(Number);
+      if (shape.length < 2 || shape.some((d) => !Number.isInteger(d) || d < 1) || (suffix !== 'cf' && suffix !== 'cl')) {
+        throw new Error(`--cases: '${item}' is not N x C [x spatial...] with an optional :cf or :cl`);
+      }
+      return { shape, layout: suffix === 'cl' ? 'channels_last' : 'channels_first' };
+    });
 }
 
 function parseArgs(argv: readonly string[]): BenchOptions {
@@ -52,7 +55,10 @@ function parseArgs(argv: readonly string[]): BenchOptions {
     if (a === '--samples') o.samples = Number(next());
     else if (a === '--target') o.targetSampleMs = Number(next());
     else if (a === '--impls') o.impls = next().split(',').filter(Boolean) as ImplName[];
-    else if (a === '--quick') o.cases = DEFAULT_CASES.filter((c) => c.shape.join() === '8,256,28,28' || c.shape.join() === '256,1024').filter((c) => c.layout === 'channels_first');
+    else if (a === '--quick')
+      o.cases = DEFAULT_CASES.filter((c) => c.shape.join() === '8,256,28,28' || c.shape.join() === '256,1024').filter(
+        (c) => c.layout === 'channels_first',
+      );
     else if (a === '--cases') o.cases = parseCases(next());
     else if (a === '--case') {
       // e.g. --case 8x256x28x28:cl (repeatable): one shape and layout instead of the defaults.
@@ -60,13 +66,19 @@ function parseArgs(argv: readonly string[]): BenchOptions {
       const kase = { shape: dims.split('x').map(Number), layout: lay === 'cl' ? ('channels_last' as const) : ('channels_first' as const) };
       if (kase.shape.some((d) => !Number.isInteger(d) || d < 1)) throw new Error(`--case needs NxCx...[:cf|cl], got ${dims}`);
       o.cases = [...(o.cases ?? []), kase];
-    } else throw new Error(`unknown option ${a ?? ''} (--samples N, --target MS, --impls a,b, --quick, --cases 8x256x28x28:cl,256x1024, --case NxCx..:cf|cl)`);
+    } else
+      throw new Error(
+        `unknown option ${a ?? ''} (--samples N, --target MS, --impls a,b, --quick, --cases 8x256x28x28:cl,256x1024, --case NxCx..:cf|cl)`,
+      );
   }
   return o;
 }
 
 function stamp(): string {
-  return new Date().toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z');
+  return new Date()
+    .toISOString()
+    .replace(/[:]/g, '-')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 /** Runs the benchmark; `root` is the repository root. Returns the process exit code. */

@@ -184,7 +184,13 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
       which === 'library'
         ? elementwiseShape(geometryOf(kase.shape, kase.layout), 4, true)
         : v.order === 'cf'
-          ? { lanes, blocksPerRow: Math.ceil(v.cols / 16), runLength: 0, invocations: v.rows * Math.ceil(v.cols / 16), constants: { CONTIGUOUS: 1, BLOCK_ITEMS: 16 } }
+          ? {
+              lanes,
+              blocksPerRow: Math.ceil(v.cols / 16),
+              runLength: 0,
+              invocations: v.rows * Math.ceil(v.cols / 16),
+              constants: { CONTIGUOUS: 1, BLOCK_ITEMS: 16 },
+            }
           : { lanes, blocksPerRow: 0, runLength: 0, invocations: lanes * v.cols, constants: {} };
     const pipeline = device.createComputePipeline({
       label: `bench.sweep.${which}.${entry}.pipeline`,
@@ -245,7 +251,14 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
     const meanDy = 0.02 * (c % 3);
     const proj = 0.03 * (c % 4);
     const wc = w[c] ?? 0;
-    for (const [p, value] of [[0, k], [4, inv], [5, meanOffset], [6, meanDy], [7, proj]] as const) planeData[4 * (p * planeStride) + c] = value;
+    for (const [p, value] of [
+      [0, k],
+      [4, inv],
+      [5, meanOffset],
+      [6, meanDy],
+      [7, proj],
+    ] as const)
+      planeData[4 * (p * planeStride) + c] = value;
     const a = inv * wc;
     coefficients.push([k, a, proj * a, (meanOffset * proj - meanDy) * a]);
   }
@@ -268,7 +281,13 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
       which === 'library'
         ? elementwiseShape(geometryOf(kase.shape, kase.layout), 4, true)
         : v.order === 'cf'
-          ? { lanes, blocksPerRow: Math.ceil(v.cols / 16), runLength: 0, invocations: v.rows * Math.ceil(v.cols / 16), constants: { CONTIGUOUS: 1, BLOCK_ITEMS: 16 } }
+          ? {
+              lanes,
+              blocksPerRow: Math.ceil(v.cols / 16),
+              runLength: 0,
+              invocations: v.rows * Math.ceil(v.cols / 16),
+              constants: { CONTIGUOUS: 1, BLOCK_ITEMS: 16 },
+            }
           : { lanes, blocksPerRow: 0, runLength: 0, invocations: lanes * v.cols, constants: {} };
     const pipeline = device.createComputePipeline({
       label: `bench.sweep.${which}.backward.pipeline`,
@@ -284,7 +303,24 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
     device.queue.writeBuffer(
       uniform,
       0,
-      new Uint32Array([v.rows, v.cols, shape.lanes, v.c, v.order === 'cf' ? shape.lanes % v.c : 0, 0, 0, 0, 0, planeStride, FLAG_AFFINE, shape.blocksPerRow, shape.runLength, 0, 0, 0]),
+      new Uint32Array([
+        v.rows,
+        v.cols,
+        shape.lanes,
+        v.c,
+        v.order === 'cf' ? shape.lanes % v.c : 0,
+        0,
+        0,
+        0,
+        0,
+        planeStride,
+        FLAG_AFFINE,
+        shape.blocksPerRow,
+        shape.runLength,
+        0,
+        0,
+        0,
+      ]),
     );
     const bindGroup = device.createBindGroup({
       label: `bench.sweep.${which}.backward.bindGroup`,
@@ -317,7 +353,8 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
     // invocations, a multiple of C.
     let lanes = Math.max(1, Math.min(Math.ceil(v.rows / 16), Math.floor(65536 / v.cols)));
     if (lanes >= v.c) lanes = Math.floor(lanes / v.c) * v.c;
-    if (lanes % v.c === 0) candidates.push(make('cf_lanes (GPU walk)', { entry: 'cf_lanes', workgroup: 64, items: 0, lanes, invocations: lanes * v.cols }));
+    if (lanes % v.c === 0)
+      candidates.push(make('cf_lanes (GPU walk)', { entry: 'cf_lanes', workgroup: 64, items: 0, lanes, invocations: lanes * v.cols }));
     for (const wg of [64, 256]) {
       for (const items of [16, 64, v.cols]) {
         const runs = v.rows * Math.ceil(v.cols / items);
@@ -328,7 +365,9 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
     for (const wg of [64, 256]) {
       for (const items of [16, 64, v.cols, 4 * v.cols]) {
         const label = items === v.cols ? 'row' : items === 4 * v.cols ? '4 rows' : `${items}`;
-        candidates.push(make(`cf_span ${label}`, { entry: 'cf_span', workgroup: wg, items, lanes: 0, invocations: Math.ceil(total / items) }));
+        candidates.push(
+          make(`cf_span ${label}`, { entry: 'cf_span', workgroup: wg, items, lanes: 0, invocations: Math.ceil(total / items) }),
+        );
       }
     }
     if (v.cols % 16 === 0) {
@@ -344,12 +383,16 @@ export function setupElementwise(device: GPUDevice, kase: ElementwiseCase): Elem
         const blocks = Math.ceil(v.rows / items);
         candidates.push(make(`cl_rows ${items}`, { entry: 'cl_rows', workgroup: wg, items, lanes: 0, invocations: blocks * v.cols }));
         if (v.cols % 4 === 0) {
-          candidates.push(make(`cl_quad ${items}`, { entry: 'cl_quad', workgroup: wg, items, lanes: 0, invocations: (blocks * v.cols) / 4 }));
+          candidates.push(
+            make(`cl_quad ${items}`, { entry: 'cl_quad', workgroup: wg, items, lanes: 0, invocations: (blocks * v.cols) / 4 }),
+          );
         }
       }
     }
     for (const items of [16, 64]) {
-      candidates.push(make(`cl_span ${items}`, { entry: 'cl_span', workgroup: 256, items, lanes: 0, invocations: Math.ceil(total / items) }));
+      candidates.push(
+        make(`cl_span ${items}`, { entry: 'cl_span', workgroup: 256, items, lanes: 0, invocations: Math.ceil(total / items) }),
+      );
     }
   }
   return {

@@ -93,14 +93,19 @@ export async function main(root: string, argv: readonly string[]): Promise<numbe
     try {
       const result = await sweep(device, setup.x, setup.floats, setup.candidates, rounds, target);
       results.push({ case: kase, result });
-      console.log(`\n${formatSweep(`single pass [${kase.shape.join(', ')}] ${kase.layout}, ${(setup.stageBytes / 1024).toFixed(1)} KB per workgroup`, result)}`);
+      console.log(
+        `\n${formatSweep(`single pass [${kase.shape.join(', ')}] ${kase.layout}, ${(setup.stageBytes / 1024).toFixed(1)} KB per workgroup`, result)}`,
+      );
     } finally {
       setup.destroy();
     }
   }
   const dir = join(root, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, singlePass ? 'single-pass-latest.json' : 'sweep-latest.json'), `${JSON.stringify({ adapter: info, rounds, target, results }, null, 2)}\n`);
+  writeFileSync(
+    join(dir, singlePass ? 'single-pass-latest.json' : 'sweep-latest.json'),
+    `${JSON.stringify({ adapter: info, rounds, target, results }, null, 2)}\n`,
+  );
   device.destroy();
   return 0;
 }

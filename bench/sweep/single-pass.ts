@@ -76,15 +76,29 @@ export async function setupSinglePass(device: GPUDevice, kase: SinglePassCase): 
 
   // The library, on this device, with the fallback adapter's access pattern.
   const ctx = await Library.createContext({ backend: 'webgpu', device, accessPattern: 'contiguous' });
-  const module = kase.shape.length === 4 ? new Library.BatchNorm2d(ctx, c, { eps: EPS, momentum: MOMENTUM }) : new Library.BatchNorm1d(ctx, c, { eps: EPS, momentum: MOMENTUM });
-  module.loadStateDict({ weight, bias, running_mean: new Float32Array(c), running_var: new Float32Array(c).fill(1), num_batches_tracked: 0 });
+  const module =
+    kase.shape.length === 4
+      ? new Library.BatchNorm2d(ctx, c, { eps: EPS, momentum: MOMENTUM })
+      : new Library.BatchNorm1d(ctx, c, { eps: EPS, momentum: MOMENTUM });
+  module.loadStateDict({
+    weight,
+    bias,
+    running_mean: new Float32Array(c),
+    running_var: new Float32Array(c).fill(1),
+    num_batches_tracked: 0,
+  });
   const xt = ctx.tensorFromBuffer(x, [...kase.shape], { layout: kase.layout });
   const yt = ctx.tensorFromBuffer(y, [...kase.shape], { layout: kase.layout });
   const libraryEncode = (e: GPUCommandEncoder, k: number): void => {
     for (let i = 0; i < k; i++) module.encodeForward(e, xt, yt);
   };
   const candidates: Candidate[] = [
-    { name: 'library train (3 dispatches)', detail: 'stats + finalize + normalize', encode: libraryEncode, verify: () => check(libraryEncode) },
+    {
+      name: 'library train (3 dispatches)',
+      detail: 'stats + finalize + normalize',
+      encode: libraryEncode,
+      verify: () => check(libraryEncode),
+    },
   ];
 
   const cols = order === 'cf' ? s / 4 : c / 4;
@@ -93,7 +107,12 @@ export async function setupSinglePass(device: GPUDevice, kase: SinglePassCase): 
   const stageVec4s = order === 'cf' ? n * cols : rows;
   const stageBytes = stageVec4s * 16;
   const paramsBuffers = [weight, bias].map((d, i) => createTensorBuffer(device, `bench.single.param${i}`, d.byteLength, d));
-  const running = createTensorBuffer(device, 'bench.single.running', c * 8, new Float32Array(2 * c).map((_, i) => i % 2));
+  const running = createTensorBuffer(
+    device,
+    'bench.single.running',
+    c * 8,
+    new Float32Array(2 * c).map((_, i) => i % 2),
+  );
   const saved = createTensorBuffer(device, 'bench.single.saved', c * 8);
   buffers.push(...paramsBuffers, running, saved);
   const shaderModule = device.createShaderModule({ label: 'bench.single.module', code: singlePassSource });
@@ -108,7 +127,11 @@ export async function setupSinglePass(device: GPUDevice, kase: SinglePassCase): 
       const pipeline = device.createComputePipeline({
         label: `bench.single.${order}.pipeline`,
         layout: 'auto',
-        compute: { module: shaderModule, entryPoint: `single_pass_${order}4`, constants: { WORKGROUP_SIZE: wg, STAGE: stage ? 1 : 0, TILE: stage ? stageVec4s : 1 } },
+        compute: {
+          module: shaderModule,
+          entryPoint: `single_pass_${order}4`,
+          constants: { WORKGROUP_SIZE: wg, STAGE: stage ? 1 : 0, TILE: stage ? stageVec4s : 1 },
+        },
       });
       let parts = 1;
       let partLen = 0;

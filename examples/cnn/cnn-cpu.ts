@@ -7,7 +7,17 @@ import { BatchNorm2d, foldBatchNormTensors, loadBatchNorm, type BatchNormContext
 import type { CnnRunner, CnnVariant } from './runner.js';
 import { cnnWeights } from './weights.js';
 
-function conv2d(x: Float32Array, n: number, cin: number, h: number, w: number, weight: Float32Array, cout: number, k: number, bias: Float32Array | null): Float32Array {
+function conv2d(
+  x: Float32Array,
+  n: number,
+  cin: number,
+  h: number,
+  w: number,
+  weight: Float32Array,
+  cout: number,
+  k: number,
+  bias: Float32Array | null,
+): Float32Array {
   const out = new Float32Array(n * cout * h * w);
   const pad = k >> 1;
   for (let b = 0; b < n; b++)

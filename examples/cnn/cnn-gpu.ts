@@ -24,7 +24,13 @@ interface Dispatch {
 }
 
 /** Creates the WebGPU network for `images` (N × 3 × H × W, NCHW). */
-export function createGpuCnn(ctx: BatchNormContext, file: ModelFile, variant: CnnVariant, images: Float32Array, shape: readonly number[]): CnnRunner {
+export function createGpuCnn(
+  ctx: BatchNormContext,
+  file: ModelFile,
+  variant: CnnVariant,
+  images: Float32Array,
+  shape: readonly number[],
+): CnnRunner {
   const device = ctx.device;
   if (!device) throw new Error('createGpuCnn needs a WebGPU context');
   const w = cnnWeights(file);
@@ -48,14 +54,22 @@ export function createGpuCnn(ctx: BatchNormContext, file: ModelFile, variant: Cn
   const pipeline = (entry: string): GPUComputePipeline => {
     let p = pipelines.get(entry);
     if (!p) {
-      p = device.createComputePipeline({ label: `example.cnn.${entry}.pipeline`, layout: 'auto', compute: { module, entryPoint: entry, constants: { WORKGROUP_SIZE: WORKGROUP } } });
+      p = device.createComputePipeline({
+        label: `example.cnn.${entry}.pipeline`,
+        layout: 'auto',
+        compute: { module, entryPoint: entry, constants: { WORKGROUP_SIZE: WORKGROUP } },
+      });
       pipelines.set(entry, p);
     }
     return p;
   };
   const noBias = buffer('noBias', 16);
   /** One dispatch with its uniform, made once. */
-  const dispatch = (entry: string, p: { cin: number; cout: number; k?: number; count: number; bias?: GPUBuffer | null }, resources: Record<number, GPUBuffer>): Dispatch => {
+  const dispatch = (
+    entry: string,
+    p: { cin: number; cout: number; k?: number; count: number; bias?: GPUBuffer | null },
+    resources: Record<number, GPUBuffer>,
+  ): Dispatch => {
     const uniform = buffer(`${entry}.params`, 32, UNIFORM | COPY_DST);
     device.queue.writeBuffer(uniform, 0, new Uint32Array([n, p.cin, p.cout, h, wd, p.k ?? 0, p.count, p.bias ? 1 : 0]));
     const pl = pipeline(entry);
@@ -85,7 +99,8 @@ export function createGpuCnn(ctx: BatchNormContext, file: ModelFile, variant: Cn
   });
   const convWeights = w.convs.map((cv, i) => ctx.tensor(cv.weight, cv.shape, { label: `example.conv${i}.weight` }));
   tensors.push(...convWeights);
-  const foldedLayers = variant === 'folded' ? convWeights.map((weight, i) => foldBatchNormTensors(bns[i] as BatchNorm2d, { weight })) : null;
+  const foldedLayers =
+    variant === 'folded' ? convWeights.map((weight, i) => foldBatchNormTensors(bns[i] as BatchNorm2d, { weight })) : null;
   for (const f of foldedLayers ?? []) tensors.push(f.weight, f.bias);
 
   const conv = (i: number, src: GPUBuffer, dst: GPUBuffer): Dispatch => {
@@ -93,7 +108,11 @@ export function createGpuCnn(ctx: BatchNormContext, file: ModelFile, variant: Cn
     if (!cv) throw new Error('unreachable');
     const folded = foldedLayers?.[i];
     const weight = folded ? folded.weight.buffer : (convWeights[i] as Tensor).buffer;
-    return dispatch('conv2d', { cin: cv.shape[1], cout: cv.shape[0], k: cv.shape[2], count: n * cv.shape[0] * h * wd, bias: folded ? folded.bias.buffer : null }, { 1: src, 2: weight, 4: dst });
+    return dispatch(
+      'conv2d',
+      { cin: cv.shape[1], cout: cv.shape[0], k: cv.shape[2], count: n * cv.shape[0] * h * wd, bias: folded ? folded.bias.buffer : null },
+      { 1: src, 2: weight, 4: dst },
+    );
   };
   const relu = (src: GPUBuffer, dst: GPUBuffer): Dispatch => dispatch('relu', { cin: c, cout: c, count: plane }, { 1: src, 4: dst });
   const view = (b: GPUBuffer, label: string): Tensor => {
@@ -103,7 +122,17 @@ export function createGpuCnn(ctx: BatchNormContext, file: ModelFile, variant: Cn
   };
   type Step = Dispatch | { bn: BatchNorm2d; x: Tensor; y: Tensor };
   const steps: Step[] = [];
-  const [a0, a1, a2, a3, a4, a5, a6, a7, a8] = acts as [GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer];
+  const [a0, a1, a2, a3, a4, a5, a6, a7, a8] = acts as [
+    GPUBuffer,
+    GPUBuffer,
+    GPUBuffer,
+    GPUBuffer,
+    GPUBuffer,
+    GPUBuffer,
+    GPUBuffer,
+    GPUBuffer,
+    GPUBuffer,
+  ];
   if (variant === 'bn-layers') {
     steps.push(conv(0, input, a0), { bn: bns[0] as BatchNorm2d, x: view(a0, 'conv1'), y: view(a1, 'bn1') }, relu(a1, a2));
     steps.push(conv(1, a2, a3), { bn: bns[1] as BatchNorm2d, x: view(a3, 'block.conv1'), y: view(a4, 'block.bn1') }, relu(a4, a5));

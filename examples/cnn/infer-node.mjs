@@ -39,9 +39,16 @@ try {
   const { runCnnExample } = await server.ssrLoadModule('/examples/cnn/inference.ts');
   const ctx = await createContext({ backend });
   console.log(`backend: ${ctx.backend}${ctx.fallbackReason ? ` (fell back: ${ctx.fallbackReason})` : ''}`);
-  const files = { pt: file('model.pt'), safetensors: file('model.safetensors'), onnx: file('model.onnx'), reference: file('reference.safetensors') };
+  const files = {
+    pt: file('model.pt'),
+    safetensors: file('model.safetensors'),
+    onnx: file('model.onnx'),
+    reference: file('reference.safetensors'),
+  };
   const r = await runCnnExample(ctx, files, { timingReps: reps });
-  console.log(`${r.images} images; PyTorch float64 logits up to ${r.maxAbsLogit.toFixed(2)}; PyTorch's own float32 error ${r.torchFloat32Error.toExponential(2)}\n`);
+  console.log(
+    `${r.images} images; PyTorch float64 logits up to ${r.maxAbsLogit.toFixed(2)}; PyTorch's own float32 error ${r.torchFloat32Error.toExponential(2)}\n`,
+  );
   console.log('file         | variant   | max |logit error| | accuracy | images/s');
   for (const row of r.rows) {
     console.log(

@@ -62,7 +62,11 @@ export interface CnnExampleResult {
 /**
  * Loads every file, runs both variants on `ctx`'s backend and compares with PyTorch.
  */
-export async function runCnnExample(ctx: BatchNormContext, files: CnnExampleFiles, options: CnnExampleOptions = {}): Promise<CnnExampleResult> {
+export async function runCnnExample(
+  ctx: BatchNormContext,
+  files: CnnExampleFiles,
+  options: CnnExampleOptions = {},
+): Promise<CnnExampleResult> {
   const reps = options.timingReps ?? 5;
   const reference = await readModelFile(files.reference, { format: 'safetensors' });
   const images = reference.tensors.get('images');
@@ -89,9 +93,10 @@ export async function runCnnExample(ctx: BatchNormContext, files: CnnExampleFile
     const file = await readModelFile(source);
     if (file.format !== format) throw new Error(`expected a ${format} file, got ${file.format}`);
     for (const variant of ['bn-layers', 'folded'] as const) {
-      const runner = ctx.backend === 'cpu'
-        ? await createCpuCnn(ctx, file, variant, images.data, images.shape)
-        : createGpuCnn(ctx, file, variant, images.data, images.shape);
+      const runner =
+        ctx.backend === 'cpu'
+          ? await createCpuCnn(ctx, file, variant, images.data, images.shape)
+          : createGpuCnn(ctx, file, variant, images.data, images.shape);
       try {
         const logits = await runner.logits();
         let correct = 0;

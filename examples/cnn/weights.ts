@@ -44,7 +44,9 @@ export function cnnWeights(file: ModelFile): CnnWeights {
     const conv = file.nodes.filter((n) => n.opType === 'Conv');
     const gemm = file.nodes.find((n) => n.opType === 'Gemm');
     if (conv.length !== 3 || file.batchNorms.length !== 3 || !gemm) {
-      throw new Error(`example CNN: expected 3 Conv, 3 BatchNormalization and a Gemm node, got ${file.nodes.map((n) => n.opType).join(', ')}`);
+      throw new Error(
+        `example CNN: expected 3 Conv, 3 BatchNormalization and a Gemm node, got ${file.nodes.map((n) => n.opType).join(', ')}`,
+      );
     }
     if (gemm.attributes.get('transB') !== 1) throw new Error('example CNN: the Gemm node must have transB=1 (weight out × in)');
     const bns = file.batchNorms;

@@ -82,7 +82,9 @@ for (let step = 0; step < steps; step++) {
 const ref = await bn.stateDict();
 
 const maxDiff = (a, b) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
-console.log(`${world} workers (${results.map((r) => r.backend).join(', ')}), shards of ${sizes.join(', ')} x [${channels}, ${hw}, ${hw}], ${steps} steps in ${ms.toFixed(0)} ms`);
+console.log(
+  `${world} workers (${results.map((r) => r.backend).join(', ')}), shards of ${sizes.join(', ')} x [${channels}, ${hw}, ${hw}], ${steps} steps in ${ms.toFixed(0)} ms`,
+);
 console.log('max |worker − one BatchNorm2d on the concatenated batch| after the last step:');
 let offset = 0;
 let worst = 0;
@@ -99,7 +101,11 @@ for (const r of results.sort((a, b) => a.rank - b.rank)) {
   offset += len;
   worst = Math.max(worst, ...Object.values(d));
   const tracked = r.state.num_batches_tracked === ref.num_batches_tracked ? 'num_batches_tracked equal' : 'num_batches_tracked DIFFERS';
-  console.log(`  worker ${r.rank} (${r.backend}): ${Object.entries(d).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ')}; ${tracked}`);
+  console.log(
+    `  worker ${r.rank} (${r.backend}): ${Object.entries(d)
+      .map(([k, v]) => `${k} ${v.toExponential(1)}`)
+      .join(', ')}; ${tracked}`,
+  );
 }
 console.log(worst < 1e-4 ? 'OK: every worker matches the single-process batch norm' : 'MISMATCH');
 bn.destroy();

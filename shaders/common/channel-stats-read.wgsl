@@ -1,5 +1,6 @@
-// Reading channelStats (layout in prelude.wgsl). Added at load time to the shaders that declare
-// `channelStats: array<vec4f>` and a uniform `params` with `planeStride` (ceil(C / 4)).
+// Reading channelStats (layout in prelude.wgsl). Composed (src/gpu/shader-manifest.ts) into the
+// shaders that declare `channelStats: array<vec4f>` and a uniform `params` with `planeStride`
+// (ceil(C / 4)).
 
 // Channel c's value in `plane`.
 fn plane1(plane: u32, c: u32) -> f32 {

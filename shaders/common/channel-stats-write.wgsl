@@ -1,5 +1,6 @@
-// Writing channelStats (layout in prelude.wgsl). Added at load time to the shaders that declare
-// `channelStats: array<vec4f>` read_write and a uniform `params` with `planeStride` (ceil(C / 4)).
+// Writing channelStats (layout in prelude.wgsl). Composed (src/gpu/shader-manifest.ts) into the
+// shaders that declare `channelStats: array<vec4f>` read_write and a uniform `params` with
+// `planeStride` (ceil(C / 4)).
 
 fn write_plane(plane: u32, c: u32, v: f32) {
   channelStats[plane * params.planeStride + (c >> 2u)][c & 3u] = v;

@@ -1,6 +1,6 @@
 // Channels-first column split of the per-channel reductions (stats.wgsl, backward-reduce.wgsl).
-// Added at load time to shaders that declare `override CONTIGUOUS: bool` and a uniform `params`
-// with `cols`, `lanes` and `colsPerLane`.
+// Composed (src/gpu/shader-manifest.ts) into shaders that declare `override CONTIGUOUS: bool` and a
+// uniform `params` with `cols`, `lanes` and `colsPerLane`.
 
 // [first column, end column, step] of channels-first invocation p: columns p, p + lanes, ...
 // (coalesced, GPUs), or with CONTIGUOUS (fallback adapters) [p·colsPerLane, (p + 1)·colsPerLane).

@@ -1,6 +1,7 @@
-// Shared prelude: the contracts between the shaders and the TS that drives them, named once.
-// src/gpu/shader-sources.ts adds this file to every shader at load time; src/gpu/contracts.ts
-// holds the same names and values for TS, and test/wgsl-static.test.ts checks that they agree.
+// Shared prelude: the contracts between the shaders and the TS that drives them, named once. Every
+// shader module gets this file (src/gpu/shader-manifest.ts, composed at build time by
+// build/wgsl-shaders.ts); src/gpu/contracts.ts holds the same names and values for TS, and
+// test/wgsl-static.test.ts checks that they agree.
 //
 // channelStats, the per-channel constants buffer (array<vec4f>), is written by the forward and read
 // by the elementwise stages and by backward. It holds CHANNEL_STATS_PLANES planes of

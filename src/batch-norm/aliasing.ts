@@ -18,12 +18,14 @@ interface Span {
 
 function spanOf(ctx: BatchNormContext, name: string, t: Tensor): Span {
   const s = t.storage;
-  if (s.kind === 'gpu' && ctx.device) return { name, tensor: t, memory: s.buffer, ...bindingRange(ctx.device, s.buffer, s.byteOffset, t.size) };
+  if (s.kind === 'gpu' && ctx.device)
+    return { name, tensor: t, memory: s.buffer, ...bindingRange(ctx.device, s.buffer, s.byteOffset, t.size) };
   return { name, tensor: t, memory: s.kind === 'gpu' ? s.buffer : s.data, start: 0, end: t.size * 4 };
 }
 
 function describeSpan(s: Span): string {
-  const where = s.tensor.storage.kind === 'gpu' ? `bytes [${s.start}, ${s.end}) of GPUBuffer '${(s.memory as GPUBuffer).label}'` : 'the same array';
+  const where =
+    s.tensor.storage.kind === 'gpu' ? `bytes [${s.start}, ${s.end}) of GPUBuffer '${(s.memory as GPUBuffer).label}'` : 'the same array';
   return `${s.name} (tensor '${s.tensor.label}', ${where})`;
 }
 
@@ -68,6 +70,8 @@ export function isCommandEncoder(value: unknown): value is GPUCommandEncoder {
 /** Throws ArgumentError unless `encoder` is a GPUCommandEncoder. */
 export function checkEncoder(encoder: unknown, who: string): asserts encoder is GPUCommandEncoder {
   if (!isCommandEncoder(encoder)) {
-    throw new ArgumentError(`${who}: encoder must be a GPUCommandEncoder (device.createCommandEncoder()), got ${encoder === null ? 'null' : typeof encoder}`);
+    throw new ArgumentError(
+      `${who}: encoder must be a GPUCommandEncoder (device.createCommandEncoder()), got ${encoder === null ? 'null' : typeof encoder}`,
+    );
   }
 }

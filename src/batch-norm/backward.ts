@@ -129,7 +129,9 @@ export interface BatchNormBackwardOptions {
 
 function checkMask(mask: unknown, who: string): [boolean, boolean, boolean] {
   if (!Array.isArray(mask) || mask.length !== 3 || mask.some((m) => typeof m !== 'boolean')) {
-    throw new ArgumentError(`${who}: outputMask must be an array of 3 booleans [gradInput, gradWeight, gradBias], got ${JSON.stringify(mask)}`);
+    throw new ArgumentError(
+      `${who}: outputMask must be an array of 3 booleans [gradInput, gradWeight, gradBias], got ${JSON.stringify(mask)}`,
+    );
   }
   return [mask[0] as boolean, mask[1] as boolean, mask[2] as boolean];
 }
@@ -152,7 +154,9 @@ function forwardRecord(bn: ModuleBackwardSource, who: string): ForwardRecord {
     );
   }
   if (record.version !== bn.version) {
-    throw new BackwardStateError(`${who}: the module changed (loadStateDict) since the last forward; run forward() again before backward()`);
+    throw new BackwardStateError(
+      `${who}: the module changed (loadStateDict) since the last forward; run forward() again before backward()`,
+    );
   }
   if (record.input.destroyed) {
     throw new DestroyedError(`${who}: the forward's input tensor '${record.input.label}' was destroyed; backward needs it`);
@@ -207,15 +211,11 @@ function runCpu(r: Resolved, mean: ArrayLike<number>, invstd: ArrayLike<number>,
     if (r.gradResidual) cpuData(r.gradResidual).set(grad);
     dy = grad;
   }
-  cpuBackward(
-    { x, dy, mean, invstd, weight: r.weight ? cpuData(r.weight) : null, useBatchStats: r.useBatchStats },
-    r.g,
-    {
-      gradInput: r.gradInput ? cpuData(r.gradInput) : null,
-      gradWeight: r.gradWeight ? cpuData(r.gradWeight) : null,
-      gradBias: r.gradBias ? cpuData(r.gradBias) : null,
-    },
-  );
+  cpuBackward({ x, dy, mean, invstd, weight: r.weight ? cpuData(r.weight) : null, useBatchStats: r.useBatchStats }, r.g, {
+    gradInput: r.gradInput ? cpuData(r.gradInput) : null,
+    gradWeight: r.gradWeight ? cpuData(r.gradWeight) : null,
+    gradBias: r.gradBias ? cpuData(r.gradBias) : null,
+  });
 }
 
 function gpuArgs(r: Resolved, channelStats: GPUBuffer): GpuBackwardArgs {
@@ -245,7 +245,12 @@ function backwardTensors(r: Resolved, extraReads: readonly NamedTensor[] = []): 
       ['epilogue.residual', e?.activation.kind === 'silu' ? e.residual : null],
       ...extraReads,
     ],
-    [['gradInput', r.gradInput], ['gradWeight', r.gradWeight], ['gradBias', r.gradBias], ['gradResidual', r.gradResidual]],
+    [
+      ['gradInput', r.gradInput],
+      ['gradWeight', r.gradWeight],
+      ['gradBias', r.gradBias],
+      ['gradResidual', r.gradResidual],
+    ],
   ];
 }
 
@@ -281,7 +286,12 @@ function runModuleBackward(ctx: BatchNormContext, record: ForwardRecord, r: Reso
   runCpu(r, saved.mean, saved.invstd, saved);
 }
 
-function allocGradients(ctx: BatchNormContext, x: Tensor, c: number, mask: readonly boolean[]): [Tensor | null, Tensor | null, Tensor | null] {
+function allocGradients(
+  ctx: BatchNormContext,
+  x: Tensor,
+  c: number,
+  mask: readonly boolean[],
+): [Tensor | null, Tensor | null, Tensor | null] {
   return [
     mask[0] ? ctx.allocTensor(x.shape, x.layout, 'grad_input') : null,
     mask[1] ? ctx.allocTensor([c], 'channels_first', 'grad_weight') : null,
@@ -347,7 +357,12 @@ function checkLikeInput(ctx: BatchNormContext, t: Tensor, x: Tensor, argument: s
  * gradients whose output tensors are given.
  * @internal use the module method
  */
-export function moduleEncodeBackward(bn: ModuleBackwardSource, encoder: GPUCommandEncoder, gradOutput: Tensor, outputs: BackwardOutputs): void {
+export function moduleEncodeBackward(
+  bn: ModuleBackwardSource,
+  encoder: GPUCommandEncoder,
+  gradOutput: Tensor,
+  outputs: BackwardOutputs,
+): void {
   bn.assertAlive();
   const who = `${bn.name}.encodeBackward`;
   if (!bn.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
@@ -367,7 +382,10 @@ export function moduleEncodeBackward(bn: ModuleBackwardSource, encoder: GPUComma
     if (!e?.residual) throw new ArgumentError(`${who}: gradResidual was given but the last forward had no epilogue.residual`);
     checkLikeInput(bn.ctx, gradResidual, record.input, 'gradResidual', "the forward input's", who);
   }
-  for (const [name, t] of [['gradWeight', gradWeight], ['gradBias', gradBias]] as const) {
+  for (const [name, t] of [
+    ['gradWeight', gradWeight],
+    ['gradBias', gradBias],
+  ] as const) {
     if (!t) continue;
     if (!(name === 'gradWeight' ? bn.weight : bn.bias)) {
       throw new ArgumentError(
@@ -429,7 +447,9 @@ export function batchNormBackward(
   const running = !training && (args.runningMean || args.runningVar);
   if (running) {
     if (!args.runningMean || !args.runningVar) {
-      throw new ArgumentError(`${WHO}: runningMean and runningVar must be given together (got only ${args.runningMean ? 'runningMean' : 'runningVar'})`);
+      throw new ArgumentError(
+        `${WHO}: runningMean and runningVar must be given together (got only ${args.runningMean ? 'runningMean' : 'runningVar'})`,
+      );
     }
     mean = args.runningMean;
     invstd = args.runningVar;
@@ -454,7 +474,8 @@ export function batchNormBackward(
   const output = args.output ?? null;
   const bias = args.bias ?? null;
   if (epilogue && masksFromOutput(epilogue.activation)) {
-    if (!output) throw new ArgumentError(`${WHO}: output (the forward's y) is required to differentiate a ${epilogue.activation.kind} epilogue`);
+    if (!output)
+      throw new ArgumentError(`${WHO}: output (the forward's y) is required to differentiate a ${epilogue.activation.kind} epilogue`);
     checkLikeInput(ctx, output, x, 'output', "the input's", WHO);
   }
   if (bias) checkChannelTensor(ctx, bias, 'bias', g.c, WHO);
@@ -498,7 +519,12 @@ export function batchNormBackward(
 }
 
 /** The forward's y = x·scale + shift per channel (float64), as cpuNormalize forms it. */
-function cpuAffineOf(mean: ArrayLike<number>, invstd: ArrayLike<number>, weight: ArrayLike<number> | null, bias: ArrayLike<number> | null): CpuAffine {
+function cpuAffineOf(
+  mean: ArrayLike<number>,
+  invstd: ArrayLike<number>,
+  weight: ArrayLike<number> | null,
+  bias: ArrayLike<number> | null,
+): CpuAffine {
   const c = mean.length;
   const scale = new Float64Array(c);
   const shift = new Float64Array(c);

@@ -66,7 +66,13 @@ export interface Convention {
   readonly source: string;
 }
 
-const PYTORCH_NAMES: StateNames = { weight: 'weight', bias: 'bias', runningMean: 'running_mean', runningVar: 'running_var', tracked: 'num_batches_tracked' };
+const PYTORCH_NAMES: StateNames = {
+  weight: 'weight',
+  bias: 'bias',
+  runningMean: 'running_mean',
+  runningVar: 'running_var',
+  tracked: 'num_batches_tracked',
+};
 const KERAS_NAMES: StateNames = { weight: 'gamma', bias: 'beta', runningMean: 'moving_mean', runningVar: 'moving_variance', tracked: null };
 
 /** Every convention, by name. Read-only; pass its name as the `convention` option. */
@@ -74,15 +80,35 @@ export const CONVENTIONS: Readonly<Record<ConventionName, Convention>> = Object.
   // torch/nn/modules/batchnorm.py (_BatchNorm: eps 1e-5, momentum 0.1, running_var unbiased);
   // R torch nn_batch_norm*d wraps the same ATen kernel.
   pytorch: {
-    name: 'pytorch', eps: 1e-5, allowZeroEps: false, minEps: 0, epsFloor: 0, momentum: 0.1, momentumMeaning: 'batch', varianceEstimator: 'unbiased',
-    layout: 'channels_first', stateNames: PYTORCH_NAMES, singleValue: 'error', emptyBatch: 'error',
+    name: 'pytorch',
+    eps: 1e-5,
+    allowZeroEps: false,
+    minEps: 0,
+    epsFloor: 0,
+    momentum: 0.1,
+    momentumMeaning: 'batch',
+    varianceEstimator: 'unbiased',
+    layout: 'channels_first',
+    stateNames: PYTORCH_NAMES,
+    singleValue: 'error',
+    emptyBatch: 'error',
     source: 'torch/nn/modules/batchnorm.py; torch.nn.functional.batch_norm',
   },
   // keras/src/layers/normalization/batch_normalization.py L162-164 (axis -1, momentum 0.99,
   // epsilon 1e-3), L385-391 (moving = moving·momentum + batch·(1 − momentum)), ops.moments: biased.
   keras: {
-    name: 'keras', eps: 1e-3, allowZeroEps: true, minEps: 0, epsFloor: 0, momentum: 0.99, momentumMeaning: 'running', varianceEstimator: 'biased',
-    layout: 'channels_last', stateNames: KERAS_NAMES, singleValue: 'allow', emptyBatch: 'error',
+    name: 'keras',
+    eps: 1e-3,
+    allowZeroEps: true,
+    minEps: 0,
+    epsFloor: 0,
+    momentum: 0.99,
+    momentumMeaning: 'running',
+    varianceEstimator: 'biased',
+    layout: 'channels_last',
+    stateNames: KERAS_NAMES,
+    singleValue: 'allow',
+    emptyBatch: 'error',
     source: 'keras/src/layers/normalization/batch_normalization.py (Keras 3)',
   },
   // tf.keras 2 (keras v2.15.0 keras/layers/normalization/batch_normalization.py L938
@@ -90,42 +116,88 @@ export const CONVENTIONS: Readonly<Record<ConventionName, Convention>> = Object.
   // Bessel's correction n / max(n − 1, 1); L1008-1046 a zero-size batch keeps the moving stats;
   // tensorflow/python/ops/nn_impl.py fused_batch_norm raises epsilon to at least 1.001e-5).
   'tf-keras2-fused': {
-    name: 'tf-keras2-fused', eps: 1e-3, allowZeroEps: true, minEps: 0, epsFloor: 1.001e-5, momentum: 0.99, momentumMeaning: 'running', varianceEstimator: 'unbiased',
-    layout: 'channels_last', stateNames: KERAS_NAMES, singleValue: 'allow', emptyBatch: 'skip',
+    name: 'tf-keras2-fused',
+    eps: 1e-3,
+    allowZeroEps: true,
+    minEps: 0,
+    epsFloor: 1.001e-5,
+    momentum: 0.99,
+    momentumMeaning: 'running',
+    varianceEstimator: 'unbiased',
+    layout: 'channels_last',
+    stateNames: KERAS_NAMES,
+    singleValue: 'allow',
+    emptyBatch: 'skip',
     source: 'tf.keras 2.15 keras/layers/normalization/batch_normalization.py (fused path); tensorflow/core/kernels/fused_batch_norm_op.cc',
   },
   // onnx.ai/onnx/operators/onnx__BatchNormalization (opset 15): epsilon 1e-5, momentum 0.9,
   // running = input·momentum + current·(1 − momentum), current_var the population variance.
   onnx: {
-    name: 'onnx', eps: 1e-5, allowZeroEps: true, minEps: 0, epsFloor: 0, momentum: 0.9, momentumMeaning: 'running', varianceEstimator: 'biased',
-    layout: 'channels_first', stateNames: { weight: 'scale', bias: 'B', runningMean: 'input_mean', runningVar: 'input_var', tracked: null },
-    singleValue: 'allow', emptyBatch: 'error',
+    name: 'onnx',
+    eps: 1e-5,
+    allowZeroEps: true,
+    minEps: 0,
+    epsFloor: 0,
+    momentum: 0.9,
+    momentumMeaning: 'running',
+    varianceEstimator: 'biased',
+    layout: 'channels_first',
+    stateNames: { weight: 'scale', bias: 'B', runningMean: 'input_mean', runningVar: 'input_var', tracked: null },
+    singleValue: 'allow',
+    emptyBatch: 'error',
     source: 'ONNX operator BatchNormalization, opset 15',
   },
   // numpy_ml/neural_nets/layers/layers.py L969-1149 (BatchNorm2D: momentum 0.9, epsilon 1e-5,
   // (n_ex, rows, cols, ch) input, running = mm·rm + (1 − mm)·X.var() with numpy's default ddof=0).
   'numpy-ml': {
-    name: 'numpy-ml', eps: 1e-5, allowZeroEps: true, minEps: 0, epsFloor: 0, momentum: 0.9, momentumMeaning: 'running', varianceEstimator: 'biased',
-    layout: 'channels_last', stateNames: { weight: 'scaler', bias: 'intercept', runningMean: 'running_mean', runningVar: 'running_var', tracked: null },
-    singleValue: 'allow', emptyBatch: 'error',
+    name: 'numpy-ml',
+    eps: 1e-5,
+    allowZeroEps: true,
+    minEps: 0,
+    epsFloor: 0,
+    momentum: 0.9,
+    momentumMeaning: 'running',
+    varianceEstimator: 'biased',
+    layout: 'channels_last',
+    stateNames: { weight: 'scaler', bias: 'intercept', runningMean: 'running_mean', runningVar: 'running_var', tracked: null },
+    singleValue: 'allow',
+    emptyBatch: 'error',
     source: 'numpy_ml/neural_nets/layers/layers.py BatchNorm1D/BatchNorm2D',
   },
   // reference.wolfram.com/language/ref/BatchNormalizationLayer: "Epsilon" 0.001, "Momentum" 0.9,
   // Interleaving False (channel dimension first). The estimator is not documented: we use the
   // biased one, as MXNet's BatchNorm (the engine behind Mathematica's nets) updates moving_var with it.
   mathematica: {
-    name: 'mathematica', eps: 1e-3, allowZeroEps: false, minEps: 0, epsFloor: 0, momentum: 0.9, momentumMeaning: 'running', varianceEstimator: 'biased',
-    layout: 'channels_first', stateNames: { weight: 'Gamma', bias: 'Beta', runningMean: 'MovingMean', runningVar: 'MovingVariance', tracked: null },
-    singleValue: 'allow', emptyBatch: 'error',
+    name: 'mathematica',
+    eps: 1e-3,
+    allowZeroEps: false,
+    minEps: 0,
+    epsFloor: 0,
+    momentum: 0.9,
+    momentumMeaning: 'running',
+    varianceEstimator: 'biased',
+    layout: 'channels_first',
+    stateNames: { weight: 'Gamma', bias: 'Beta', runningMean: 'MovingMean', runningVar: 'MovingVariance', tracked: null },
+    singleValue: 'allow',
+    emptyBatch: 'error',
     source: 'Wolfram Language BatchNormalizationLayer; MXNet BatchNorm',
   },
   // mathworks.com/help/deeplearning/ref/nnet.cnn.layer.batchnormalizationlayer.html: Epsilon 1e-5
   // (≥ 1e-5), MeanDecay = VarianceDecay = 0.1, μ* ← λ·μ̂ + (1 − λ)·μ*. The estimator of σ̂² is not
   // documented: we use the unbiased one, as MATLAB's GPU path is cuDNN's.
   matlab: {
-    name: 'matlab', eps: 1e-5, allowZeroEps: false, minEps: 1e-5, epsFloor: 0, momentum: 0.1, momentumMeaning: 'batch', varianceEstimator: 'unbiased',
-    layout: 'channels_first', stateNames: { weight: 'Scale', bias: 'Offset', runningMean: 'TrainedMean', runningVar: 'TrainedVariance', tracked: null },
-    singleValue: 'error', emptyBatch: 'error',
+    name: 'matlab',
+    eps: 1e-5,
+    allowZeroEps: false,
+    minEps: 1e-5,
+    epsFloor: 0,
+    momentum: 0.1,
+    momentumMeaning: 'batch',
+    varianceEstimator: 'unbiased',
+    layout: 'channels_first',
+    stateNames: { weight: 'Scale', bias: 'Offset', runningMean: 'TrainedMean', runningVar: 'TrainedVariance', tracked: null },
+    singleValue: 'error',
+    emptyBatch: 'error',
     source: 'MATLAB batchNormalizationLayer / dlarray batchnorm',
   },
   // cudnnBatchNormalizationForwardTraining: exponentialAverageFactor weighs the new value
@@ -133,8 +205,18 @@ export const CONVENTIONS: Readonly<Record<ConventionName, Convention>> = Object.
   // CUDNN_BN_MIN_EPSILON (1e-5 in older headers; we only require eps > 0, the floor differs by
   // version); defaults follow PyTorch, which calls it.
   cudnn: {
-    name: 'cudnn', eps: 1e-5, allowZeroEps: false, minEps: 0, epsFloor: 0, momentum: 0.1, momentumMeaning: 'batch', varianceEstimator: 'unbiased',
-    layout: 'channels_first', stateNames: PYTORCH_NAMES, singleValue: 'error', emptyBatch: 'error',
+    name: 'cudnn',
+    eps: 1e-5,
+    allowZeroEps: false,
+    minEps: 0,
+    epsFloor: 0,
+    momentum: 0.1,
+    momentumMeaning: 'batch',
+    varianceEstimator: 'unbiased',
+    layout: 'channels_first',
+    stateNames: PYTORCH_NAMES,
+    singleValue: 'error',
+    emptyBatch: 'error',
     source: 'cuDNN cudnnBatchNormalizationForwardTraining',
   },
 });
@@ -142,7 +224,11 @@ export const CONVENTIONS: Readonly<Record<ConventionName, Convention>> = Object.
 /** Looks up a convention by name; ArgumentError lists the valid names. */
 export function conventionOf(name: unknown, argument = 'convention'): Convention {
   if (typeof name === 'string' && Object.hasOwn(CONVENTIONS, name)) return CONVENTIONS[name as ConventionName];
-  throw new ArgumentError(`${argument} must be one of ${Object.keys(CONVENTIONS).map((k) => `'${k}'`).join(', ')}, got ${String(name)}`);
+  throw new ArgumentError(
+    `${argument} must be one of ${Object.keys(CONVENTIONS)
+      .map((k) => `'${k}'`)
+      .join(', ')}, got ${String(name)}`,
+  );
 }
 
 /** Validates a {@link VarianceEstimator}; ArgumentError otherwise. */

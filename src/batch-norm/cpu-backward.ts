@@ -139,7 +139,9 @@ export function cpuBackward(inp: CpuBackwardInputs, g: Geometry, out: CpuBackwar
       const base = r * channels;
       for (let c = 0; c < channels; c++) {
         dx[base + c] =
-          (dy[base + c] as number) * (a[c] as number) - ((x[base + c] as number) - (mean[c] as number)) * (b[c] as number) - (d[c] as number);
+          (dy[base + c] as number) * (a[c] as number) -
+          ((x[base + c] as number) - (mean[c] as number)) * (b[c] as number) -
+          (d[c] as number);
       }
     }
   }

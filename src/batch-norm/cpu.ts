@@ -144,7 +144,14 @@ export function cpuNormalize(
 }
 
 // The epilogue's own loop, so plain BN keeps its tight loops above.
-function cpuNormalizeEpilogue(x: Float32Array, y: Float32Array, g: Geometry, scale: Float64Array, shift: Float64Array, e: CpuEpilogue): void {
+function cpuNormalizeEpilogue(
+  x: Float32Array,
+  y: Float32Array,
+  g: Geometry,
+  scale: Float64Array,
+  shift: Float64Array,
+  e: CpuEpilogue,
+): void {
   const z = e.residual;
   const act = e.activation;
   const channels = g.c;

@@ -131,7 +131,10 @@ export function elementwiseShape(g: Geometry, width: number, contiguous = false)
   if (width !== 4) return coalesced;
   const group = cols % CONTIGUOUS_COLUMN_GROUP === 0 ? CONTIGUOUS_COLUMN_GROUP : 1;
   const blocksPerRow = cols / group;
-  const runLength = Math.max(Math.min(CONTIGUOUS_MIN_RUN, rows), Math.min(CONTIGUOUS_MAX_ROWS, Math.floor((rows * blocksPerRow) / CONTIGUOUS_MIN_INVOCATIONS_CL)));
+  const runLength = Math.max(
+    Math.min(CONTIGUOUS_MIN_RUN, rows),
+    Math.min(CONTIGUOUS_MAX_ROWS, Math.floor((rows * blocksPerRow) / CONTIGUOUS_MIN_INVOCATIONS_CL)),
+  );
   const invocations = Math.ceil(rows / runLength) * blocksPerRow;
   return { ...coalesced, blocksPerRow, runLength, invocations, constants: { CONTIGUOUS: 1 } };
 }

@@ -89,7 +89,9 @@ export function checkActivation(spec: unknown, who: string): ResolvedActivation 
     if (o['kind'] === 'clamp') {
       const { min, max } = o;
       if (typeof min !== 'number' || typeof max !== 'number' || !Number.isFinite(min) || !Number.isFinite(max) || !(min < max)) {
-        throw new ArgumentError(`${who}: epilogue.activation clamp needs finite numbers min < max, got min = ${describe(min)}, max = ${describe(max)}`);
+        throw new ArgumentError(
+          `${who}: epilogue.activation clamp needs finite numbers min < max, got min = ${describe(min)}, max = ${describe(max)}`,
+        );
       }
       return { ...NONE, kind: 'clamp', min, max };
     }

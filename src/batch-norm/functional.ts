@@ -72,12 +72,19 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
   const weight = opts.weight ?? null;
   const bias = opts.bias ?? null;
   if ((runningMean === null) !== (runningVar === null)) {
-    throw new ArgumentError(`${WHO}: runningMean and runningVar must be given together (got only ${runningMean ? 'runningMean' : 'runningVar'})`);
+    throw new ArgumentError(
+      `${WHO}: runningMean and runningVar must be given together (got only ${runningMean ? 'runningMean' : 'runningVar'})`,
+    );
   }
   if (!training && !runningMean) {
     throw new ArgumentError(`${WHO}: runningMean and runningVar must be defined when training is false`);
   }
-  for (const [name, t] of [['runningMean', runningMean], ['runningVar', runningVar], ['weight', weight], ['bias', bias]] as const) {
+  for (const [name, t] of [
+    ['runningMean', runningMean],
+    ['runningVar', runningVar],
+    ['weight', weight],
+    ['bias', bias],
+  ] as const) {
     if (t) checkChannelTensor(ctx, t, name, g.c, WHO);
   }
   if (training && settings.convention.singleValue === 'error') checkTrainingValues(g, x.shape, WHO);
@@ -88,10 +95,26 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
   checkNoAliasing(
     ctx,
     WHO,
-    [['input', x], ['epilogue.residual', epilogue?.residual ?? null], ['weight', weight], ['bias', bias], ...(updatesRunning ? [] : ([['runningMean', runningMean], ['runningVar', runningVar]] as const))],
+    [
+      ['input', x],
+      ['epilogue.residual', epilogue?.residual ?? null],
+      ['weight', weight],
+      ['bias', bias],
+      ...(updatesRunning
+        ? []
+        : ([
+            ['runningMean', runningMean],
+            ['runningVar', runningVar],
+          ] as const)),
+    ],
     [
       ['output', opts.out ?? null],
-      ...(updatesRunning ? ([['runningMean', runningMean], ['runningVar', runningVar]] as const) : []),
+      ...(updatesRunning
+        ? ([
+            ['runningMean', runningMean],
+            ['runningVar', runningVar],
+          ] as const)
+        : []),
       ['batchStats.mean', batchStats?.mean ?? null],
       ['batchStats.invstd', batchStats?.invstd ?? null],
       ['batchStats.variance', batchStats?.variance ?? null],
@@ -120,19 +143,26 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
     b ??= fill(0, 'bias');
   }
   try {
-    runForward(ctx, x, y, g, {
-      weight: w,
-      bias: b,
-      runningMean,
-      runningVar,
-      eps: kernelEps(settings),
-      update: runningUpdateOf(settings),
-      useBatchStats: training,
-      updateRunning: training && runningMean !== null,
-      tracked: 0,
-      batchStats,
-      epilogue,
-    }, buffers);
+    runForward(
+      ctx,
+      x,
+      y,
+      g,
+      {
+        weight: w,
+        bias: b,
+        runningMean,
+        runningVar,
+        eps: kernelEps(settings),
+        update: runningUpdateOf(settings),
+        useBatchStats: training,
+        updateRunning: training && runningMean !== null,
+        tracked: 0,
+        batchStats,
+        epilogue,
+      },
+      buffers,
+    );
   } catch (err) {
     if (!opts.out) y.destroy();
     throw err;

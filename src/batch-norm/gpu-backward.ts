@@ -139,7 +139,9 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   // it back as its gradient: 7 tensor passes instead of 8. Not when gradInput shares the buffer
   // (one dispatch cannot read and write it), nor without a reduce pass (eval, no weight grads).
   const sharesGradBuffer =
-    a.gradInput !== null && gradResidualTensor !== null && bindTensor(device, a.gradInput).resource.buffer === bindTensor(device, gradResidualTensor).resource.buffer;
+    a.gradInput !== null &&
+    gradResidualTensor !== null &&
+    bindTensor(device, a.gradInput).resource.buffer === bindTensor(device, gradResidualTensor).resource.buffer;
   const reduceWritesResidual = needReduce && gradResidualTensor !== null && !sharesGradBuffer;
   const gradResidual = bindOptional(gpu, gradResidualTensor, 'gradResidual');
   const channelStats = bindChannelStats(a.channelStats, g.c);
@@ -182,7 +184,9 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         [vec4 ? 'dy' : 'dyScalar']: dy.resource,
         [vec4 ? 'output' : 'outputScalar']: savedOutput.resource,
         [vec4 ? 'residual' : 'residualScalar']: residual.resource,
-        [vec4 ? 'gradResidual' : 'gradResidualScalar']: reduceWritesResidual ? gradResidual.resource : bindOptional(gpu, null, 'gradResidual').resource,
+        [vec4 ? 'gradResidual' : 'gradResidualScalar']: reduceWritesResidual
+          ? gradResidual.resource
+          : bindOptional(gpu, null, 'gradResidual').resource,
         partials,
         channelStats,
       }),
@@ -224,7 +228,14 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       encodeElementwise(gpu, pass, g, {
         shader: 'backward-elementwise',
         entry: 'elementwise',
-        tensors: { x, dy: gradResidual, dx: bindTensor(device, a.gradInput), output: none('output'), residual: none('residual'), gradResidual: none('gradResidual') },
+        tensors: {
+          x,
+          dy: gradResidual,
+          dx: bindTensor(device, a.gradInput),
+          output: none('output'),
+          residual: none('residual'),
+          gradResidual: none('gradResidual'),
+        },
         uniforms: { weightBase: w.base, flags: a.weight ? FLAG_AFFINE : 0, ...activationUniforms(null) },
         resources: { channelStats, weight: w.resource },
         constants: { BATCH_STATS: a.useBatchStats ? 1 : 0 },

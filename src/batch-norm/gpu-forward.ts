@@ -82,9 +82,14 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const channelStats = bindChannelStats(a.channelStats, g.c);
 
   // finalize's general-path queue starts empty every step (its header is the indirect dispatch).
-  const generalQueue: GPUBufferBinding | null = a.useBatchStats && a.channelStatsReady !== true
-    ? { buffer: gpu.scratch('finalize.generalQueue', generalQueueBytes(g.c), TENSOR_USAGE | BUFFER_INDIRECT), offset: 0, size: generalQueueBytes(g.c) }
-    : null;
+  const generalQueue: GPUBufferBinding | null =
+    a.useBatchStats && a.channelStatsReady !== true
+      ? {
+          buffer: gpu.scratch('finalize.generalQueue', generalQueueBytes(g.c), TENSOR_USAGE | BUFFER_INDIRECT),
+          offset: 0,
+          size: generalQueueBytes(g.c),
+        }
+      : null;
   if (generalQueue) encoder.clearBuffer(generalQueue.buffer, 0, GENERAL_QUEUE_HEADER_WORDS * 4);
 
   const pass = encoder.beginComputePass({ label: 'bn.forward.pass' });
@@ -215,7 +220,11 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const out = a.useBatchStats ? a.batchStats : null;
   if (out) {
     const stride = planeStride(g.c);
-    for (const [plane, t] of [[PLANE_MEAN, out.mean], [PLANE_INVSTD, out.invstd], [PLANE_BATCH_VAR, out.variance]] as const) {
+    for (const [plane, t] of [
+      [PLANE_MEAN, out.mean],
+      [PLANE_INVSTD, out.invstd],
+      [PLANE_BATCH_VAR, out.variance],
+    ] as const) {
       if (!t) continue;
       encoder.copyBufferToBuffer(a.channelStats, plane * stride * 16, t.buffer, t.byteOffset, g.c * 4);
     }

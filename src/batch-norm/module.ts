@@ -18,7 +18,15 @@ import { noteWrites, runForward, type BatchStatsOutputs, type ForwardRecord, typ
 import type { Geometry } from './geometry.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkBoolean, checkNumFeatures, type BatchNormOptions } from './options.js';
-import { checkConventionEps, checkMomentumFor, kernelEps, resolveAffine, resolveConvention, runningUpdateOf, type ConventionSettings } from './settings.js';
+import {
+  checkConventionEps,
+  checkMomentumFor,
+  kernelEps,
+  resolveAffine,
+  resolveConvention,
+  runningUpdateOf,
+  type ConventionSettings,
+} from './settings.js';
 import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
 import { checkBatchStatsOutputs, checkInput, checkOutput, checkTrainingValues, isEmptyBatch } from './validate.js';
 
@@ -304,11 +312,21 @@ export abstract class BatchNorm {
         ['epilogue.residual', epilogue?.residual ?? null],
         ['weight', this.weight],
         ['bias', this.bias],
-        ...(updatesRunning ? [] : ([['running_mean', this.runningMean], ['running_var', this.runningVar]] as const)),
+        ...(updatesRunning
+          ? []
+          : ([
+              ['running_mean', this.runningMean],
+              ['running_var', this.runningVar],
+            ] as const)),
       ],
       [
         ['output', y],
-        ...(updatesRunning ? ([['running_mean', this.runningMean], ['running_var', this.runningVar]] as const) : []),
+        ...(updatesRunning
+          ? ([
+              ['running_mean', this.runningMean],
+              ['running_var', this.runningVar],
+            ] as const)
+          : []),
         ['batchStats.mean', batchStats?.mean ?? null],
         ['batchStats.invstd', batchStats?.invstd ?? null],
         ['batchStats.variance', batchStats?.variance ?? null],
@@ -332,7 +350,14 @@ export abstract class BatchNorm {
     return this.convention.emptyBatch === 'skip' && this.#usesBatchStats() && isEmptyBatch(x, this.ranks, this.numFeatures);
   }
 
-  #run(x: Tensor, y: Tensor, g: Geometry, epilogue: ResolvedEpilogue | null, encoder?: GPUCommandEncoder, batchStats: BatchStatsOutputs | null = null): void {
+  #run(
+    x: Tensor,
+    y: Tensor,
+    g: Geometry,
+    epilogue: ResolvedEpilogue | null,
+    encoder?: GPUCommandEncoder,
+    batchStats: BatchStatsOutputs | null = null,
+  ): void {
     const useBatchStats = this.#training || !this.trackRunningStats;
     const updateRunning = this.#training && this.trackRunningStats;
     let record: ForwardRecord | null = null;
@@ -407,7 +432,13 @@ export abstract class BatchNorm {
    */
   loadStateDict(sd: StateDictInput): void {
     this.assertAlive();
-    const checked = checkStateDict(sd, this.numFeatures, this.convention.stateNames, { weight: this.scale, bias: this.center, running: this.trackRunningStats }, this.name);
+    const checked = checkStateDict(
+      sd,
+      this.numFeatures,
+      this.convention.stateNames,
+      { weight: this.scale, bias: this.center, running: this.trackRunningStats },
+      this.name,
+    );
     const write = (t: Tensor | null, v: Float32Array | undefined): void => {
       if (!t || !v) return;
       noteWrites([t], 0);
@@ -446,7 +477,9 @@ export abstract class BatchNorm {
  */
 function checkChannelCapacity(ctx: BatchNormContext, c: number): void {
   if (c > HOST_MAX_CHANNELS) {
-    throw new DeviceLimitError(`numFeatures = ${c} exceeds the host limit of ${HOST_MAX_CHANNELS} channels per module (per-channel typed arrays)`);
+    throw new DeviceLimitError(
+      `numFeatures = ${c} exceeds the host limit of ${HOST_MAX_CHANNELS} channels per module (per-channel typed arrays)`,
+    );
   }
   const gpu = ctx.gpu;
   if (!gpu) return;

@@ -72,7 +72,12 @@ export function onnxBatchNormalization(
   const attrs = optionsObject<OnnxBatchNormalizationAttributes>(attributes, `${WHO} attributes`);
   const { X, scale, B, inputMean, inputVar } = inputs;
   const g = checkInput(ctx, X, 'X', null, null, WHO);
-  for (const [name, t] of [['scale', scale], ['B', B], ['inputMean', inputMean], ['inputVar', inputVar]] as const) {
+  for (const [name, t] of [
+    ['scale', scale],
+    ['B', B],
+    ['inputMean', inputMean],
+    ['inputVar', inputVar],
+  ] as const) {
     checkChannelTensor(ctx, t, name, g.c, WHO);
   }
   const epsilon = checkEps(attrs.epsilon ?? 1e-5, 'epsilon', true);
@@ -83,10 +88,15 @@ export function onnxBatchNormalization(
   const training = checkBoolean(attrs.trainingMode ?? false, 'trainingMode');
   const gpu = ctx.gpu;
   if (training && gpu) {
-    for (const [name, t] of [['inputMean', inputMean], ['inputVar', inputVar]] as const) {
+    for (const [name, t] of [
+      ['inputMean', inputMean],
+      ['inputVar', inputVar],
+    ] as const) {
       const s = t.storage;
       if (s.kind === 'gpu' && (s.buffer.usage & BUFFER_COPY_SRC) === 0) {
-        throw new ArgumentError(`${WHO}: ${name} needs GPUBufferUsage.COPY_SRC in training mode (it is copied to running_${name === 'inputMean' ? 'mean' : 'var'})`);
+        throw new ArgumentError(
+          `${WHO}: ${name} needs GPUBufferUsage.COPY_SRC in training mode (it is copied to running_${name === 'inputMean' ? 'mean' : 'var'})`,
+        );
       }
     }
   }
@@ -111,7 +121,13 @@ export function onnxBatchNormalization(
     if (gpu) {
       // One submit: copy input_mean/input_var into the new running tensors, then the forward
       // updates those copies in place.
-      const args = { ...spec, x: X, y: Y, counter: gpu.scratch('onnx.counter', 16), channelStats: gpu.scratch('onnx.channelStats', channelStatsBytes(g.c)) };
+      const args = {
+        ...spec,
+        x: X,
+        y: Y,
+        counter: gpu.scratch('onnx.counter', 16),
+        channelStats: gpu.scratch('onnx.channelStats', channelStatsBytes(g.c)),
+      };
       const writes = [Y, runningMean, runningVar];
       const submit = gpu.submit(
         'bn.onnx',

@@ -66,4 +66,3 @@ export function checkNumFeatures(numFeatures: unknown): number {
   }
   return numFeatures;
 }
-

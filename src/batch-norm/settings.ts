@@ -41,9 +41,16 @@ export function resolveConvention(options: ConventionOptions, allowNullMomentum:
   const momentumMeaning = checkMomentumMeaning(options.momentumMeaning ?? convention.momentumMeaning);
   const varianceEstimator = checkVarianceEstimator(options.varianceEstimator ?? convention.varianceEstimator);
   const eps = checkConventionEps(options.eps ?? convention.eps, convention);
-  const momentum = checkMomentumFor(options.momentum === undefined ? convention.momentum : options.momentum, allowNullMomentum, momentumMeaning, 'momentum');
+  const momentum = checkMomentumFor(
+    options.momentum === undefined ? convention.momentum : options.momentum,
+    allowNullMomentum,
+    momentumMeaning,
+    'momentum',
+  );
   const varianceMomentum =
-    options.varianceMomentum === undefined ? undefined : checkMomentumFor(options.varianceMomentum, allowNullMomentum, momentumMeaning, 'varianceMomentum');
+    options.varianceMomentum === undefined
+      ? undefined
+      : checkMomentumFor(options.varianceMomentum, allowNullMomentum, momentumMeaning, 'varianceMomentum');
   if ((momentum === null) !== ((varianceMomentum === undefined ? momentum : varianceMomentum) === null)) {
     throw new ArgumentError('momentum and varianceMomentum must both be numbers or both null (cumulative average)');
   }

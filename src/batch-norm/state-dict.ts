@@ -45,7 +45,9 @@ export interface StateParts {
 /** Validates a whole state dict against a module's configuration and names; returns float32 copies by role. */
 export function checkStateDict(sd: StateDictInput, channels: number, names: StateNames, parts: StateParts, who: string): CheckedState {
   if (sd === null || typeof sd !== 'object') {
-    throw new StateDictError(`${who}.loadStateDict: expected an object with keys [${expectedKeys(names, parts).join(', ')}], got ${String(sd)}`);
+    throw new StateDictError(
+      `${who}.loadStateDict: expected an object with keys [${expectedKeys(names, parts).join(', ')}], got ${String(sd)}`,
+    );
   }
   const expected = expectedKeys(names, parts);
   const given = Object.keys(sd);
@@ -59,7 +61,12 @@ export function checkStateDict(sd: StateDictInput, channels: number, names: Stat
     );
   }
   const out: CheckedState = {};
-  const roles = [['weight', names.weight], ['bias', names.bias], ['running_mean', names.runningMean], ['running_var', names.runningVar]] as const;
+  const roles = [
+    ['weight', names.weight],
+    ['bias', names.bias],
+    ['running_mean', names.runningMean],
+    ['running_var', names.runningVar],
+  ] as const;
   for (const [role, key] of roles) {
     const v = sd[key];
     if (v === undefined) continue;

@@ -16,7 +16,13 @@ export function cpuMoments(x: Float32Array, g: Geometry): ChannelMoments {
 }
 
 /** The shard's Σdy and Σdy·x̂ with the merged mean and invstd, in float64. */
-export function cpuGradSums(x: ArrayLike<number>, dy: ArrayLike<number>, mean: ArrayLike<number>, invstd: ArrayLike<number>, g: Geometry): GradSums {
+export function cpuGradSums(
+  x: ArrayLike<number>,
+  dy: ArrayLike<number>,
+  mean: ArrayLike<number>,
+  invstd: ArrayLike<number>,
+  g: Geometry,
+): GradSums {
   const { sumDy, sumDyXmu } = cpuBackwardSums(x, dy, mean, g);
   for (let c = 0; c < g.c; c++) sumDyXmu[c] = (sumDyXmu[c] as number) * (invstd[c] as number);
   return { sumDy, sumDyXhat: sumDyXmu };
@@ -46,7 +52,7 @@ export function cpuSyncGradInput(
   for (let c = 0; c < channels; c++) {
     const inv = invstd[c] as number;
     a[c] = inv * (weight ? (weight[c] as number) : 1);
-    b[c] = (((merged.sumDyXhat[c] as number) / count) * inv * (a[c] as number));
+    b[c] = ((merged.sumDyXhat[c] as number) / count) * inv * (a[c] as number);
     d[c] = ((merged.sumDy[c] as number) / count) * (a[c] as number);
   }
   if (g.order === 'cf') {

@@ -47,7 +47,14 @@ export function bindRecords(gpu: GpuRuntime, buffer: GPUBuffer, byteOffset: numb
  * Records the shard's local moments into `target`: stats.wgsl over x (the forward's own split and
  * access pattern), then sync_moments, one {@link MOMENTS_RECORD_BYTES}-byte record per channel.
  */
-export function encodeMoments(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Geometry, x: Tensor, target: GPUBuffer, byteOffset: number): void {
+export function encodeMoments(
+  gpu: GpuRuntime,
+  encoder: GPUCommandEncoder,
+  g: Geometry,
+  x: Tensor,
+  target: GPUBuffer,
+  byteOffset: number,
+): void {
   const device = gpu.device;
   const xb = bindTensor(device, x);
   const vec4 = vec4Aligned(g, xb.base);

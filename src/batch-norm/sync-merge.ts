@@ -40,7 +40,12 @@ export const MOMENTS_RECORD_BYTES = 16;
 
 function checkFloat64(v: unknown, argument: string, channels: number | null): Float64Array {
   if (!(v instanceof Float64Array)) {
-    const got = v === null ? 'null' : typeof v === 'object' ? ((v as { constructor?: { name?: string } }).constructor?.name ?? 'an object') : typeof v;
+    const got =
+      v === null
+        ? 'null'
+        : typeof v === 'object'
+          ? ((v as { constructor?: { name?: string } }).constructor?.name ?? 'an object')
+          : typeof v;
     throw new ArgumentError(`${argument} must be a Float64Array, got ${got}`);
   }
   if (channels !== null && v.length !== channels) {
@@ -98,9 +103,16 @@ function compareTotal(a: number, b: number): number {
   return na === nb ? 0 : na ? 1 : -1;
 }
 
-function checkList<T>(partials: unknown, argument: string, check: (p: unknown, argument: string, channels: number | null) => T, first: (p: T) => Float64Array): T[] {
+function checkList<T>(
+  partials: unknown,
+  argument: string,
+  check: (p: unknown, argument: string, channels: number | null) => T,
+  first: (p: T) => Float64Array,
+): T[] {
   if (!Array.isArray(partials) || partials.length === 0) {
-    throw new ArgumentError(`${argument} must be a non-empty array of partials, got ${Array.isArray(partials) ? 'an empty array' : String(partials)}`);
+    throw new ArgumentError(
+      `${argument} must be a non-empty array of partials, got ${Array.isArray(partials) ? 'an empty array' : String(partials)}`,
+    );
   }
   const out: T[] = [];
   let channels: number | null = null;
@@ -230,7 +242,9 @@ export function decodeMomentsRecords(bytes: ArrayBuffer | ArrayBufferView, chann
   const length = ArrayBuffer.isView(bytes) ? bytes.byteLength : bytes.byteLength;
   if (!Number.isInteger(channels) || channels < 1) throw new ArgumentError(`channels must be a positive integer, got ${String(channels)}`);
   if (length < channels * MOMENTS_RECORD_BYTES || offset % 4 !== 0) {
-    throw new ShapeError(`bytes: ${channels} records need ${channels * MOMENTS_RECORD_BYTES} bytes at a 4-byte aligned offset, got ${length} at ${offset}`);
+    throw new ShapeError(
+      `bytes: ${channels} records need ${channels * MOMENTS_RECORD_BYTES} bytes at a 4-byte aligned offset, got ${length} at ${offset}`,
+    );
   }
   const f = new Float32Array(buffer, offset, channels * 4);
   const u = new Uint32Array(buffer, offset, channels * 4);

@@ -249,7 +249,9 @@ export class SyncBatchNorm {
     if (options.out) checkOutput(this.ctx, options.out, x, who);
     if (!this.#training) {
       if (merged !== undefined && merged !== null) {
-        throw new ArgumentError(`${who}: merged statistics are only used in training mode; in eval mode call forward(x) (running statistics)`);
+        throw new ArgumentError(
+          `${who}: merged statistics are only used in training mode; in eval mode call forward(x) (running statistics)`,
+        );
       }
       const track = this.trackRunningStats;
       const y = batchNorm(this.ctx, x, {
@@ -265,17 +267,23 @@ export class SyncBatchNorm {
       return y;
     }
     if (merged === undefined || merged === null) {
-      throw new ArgumentError(`${who}: training mode needs the merged statistics of the whole batch (mergeMoments of every shard's momentsPartial)`);
+      throw new ArgumentError(
+        `${who}: training mode needs the merged statistics of the whole batch (mergeMoments of every shard's momentsPartial)`,
+      );
     }
     const m = checkMoments(merged, 'merged', g.c);
     checkMergedCount(m, who);
     const count = m.count[0] as number;
     if (m.count.some((n) => n !== count)) {
-      throw new ArgumentError(`${who}: merged.count must be the same for every channel (N × spatial of the whole batch), got ${Array.from(m.count).join(', ')}`);
+      throw new ArgumentError(
+        `${who}: merged.count must be the same for every channel (N × spatial of the whole batch), got ${Array.from(m.count).join(', ')}`,
+      );
     }
     const localCount = g.perChannel;
     if (count < localCount) {
-      throw new ArgumentError(`${who}: merged.count (${count}) is smaller than this shard's own values per channel (${localCount}); merge every shard's partial, this one included`);
+      throw new ArgumentError(
+        `${who}: merged.count (${count}) is smaller than this shard's own values per channel (${localCount}); merge every shard's partial, this one included`,
+      );
     }
 
     const mean = Float64Array.from(m.mean);
@@ -309,42 +317,54 @@ export class SyncBatchNorm {
         const writes = factor !== null ? [y, this.runningMean, this.runningVar] : [y];
         // A failed submit ran nothing: the running statistics are as before, so
         // num_batches_tracked steps back and the record is not there for a backward.
-        const submit = gpu.submit('bn.sync.forward', (e) => {
-          encodeForwardConstants(gpu, e, {
-            channels: g.c,
-            merged: buffers.merged,
-            weight: this.weight,
-            bias: this.bias,
-            runningMean: this.runningMean,
-            runningVar: this.runningVar,
-            updateRunning: factor !== null,
-            channelStats: buffers.channelStats,
-          });
-          encodeForward(gpu, e, g, {
-            x,
-            y,
-            weight: this.weight,
-            bias: this.bias,
-            runningMean: null,
-            runningVar: null,
-            useBatchStats: true,
-            updateRunning: false,
-            update: { meanFactor: null, varFactor: null, varianceEstimator: 'unbiased' },
-            eps: this.#eps,
-            tracked: 0,
-            counter: gpu.dummy('counter'),
-            channelStats: buffers.channelStats,
-            channelStatsReady: true,
-            epilogue: null,
-          });
-        }, (error) => {
-          for (const t of writes) t?.noteWriteFailed(submit, error);
-          if (updateRunning) this.#tracked = Math.max(0, this.#tracked - 1);
-          if (this.#last === record) this.#last = null;
-        });
+        const submit = gpu.submit(
+          'bn.sync.forward',
+          (e) => {
+            encodeForwardConstants(gpu, e, {
+              channels: g.c,
+              merged: buffers.merged,
+              weight: this.weight,
+              bias: this.bias,
+              runningMean: this.runningMean,
+              runningVar: this.runningVar,
+              updateRunning: factor !== null,
+              channelStats: buffers.channelStats,
+            });
+            encodeForward(gpu, e, g, {
+              x,
+              y,
+              weight: this.weight,
+              bias: this.bias,
+              runningMean: null,
+              runningVar: null,
+              useBatchStats: true,
+              updateRunning: false,
+              update: { meanFactor: null, varFactor: null, varianceEstimator: 'unbiased' },
+              eps: this.#eps,
+              tracked: 0,
+              counter: gpu.dummy('counter'),
+              channelStats: buffers.channelStats,
+              channelStatsReady: true,
+              epilogue: null,
+            });
+          },
+          (error) => {
+            for (const t of writes) t?.noteWriteFailed(submit, error);
+            if (updateRunning) this.#tracked = Math.max(0, this.#tracked - 1);
+            if (this.#last === record) this.#last = null;
+          },
+        );
         noteWrites(writes, submit);
       } else {
-        cpuNormalize(cpuData(x), cpuData(y), g, mean, invstd, this.weight ? cpuData(this.weight) : null, this.bias ? cpuData(this.bias) : null);
+        cpuNormalize(
+          cpuData(x),
+          cpuData(y),
+          g,
+          mean,
+          invstd,
+          this.weight ? cpuData(this.weight) : null,
+          this.bias ? cpuData(this.bias) : null,
+        );
         if (factor !== null && this.runningMean && this.runningVar) {
           const rm = cpuData(this.runningMean);
           const rv = cpuData(this.runningVar);
@@ -367,9 +387,12 @@ export class SyncBatchNorm {
   #record(who: string): SyncRecord {
     const r = this.#last;
     if (!r || r.version !== this.#version) {
-      throw new BackwardStateError(`${who}: no synchronized training forward to differentiate; call forward(x, merged) in training mode first`);
+      throw new BackwardStateError(
+        `${who}: no synchronized training forward to differentiate; call forward(x, merged) in training mode first`,
+      );
     }
-    if (r.input.destroyed) throw new DestroyedError(`${who}: the forward's input tensor '${r.input.label}' was destroyed; the backward needs it`);
+    if (r.input.destroyed)
+      throw new DestroyedError(`${who}: the forward's input tensor '${r.input.label}' was destroyed; the backward needs it`);
     return r;
   }
 
@@ -434,7 +457,7 @@ export class SyncBatchNorm {
       gradInput: null,
       gradWeight: own.sumDyXhat,
       gradBias: own.sumDy,
-          epilogue: null,
+      epilogue: null,
     });
     encoder.copyBufferToBuffer(own.sumDy.buffer, own.sumDy.byteOffset, target, byteOffset, bytes);
     encoder.copyBufferToBuffer(own.sumDyXhat.buffer, own.sumDyXhat.byteOffset, target, byteOffset + bytes, bytes);
@@ -457,7 +480,9 @@ export class SyncBatchNorm {
     const sums = checkGradSums(merged, 'merged', r.geometry.c);
     const mask = options.outputMask ?? [true, true, true];
     if (!Array.isArray(mask) || mask.length !== 3 || mask.some((v) => typeof v !== 'boolean')) {
-      throw new ArgumentError(`${who}: outputMask must be an array of 3 booleans [gradInput, gradWeight, gradBias], got ${JSON.stringify(mask)}`);
+      throw new ArgumentError(
+        `${who}: outputMask must be an array of 3 booleans [gradInput, gradWeight, gradBias], got ${JSON.stringify(mask)}`,
+      );
     }
     const x = r.input;
     const c = r.geometry.c;
@@ -473,32 +498,36 @@ export class SyncBatchNorm {
         values.set(sums.sumDyXhat, c);
         gpu.device.queue.writeBuffer(buffers.mergedGrad, 0, values);
         const writes = [gradInput, gradWeight, gradBias];
-        const submit = gpu.submit('bn.sync.backward', (e) => {
-          encodeBackwardConstants(gpu, e, {
-            channels: c,
-            mergedGrad: buffers.mergedGrad,
-            count: r.count,
-            channelStats: buffers.channelStats,
-            gradWeight,
-            gradBias,
-          });
-          if (gradInput) {
-            encodeBackward(gpu, e, r.geometry, {
-              x,
-              dy: gradOutput,
-              weight: this.weight,
+        const submit = gpu.submit(
+          'bn.sync.backward',
+          (e) => {
+            encodeBackwardConstants(gpu, e, {
+              channels: c,
+              mergedGrad: buffers.mergedGrad,
+              count: r.count,
               channelStats: buffers.channelStats,
-              useBatchStats: true,
-              gradInput,
-              gradWeight: null,
-              gradBias: null,
-              inputConstantsReady: true,
-                          epilogue: null,
+              gradWeight,
+              gradBias,
             });
-          }
-        }, (error) => {
-          for (const t of writes) t?.noteWriteFailed(submit, error);
-        });
+            if (gradInput) {
+              encodeBackward(gpu, e, r.geometry, {
+                x,
+                dy: gradOutput,
+                weight: this.weight,
+                channelStats: buffers.channelStats,
+                useBatchStats: true,
+                gradInput,
+                gradWeight: null,
+                gradBias: null,
+                inputConstantsReady: true,
+                epilogue: null,
+              });
+            }
+          },
+          (error) => {
+            for (const t of writes) t?.noteWriteFailed(submit, error);
+          },
+        );
         noteWrites(writes, submit);
       } else {
         if (gradInput) {
@@ -538,7 +567,13 @@ export class SyncBatchNorm {
    */
   loadStateDict(sd: StateDictInput): void {
     this.#assertAlive();
-    const checked = checkStateDict(sd, this.numFeatures, CONVENTIONS.pytorch.stateNames, { weight: this.affine, bias: this.affine, running: this.trackRunningStats }, NAME);
+    const checked = checkStateDict(
+      sd,
+      this.numFeatures,
+      CONVENTIONS.pytorch.stateNames,
+      { weight: this.affine, bias: this.affine, running: this.trackRunningStats },
+      NAME,
+    );
     const write = (t: Tensor | null, v: Float32Array | undefined): void => {
       if (!t || !v) return;
       const s = t.storage;
@@ -575,7 +610,15 @@ function gradBytes(channels: number): number {
   return Math.ceil((GRAD_SUMS_PLANES * 4 * channels) / 16) * 16;
 }
 
-function checkTarget(target: GPUBuffer, byteOffset: number, bytes: number, unit: number, usage: number, usageName: string, who: string): void {
+function checkTarget(
+  target: GPUBuffer,
+  byteOffset: number,
+  bytes: number,
+  unit: number,
+  usage: number,
+  usageName: string,
+  who: string,
+): void {
   if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % unit !== 0) {
     throw new ArgumentError(`${who}: byteOffset must be a non-negative multiple of ${unit}, got ${byteOffset}`);
   }
@@ -583,10 +626,14 @@ function checkTarget(target: GPUBuffer, byteOffset: number, bytes: number, unit:
     throw new ArgumentError(`${who}: target must be a GPUBuffer, got ${String(target)}`);
   }
   if ((target.usage & usage) === 0) {
-    throw new ArgumentError(`${who}: target buffer '${target.label}' needs GPUBufferUsage.${usageName}, its usage is 0x${target.usage.toString(16)}`);
+    throw new ArgumentError(
+      `${who}: target buffer '${target.label}' needs GPUBufferUsage.${usageName}, its usage is 0x${target.usage.toString(16)}`,
+    );
   }
   const needed = byteOffset + bytes;
   if (needed > target.size) {
-    throw new ArgumentError(`${who}: target buffer '${target.label}' has ${target.size} bytes; the records at byteOffset ${byteOffset} need ${needed}`);
+    throw new ArgumentError(
+      `${who}: target buffer '${target.label}' has ${target.size} bytes; the records at byteOffset ${byteOffset} need ${needed}`,
+    );
   }
 }

@@ -22,7 +22,9 @@ export function checkInput(
   }
   const g = geometryOf(x.shape, x.layout);
   if (channels !== null && g.c !== channels) {
-    throw new ShapeError(`${who}: ${argument} has ${g.c} channels (shape[1] of [${x.shape.join(', ')}]) but the module has numFeatures = ${channels}`);
+    throw new ShapeError(
+      `${who}: ${argument} has ${g.c} channels (shape[1] of [${x.shape.join(', ')}]) but the module has numFeatures = ${channels}`,
+    );
   }
   if (x.size === 0) {
     throw new ShapeError(`${who}: ${argument} is empty (shape [${x.shape.join(', ')}]); batch norm needs at least one value per channel`);
@@ -78,14 +80,21 @@ export function checkBatchStatsOutputs(
   who: string,
 ): BatchStatsOutputs | null {
   if (outputs === undefined || outputs === null) return null;
-  if (typeof outputs !== 'object') throw new ArgumentError(`${who}: batchStats must be an object { mean?, invstd?, variance? }, got ${String(outputs)}`);
+  if (typeof outputs !== 'object')
+    throw new ArgumentError(`${who}: batchStats must be an object { mean?, invstd?, variance? }, got ${String(outputs)}`);
   const mean = outputs.mean ?? null;
   const invstd = outputs.invstd ?? null;
   const variance = outputs.variance ?? null;
-  const given = [['batchStats.mean', mean], ['batchStats.invstd', invstd], ['batchStats.variance', variance]] as const;
+  const given = [
+    ['batchStats.mean', mean],
+    ['batchStats.invstd', invstd],
+    ['batchStats.variance', variance],
+  ] as const;
   if (!mean && !invstd && !variance) return null;
   if (!usesBatchStats) {
-    throw new ArgumentError(`${who}: batchStats needs a forward that computes batch statistics (training, or trackRunningStats false); this one uses the running statistics`);
+    throw new ArgumentError(
+      `${who}: batchStats needs a forward that computes batch statistics (training, or trackRunningStats false); this one uses the running statistics`,
+    );
   }
   const seen = new Set<Tensor>();
   for (const [name, t] of given) {
@@ -95,7 +104,9 @@ export function checkBatchStatsOutputs(
     seen.add(t);
     const s = t.storage;
     if (s.kind === 'gpu' && (s.buffer.usage & BUFFER_COPY_DST) === 0) {
-      throw new ArgumentError(`${who}: ${name} needs GPUBufferUsage.COPY_DST on buffer '${s.buffer.label}', its usage is 0x${s.buffer.usage.toString(16)}`);
+      throw new ArgumentError(
+        `${who}: ${name} needs GPUBufferUsage.COPY_DST on buffer '${s.buffer.label}', its usage is 0x${s.buffer.usage.toString(16)}`,
+      );
     }
   }
   return { mean, invstd, variance };

@@ -53,7 +53,8 @@ type Values = Float32Array | readonly number[];
 
 function vector(who: string, name: string, v: Values | null | undefined, channels: number): Values | null {
   if (v === null || v === undefined) return null;
-  if (!(v instanceof Float32Array) && !Array.isArray(v)) throw new ArgumentError(`${who}: ${name} must be a Float32Array or number[], got ${typeof v}`);
+  if (!(v instanceof Float32Array) && !Array.isArray(v))
+    throw new ArgumentError(`${who}: ${name} must be a Float32Array or number[], got ${typeof v}`);
   if (v.length !== channels) throw new ShapeError(`${who}: ${name} has ${v.length} values, expected ${channels} (one per output channel)`);
   return v;
 }
@@ -80,7 +81,8 @@ export function foldBatchNorm(layer: FoldLayer, bn: FoldBatchNormState, options:
   const runningVar = vector(who, 'running_var', bn.running_var, channels);
   if (!runningMean || !runningVar) throw new ArgumentError(`${who}: running_mean and running_var are required`);
   const g = foldGeometry(who, layer.weightShape, channels, options.layout);
-  if (!(layer.weight instanceof Float32Array) && !Array.isArray(layer.weight)) throw new ArgumentError(`${who}: weight must be a Float32Array or number[]`);
+  if (!(layer.weight instanceof Float32Array) && !Array.isArray(layer.weight))
+    throw new ArgumentError(`${who}: weight must be a Float32Array or number[]`);
   if (layer.weight.length !== g.count) {
     throw new ShapeError(`${who}: weight has ${layer.weight.length} values, shape [${layer.weightShape.join(', ')}] needs ${g.count}`);
   }

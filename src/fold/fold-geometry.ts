@@ -25,12 +25,22 @@ export interface FoldGeometry {
  * Validates a weight shape against the batch norm's channel count.
  * @throws ShapeError when no axis (or, channels_last, no pair of last axes) holds `channels`.
  */
-export function foldGeometry(who: string, weightShape: readonly number[], channels: number, layout: WeightLayout | undefined): FoldGeometry {
+export function foldGeometry(
+  who: string,
+  weightShape: readonly number[],
+  channels: number,
+  layout: WeightLayout | undefined,
+): FoldGeometry {
   const l = layout ?? 'channels_first';
   if (l !== 'channels_first' && l !== 'channels_last') {
     throw new ArgumentError(`${who}: layout must be 'channels_first' or 'channels_last', got ${JSON.stringify(layout)}`);
   }
-  if (!Array.isArray(weightShape) || weightShape.length < 2 || weightShape.length > 5 || weightShape.some((d) => !Number.isInteger(d) || d < 1)) {
+  if (
+    !Array.isArray(weightShape) ||
+    weightShape.length < 2 ||
+    weightShape.length > 5 ||
+    weightShape.some((d) => !Number.isInteger(d) || d < 1)
+  ) {
     throw new ShapeError(`${who}: weight shape must have 2 (linear) to 5 (conv3d) positive dimensions, got ${JSON.stringify(weightShape)}`);
   }
   const count = weightShape.reduce((a, b) => a * b, 1);
@@ -40,7 +50,9 @@ export function foldGeometry(who: string, weightShape: readonly number[], channe
   const ok = l === 'channels_first' ? first === channels : last === channels || (weightShape.length > 2 && lastTwo === channels);
   if (!ok) {
     const where = l === 'channels_first' ? `the first axis (${first})` : `the last axis (${last}) or, depthwise, the last two (${lastTwo})`;
-    throw new ShapeError(`${who}: batch norm has ${channels} channels but the ${l} weight of shape [${weightShape.join(', ')}] has ${where} output channels`);
+    throw new ShapeError(
+      `${who}: batch norm has ${channels} channels but the ${l} weight of shape [${weightShape.join(', ')}] has ${where} output channels`,
+    );
   }
   return { channels, count, inner: count / channels, channelsLast: l === 'channels_last' };
 }

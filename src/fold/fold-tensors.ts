@@ -47,14 +47,18 @@ function check(who: string, bn: BatchNorm, layer: FoldTensorLayer, options: Fold
   bn.assertAlive();
   const ctx = bn.ctx;
   if (!bn.runningMean || !bn.runningVar) {
-    throw new ArgumentError(`${who}: ${bn.name} has trackRunningStats=false; only a batch norm with running statistics (evaluation mode) can be folded`);
+    throw new ArgumentError(
+      `${who}: ${bn.name} has trackRunningStats=false; only a batch norm with running statistics (evaluation mode) can be folded`,
+    );
   }
   if (!layer || typeof layer !== 'object') throw new ArgumentError(`${who}: layer must be { weight, bias? }`);
   ctx.assertOwnTensor(layer.weight, `${who}: layer.weight`);
   if (layer.bias) ctx.assertOwnTensor(layer.bias, `${who}: layer.bias`);
   const g = foldGeometry(who, layer.weight.shape, bn.numFeatures, options.layout);
   if (g.channelsLast && layer.weight.layout !== 'channels_first') {
-    throw new ArgumentError(`${who}: a channels_last (k…×I×O) weight must be a plain row-major tensor (tensor layout 'channels_first'), got tensor layout '${layer.weight.layout}'`);
+    throw new ArgumentError(
+      `${who}: a channels_last (k…×I×O) weight must be a plain row-major tensor (tensor layout 'channels_first'), got tensor layout '${layer.weight.layout}'`,
+    );
   }
   if (layer.bias && layer.bias.size !== g.channels) {
     throw new ShapeError(`${who}: layer.bias has shape [${layer.bias.shape.join(', ')}], expected [${g.channels}]`);
@@ -67,7 +71,8 @@ function checkOutputs(who: string, bn: BatchNorm, layer: FoldTensorLayer, out: F
   ctx.assertOwnTensor(out.weight, `${who}: out.weight`);
   ctx.assertOwnTensor(out.bias, `${who}: out.bias`);
   if (out.weight.size !== g.count) throw new ShapeError(`${who}: out.weight has ${out.weight.size} values, the weight ${g.count}`);
-  if (out.bias.size !== g.channels) throw new ShapeError(`${who}: out.bias has shape [${out.bias.shape.join(', ')}], expected [${g.channels}]`);
+  if (out.bias.size !== g.channels)
+    throw new ShapeError(`${who}: out.bias has shape [${out.bias.shape.join(', ')}], expected [${g.channels}]`);
   checkNoAliasing(
     ctx,
     who,
@@ -87,7 +92,14 @@ function checkOutputs(who: string, bn: BatchNorm, layer: FoldTensorLayer, out: F
 }
 
 /** Records the fold dispatch; inputs and outputs are validated tensors on the GPU. */
-function encodeFold(gpu: GpuRuntime, encoder: GPUCommandEncoder, bn: BatchNorm, layer: FoldTensorLayer, out: FoldTensorOutputs, c: CheckedFold): void {
+function encodeFold(
+  gpu: GpuRuntime,
+  encoder: GPUCommandEncoder,
+  bn: BatchNorm,
+  layer: FoldTensorLayer,
+  out: FoldTensorOutputs,
+  c: CheckedFold,
+): void {
   const device = gpu.device;
   const kernel = getKernel(device, 'fold', 'fold_batch_norm');
   const weight = bindTensor(device, layer.weight);

@@ -40,12 +40,7 @@ function shaderModule(device: GPUDevice, shader: ShaderId): GPUShaderModule {
  * that the dispatch arithmetic uses (the prelude gives it no default). The bind-group layout is
  * built from the shader's own reflected bindings, so TS never restates them.
  */
-export function getKernel(
-  device: GPUDevice,
-  shader: ShaderId,
-  entry: string,
-  specialization: OverrideConstants = {},
-): Kernel {
+export function getKernel(device: GPUDevice, shader: ShaderId, entry: string, specialization: OverrideConstants = {}): Kernel {
   if ('WORKGROUP_SIZE' in specialization) throw new Error('internal: WORKGROUP_SIZE is set by getKernel only');
   const constants: OverrideConstants = { ...specialization, WORKGROUP_SIZE };
   const names = Object.keys(constants).sort();

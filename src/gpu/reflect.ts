@@ -1,5 +1,5 @@
-import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
-import { shaderSources, type ShaderId } from './shader-sources.js';
+import { shaderReflection } from 'virtual:bn-shaders';
+import type { ShaderId } from './shader-manifest.js';
 
 /** How one entry point binds one resource, read from the WGSL source. */
 export interface ReflectedBinding {
@@ -32,53 +32,49 @@ export interface ReflectedEntry {
   readonly uniform: UniformLayout | null;
 }
 
-const reflected = new Map<ShaderId, ReadonlyMap<string, ReflectedEntry>>();
-
-function bufferType(resourceType: string, access: string, name: string): GPUBufferBindingType {
-  // wgsl_reflect reports var<uniform> as resourceType 0 and var<storage> as 1.
-  if (resourceType === '0') return 'uniform';
-  if (resourceType === '1') return access === 'read' ? 'read-only-storage' : 'storage';
-  throw new Error(`internal: binding '${name}' is not a buffer (resource type ${resourceType})`);
+/**
+ * One shader module's reflection as plain data, each fact once: what build/reflect-wgsl.ts
+ * produces at build time and the `virtual:bn-shaders` module carries into the library.
+ */
+export interface SerializedShader {
+  /** The module's `override` names. */
+  readonly overrides: readonly string[];
+  /** Every buffer binding by WGSL name: [group, binding, type]. */
+  readonly bindings: Readonly<Record<string, readonly [number, number, GPUBufferBindingType]>>;
+  /** Every uniform struct by binding name. */
+  readonly uniforms: Readonly<Record<string, { readonly size: number; readonly fields: Readonly<Record<string, UniformField>> }>>;
+  /** Each compute entry point's bindings, by name. */
+  readonly entries: Readonly<Record<string, readonly string[]>>;
 }
 
-/** Reflects every compute entry point of a shader; parsed once per shader and kept. */
+const reflected = new Map<ShaderId, ReadonlyMap<string, ReflectedEntry>>();
+
+function expandEntry(shader: ShaderId, s: SerializedShader, entry: string, names: readonly string[]): ReflectedEntry {
+  const bindings: ReflectedBinding[] = names
+    .map((name) => {
+      const b = s.bindings[name];
+      if (!b) throw new Error(`internal: ${shader}.${entry} binding '${name}' was not reflected`);
+      return { name, group: b[0], binding: b[1], type: b[2] };
+    })
+    .sort((a, b) => a.binding - b.binding);
+  const uniforms = bindings.filter((b) => b.type === 'uniform');
+  if (uniforms.length > 1) throw new Error(`internal: ${shader}.${entry} has more than one uniform`);
+  const u = uniforms[0] && s.uniforms[uniforms[0].name];
+  const uniform = uniforms[0] && u ? { binding: uniforms[0].name, size: u.size, fields: new Map(Object.entries(u.fields)) } : null;
+  return { shader, entry, bindings, overrides: s.overrides, uniform };
+}
+
+/**
+ * Every compute entry point of a shader, from the layouts reflected at build time (no WGSL parser
+ * ships in the library); expanded once per shader and kept.
+ */
 export function reflectShader(shader: ShaderId): ReadonlyMap<string, ReflectedEntry> {
   const cached = reflected.get(shader);
   if (cached) return cached;
-  const reflect = new WgslReflect(shaderSources[shader]);
+  const s = shaderReflection[shader];
+  if (!s) throw new Error(`internal: shader '${shader}' was not reflected at build time`);
   const entries = new Map<string, ReflectedEntry>();
-  for (const fn of reflect.entry.compute) {
-    const bindings = fn.resources
-      .map((r) => ({
-        name: r.name,
-        group: r.group,
-        binding: r.binding,
-        type: bufferType(String(r.resourceType), r.access, r.name),
-      }))
-      .sort((a, b) => a.binding - b.binding);
-    const uniforms = fn.resources.filter((r) => String(r.resourceType) === '0');
-    if (uniforms.length > 1) throw new Error(`internal: ${shader}.${fn.name} has more than one uniform`);
-    const u = uniforms[0];
-    let uniform: UniformLayout | null = null;
-    if (u) {
-      const fields = new Map<string, UniformField>();
-      for (const m of u.members ?? []) {
-        const t = m.type.name;
-        if (t !== 'u32' && t !== 'i32' && t !== 'f32') {
-          throw new Error(`internal: uniform field ${m.name} of ${shader} has type ${t}; only scalars are packed`);
-        }
-        fields.set(m.name, { offset: m.offset, type: t });
-      }
-      uniform = { binding: u.name, size: u.size, fields };
-    }
-    entries.set(fn.name, {
-      shader,
-      entry: fn.name,
-      bindings,
-      overrides: reflect.overrides.map((o) => o.name),
-      uniform,
-    });
-  }
+  for (const [entry, names] of Object.entries(s.entries)) entries.set(entry, expandEntry(shader, s, entry, names));
   reflected.set(shader, entries);
   return entries;
 }

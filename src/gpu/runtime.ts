@@ -54,7 +54,12 @@ export class GpuRuntime {
     // Evicted free buffers (tensors and readback staging) go through retire() like every other
     // buffer the runtime lets go, so one rule decides when a buffer may really be destroyed.
     this.pool = new BufferPool(device, poolBytes, (b) => this.retire(b));
-    this.uniforms = new UniformCache(device, 256, (b) => this.retire(b), () => this.#uniformBuffersCreated++);
+    this.uniforms = new UniformCache(
+      device,
+      256,
+      (b) => this.retire(b),
+      () => this.#uniformBuffersCreated++,
+    );
     this.bindGroups = new BindGroupCache(device, (b) => this.#noteBound(b));
     void device.lost.then((info) => {
       this.lostMessage = `GPUDevice lost (${info.reason}): ${info.message || 'no message'}`;

@@ -44,7 +44,8 @@ export function loadBatchNorm(bn: BatchNorm, file: ModelFile, layer: string | Ba
   // found.momentum is PyTorch's (weight of the batch value); a module whose convention weights the
   // old running value (e.g. `convention: 'onnx'`) takes the file's own number.
   const fileMomentum = bn.momentumMeaning === 'running' && found.onnx ? shortestFloat32(found.onnx.momentum) : found.momentum;
-  const momentum = useConventions && fileMomentum !== undefined ? checkMomentum(fileMomentum, false, `momentum of layer '${found.name}'`) : null;
+  const momentum =
+    useConventions && fileMomentum !== undefined ? checkMomentum(fileMomentum, false, `momentum of layer '${found.name}'`) : null;
   bn.loadStateDict(renameStateDict(found.stateDict, bn.convention.stateNames));
   if (eps !== null) bn.eps = eps;
   if (momentum !== null) bn.momentum = momentum;

@@ -114,16 +114,21 @@ export function findBatchNorm(file: ModelFile, name: string): BatchNormLayer {
   if (layer) return layer;
   const node = file.nodes.find((n) => n.name === wanted);
   const why =
-    node && node.opType === 'BatchNormalization' ? ` (node '${wanted}' exists but its scale/B/mean/var are computed, not stored as initializers)`
-    : node ? ` (node '${wanted}' is a ${node.opType}, not a BatchNormalization)`
-    : '';
+    node && node.opType === 'BatchNormalization'
+      ? ` (node '${wanted}' exists but its scale/B/mean/var are computed, not stored as initializers)`
+      : node
+        ? ` (node '${wanted}' is a ${node.opType}, not a BatchNormalization)`
+        : '';
   const known = file.batchNorms.map((l) => `'${l.name}'`).join(', ') || 'none';
   throw new ModelFileError('NOT_FOUND', `${file.format} file has no batch-norm layer '${wanted}'${why}; it holds: ${known}`);
 }
 
 function floatVector(t: FileTensor, name: string, where: string): Float32Array {
   if (!(t.data instanceof Float32Array) || t.shape.length !== 1) {
-    throw new ModelFileError('CORRUPT', `${where}: '${name}' should be a 1-D float tensor, got ${t.dtype} of shape [${t.shape.join(', ')}]`);
+    throw new ModelFileError(
+      'CORRUPT',
+      `${where}: '${name}' should be a 1-D float tensor, got ${t.dtype} of shape [${t.shape.join(', ')}]`,
+    );
   }
   return t.data;
 }
@@ -164,10 +169,18 @@ function stateDictBatchNorms(tensors: TensorMap, where: string): BatchNormLayer[
     for (const k of ['weight', 'bias', 'running_var'] as const) {
       const v = sd[k];
       if (v && v.length !== runningMean.length) {
-        throw new ModelFileError('CORRUPT', `${where}: '${prefix}${k}' has ${v.length} values, '${prefix}running_mean' has ${runningMean.length}`);
+        throw new ModelFileError(
+          'CORRUPT',
+          `${where}: '${prefix}${k}' has ${v.length} values, '${prefix}running_mean' has ${runningMean.length}`,
+        );
       }
     }
-    layers.push({ name: prefix.endsWith('.') ? prefix.slice(0, -1) : prefix, numFeatures: runningMean.length, affine: !!sd.weight, stateDict: sd });
+    layers.push({
+      name: prefix.endsWith('.') ? prefix.slice(0, -1) : prefix,
+      numFeatures: runningMean.length,
+      affine: !!sd.weight,
+      stateDict: sd,
+    });
   }
   return layers;
 }

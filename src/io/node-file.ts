@@ -14,7 +14,8 @@ export async function readModelFileFromPath(path: string, options: ReadModelOpti
   // No Node types in the library build: look the runtime up through globalThis.
   const runtime = (globalThis as { process?: { versions?: { node?: string } } }).process;
   const isNode = typeof runtime?.versions?.node === 'string';
-  if (!isNode) throw new ArgumentError('readModelFileFromPath needs a file system (Node); in a browser pass fetch(url) or a File to readModelFile');
+  if (!isNode)
+    throw new ArgumentError('readModelFileFromPath needs a file system (Node); in a browser pass fetch(url) or a File to readModelFile');
   // A variable specifier keeps bundlers from resolving node:fs for browser builds (as for `webgpu`).
   const specifier = 'node:fs/promises';
   const fs = (await import(/* @vite-ignore */ specifier)) as { readFile(path: string): Promise<Uint8Array> };

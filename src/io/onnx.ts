@@ -106,14 +106,25 @@ function readTensor(bytes: Uint8Array): RawTensor {
 
 function toFileTensor(t: RawTensor): FileTensor {
   const dtype = RAW_DTYPES[t.dataType];
-  if (t.external) throw new ModelFileError('EXTERNAL_DATA', `.onnx: tensor '${t.name}' is stored outside the model file (external data), which is not read`);
-  if (!dtype) throw new ModelFileError('UNSUPPORTED_DTYPE', `.onnx: tensor '${t.name}' has ONNX data type ${t.dataType}; only float, float16, bfloat16, double, int32 and int64 are read`);
+  if (t.external)
+    throw new ModelFileError(
+      'EXTERNAL_DATA',
+      `.onnx: tensor '${t.name}' is stored outside the model file (external data), which is not read`,
+    );
+  if (!dtype)
+    throw new ModelFileError(
+      'UNSUPPORTED_DTYPE',
+      `.onnx: tensor '${t.name}' has ONNX data type ${t.dataType}; only float, float16, bfloat16, double, int32 and int64 are read`,
+    );
   const shape = t.dims;
   const count = elementCount(shape);
   let data: FileTensor['data'];
   if (t.raw && t.raw.byteLength !== count * DTYPE_BYTES[dtype]) {
     // Checked before decoding so a forged dims field cannot make us allocate for values that are not there.
-    throw new ModelFileError('TRUNCATED', `.onnx: tensor '${t.name}' has ${t.raw.byteLength} bytes of raw_data, dims [${shape.join(', ')}] of ${dtype} need ${count * DTYPE_BYTES[dtype]}`);
+    throw new ModelFileError(
+      'TRUNCATED',
+      `.onnx: tensor '${t.name}' has ${t.raw.byteLength} bytes of raw_data, dims [${shape.join(', ')}] of ${dtype} need ${count * DTYPE_BYTES[dtype]}`,
+    );
   }
   if (t.raw) data = decodeElements(t.raw, dtype, count);
   else if (dtype === 'F32') data = Float32Array.from(t.floats);
@@ -152,13 +163,19 @@ function readAttribute(bytes: Uint8Array): { name: string; value: number | strin
     else r.skip(wire, field);
   }
   const value =
-    type === ATTR_FLOAT ? f
-    : type === ATTR_INT ? i
-    : type === ATTR_STRING ? new TextDecoder().decode(s ?? new Uint8Array())
-    : type === ATTR_TENSOR ? t
-    : type === ATTR_FLOATS ? floats
-    : type === ATTR_INTS ? ints
-    : null;
+    type === ATTR_FLOAT
+      ? f
+      : type === ATTR_INT
+        ? i
+        : type === ATTR_STRING
+          ? new TextDecoder().decode(s ?? new Uint8Array())
+          : type === ATTR_TENSOR
+            ? t
+            : type === ATTR_FLOATS
+              ? floats
+              : type === ATTR_INTS
+                ? ints
+                : null;
   return { name, value };
 }
 
@@ -214,7 +231,10 @@ function readGraph(bytes: Uint8Array, constants: Map<string, FileTensor>): OnnxN
  */
 export function parseOnnx(bytes: Uint8Array): OnnxGraph {
   if (!MODEL_FIRST_TAGS.includes(bytes[0] ?? -1)) {
-    throw new ModelFileError('BAD_MAGIC', `.onnx: not an ONNX model (first byte 0x${(bytes[0] ?? 0).toString(16)} starts no ModelProto field)`);
+    throw new ModelFileError(
+      'BAD_MAGIC',
+      `.onnx: not an ONNX model (first byte 0x${(bytes[0] ?? 0).toString(16)} starts no ModelProto field)`,
+    );
   }
   try {
     const r = new BinaryReader(bytes);
@@ -247,7 +267,8 @@ export function parseOnnx(bytes: Uint8Array): OnnxGraph {
   } catch (err) {
     if (err instanceof ModelFileError) throw err;
     const message = err instanceof Error ? err.message : String(err);
-    if (/premature EOF|out of range|EOF/i.test(message)) throw new ModelFileError('TRUNCATED', `.onnx: the protobuf ends early (${message})`);
+    if (/premature EOF|out of range|EOF/i.test(message))
+      throw new ModelFileError('TRUNCATED', `.onnx: the protobuf ends early (${message})`);
     throw new ModelFileError('CORRUPT', `.onnx: not a valid ONNX protobuf (${message})`);
   }
 }

@@ -133,7 +133,8 @@ function resolveGlobal(module: string, name: string, at: number): PickleValue {
       name: full,
       build: (args) => {
         const t = args[0];
-        if (typeof t !== 'object' || t === null || (t as { kind?: string }).kind !== 'tensor') throw corrupt('_rebuild_parameter expects a tensor');
+        if (typeof t !== 'object' || t === null || (t as { kind?: string }).kind !== 'tensor')
+          throw corrupt('_rebuild_parameter expects a tensor');
         return t as TensorRef;
       },
     };
@@ -383,7 +384,10 @@ function run(bytes: Uint8Array): PickleValue {
         }
         const storageType = type as StorageType;
         if (storageType.dtype === null) {
-          throw new ModelFileError('UNSUPPORTED_DTYPE', `pickle: storage '${String(key)}' is a ${storageType.name}; only float16/bfloat16/float32/float64/int32/int64 tensors are read`);
+          throw new ModelFileError(
+            'UNSUPPORTED_DTYPE',
+            `pickle: storage '${String(key)}' is a ${storageType.name}; only float16/bfloat16/float32/float64/int32/int64 tensors are read`,
+          );
         }
         if (typeof key !== 'string') throw corrupt('storage key is not a string');
         stack.push({ kind: 'storage', type: storageType, key, numel: intArg(numel, 'storage numel') });

@@ -46,7 +46,10 @@ export function parsePyTorch(bytes: Uint8Array): TensorMap {
     files = unzipSync(bytes, { filter: (f) => /^[^/]+\/(data\.pkl|data\/[^/]+)$/.test(f.name) });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    throw new ModelFileError(/unexpected EOF|invalid zip/i.test(message) ? 'TRUNCATED' : 'CORRUPT', `.pt: the zip archive cannot be read (${message}); is the file complete?`);
+    throw new ModelFileError(
+      /unexpected EOF|invalid zip/i.test(message) ? 'TRUNCATED' : 'CORRUPT',
+      `.pt: the zip archive cannot be read (${message}); is the file complete?`,
+    );
   }
   const pickleName = Object.keys(files).find((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (!pickleName) throw new ModelFileError('CORRUPT', '.pt: the zip archive has no <archive>/data.pkl; it was not written by torch.save');
@@ -74,14 +77,20 @@ function materialize(t: TensorRef, files: Record<string, Uint8Array>, root: stri
   if (!data) throw new ModelFileError('CORRUPT', `.pt: '${name}' refers to storage ${t.storage.key}, which the archive does not hold`);
   const storageBytes = t.storage.numel * DTYPE_BYTES[dtype];
   if (data.byteLength < storageBytes) {
-    throw new ModelFileError('TRUNCATED', `.pt: storage ${t.storage.key} of '${name}' has ${data.byteLength} bytes, its ${t.storage.numel} elements need ${storageBytes}`);
+    throw new ModelFileError(
+      'TRUNCATED',
+      `.pt: storage ${t.storage.key} of '${name}' has ${data.byteLength} bytes, its ${t.storage.numel} elements need ${storageBytes}`,
+    );
   }
   const count = elementCount(t.shape);
   const rank = t.shape.length;
   // The view's last element must lie inside the storage; checked before allocating `count` values.
   const last = t.shape.reduce((at, size, d) => at + (size > 0 ? (size - 1) * (t.stride[d] ?? 0) : 0), t.offset);
   if (count > 0 && (t.offset < 0 || t.stride.some((s) => s < 0) || last >= t.storage.numel)) {
-    throw new ModelFileError('CORRUPT', `.pt: '${name}' (shape [${t.shape.join(', ')}], stride [${t.stride.join(', ')}], offset ${t.offset}) reaches past its ${t.storage.numel}-element storage`);
+    throw new ModelFileError(
+      'CORRUPT',
+      `.pt: '${name}' (shape [${t.shape.join(', ')}], stride [${t.stride.join(', ')}], offset ${t.offset}) reaches past its ${t.storage.numel}-element storage`,
+    );
   }
   // A saved tensor may be a strided view of its storage; gather it into row-major order.
   const index = (i: number): number => {
@@ -98,7 +107,9 @@ function materialize(t: TensorRef, files: Record<string, Uint8Array>, root: stri
 }
 
 function isTensor(v: PickleValue): v is TensorRef {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && (v as { kind?: string }).kind === 'tensor';
+  return (
+    typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && (v as { kind?: string }).kind === 'tensor'
+  );
 }
 
 function isDict(v: PickleValue): v is PickleDict {

@@ -25,14 +25,18 @@ export function looksLikeSafetensors(bytes: Uint8Array): boolean {
  *   UNSUPPORTED_DTYPE (U8, BOOL, F8_*, ...); nothing is returned from a refused file.
  */
 export function parseSafetensors(bytes: Uint8Array): TensorMap {
-  if (bytes.byteLength < 8) throw new ModelFileError('TRUNCATED', `.safetensors: ${bytes.byteLength} bytes, the header length alone needs 8`);
+  if (bytes.byteLength < 8)
+    throw new ModelFileError('TRUNCATED', `.safetensors: ${bytes.byteLength} bytes, the header length alone needs 8`);
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   if (headerLength > BigInt(MAX_HEADER_BYTES)) {
     throw new ModelFileError('BAD_MAGIC', `.safetensors: header length ${headerLength} is implausible; this is not a safetensors file`);
   }
   const dataStart = 8 + Number(headerLength);
   if (dataStart > bytes.byteLength) {
-    throw new ModelFileError('TRUNCATED', `.safetensors: the header says ${headerLength} bytes of JSON but the file has ${bytes.byteLength - 8} after the length`);
+    throw new ModelFileError(
+      'TRUNCATED',
+      `.safetensors: the header says ${headerLength} bytes of JSON but the file has ${bytes.byteLength - 8} after the length`,
+    );
   }
   let header: unknown;
   try {
@@ -40,7 +44,8 @@ export function parseSafetensors(bytes: Uint8Array): TensorMap {
   } catch (err) {
     throw new ModelFileError('BAD_MAGIC', `.safetensors: the header is not JSON (${err instanceof Error ? err.message : String(err)})`);
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new ModelFileError('CORRUPT', '.safetensors: the header is not a JSON object');
+  if (typeof header !== 'object' || header === null || Array.isArray(header))
+    throw new ModelFileError('CORRUPT', '.safetensors: the header is not a JSON object');
   const data = bytes.subarray(dataStart);
   const out = new Map<string, FileTensor>();
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
@@ -49,11 +54,15 @@ export function parseSafetensors(bytes: Uint8Array): TensorMap {
     if (typeof e !== 'object' || e === null) throw new ModelFileError('CORRUPT', `.safetensors: '${name}' is not a tensor entry`);
     if (typeof e.dtype !== 'string') throw new ModelFileError('CORRUPT', `.safetensors: '${name}' has no dtype`);
     if (!READ_DTYPES.includes(e.dtype)) {
-      throw new ModelFileError('UNSUPPORTED_DTYPE', `.safetensors: '${name}' has dtype ${e.dtype}; only ${READ_DTYPES.join(', ')} are read`);
+      throw new ModelFileError(
+        'UNSUPPORTED_DTYPE',
+        `.safetensors: '${name}' has dtype ${e.dtype}; only ${READ_DTYPES.join(', ')} are read`,
+      );
     }
     const dtype = e.dtype as FileDtype;
     const shape = e.shape;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw new ModelFileError('CORRUPT', `.safetensors: '${name}' has a bad shape`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0))
+      throw new ModelFileError('CORRUPT', `.safetensors: '${name}' has a bad shape`);
     const offsets = e.data_offsets;
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0)) {
       throw new ModelFileError('CORRUPT', `.safetensors: '${name}' has bad data_offsets`);
@@ -61,9 +70,13 @@ export function parseSafetensors(bytes: Uint8Array): TensorMap {
     const [begin, end] = offsets as [number, number];
     const count = elementCount(shape as number[]);
     if (end - begin !== count * DTYPE_BYTES[dtype]) {
-      throw new ModelFileError('CORRUPT', `.safetensors: '${name}' spans ${end - begin} bytes, shape [${shape.join(', ')}] of ${dtype} needs ${count * DTYPE_BYTES[dtype]}`);
+      throw new ModelFileError(
+        'CORRUPT',
+        `.safetensors: '${name}' spans ${end - begin} bytes, shape [${shape.join(', ')}] of ${dtype} needs ${count * DTYPE_BYTES[dtype]}`,
+      );
     }
-    if (end > data.byteLength) throw new ModelFileError('TRUNCATED', `.safetensors: '${name}' ends at data byte ${end}, the file holds ${data.byteLength}`);
+    if (end > data.byteLength)
+      throw new ModelFileError('TRUNCATED', `.safetensors: '${name}' ends at data byte ${end}, the file holds ${data.byteLength}`);
     out.set(name, { dtype, shape: shape as number[], data: decodeElements(data.subarray(begin, end), dtype, count) });
   }
   return out;
@@ -111,7 +124,11 @@ export function writeSafetensors(
   for (const [name, t] of entries) {
     if (name === '__metadata__') throw new ArgumentError(`writeSafetensors: '__metadata__' is reserved and cannot name a tensor`);
     const dtype = dtypeOf(t.data);
-    if (!Array.isArray(t.shape) || !t.shape.every((d: number) => Number.isInteger(d) && d >= 0) || elementCount(t.shape) !== t.data.length) {
+    if (
+      !Array.isArray(t.shape) ||
+      !t.shape.every((d: number) => Number.isInteger(d) && d >= 0) ||
+      elementCount(t.shape) !== t.data.length
+    ) {
       throw new ArgumentError(`writeSafetensors: '${name}' has shape ${JSON.stringify(t.shape)} but ${t.data.length} values`);
     }
     header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + t.data.byteLength] };

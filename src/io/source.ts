@@ -14,7 +14,9 @@ export async function sourceBytes(source: ModelSource, argument = 'source'): Pro
   if (ArrayBuffer.isView(source)) return new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
   if (typeof Blob !== 'undefined' && source instanceof Blob) return new Uint8Array(await source.arrayBuffer());
   if (typeof Response !== 'undefined' && source instanceof Response) return new Uint8Array(await source.arrayBuffer());
-  throw new ArgumentError(`${argument}: expected an ArrayBuffer, a Uint8Array (or other view), a Blob or a Response, got ${describe(source)}`);
+  throw new ArgumentError(
+    `${argument}: expected an ArrayBuffer, a Uint8Array (or other view), a Blob or a Response, got ${describe(source)}`,
+  );
 }
 
 function describe(v: unknown): string {

@@ -80,7 +80,14 @@ async function main(): Promise<BrowserReport> {
     : null;
   const device = ctx.device;
   if (ctx.backend !== 'webgpu' || !device) {
-    return { ...base, backend: ctx.backend, adapter, cases: [], fatal: `createContext({ backend: 'webgpu' }) gave backend '${ctx.backend}'`, elapsedMs: 0 };
+    return {
+      ...base,
+      backend: ctx.backend,
+      adapter,
+      cases: [],
+      fatal: `createContext({ backend: 'webgpu' }) gave backend '${ctx.backend}'`,
+      elapsedMs: 0,
+    };
   }
 
   device.addEventListener('uncapturederror', (e) => {

@@ -39,8 +39,7 @@ export function toLayout(logical: ArrayLike<number>, shape: readonly number[], l
   const [n = 0, c = 0] = shape;
   const s = logical.length / Math.max(1, n * c);
   for (let i = 0; i < n; i++)
-    for (let ch = 0; ch < c; ch++)
-      for (let k = 0; k < s; k++) out[(i * s + k) * c + ch] = logical[(i * c + ch) * s + k] as number;
+    for (let ch = 0; ch < c; ch++) for (let k = 0; k < s; k++) out[(i * s + k) * c + ch] = logical[(i * c + ch) * s + k] as number;
   return out;
 }
 
@@ -54,8 +53,7 @@ export function fromLayout(memory: ArrayLike<number>, shape: readonly number[], 
   const [n = 0, c = 0] = shape;
   const s = memory.length / Math.max(1, n * c);
   for (let i = 0; i < n; i++)
-    for (let ch = 0; ch < c; ch++)
-      for (let k = 0; k < s; k++) out[(i * c + ch) * s + k] = memory[(i * s + k) * c + ch] as number;
+    for (let ch = 0; ch < c; ch++) for (let k = 0; k < s; k++) out[(i * c + ch) * s + k] = memory[(i * s + k) * c + ch] as number;
   return out;
 }
 

@@ -24,7 +24,8 @@ export function moments(x: ArrayLike<number>, shape: readonly number[]): Moments
   const m = n * s;
   const mean = new Float64Array(c);
   const ss = new Float64Array(c);
-  for (let i = 0; i < n; i++) for (let ch = 0; ch < c; ch++) for (let k = 0; k < s; k++) mean[ch] = (mean[ch] as number) + (x[(i * c + ch) * s + k] as number) / m;
+  for (let i = 0; i < n; i++)
+    for (let ch = 0; ch < c; ch++) for (let k = 0; k < s; k++) mean[ch] = (mean[ch] as number) + (x[(i * c + ch) * s + k] as number) / m;
   for (let i = 0; i < n; i++)
     for (let ch = 0; ch < c; ch++)
       for (let k = 0; k < s; k++) {
@@ -52,13 +53,22 @@ export interface RefHyper {
 }
 
 /** y = (x − mean) / sqrt(var + eps) · weight + bias, the normalization every framework shares. */
-export function normalizeRef(x: ArrayLike<number>, shape: readonly number[], mean: ArrayLike<number>, variance: ArrayLike<number>, st: RefState, eps: number): Float64Array {
+export function normalizeRef(
+  x: ArrayLike<number>,
+  shape: readonly number[],
+  mean: ArrayLike<number>,
+  variance: ArrayLike<number>,
+  st: RefState,
+  eps: number,
+): Float64Array {
   const c = shape[1] ?? 0;
   const s = shape.slice(2).reduce((a, b) => a * b, 1);
   const y = new Float64Array(x.length);
   for (let i = 0; i < x.length; i++) {
     const ch = Math.floor(i / s) % c;
-    y[i] = (((x[i] as number) - (mean[ch] as number)) / Math.sqrt((variance[ch] as number) + eps)) * (st.weight[ch] as number) + (st.bias[ch] as number);
+    y[i] =
+      (((x[i] as number) - (mean[ch] as number)) / Math.sqrt((variance[ch] as number) + eps)) * (st.weight[ch] as number) +
+      (st.bias[ch] as number);
   }
   return y;
 }
@@ -67,7 +77,13 @@ export function normalizeRef(x: ArrayLike<number>, shape: readonly number[], mea
  * One training step of `framework`: returns y and updates `st` in place, each in the framework's
  * own formula. All frameworks normalize with the population (biased) batch variance.
  */
-export function trainStepRef(framework: ConventionName, x: ArrayLike<number>, shape: readonly number[], st: RefState, h: RefHyper): Float64Array {
+export function trainStepRef(
+  framework: ConventionName,
+  x: ArrayLike<number>,
+  shape: readonly number[],
+  st: RefState,
+  h: RefHyper,
+): Float64Array {
   const mo = moments(x, shape);
   const y = normalizeRef(x, shape, mo.mean, mo.popVar, st, h.eps);
   const c = mo.mean.length;
@@ -181,7 +197,9 @@ export function numpyMlBackwardRef(
   const dX = new Float64Array(x.length);
   for (let i = 0; i < x.length; i++) {
     const ch = chOf(i);
-    dX[i] = (nEx * (dN[i] as number) - (sumDN[ch] as number) - (norm[i] as number) * (sumDNN[ch] as number)) / (nEx * Math.sqrt((mo.popVar[ch] as number) + ep));
+    dX[i] =
+      (nEx * (dN[i] as number) - (sumDN[ch] as number) - (norm[i] as number) * (sumDNN[ch] as number)) /
+      (nEx * Math.sqrt((mo.popVar[ch] as number) + ep));
   }
   return { dX, dScaler, dIntercept };
 }

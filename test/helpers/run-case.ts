@@ -7,7 +7,7 @@ import {
   BatchNorm1d,
   BatchNorm2d,
   BatchNorm3d,
-  BatchNormError,
+  type BatchNormError,
   InsufficientValuesError,
   ShapeError,
   batchNorm,
@@ -81,7 +81,8 @@ function expectedErrorClass(message: string): typeof BatchNormError {
 
 async function snapshot(bn: BatchNorm | null, fn: FunctionalState | null): Promise<string> {
   if (bn) return JSON.stringify(await bn.stateDict(), (_k, v: unknown) => (v instanceof Float32Array ? Array.from(v) : v));
-  if (fn?.runningMean && fn.runningVar) return JSON.stringify([Array.from(await fn.runningMean.read()), Array.from(await fn.runningVar.read())]);
+  if (fn?.runningMean && fn.runningVar)
+    return JSON.stringify([Array.from(await fn.runningMean.read()), Array.from(await fn.runningVar.read())]);
   return '';
 }
 
@@ -149,7 +150,9 @@ export async function runCase(ctx: BatchNormContext, c: TorchCase, r: TorchResul
           }
           const cls = expectedErrorClass(r.error.message);
           if (!(thrown instanceof cls)) {
-            throw new Error(`${c.name} step ${k}: PyTorch raised ${r.error.type}: ${r.error.message}; expected ${cls.name}, got ${String(thrown)}`);
+            throw new Error(
+              `${c.name} step ${k}: PyTorch raised ${r.error.type}: ${r.error.message}; expected ${cls.name}, got ${String(thrown)}`,
+            );
           }
           const after = await snapshot(bn, fn);
           if (before !== after) throw new Error(`${c.name} step ${k}: state changed by a rejected call`);
@@ -185,9 +188,19 @@ export async function runCase(ctx: BatchNormContext, c: TorchCase, r: TorchResul
         let runningErr = 0;
         if (state.running_mean && state.running_var) {
           if (!runningMean || !runningVar) throw new Error(`${c.name}: reference has running stats, library has none`);
-          const rm = checkClose(`${c.name} step ${k} running_mean`, runningMean, state.running_mean, (i) => 1e-6 + 2e-6 * Math.abs(state.running_mean?.[i] ?? 0));
+          const rm = checkClose(
+            `${c.name} step ${k} running_mean`,
+            runningMean,
+            state.running_mean,
+            (i) => 1e-6 + 2e-6 * Math.abs(state.running_mean?.[i] ?? 0),
+          );
           if (rm.failure) throw new Error(`[${ctx.backend} ${layout}] ${rm.failure}`);
-          const rv = checkClose(`${c.name} step ${k} running_var`, runningVar, state.running_var, (i) => 1e-6 + 1e-5 * Math.abs(state.running_var?.[i] ?? 0));
+          const rv = checkClose(
+            `${c.name} step ${k} running_var`,
+            runningVar,
+            state.running_var,
+            (i) => 1e-6 + 1e-5 * Math.abs(state.running_var?.[i] ?? 0),
+          );
           if (rv.failure) throw new Error(`[${ctx.backend} ${layout}] ${rv.failure}`);
           runningErr = Math.max(rm.maxErr, rv.maxErr);
         } else if (runningMean) {

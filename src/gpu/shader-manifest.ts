@@ -1,0 +1,42 @@
+/**
+ * Which `.wgsl` files (relative to `shaders/`) make up each shader module of the library, by id:
+ * the stage file first, then the helper files it uses. Every module also gets `PRELUDE_FILE` (the
+ * contracts shared with TS, see `contracts.ts`), placed right after the stage file: WGSL resolves
+ * module-scope names in any order, and appending keeps Dawn's line numbers equal to the stage
+ * file's. Pure data, read at build time by `build/wgsl-shaders.ts`, which inlines the composed
+ * sources and their reflected layouts (the `virtual:bn-shaders` module).
+ */
+export const shaderManifest = {
+  stats: ['stats.wgsl', 'common/lane-columns.wgsl', 'common/non-finite.wgsl'],
+  finalize: ['finalize.wgsl', 'common/channel-stats-write.wgsl', 'common/non-finite.wgsl'],
+  normalize: [
+    'normalize.wgsl',
+    'common/channel-stats-read.wgsl',
+    'common/channel-stats-write.wgsl',
+    'common/non-finite.wgsl',
+    'common/epilogue.wgsl',
+  ],
+  'backward-reduce': [
+    'backward-reduce.wgsl',
+    'common/lane-columns.wgsl',
+    'common/channel-stats-read.wgsl',
+    'common/channel-stats-write.wgsl',
+    'common/non-finite.wgsl',
+    'common/epilogue.wgsl',
+  ],
+  'backward-elementwise': ['backward-elementwise.wgsl', 'common/channel-stats-read.wgsl', 'common/epilogue.wgsl'],
+  fold: ['fold.wgsl'],
+  'sync-batch-norm': ['sync-batch-norm.wgsl', 'common/channel-stats-read.wgsl', 'common/channel-stats-write.wgsl'],
+} as const satisfies Record<string, readonly [string, ...string[]]>;
+
+/** The prelude every module gets, relative to `shaders/`. */
+export const PRELUDE_FILE = 'common/prelude.wgsl';
+
+/** The id of one WGSL module of the library. */
+export type ShaderId = keyof typeof shaderManifest;
+
+/** The files of `shader` in composition order: stage, prelude, helpers. */
+export function shaderFiles(shader: ShaderId): readonly string[] {
+  const [stage, ...helpers] = shaderManifest[shader];
+  return [stage, PRELUDE_FILE, ...helpers];
+}
