@@ -12,7 +12,6 @@ import {
   PLANE_INVSTD,
   PLANE_MEAN,
   planeStride,
-  STATS_PARTIAL_BYTES,
   WORKGROUP_SIZE,
 } from '../gpu/contracts.js';
 import { getKernel } from '../gpu/kernel-cache.js';
@@ -21,8 +20,9 @@ import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { RunningUpdate } from './conventions.js';
-import { grid, reductionShape, STATS_BLOCK, vec4Aligned } from './dispatch-shape.js';
+import { grid, vec4Aligned } from './dispatch-shape.js';
 import { encodeElementwise } from './elementwise-pass.js';
+import { encodeStatsPass } from './stats-pass.js';
 import { activationUniforms, epilogueConstants, type ResolvedEpilogue } from './epilogue.js';
 import type { Geometry } from './geometry.js';
 
@@ -96,34 +96,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
 
   if (generalQueue) {
     // Batch statistics (generalQueue exists exactly then): stats, finalize, its general path.
-    const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
-    const stats = getKernel(device, 'stats', `stats_${g.order}${width}`, { BLOCK: STATS_BLOCK, ...r.constants });
-    const lanes = r.lanes;
-    const values: UniformValues =
-      g.order === 'cf'
-        ? {
-            rows: r.rows,
-            cols: r.cols,
-            rowStride: r.rowStride,
-            lanes,
-            channels: g.c,
-            base: x.base / width,
-            rowsPerBlock: r.rowsPerBlock,
-            colsPerLane: Math.ceil(r.cols / lanes),
-          }
-        : { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: x.base / width, stepIndex: lanes * r.cols };
-    const partialBytes = g.c * lanes * STATS_PARTIAL_BYTES;
-    const partials: GPUBufferBinding = { buffer: gpu.scratch('partials', partialBytes), offset: 0, size: partialBytes };
-    pass.setPipeline(stats.pipeline);
-    pass.setBindGroup(
-      0,
-      gpu.bindGroups.get(stats, {
-        params: bindUniforms(gpu, stats, values),
-        [vec4 ? 'x' : 'xScalar']: x.resource,
-        partials,
-      }),
-    );
-    pass.dispatchWorkgroups(...r.workgroups);
+    const { partials, lanes } = encodeStatsPass(gpu, pass, g, x, width);
 
     const finalize = getKernel(device, 'finalize', 'finalize_train');
     const w = bindOptional(gpu, a.weight, 'weight');

@@ -5,16 +5,15 @@ import {
   FLAG_GRAD_WEIGHT,
   FLAG_UPDATE_RUNNING,
   planeStride,
-  STATS_PARTIAL_BYTES,
   WORKGROUP_SIZE,
 } from '../gpu/contracts.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
-import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
-import { reductionShape, STATS_BLOCK, vec4Aligned } from './dispatch-shape.js';
+import { vec4Aligned } from './dispatch-shape.js';
 import type { Geometry } from './geometry.js';
+import { encodeStatsPass } from './stats-pass.js';
 import { GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES } from './sync-merge.js';
 
 // SyncBatchNorm's GPU stages (shaders/sync-batch-norm.wgsl). They only add per-channel dispatches
@@ -59,35 +58,12 @@ export function encodeMoments(
   const xb = bindTensor(device, x);
   const vec4 = vec4Aligned(g, xb.base);
   const width = vec4 ? 4 : 1;
-  const r = reductionShape(g, width, device.limits.maxComputeWorkgroupsPerDimension, gpu.contiguousAccess);
-  const stats = getKernel(device, 'stats', `stats_${g.order}${width}`, { BLOCK: STATS_BLOCK, ...r.constants });
-  const lanes = r.lanes;
-  // The same uniform values as the forward's statistics (gpu-forward.ts), so the same kernel runs.
-  const values: UniformValues =
-    g.order === 'cf'
-      ? {
-          rows: r.rows,
-          cols: r.cols,
-          rowStride: r.rowStride,
-          lanes,
-          channels: g.c,
-          base: xb.base / width,
-          rowsPerBlock: r.rowsPerBlock,
-          colsPerLane: Math.ceil(r.cols / lanes),
-        }
-      : { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: xb.base / width, stepIndex: lanes * r.cols };
-  const partialBytes = g.c * lanes * STATS_PARTIAL_BYTES;
-  const partials: GPUBufferBinding = { buffer: gpu.scratch('partials', partialBytes), offset: 0, size: partialBytes };
   const out = bindRecords(gpu, target, byteOffset, g.c * MOMENTS_RECORD_BYTES, MOMENTS_RECORD_BYTES);
   const merge = getKernel(device, 'sync-batch-norm', 'sync_moments');
 
   const pass = encoder.beginComputePass({ label: 'bn.sync.moments.pass' });
-  pass.setPipeline(stats.pipeline);
-  pass.setBindGroup(
-    0,
-    gpu.bindGroups.get(stats, { params: bindUniforms(gpu, stats, values), [vec4 ? 'x' : 'xScalar']: xb.resource, partials }),
-  );
-  pass.dispatchWorkgroups(...r.workgroups);
+  // The forward's own statistics dispatch, so the shard's partials are exactly the forward's.
+  const { partials, lanes } = encodeStatsPass(gpu, pass, g, xb, width);
   pass.setPipeline(merge.pipeline);
   pass.setBindGroup(
     0,

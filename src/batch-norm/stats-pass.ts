@@ -1,0 +1,41 @@
+import { STATS_PARTIAL_BYTES } from '../gpu/contracts.js';
+import { getKernel } from '../gpu/kernel-cache.js';
+import type { GpuRuntime } from '../gpu/runtime.js';
+import { bindUniforms, type TensorBinding } from '../gpu/tensor-binding.js';
+import type { UniformValues } from '../gpu/uniforms.js';
+import { reductionShape, STATS_BLOCK } from './dispatch-shape.js';
+import type { Geometry } from './geometry.js';
+
+/** What the statistics dispatch leaves for the stage that merges its partials. */
+export interface StatsPartials {
+  /** The scratch range holding `lanes` partials per channel (stats.wgsl's layout). */
+  readonly partials: GPUBufferBinding;
+  /** Partials per channel. */
+  readonly lanes: number;
+}
+
+/**
+ * Records stats.wgsl over `x` (bound `width` floats per element) into `pass`: the per-channel
+ * partials that finalize.wgsl (forward) or sync_moments (SyncBatchNorm) merge next. One split and
+ * one set of uniforms for both, so a shard's partial is bit for bit the forward's.
+ */
+export function encodeStatsPass(gpu: GpuRuntime, pass: GPUComputePassEncoder, g: Geometry, x: TensorBinding, width: number): StatsPartials {
+  const device = gpu.device;
+  const r = reductionShape(g, width, device.limits.maxComputeWorkgroupsPerDimension, gpu.contiguousAccess);
+  const stats = getKernel(device, 'stats', `stats_${g.order}${width}`, { BLOCK: STATS_BLOCK, ...r.constants });
+  const lanes = r.lanes;
+  const shared = { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: x.base / width };
+  const values: UniformValues =
+    g.order === 'cf'
+      ? { ...shared, rowsPerBlock: r.rowsPerBlock, colsPerLane: Math.ceil(r.cols / lanes) }
+      : { ...shared, stepIndex: lanes * r.cols };
+  const partialBytes = g.c * lanes * STATS_PARTIAL_BYTES;
+  const partials: GPUBufferBinding = { buffer: gpu.scratch('partials', partialBytes), offset: 0, size: partialBytes };
+  pass.setPipeline(stats.pipeline);
+  pass.setBindGroup(
+    0,
+    gpu.bindGroups.get(stats, { params: bindUniforms(gpu, stats, values), [width === 4 ? 'x' : 'xScalar']: x.resource, partials }),
+  );
+  pass.dispatchWorkgroups(...r.workgroups);
+  return { partials, lanes };
+}
