@@ -169,6 +169,33 @@ describe('dist/index.js', () => {
     expectClose(out.webgpu.y, reference(), 'plain-node webgpu output');
     console.log(`[dist] plain Node ${process.version}: webgpu adapter ${String(out.webgpu.adapter)}`);
   });
+
+  it('loads with require() in CommonJS (the "default" export condition; Node ≥ 20.19 require(esm))', () => {
+    // A CommonJS consumer resolves the "require" condition; without "default" in the exports map
+    // Node answers ERR_PACKAGE_PATH_NOT_EXPORTED before ever trying require(esm).
+    const script = `
+      const lib = require('webgpu-batchnorm');
+      (async () => {
+        const ctx = await lib.createContext({ backend: 'cpu' });
+        const bn = new lib.BatchNorm1d(ctx, 2);
+        const y = bn.forward(ctx.tensor(${JSON.stringify(INPUT)}, ${JSON.stringify(SHAPE)}));
+        console.log(JSON.stringify(Array.from(await y.read())));
+        ctx.destroy();
+      })();
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=commonjs', '-e', script], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 });
+    expect(r.error).toBeUndefined();
+    expect(r.status, r.stderr).toBe(0);
+    expectClose(JSON.parse(r.stdout.trim().split('\n').pop() ?? '[]') as number[], reference(), 'require() cpu output');
+  });
+
+  it('ships a LICENSE file matching package.json "license"', () => {
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { license: string; files: string[] };
+    expect(pkg.files).toContain('LICENSE');
+    const text = readFileSync(join(REPO_ROOT, 'LICENSE'), 'utf8');
+    expect(pkg.license).toBe('MIT');
+    expect(text.startsWith('MIT License')).toBe(true);
+  });
 });
 
 describe('dist/*.d.ts', () => {
