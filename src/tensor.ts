@@ -26,6 +26,12 @@ export interface TensorOwner {
   releaseTensor(tensor: Tensor): void;
 }
 
+/** @internal A tensor's write tracking at one moment (see {@link Tensor.noteWriteRolledBack}). */
+export interface TensorWriteState {
+  readonly submit: number;
+  readonly failure: Error | null;
+}
+
 /**
  * A float32 tensor on one context's backend. Shapes are logical (N, C, ...); `layout` says how the
  * values are ordered in memory. Create tensors with `ctx.tensor(...)` or `ctx.tensorFromBuffer(...)`.
@@ -107,6 +113,23 @@ export class Tensor {
   /** @internal Submit `submit` failed; if it is still the last write of this tensor, reads reject. */
   noteWriteFailed(submit: number, error: Error): void {
     if (this.#lastWriteSubmit === submit) this.#writeFailure = error;
+  }
+
+  /** @internal What {@link noteWriteRolledBack} restores: the last write before an in-place update. */
+  get writeState(): TensorWriteState {
+    return { submit: this.#lastWriteSubmit, failure: this.#writeFailure };
+  }
+
+  /**
+   * @internal Submit `submit`, which was to update this tensor in place (running statistics),
+   * failed. WebGPU executes nothing of a submit that failed validation or allocation, so the
+   * tensor still holds the values of its earlier write: that write's state returns, instead of
+   * poisoning state the failed step never touched.
+   */
+  noteWriteRolledBack(submit: number, before: TensorWriteState): void {
+    if (this.#lastWriteSubmit !== submit) return;
+    this.#lastWriteSubmit = before.submit;
+    this.#writeFailure = before.failure;
   }
 
   /** @internal The error of the failed submit whose output this tensor holds, or null. */

@@ -1,5 +1,5 @@
 import type { BatchNormContext } from '../context.js';
-import type { Tensor } from '../tensor.js';
+import type { Tensor, TensorWriteState } from '../tensor.js';
 import type { RunningUpdate } from './conventions.js';
 import { cpuBatchStats, cpuNormalize, cpuUpdateRunning, invstdOf } from './cpu.js';
 import type { ResolvedEpilogue } from './epilogue.js';
@@ -92,16 +92,22 @@ export function runForward(
     if (!gpuBuffers) throw new Error('internal: GPU forward without buffers');
     const args = { ...spec, x, y, counter: gpuBuffers.counter, channelStats: gpuBuffers.channelStats };
     const stats = spec.useBatchStats && spec.batchStats ? [spec.batchStats.mean, spec.batchStats.invstd, spec.batchStats.variance] : [];
-    const writes = [y, ...(spec.updateRunning ? [spec.runningMean, spec.runningVar] : []), ...stats];
+    const outputs = [y, ...stats];
+    const inPlace = spec.updateRunning ? [spec.runningMean, spec.runningVar] : [];
+    const writes = [...outputs, ...inPlace];
     if (encoder) {
       gpu.recordInto(encoder, (e) => encodeForward(gpu, e, g, args));
       noteWrites(writes, 0);
     } else {
+      const before = inPlace.map((t) => t?.writeState ?? null);
       const submit = gpu.submit(
         'bn.forward',
         (e) => encodeForward(gpu, e, g, args),
         (error) => {
-          for (const t of writes) t?.noteWriteFailed(submit, error);
+          // Outputs never read back as stale values; running statistics the failed submit never
+          // touched keep the values (and readability) of their last write.
+          for (const t of outputs) t?.noteWriteFailed(submit, error);
+          rollBackWrites(inPlace, before, submit);
           onFailure?.();
         },
       );
@@ -156,6 +162,21 @@ export function cpuData(t: Tensor): Float32Array {
   const s = t.storage;
   if (s.kind !== 'cpu') throw new Error(`internal: tensor '${t.label}' is not on the CPU`);
   return s.data;
+}
+
+/**
+ * After submit `submit` failed, gives each in-place tensor back the write state it had before it
+ * (`before[i]`, from {@link Tensor.writeState}); a failed submit executed nothing.
+ */
+export function rollBackWrites(
+  tensors: ReadonlyArray<Tensor | null>,
+  before: ReadonlyArray<TensorWriteState | null>,
+  submit: number,
+): void {
+  tensors.forEach((t, i) => {
+    const state = before[i];
+    if (t && state) t.noteWriteRolledBack(submit, state);
+  });
 }
 
 /** Marks `tensors` as written by library submit `submit` (0: caller-recorded or direct). */

@@ -6,7 +6,7 @@ import type { Tensor } from '../tensor.js';
 import type { BackwardOptions, BackwardResult } from './backward.js';
 import { CONVENTIONS } from './conventions.js';
 import { cpuNormalize } from './cpu.js';
-import { cpuData, noteWrites } from './forward.js';
+import { cpuData, noteWrites, rollBackWrites } from './forward.js';
 import { batchNorm } from './functional.js';
 import type { Geometry } from './geometry.js';
 import { encodeBackward } from './gpu-backward.js';
@@ -314,7 +314,9 @@ export class SyncBatchNorm {
         }
         records[4 * g.c] = factor ?? 0;
         gpu.device.queue.writeBuffer(buffers.merged, 0, records);
-        const writes = factor !== null ? [y, this.runningMean, this.runningVar] : [y];
+        const inPlace = factor !== null ? [this.runningMean, this.runningVar] : [];
+        const writes = [y, ...inPlace];
+        const before = inPlace.map((t) => t?.writeState ?? null);
         // A failed submit ran nothing: the running statistics are as before, so
         // num_batches_tracked steps back and the record is not there for a backward.
         const submit = gpu.submit(
@@ -349,7 +351,8 @@ export class SyncBatchNorm {
             });
           },
           (error) => {
-            for (const t of writes) t?.noteWriteFailed(submit, error);
+            y.noteWriteFailed(submit, error);
+            rollBackWrites(inPlace, before, submit);
             if (updateRunning) this.#tracked = Math.max(0, this.#tracked - 1);
             if (this.#last === record) this.#last = null;
           },
