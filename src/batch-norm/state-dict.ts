@@ -50,6 +50,7 @@ export function checkStateDict(sd: StateDictInput, channels: number, names: Stat
     );
   }
   const expected = expectedKeys(names, parts);
+  checkNotModelFile(sd, who);
   const given = Object.keys(sd);
   const missing = expected.filter((k) => !given.includes(k));
   const unexpected = given.filter((k) => !expected.includes(k));
@@ -90,6 +91,34 @@ export function checkStateDict(sd: StateDictInput, channels: number, names: Stat
     out.num_batches_tracked = n;
   }
   return out;
+}
+
+/** How to load a model file's tensors into a module: said whenever a state dict looks like one. */
+const LOAD_FROM_FILE_HINT =
+  "to load layers from a model file use loadBatchNorm(bn, file, 'layer.name') with the ModelFile from readModelFile/parseModelFile";
+
+/**
+ * A model file's tensor map (a Map of name → FileTensor), the ModelFile itself, or an object of
+ * FileTensors is not a state dict; without this check it reads as "missing [weight, ...]", which
+ * points the wrong way. Say what was given and where to go instead.
+ */
+function checkNotModelFile(sd: object, who: string): void {
+  if (sd instanceof Map) {
+    throw new StateDictError(
+      `${who}.loadStateDict: got a Map of ${sd.size} entries (a model file's tensor map?), expected a plain object of Float32Array/number[] by key; ${LOAD_FROM_FILE_HINT}`,
+    );
+  }
+  const record = sd as Record<string, unknown>;
+  if (record['tensors'] instanceof Map && Array.isArray(record['batchNorms'])) {
+    throw new StateDictError(`${who}.loadStateDict: got a ModelFile, expected a state dict; ${LOAD_FROM_FILE_HINT}`);
+  }
+  for (const [key, v] of Object.entries(record)) {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && !ArrayBuffer.isView(v) && 'dtype' in v && 'data' in v) {
+      throw new StateDictError(
+        `${who}.loadStateDict: '${key}' is a FileTensor ({ dtype, shape, data }), expected a Float32Array or number[]; ${LOAD_FROM_FILE_HINT}`,
+      );
+    }
+  }
 }
 
 function expectedKeys(names: StateNames, parts: StateParts): string[] {
