@@ -149,16 +149,14 @@ export class BatchNormContext implements TensorOwner {
    * @throws ShapeError if `data.length` is not the product of `shape`, or `shape` is not a list of
    *   non-negative integers.
    */
-  tensor(data: Float32Array | readonly number[], shape: readonly number[], options: TensorOptions | null = {}): Tensor {
+  tensor(data: TensorData, shape: readonly number[], options: TensorOptions | null = {}): Tensor {
     this.assertUsable();
     options = optionsObject<TensorOptions>(options, 'tensor options');
     const label = checkLabel(options.label);
     const size = checkShape(shape, label);
     const layout = checkLayout(options.layout, shape, label);
     if (this.gpu) this.#checkFits(size, label);
-    if (!(data instanceof Float32Array) && !Array.isArray(data)) {
-      throw new ArgumentError(`${label}: data must be a Float32Array or an array of numbers, got ${describe(data)}`);
-    }
+    checkTensorData(data, label);
     if (data.length !== size) {
       throw new ShapeError(`${label}: data has ${data.length} values but shape [${shape.join(', ')}] needs ${size}`);
     }
@@ -168,6 +166,7 @@ export class BatchNormContext implements TensorOwner {
       copy.set(data);
       return new Tensor(this, shape, layout, { kind: 'cpu', data: copy }, label);
     }
+    // Other typed arrays and array-likes (Uint8ClampedArray pixels, Float64Array) convert to float32.
     const values = data instanceof Float32Array ? data : Float32Array.from(data);
     const buffer = this.#allocate(size, label);
     this.gpu.device.queue.writeBuffer(buffer, 0, values.buffer, values.byteOffset, size * 4);
@@ -377,5 +376,47 @@ export async function createContext(options: ContextOptions | null = {}): Promis
     if (backend === 'webgpu') throw err;
     const reason = err instanceof Error ? err.message : String(err);
     return new BatchNormContext(null, null, reason, poolBytes);
+  }
+}
+
+/**
+ * Values {@link BatchNormContext.tensor} accepts: a Float32Array (copied as is), any other
+ * non-BigInt typed array (Uint8ClampedArray pixels, Float64Array, ...) or an array or array-like of
+ * numbers, each converted to float32 as `Float32Array.from` does.
+ */
+export type TensorData =
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Uint8ClampedArray
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | readonly number[]
+  | ArrayLike<number>;
+
+/** Rejects tensor data that is not numbers: BigInt arrays, strings, DataViews, non-numeric elements. */
+function checkTensorData(data: unknown, label: string): asserts data is ArrayLike<number> {
+  const expected = 'a Float32Array, another non-BigInt typed array, or an array / array-like of numbers';
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+    throw new ArgumentError(
+      `${label}: data must be ${expected}; got a ${data.constructor.name} (convert BigInt values with Float32Array.from(data, Number))`,
+    );
+  }
+  if (ArrayBuffer.isView(data)) {
+    if (data instanceof DataView) throw new ArgumentError(`${label}: data must be ${expected}, got a DataView`);
+    return;
+  }
+  const length = data !== null && typeof data === 'object' ? (data as { length?: unknown }).length : undefined;
+  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0) {
+    throw new ArgumentError(`${label}: data must be ${expected}, got ${describe(data)}`);
+  }
+  const values = data as ArrayLike<unknown>;
+  for (let i = 0; i < length; i++) {
+    if (typeof values[i] !== 'number') {
+      throw new ArgumentError(`${label}: data must be ${expected}; element ${i} is ${describe(values[i])}`);
+    }
   }
 }

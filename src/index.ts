@@ -14,6 +14,7 @@ export {
   type ContextOptions,
   type ContextStats,
   type TensorOptions,
+  type TensorData,
   type BufferTensorOptions,
 } from './context.js';
 export { Tensor, type Layout } from './tensor.js';
