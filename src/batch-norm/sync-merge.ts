@@ -151,17 +151,30 @@ export function mergeMoments(partials: readonly ChannelMoments[]): ChannelMoment
     let n = 0;
     let mu = 0;
     let s = 0;
+    // A shard holding ±Inf or NaN has a non-finite mean. Chan's update would turn a +Inf met
+    // before a finite mean into Inf − Inf = NaN, so the result depended on the order. The mean of
+    // the concatenated batch is the sum of the non-finite means (+Inf, −Inf, or NaN when they
+    // disagree or one is NaN) and its M2 is NaN, as torch computes on the concatenation.
+    let total = 0;
+    let nonFiniteMean = 0;
+    let anyNonFinite = false;
     for (const [nb, mb, sb] of sorted) {
       if (nb === 0) continue;
-      const total = n + nb;
+      total += nb;
+      if (!Number.isFinite(mb)) {
+        anyNonFinite = true;
+        nonFiniteMean += mb;
+        continue;
+      }
+      const merged = n + nb;
       const d = mb - mu;
-      mu += (d * nb) / total;
-      s += sb + (d * d * n * nb) / total;
-      n = total;
+      mu += (d * nb) / merged;
+      s += sb + (d * d * n * nb) / merged;
+      n = merged;
     }
-    count[c] = n;
-    mean[c] = n === 0 ? Number.NaN : mu;
-    m2[c] = n === 0 ? Number.NaN : s;
+    count[c] = total;
+    mean[c] = total === 0 ? Number.NaN : anyNonFinite ? nonFiniteMean : mu;
+    m2[c] = total === 0 || anyNonFinite ? Number.NaN : s;
   }
   return { count, mean, m2 };
 }
