@@ -93,6 +93,16 @@ export class BatchNormContext implements TensorOwner {
   readonly device: GPUDevice | null;
   /** The adapter's info when the library requested the device itself. */
   readonly adapterInfo: GPUAdapterInfo | null;
+  /**
+   * True when WebGPU runs on a fallback adapter: a software implementation such as SwiftShader,
+   * where every kernel is a CPU loop (there the CPU backend is often faster, and benchmark numbers
+   * are CPU emulation, not GPU). False on a hardware adapter, on the CPU backend, and when a
+   * caller's device does not expose its adapter info.
+   */
+  get isFallbackAdapter(): boolean {
+    return this.gpu?.isFallbackAdapter ?? false;
+  }
+
   /** Why `'auto'` fell back to the CPU, or null. */
   readonly fallbackReason: string | null;
   /** @internal */

@@ -40,6 +40,9 @@ export class GpuRuntime {
    */
   readonly contiguousAccess: boolean;
 
+  /** True when the adapter reports itself as a fallback (software) adapter, such as SwiftShader. */
+  readonly isFallbackAdapter: boolean;
+
   constructor(
     device: GPUDevice,
     ownsDevice: boolean,
@@ -49,7 +52,8 @@ export class GpuRuntime {
   ) {
     this.device = device;
     const info = adapterInfo ?? (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo ?? null;
-    this.contiguousAccess = contiguous ?? info?.isFallbackAdapter === true;
+    this.isFallbackAdapter = info?.isFallbackAdapter === true;
+    this.contiguousAccess = contiguous ?? this.isFallbackAdapter;
     this.ownsDevice = ownsDevice;
     // Evicted free buffers (tensors and readback staging) go through retire() like every other
     // buffer the runtime lets go, so one rule decides when a buffer may really be destroyed.
