@@ -3,7 +3,7 @@ import { ArgumentError, ContextMismatchError, DestroyedError, DeviceLimitError, 
 import { requestBatchNormDevice } from './gpu/acquire.js';
 import { FreeList } from './free-list.js';
 import { DEFAULT_GPU_POOL_BYTES, roundUp } from './gpu/buffer-pool.js';
-import { BUFFER_COPY_SRC, BUFFER_STORAGE, TENSOR_USAGE } from './gpu/constants.js';
+import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE, TENSOR_USAGE } from './gpu/constants.js';
 import { GpuRuntime } from './gpu/runtime.js';
 import { Tensor, shapeSize, type Layout, type TensorOwner } from './tensor.js';
 
@@ -269,6 +269,65 @@ export class BatchNormContext implements TensorOwner {
     return values;
   }
 
+  /** @internal Implements {@link Tensor.write}: everything is checked before the write. */
+  writeTensor(t: Tensor, data: unknown): void {
+    this.assertUsable();
+    const s = t.storage;
+    checkTensorData(data, `${t.label}.write`);
+    if (data.length !== t.size) {
+      throw new ShapeError(`${t.label}.write: data has ${data.length} values, the tensor of shape [${t.shape.join(', ')}] holds ${t.size}`);
+    }
+    if (s.kind === 'cpu') {
+      s.data.set(data);
+    } else {
+      if (!this.gpu) throw new Error('internal: GPU tensor on a CPU context');
+      checkUsage(s.buffer, BUFFER_COPY_DST, 'COPY_DST', `${t.label}.write`);
+      const values = data instanceof Float32Array ? data : Float32Array.from(data);
+      // Queue order: the values are in place for every command buffer submitted after this call.
+      this.gpu.device.queue.writeBuffer(s.buffer, s.byteOffset, values.buffer, values.byteOffset, t.size * 4);
+    }
+    t.noteWrite(0);
+  }
+
+  /** @internal Implements {@link Tensor.writeFrom}: everything is checked before the copy. */
+  copyTensor(dst: Tensor, src: Tensor): void {
+    this.assertUsable();
+    const who = `${dst.label}.writeFrom`;
+    this.assertOwnTensor(src, `${who} source`);
+    const d = dst.storage;
+    const s = src.storage;
+    if (src.layout !== dst.layout || src.shape.length !== dst.shape.length || src.shape.some((v, i) => v !== dst.shape[i])) {
+      throw new ShapeError(
+        `${who}: source has shape [${src.shape.join(', ')}] (${src.layout}), expected [${dst.shape.join(', ')}] (${dst.layout})`,
+      );
+    }
+    if (src === dst) return;
+    if (d.kind === 'cpu' && s.kind === 'cpu') {
+      d.data.set(s.data);
+      dst.noteWrite(0);
+      return;
+    }
+    if (d.kind !== 'gpu' || s.kind !== 'gpu' || !this.gpu) throw new Error('internal: mixed tensor storage on one context');
+    checkUsage(s.buffer, BUFFER_COPY_SRC, 'COPY_SRC', `${who} source`);
+    checkUsage(d.buffer, BUFFER_COPY_DST, 'COPY_DST', who);
+    const bytes = dst.size * 4;
+    // WebGPU's copyBufferToBuffer refuses one buffer as both source and destination, even for
+    // disjoint ranges.
+    if (s.buffer === d.buffer) {
+      throw new ArgumentError(
+        `${who}: source and destination are in one GPUBuffer ('${d.buffer.label}'), which WebGPU cannot copy within; use tensors in separate buffers`,
+      );
+    }
+    const submit = this.gpu.submit(
+      'bn.tensor.writeFrom',
+      (encoder) => encoder.copyBufferToBuffer(s.buffer, s.byteOffset, d.buffer, d.byteOffset, bytes),
+      (error) => dst.noteWriteFailed(submit, error),
+    );
+    dst.noteWrite(submit);
+    // A source that holds a failed submit's output copies that failure, never its stale bytes.
+    if (src.writeFailure) dst.noteWriteFailed(submit, src.writeFailure);
+  }
+
   /** @internal */
   releaseTensor(t: Tensor): void {
     const s = t.storage;
@@ -429,4 +488,9 @@ function checkTensorData(data: unknown, label: string): asserts data is ArrayLik
       throw new ArgumentError(`${label}: data must be ${expected}; element ${i} is ${describe(values[i])}`);
     }
   }
+}
+
+/** Rejects a caller's GPUBuffer that lacks a usage flag an operation needs, before any GPU work. */
+function checkUsage(buffer: GPUBuffer, flag: number, name: string, who: string): void {
+  if ((buffer.usage & flag) === 0) throw new ArgumentError(`${who}: needs GPUBufferUsage.${name} on buffer '${buffer.label}'`);
 }

@@ -23,6 +23,8 @@ export type TensorStorage =
 export interface TensorOwner {
   readonly id: number;
   readTensor(tensor: Tensor): Promise<Float32Array>;
+  writeTensor(tensor: Tensor, data: unknown): void;
+  copyTensor(dst: Tensor, src: Tensor): void;
   releaseTensor(tensor: Tensor): void;
 }
 
@@ -145,6 +147,31 @@ export class Tensor {
   async read(): Promise<Float32Array> {
     this.storage;
     return this.owner.readTensor(this);
+  }
+
+  /**
+   * Overwrites the values in place (same memory order as `ctx.tensor`), e.g. for an optimizer step
+   * or to reuse an input tensor every batch. Takes what `ctx.tensor` takes (any non-BigInt typed
+   * array or array-like of numbers, converted to float32), exactly `size` values. On WebGPU it is
+   * a `queue.writeBuffer`: every command buffer submitted after this call sees the new values,
+   * including a caller's encoder recorded earlier but submitted later. Needs COPY_DST usage on a
+   * caller's buffer.
+   * @throws ArgumentError / ShapeError before anything is written.
+   */
+  write(data: ArrayLike<number>): void {
+    this.storage;
+    this.owner.writeTensor(this, data);
+  }
+
+  /**
+   * Copies `source` (a tensor of the same context, shape and layout) into this tensor: on WebGPU
+   * one `copyBufferToBuffer` submit, with no readback. If that submit fails, or `source` holds a
+   * failed submit's output, this tensor's reads reject.
+   * @throws ShapeError / ArgumentError / ContextMismatchError before anything is copied.
+   */
+  writeFrom(source: Tensor): void {
+    this.storage;
+    this.owner.copyTensor(this, source);
   }
 
   /** Frees (or recycles) the storage. Idempotent. Buffers handed in by the caller are never destroyed. */
