@@ -16,12 +16,14 @@
 //   moments record vec4(K, mean − K, M2, bitcast<f32>(count)). The shift K (the channel's first
 //   value) travels with the record, so the host recovers mean = K + (mean − K) exactly in float64
 //   even for offset data (mean 1e4, std 0.1), where mean alone in float32 would lose the spread.
-// sync_forward_constants: from the merged record vec4(K, mean − K, invstd, unbiased var)
+// sync_forward_constants: from the merged record vec4(K, mean − K, invstd, running-var feed)
 //   (the host's float64 merge, each rounded once to float32) writes the channelStats planes
 //   that finalize.wgsl writes (PLANE_SHIFT .. PLANE_MEAN_OFFSET and the packed region) and
-//   updates the running statistics with the step's averaging factor (momentum, or
-//   1 / num_batches_tracked for a cumulative average, chosen on the host), which follows the C
-//   records as one more vec4(factor, 0, 0, 0).
+//   updates the running statistics with the step's batch weights of the mean and the variance
+//   (momentum in the convention's meaning, or 1 / num_batches_tracked for a cumulative average,
+//   chosen on the host), which follow the C records as one more vec4(meanFactor, varFactor, 0, 0).
+//   The record's 4th value is the variance that feeds running_var (unbiased or biased, chosen on
+//   the host by the convention's estimator).
 // sync_backward_constants: from the merged sums of the whole batch (two planes of C floats: Σdy,
 //   then Σdy·x̂, from `recordBase`; the layout of a shard's gradient partial) writes
 //   PLANE_MEAN_DY = Σdy / M and PLANE_PROJ_SCALE = Σdy·x̂ / M · invstd (= Σdy(x − mean) / M · invstd²,
@@ -111,13 +113,14 @@ fn sync_forward_constants(@builtin(global_invocation_id) gid: vec3u) {
   write_plane(PLANE_MEAN_OFFSET, c, meanOffset);
   write_packed(c, k, scale, shiftedBias);
   if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
-    // The step's factor travels in the vec4 after the C records (not in this uniform, whose
-    // content-keyed cache would otherwise get a new buffer each step of a cumulative average).
-    let f = merged[params.recordBase + params.channels].x;
+    // The step's batch weights (mean, variance) travel in the vec4 after the C records (not in
+    // this uniform, whose content-keyed cache would otherwise get a new buffer each step of a
+    // cumulative average).
+    let f = merged[params.recordBase + params.channels].xy;
     let rm = params.runningMeanBase + c;
     let rv = params.runningVarBase + c;
-    runningMean[rm] = (1.0 - f) * runningMean[rm] + f * (k + meanOffset);
-    runningVar[rv] = (1.0 - f) * runningVar[rv] + f * m.w;
+    runningMean[rm] = (1.0 - f.x) * runningMean[rm] + f.x * (k + meanOffset);
+    runningVar[rv] = (1.0 - f.y) * runningVar[rv] + f.y * m.w;
   }
 }
 

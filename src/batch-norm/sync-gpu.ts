@@ -23,7 +23,7 @@ import { GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES } from './sync-merge.js';
 /** Bytes per channel of the merged-statistics record that sync_forward_constants reads. */
 export const MERGED_RECORD_BYTES = 16;
 
-/** Bytes of the merged-statistics upload: C records, then vec4(factor, 0, 0, 0). */
+/** Bytes of the merged-statistics upload: C records, then vec4(meanFactor, varFactor, 0, 0). */
 export function mergedBytes(channels: number): number {
   return (channels + 1) * MERGED_RECORD_BYTES;
 }

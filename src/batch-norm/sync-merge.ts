@@ -1,4 +1,4 @@
-import { ArgumentError, InsufficientValuesError, ShapeError } from '../errors.js';
+import { ArgumentError, ShapeError } from '../errors.js';
 
 // What SyncBatchNorm's shards exchange, and how partials are merged. Pure float64 code with no
 // backend: the all-reduce happens wherever the caller's transport puts it (another thread, another
@@ -75,18 +75,6 @@ export function checkGradSums(p: unknown, argument: string, channels: number | n
   const sumDy = checkFloat64(m['sumDy'], `${argument}.sumDy`, channels);
   const sumDyXhat = checkFloat64(m['sumDyXhat'], `${argument}.sumDyXhat`, sumDy.length);
   return { sumDy, sumDyXhat };
-}
-
-/** Throws InsufficientValuesError unless every channel of the merged batch has more than one value. */
-export function checkMergedCount(merged: ChannelMoments, who: string): void {
-  for (let c = 0; c < merged.count.length; c++) {
-    const n = merged.count[c] as number;
-    if (n <= 1) {
-      throw new InsufficientValuesError(
-        `${who}: expected more than 1 value per channel when training, got ${n} in channel ${c} over the whole (merged) batch`,
-      );
-    }
-  }
 }
 
 // A total order on float64 values (−0 before +0, NaN last), so sorting is a function of the

@@ -1,24 +1,21 @@
 import { optionsObject } from '../arguments.js';
-import { assertContext, type BatchNormContext } from '../context.js';
-import { ArgumentError, BackwardStateError, DestroyedError, ShapeError } from '../errors.js';
+import type { BatchNormContext } from '../context.js';
+import { ArgumentError, BackwardStateError, DestroyedError, InsufficientValuesError, ShapeError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
 import type { BackwardOptions, BackwardResult } from './backward.js';
-import { CONVENTIONS } from './conventions.js';
-import { cpuNormalize } from './cpu.js';
+import { cpuNormalize, cpuUpdateRunning } from './cpu.js';
 import { cpuData, noteWrites, rollBackWrites } from './forward.js';
 import { batchNorm } from './functional.js';
 import type { Geometry } from './geometry.js';
 import { encodeBackward } from './gpu-backward.js';
-import { channelStatsBytes } from '../gpu/contracts.js';
 import { encodeForward } from './gpu-forward.js';
-import { checkBoolean, checkEps, checkMomentum, checkNumFeatures, type BatchNormOptions } from './options.js';
-import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
+import { BatchNormModuleBase } from './module-base.js';
+import type { BatchNormOptions } from './options.js';
 import { cpuGradSums, cpuMoments, cpuSyncGradInput } from './sync-cpu.js';
 import { encodeBackwardConstants, encodeForwardConstants, encodeMoments, mergedBytes } from './sync-gpu.js';
 import {
   checkGradSums,
-  checkMergedCount,
   checkMoments,
   decodeMomentsRecords,
   GRAD_SUMS_PLANES,
@@ -47,7 +44,6 @@ interface SyncRecord {
 }
 
 interface SyncGpuBuffers {
-  readonly channelStats: GPUBuffer;
   /** Merged forward records uploaded from the host. */
   readonly merged: GPUBuffer;
   /** Merged backward sums uploaded from the host. */
@@ -89,52 +85,21 @@ const MODULE_USAGE = BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC;
  *
  * In eval mode `forward(x)` normalizes locally with the running statistics, as PyTorch does.
  */
-export class SyncBatchNorm {
-  readonly ctx: BatchNormContext;
-  readonly numFeatures: number;
-  readonly affine: boolean;
-  readonly trackRunningStats: boolean;
-  /** Learnable scale, shape [C], or null when `affine` is false. */
-  readonly weight: Tensor | null;
-  /** Learnable shift, shape [C], or null when `affine` is false. */
-  readonly bias: Tensor | null;
-  /** Running mean, shape [C], or null when `trackRunningStats` is false. */
-  readonly runningMean: Tensor | null;
-  /** Running (unbiased) variance, shape [C], or null when `trackRunningStats` is false. */
-  readonly runningVar: Tensor | null;
-  #eps: number;
-  #momentum: number | null;
-  #training = true;
-  #tracked = 0;
-  #version = 0;
-  #destroyed = false;
+export class SyncBatchNorm extends BatchNormModuleBase {
   #gpu: SyncGpuBuffers | null;
   #last: SyncRecord | null = null;
 
   /**
    * @param numFeatures C, the channel count.
-   * @param options as {@link BatchNormOptions}: eps 1e-5, momentum 0.1 (null: cumulative average),
-   *   affine true, trackRunningStats true.
+   * @param options as {@link BatchNormOptions} (convention, eps, momentum and its meaning, variance
+   *   estimator, affine/scale/center, trackRunningStats), resolved by the same rules as BatchNorm2d.
    */
   constructor(ctx: BatchNormContext, numFeatures: number, options: BatchNormOptions | null = {}) {
-    assertContext(ctx, NAME);
-    const opts = optionsObject<BatchNormOptions>(options, 'options');
-    this.ctx = ctx;
-    this.numFeatures = checkNumFeatures(numFeatures);
-    this.#eps = checkEps(opts.eps ?? 1e-5);
-    this.#momentum = checkMomentum(opts.momentum === undefined ? 0.1 : opts.momentum, true);
-    this.affine = checkBoolean(opts.affine ?? true, 'affine');
-    this.trackRunningStats = checkBoolean(opts.trackRunningStats ?? true, 'trackRunningStats');
+    super(ctx, numFeatures, options, NAME);
     const c = this.numFeatures;
-    const filled = (v: number): Float32Array => new Float32Array(c).fill(v);
-    this.weight = this.affine ? ctx.tensor(filled(1), [c], { label: 'weight' }) : null;
-    this.bias = this.affine ? ctx.tensor(filled(0), [c], { label: 'bias' }) : null;
-    this.runningMean = this.trackRunningStats ? ctx.tensor(filled(0), [c], { label: 'running_mean' }) : null;
-    this.runningVar = this.trackRunningStats ? ctx.tensor(filled(1), [c], { label: 'running_var' }) : null;
     const gpu = ctx.gpu;
     this.#gpu = gpu
       ? {
-          channelStats: gpu.createBuffer({ label: 'bn.sync.channelStats', size: channelStatsBytes(c), usage: MODULE_USAGE }),
           merged: gpu.createBuffer({ label: 'bn.sync.merged', size: mergedBytes(c), usage: MODULE_USAGE }),
           mergedGrad: gpu.createBuffer({ label: 'bn.sync.mergedGrad', size: gradBytes(c), usage: MODULE_USAGE }),
           moments: gpu.createBuffer({ label: 'bn.sync.moments', size: c * MOMENTS_RECORD_BYTES, usage: MODULE_USAGE }),
@@ -152,46 +117,23 @@ export class SyncBatchNorm {
     return NAME;
   }
 
-  /** Added to the variance inside the square root. Setting validates (> 0, finite). */
-  get eps(): number {
-    return this.#eps;
-  }
-  set eps(value: number) {
-    this.#eps = checkEps(value);
+  protected override forgetLastForward(): void {
+    this.#last = null;
   }
 
-  /** Running-average factor, or null for a cumulative average. Setting validates. */
-  get momentum(): number | null {
-    return this.#momentum;
-  }
-  set momentum(value: number | null) {
-    this.#momentum = checkMomentum(value, true);
-  }
-
-  /** True in training mode (the default). */
-  get training(): boolean {
-    return this.#training;
+  protected override releaseOwn(): void {
+    const gpu = this.ctx.gpu;
+    const own = this.#gpu;
+    if (!own || !gpu) return;
+    for (const b of [own.merged, own.mergedGrad, own.moments, own.gradSums]) gpu.retire(b);
+    own.sumDy.destroy();
+    own.sumDyXhat.destroy();
   }
 
-  /** Synchronized training forwards so far (PyTorch's buffer), or null without running stats. */
-  get numBatchesTracked(): number | null {
-    return this.trackRunningStats ? this.#tracked : null;
-  }
-
-  /** Sets training mode (default true). Returns the module. */
-  train(mode = true): this {
-    this.#training = checkBoolean(mode, 'mode');
-    return this;
-  }
-
-  /** Sets evaluation mode. Returns the module. */
-  eval(): this {
-    return this.train(false);
-  }
-
-  #assertAlive(): void {
-    if (this.#destroyed) throw new DestroyedError(`${NAME} was used after destroy()`);
-    this.ctx.assertUsable();
+  /** The module's channelStats buffer (WebGPU only). */
+  #channelStats(): GPUBuffer {
+    if (!this.channelStats) throw new Error('internal: GPU stage on a CPU context');
+    return this.channelStats;
   }
 
   #checkInput(x: Tensor, who: string): Geometry {
@@ -205,7 +147,7 @@ export class SyncBatchNorm {
    * Changes no state. A shard may hold a single value per channel: only the merged batch needs two.
    */
   async momentsPartial(x: Tensor): Promise<ChannelMoments> {
-    this.#assertAlive();
+    this.assertAlive();
     const g = this.#checkInput(x, `${NAME}.momentsPartial`);
     const gpu = this.ctx.gpu;
     if (!gpu || !this.#gpu) return cpuMoments(cpuData(x), g);
@@ -223,7 +165,7 @@ export class SyncBatchNorm {
    * @param byteOffset a multiple of 16. Default 0.
    */
   encodeMomentsPartial(encoder: GPUCommandEncoder, x: Tensor, target: GPUBuffer, byteOffset = 0): void {
-    this.#assertAlive();
+    this.assertAlive();
     const who = `${NAME}.encodeMomentsPartial`;
     const gpu = this.ctx.gpu;
     if (!gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
@@ -242,12 +184,19 @@ export class SyncBatchNorm {
    * @throws ShapeError / ArgumentError / InsufficientValuesError (merged count ≤ 1), before any work.
    */
   forward(x: Tensor, merged?: ChannelMoments | null, options: SyncForwardOptions | null = {}): Tensor {
-    this.#assertAlive();
+    this.assertAlive();
     const who = `${NAME}.forward`;
     options = optionsObject<SyncForwardOptions>(options, `${who} options`);
+    if ('epilogue' in options && options.epilogue !== undefined) {
+      // The synchronized backward differentiates the plain normalization only; fusing here would
+      // leave the activation's gradient out of every shard's partial sums.
+      throw new ArgumentError(
+        `${who}: SyncBatchNorm does not fuse an epilogue; apply the activation / residual add to its output (BatchNorm2d.forward takes { epilogue })`,
+      );
+    }
     const g = this.#checkInput(x, who);
     if (options.out) checkOutput(this.ctx, options.out, x, who);
-    if (!this.#training) {
+    if (!this.training) {
       if (merged !== undefined && merged !== null) {
         throw new ArgumentError(
           `${who}: merged statistics are only used in training mode; in eval mode call forward(x) (running statistics)`,
@@ -255,12 +204,13 @@ export class SyncBatchNorm {
       }
       const track = this.trackRunningStats;
       const y = batchNorm(this.ctx, x, {
-        weight: this.weight,
-        bias: this.bias,
+        weight: this.kernelWeight,
+        bias: this.kernelBias,
         runningMean: track ? this.runningMean : null,
         runningVar: track ? this.runningVar : null,
         training: !track,
-        eps: this.#eps,
+        convention: this.convention.name,
+        eps: this.eps,
         ...(options.out ? { out: options.out } : {}),
       });
       this.#last = null;
@@ -272,11 +222,17 @@ export class SyncBatchNorm {
       );
     }
     const m = checkMoments(merged, 'merged', g.c);
-    checkMergedCount(m, who);
     const count = m.count[0] as number;
     if (m.count.some((n) => n !== count)) {
       throw new ArgumentError(
         `${who}: merged.count must be the same for every channel (N × spatial of the whole batch), got ${Array.from(m.count).join(', ')}`,
+      );
+    }
+    // PyTorch refuses a single value per channel; conventions that allow it (Keras, TF) get var 0.
+    const minCount = this.convention.singleValue === 'error' ? 2 : 1;
+    if (count < minCount) {
+      throw new InsufficientValuesError(
+        `${who}: expected ${minCount === 2 ? 'more than 1 value' : 'at least 1 value'} per channel when training under the '${this.convention.name}' convention, got ${count} over the whole (merged) batch`,
       );
     }
     const localCount = g.perChannel;
@@ -286,16 +242,21 @@ export class SyncBatchNorm {
       );
     }
 
+    const eps = this.kernelEps;
+    const update = this.runningUpdate;
+    const biasedRunning = update.varianceEstimator === 'biased';
     const mean = Float64Array.from(m.mean);
+    const biasedVar = new Float64Array(g.c);
     const invstd = new Float64Array(g.c);
-    const unbiasedVar = new Float64Array(g.c);
     for (let c = 0; c < g.c; c++) {
-      const m2 = m.m2[c] as number;
-      invstd[c] = 1 / Math.sqrt(m2 / count + this.#eps);
-      unbiasedVar[c] = m2 / (count - 1);
+      biasedVar[c] = (m.m2[c] as number) / count;
+      invstd[c] = 1 / Math.sqrt((biasedVar[c] as number) + eps);
     }
     const updateRunning = this.trackRunningStats;
-    const factor = updateRunning ? (this.#momentum ?? 1 / (this.#tracked + 1)) : null;
+    const cumulative = 1 / (this.tracked + 1);
+    const factors = updateRunning
+      ? { meanFactor: update.meanFactor ?? cumulative, varFactor: update.varFactor ?? cumulative, biased: biasedRunning }
+      : null;
 
     const y = options.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
     let record: SyncRecord | null = null;
@@ -303,18 +264,22 @@ export class SyncBatchNorm {
       const gpu = this.ctx.gpu;
       if (gpu && this.#gpu) {
         const buffers = this.#gpu;
+        const channelStats = this.#channelStats();
         // The record keeps K = fround(mean) and mean − K, so offset data keeps its spread.
+        const unbias = biasedRunning ? 1 : count / Math.max(count - 1, 1);
         const records = buffers.mergedRecords;
         for (let c = 0; c < g.c; c++) {
           const k = Math.fround(mean[c] as number);
           records[4 * c] = k;
-          records[4 * c + 1] = (mean[c] as number) - k;
+          // A non-finite mean travels whole in K (Inf − Inf would make the offset NaN).
+          records[4 * c + 1] = Number.isFinite(k) ? (mean[c] as number) - k : 0;
           records[4 * c + 2] = invstd[c] as number;
-          records[4 * c + 3] = unbiasedVar[c] as number;
+          records[4 * c + 3] = (biasedVar[c] as number) * unbias;
         }
-        records[4 * g.c] = factor ?? 0;
+        records[4 * g.c] = factors?.meanFactor ?? 0;
+        records[4 * g.c + 1] = factors?.varFactor ?? 0;
         gpu.device.queue.writeBuffer(buffers.merged, 0, records);
-        const inPlace = factor !== null ? [this.runningMean, this.runningVar] : [];
+        const inPlace = factors ? [this.runningMean, this.runningVar] : [];
         const writes = [y, ...inPlace];
         const before = inPlace.map((t) => t?.writeState ?? null);
         // A failed submit ran nothing: the running statistics are as before, so
@@ -325,27 +290,27 @@ export class SyncBatchNorm {
             encodeForwardConstants(gpu, e, {
               channels: g.c,
               merged: buffers.merged,
-              weight: this.weight,
-              bias: this.bias,
+              weight: this.kernelWeight,
+              bias: this.kernelBias,
               runningMean: this.runningMean,
               runningVar: this.runningVar,
-              updateRunning: factor !== null,
-              channelStats: buffers.channelStats,
+              updateRunning: factors !== null,
+              channelStats,
             });
             encodeForward(gpu, e, g, {
               x,
               y,
-              weight: this.weight,
-              bias: this.bias,
+              weight: this.kernelWeight,
+              bias: this.kernelBias,
               runningMean: null,
               runningVar: null,
               useBatchStats: true,
               updateRunning: false,
               update: { meanFactor: null, varFactor: null, varianceEstimator: 'unbiased' },
-              eps: this.#eps,
+              eps,
               tracked: 0,
               counter: gpu.dummy('counter'),
-              channelStats: buffers.channelStats,
+              channelStats,
               channelStatsReady: true,
               epilogue: null,
             });
@@ -353,7 +318,7 @@ export class SyncBatchNorm {
           (error) => {
             y.noteWriteFailed(submit, error);
             rollBackWrites(inPlace, before, submit);
-            if (updateRunning) this.#tracked = Math.max(0, this.#tracked - 1);
+            if (updateRunning) this.stepBackTracked();
             if (this.#last === record) this.#last = null;
           },
         );
@@ -365,31 +330,26 @@ export class SyncBatchNorm {
           g,
           mean,
           invstd,
-          this.weight ? cpuData(this.weight) : null,
-          this.bias ? cpuData(this.bias) : null,
+          this.kernelWeight ? cpuData(this.kernelWeight) : null,
+          this.kernelBias ? cpuData(this.kernelBias) : null,
         );
-        if (factor !== null && this.runningMean && this.runningVar) {
-          const rm = cpuData(this.runningMean);
-          const rv = cpuData(this.runningVar);
-          for (let c = 0; c < g.c; c++) {
-            rm[c] = (1 - factor) * (rm[c] as number) + factor * (mean[c] as number);
-            rv[c] = (1 - factor) * (rv[c] as number) + factor * (unbiasedVar[c] as number);
-          }
+        if (factors && this.runningMean && this.runningVar) {
+          cpuUpdateRunning(cpuData(this.runningMean), cpuData(this.runningVar), { count, mean, biasedVar }, factors);
         }
       }
     } catch (err) {
       if (!options.out) y.destroy();
       throw err;
     }
-    if (updateRunning) this.#tracked++;
-    record = { input: x, geometry: g, mean, invstd, count, version: this.#version };
+    if (updateRunning) this.tracked++;
+    record = { input: x, geometry: g, mean, invstd, count, version: this.version };
     this.#last = record;
     return y;
   }
 
   #record(who: string): SyncRecord {
     const r = this.#last;
-    if (!r || r.version !== this.#version) {
+    if (!r || r.version !== this.version) {
       throw new BackwardStateError(
         `${who}: no synchronized training forward to differentiate; call forward(x, merged) in training mode first`,
       );
@@ -414,7 +374,7 @@ export class SyncBatchNorm {
    * state.
    */
   async gradPartial(gradOutput: Tensor): Promise<GradSums> {
-    this.#assertAlive();
+    this.assertAlive();
     const who = `${NAME}.gradPartial`;
     const r = this.#record(who);
     this.#checkGradOutput(gradOutput, r.input, who);
@@ -434,7 +394,7 @@ export class SyncBatchNorm {
    * @param byteOffset a multiple of 4. Default 0.
    */
   encodeGradPartial(encoder: GPUCommandEncoder, gradOutput: Tensor, target: GPUBuffer, byteOffset = 0): void {
-    this.#assertAlive();
+    this.assertAlive();
     const who = `${NAME}.encodeGradPartial`;
     if (!this.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
     const r = this.#record(who);
@@ -455,7 +415,7 @@ export class SyncBatchNorm {
       x: r.input,
       dy,
       weight: null,
-      channelStats: own.channelStats,
+      channelStats: this.#channelStats(),
       useBatchStats: true,
       gradInput: null,
       gradWeight: own.sumDyXhat,
@@ -475,7 +435,7 @@ export class SyncBatchNorm {
    *   are null when the module is not affine).
    */
   backward(gradOutput: Tensor, merged: GradSums, options: BackwardOptions | null = {}): BackwardResult {
-    this.#assertAlive();
+    this.assertAlive();
     const who = `${NAME}.backward`;
     options = optionsObject<BackwardOptions>(options, `${who} options`);
     const r = this.#record(who);
@@ -490,8 +450,8 @@ export class SyncBatchNorm {
     const x = r.input;
     const c = r.geometry.c;
     const gradInput = mask[0] ? this.ctx.allocTensor(x.shape, x.layout, 'grad_input') : null;
-    const gradWeight = mask[1] && this.affine ? this.ctx.allocTensor([c], 'channels_first', 'grad_weight') : null;
-    const gradBias = mask[2] && this.affine ? this.ctx.allocTensor([c], 'channels_first', 'grad_bias') : null;
+    const gradWeight = mask[1] && this.scale ? this.ctx.allocTensor([c], 'channels_first', 'grad_weight') : null;
+    const gradBias = mask[2] && this.center ? this.ctx.allocTensor([c], 'channels_first', 'grad_bias') : null;
     try {
       const gpu = this.ctx.gpu;
       if (gpu && this.#gpu) {
@@ -508,7 +468,7 @@ export class SyncBatchNorm {
               channels: c,
               mergedGrad: buffers.mergedGrad,
               count: r.count,
-              channelStats: buffers.channelStats,
+              channelStats: this.#channelStats(),
               gradWeight,
               gradBias,
             });
@@ -516,8 +476,8 @@ export class SyncBatchNorm {
               encodeBackward(gpu, e, r.geometry, {
                 x,
                 dy: gradOutput,
-                weight: this.weight,
-                channelStats: buffers.channelStats,
+                weight: this.kernelWeight,
+                channelStats: this.#channelStats(),
                 useBatchStats: true,
                 gradInput,
                 gradWeight: null,
@@ -534,7 +494,7 @@ export class SyncBatchNorm {
         noteWrites(writes, submit);
       } else {
         if (gradInput) {
-          const w = this.weight ? cpuData(this.weight) : null;
+          const w = this.kernelWeight ? cpuData(this.kernelWeight) : null;
           cpuSyncGradInput(cpuData(x), cpuData(gradOutput), r.geometry, r.mean, r.invstd, w, sums, r.count, cpuData(gradInput));
         }
         if (gradWeight) cpuData(gradWeight).set(sums.sumDyXhat);
@@ -545,66 +505,6 @@ export class SyncBatchNorm {
       throw err;
     }
     return { gradInput, gradWeight, gradBias, gradResidual: null };
-  }
-
-  /** The module's state with PyTorch's `state_dict()` keys (those of `nn.SyncBatchNorm`); values are copies. */
-  async stateDict(): Promise<StateDict> {
-    this.#assertAlive();
-    const sd: StateDict = {};
-    if (this.weight && this.bias) {
-      sd.weight = await this.weight.read();
-      sd.bias = await this.bias.read();
-    }
-    if (this.runningMean && this.runningVar) {
-      sd.running_mean = await this.runningMean.read();
-      sd.running_var = await this.runningVar.read();
-      sd.num_batches_tracked = this.#tracked;
-    }
-    return sd;
-  }
-
-  /**
-   * Replaces parameters and buffers like PyTorch's `load_state_dict(strict=True)`; everything is
-   * checked before anything is written. Load the same dict on every shard.
-   * @throws StateDictError naming the offending key.
-   */
-  loadStateDict(sd: StateDictInput): void {
-    this.#assertAlive();
-    const checked = checkStateDict(
-      sd,
-      this.numFeatures,
-      CONVENTIONS.pytorch.stateNames,
-      { weight: this.affine, bias: this.affine, running: this.trackRunningStats },
-      NAME,
-    );
-    const write = (t: Tensor | null, v: Float32Array | undefined): void => {
-      if (!t || !v) return;
-      const s = t.storage;
-      if (s.kind === 'cpu') s.data.set(v);
-      else this.ctx.gpu?.device.queue.writeBuffer(s.buffer, s.byteOffset, v.buffer, v.byteOffset, v.byteLength);
-    };
-    write(this.weight, checked.weight);
-    write(this.bias, checked.bias);
-    write(this.runningMean, checked.running_mean);
-    write(this.runningVar, checked.running_var);
-    if (checked.num_batches_tracked !== undefined) this.#tracked = checked.num_batches_tracked;
-    this.#version++;
-    this.#last = null;
-  }
-
-  /** Frees the module's tensors and GPU buffers. Idempotent. */
-  destroy(): void {
-    if (this.#destroyed) return;
-    this.#destroyed = true;
-    for (const t of [this.weight, this.bias, this.runningMean, this.runningVar]) t?.destroy();
-    const gpu = this.ctx.gpu;
-    const own = this.#gpu;
-    if (own && gpu) {
-      for (const b of [own.channelStats, own.merged, own.mergedGrad, own.moments, own.gradSums]) gpu.retire(b);
-      own.sumDy.destroy();
-      own.sumDyXhat.destroy();
-    }
-    this.#last = null;
   }
 }
 
