@@ -116,24 +116,11 @@ const RESCAN_BLOCK: u32 = 32u;
 fn rescan_channel(c: u32) -> Moments {
   let n = params.xRows * params.xCols;
   let first = params.xBase + c * params.xChannelStride;
-  var maxMagnitude = 0u;
-  var posInf = false;
-  var negInf = false;
-  for (var r = 0u; r < params.xRows; r++) {
-    let row = first + r * params.xRowStride;
-    for (var j = 0u; j < params.xCols; j++) {
-      let u = bitcast<u32>(x[row + j]);
-      maxMagnitude = max(maxMagnitude, u & F32_MAGNITUDE_BITS);
-      posInf = posInf || u == F32_EXPONENT_BITS;
-      negInf = negInf || u == F32_NEG_INF_BITS;
-    }
+  let special = scan_special_values(ChannelView(params.xRows, params.xCols, params.xRowStride, params.xChannelStride, params.xBase), c);
+  if (holds_non_finite(special)) {
+    return Moments(non_finite_mean(special), 0.0, f32_nan(), f32_nan(), f32_nan());
   }
-  if (maxMagnitude >= F32_EXPONENT_BITS) {
-    // maxMagnitude above the Inf bits means a NaN.
-    var mean = f32_nan();
-    if (maxMagnitude == F32_EXPONENT_BITS && posInf != negInf) { mean = f32_inf(negInf); }
-    return Moments(mean, 0.0, f32_nan(), f32_nan(), f32_nan());
-  }
+  let maxMagnitude = special.maxMagnitude;
   // 2^e ≤ max|x| < 2^(e+1), so every scaled value lies in (−2, 2).
   let e = i32(maxMagnitude >> 23u) - 127;
   var total = 0.0;

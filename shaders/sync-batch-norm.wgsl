@@ -13,7 +13,9 @@
 // shard's own grad_weight.
 //
 // sync_moments: Chan merge of one channel's stats.wgsl partials (as finalize.wgsl does) into the
-//   moments record vec4(K, mean − K, M2, bitcast<f32>(count)). The shift K (the channel's first
+//   moments record vec4(K, mean − K, M2, bitcast<f32>(count)). A channel whose merge is not finite
+//   is scanned (common/channel-scan.wgsl): one holding NaN or ±Inf gets vec4(torch's mean, 0, NaN,
+//   count), as the CPU backend and mergeMoments give. The shift K (the channel's first
 //   value) travels with the record, so the host recovers mean = K + (mean − K) exactly in float64
 //   even for offset data (mean 1e4, std 0.1), where mean alone in float32 would lose the spread.
 // sync_forward_constants: from the merged record vec4(K, mean − K, invstd, running-var feed)
@@ -44,9 +46,14 @@ struct SyncParams {
   runningVarBase: u32,
   gradWeightBase: u32,
   gradBiasBase: u32,
+  // sync_moments: the scalar view of x for a channel whose merge is not finite (common/channel-scan.wgsl).
+  xRows: u32,
+  xCols: u32,
+  xRowStride: u32,
+  xChannelStride: u32,
+  xBase: u32,
   _pad0: u32,
   _pad1: u32,
-  _pad2: u32,
 }
 
 // Flag bits (FLAG_AFFINE, FLAG_UPDATE_RUNNING, FLAG_GRAD_WEIGHT, FLAG_GRAD_BIAS), the channelStats
@@ -65,10 +72,12 @@ struct SyncParams {
 @group(0) @binding(9) var<storage, read_write> channelStats: array<vec4f>;
 @group(0) @binding(10) var<storage, read_write> gradWeight: array<f32>;
 @group(0) @binding(11) var<storage, read_write> gradBias: array<f32>;
+@group(0) @binding(12) var<storage, read> x: array<f32>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn sync_moments(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
+fn sync_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                @builtin(num_workgroups) nwg: vec3u) {
+  let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
   let first = c * params.lanes;
   let k = partials[first].w;
@@ -86,12 +95,21 @@ fn sync_moments(@builtin(global_invocation_id) gid: vec3u) {
     m2 += part.z + d * d * f32(n) * fb;
     n = total;
   }
-  moments[params.recordBase + c] = vec4f(k, mean, max(m2, 0.0), bitcast<f32>(n));
+  // Partial M2s are ≥ 0 (stats.wgsl drops negative rounding) and the merge only adds, so no clamp,
+  // which would also turn a NaN M2 into 0.
+  var record = vec4f(k, mean, m2, bitcast<f32>(n));
+  if (!(is_finite(k) && is_finite(mean) && is_finite(m2))) {
+    let special = scan_special_values(ChannelView(params.xRows, params.xCols, params.xRowStride, params.xChannelStride, params.xBase), c);
+    // A NaN or ±Inf: the mean travels whole in K (so K + (mean − K) is not Inf − Inf), M2 is NaN.
+    if (holds_non_finite(special)) { record = vec4f(non_finite_mean(special), 0.0, f32_nan(), bitcast<f32>(n)); }
+  }
+  moments[params.recordBase + c] = record;
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn sync_forward_constants(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
+fn sync_forward_constants(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                          @builtin(num_workgroups) nwg: vec3u) {
+  let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
   let m = merged[params.recordBase + c];
   let k = m.x;
@@ -125,8 +143,9 @@ fn sync_forward_constants(@builtin(global_invocation_id) gid: vec3u) {
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
-fn sync_backward_constants(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
+fn sync_backward_constants(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                           @builtin(num_workgroups) nwg: vec3u) {
+  let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
   let sumDy = mergedGrad[params.recordBase + c];
   let sumDyXhat = mergedGrad[params.recordBase + params.channels + c];

@@ -15,7 +15,7 @@
  * ρ·invstd·(|dy| + (1 + |ŷ|)·(mean|dy| + mean|dy·ŷ|)).
  */
 import { describe, expect, it } from 'vitest';
-import { BatchNorm1d } from '../src/index.js';
+import { BatchNorm1d, mergeGradSums, mergeMoments, SyncBatchNorm, type BatchNormContext, type Tensor } from '../src/index.js';
 import { BACKENDS, caseCounter, contextFor, gaussian, rng, type Backend } from './helpers/backends.js';
 
 const C = 4_194_304;
@@ -36,6 +36,75 @@ function firstMismatch(got: Float32Array, ref: (i: number) => number, tol: (i: n
   return -1;
 }
 
+/** What one training step on [2, C] left: its output, running statistics and a backward. */
+interface TrainingStep {
+  readonly y: Tensor;
+  readonly runningMean: Tensor;
+  readonly runningVar: Tensor;
+  readonly backward: (dy: Tensor) => Promise<{ gradInput: Tensor | null; gradWeight: Tensor | null; gradBias: Tensor | null }>;
+}
+
+/** Checks a training step on `xs` and its backward of `dys` against the float64 formulas above; returns the running statistics. */
+async function checkTrainingStep(
+  ctx: BatchNormContext,
+  backend: Backend,
+  xs: Float32Array,
+  dys: Float32Array,
+  r: TrainingStep,
+): Promise<{ rm: Float32Array; rv: Float32Array }> {
+  // float64 statistics per channel: rows are x[c] and x[C + c].
+  const mean = new Float64Array(C);
+  const invstd = new Float64Array(C);
+  const variance = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    const a = xs[c] as number;
+    const b = xs[C + c] as number;
+    mean[c] = (a + b) / 2;
+    variance[c] = ((a - b) / 2) ** 2;
+    invstd[c] = 1 / Math.sqrt((variance[c] as number) + EPS);
+  }
+  const yhat = (i: number): number => ((xs[i] as number) - (mean[i % C] as number)) * (invstd[i % C] as number);
+  const badY = firstMismatch(await r.y.read(), yhat, (i) => 1e-5 + 1e-5 * Math.abs(yhat(i)), 2 * C);
+  expect(badY, `y[${badY}], expected ${yhat(badY)}`).toBe(-1);
+
+  const rm = await r.runningMean.read();
+  const rv = await r.runningVar.read();
+  const rmRef = (c: number): number => 0.1 * (mean[c] as number);
+  const rvRef = (c: number): number => 0.9 + 0.1 * 2 * (variance[c] as number);
+  const badM = firstMismatch(rm, rmRef, (c) => 1e-6 + 1e-5 * Math.abs(rmRef(c)), C);
+  expect(badM, `running_mean[${badM}]`).toBe(-1);
+  const badV = firstMismatch(rv, rvRef, (c) => 1e-6 + 1e-5 * Math.abs(rvRef(c)), C);
+  expect(badV, `running_var[${badV}]`).toBe(-1);
+
+  const g = await r.backward(ctx.tensor(dys, [2, C]));
+  const gi = await g.gradInput?.read();
+  const gw = await g.gradWeight?.read();
+  const gb = await g.gradBias?.read();
+  if (!gi || !gw || !gb) throw new Error('missing gradients');
+  const rho = RHO[backend];
+  const dy = (i: number): number => dys[i] as number;
+  const sumDy = (c: number): number => dy(c) + dy(C + c);
+  const sumDyY = (c: number): number => dy(c) * yhat(c) + dy(C + c) * yhat(C + c);
+  const sumAbsDy = (c: number): number => Math.abs(dy(c)) + Math.abs(dy(C + c));
+  const sumAbsDyY = (c: number): number => Math.abs(dy(c) * yhat(c)) + Math.abs(dy(C + c) * yhat(C + c));
+  const badB = firstMismatch(gb, sumDy, (c) => rho * sumAbsDy(c), C);
+  expect(badB, `grad_bias[${badB}]`).toBe(-1);
+  const badW = firstMismatch(gw, sumDyY, (c) => rho * (sumAbsDy(c) + sumAbsDyY(c)), C);
+  expect(badW, `grad_weight[${badW}]`).toBe(-1);
+  const gxRef = (i: number): number => {
+    const c = i % C;
+    return (invstd[c] as number) * (dy(i) - sumDy(c) / 2 - yhat(i) * (sumDyY(c) / 2));
+  };
+  const gxTol = (i: number): number => {
+    const c = i % C;
+    return rho * (invstd[c] as number) * (Math.abs(dy(i)) + (1 + Math.abs(yhat(i))) * (sumAbsDy(c) / 2 + sumAbsDyY(c) / 2));
+  };
+  const badX = firstMismatch(gi, gxRef, gxTol, 2 * C);
+  expect(badX, `grad_input[${badX}] = ${gi[badX]}, expected ${gxRef(badX)}`).toBe(-1);
+
+  return { rm, rv };
+}
+
 describe.each(BACKENDS)('BatchNorm1d(4194304) on %s', (backend) => {
   it('trains, differentiates and evaluates [2, 4194304]', async () => {
     const ctx = await contextFor(backend);
@@ -44,59 +113,14 @@ describe.each(BACKENDS)('BatchNorm1d(4194304) on %s', (backend) => {
       const dys = sample(8);
       const bn = new BatchNorm1d(ctx, C);
       const x = ctx.tensor(xs, [2, C]);
-      const y = await bn.forward(x).read();
-
-      // float64 statistics per channel: rows are x[c] and x[C + c].
-      const mean = new Float64Array(C);
-      const invstd = new Float64Array(C);
-      const variance = new Float64Array(C);
-      for (let c = 0; c < C; c++) {
-        const a = xs[c] as number;
-        const b = xs[C + c] as number;
-        mean[c] = (a + b) / 2;
-        variance[c] = ((a - b) / 2) ** 2;
-        invstd[c] = 1 / Math.sqrt((variance[c] as number) + EPS);
-      }
-      const yhat = (i: number): number => ((xs[i] as number) - (mean[i % C] as number)) * (invstd[i % C] as number);
-      const badY = firstMismatch(y, yhat, (i) => 1e-5 + 1e-5 * Math.abs(yhat(i)), 2 * C);
-      expect(badY, `y[${badY}] = ${y[badY]}, expected ${yhat(badY)}`).toBe(-1);
-
-      const rm = await bn.runningMean?.read();
-      const rv = await bn.runningVar?.read();
-      if (!rm || !rv) throw new Error('no running statistics');
-      const rmRef = (c: number): number => 0.1 * (mean[c] as number);
-      const rvRef = (c: number): number => 0.9 + 0.1 * 2 * (variance[c] as number);
-      const badM = firstMismatch(rm, rmRef, (c) => 1e-6 + 1e-5 * Math.abs(rmRef(c)), C);
-      expect(badM, `running_mean[${badM}]`).toBe(-1);
-      const badV = firstMismatch(rv, rvRef, (c) => 1e-6 + 1e-5 * Math.abs(rvRef(c)), C);
-      expect(badV, `running_var[${badV}]`).toBe(-1);
-
-      const g = bn.backward(ctx.tensor(dys, [2, C]));
-      const gi = await g.gradInput?.read();
-      const gw = await g.gradWeight?.read();
-      const gb = await g.gradBias?.read();
-      if (!gi || !gw || !gb) throw new Error('missing gradients');
-      const rho = RHO[backend];
-      const dy = (i: number): number => dys[i] as number;
-      const sumDy = (c: number): number => dy(c) + dy(C + c);
-      const sumDyY = (c: number): number => dy(c) * yhat(c) + dy(C + c) * yhat(C + c);
-      const sumAbsDy = (c: number): number => Math.abs(dy(c)) + Math.abs(dy(C + c));
-      const sumAbsDyY = (c: number): number => Math.abs(dy(c) * yhat(c)) + Math.abs(dy(C + c) * yhat(C + c));
-      const badB = firstMismatch(gb, sumDy, (c) => rho * sumAbsDy(c), C);
-      expect(badB, `grad_bias[${badB}]`).toBe(-1);
-      const badW = firstMismatch(gw, sumDyY, (c) => rho * (sumAbsDy(c) + sumAbsDyY(c)), C);
-      expect(badW, `grad_weight[${badW}]`).toBe(-1);
-      const gxRef = (i: number): number => {
-        const c = i % C;
-        return (invstd[c] as number) * (dy(i) - sumDy(c) / 2 - yhat(i) * (sumDyY(c) / 2));
-      };
-      const gxTol = (i: number): number => {
-        const c = i % C;
-        return rho * (invstd[c] as number) * (Math.abs(dy(i)) + (1 + Math.abs(yhat(i))) * (sumAbsDy(c) / 2 + sumAbsDyY(c) / 2));
-      };
-      const badX = firstMismatch(gi, gxRef, gxTol, 2 * C);
-      expect(badX, `grad_input[${badX}] = ${gi[badX]}, expected ${gxRef(badX)}`).toBe(-1);
-
+      const y = bn.forward(x);
+      if (!bn.runningMean || !bn.runningVar) throw new Error('no running statistics');
+      const { rm, rv } = await checkTrainingStep(ctx, backend, xs, dys, {
+        y,
+        runningMean: bn.runningMean,
+        runningVar: bn.runningVar,
+        backward: async (dy) => bn.backward(dy),
+      });
       // Evaluation: the per-channel constants come from the (float32) running statistics.
       const yEval = await bn.eval().forward(x).read();
       const evalRef = (i: number): number => ((xs[i] as number) - (rm[i % C] as number)) / Math.sqrt((rv[i % C] as number) + EPS);
@@ -110,5 +134,32 @@ describe.each(BACKENDS)('BatchNorm1d(4194304) on %s', (backend) => {
     }
     // 8.4M values with float64 references in JS, on SwiftShader sharing a small CI machine: well
     // past the default 120 s limit when the machine is busy. Nothing here asserts on time.
+  }, 600_000);
+});
+
+// SyncBatchNorm's per-channel stages (moments merge, forward and backward constants) fold their
+// grids the same way: one shard holding the whole batch equals the formulas above.
+describe.each(BACKENDS)('SyncBatchNorm(4194304) on %s', (backend) => {
+  it('trains and differentiates [2, 4194304] as one shard', async () => {
+    const ctx = await contextFor(backend);
+    try {
+      const xs = sample(7);
+      const dys = sample(8);
+      const bn = new SyncBatchNorm(ctx, C);
+      const x = ctx.tensor(xs, [2, C]);
+      const y = bn.forward(x, mergeMoments([await bn.momentsPartial(x)]));
+      if (!bn.runningMean || !bn.runningVar) throw new Error('no running statistics');
+      await checkTrainingStep(ctx, backend, xs, dys, {
+        y,
+        runningMean: bn.runningMean,
+        runningVar: bn.runningVar,
+        backward: async (dy) => bn.backward(dy, mergeGradSums([await bn.gradPartial(dy)])),
+      });
+      await ctx.sync();
+      bn.destroy();
+      count(backend);
+    } finally {
+      ctx.destroy();
+    }
   }, 600_000);
 });

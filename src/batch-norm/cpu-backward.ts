@@ -122,6 +122,30 @@ export function cpuBackward(inp: CpuBackwardInputs, g: Geometry, out: CpuBackwar
     }
     return;
   }
+  cpuGradInputElementwise(x, dy, mean, g, { a, b, d }, dx);
+}
+
+/** Per-channel coefficients of grad_input = dy·a − (x − mean)·b − d (float64). */
+export interface GradInputCoefficients {
+  readonly a: ArrayLike<number>;
+  readonly b: ArrayLike<number>;
+  readonly d: ArrayLike<number>;
+}
+
+/**
+ * The one elementwise grad_input kernel of the CPU backends (plain and synchronized):
+ * dx = dy·a − (x − mean)·b − d per channel, products in float64, one rounding per element.
+ */
+export function cpuGradInputElementwise(
+  x: ArrayLike<number>,
+  dy: ArrayLike<number>,
+  mean: ArrayLike<number>,
+  g: Geometry,
+  k: GradInputCoefficients,
+  dx: NumberArray,
+): void {
+  const { n, c: channels, s } = g;
+  const { a, b, d } = k;
   if (g.order === 'cf') {
     for (let i = 0; i < n; i++) {
       for (let c = 0; c < channels; c++) {
@@ -130,19 +154,17 @@ export function cpuBackward(inp: CpuBackwardInputs, g: Geometry, out: CpuBackwar
         const bc = b[c] as number;
         const dc = d[c] as number;
         const m = mean[c] as number;
-        for (let k = 0; k < s; k++) dx[base + k] = (dy[base + k] as number) * ac - ((x[base + k] as number) - m) * bc - dc;
+        for (let j = 0; j < s; j++) dx[base + j] = (dy[base + j] as number) * ac - ((x[base + j] as number) - m) * bc - dc;
       }
     }
-  } else {
-    const rows = n * s;
-    for (let r = 0; r < rows; r++) {
-      const base = r * channels;
-      for (let c = 0; c < channels; c++) {
-        dx[base + c] =
-          (dy[base + c] as number) * (a[c] as number) -
-          ((x[base + c] as number) - (mean[c] as number)) * (b[c] as number) -
-          (d[c] as number);
-      }
+    return;
+  }
+  const rows = n * s;
+  for (let r = 0; r < rows; r++) {
+    const base = r * channels;
+    for (let c = 0; c < channels; c++) {
+      dx[base + c] =
+        (dy[base + c] as number) * (a[c] as number) - ((x[base + c] as number) - (mean[c] as number)) * (b[c] as number) - (d[c] as number);
     }
   }
 }

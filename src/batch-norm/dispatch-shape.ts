@@ -1,4 +1,6 @@
 import { WORKGROUP_SIZE } from '../gpu/contracts.js';
+import { grid } from '../gpu/grid.js';
+import type { UniformValues } from '../gpu/uniforms.js';
 import type { Geometry } from './geometry.js';
 
 // How the kernels spread a tensor over invocations. Shared by the forward and backward
@@ -17,12 +19,6 @@ const ELEMENTWISE_MIN_ROWS = 16;
 export const CONTIGUOUS_ITEMS = 16;
 /** Values per shifted block in the forward statistics (stats.wgsl's BLOCK for channels-last). */
 export const STATS_BLOCK = 32;
-
-/** Splits a 1-D workgroup count over x and y so neither exceeds the device limit. */
-export function grid(workgroups: number, maxPerDimension: number): [number, number] {
-  const x = Math.max(1, Math.min(workgroups, maxPerDimension));
-  return [x, Math.ceil(workgroups / x)];
-}
 
 /** A per-channel reduction's split (stats.wgsl, backward-reduce.wgsl). */
 export interface ReductionShape {
@@ -142,4 +138,15 @@ export function elementwiseShape(g: Geometry, width: number, contiguous = false)
 /** True when `g`'s rows are whole vec4s and every binding base is vec4-aligned. */
 export function vec4Aligned(g: Geometry, ...bases: number[]): boolean {
   return (g.order === 'cf' ? g.s % 4 === 0 : g.c % 4 === 0) && bases.every((b) => b % 4 === 0);
+}
+
+/**
+ * The scalar view of x that common/channel-scan.wgsl (and finalize's rescan) reads a channel
+ * through: value j < xCols of segment r < xRows of channel c at xBase + r·xRowStride +
+ * c·xChannelStride + j, in f32 elements.
+ */
+export function channelScanView(g: Geometry, base: number): UniformValues {
+  return g.order === 'cf'
+    ? { xRows: g.n, xCols: g.s, xRowStride: g.c * g.s, xChannelStride: g.s, xBase: base }
+    : { xRows: g.n * g.s, xCols: 1, xRowStride: g.c, xChannelStride: 1, xBase: base };
 }

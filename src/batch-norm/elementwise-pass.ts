@@ -4,7 +4,8 @@ import type { GpuRuntime } from '../gpu/runtime.js';
 import type { ShaderId } from '../gpu/shader-sources.js';
 import { bindUniforms, type TensorBinding } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
-import { elementwiseShape, grid, vec4Aligned } from './dispatch-shape.js';
+import { grid } from '../gpu/grid.js';
+import { elementwiseShape, vec4Aligned } from './dispatch-shape.js';
 import type { Geometry } from './geometry.js';
 
 /** One elementwise dispatch (normalize.wgsl, backward-elementwise.wgsl) over the rows × cols view of a tensor. */

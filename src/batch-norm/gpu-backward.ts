@@ -9,7 +9,6 @@ import {
   FLAG_PREPARE_BIAS,
   FLAG_PREPARE_WEIGHT,
   planeStride,
-  WORKGROUP_SIZE,
 } from '../gpu/contracts.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
@@ -17,7 +16,8 @@ import { bindOptional, bindTensor, bindUniforms, type TensorBinding } from '../g
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { Geometry } from './geometry.js';
-import { grid, reductionShape, vec4Aligned } from './dispatch-shape.js';
+import { dispatchPerChannel, encodePerChannel } from '../gpu/grid.js';
+import { reductionShape, vec4Aligned } from './dispatch-shape.js';
 import { encodeElementwise } from './elementwise-pass.js';
 import { activationUniforms, ACTIVATION_CODE, masksFromOutput, type ResolvedEpilogue } from './epilogue.js';
 
@@ -82,30 +82,30 @@ export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: Gp
   const invstd = bindTensor(device, a.invstd);
   const weight = bindOptional(gpu, a.weight, 'weight');
   const bias = bindOptional(gpu, a.bias, 'bias');
-  const pass = encoder.beginComputePass({ label: 'bn.backward.prepare.pass' });
-  pass.setPipeline(kernel.pipeline);
-  pass.setBindGroup(
-    0,
-    gpu.bindGroups.get(kernel, {
-      params: bindUniforms(gpu, kernel, {
-        channels: a.channels,
-        planeStride: planeStride(a.channels),
-        flags: (a.fromVar ? FLAG_FROM_VAR : 0) | (a.weight ? FLAG_PREPARE_WEIGHT : 0) | (a.bias ? FLAG_PREPARE_BIAS : 0),
-        meanBase: mean.base,
-        invstdBase: invstd.base,
-        eps: a.eps,
-        weightBase: weight.base,
-        biasBase: bias.base,
-      }),
+  encodePerChannel(
+    gpu,
+    encoder,
+    'bn.backward.prepare.pass',
+    kernel,
+    a.channels,
+    {
+      channels: a.channels,
+      planeStride: planeStride(a.channels),
+      flags: (a.fromVar ? FLAG_FROM_VAR : 0) | (a.weight ? FLAG_PREPARE_WEIGHT : 0) | (a.bias ? FLAG_PREPARE_BIAS : 0),
+      meanBase: mean.base,
+      invstdBase: invstd.base,
+      eps: a.eps,
+      weightBase: weight.base,
+      biasBase: bias.base,
+    },
+    {
       mean: mean.resource,
       invstd: invstd.resource,
       weight: weight.resource,
       bias: bias.resource,
       channelStats: bindChannelStats(a.channelStats, a.channels),
-    }),
+    },
   );
-  pass.dispatchWorkgroups(...grid(Math.ceil(a.channels / WORKGROUP_SIZE), device.limits.maxComputeWorkgroupsPerDimension));
-  pass.end();
 }
 
 /**
@@ -198,26 +198,22 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     const gb = bindOptional(gpu, a.gradBias, 'gradBias');
     const flags =
       (a.gradWeight ? FLAG_GRAD_WEIGHT : 0) | (a.gradBias ? FLAG_GRAD_BIAS : 0) | (needInputConstants ? FLAG_INPUT_CONSTANTS : 0);
-    pass.setPipeline(finalize.pipeline);
-    pass.setBindGroup(
-      0,
-      gpu.bindGroups.get(finalize, {
-        params: bindUniforms(gpu, finalize, {
-          lanes,
-          channels: g.c,
-          planeStride: planeStride(g.c),
-          flags,
-          count: g.perChannel,
-          gradWeightBase: gw.base,
-          gradBiasBase: gb.base,
-        }),
-        partials,
-        channelStats,
-        gradWeight: gw.resource,
-        gradBias: gb.resource,
-      }),
+    dispatchPerChannel(
+      gpu,
+      pass,
+      finalize,
+      g.c,
+      {
+        lanes,
+        channels: g.c,
+        planeStride: planeStride(g.c),
+        flags,
+        count: g.perChannel,
+        gradWeightBase: gw.base,
+        gradBiasBase: gb.base,
+      },
+      { partials, channelStats, gradWeight: gw.resource, gradBias: gb.resource },
     );
-    pass.dispatchWorkgroups(...grid(Math.ceil(g.c / WORKGROUP_SIZE), maxDim));
   }
 
   if (reduceWritesResidual) {

@@ -12,7 +12,6 @@ import {
   PLANE_INVSTD,
   PLANE_MEAN,
   planeStride,
-  WORKGROUP_SIZE,
 } from '../gpu/contracts.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
@@ -20,21 +19,12 @@ import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js
 import type { UniformValues } from '../gpu/uniforms.js';
 import type { Tensor } from '../tensor.js';
 import type { RunningUpdate } from './conventions.js';
-import { grid, vec4Aligned } from './dispatch-shape.js';
+import { dispatchPerChannel } from '../gpu/grid.js';
+import { channelScanView, vec4Aligned } from './dispatch-shape.js';
 import { encodeElementwise } from './elementwise-pass.js';
 import { encodeStatsPass } from './stats-pass.js';
 import { activationUniforms, epilogueConstants, type ResolvedEpilogue } from './epilogue.js';
 import type { Geometry } from './geometry.js';
-
-/**
- * finalize.wgsl's scalar view of x, for re-reading a channel whose statistics are not finite: value
- * j < xCols of segment r < xRows of channel c at xBase + r·xRowStride + c·xChannelStride + j.
- */
-function rescanView(g: Geometry, base: number): UniformValues {
-  return g.order === 'cf'
-    ? { xRows: g.n, xCols: g.s, xRowStride: g.c * g.s, xChannelStride: g.s, xBase: base }
-    : { xRows: g.n * g.s, xCols: 1, xRowStride: g.c, xChannelStride: 1, xBase: base };
-}
 
 /** What one forward needs on the GPU; tensors are already validated by the caller. */
 export interface GpuForwardArgs {
@@ -123,20 +113,14 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
       runningVarBase: rv.base,
       planeStride: planeStride(g.c),
       maxGeneralWorkgroups: maxDim,
-      ...rescanView(g, x.base),
+      ...channelScanView(g, x.base),
     };
     const perChannel = { partials, weight: w.resource, bias: b.resource, runningMean: rm.resource, runningVar: rv.resource, channelStats };
-    pass.setPipeline(finalize.pipeline);
-    pass.setBindGroup(
-      0,
-      gpu.bindGroups.get(finalize, {
-        params: bindUniforms(gpu, finalize, finalizeValues),
-        ...perChannel,
-        counter: { buffer: a.counter, offset: 0, size: 16 },
-        generalQueue,
-      }),
-    );
-    pass.dispatchWorkgroups(...grid(Math.ceil(g.c / WORKGROUP_SIZE), maxDim));
+    dispatchPerChannel(gpu, pass, finalize, g.c, finalizeValues, {
+      ...perChannel,
+      counter: { buffer: a.counter, offset: 0, size: 16 },
+      generalQueue,
+    });
 
     // Channels that are not finite or not ordinary in scale (usually none: zero workgroups).
     const general = getKernel(device, 'finalize', 'finalize_general');

@@ -1,5 +1,5 @@
 import { cpuBatchStats } from './cpu.js';
-import { cpuBackwardSums, type NumberArray } from './cpu-backward.js';
+import { cpuBackwardSums, cpuGradInputElementwise, type NumberArray } from './cpu-backward.js';
 import type { Geometry } from './geometry.js';
 import type { ChannelMoments, GradSums } from './sync-merge.js';
 
@@ -44,7 +44,7 @@ export function cpuSyncGradInput(
   count: number,
   dx: NumberArray,
 ): void {
-  const { n, c: channels, s } = g;
+  const channels = g.c;
   // dx = dy·a − (x − mean)·b − d per channel.
   const a = new Float64Array(channels);
   const b = new Float64Array(channels);
@@ -55,25 +55,5 @@ export function cpuSyncGradInput(
     b[c] = ((merged.sumDyXhat[c] as number) / count) * inv * (a[c] as number);
     d[c] = ((merged.sumDy[c] as number) / count) * (a[c] as number);
   }
-  if (g.order === 'cf') {
-    for (let i = 0; i < n; i++) {
-      for (let c = 0; c < channels; c++) {
-        const base = (i * channels + c) * s;
-        const ac = a[c] as number;
-        const bc = b[c] as number;
-        const dc = d[c] as number;
-        const m = mean[c] as number;
-        for (let k = 0; k < s; k++) dx[base + k] = (dy[base + k] as number) * ac - ((x[base + k] as number) - m) * bc - dc;
-      }
-    }
-    return;
-  }
-  const rows = n * s;
-  for (let r = 0; r < rows; r++) {
-    const base = r * channels;
-    for (let c = 0; c < channels; c++) {
-      dx[base + c] =
-        (dy[base + c] as number) * (a[c] as number) - ((x[base + c] as number) - (mean[c] as number)) * (b[c] as number) - (d[c] as number);
-    }
-  }
+  cpuGradInputElementwise(x, dy, mean, g, { a, b, d }, dx);
 }

@@ -1,17 +1,10 @@
-import {
-  bindChannelStats,
-  FLAG_AFFINE,
-  FLAG_GRAD_BIAS,
-  FLAG_GRAD_WEIGHT,
-  FLAG_UPDATE_RUNNING,
-  planeStride,
-  WORKGROUP_SIZE,
-} from '../gpu/contracts.js';
+import { bindChannelStats, FLAG_AFFINE, FLAG_GRAD_BIAS, FLAG_GRAD_WEIGHT, FLAG_UPDATE_RUNNING, planeStride } from '../gpu/contracts.js';
+import { dispatchPerChannel, encodePerChannel } from '../gpu/grid.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
-import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
+import { bindOptional, bindTensor } from '../gpu/tensor-binding.js';
 import type { Tensor } from '../tensor.js';
-import { vec4Aligned } from './dispatch-shape.js';
+import { channelScanView, vec4Aligned } from './dispatch-shape.js';
 import type { Geometry } from './geometry.js';
 import { encodeStatsPass } from './stats-pass.js';
 import { GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES } from './sync-merge.js';
@@ -64,16 +57,15 @@ export function encodeMoments(
   const pass = encoder.beginComputePass({ label: 'bn.sync.moments.pass' });
   // The forward's own statistics dispatch, so the shard's partials are exactly the forward's.
   const { partials, lanes } = encodeStatsPass(gpu, pass, g, xb, width);
-  pass.setPipeline(merge.pipeline);
-  pass.setBindGroup(
-    0,
-    gpu.bindGroups.get(merge, {
-      params: bindUniforms(gpu, merge, { channels: g.c, lanes, recordBase: out.base }),
-      partials,
-      moments: out.resource,
-    }),
+  // x again, as scalars, for a channel holding NaN or ±Inf (common/channel-scan.wgsl).
+  dispatchPerChannel(
+    gpu,
+    pass,
+    merge,
+    g.c,
+    { channels: g.c, lanes, recordBase: out.base, ...channelScanView(g, xb.base) },
+    { partials, moments: out.resource, x: xb.resource },
   );
-  pass.dispatchWorkgroups(Math.ceil(g.c / WORKGROUP_SIZE));
   pass.end();
 }
 
@@ -99,31 +91,31 @@ export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncod
   const b = bindOptional(gpu, a.bias, 'bias');
   const rm = bindOptional(gpu, update ? a.runningMean : null, 'runningMean');
   const rv = bindOptional(gpu, update ? a.runningVar : null, 'runningVar');
-  const pass = encoder.beginComputePass({ label: 'bn.sync.forwardConstants.pass' });
-  pass.setPipeline(kernel.pipeline);
-  pass.setBindGroup(
-    0,
-    gpu.bindGroups.get(kernel, {
-      params: bindUniforms(gpu, kernel, {
-        channels: a.channels,
-        flags: (a.weight ? FLAG_AFFINE : 0) | (update ? FLAG_UPDATE_RUNNING : 0),
-        planeStride: planeStride(a.channels),
-        recordBase: 0,
-        weightBase: w.base,
-        biasBase: b.base,
-        runningMeanBase: rm.base,
-        runningVarBase: rv.base,
-      }),
+  encodePerChannel(
+    gpu,
+    encoder,
+    'bn.sync.forwardConstants.pass',
+    kernel,
+    a.channels,
+    {
+      channels: a.channels,
+      flags: (a.weight ? FLAG_AFFINE : 0) | (update ? FLAG_UPDATE_RUNNING : 0),
+      planeStride: planeStride(a.channels),
+      recordBase: 0,
+      weightBase: w.base,
+      biasBase: b.base,
+      runningMeanBase: rm.base,
+      runningVarBase: rv.base,
+    },
+    {
       merged: { buffer: a.merged, offset: 0, size: mergedBytes(a.channels) },
       weight: w.resource,
       bias: b.resource,
       runningMean: rm.resource,
       runningVar: rv.resource,
       channelStats: bindChannelStats(a.channelStats, a.channels),
-    }),
+    },
   );
-  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP_SIZE));
-  pass.end();
 }
 
 /** What sync_backward_constants needs. */
@@ -143,26 +135,26 @@ export function encodeBackwardConstants(gpu: GpuRuntime, encoder: GPUCommandEnco
   const kernel = getKernel(gpu.device, 'sync-batch-norm', 'sync_backward_constants');
   const gw = bindOptional(gpu, a.gradWeight, 'gradWeight');
   const gb = bindOptional(gpu, a.gradBias, 'gradBias');
-  const pass = encoder.beginComputePass({ label: 'bn.sync.backwardConstants.pass' });
-  pass.setPipeline(kernel.pipeline);
-  pass.setBindGroup(
-    0,
-    gpu.bindGroups.get(kernel, {
-      params: bindUniforms(gpu, kernel, {
-        channels: a.channels,
-        flags: (a.gradWeight ? FLAG_GRAD_WEIGHT : 0) | (a.gradBias ? FLAG_GRAD_BIAS : 0),
-        planeStride: planeStride(a.channels),
-        invCount: 1 / a.count,
-        recordBase: 0,
-        gradWeightBase: gw.base,
-        gradBiasBase: gb.base,
-      }),
+  encodePerChannel(
+    gpu,
+    encoder,
+    'bn.sync.backwardConstants.pass',
+    kernel,
+    a.channels,
+    {
+      channels: a.channels,
+      flags: (a.gradWeight ? FLAG_GRAD_WEIGHT : 0) | (a.gradBias ? FLAG_GRAD_BIAS : 0),
+      planeStride: planeStride(a.channels),
+      invCount: 1 / a.count,
+      recordBase: 0,
+      gradWeightBase: gw.base,
+      gradBiasBase: gb.base,
+    },
+    {
       mergedGrad: { buffer: a.mergedGrad, offset: 0, size: a.channels * GRAD_SUMS_PLANES * 4 },
       channelStats: bindChannelStats(a.channelStats, a.channels),
       gradWeight: gw.resource,
       gradBias: gb.resource,
-    }),
+    },
   );
-  pass.dispatchWorkgroups(Math.ceil(a.channels / WORKGROUP_SIZE));
-  pass.end();
 }

@@ -5,7 +5,7 @@
  */
 import type { BatchNorm } from '../batch-norm/module.js';
 import { checkEncoder, checkNoAliasing } from '../batch-norm/aliasing.js';
-import { grid } from '../batch-norm/dispatch-shape.js';
+import { grid } from '../gpu/grid.js';
 import { ArgumentError, ShapeError } from '../errors.js';
 import { WORKGROUP_SIZE } from '../gpu/contracts.js';
 import { getKernel } from '../gpu/kernel-cache.js';

@@ -8,7 +8,7 @@
  */
 export const shaderManifest = {
   stats: ['stats.wgsl', 'common/lane-columns.wgsl', 'common/non-finite.wgsl'],
-  finalize: ['finalize.wgsl', 'common/channel-stats-write.wgsl', 'common/non-finite.wgsl'],
+  finalize: ['finalize.wgsl', 'common/channel-stats-write.wgsl', 'common/non-finite.wgsl', 'common/channel-scan.wgsl'],
   normalize: [
     'normalize.wgsl',
     'common/channel-stats-read.wgsl',
@@ -26,7 +26,13 @@ export const shaderManifest = {
   ],
   'backward-elementwise': ['backward-elementwise.wgsl', 'common/channel-stats-read.wgsl', 'common/epilogue.wgsl'],
   fold: ['fold.wgsl'],
-  'sync-batch-norm': ['sync-batch-norm.wgsl', 'common/channel-stats-read.wgsl', 'common/channel-stats-write.wgsl'],
+  'sync-batch-norm': [
+    'sync-batch-norm.wgsl',
+    'common/channel-stats-read.wgsl',
+    'common/channel-stats-write.wgsl',
+    'common/non-finite.wgsl',
+    'common/channel-scan.wgsl',
+  ],
 } as const satisfies Record<string, readonly [string, ...string[]]>;
 
 /** The prelude every module gets, relative to `shaders/`. */
