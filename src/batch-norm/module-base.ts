@@ -170,8 +170,12 @@ export abstract class BatchNormModuleBase {
     return this.#destroyed;
   }
 
-  /** @internal The eps the kernels add: the convention's silent floor applied. */
-  protected get kernelEps(): number {
+  /**
+   * The eps the forward actually adds: {@link eps} raised to the convention's silent floor
+   * (tf-keras2-fused: 1.001e-5), equal to {@link eps} elsewhere. Public so that folding reads the
+   * same number, and a folded layer computes what the forward it replaces computes.
+   */
+  get kernelEps(): number {
     return kernelEps(this.#settings);
   }
 

@@ -122,7 +122,7 @@ function encodeFold(
         channelsLast: c.g.channelsLast ? 1 : 0,
         hasBias: layer.bias ? 1 : 0,
         affine: bn.weight ? 1 : 0,
-        eps: bn.eps,
+        eps: bn.kernelEps,
         weightBase: weight.base,
         biasBase: bias.base,
         bnWeightBase: bnWeight.base,
@@ -154,7 +154,8 @@ function cpuData(t: Tensor): Float32Array {
 }
 
 /**
- * Folds `bn`'s current evaluation-mode values (weight, bias, running statistics, eps) into `layer`
+ * Folds `bn`'s current evaluation-mode values (weight, bias, running statistics, and the eps its
+ * forward uses, `bn.kernelEps`) into `layer`
  * and returns new tensors `{ weight, bias }` of the same context, on either backend. WebGPU: one
  * dispatch, one submit, no readback; CPU: float64 arithmetic as {@link foldBatchNorm}.
  *
@@ -186,7 +187,7 @@ export function foldBatchNormTensors(bn: BatchNorm, layer: FoldTensorLayer, opti
       running_mean: cpuData(c.runningMean),
       running_var: cpuData(c.runningVar),
     },
-    { eps: bn.eps, ...(options.layout ? { layout: options.layout } : {}) },
+    { eps: bn.kernelEps, ...(options.layout ? { layout: options.layout } : {}) },
   );
   cpuData(weight).set(folded.weight);
   cpuData(bias).set(folded.bias);
