@@ -585,6 +585,34 @@ describe.each(BACKENDS)('epilogue errors and lifetimes on %s', (backend) => {
   });
 });
 
+describe.each(BACKENDS)('clamp bounds in float32 on %s', (backend) => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor(backend);
+  });
+  afterAll(() => ctx.destroy());
+
+  it('saturates and masks at the float32 bounds, as torch and the kernels do', async () => {
+    // Eval with running mean 0, var 1 and x = 0: the pre-activation is the residual itself. -0.3
+    // and 0.7 are not float32 numbers; torch (hardtanh on a float32 tensor) and the kernels
+    // compare in float32, so an output saturated at fround(0.7) < 0.7 has gradient 0, as has a
+    // pre-activation exactly at a float32 bound. Reference: torch 1.13 F.hardtanh(z, -0.3, 0.7).
+    const residual = [2, -2, 0.1, 0.2, 0.7, -0.3];
+    const bn = new BatchNorm1d(ctx, 1).eval();
+    const x = ctx.tensor(new Float32Array(6), [6, 1]);
+    const z = ctx.tensor(Float32Array.from(residual), [6, 1]);
+    const dy = ctx.tensor(new Float32Array(6).fill(1), [6, 1]);
+    const y = bn.forward(x, { epilogue: { activation: { kind: 'clamp', min: -0.3, max: 0.7 }, residual: z } });
+    const hi = Math.fround(0.7);
+    const lo = Math.fround(-0.3);
+    expect(Array.from(await y.read())).toEqual([hi, lo, Math.fround(0.1), Math.fround(0.2), hi, lo]);
+    const r = bn.backward(dy);
+    expect(Array.from(await (r.gradResidual as Tensor).read())).toEqual([0, 0, 1, 1, 0, 0]);
+    for (const t of [x, z, dy, y, r.gradInput, r.gradWeight, r.gradBias, r.gradResidual]) t?.destroy();
+    bn.destroy();
+  });
+});
+
 describe('epilogue on caller encoders (WebGPU)', () => {
   let ctx: BatchNormContext;
   beforeAll(async () => {

@@ -52,7 +52,7 @@ export const ACTIVATION_CODE = {
 /** A validated activation: its kind and the uniforms the kernels read. */
 export interface ResolvedActivation {
   readonly kind: keyof typeof ACTIVATION_CODE;
-  /** clamp bounds (relu6: 0, 6); unused otherwise. */
+  /** clamp bounds (relu6: 0, 6) rounded to float32, as the kernels and torch compare; unused otherwise. */
   readonly min: number;
   readonly max: number;
   /** leakyRelu's negative slope; unused otherwise. */
@@ -93,7 +93,10 @@ export function checkActivation(spec: unknown, who: string): ResolvedActivation 
           `${who}: epilogue.activation clamp needs finite numbers min < max, got min = ${describe(min)}, max = ${describe(max)}`,
         );
       }
-      return { ...NONE, kind: 'clamp', min, max };
+      // The kernels get the bounds as f32 uniforms, and torch's hardtanh on a float32 tensor
+      // converts them to float too; the CPU path must clamp and mask against the same float32
+      // numbers, or an output saturated at fround(0.7) < 0.7 would look unsaturated to it.
+      return { ...NONE, kind: 'clamp', min: Math.fround(min), max: Math.fround(max) };
     }
     if (o['kind'] === 'leakyRelu') {
       const slope = o['slope'] === undefined ? 0.01 : o['slope'];
