@@ -613,6 +613,57 @@ describe.each(BACKENDS)('clamp bounds in float32 on %s', (backend) => {
   });
 });
 
+describe.each(BACKENDS)("'leakyRelu' as a string on %s", (backend) => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor(backend);
+  });
+  afterAll(() => ctx.destroy());
+
+  it("is { kind: 'leakyRelu', slope: 0.01 } (torch's default) in the module, functional and backward APIs", async () => {
+    const shape = [2, 3, 2, 2];
+    const n = 24;
+    const x = ctx.tensor(
+      new Float32Array(n).map((_, i) => Math.sin(i * 1.3)),
+      shape,
+    );
+    const dy = ctx.tensor(
+      new Float32Array(n).map((_, i) => Math.cos(i * 0.7)),
+      shape,
+    );
+    const runs = async (activation: Activation): Promise<number[][]> => {
+      const bn = new BatchNorm2d(ctx, 3);
+      const y = bn.forward(x, { epilogue: { activation } });
+      const r = bn.backward(dy);
+      const mean = ctx.tensor(new Float32Array(3), [3]);
+      const variance = ctx.tensor(new Float32Array(3).fill(1), [3]);
+      const yf = batchNorm(ctx, x, { training: false, runningMean: mean, runningVar: variance, epilogue: { activation } });
+      const rf = batchNormBackward(ctx, {
+        gradOutput: dy,
+        input: x,
+        output: yf,
+        training: false,
+        runningMean: mean,
+        runningVar: variance,
+        epilogue: { activation },
+      });
+      const read = async (t: Tensor | null): Promise<number[]> => Array.from(t ? await t.read() : []);
+      const out = [await read(y), await read(r.gradInput), await read(r.gradWeight), await read(yf), await read(rf.gradInput)];
+      for (const t of [y, yf, mean, variance, r.gradInput, r.gradWeight, r.gradBias, rf.gradInput]) t?.destroy();
+      bn.destroy();
+      return out;
+    };
+    const fromString = await runs('leakyRelu');
+    expect(fromString).toEqual(await runs({ kind: 'leakyRelu', slope: 0.01 }));
+    expect(fromString).toEqual(await runs({ kind: 'leakyRelu' }));
+    // The negative side really is scaled (not relu, not identity).
+    expect(fromString[0]?.some((v) => v < 0)).toBe(true);
+    // clamp has no default bounds: no string form.
+    expect(() => batchNorm(ctx, x, { training: true, epilogue: { activation: 'clamp' as Activation } })).toThrow(ArgumentError);
+    for (const t of [x, dy]) t.destroy();
+  });
+});
+
 describe('epilogue on caller encoders (WebGPU)', () => {
   let ctx: BatchNormContext;
   beforeAll(async () => {
