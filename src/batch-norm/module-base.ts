@@ -6,7 +6,7 @@ import { channelStatsBytes } from '../gpu/contracts.js';
 import type { Tensor } from '../tensor.js';
 import type { Convention, MomentumMeaning, RunningUpdate, VarianceEstimator } from './conventions.js';
 import { noteWrites } from './forward.js';
-import { checkBoolean, checkNumFeatures, type BatchNormOptions } from './options.js';
+import { BATCH_NORM_OPTION_KEYS, checkBoolean, checkNumFeatures, type BatchNormOptions } from './options.js';
 import {
   checkConventionEps,
   checkMomentumFor,
@@ -69,7 +69,7 @@ export abstract class BatchNormModuleBase {
    */
   constructor(ctx: BatchNormContext, numFeatures: number, options: BatchNormOptions | null, className: string) {
     assertContext(ctx, className);
-    const opts = optionsObject<BatchNormOptions>(options, 'options');
+    const opts = optionsObject<BatchNormOptions>(options, `${className} options`, BATCH_NORM_OPTION_KEYS);
     this.ctx = ctx;
     this.numFeatures = checkNumFeatures(numFeatures);
     this.#settings = resolveConvention(opts, true);

@@ -3,6 +3,7 @@
  * context: on WebGPU one dispatch of shaders/fold.wgsl on the GPUBuffers (zero-copy, recordable
  * into your encoder), on the CPU the float64 fold of fold-cpu.ts.
  */
+import { optionKeys, rejectUnknownKeys } from '../arguments.js';
 import type { BatchNorm } from '../batch-norm/module.js';
 import { checkEncoder, checkNoAliasing } from '../batch-norm/aliasing.js';
 import { grid } from '../batch-norm/dispatch-shape.js';
@@ -37,6 +38,9 @@ export interface FoldTensorOptions {
   layout?: WeightLayout;
 }
 
+/** The keys of {@link FoldTensorOptions}; any other key is rejected. */
+export const FOLD_TENSOR_OPTION_KEYS = optionKeys<FoldTensorOptions>({ layout: true });
+
 interface CheckedFold {
   readonly g: FoldGeometry;
   readonly runningMean: Tensor;
@@ -44,6 +48,7 @@ interface CheckedFold {
 }
 
 function check(who: string, bn: BatchNorm, layer: FoldTensorLayer, options: FoldTensorOptions): CheckedFold {
+  rejectUnknownKeys(options, FOLD_TENSOR_OPTION_KEYS, `${who} options`);
   bn.assertAlive();
   const ctx = bn.ctx;
   if (!bn.runningMean || !bn.runningVar) {
