@@ -1,4 +1,4 @@
-import { optionsObject } from './arguments.js';
+import { optionKeys, optionsObject } from './arguments.js';
 import { ArgumentError, ContextMismatchError, DestroyedError, DeviceLimitError, ShapeError, WebGPUUnavailableError } from './errors.js';
 import { requestBatchNormDevice } from './gpu/acquire.js';
 import { FreeList } from './free-list.js';
@@ -35,6 +35,15 @@ export interface ContextOptions {
   poolBytes?: number;
 }
 
+/** The keys of {@link ContextOptions}; any other key is rejected. */
+export const CONTEXT_OPTION_KEYS = optionKeys<ContextOptions>({
+  backend: true,
+  device: true,
+  powerPreference: true,
+  accessPattern: true,
+  poolBytes: true,
+});
+
 /** Options of {@link BatchNormContext.tensor}. */
 export interface TensorOptions {
   /** Memory order of `data`. Default `'channels_first'`. */
@@ -43,11 +52,17 @@ export interface TensorOptions {
   label?: string;
 }
 
+/** The keys of {@link TensorOptions}; any other key is rejected. */
+export const TENSOR_OPTION_KEYS = optionKeys<TensorOptions>({ layout: true, label: true });
+
 /** Options of {@link BatchNormContext.tensorFromBuffer}. */
 export interface BufferTensorOptions extends TensorOptions {
   /** Byte offset of element 0 in the buffer; a multiple of 4. Default 0. */
   byteOffset?: number;
 }
+
+/** The keys of {@link BufferTensorOptions}; any other key is rejected. */
+export const BUFFER_TENSOR_OPTION_KEYS = optionKeys<BufferTensorOptions>({ layout: true, label: true, byteOffset: true });
 
 /** Counters for leak and steady-state checks. */
 export interface ContextStats {
@@ -161,7 +176,7 @@ export class BatchNormContext implements TensorOwner {
    */
   tensor(data: TensorData, shape: readonly number[], options: TensorOptions | null = {}): Tensor {
     this.assertUsable();
-    options = optionsObject<TensorOptions>(options, 'tensor options');
+    options = optionsObject<TensorOptions>(options, 'tensor options', TENSOR_OPTION_KEYS);
     const label = checkLabel(options.label);
     const size = checkShape(shape, label);
     const layout = checkLayout(options.layout, shape, label);
@@ -190,7 +205,7 @@ export class BatchNormContext implements TensorOwner {
    */
   tensorFromBuffer(buffer: GPUBuffer, shape: readonly number[], options: BufferTensorOptions | null = {}): Tensor {
     this.assertUsable();
-    options = optionsObject<BufferTensorOptions>(options, 'tensorFromBuffer options');
+    options = optionsObject<BufferTensorOptions>(options, 'tensorFromBuffer options', BUFFER_TENSOR_OPTION_KEYS);
     const label = checkLabel(options.label);
     if (!this.gpu) throw new WebGPUUnavailableError(`${label}: tensorFromBuffer needs the 'webgpu' backend; this context runs on 'cpu'`);
     if (buffer === null || typeof buffer !== 'object' || typeof buffer.usage !== 'number' || typeof buffer.size !== 'number') {
@@ -420,7 +435,7 @@ function checkLayout(layout: Layout | undefined, shape: readonly number[], label
  * @throws ArgumentError for an invalid option, before any device is requested or touched.
  */
 export async function createContext(options: ContextOptions | null = {}): Promise<BatchNormContext> {
-  options = optionsObject<ContextOptions>(options, 'createContext options');
+  options = optionsObject<ContextOptions>(options, 'createContext options', CONTEXT_OPTION_KEYS);
   const backend = options.backend ?? 'auto';
   if (backend !== 'auto' && backend !== 'webgpu' && backend !== 'cpu') {
     throw new ArgumentError(`backend must be 'auto', 'webgpu' or 'cpu', got ${JSON.stringify(backend)}`);

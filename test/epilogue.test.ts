@@ -585,6 +585,85 @@ describe.each(BACKENDS)('epilogue errors and lifetimes on %s', (backend) => {
   });
 });
 
+describe.each(BACKENDS)('clamp bounds in float32 on %s', (backend) => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor(backend);
+  });
+  afterAll(() => ctx.destroy());
+
+  it('saturates and masks at the float32 bounds, as torch and the kernels do', async () => {
+    // Eval with running mean 0, var 1 and x = 0: the pre-activation is the residual itself. -0.3
+    // and 0.7 are not float32 numbers; torch (hardtanh on a float32 tensor) and the kernels
+    // compare in float32, so an output saturated at fround(0.7) < 0.7 has gradient 0, as has a
+    // pre-activation exactly at a float32 bound. Reference: torch 1.13 F.hardtanh(z, -0.3, 0.7).
+    const residual = [2, -2, 0.1, 0.2, 0.7, -0.3];
+    const bn = new BatchNorm1d(ctx, 1).eval();
+    const x = ctx.tensor(new Float32Array(6), [6, 1]);
+    const z = ctx.tensor(Float32Array.from(residual), [6, 1]);
+    const dy = ctx.tensor(new Float32Array(6).fill(1), [6, 1]);
+    const y = bn.forward(x, { epilogue: { activation: { kind: 'clamp', min: -0.3, max: 0.7 }, residual: z } });
+    const hi = Math.fround(0.7);
+    const lo = Math.fround(-0.3);
+    expect(Array.from(await y.read())).toEqual([hi, lo, Math.fround(0.1), Math.fround(0.2), hi, lo]);
+    const r = bn.backward(dy);
+    expect(Array.from(await (r.gradResidual as Tensor).read())).toEqual([0, 0, 1, 1, 0, 0]);
+    for (const t of [x, z, dy, y, r.gradInput, r.gradWeight, r.gradBias, r.gradResidual]) t?.destroy();
+    bn.destroy();
+  });
+});
+
+describe.each(BACKENDS)("'leakyRelu' as a string on %s", (backend) => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor(backend);
+  });
+  afterAll(() => ctx.destroy());
+
+  it("is { kind: 'leakyRelu', slope: 0.01 } (torch's default) in the module, functional and backward APIs", async () => {
+    const shape = [2, 3, 2, 2];
+    const n = 24;
+    const x = ctx.tensor(
+      new Float32Array(n).map((_, i) => Math.sin(i * 1.3)),
+      shape,
+    );
+    const dy = ctx.tensor(
+      new Float32Array(n).map((_, i) => Math.cos(i * 0.7)),
+      shape,
+    );
+    const runs = async (activation: Activation): Promise<number[][]> => {
+      const bn = new BatchNorm2d(ctx, 3);
+      const y = bn.forward(x, { epilogue: { activation } });
+      const r = bn.backward(dy);
+      const mean = ctx.tensor(new Float32Array(3), [3]);
+      const variance = ctx.tensor(new Float32Array(3).fill(1), [3]);
+      const yf = batchNorm(ctx, x, { training: false, runningMean: mean, runningVar: variance, epilogue: { activation } });
+      const rf = batchNormBackward(ctx, {
+        gradOutput: dy,
+        input: x,
+        output: yf,
+        training: false,
+        runningMean: mean,
+        runningVar: variance,
+        epilogue: { activation },
+      });
+      const read = async (t: Tensor | null): Promise<number[]> => Array.from(t ? await t.read() : []);
+      const out = [await read(y), await read(r.gradInput), await read(r.gradWeight), await read(yf), await read(rf.gradInput)];
+      for (const t of [y, yf, mean, variance, r.gradInput, r.gradWeight, r.gradBias, rf.gradInput]) t?.destroy();
+      bn.destroy();
+      return out;
+    };
+    const fromString = await runs('leakyRelu');
+    expect(fromString).toEqual(await runs({ kind: 'leakyRelu', slope: 0.01 }));
+    expect(fromString).toEqual(await runs({ kind: 'leakyRelu' }));
+    // The negative side really is scaled (not relu, not identity).
+    expect(fromString[0]?.some((v) => v < 0)).toBe(true);
+    // clamp has no default bounds: no string form.
+    expect(() => batchNorm(ctx, x, { training: true, epilogue: { activation: 'clamp' as Activation } })).toThrow(ArgumentError);
+    for (const t of [x, dy]) t.destroy();
+  });
+});
+
 describe('epilogue on caller encoders (WebGPU)', () => {
   let ctx: BatchNormContext;
   beforeAll(async () => {

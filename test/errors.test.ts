@@ -2,6 +2,7 @@
  * Every rejected input throws its exported error class, names the argument, the expected form and
  * what came, and leaves running stats, num_batches_tracked and buffers exactly as they were.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ArgumentError,
@@ -16,7 +17,14 @@ import {
   ShapeError,
   StateDictError,
   batchNorm,
+  batchNormBackward,
   createContext,
+  encodeFoldBatchNorm,
+  foldBatchNorm,
+  foldBatchNormTensors,
+  loadBatchNorm,
+  onnxBatchNormalization,
+  readModelFile,
   type BatchNorm,
   type BatchNormContext,
 } from '../src/index.js';
@@ -44,9 +52,12 @@ async function snapshot(ctx: BatchNormContext, bn: BatchNorm): Promise<Snapshot>
 describe.each(BACKENDS)('errors on %s', (backend) => {
   let ctx: BatchNormContext;
   let other: BatchNormContext;
+  /** A model file for loadBatchNorm; its bn1 layer has 4 channels. */
+  let file: Awaited<ReturnType<typeof readModelFile>>;
   beforeAll(async () => {
     ctx = await contextFor(backend);
     other = await contextFor(backend);
+    file = await readModelFile(readFileSync(new URL('./fixtures/models/state.safetensors', import.meta.url)));
   });
   afterAll(() => {
     ctx.destroy();
@@ -229,6 +240,139 @@ describe.each(BACKENDS)('errors on %s', (backend) => {
     const noAffine = new BatchNorm2d(ctx, 3, { affine: false });
     expect(() => noAffine.loadStateDict(good)).toThrow(/unexpected \[weight, bias\]/);
     noAffine.destroy();
+  });
+
+  it('unknown option keys: named with the allowed ones, before any allocation or GPU work', async () => {
+    // A typo must not be ignored silently. `loose` hands the library what a JS caller (or a cast)
+    // could: an options object with a key its type does not have.
+    const loose = <T>(o: object): T => o as T;
+    const unknown = (key: string, allowed: string[]): RegExp =>
+      new RegExp(`unknown option '${key}'; allowed: ${allowed.map((k) => `'${k}'`).join(', ')}$`);
+    const stats = (): string => JSON.stringify([ctx.stats.buffersCreated, ctx.stats.liveBuffers, ctx.stats.submits]);
+    /** Runs `bad` outside a module: the class and message, and no buffer made or submit done. */
+    const expectNoWork = async (bad: () => unknown, message: RegExp): Promise<void> => {
+      await ctx.sync();
+      const before = stats();
+      let thrown: unknown = null;
+      try {
+        await bad();
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown).toBeInstanceOf(ArgumentError);
+      expect((thrown as Error).message).toMatch(message);
+      expect(stats()).toBe(before);
+      count(backend);
+    };
+    const x = x4([2, 3, 2, 2]);
+    const dy = x4([2, 3, 2, 2]);
+    const c3 = ctx.tensor(new Float32Array(3), [3]);
+    const v3 = ctx.tensor(new Float32Array(3).fill(1), [3]);
+
+    await expectNoWork(
+      () => new BatchNorm2d(ctx, 3, loose({ momentom: 0.2 })),
+      unknown('momentom', [
+        'convention',
+        'eps',
+        'momentum',
+        'varianceMomentum',
+        'momentumMeaning',
+        'varianceEstimator',
+        'affine',
+        'scale',
+        'center',
+        'trackRunningStats',
+      ]),
+    );
+    expect(() => new BatchNorm2d(ctx, 3, loose({ momentom: 0.2 }))).toThrow(/^BatchNorm2d options: /);
+    await expectRejected(
+      (bn) => bn.forward(x, loose({ epilog: { activation: 'relu' } })),
+      ArgumentError,
+      unknown('epilog', ['out', 'batchStats', 'epilogue']),
+    );
+    await expectRejected(
+      (bn) => bn.forward(x, { batchStats: loose({ mean: c3, varience: v3 }) }),
+      ArgumentError,
+      /batchStats: unknown option 'varience'; allowed: 'mean', 'invstd', 'variance'/,
+    );
+    await expectRejected(
+      (bn) => bn.backward(dy, loose({ outputMsk: [true, false, false] })),
+      ArgumentError,
+      unknown('outputMsk', ['outputMask']),
+    );
+    // Several unknown keys are all named.
+    await expectRejected(
+      (bn) => bn.forward(x, loose({ epilog: null, output: null })),
+      ArgumentError,
+      /unknown options 'epilog', 'output'; allowed:/,
+    );
+    await expectRejected(
+      (bn) => loadBatchNorm(bn, file, 'bn1', loose({ convention: false })),
+      ArgumentError,
+      /^loadBatchNorm options: unknown option 'convention'; allowed: 'conventions'$/,
+    );
+    await expectNoWork(
+      () => batchNorm(ctx, x, loose({ trainig: true })),
+      /^batchNorm options: unknown option 'trainig'; allowed: 'runningMean', .*'epilogue'$/,
+    );
+    await expectNoWork(
+      () => batchNormBackward(ctx, { gradOutput: dy, input: x, saveMean: c3, saveInvstd: v3 }, loose({ mask: [true, true, true] })),
+      unknown('mask', ['outputMask']),
+    );
+    await expectNoWork(
+      () => batchNormBackward(ctx, loose({ gradOutput: dy, input: x, saveMean: c3, saveInvStd: v3 })),
+      /^batchNormBackward args: unknown option 'saveInvStd'; allowed: 'gradOutput', 'input', .*'bias'$/,
+    );
+    await expectNoWork(
+      () => onnxBatchNormalization(ctx, { X: x, scale: v3, B: c3, inputMean: c3, inputVar: v3 }, loose({ training_mode: 1 })),
+      unknown('training_mode', ['epsilon', 'momentum', 'trainingMode']),
+    );
+    await expectNoWork(() => ctx.tensor([1, 2], [2], loose({ lable: 'x' })), unknown('lable', ['layout', 'label']));
+    await expectNoWork(
+      () => createContext(loose({ backend, poolbytes: 0 })),
+      /^createContext options: unknown option 'poolbytes'; allowed: 'backend', 'device', 'powerPreference', 'accessPattern', 'poolBytes'$/,
+    );
+    await expectNoWork(
+      () =>
+        foldBatchNorm(
+          { weight: [1, 2, 3], weightShape: [3, 1] },
+          { running_mean: [0, 0, 0], running_var: [1, 1, 1] },
+          loose({ epsilon: 1e-3 }),
+        ),
+      unknown('epsilon', ['eps', 'layout']),
+    );
+    const bn = new BatchNorm2d(ctx, 3).eval();
+    const w = ctx.tensor(new Float32Array(3), [3, 1]);
+    await expectNoWork(() => foldBatchNormTensors(bn, { weight: w }, loose({ layuot: 'channels_last' })), unknown('layuot', ['layout']));
+    if (ctx.gpu) {
+      const device = ctx.device as GPUDevice;
+      const encoder = device.createCommandEncoder();
+      const y = x4([2, 3, 2, 2]);
+      const buffer = device.createBuffer({ size: 64, usage: GPUBufferUsage.STORAGE });
+      await expectNoWork(
+        () => ctx.tensorFromBuffer(buffer, [3], loose({ offset: 0 })),
+        unknown('offset', ['layout', 'label', 'byteOffset']),
+      );
+      await expectNoWork(
+        () => encodeFoldBatchNorm(encoder, bn, { weight: w }, { weight: y, bias: c3 }, loose({ layuot: 'channels_last' })),
+        unknown('layuot', ['layout']),
+      );
+      await expectRejected(
+        (m) => m.encodeForward(encoder, x, y, loose({ epilog: null })),
+        ArgumentError,
+        unknown('epilog', ['epilogue', 'batchStats']),
+      );
+      await expectRejected(
+        (m) => m.encodeBackward(encoder, dy, loose({ gradInpt: y })),
+        ArgumentError,
+        /encodeBackward outputs: unknown option 'gradInpt'; allowed: 'gradInput', 'gradWeight', 'gradBias', 'gradResidual'$/,
+      );
+      encoder.finish();
+      buffer.destroy();
+      y.destroy();
+    }
+    for (const t of [x, dy, c3, v3, w]) t.destroy();
+    bn.destroy();
   });
 
   it('F.batch_norm argument errors', () => {

@@ -181,6 +181,35 @@ describe.each(BACKENDS)('foldBatchNormTensors on %s', (backend) => {
     bn.destroy();
   });
 
+  it("folds with the eps the forward uses: a convention's eps floor (tf-keras2-fused 1.001e-5) included", async () => {
+    // tf.nn.fused_batch_norm raises eps 1e-8 to 1.001e-5, so with running_var 0 the forward scales
+    // by 1/sqrt(1.001e-5) ≈ 316, not 1/sqrt(1e-8) = 10000; the folded layer must do the same.
+    const bn = new BatchNorm1d(ctx, 2, { convention: 'tf-keras2-fused', eps: 1e-8 }).eval();
+    bn.loadStateDict({ gamma: [1, 2], beta: [0.5, -1], moving_mean: [0.25, -3], moving_variance: [0, 4] });
+    expect(bn.eps).toBe(1e-8);
+    // Identity linear layer: the folded weight's diagonal is the forward's per-channel scale, the
+    // folded bias its output at x = 0.
+    const weight = ctx.tensor(Float32Array.from([1, 0, 0, 1]), [2, 2]);
+    const folded = foldBatchNormTensors(bn, { weight });
+    const x = ctx.tensor(Float32Array.from([1, 1, 0, 0]), [2, 2]);
+    const y = await bn.forward(x).read();
+    const fw = await folded.weight.read();
+    const fb = await folded.bias.read();
+    const tol = (ref: number): number => 2 ** -18 * Math.abs(ref) + 1e-6;
+    for (let c = 0; c < 2; c++) {
+      const forwardScale = (y[c] ?? 0) - (y[2 + c] ?? 0);
+      expect(Math.abs((fw[c * 3] ?? 0) - forwardScale), `channel ${c} weight ${fw[c * 3]} vs ${forwardScale}`).toBeLessThan(
+        tol(forwardScale),
+      );
+      expect(Math.abs((fb[c] ?? 0) - (y[2 + c] ?? 0))).toBeLessThan(tol(y[2 + c] ?? 0));
+    }
+    expect(fw[0]).toBeCloseTo(1 / Math.sqrt(1.001e-5), 2);
+    expect(bn.kernelEps).toBe(1.001e-5);
+    for (const t of [weight, x, folded.weight, folded.bias]) t.destroy();
+    bn.destroy();
+    count(backend);
+  });
+
   it('validates before any work: channel mismatch, bias shape, no running stats, foreign tensors', async () => {
     const bn = new BatchNorm2d(ctx, 3).eval();
     expect(() => foldBatchNormTensors(bn, { weight: ctx.tensor(new Float32Array(8), [4, 2]) })).toThrow(ShapeError);

@@ -1,4 +1,4 @@
-import { optionsObject } from '../arguments.js';
+import { optionKeys, optionsObject, rejectUnknownKeys } from '../arguments.js';
 import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError, BackwardStateError, DestroyedError, ShapeError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
@@ -43,6 +43,9 @@ export interface BackwardOptions {
   outputMask?: OutputMask;
 }
 
+/** The keys of {@link BackwardOptions}; any other key is rejected. */
+export const BACKWARD_OPTION_KEYS = optionKeys<BackwardOptions>({ outputMask: true });
+
 /** Gradients of a backward; each is a new tensor on the context's backend, or null. */
 export interface BackwardResult {
   /** dL/dx, same shape and layout as the input; null when not requested. */
@@ -72,6 +75,9 @@ export interface BackwardOutputs {
   /** Same shape and layout as the forward's input; only when the forward added a residual. */
   gradResidual?: Tensor | null;
 }
+
+/** The keys of {@link BackwardOutputs}; any other key is rejected (a misspelt output would be skipped). */
+export const BACKWARD_OUTPUT_KEYS = optionKeys<BackwardOutputs>({ gradInput: true, gradWeight: true, gradBias: true, gradResidual: true });
 
 /** Arguments of {@link batchNormBackward}, named after `torch.ops.aten.native_batch_norm_backward`. */
 export interface BatchNormBackwardArgs {
@@ -117,6 +123,22 @@ export interface BatchNormBackwardArgs {
   bias?: Tensor | null;
 }
 
+/** The keys of {@link BatchNormBackwardArgs}; any other key is rejected. */
+export const BATCH_NORM_BACKWARD_ARG_KEYS = optionKeys<BatchNormBackwardArgs>({
+  gradOutput: true,
+  input: true,
+  weight: true,
+  saveMean: true,
+  saveInvstd: true,
+  runningMean: true,
+  runningVar: true,
+  training: true,
+  eps: true,
+  epilogue: true,
+  output: true,
+  bias: true,
+});
+
 /** Options of {@link batchNormBackward}. */
 export interface BatchNormBackwardOptions {
   /**
@@ -126,6 +148,9 @@ export interface BatchNormBackwardOptions {
    */
   outputMask?: OutputMask;
 }
+
+/** The keys of {@link BatchNormBackwardOptions}; any other key is rejected. */
+export const BATCH_NORM_BACKWARD_OPTION_KEYS = optionKeys<BatchNormBackwardOptions>({ outputMask: true });
 
 function checkMask(mask: unknown, who: string): [boolean, boolean, boolean] {
   if (!Array.isArray(mask) || mask.length !== 3 || mask.some((m) => typeof m !== 'boolean')) {
@@ -367,11 +392,12 @@ export function moduleEncodeBackward(
   const who = `${bn.name}.encodeBackward`;
   if (!bn.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
   checkEncoder(encoder, who);
-  const record = forwardRecord(bn, who);
-  checkGradOutput(bn.ctx, gradOutput, record.input, who);
   if (outputs === null || typeof outputs !== 'object') {
     throw new ArgumentError(`${who}: outputs must be an object { gradInput?, gradWeight?, gradBias? }, got ${String(outputs)}`);
   }
+  rejectUnknownKeys(outputs, BACKWARD_OUTPUT_KEYS, `${who} outputs`);
+  const record = forwardRecord(bn, who);
+  checkGradOutput(bn.ctx, gradOutput, record.input, who);
   const gradInput = outputs.gradInput ?? null;
   const gradWeight = outputs.gradWeight ?? null;
   const gradBias = outputs.gradBias ?? null;
@@ -431,8 +457,9 @@ export function batchNormBackward(
   options: BatchNormBackwardOptions | null = {},
 ): BackwardResult {
   assertContext(ctx, WHO);
-  const opts = optionsObject<BatchNormBackwardOptions>(options, `${WHO} options`);
+  const opts = optionsObject<BatchNormBackwardOptions>(options, `${WHO} options`, BATCH_NORM_BACKWARD_OPTION_KEYS);
   if (args === null || typeof args !== 'object') throw new ArgumentError(`${WHO}: args must be an object, got ${String(args)}`);
+  rejectUnknownKeys(args, BATCH_NORM_BACKWARD_ARG_KEYS, `${WHO} args`);
   const x = args.input;
   const g = checkInput(ctx, x, 'input', null, null, WHO);
   checkGradOutput(ctx, args.gradOutput, x, WHO);

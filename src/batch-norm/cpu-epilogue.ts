@@ -25,6 +25,7 @@ export function cpuGradFromOutput(a: ResolvedActivation, g: number, y: number): 
     case 'relu':
       return y > 0 ? g : 0;
     case 'clamp':
+      // a.min / a.max are float32 numbers (checkActivation), as the saved y is: an exact compare.
       return y > a.min && y < a.max ? g : 0;
     case 'leakyRelu':
       return y > 0 ? g : g * a.slope;

@@ -14,7 +14,7 @@ import type { Tensor } from '../tensor.js';
  * - `{ kind: 'clamp', min, max }`: PyTorch's `F.hardtanh(t, min, max)` (min < max, both finite);
  *   its gradient is zero at and beyond the bounds, as hardtanh's.
  * - `{ kind: 'leakyRelu', slope }`: t > 0 ? t : slope·t, slope finite and ≥ 0 (default 0.01, as
- *   `F.leaky_relu`). A negative slope is rejected: the backward reads the mask from the saved output,
+ *   `F.leaky_relu`); the string `'leakyRelu'` is the default slope. A negative slope is rejected: the backward reads the mask from the saved output,
  *   as PyTorch's in-place leaky_relu does, which a negative slope makes ambiguous.
  * - `'silu'`: t·σ(t) (`F.silu`); its backward recomputes t from x and the saved statistics.
  */
@@ -22,6 +22,7 @@ export type Activation =
   | 'relu'
   | 'relu6'
   | 'silu'
+  | 'leakyRelu'
   | { readonly kind: 'clamp'; readonly min: number; readonly max: number }
   | { readonly kind: 'leakyRelu'; readonly slope?: number };
 
@@ -52,7 +53,7 @@ export const ACTIVATION_CODE = {
 /** A validated activation: its kind and the uniforms the kernels read. */
 export interface ResolvedActivation {
   readonly kind: keyof typeof ACTIVATION_CODE;
-  /** clamp bounds (relu6: 0, 6); unused otherwise. */
+  /** clamp bounds (relu6: 0, 6) rounded to float32, as the kernels and torch compare; unused otherwise. */
   readonly min: number;
   readonly max: number;
   /** leakyRelu's negative slope; unused otherwise. */
@@ -76,7 +77,12 @@ function describe(v: unknown): string {
   }
 }
 
-const EXPECTED = "'relu', 'relu6', 'silu', { kind: 'clamp', min, max } or { kind: 'leakyRelu', slope }";
+// Only activations whose parameters all have defaults have a string form; clamp has no default
+// bounds, so it is an object only.
+const EXPECTED = "'relu', 'relu6', 'silu', 'leakyRelu', { kind: 'clamp', min, max } or { kind: 'leakyRelu', slope? }";
+
+/** torch.nn.functional.leaky_relu's default negative_slope. */
+const LEAKY_RELU_DEFAULT_SLOPE = 0.01;
 
 /** Validates an activation spec; `undefined` / `null` mean none. */
 export function checkActivation(spec: unknown, who: string): ResolvedActivation {
@@ -84,6 +90,7 @@ export function checkActivation(spec: unknown, who: string): ResolvedActivation 
   if (spec === 'relu') return { ...NONE, kind: 'relu' };
   if (spec === 'relu6') return { ...NONE, kind: 'clamp', min: 0, max: 6 };
   if (spec === 'silu') return { ...NONE, kind: 'silu' };
+  if (spec === 'leakyRelu') return { ...NONE, kind: 'leakyRelu', slope: LEAKY_RELU_DEFAULT_SLOPE };
   if (typeof spec === 'object' && !Array.isArray(spec)) {
     const o = spec as Record<string, unknown>;
     if (o['kind'] === 'clamp') {
@@ -93,10 +100,13 @@ export function checkActivation(spec: unknown, who: string): ResolvedActivation 
           `${who}: epilogue.activation clamp needs finite numbers min < max, got min = ${describe(min)}, max = ${describe(max)}`,
         );
       }
-      return { ...NONE, kind: 'clamp', min, max };
+      // The kernels get the bounds as f32 uniforms, and torch's hardtanh on a float32 tensor
+      // converts them to float too; the CPU path must clamp and mask against the same float32
+      // numbers, or an output saturated at fround(0.7) < 0.7 would look unsaturated to it.
+      return { ...NONE, kind: 'clamp', min: Math.fround(min), max: Math.fround(max) };
     }
     if (o['kind'] === 'leakyRelu') {
-      const slope = o['slope'] === undefined ? 0.01 : o['slope'];
+      const slope = o['slope'] === undefined ? LEAKY_RELU_DEFAULT_SLOPE : o['slope'];
       if (typeof slope !== 'number' || !Number.isFinite(slope) || slope < 0) {
         throw new ArgumentError(`${who}: epilogue.activation leakyRelu needs a finite slope ≥ 0, got ${describe(slope)}`);
       }

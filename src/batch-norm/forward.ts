@@ -1,3 +1,4 @@
+import { optionKeys } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
 import type { Tensor, TensorWriteState } from '../tensor.js';
 import type { RunningUpdate } from './conventions.js';
@@ -36,6 +37,9 @@ export interface BatchStatsOutputs {
   /** Biased batch variance, the one used to normalize (MATLAB sigmaSq, ONNX opset ≤ 13 saved_var). */
   readonly variance: Tensor | null;
 }
+
+/** The keys of {@link BatchStatsOutputs}; any other key is rejected (a misspelt output would stay unwritten). */
+export const BATCH_STATS_OUTPUT_KEYS = optionKeys<BatchStatsOutputs>({ mean: true, invstd: true, variance: true });
 
 /**
  * What the forward leaves for backward: float64 statistics (and the per-channel y = x·scale + shift

@@ -1,4 +1,4 @@
-import { optionsObject } from '../arguments.js';
+import { optionKeys, optionsObject } from '../arguments.js';
 import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
@@ -49,6 +49,24 @@ export interface BatchNormFunctionalOptions {
   epilogue?: Epilogue;
 }
 
+/** The keys of {@link BatchNormFunctionalOptions}; any other key is rejected. */
+export const BATCH_NORM_FUNCTIONAL_OPTION_KEYS = optionKeys<BatchNormFunctionalOptions>({
+  runningMean: true,
+  runningVar: true,
+  weight: true,
+  bias: true,
+  training: true,
+  convention: true,
+  momentum: true,
+  varianceMomentum: true,
+  momentumMeaning: true,
+  varianceEstimator: true,
+  eps: true,
+  out: true,
+  batchStats: true,
+  epilogue: true,
+});
+
 const WHO = 'batchNorm';
 
 /**
@@ -57,7 +75,7 @@ const WHO = 'batchNorm';
  */
 export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFunctionalOptions | null = {}): Tensor {
   assertContext(ctx, WHO);
-  const opts = optionsObject<BatchNormFunctionalOptions>(options, `${WHO} options`);
+  const opts = optionsObject<BatchNormFunctionalOptions>(options, `${WHO} options`, BATCH_NORM_FUNCTIONAL_OPTION_KEYS);
   ctx.assertOwnTensor(x, 'input');
   if (opts.training === true && isEmptyBatch(x, null, null) && resolveConvention(opts, false).convention.emptyBatch === 'skip') {
     // tf.keras leaves the moving statistics alone on an empty batch; the output is empty too.

@@ -6,7 +6,7 @@ import { channelStatsBytes } from '../gpu/contracts.js';
 import type { Tensor } from '../tensor.js';
 import type { Convention, MomentumMeaning, RunningUpdate, VarianceEstimator } from './conventions.js';
 import { noteWrites } from './forward.js';
-import { checkBoolean, checkNumFeatures, type BatchNormOptions } from './options.js';
+import { BATCH_NORM_OPTION_KEYS, checkBoolean, checkNumFeatures, type BatchNormOptions } from './options.js';
 import {
   checkConventionEps,
   checkMomentumFor,
@@ -69,7 +69,7 @@ export abstract class BatchNormModuleBase {
    */
   constructor(ctx: BatchNormContext, numFeatures: number, options: BatchNormOptions | null, className: string) {
     assertContext(ctx, className);
-    const opts = optionsObject<BatchNormOptions>(options, 'options');
+    const opts = optionsObject<BatchNormOptions>(options, `${className} options`, BATCH_NORM_OPTION_KEYS);
     this.ctx = ctx;
     this.numFeatures = checkNumFeatures(numFeatures);
     this.#settings = resolveConvention(opts, true);
@@ -170,8 +170,12 @@ export abstract class BatchNormModuleBase {
     return this.#destroyed;
   }
 
-  /** @internal The eps the kernels add: the convention's silent floor applied. */
-  protected get kernelEps(): number {
+  /**
+   * The eps the forward actually adds: {@link eps} raised to the convention's silent floor
+   * (tf-keras2-fused: 1.001e-5), equal to {@link eps} elsewhere. Public so that folding reads the
+   * same number, and a folded layer computes what the forward it replaces computes.
+   */
+  get kernelEps(): number {
     return kernelEps(this.#settings);
   }
 

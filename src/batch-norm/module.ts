@@ -1,10 +1,11 @@
-import { optionsObject } from '../arguments.js';
+import { optionKeys, optionsObject } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
 import { checkEncoder, checkNoAliasing } from './aliasing.js';
 import {
+  BACKWARD_OPTION_KEYS,
   moduleBackward,
   moduleEncodeBackward,
   type BackwardOptions,
@@ -38,6 +39,9 @@ export interface ForwardOptions {
   epilogue?: Epilogue;
 }
 
+/** The keys of {@link ForwardOptions}; any other key is rejected. */
+export const FORWARD_OPTION_KEYS = optionKeys<ForwardOptions>({ out: true, batchStats: true, epilogue: true });
+
 /** Options of {@link BatchNorm.encodeForward}. */
 export interface EncodeForwardOptions {
   /** Fused epilogue, as in {@link ForwardOptions.epilogue}. Default none. */
@@ -45,6 +49,9 @@ export interface EncodeForwardOptions {
   /** Batch-statistics outputs, as in {@link ForwardOptions.batchStats}. Default none. */
   batchStats?: Partial<BatchStatsOutputs>;
 }
+
+/** The keys of {@link EncodeForwardOptions}; any other key is rejected. */
+export const ENCODE_FORWARD_OPTION_KEYS = optionKeys<EncodeForwardOptions>({ epilogue: true, batchStats: true });
 
 /**
  * Shared implementation of {@link BatchNorm1d}, {@link BatchNorm2d} and {@link BatchNorm3d}:
@@ -82,7 +89,7 @@ export abstract class BatchNorm extends BatchNormModuleBase {
    */
   forward(x: Tensor, options: ForwardOptions | null = {}): Tensor {
     this.assertAlive();
-    const opts = optionsObject<ForwardOptions>(options, `${this.name}.forward options`);
+    const opts = optionsObject<ForwardOptions>(options, `${this.name}.forward options`, FORWARD_OPTION_KEYS);
     if (this.#skipsEmpty(x)) {
       if (opts.out) checkOutput(this.ctx, opts.out, x, this.name);
       this.#lastForward = null;
@@ -115,7 +122,7 @@ export abstract class BatchNorm extends BatchNormModuleBase {
     const who = `${this.name}.encodeForward`;
     if (!this.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
     checkEncoder(encoder, who);
-    const opts = optionsObject<EncodeForwardOptions>(options, `${who} options`);
+    const opts = optionsObject<EncodeForwardOptions>(options, `${who} options`, ENCODE_FORWARD_OPTION_KEYS);
     if (this.#skipsEmpty(x)) {
       checkOutput(this.ctx, y, x, this.name);
       this.#lastForward = null;
@@ -142,7 +149,8 @@ export abstract class BatchNorm extends BatchNormModuleBase {
    *   gradOutput of another shape or layout; DestroyedError if the forward's input was destroyed.
    */
   backward(gradOutput: Tensor, options: BackwardOptions | null = {}): BackwardResult {
-    return moduleBackward(this.#backwardSource(), gradOutput, optionsObject<BackwardOptions>(options, `${this.name}.backward options`));
+    const opts = optionsObject<BackwardOptions>(options, `${this.name}.backward options`, BACKWARD_OPTION_KEYS);
+    return moduleBackward(this.#backwardSource(), gradOutput, opts);
   }
 
   /**

@@ -1,4 +1,4 @@
-import { optionsObject } from '../arguments.js';
+import { optionKeys, optionsObject } from '../arguments.js';
 import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import { BUFFER_COPY_SRC } from '../gpu/constants.js';
@@ -44,6 +44,13 @@ export interface OnnxBatchNormalizationAttributes {
   trainingMode?: boolean;
 }
 
+/** The keys of {@link OnnxBatchNormalizationAttributes}; any other key is rejected. */
+export const ONNX_BATCH_NORMALIZATION_ATTRIBUTE_KEYS = optionKeys<OnnxBatchNormalizationAttributes>({
+  epsilon: true,
+  momentum: true,
+  trainingMode: true,
+});
+
 /** Outputs: Y always; running_mean and running_var (new tensors) in training mode. */
 export interface OnnxBatchNormalizationOutputs {
   readonly Y: Tensor;
@@ -69,7 +76,7 @@ export function onnxBatchNormalization(
   if (inputs === null || typeof inputs !== 'object') {
     throw new ArgumentError(`${WHO}: inputs must be an object { X, scale, B, inputMean, inputVar }, got ${String(inputs)}`);
   }
-  const attrs = optionsObject<OnnxBatchNormalizationAttributes>(attributes, `${WHO} attributes`);
+  const attrs = optionsObject<OnnxBatchNormalizationAttributes>(attributes, `${WHO} attributes`, ONNX_BATCH_NORMALIZATION_ATTRIBUTE_KEYS);
   const { X, scale, B, inputMean, inputVar } = inputs;
   const g = checkInput(ctx, X, 'X', null, null, WHO);
   for (const [name, t] of [

@@ -1,3 +1,4 @@
+import { optionKeys } from '../arguments.js';
 import { ArgumentError } from '../errors.js';
 import type { ConventionName, MomentumMeaning, VarianceEstimator } from './conventions.js';
 
@@ -38,6 +39,20 @@ export interface BatchNormOptions {
    */
   trackRunningStats?: boolean;
 }
+
+/** The keys of {@link BatchNormOptions}; any other key is rejected. */
+export const BATCH_NORM_OPTION_KEYS = optionKeys<BatchNormOptions>({
+  convention: true,
+  eps: true,
+  momentum: true,
+  varianceMomentum: true,
+  momentumMeaning: true,
+  varianceEstimator: true,
+  affine: true,
+  scale: true,
+  center: true,
+  trackRunningStats: true,
+});
 
 export function checkEps(eps: unknown, argument = 'eps', allowZero = false): number {
   if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0 || (eps === 0 && !allowZero)) {

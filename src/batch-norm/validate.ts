@@ -1,8 +1,9 @@
+import { rejectUnknownKeys } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
 import { ArgumentError, InsufficientValuesError, ShapeError } from '../errors.js';
 import { BUFFER_COPY_DST } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
-import type { BatchStatsOutputs } from './forward.js';
+import { BATCH_STATS_OUTPUT_KEYS, type BatchStatsOutputs } from './forward.js';
 import { geometryOf, type Geometry } from './geometry.js';
 
 /** Checks `x` is a live input of this context with one of `ranks` and `channels` channels. */
@@ -82,6 +83,7 @@ export function checkBatchStatsOutputs(
   if (outputs === undefined || outputs === null) return null;
   if (typeof outputs !== 'object')
     throw new ArgumentError(`${who}: batchStats must be an object { mean?, invstd?, variance? }, got ${String(outputs)}`);
+  rejectUnknownKeys(outputs, BATCH_STATS_OUTPUT_KEYS, `${who}: batchStats`);
   const mean = outputs.mean ?? null;
   const invstd = outputs.invstd ?? null;
   const variance = outputs.variance ?? null;

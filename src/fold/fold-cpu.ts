@@ -9,6 +9,7 @@
  * in float64, rounded once to float32 (PyTorch computes in the tensors' dtype; on float64 copies
  * this is its exact result).
  */
+import { optionKeys, optionsObject } from '../arguments.js';
 import { ArgumentError, ShapeError } from '../errors.js';
 import { checkEps } from '../batch-norm/options.js';
 import { foldGeometry, outputChannel, type WeightLayout } from './fold-geometry.js';
@@ -40,6 +41,9 @@ export interface FoldOptions {
   /** Where the weight's output channels are. Default `'channels_first'` (PyTorch). */
   layout?: WeightLayout;
 }
+
+/** The keys of {@link FoldOptions}; any other key is rejected. */
+export const FOLD_OPTION_KEYS = optionKeys<FoldOptions>({ eps: true, layout: true });
 
 /** A folded layer: the batch norm is gone, the bias always exists. */
 export interface FoldedLayer {
@@ -73,14 +77,15 @@ function vector(who: string, name: string, v: Values | null | undefined, channel
  * @throws ShapeError when the weight's output channels, the bias or a batch-norm vector disagree;
  *   ArgumentError for eps ≤ 0 or a bad layout.
  */
-export function foldBatchNorm(layer: FoldLayer, bn: FoldBatchNormState, options: FoldOptions = {}): FoldedLayer {
+export function foldBatchNorm(layer: FoldLayer, bn: FoldBatchNormState, options: FoldOptions | null = {}): FoldedLayer {
   const who = 'foldBatchNorm';
-  const eps = checkEps(options.eps ?? 1e-5);
+  const opts = optionsObject<FoldOptions>(options, `${who} options`, FOLD_OPTION_KEYS);
+  const eps = checkEps(opts.eps ?? 1e-5);
   const runningMean = vector(who, 'running_mean', bn.running_mean, bn.running_mean?.length ?? 0);
   const channels = runningMean?.length ?? 0;
   const runningVar = vector(who, 'running_var', bn.running_var, channels);
   if (!runningMean || !runningVar) throw new ArgumentError(`${who}: running_mean and running_var are required`);
-  const g = foldGeometry(who, layer.weightShape, channels, options.layout);
+  const g = foldGeometry(who, layer.weightShape, channels, opts.layout);
   if (!(layer.weight instanceof Float32Array) && !Array.isArray(layer.weight))
     throw new ArgumentError(`${who}: weight must be a Float32Array or number[]`);
   if (layer.weight.length !== g.count) {

@@ -3,6 +3,7 @@
  * context: on WebGPU one dispatch of shaders/fold.wgsl on the GPUBuffers (zero-copy, recordable
  * into your encoder), on the CPU the float64 fold of fold-cpu.ts.
  */
+import { optionKeys, rejectUnknownKeys } from '../arguments.js';
 import type { BatchNorm } from '../batch-norm/module.js';
 import { checkEncoder, checkNoAliasing } from '../batch-norm/aliasing.js';
 import { grid } from '../gpu/grid.js';
@@ -37,6 +38,9 @@ export interface FoldTensorOptions {
   layout?: WeightLayout;
 }
 
+/** The keys of {@link FoldTensorOptions}; any other key is rejected. */
+export const FOLD_TENSOR_OPTION_KEYS = optionKeys<FoldTensorOptions>({ layout: true });
+
 interface CheckedFold {
   readonly g: FoldGeometry;
   readonly runningMean: Tensor;
@@ -44,6 +48,7 @@ interface CheckedFold {
 }
 
 function check(who: string, bn: BatchNorm, layer: FoldTensorLayer, options: FoldTensorOptions): CheckedFold {
+  rejectUnknownKeys(options, FOLD_TENSOR_OPTION_KEYS, `${who} options`);
   bn.assertAlive();
   const ctx = bn.ctx;
   if (!bn.runningMean || !bn.runningVar) {
@@ -122,7 +127,7 @@ function encodeFold(
         channelsLast: c.g.channelsLast ? 1 : 0,
         hasBias: layer.bias ? 1 : 0,
         affine: bn.weight ? 1 : 0,
-        eps: bn.eps,
+        eps: bn.kernelEps,
         weightBase: weight.base,
         biasBase: bias.base,
         bnWeightBase: bnWeight.base,
@@ -154,7 +159,8 @@ function cpuData(t: Tensor): Float32Array {
 }
 
 /**
- * Folds `bn`'s current evaluation-mode values (weight, bias, running statistics, eps) into `layer`
+ * Folds `bn`'s current evaluation-mode values (weight, bias, running statistics, and the eps its
+ * forward uses, `bn.kernelEps`) into `layer`
  * and returns new tensors `{ weight, bias }` of the same context, on either backend. WebGPU: one
  * dispatch, one submit, no readback; CPU: float64 arithmetic as {@link foldBatchNorm}.
  *
@@ -186,7 +192,7 @@ export function foldBatchNormTensors(bn: BatchNorm, layer: FoldTensorLayer, opti
       running_mean: cpuData(c.runningMean),
       running_var: cpuData(c.runningVar),
     },
-    { eps: bn.eps, ...(options.layout ? { layout: options.layout } : {}) },
+    { eps: bn.kernelEps, ...(options.layout ? { layout: options.layout } : {}) },
   );
   cpuData(weight).set(folded.weight);
   cpuData(bias).set(folded.bias);

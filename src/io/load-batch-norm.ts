@@ -1,4 +1,5 @@
 /** Loading one layer of a model file into a BatchNorm module, all-or-nothing. */
+import { optionKeys, rejectUnknownKeys } from '../arguments.js';
 import type { BatchNorm } from '../batch-norm/module.js';
 import type { StateNames } from '../batch-norm/conventions.js';
 import { checkEps, checkMomentum } from '../batch-norm/options.js';
@@ -17,6 +18,9 @@ export interface LoadBatchNormOptions {
   conventions?: boolean;
 }
 
+/** The keys of {@link LoadBatchNormOptions}; any other key is rejected. */
+export const LOAD_BATCH_NORM_OPTION_KEYS = optionKeys<LoadBatchNormOptions>({ conventions: true });
+
 /**
  * Loads the batch-norm layer `layer` of `file` into `bn` (weight, bias, running_mean, running_var,
  * num_batches_tracked; for ONNX also eps and momentum). Everything is checked first, so a refused
@@ -32,6 +36,7 @@ export interface LoadBatchNormOptions {
  *   count is not `bn.numFeatures`; StateDictError when affine/trackRunningStats differ from the file.
  */
 export function loadBatchNorm(bn: BatchNorm, file: ModelFile, layer: string | BatchNormLayer, options: LoadBatchNormOptions = {}): void {
+  rejectUnknownKeys(options, LOAD_BATCH_NORM_OPTION_KEYS, 'loadBatchNorm options');
   bn.assertAlive();
   const found = typeof layer === 'string' ? findBatchNorm(file, layer) : layer;
   if (found.numFeatures !== bn.numFeatures) {
