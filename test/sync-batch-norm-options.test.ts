@@ -156,4 +156,24 @@ describe.each(BACKENDS)('SyncBatchNorm options on %s', (backend: Backend) => {
     expect(bn.numBatchesTracked).toBe(0);
     expect(await bn.stateDict()).toEqual(before);
   });
+
+  it('rejects unknown option keys, naming them, with nothing changed', async () => {
+    count(backend);
+    const typo = { momentom: 0.2 } as unknown as BatchNormOptions;
+    expect(() => new SyncBatchNorm(ctx, SHAPE[1], typo)).toThrow(ArgumentError);
+    expect(() => new SyncBatchNorm(ctx, SHAPE[1], typo)).toThrow(/'momentom'.*allowed: .*'momentum'/);
+    const bn = new SyncBatchNorm(ctx, SHAPE[1]);
+    const x = ctx.tensor(batch(4), [...SHAPE]);
+    const merged = mergeMoments([await bn.momentsPartial(x)]);
+    const before = await bn.stateDict();
+    const badForward = { outt: null } as unknown as Parameters<SyncBatchNorm['forward']>[2];
+    expect(() => bn.forward(x, merged, badForward)).toThrow(/unknown option 'outt'; allowed: 'out'/);
+    expect(bn.numBatchesTracked).toBe(0);
+    expect(await bn.stateDict()).toEqual(before);
+    const dy = ctx.tensor(batch(6), [...SHAPE]);
+    bn.forward(x, merged);
+    const sums = mergeGradSums([await bn.gradPartial(dy)]);
+    const badBackward = { outputmask: [true, true, true] } as unknown as Parameters<SyncBatchNorm['backward']>[2];
+    expect(() => bn.backward(dy, sums, badBackward)).toThrow(/unknown option 'outputmask'; allowed: 'outputMask'/);
+  });
 });

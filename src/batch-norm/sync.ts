@@ -1,9 +1,9 @@
-import { optionsObject } from '../arguments.js';
+import { optionKeys, optionsObject } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
 import { ArgumentError, BackwardStateError, DestroyedError, InsufficientValuesError, ShapeError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
-import type { BackwardOptions, BackwardResult } from './backward.js';
+import { BACKWARD_OPTION_KEYS, type BackwardOptions, type BackwardResult } from './backward.js';
 import { cpuNormalize, cpuUpdateRunning } from './cpu.js';
 import { cpuData, noteWrites, rollBackWrites } from './forward.js';
 import { batchNorm } from './functional.js';
@@ -30,6 +30,9 @@ export interface SyncForwardOptions {
   /** Write into this tensor (same shape and layout as the input) instead of allocating one. */
   out?: Tensor;
 }
+
+/** The keys of {@link SyncForwardOptions}; any other key is rejected. */
+export const SYNC_FORWARD_OPTION_KEYS = optionKeys<SyncForwardOptions>({ out: true });
 
 /** What a synchronized forward leaves for the backward. */
 interface SyncRecord {
@@ -186,14 +189,14 @@ export class SyncBatchNorm extends BatchNormModuleBase {
   forward(x: Tensor, merged?: ChannelMoments | null, options: SyncForwardOptions | null = {}): Tensor {
     this.assertAlive();
     const who = `${NAME}.forward`;
-    options = optionsObject<SyncForwardOptions>(options, `${who} options`);
-    if ('epilogue' in options && options.epilogue !== undefined) {
+    if (options && typeof options === 'object' && 'epilogue' in options) {
       // The synchronized backward differentiates the plain normalization only; fusing here would
       // leave the activation's gradient out of every shard's partial sums.
       throw new ArgumentError(
         `${who}: SyncBatchNorm does not fuse an epilogue; apply the activation / residual add to its output (BatchNorm2d.forward takes { epilogue })`,
       );
     }
+    options = optionsObject<SyncForwardOptions>(options, `${who} options`, SYNC_FORWARD_OPTION_KEYS);
     const g = this.#checkInput(x, who);
     if (options.out) checkOutput(this.ctx, options.out, x, who);
     if (!this.training) {
@@ -437,7 +440,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
   backward(gradOutput: Tensor, merged: GradSums, options: BackwardOptions | null = {}): BackwardResult {
     this.assertAlive();
     const who = `${NAME}.backward`;
-    options = optionsObject<BackwardOptions>(options, `${who} options`);
+    options = optionsObject<BackwardOptions>(options, `${who} options`, BACKWARD_OPTION_KEYS);
     const r = this.#record(who);
     this.#checkGradOutput(gradOutput, r.input, who);
     const sums = checkGradSums(merged, 'merged', r.geometry.c);
