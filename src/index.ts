@@ -48,27 +48,11 @@ export {
 export {
   batchNormBackward,
   type BatchNormBackwardArgs,
-  type BatchNormBackwardOptions,
   type BackwardOptions,
   type BackwardOutputs,
   type BackwardResult,
   type OutputMask,
 } from './batch-norm/backward.js';
-export { SyncBatchNorm, type SyncForwardOptions } from './batch-norm/sync.js';
-export {
-  mergeMoments,
-  mergeGradSums,
-  momentsToArray,
-  momentsFromArray,
-  gradSumsToArray,
-  gradSumsFromArray,
-  decodeMomentsRecords,
-  MOMENTS_RECORD_BYTES,
-  MOMENTS_PLANES,
-  GRAD_SUMS_PLANES,
-  type ChannelMoments,
-  type GradSums,
-} from './batch-norm/sync-merge.js';
 export {
   BatchNormError,
   ShapeError,
@@ -85,43 +69,3 @@ export {
   ModelFileError,
   type ModelFileErrorReason,
 } from './errors.js';
-export type { FileDtype, FileTensor, TensorMap } from './io/file-tensor.js';
-export type { ModelSource } from './io/source.js';
-export { parsePyTorch } from './io/pytorch.js';
-export {
-  parseSafetensors,
-  writeSafetensors,
-  stateDictTensors,
-  type WritableTensor,
-  type WriteSafetensorsOptions,
-} from './io/safetensors.js';
-export { parseOnnx, type OnnxGraph, type OnnxNode } from './io/onnx.js';
-export {
-  readModelFile,
-  parseModelFile,
-  detectModelFormat,
-  findBatchNorm,
-  momentumFromOnnx,
-  type BatchNormLayer,
-  type ModelFile,
-  type ModelFormat,
-  type OnnxBatchNormAttributes,
-  type ReadModelOptions,
-} from './io/model-file.js';
-export { loadBatchNorm, type LoadBatchNormOptions } from './io/load-batch-norm.js';
-export { readModelFileFromPath } from './io/node-file.js';
-export {
-  foldBatchNorm,
-  type FoldLayer,
-  type FoldBatchNormState,
-  type FoldOptions,
-  type FoldedLayer,
-} from './fold/fold-cpu.js';
-export type { WeightLayout } from './fold/fold-geometry.js';
-export {
-  foldBatchNormTensors,
-  encodeFoldBatchNorm,
-  type FoldTensorLayer,
-  type FoldTensorOutputs,
-  type FoldTensorOptions,
-} from './fold/fold-tensors.js';

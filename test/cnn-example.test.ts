@@ -9,7 +9,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readModelFile, type BatchNormContext } from '../src/index.js';
+import { readModelFile } from '../src/io/index.js';
+import { type BatchNormContext } from '../src/index.js';
 import { runCnnExample, type CnnExampleFiles } from '../examples/cnn/inference.js';
 import { BACKENDS, caseCounter, contextFor } from './helpers/backends.js';
 

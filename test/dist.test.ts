@@ -39,22 +39,6 @@ const RUNTIME_EXPORTS = [
   'DeviceLostError',
   'GPUOperationError',
   'BackwardStateError',
-  'SyncBatchNorm',
-  'mergeMoments',
-  'mergeGradSums',
-  'momentsToArray',
-  'momentsFromArray',
-  'gradSumsToArray',
-  'gradSumsFromArray',
-  'decodeMomentsRecords',
-  'ModelFileError',
-  'readModelFile',
-  'parseModelFile',
-  'loadBatchNorm',
-  'writeSafetensors',
-  'foldBatchNorm',
-  'foldBatchNormTensors',
-  'encodeFoldBatchNorm',
 ] as const;
 
 // x: (N=2, C=2, L=3), channels-first; the expected training-mode output of BatchNorm1d(2) in float64.

@@ -19,15 +19,12 @@ import {
   batchNorm,
   batchNormBackward,
   createContext,
-  encodeFoldBatchNorm,
-  foldBatchNorm,
-  foldBatchNormTensors,
-  loadBatchNorm,
   onnxBatchNormalization,
-  readModelFile,
   type BatchNorm,
   type BatchNormContext,
 } from '../src/index.js';
+import { encodeFoldBatchNorm, foldBatchNorm, foldBatchNormTensors } from '../src/fold/index.js';
+import { loadBatchNorm, readModelFile } from '../src/io/index.js';
 import { BACKENDS, caseCounter, contextFor } from './helpers/backends.js';
 
 const count = caseCounter('errors');

@@ -12,16 +12,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ArgumentError,
-  BatchNorm1d,
-  BatchNorm2d,
-  ShapeError,
-  encodeFoldBatchNorm,
-  foldBatchNorm,
-  foldBatchNormTensors,
-  type BatchNormContext,
-} from '../src/index.js';
+import { ArgumentError, BatchNorm1d, BatchNorm2d, ShapeError, type BatchNormContext } from '../src/index.js';
+import { encodeFoldBatchNorm, foldBatchNorm, foldBatchNormTensors } from '../src/fold/index.js';
 import { BACKENDS, caseCounter, checkClose, contextFor } from './helpers/backends.js';
 
 interface FoldCase {

@@ -15,7 +15,8 @@
  * ρ·invstd·(|dy| + (1 + |ŷ|)·(mean|dy| + mean|dy·ŷ|)).
  */
 import { describe, expect, it } from 'vitest';
-import { BatchNorm1d, mergeGradSums, mergeMoments, SyncBatchNorm, type BatchNormContext, type Tensor } from '../src/index.js';
+import { BatchNorm1d, type BatchNormContext, type Tensor } from '../src/index.js';
+import { mergeGradSums, mergeMoments, SyncBatchNorm } from '../src/sync/index.js';
 import { BACKENDS, caseCounter, contextFor, gaussian, rng, type Backend } from './helpers/backends.js';
 
 const C = 4_194_304;

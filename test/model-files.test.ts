@@ -17,18 +17,20 @@ import {
   ModelFileError,
   ShapeError,
   StateDictError,
-  findBatchNorm,
-  loadBatchNorm,
-  momentumFromOnnx,
-  parseModelFile,
-  readModelFile,
-  readModelFileFromPath,
-  stateDictTensors,
-  writeSafetensors,
   type BatchNormContext,
-  type FileTensor,
   type ModelFileErrorReason,
 } from '../src/index.js';
+import {
+  findBatchNorm,
+  loadBatchNorm,
+  parseModelFile,
+  readModelFile,
+  stateDictTensors,
+  writeSafetensors,
+  type FileTensor,
+} from '../src/io/index.js';
+import { momentumFromOnnx } from '../src/io/model-file.js';
+import { readModelFileFromPath } from '../src/node/index.js';
 import { BACKENDS, caseCounter, contextFor, rng } from './helpers/backends.js';
 import { torchAvailable } from './helpers/torch-reference.js';
 

@@ -4,7 +4,8 @@
  * and nothing written. Both backends.
  */
 import { describe, expect, it } from 'vitest';
-import { BatchNorm1d, StateDictError, parseModelFile, stateDictTensors, writeSafetensors, type StateDict } from '../src/index.js';
+import { BatchNorm1d, StateDictError, type StateDict } from '../src/index.js';
+import { parseModelFile, stateDictTensors, writeSafetensors } from '../src/io/index.js';
 import { BACKENDS, caseCounter, contextFor } from './helpers/backends.js';
 
 const count = caseCounter('state-dict input');

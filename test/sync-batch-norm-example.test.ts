@@ -9,7 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { mergeGradSums, mergeMoments, type ChannelMoments, type GradSums } from '../src/index.js';
+import { mergeGradSums, mergeMoments, type ChannelMoments, type GradSums } from '../src/sync/index.js';
 import { REPO_ROOT, ensureDist } from './browser/dist.js';
 import { caseCounter, gaussian, rng } from './helpers/backends.js';
 import { TORCH_PYTHON } from './helpers/torch-reference.js';

@@ -6,16 +6,8 @@
  * cannot honour (a fused epilogue) are refused with ArgumentError before anything changes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ArgumentError,
-  BatchNorm2d,
-  mergeGradSums,
-  mergeMoments,
-  SyncBatchNorm,
-  type BatchNormContext,
-  type BatchNormOptions,
-  type Tensor,
-} from '../src/index.js';
+import { ArgumentError, BatchNorm2d, type BatchNormContext, type BatchNormOptions, type Tensor } from '../src/index.js';
+import { mergeGradSums, mergeMoments, SyncBatchNorm } from '../src/sync/index.js';
 import { BACKENDS, caseCounter, checkClose, contextFor, gaussian, rng, type Backend } from './helpers/backends.js';
 
 const count = caseCounter('sync batch norm options');

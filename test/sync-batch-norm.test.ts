@@ -15,8 +15,13 @@ import {
   ArgumentError,
   BackwardStateError,
   InsufficientValuesError,
-  MOMENTS_RECORD_BYTES,
   ShapeError,
+  type BatchNormContext,
+  type Layout,
+  type Tensor,
+} from '../src/index.js';
+import {
+  MOMENTS_RECORD_BYTES,
   SyncBatchNorm,
   decodeMomentsRecords,
   gradSumsFromArray,
@@ -25,12 +30,9 @@ import {
   mergeMoments,
   momentsFromArray,
   momentsToArray,
-  type BatchNormContext,
   type ChannelMoments,
   type GradSums,
-  type Layout,
-  type Tensor,
-} from '../src/index.js';
+} from '../src/sync/index.js';
 import { caseCounter, checkClose, contextFor, fromLayout, gaussian, rng, toLayout, type Backend } from './helpers/backends.js';
 import { OUTPUT_ABS, OUTPUT_REL } from './helpers/run-case.js';
 import { runTorchReference, torchAvailable, type TorchCase, type TorchModuleKind, type TorchResult } from './helpers/torch-reference.js';

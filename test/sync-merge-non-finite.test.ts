@@ -5,7 +5,7 @@
  * (Pure host code: the same on every backend.)
  */
 import { describe, expect, it } from 'vitest';
-import { mergeMoments, type ChannelMoments } from '../src/index.js';
+import { mergeMoments, type ChannelMoments } from '../src/sync/index.js';
 
 const shard = (count: number[], mean: number[], m2: number[]): ChannelMoments => ({
   count: Float64Array.from(count),

@@ -7,7 +7,8 @@
  * [nan, nan, finite] and an all-NaN output in the two channels. Shards on mixed backends agree.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BatchNorm2d, mergeMoments, SyncBatchNorm, type BatchNormContext, type ChannelMoments } from '../src/index.js';
+import { BatchNorm2d, type BatchNormContext } from '../src/index.js';
+import { mergeMoments, SyncBatchNorm, type ChannelMoments } from '../src/sync/index.js';
 import { caseCounter, contextFor, gaussian, rng, type Backend } from './helpers/backends.js';
 
 const count = caseCounter('sync batch norm non-finite');

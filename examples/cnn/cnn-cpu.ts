@@ -3,7 +3,9 @@
  * storage, float64 sums) around the library's CPU BatchNorm2d (`bn.forward` on CPU tensors), or
  * with the batch norms folded into the convolutions by `foldBatchNormTensors`.
  */
-import { BatchNorm2d, foldBatchNormTensors, loadBatchNorm, type BatchNormContext, type ModelFile } from '../../src/index.js';
+import { BatchNorm2d, type BatchNormContext } from '../../src/index.js';
+import { foldBatchNormTensors } from '../../src/fold/index.js';
+import { loadBatchNorm, type ModelFile } from '../../src/io/index.js';
 import type { CnnRunner, CnnVariant } from './runner.js';
 import { cnnWeights } from './weights.js';
 

@@ -5,7 +5,9 @@
  * (`foldBatchNormTensors`) and gone from the network. Everything is allocated once; one inference
  * is one encoder and one submit.
  */
-import { BatchNorm2d, foldBatchNormTensors, loadBatchNorm, type BatchNormContext, type ModelFile, type Tensor } from '../../src/index.js';
+import { BatchNorm2d, type BatchNormContext, type Tensor } from '../../src/index.js';
+import { foldBatchNormTensors } from '../../src/fold/index.js';
+import { loadBatchNorm, type ModelFile } from '../../src/io/index.js';
 import cnnSource from './cnn.wgsl?raw';
 import type { CnnRunner, CnnVariant } from './runner.js';
 import { cnnWeights } from './weights.js';

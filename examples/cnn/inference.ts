@@ -12,7 +12,8 @@
  * const r = await runCnnExample(ctx, { pt: await fetch(ptUrl), safetensors: ..., onnx: ..., reference: ... });
  * for (const row of r.rows) console.log(row.format, row.variant, row.maxAbsError, row.imagesPerSecond);
  */
-import { readModelFile, type BatchNormContext, type ModelFormat, type ModelSource } from '../../src/index.js';
+import { readModelFile, type ModelFormat, type ModelSource } from '../../src/io/index.js';
+import { type BatchNormContext } from '../../src/index.js';
 import { createCpuCnn } from './cnn-cpu.js';
 import { createGpuCnn } from './cnn-gpu.js';
 import type { CnnVariant } from './runner.js';

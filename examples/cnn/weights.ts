@@ -2,7 +2,7 @@
  * The example network's weights, taken from any of the three model files: PyTorch state-dict keys
  * for .pt and .safetensors, the graph's Conv / BatchNormalization / Gemm nodes (in order) for .onnx.
  */
-import { findBatchNorm, type BatchNormLayer, type FileTensor, type ModelFile } from '../../src/index.js';
+import { findBatchNorm, type BatchNormLayer, type FileTensor, type ModelFile } from '../../src/io/index.js';
 
 /** A convolution without bias followed by a batch norm. */
 export interface ConvBn {

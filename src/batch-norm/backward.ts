@@ -37,8 +37,10 @@ export interface ModuleBackwardSource {
 export interface BackwardOptions {
   /**
    * Which of [gradInput, gradWeight, gradBias] to compute; work for the others is skipped and they
-   * come back null. Default `[true, true, true]` (gradWeight and gradBias are null anyway when the
-   * module is not affine).
+   * come back null. Modules: default `[true, true, true]` (gradWeight and gradBias are null anyway
+   * when the module has no weight / bias). `batchNormBackward`: default `[true, w, w]` with w =
+   * whether a weight was given; as in ATen, gradWeight and gradBias may also be asked for without
+   * a weight (they are then the gradients of an implicit weight of 1 and bias of 0).
    */
   outputMask?: OutputMask;
 }
@@ -138,19 +140,6 @@ export const BATCH_NORM_BACKWARD_ARG_KEYS = optionKeys<BatchNormBackwardArgs>({
   output: true,
   bias: true,
 });
-
-/** Options of {@link batchNormBackward}. */
-export interface BatchNormBackwardOptions {
-  /**
-   * Which of [gradInput, gradWeight, gradBias] to compute. Default `[true, w, w]` with w = whether
-   * a weight was given. As in ATen, gradWeight and gradBias may also be asked for without a weight
-   * (they are then the gradients of an implicit weight of 1 and bias of 0).
-   */
-  outputMask?: OutputMask;
-}
-
-/** The keys of {@link BatchNormBackwardOptions}; any other key is rejected. */
-export const BATCH_NORM_BACKWARD_OPTION_KEYS = optionKeys<BatchNormBackwardOptions>({ outputMask: true });
 
 function checkMask(mask: unknown, who: string): [boolean, boolean, boolean] {
   if (!Array.isArray(mask) || mask.length !== 3 || mask.some((m) => typeof m !== 'boolean')) {
@@ -454,10 +443,10 @@ const WHO = 'batchNormBackward';
 export function batchNormBackward(
   ctx: BatchNormContext,
   args: BatchNormBackwardArgs,
-  options: BatchNormBackwardOptions | null = {},
+  options: BackwardOptions | null = {},
 ): BackwardResult {
   assertContext(ctx, WHO);
-  const opts = optionsObject<BatchNormBackwardOptions>(options, `${WHO} options`, BATCH_NORM_BACKWARD_OPTION_KEYS);
+  const opts = optionsObject<BackwardOptions>(options, `${WHO} options`, BACKWARD_OPTION_KEYS);
   if (args === null || typeof args !== 'object') throw new ArgumentError(`${WHO}: args must be an object, got ${String(args)}`);
   rejectUnknownKeys(args, BATCH_NORM_BACKWARD_ARG_KEYS, `${WHO} args`);
   const x = args.input;

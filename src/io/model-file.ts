@@ -14,7 +14,7 @@ import { sourceBytes, type ModelSource } from './source.js';
 export type ModelFormat = 'pytorch' | 'safetensors' | 'onnx';
 
 /** ONNX BatchNormalization attributes as the file stores them. */
-export interface OnnxBatchNormAttributes {
+export interface OnnxLayerAttributes {
   /** `epsilon` (ONNX default 1e-5), as stored (float32). */
   readonly epsilon: number;
   /** `momentum` (ONNX default 0.9): the weight of the OLD running value, unlike PyTorch. */
@@ -49,7 +49,7 @@ export interface BatchNormLayer {
    */
   readonly momentum?: number;
   /** ONNX only: the node's attributes as stored. */
-  readonly onnx?: OnnxBatchNormAttributes;
+  readonly onnx?: OnnxLayerAttributes;
 }
 
 /** A model file's contents. */
@@ -229,7 +229,7 @@ function onnxBatchNorms(nodes: readonly OnnxNode[], constants: TensorMap): Batch
       const v = node.attributes.get(key);
       return typeof v === 'number' ? v : fallback;
     };
-    const attributes: OnnxBatchNormAttributes = {
+    const attributes: OnnxLayerAttributes = {
       epsilon: number('epsilon', 1e-5),
       momentum: number('momentum', 0.9),
       trainingMode: number('training_mode', 0),

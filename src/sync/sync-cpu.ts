@@ -1,6 +1,6 @@
-import { cpuBatchStats } from './cpu.js';
-import { cpuBackwardSums, cpuGradInputElementwise, type NumberArray } from './cpu-backward.js';
-import type { Geometry } from './geometry.js';
+import { cpuBatchStats } from '../batch-norm/cpu.js';
+import { cpuBackwardSums, cpuGradInputElementwise, type NumberArray } from '../batch-norm/cpu-backward.js';
+import type { Geometry } from '../batch-norm/geometry.js';
 import type { ChannelMoments, GradSums } from './sync-merge.js';
 
 // SyncBatchNorm on the CPU backend: the shard's partials from the library's float64 loops, and

@@ -1,6 +1,6 @@
 /** The Node convenience: a model file by path. Browser bundles never load `node:fs` through it. */
 import { ArgumentError } from '../errors.js';
-import { readModelFile, type ModelFile, type ReadModelOptions } from './model-file.js';
+import { readModelFile, type ModelFile, type ReadModelOptions } from '../io/model-file.js';
 
 /**
  * Reads a model file from the file system (Node, Deno, Bun). In a browser it throws

@@ -3,15 +3,15 @@ import type { BatchNormContext } from '../context.js';
 import { ArgumentError, BackwardStateError, DestroyedError, InsufficientValuesError, ShapeError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
-import { BACKWARD_OPTION_KEYS, type BackwardOptions, type BackwardResult } from './backward.js';
-import { cpuNormalize, cpuUpdateRunning } from './cpu.js';
-import { cpuData, noteWrites, rollBackWrites } from './forward.js';
-import { batchNorm } from './functional.js';
-import type { Geometry } from './geometry.js';
-import { encodeBackward } from './gpu-backward.js';
-import { encodeForward } from './gpu-forward.js';
-import { BatchNormModuleBase } from './module-base.js';
-import type { BatchNormOptions } from './options.js';
+import { BACKWARD_OPTION_KEYS, type BackwardOptions, type BackwardResult } from '../batch-norm/backward.js';
+import { cpuNormalize, cpuUpdateRunning } from '../batch-norm/cpu.js';
+import { cpuData, noteWrites, rollBackWrites } from '../batch-norm/forward.js';
+import { batchNorm } from '../batch-norm/functional.js';
+import type { Geometry } from '../batch-norm/geometry.js';
+import { encodeBackward } from '../batch-norm/gpu-backward.js';
+import { encodeForward } from '../batch-norm/gpu-forward.js';
+import { BatchNormModuleBase } from '../batch-norm/module-base.js';
+import type { BatchNormOptions } from '../batch-norm/options.js';
 import { cpuGradSums, cpuMoments, cpuSyncGradInput } from './sync-cpu.js';
 import { encodeBackwardConstants, encodeForwardConstants, encodeMoments, mergedBytes } from './sync-gpu.js';
 import {
@@ -23,7 +23,7 @@ import {
   type ChannelMoments,
   type GradSums,
 } from './sync-merge.js';
-import { checkInput, checkOutput } from './validate.js';
+import { checkInput, checkOutput } from '../batch-norm/validate.js';
 
 /** Options of {@link SyncBatchNorm.forward}. */
 export interface SyncForwardOptions {
