@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
+import { LIBRARY_ENTRIES } from './build/entries.js';
 import { wgslShaders } from './build/wgsl-shaders.js';
 
 const fflateLicense = readFileSync(fileURLToPath(new URL('node_modules/fflate/LICENSE', import.meta.url)), 'utf8')
@@ -16,9 +17,11 @@ const commented = (text: string): string =>
 const banner = `/*!\n * webgpu-batchnorm. Bundles fflate (https://github.com/101arrowz/fflate):\n *\n${commented(fflateLicense)}\n *\n * @bufbuild/protobuf (https://github.com/bufbuild/protobuf-es), Copyright 2021-2026 Buf Technologies, Inc.,\n * licensed under the Apache License, Version 2.0 (https://www.apache.org/licenses/LICENSE-2.0) and BSD-3-Clause.\n */`;
 
 /**
- * Library build: `dist/index.js`, one ES module with every shader inlined together with its
+ * Library build: one ES module per package entry (`dist/index.js`, `io.js`, `sync.js`, `fold.js`,
+ * `node.js`, see build/entries.ts) and shared chunks, with every shader inlined together with its
  * bind-group and uniform layouts, reflected at build time (build/wgsl-shaders.ts), so no WGSL
- * parser ships and the file imports as-is in Node and in a browser (no import map).
+ * parser ships and the files import as-is in Node and in a browser (no import map). Each shader
+ * is its own side-effect-free export, so an app's bundler keeps only those it dispatches.
  * Declarations come from `tsc -p tsconfig.build.json` afterwards (see the `build` script).
  *
  * Only `webgpu` (Dawn's Node bindings, an optional peer) stays external. src/gpu/acquire.ts
@@ -39,15 +42,16 @@ export default defineConfig({
     copyPublicDir: false,
     reportCompressedSize: false,
     lib: {
-      entry: fileURLToPath(new URL('src/index.ts', import.meta.url)),
+      entry: Object.fromEntries(Object.entries(LIBRARY_ENTRIES).map(([name, file]) => [name, fileURLToPath(new URL(file, import.meta.url))])),
       formats: ['es'],
-      fileName: () => 'index.js',
+      fileName: (_format, name) => `${name}.js`,
     },
     rolldownOptions: {
       external: ['webgpu', /^webgpu\//, /^node:/],
       output: {
-        // One file: no chunks even if a dynamic import of our own code appears.
-        codeSplitting: false,
+        // Code the entries share (context, tensors, errors, the kernels) lives in chunks, so a class
+        // is one class whichever entry it is imported through.
+        chunkFileNames: 'chunks/[name]-[hash].js',
         // TSDoc travels in dist/*.d.ts, where editors read it; the bundle keeps the code and its
         // line comments (the why), and legal and bundler annotations.
         comments: { jsdoc: false, legal: true, annotation: true },

@@ -29,33 +29,37 @@ function templateLiteral(text: string): string {
   return `\`${text.replace(/[\\`]|\$\{/g, (m) => `\\${m}`)}\``;
 }
 
+/** The export name of shader `id` in `virtual:bn-shaders`: camelCase (`backward-reduce` → `backwardReduce`). */
+export function shaderExportName(id: string): string {
+  return id.replace(/-(\w)/g, (_m, ch: string) => ch.toUpperCase());
+}
+
 /**
- * The code of `virtual:bn-shaders`: each `.wgsl` file once as a string, each module of
- * `shaderManifest` composed from them (stage, prelude, helpers), and every entry point's
- * reflected bindings, overrides and uniform layout as plain data. Reflecting here keeps
- * wgsl_reflect (about 300 KB) out of the library; test/wgsl-static.test.ts re-reflects the sources
- * and checks this output against it.
+ * The code of `virtual:bn-shaders`: each `.wgsl` file once as a string, and one export per module
+ * of `shaderManifest`, `{ id, code, reflection }`: its source composed from the files (stage,
+ * prelude, helpers) and every entry point's reflected bindings, overrides and uniform layout as
+ * plain data. Each export is side-effect free (a getter joins the files; the reflection is a
+ * `@__PURE__` JSON.parse), so a bundler drops the shaders an app never dispatches, and the files
+ * only they use. Reflecting here keeps wgsl_reflect (about 300 KB) out of the library;
+ * test/wgsl-static.test.ts re-reflects the sources and checks this output against it.
  */
 export function shaderModuleCode(read: (file: string) => string = (f) => readFileSync(SHADER_DIR + f, 'utf8')): string {
   const ids = Object.keys(shaderManifest) as ShaderId[];
-  const files = [...new Set(ids.flatMap(shaderFiles))];
+  const files = [...new Set([...ids.flatMap(shaderFiles), PRELUDE_FILE])];
   const text = new Map(files.map((f) => [f, read(f)]));
   const varOf = (f: string): string => `file${files.indexOf(f)}`;
   const lines = files.map((f) => `// shaders/${f}\nconst ${varOf(f)} = ${templateLiteral(stripComments(text.get(f) ?? ''))};`);
-  const sources: Record<string, string> = {};
-  const reflection: Record<string, unknown> = {};
-  lines.push('export const shaderSources = {');
   for (const id of ids) {
     const parts = shaderFiles(id);
-    sources[id] = parts.map((f) => stripComments(text.get(f) ?? '')).join('\n');
-    reflection[id] = reflectWgsl(id, sources[id] ?? '');
-    lines.push(`  ${JSON.stringify(id)}: [${parts.map(varOf).join(', ')}].join('\\n'),`);
+    const source = parts.map((f) => stripComments(text.get(f) ?? '')).join('\n');
+    const reflection = reflectWgsl(id, source);
+    // JSON.parse of a string: compact in the bundle (an object literal would be re-printed one
+    // property per line) and the fastest way for an engine to build the data.
+    lines.push(
+      `export const ${shaderExportName(id)} = { id: ${JSON.stringify(id)}, get code() { return [${parts.map(varOf).join(', ')}].join('\\n'); }, reflection: /* @__PURE__ */ JSON.parse(${templateLiteral(JSON.stringify(reflection))}) };`,
+    );
   }
-  lines.push('};');
   lines.push(`export const wgslPrelude = ${varOf(PRELUDE_FILE)};`);
-  // JSON.parse of a string: compact in the bundle (an object literal would be re-printed one
-  // property per line) and the fastest way for an engine to build the data.
-  lines.push(`export const shaderReflection = JSON.parse(${templateLiteral(JSON.stringify(reflection))});`);
   return `${lines.join('\n')}\n`;
 }
 

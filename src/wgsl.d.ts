@@ -5,12 +5,19 @@ declare module '*.wgsl?raw' {
 }
 
 // The library's shaders, composed and reflected at build time by build/wgsl-shaders.ts (a Vite
-// plugin used by the library build, vitest and the benchmark page). Keys are `ShaderId`s
-// (src/gpu/shader-manifest.ts).
+// plugin used by the library build, vitest and the benchmark page): one export per `ShaderId`
+// (src/gpu/shader-manifest.ts), camelCased, so a bundler keeps only the shaders an app uses.
+// test/wgsl-static.test.ts checks that these names are exactly the manifest's.
 declare module 'virtual:bn-shaders' {
-  export const shaderSources: Readonly<Record<string, string>>;
+  type Shader = import('./gpu/reflect.js').ShaderSpec;
+  export const stats: Shader;
+  export const finalize: Shader;
+  export const normalize: Shader;
+  export const backwardReduce: Shader;
+  export const backwardElementwise: Shader;
+  export const fold: Shader;
+  export const syncBatchNorm: Shader;
   export const wgslPrelude: string;
-  export const shaderReflection: Readonly<Record<string, import('./gpu/reflect.js').SerializedShader>>;
 }
 
 // wgsl_reflect's package entry for Node is CommonJS under "type": "module", which Node's ESM loader

@@ -4,6 +4,7 @@
  * both layouts; typed errors that change nothing; output masks that skip work; every kernel variant
  * bound exactly as its WGSL declares; no buffer growth in steady state.
  */
+import { shaderSpecs } from '../src/gpu/shader-sources.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   ArgumentError,
@@ -949,7 +950,7 @@ describe('backward on webgpu: dispatches, bindings and allocation', () => {
     }
     await ctx.sync();
     for (const id of ['backward-reduce', 'backward-elementwise'] as const) {
-      for (const [name, entry] of reflectShader(id)) {
+      for (const [name, entry] of reflectShader(shaderSpecs[id])) {
         const names = all.get(`${id}.${name}`);
         expect(names, `${id}.${name} was never dispatched`).toBeDefined();
         expect(names).toEqual(entry.bindings.map((b) => b.name).sort());

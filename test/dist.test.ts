@@ -1,15 +1,19 @@
 /**
- * The built package as a user gets it: dist/index.js (one ES module, shaders inlined, only the
- * optional `webgpu` peer external) and dist/*.d.ts. Imported in this process by file URL, in a plain
+ * The built package as a user gets it: dist/<entry>.js for each package entry (build/entries.ts)
+ * and their shared chunks (ES modules, shaders inlined, only the optional `webgpu` peer external),
+ * and dist/*.d.ts. Each entry is also built into a production Vite app (sizes printed; the browser
+ * entries must not reach `node:` modules). Imported in this process by file URL, in a plain
  * Node child by package name (self-reference through package.json "exports"), and type-checked as
  * a strict TypeScript consumer would.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import ts from 'typescript';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { LIBRARY_ENTRIES, subpathOf } from '../build/entries.js';
 import { stripComments } from '../build/wgsl-shaders.js';
 import { shaderFiles, shaderManifest, type ShaderId } from '../src/gpu/shader-manifest.js';
 import { DIST_DTS, DIST_JS, REPO_ROOT, ensureDist } from './browser/dist.js';
@@ -83,11 +87,15 @@ beforeAll(() => {
 }, 300_000);
 
 describe('dist/index.js', () => {
-  it('is one self-contained ES module with the shaders inlined', () => {
-    const code = readFileSync(DIST_JS, 'utf8');
-    // No static imports at all: `webgpu` is a runtime import() only.
-    expect(code.match(/^\s*import\s[^(]*?from\s*['"][^'"]+['"]/gm) ?? []).toEqual([]);
-    expect(code.match(/^\s*export\s[^;]*?from\s*['"][^'"]+['"]/gm) ?? []).toEqual([]);
+  it('entries and chunks import only each other, with the shaders inlined', () => {
+    const jsFiles = readdirSync(join(REPO_ROOT, 'dist'), { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.js'))
+      .map((f) => join(REPO_ROOT, 'dist', f));
+    const code = jsFiles.map((f) => readFileSync(f, 'utf8')).join('\n');
+    // Static imports only of our own chunks: `webgpu` and node: modules are runtime import()s.
+    for (const spec of code.matchAll(/^\s*(?:import|export)\s[^;(]*?from\s*['"]([^'"]+)['"]/gm)) {
+      expect(spec[1], 'static import').toMatch(/^\.\.?\/(?:chunks\/)?[\w.-]+\.js$/);
+    }
     expect(code).not.toMatch(/(?:from|import\()\s*['"][^'"]*\?raw['"]/);
     expect(code).not.toMatch(/\brequire\(\s*['"]/);
     // Shaders are reflected at build time: no WGSL parser ships, nor its license banner.
@@ -180,6 +188,80 @@ describe('dist/index.js', () => {
     expect(pkg.license).toBe('MIT');
     expect(text.startsWith('MIT License')).toBe(true);
   });
+});
+
+describe('package entries', () => {
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {
+    exports: Record<string, { types: string; import: string; default: string }>;
+  };
+  const names = Object.keys(LIBRARY_ENTRIES) as (keyof typeof LIBRARY_ENTRIES)[];
+
+  it('package.json "exports" maps every entry, and only those, to its built file and declarations', () => {
+    expect(Object.keys(pkg.exports).sort()).toEqual(names.map(subpathOf).sort());
+    for (const name of names) {
+      const target = pkg.exports[subpathOf(name)];
+      expect(target?.import).toBe(`./dist/${name}.js`);
+      expect(target?.default).toBe(`./dist/${name}.js`);
+      expect(target?.types).toBe(`./${LIBRARY_ENTRIES[name].replace(/^src\//, 'dist/').replace(/\.ts$/, '.d.ts')}`);
+      expect(existsSync(join(REPO_ROOT, target?.import ?? '')), `${name}.js built`).toBe(true);
+      expect(existsSync(join(REPO_ROOT, target?.types ?? '')), `${name}.d.ts built`).toBe(true);
+    }
+  });
+
+  it('each subpath imports by package name in plain Node and exports what its source entry does', async () => {
+    for (const name of names) {
+      const source = (await import(/* @vite-ignore */ pathToFileURL(join(REPO_ROOT, LIBRARY_ENTRIES[name])).href)) as Record<
+        string,
+        unknown
+      >;
+      const specifier = name === 'index' ? 'webgpu-batchnorm' : `webgpu-batchnorm/${name}`;
+      const script = `const m = await import('${specifier}'); console.log(JSON.stringify(Object.keys(m).sort()));`;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 });
+      expect(r.status, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout.trim().split('\n').pop() ?? '[]'), specifier).toEqual(Object.keys(source).sort());
+    }
+  });
+
+  it('a class is the same class through every entry (shared chunks)', async () => {
+    const load = async (file: string): Promise<Record<string, unknown>> =>
+      (await import(/* @vite-ignore */ pathToFileURL(join(REPO_ROOT, 'dist', file)).href)) as Record<string, unknown>;
+    const [root, io] = await Promise.all([load('index.js'), load('io.js')]);
+    expect(io['ModelFileError']).toBeDefined();
+    expect(io['ModelFileError']).toBe(root['ModelFileError']);
+  });
+
+  it('a production Vite build of an app using each entry: sizes printed, no node: module in browser entries', async () => {
+    const { build } = await import('vite');
+    const usage: Record<keyof typeof LIBRARY_ENTRIES, string> = {
+      index:
+        "import { createContext, BatchNorm2d } from 'webgpu-batchnorm';\nconst ctx = await createContext();\nconsole.log(new BatchNorm2d(ctx, 3));",
+      io: "import { readModelFile, loadBatchNorm } from 'webgpu-batchnorm/io';\nconsole.log(readModelFile, loadBatchNorm);",
+      sync: "import { SyncBatchNorm, mergeMoments } from 'webgpu-batchnorm/sync';\nconsole.log(SyncBatchNorm, mergeMoments);",
+      fold: "import { foldBatchNormTensors } from 'webgpu-batchnorm/fold';\nconsole.log(foldBatchNormTensors);",
+      node: "import { readModelFileFromPath } from 'webgpu-batchnorm/node';\nconsole.log(readModelFileFromPath);",
+    };
+    const sizes: Record<string, number> = {};
+    for (const name of names) {
+      const dir = mkdtempSync(join(tmpdir(), `bn-consumer-${name}-`));
+      try {
+        mkdirSync(join(dir, 'node_modules'));
+        symlinkSync(REPO_ROOT, join(dir, 'node_modules', 'webgpu-batchnorm'), 'dir');
+        writeFileSync(join(dir, 'main.js'), `${usage[name]}\n`);
+        writeFileSync(join(dir, 'index.html'), '<script type="module" src="./main.js"></script>\n');
+        await build({ root: dir, logLevel: 'silent', configFile: false, build: { outDir: 'out', target: 'es2022' } });
+        const assets = readdirSync(join(dir, 'out', 'assets')).filter((f) => f.endsWith('.js'));
+        const code = assets.map((f) => readFileSync(join(dir, 'out', 'assets', f), 'utf8')).join('\n');
+        sizes[name] = Buffer.byteLength(code);
+        // The browser entries never name a node: module, not even in a runtime import().
+        if (name !== 'node') expect(code, `${name}: node: specifier`).not.toMatch(/['"]node:/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    console.log(`[dist] production Vite app, minified JS per entry used (bytes): ${JSON.stringify(sizes)}`);
+    // The root entry's app must not carry the io parsers, folding or SyncBatchNorm.
+    expect(sizes['index']).toBeLessThan(200_000);
+  }, 300_000);
 });
 
 describe('dist/*.d.ts', () => {

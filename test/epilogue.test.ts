@@ -6,6 +6,7 @@
  * backends and both layouts, through the module, the functional API and caller encoders. Then the
  * typed errors (nothing changes), the binding contract and steady-state allocation.
  */
+import { shaderSpecs } from '../src/gpu/shader-sources.js';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -783,7 +784,7 @@ describe('epilogue on caller encoders (WebGPU)', () => {
       spy.mockRestore();
     }
     for (const id of ['normalize', 'backward-reduce', 'backward-elementwise'] as const) {
-      for (const [name, entry] of reflectShader(id)) {
+      for (const [name, entry] of reflectShader(shaderSpecs[id])) {
         const names = bound.get(`${id}.${name}`);
         if (name === 'backward_prepare' || name === 'reduce_finalize') continue;
         expect(names, `${id}.${name} was never dispatched with an epilogue`).toBeDefined();

@@ -6,12 +6,12 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BatchNorm1d, BatchNorm2d, batchNorm, type BatchNormContext } from '../src/index.js';
-import { stripComments } from '../build/wgsl-shaders.js';
+import { shaderExportName, stripComments } from '../build/wgsl-shaders.js';
 import * as contracts from '../src/gpu/contracts.js';
 import { BindGroupCache } from '../src/gpu/object-caches.js';
 import { reflectShader } from '../src/gpu/reflect.js';
 import { shaderFiles } from '../src/gpu/shader-manifest.js';
-import { shaderSources, wgslPrelude, type ShaderId } from '../src/gpu/shader-sources.js';
+import { shaderSources, shaderSpecs, virtualExports, wgslPrelude, type ShaderId } from '../src/gpu/shader-sources.js';
 import { contextFor, toLayout } from './helpers/backends.js';
 
 const shaderIds = Object.keys(shaderSources) as ShaderId[];
@@ -81,10 +81,15 @@ describe('WGSL sources', () => {
   });
   afterAll(() => ctx.destroy());
 
+  it('virtual:bn-shaders exports one module per manifest id (the names src/wgsl.d.ts declares) and the prelude', () => {
+    expect([...virtualExports].sort()).toEqual([...shaderIds.map(shaderExportName), 'wgslPrelude'].sort());
+    for (const id of shaderIds) expect(shaderSpecs[id].id).toBe(id);
+  });
+
   it.each(shaderIds)('%s parses, has compute entries and well-formed bindings', (id) => {
     const reflect = new WgslReflect(shaderSources[id]);
     expect(reflect.entry.compute.length).toBeGreaterThan(0);
-    for (const [name, entry] of reflectShader(id)) {
+    for (const [name, entry] of reflectShader(shaderSpecs[id])) {
       const numbers = entry.bindings.map((b) => b.binding);
       expect(new Set(numbers).size, `${id}.${name} binding numbers unique`).toBe(numbers.length);
       expect(
@@ -103,7 +108,7 @@ describe('WGSL sources', () => {
     expect(shaderSources[id]).toBe(files.join('\n'));
     // The guard on build-time reflection: parse the shipped source again and compare, entry by entry.
     const reflect = new WgslReflect(shaderSources[id]);
-    const runtime = reflectShader(id);
+    const runtime = reflectShader(shaderSpecs[id]);
     expect([...runtime.keys()].sort()).toEqual(reflect.entry.compute.map((f) => f.name).sort());
     for (const fn of reflect.entry.compute) {
       const entry = runtime.get(fn.name);
@@ -189,7 +194,7 @@ describe('WGSL sources', () => {
       record.mockRestore();
     }
     for (const id of ['stats', 'finalize', 'normalize'] as const) {
-      for (const [name, entry] of reflectShader(id)) {
+      for (const [name, entry] of reflectShader(shaderSpecs[id])) {
         const key = `${id}.${name}`;
         const names = bound.get(key);
         expect(names, `${key} was never dispatched by the forward paths`).toBeDefined();

@@ -1,7 +1,7 @@
 import { planeStride, WORKGROUP_SIZE } from '../gpu/contracts.js';
 import { getKernel, type OverrideConstants } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
-import type { ShaderId } from '../gpu/shader-sources.js';
+import type { ShaderSpec } from '../gpu/shaders.js';
 import { bindUniforms, type TensorBinding } from '../gpu/tensor-binding.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import { grid } from '../gpu/grid.js';
@@ -10,7 +10,7 @@ import type { Geometry } from './geometry.js';
 
 /** One elementwise dispatch (normalize.wgsl, backward-elementwise.wgsl) over the rows × cols view of a tensor. */
 export interface ElementwisePass {
-  readonly shader: ShaderId;
+  readonly shader: ShaderSpec;
   /** Entry-point stem: the entry is `${entry}_${order}${width}`, e.g. `normalize_cf4`. */
   readonly entry: string;
   /**

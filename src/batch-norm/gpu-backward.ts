@@ -10,6 +10,7 @@ import {
   FLAG_PREPARE_WEIGHT,
   planeStride,
 } from '../gpu/contracts.js';
+import { BACKWARD_ELEMENTWISE_SHADER, BACKWARD_REDUCE_SHADER } from '../gpu/shaders.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms, type TensorBinding } from '../gpu/tensor-binding.js';
@@ -77,7 +78,7 @@ export interface GpuPrepareArgs {
  */
 export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: GpuPrepareArgs): void {
   const device = gpu.device;
-  const kernel = getKernel(device, 'backward-reduce', 'backward_prepare');
+  const kernel = getKernel(device, BACKWARD_REDUCE_SHADER, 'backward_prepare');
   const mean = bindTensor(device, a.mean);
   const invstd = bindTensor(device, a.invstd);
   const weight = bindOptional(gpu, a.weight, 'weight');
@@ -151,7 +152,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     const vec4 = vec4Aligned(g, x.base, dy.base, savedOutput.base, residual.base, reduceWritesResidual ? gradResidual.base : 0);
     const width = vec4 ? 4 : 1;
     const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
-    const reduce = getKernel(device, 'backward-reduce', `reduce_${g.order}${width}`, {
+    const reduce = getKernel(device, BACKWARD_REDUCE_SHADER, `reduce_${g.order}${width}`, {
       ...r.constants,
       ...epilogueConstants,
       ...(reduceWritesResidual ? { GRAD_RESIDUAL: 1 } : {}),
@@ -193,7 +194,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     );
     pass.dispatchWorkgroups(...workgroups);
 
-    const finalize = getKernel(device, 'backward-reduce', 'reduce_finalize');
+    const finalize = getKernel(device, BACKWARD_REDUCE_SHADER, 'reduce_finalize');
     const gw = bindOptional(gpu, a.gradWeight, 'gradWeight');
     const gb = bindOptional(gpu, a.gradBias, 'gradBias');
     const flags =
@@ -222,7 +223,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       const w = bindOptional(gpu, a.weight, 'weight');
       const none = (name: string): TensorBinding => bindOptional(gpu, null, name);
       encodeElementwise(gpu, pass, g, {
-        shader: 'backward-elementwise',
+        shader: BACKWARD_ELEMENTWISE_SHADER,
         entry: 'elementwise',
         tensors: {
           x,
@@ -240,7 +241,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   } else if (needElementwise) {
     const w = bindOptional(gpu, a.weight, 'weight');
     encodeElementwise(gpu, pass, g, {
-      shader: 'backward-elementwise',
+      shader: BACKWARD_ELEMENTWISE_SHADER,
       entry: 'elementwise',
       tensors: {
         x,

@@ -13,6 +13,7 @@ import {
   PLANE_MEAN,
   planeStride,
 } from '../gpu/contracts.js';
+import { FINALIZE_SHADER, NORMALIZE_SHADER } from '../gpu/shaders.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
@@ -88,7 +89,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     // Batch statistics (generalQueue exists exactly then): stats, finalize, its general path.
     const { partials, lanes } = encodeStatsPass(gpu, pass, g, x, width);
 
-    const finalize = getKernel(device, 'finalize', 'finalize_train');
+    const finalize = getKernel(device, FINALIZE_SHADER, 'finalize_train');
     const w = bindOptional(gpu, a.weight, 'weight');
     const b = bindOptional(gpu, a.bias, 'bias');
     const rm = bindOptional(gpu, a.updateRunning ? a.runningMean : null, 'runningMean');
@@ -123,7 +124,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     });
 
     // Channels that are not finite or not ordinary in scale (usually none: zero workgroups).
-    const general = getKernel(device, 'finalize', 'finalize_general');
+    const general = getKernel(device, FINALIZE_SHADER, 'finalize_general');
     pass.setPipeline(general.pipeline);
     pass.setBindGroup(
       0,
@@ -148,7 +149,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   // The residual (a dummy without one) is walked like x, so its alignment picks the entry too.
   const residual = bindOptional(gpu, a.epilogue?.residual ?? null, 'residual');
   encodeElementwise(gpu, pass, g, {
-    shader: 'normalize',
+    shader: NORMALIZE_SHADER,
     entry: 'normalize',
     tensors: { x, y, residual },
     uniforms: {

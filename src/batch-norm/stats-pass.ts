@@ -1,4 +1,5 @@
 import { STATS_PARTIAL_BYTES } from '../gpu/contracts.js';
+import { STATS_SHADER } from '../gpu/shaders.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindUniforms, type TensorBinding } from '../gpu/tensor-binding.js';
@@ -22,7 +23,7 @@ export interface StatsPartials {
 export function encodeStatsPass(gpu: GpuRuntime, pass: GPUComputePassEncoder, g: Geometry, x: TensorBinding, width: number): StatsPartials {
   const device = gpu.device;
   const r = reductionShape(g, width, device.limits.maxComputeWorkgroupsPerDimension, gpu.contiguousAccess);
-  const stats = getKernel(device, 'stats', `stats_${g.order}${width}`, { BLOCK: STATS_BLOCK, ...r.constants });
+  const stats = getKernel(device, STATS_SHADER, `stats_${g.order}${width}`, { BLOCK: STATS_BLOCK, ...r.constants });
   const lanes = r.lanes;
   const shared = { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: x.base / width };
   const values: UniformValues =

@@ -9,6 +9,7 @@ import { checkEncoder, checkNoAliasing } from '../batch-norm/aliasing.js';
 import { grid } from '../gpu/grid.js';
 import { ArgumentError, ShapeError } from '../errors.js';
 import { WORKGROUP_SIZE } from '../gpu/contracts.js';
+import { FOLD_SHADER } from '../gpu/shaders.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
@@ -106,7 +107,7 @@ function encodeFold(
   c: CheckedFold,
 ): void {
   const device = gpu.device;
-  const kernel = getKernel(device, 'fold', 'fold_batch_norm');
+  const kernel = getKernel(device, FOLD_SHADER, 'fold_batch_norm');
   const weight = bindTensor(device, layer.weight);
   const bias = bindOptional(gpu, layer.bias ?? null, 'bias');
   const bnWeight = bindOptional(gpu, bn.weight, 'bnWeight');

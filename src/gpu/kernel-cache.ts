@@ -1,8 +1,7 @@
 import { SHADER_STAGE_COMPUTE } from './constants.js';
 import { WORKGROUP_SIZE } from './contracts.js';
-import { reflectEntry, type ReflectedEntry } from './reflect.js';
-import type { ShaderId } from './shader-sources.js';
-import { shaderSources } from './shader-sources.js';
+import { reflectEntry, type ReflectedEntry, type ShaderSpec } from './reflect.js';
+import type { ShaderId } from './shader-manifest.js';
 
 /** A compiled compute entry point with its explicit bind-group layout. */
 export interface Kernel {
@@ -20,7 +19,8 @@ export type OverrideConstants = Readonly<Record<string, number>>;
 const kernelsByDevice = new WeakMap<GPUDevice, Map<string, Kernel>>();
 const modulesByDevice = new WeakMap<GPUDevice, Map<ShaderId, GPUShaderModule>>();
 
-function shaderModule(device: GPUDevice, shader: ShaderId): GPUShaderModule {
+function shaderModule(device: GPUDevice, spec: ShaderSpec): GPUShaderModule {
+  const shader = spec.id;
   let modules = modulesByDevice.get(device);
   if (!modules) {
     modules = new Map();
@@ -28,7 +28,7 @@ function shaderModule(device: GPUDevice, shader: ShaderId): GPUShaderModule {
   }
   let module = modules.get(shader);
   if (!module) {
-    module = device.createShaderModule({ label: `bn.${shader}.module`, code: shaderSources[shader] });
+    module = device.createShaderModule({ label: `bn.${shader}.module`, code: spec.code });
     modules.set(shader, module);
   }
   return module;
@@ -40,7 +40,8 @@ function shaderModule(device: GPUDevice, shader: ShaderId): GPUShaderModule {
  * that the dispatch arithmetic uses (the prelude gives it no default). The bind-group layout is
  * built from the shader's own reflected bindings, so TS never restates them.
  */
-export function getKernel(device: GPUDevice, shader: ShaderId, entry: string, specialization: OverrideConstants = {}): Kernel {
+export function getKernel(device: GPUDevice, spec: ShaderSpec, entry: string, specialization: OverrideConstants = {}): Kernel {
+  const shader = spec.id;
   if ('WORKGROUP_SIZE' in specialization) throw new Error('internal: WORKGROUP_SIZE is set by getKernel only');
   const constants: OverrideConstants = { ...specialization, WORKGROUP_SIZE };
   const names = Object.keys(constants).sort();
@@ -53,7 +54,7 @@ export function getKernel(device: GPUDevice, shader: ShaderId, entry: string, sp
   const cached = kernels.get(key);
   if (cached) return cached;
 
-  const reflected = reflectEntry(shader, entry);
+  const reflected = reflectEntry(spec, entry);
   for (const n of names) {
     if (!reflected.overrides.includes(n)) throw new Error(`internal: ${shader} has no override '${n}'`);
   }
@@ -69,7 +70,7 @@ export function getKernel(device: GPUDevice, shader: ShaderId, entry: string, sp
   const pipeline = device.createComputePipeline({
     label: `${label}.pipeline`,
     layout: device.createPipelineLayout({ label: `${label}.pipelineLayout`, bindGroupLayouts: [layout] }),
-    compute: { module: shaderModule(device, shader), entryPoint: entry, constants: { ...constants } },
+    compute: { module: shaderModule(device, spec), entryPoint: entry, constants: { ...constants } },
   });
   const kernel: Kernel = { key, entry: reflected, pipeline, layout };
   kernels.set(key, kernel);

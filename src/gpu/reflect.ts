@@ -1,4 +1,3 @@
-import { shaderReflection } from 'virtual:bn-shaders';
 import type { ShaderId } from './shader-manifest.js';
 
 /** How one entry point binds one resource, read from the WGSL source. */
@@ -47,6 +46,16 @@ export interface SerializedShader {
   readonly entries: Readonly<Record<string, readonly string[]>>;
 }
 
+/**
+ * One shader module as the library carries it: its id, its composed WGSL and its reflection. Each
+ * is a separate export of `virtual:bn-shaders`, imported by the stage that dispatches it.
+ */
+export interface ShaderSpec {
+  readonly id: ShaderId;
+  readonly code: string;
+  readonly reflection: SerializedShader;
+}
+
 const reflected = new Map<ShaderId, ReadonlyMap<string, ReflectedEntry>>();
 
 function expandEntry(shader: ShaderId, s: SerializedShader, entry: string, names: readonly string[]): ReflectedEntry {
@@ -68,11 +77,11 @@ function expandEntry(shader: ShaderId, s: SerializedShader, entry: string, names
  * Every compute entry point of a shader, from the layouts reflected at build time (no WGSL parser
  * ships in the library); expanded once per shader and kept.
  */
-export function reflectShader(shader: ShaderId): ReadonlyMap<string, ReflectedEntry> {
+export function reflectShader(spec: ShaderSpec): ReadonlyMap<string, ReflectedEntry> {
+  const shader = spec.id;
   const cached = reflected.get(shader);
   if (cached) return cached;
-  const s = shaderReflection[shader];
-  if (!s) throw new Error(`internal: shader '${shader}' was not reflected at build time`);
+  const s = spec.reflection;
   const entries = new Map<string, ReflectedEntry>();
   for (const [entry, names] of Object.entries(s.entries)) entries.set(entry, expandEntry(shader, s, entry, names));
   reflected.set(shader, entries);
@@ -80,8 +89,8 @@ export function reflectShader(shader: ShaderId): ReadonlyMap<string, ReflectedEn
 }
 
 /** The reflection of one entry point; throws if the shader has no such compute entry. */
-export function reflectEntry(shader: ShaderId, entry: string): ReflectedEntry {
-  const found = reflectShader(shader).get(entry);
-  if (!found) throw new Error(`internal: shader '${shader}' has no compute entry point '${entry}'`);
+export function reflectEntry(spec: ShaderSpec, entry: string): ReflectedEntry {
+  const found = reflectShader(spec).get(entry);
+  if (!found) throw new Error(`internal: shader '${spec.id}' has no compute entry point '${entry}'`);
   return found;
 }

@@ -1,14 +1,35 @@
-import { shaderSources as composedSources, wgslPrelude as prelude } from 'virtual:bn-shaders';
-import type { ShaderId } from './shader-manifest.js';
+import * as composed from 'virtual:bn-shaders';
+import type { ShaderSpec } from './reflect.js';
+import { shaderManifest, type ShaderId } from './shader-manifest.js';
 
 export type { ShaderId } from './shader-manifest.js';
 
-/**
- * Every WGSL module of the library, by id, composed from the `.wgsl` files that
- * `shader-manifest.ts` lists. The files are the single source: the `virtual:bn-shaders` module
- * (build/wgsl-shaders.ts) inlines them at build time, in the library build and in vitest alike.
- */
-export const shaderSources: Readonly<Record<ShaderId, string>> = composedSources;
+// For the static checks of the shaders (test/wgsl-static.test.ts), not the library: every module
+// at once defeats the per-shader tree-shaking of src/gpu/shaders.ts.
+
+/** The export name of a shader id in `virtual:bn-shaders` (as build/wgsl-shaders.ts names them). */
+function exportName(id: string): string {
+  return id.replace(/-(\w)/g, (_m, ch: string) => ch.toUpperCase());
+}
+
+const specs = composed as unknown as Readonly<Record<string, ShaderSpec | string>>;
+
+/** Every shader module, by id. */
+export const shaderSpecs: Readonly<Record<ShaderId, ShaderSpec>> = Object.fromEntries(
+  (Object.keys(shaderManifest) as ShaderId[]).map((id) => {
+    const spec = specs[exportName(id)];
+    if (!spec || typeof spec === 'string') throw new Error(`virtual:bn-shaders has no export for shader '${id}'`);
+    return [id, spec];
+  }),
+) as Record<ShaderId, ShaderSpec>;
+
+/** Every shader module's composed WGSL, by id. */
+export const shaderSources: Readonly<Record<ShaderId, string>> = Object.fromEntries(
+  Object.entries(shaderSpecs).map(([id, spec]) => [id, spec.code]),
+) as Record<ShaderId, string>;
 
 /** The shared WGSL prelude alone, for the check that it agrees with `contracts.ts`. */
-export const wgslPrelude: string = prelude;
+export const wgslPrelude: string = composed.wgslPrelude;
+
+/** The names `virtual:bn-shaders` exports (checked against the manifest). */
+export const virtualExports: readonly string[] = Object.keys(composed);

@@ -1,5 +1,6 @@
 import { bindChannelStats, FLAG_AFFINE, FLAG_GRAD_BIAS, FLAG_GRAD_WEIGHT, FLAG_UPDATE_RUNNING, planeStride } from '../gpu/contracts.js';
 import { dispatchPerChannel, encodePerChannel } from '../gpu/grid.js';
+import { SYNC_BATCH_NORM_SHADER } from '../gpu/shaders.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor } from '../gpu/tensor-binding.js';
@@ -52,7 +53,7 @@ export function encodeMoments(
   const vec4 = vec4Aligned(g, xb.base);
   const width = vec4 ? 4 : 1;
   const out = bindRecords(gpu, target, byteOffset, g.c * MOMENTS_RECORD_BYTES, MOMENTS_RECORD_BYTES);
-  const merge = getKernel(device, 'sync-batch-norm', 'sync_moments');
+  const merge = getKernel(device, SYNC_BATCH_NORM_SHADER, 'sync_moments');
 
   const pass = encoder.beginComputePass({ label: 'bn.sync.moments.pass' });
   // The forward's own statistics dispatch, so the shard's partials are exactly the forward's.
@@ -85,7 +86,7 @@ export interface SyncForwardConstantsArgs {
 
 /** Records sync_forward_constants: channelStats planes from merged statistics, running update. */
 export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: SyncForwardConstantsArgs): void {
-  const kernel = getKernel(gpu.device, 'sync-batch-norm', 'sync_forward_constants');
+  const kernel = getKernel(gpu.device, SYNC_BATCH_NORM_SHADER, 'sync_forward_constants');
   const update = a.updateRunning && a.runningMean !== null && a.runningVar !== null;
   const w = bindOptional(gpu, a.weight, 'weight');
   const b = bindOptional(gpu, a.bias, 'bias');
@@ -132,7 +133,7 @@ export interface SyncBackwardConstantsArgs {
 
 /** Records sync_backward_constants: planes 6 and 7 for grad_input, and the whole batch's grad_weight/bias. */
 export function encodeBackwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: SyncBackwardConstantsArgs): void {
-  const kernel = getKernel(gpu.device, 'sync-batch-norm', 'sync_backward_constants');
+  const kernel = getKernel(gpu.device, SYNC_BATCH_NORM_SHADER, 'sync_backward_constants');
   const gw = bindOptional(gpu, a.gradWeight, 'gradWeight');
   const gb = bindOptional(gpu, a.gradBias, 'gradBias');
   encodePerChannel(
