@@ -186,6 +186,7 @@ export abstract class BatchNorm extends BatchNormModuleBase {
       [
         ['input', x],
         ['epilogue.residual', epilogue?.residual ?? null],
+        ['epilogue.activation.weight', epilogue?.activation.weight ?? null],
         ['weight', this.weight],
         ['bias', this.bias],
         ...(updatesRunning
