@@ -699,6 +699,113 @@ describe.each(BACKENDS)('epilogue errors and lifetimes on %s', (backend) => {
   });
 });
 
+describe.runIf(available).each(BACKENDS)('saturating activations at extreme pre-activations on %s', (backend) => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor(backend);
+  });
+  afterAll(() => ctx.destroy());
+
+  it('stay finite and match torch float64 for |t| up to 1e30 (no exp overflow in the kernels)', async () => {
+    // Eval with running mean 0, var 1, weight 1, bias 0 and x = 0: the pre-activation is the
+    // residual itself, so t reaches values no normalized input would. WGSL may assume no Inf
+    // (common/non-finite.wgsl): an exp that overflowed would give Inf or NaN here.
+    const big = [-1e30, -1e4, -90, -30, -15, -3.5, 3.5, 15, 30, 90, 1e4, 1e30].map(Math.fround);
+    const C = 4;
+    const shape = [big.length, C];
+    const residual = big.flatMap((v) => [v, -v, v, -v]);
+    const size = residual.length;
+    const names: ActivationName[] = ['silu', 'gelu', 'geluTanh', 'hardswish', 'sigmoid', 'tanh', 'elu', 'eluAlpha', 'prelu'];
+    const cases: EpilogueCase[] = names.map((activation) => ({
+      name: `${activation} extreme`,
+      shape,
+      training: false,
+      eps: 1e-5,
+      momentum: 0.1,
+      activation,
+      clampMin: 0,
+      clampMax: 0,
+      slope: 0,
+      alpha: 0.7,
+      preluWeight: activation === 'prelu' ? [0.25, -0.5, 0.1, 0] : null,
+      input: new Array<number>(size).fill(0),
+      residual,
+      gradOutput: residual.map((_, i) => Math.fround(1 + (i % 3) * 0.25)),
+      weight: new Array<number>(C).fill(1),
+      bias: new Array<number>(C).fill(0),
+      runningMean: new Array<number>(C).fill(0),
+      runningVar: new Array<number>(C).fill(1),
+    }));
+    const refs = runReference(cases);
+    for (const [i, c] of cases.entries()) {
+      const ref = refs[i] as Reference;
+      const got = await runPath(ctx, c, 'channels_first', 'module');
+      // Relative bounds: outputs and gradients here are O(1) or O(|t|) (the identity branches).
+      const tol = (v: number): number => 2e-6 + 2e-6 * Math.abs(v);
+      for (const [what, actual, expected] of [
+        ['output', got.output, ref.output],
+        ['grad_residual', got.gradResidual, ref.grad_residual],
+        ['grad_prelu_weight', got.gradPreluWeight, ref.grad_prelu_weight],
+      ] as const) {
+        if (!expected) continue;
+        if (!actual) throw new Error(`${c.name}: no ${what}`);
+        expect(
+          Array.from(actual).every((v) => Number.isFinite(v)),
+          `${backend} ${c.name} ${what} finite`,
+        ).toBe(true);
+        const r = checkClose(`[${backend}] ${c.name} ${what}`, actual, expected, (k) => tol(expected[k] as number));
+        if (r.failure) throw new Error(r.failure);
+      }
+    }
+  });
+});
+
+describe.each(BACKENDS)('default forms of the new activations on %s', (backend) => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor(backend);
+  });
+  afterAll(() => ctx.destroy());
+
+  it("'gelu' is { kind: 'gelu', approximate: 'none' } and 'elu' is alpha 1.0; a PReLU weight must outlive backward", async () => {
+    const shape = [2, 3, 2, 2];
+    const x = ctx.tensor(
+      new Float32Array(24).map((_, i) => Math.sin(i * 1.3)),
+      shape,
+    );
+    const dy = ctx.tensor(
+      new Float32Array(24).map((_, i) => Math.cos(i * 0.7)),
+      shape,
+    );
+    const run = async (activation: Activation): Promise<number[][]> => {
+      const bn = new BatchNorm2d(ctx, 3);
+      const y = bn.forward(x, { epilogue: { activation } });
+      const r = bn.backward(dy);
+      const out = [Array.from(await y.read()), Array.from(await (r.gradInput as Tensor).read())];
+      for (const t of [y, r.gradInput, r.gradWeight, r.gradBias, r.gradPreluWeight]) t?.destroy();
+      bn.destroy();
+      return out;
+    };
+    const gelu = await run('gelu');
+    expect(gelu).toEqual(await run({ kind: 'gelu' }));
+    expect(gelu).toEqual(await run({ kind: 'gelu', approximate: 'none' }));
+    expect(gelu).not.toEqual(await run({ kind: 'gelu', approximate: 'tanh' }));
+    expect(await run('elu')).toEqual(await run({ kind: 'elu', alpha: 1 }));
+    // A [1] slope is the same as that slope repeated per channel (nn.PReLU() vs num_parameters=C).
+    const one = ctx.tensor(Float32Array.of(-0.25), [1]);
+    const three = ctx.tensor(Float32Array.of(-0.25, -0.25, -0.25), [3]);
+    expect(await run({ kind: 'prelu', weight: one })).toEqual(await run({ kind: 'prelu', weight: three }));
+    // The slope is read again by backward: destroyed in between, backward says so.
+    const bn = new BatchNorm2d(ctx, 3);
+    const y = bn.forward(x, { epilogue: { activation: { kind: 'prelu', weight: three } } });
+    three.destroy();
+    expect(() => bn.backward(dy)).toThrow(DestroyedError);
+    expect(() => bn.backward(dy)).toThrow(/PReLU weight tensor .* was destroyed/);
+    for (const t of [x, dy, y, one]) t.destroy();
+    bn.destroy();
+  });
+});
+
 describe.each(BACKENDS)('clamp bounds in float32 on %s', (backend) => {
   let ctx: BatchNormContext;
   beforeAll(async () => {
