@@ -758,6 +758,38 @@ describe.runIf(available).each(BACKENDS)('saturating activations at extreme pre-
       }
     }
   });
+
+  it('propagate a NaN pre-activation to the output, as torch does', async () => {
+    // Per-element code lets NaN flow through ordinary arithmetic (common/non-finite.wgsl); ELU
+    // must not let its exp branch decide for a NaN t (it selects t wherever t ≤ 0 is false).
+    const C = 4;
+    const z = Float32Array.of(Number.NaN, 1, -1, 0.5, -2, Number.NaN, 3, -0.25);
+    const x = ctx.tensor(new Float32Array(z.length), [2, C]);
+    const residual = ctx.tensor(z, [2, C]);
+    const slopes = ctx.tensor(Float32Array.of(0.25, -0.5, 0.1, 0), [C]);
+    const activations: Activation[] = [
+      'silu',
+      'gelu',
+      { kind: 'gelu', approximate: 'tanh' },
+      'hardswish',
+      'sigmoid',
+      'tanh',
+      'elu',
+      { kind: 'prelu', weight: slopes },
+    ];
+    for (const activation of activations) {
+      const bn = new BatchNorm1d(ctx, C).eval();
+      const y = bn.forward(x, { epilogue: { activation, residual } });
+      const out = await y.read();
+      const label = `${backend} ${JSON.stringify(typeof activation === 'string' ? activation : activation.kind)}`;
+      expect(Number.isNaN(out[0]), label).toBe(true);
+      expect(Number.isNaN(out[5]), label).toBe(true);
+      expect(Array.from(out).filter((v) => Number.isNaN(v)).length, label).toBe(2);
+      y.destroy();
+      bn.destroy();
+    }
+    for (const t of [x, residual, slopes]) t.destroy();
+  });
 });
 
 describe.each(BACKENDS)('default forms of the new activations on %s', (backend) => {

@@ -26,7 +26,7 @@
 // WGSL lets an implementation assume no value is infinite (common/non-finite.wgsl), so no formula
 // here lets exp overflow: σ and tanh are built from exp(−|t|), the cubic of GELU-tanh and the
 // Gaussian of GELU are evaluated at a clamped t past which their result is already saturated, and
-// ELU's exp only sees min(t, 0). The transcendental helpers are written once, for vec4f; the
+// ELU's exp only sees t ≤ 0. The transcendental helpers are written once, for vec4f; the
 // scalar entry points (unaligned tensors only) call them on a splat and keep one lane, so each
 // formula lives in one place.
 
@@ -117,7 +117,9 @@ fn activate4(t: vec4f, p: vec3f, w: vec4f) -> vec4f {
     case ACTIVATION_HARDSWISH: { return t * clamp(t + 3.0, vec4f(0.0), vec4f(6.0)) / 6.0; }
     case ACTIVATION_SIGMOID: { return sigmoid4(t); }
     case ACTIVATION_TANH: { return tanh4(t); }
-    case ACTIVATION_ELU: { return select(p.z * expm1_neg4(min(t, vec4f(0.0))), t, t > vec4f(0.0)); }
+    // The positive branch wherever t ≤ 0 is false, NaN included: torch's ELU returns a NaN t
+    // itself (its branch is x <= 0), whatever exp makes of it.
+    case ACTIVATION_ELU: { return select(p.z * expm1_neg4(min(t, vec4f(0.0))), t, !(t <= vec4f(0.0))); }
     case ACTIVATION_PRELU: { return select(t * w, t, t > vec4f(0.0)); }
     default: { return t; }
   }
@@ -168,7 +170,7 @@ fn activation_grad4(g: vec4f, t: vec4f, p: vec3f, w: vec4f) -> vec4f {
     }
     case ACTIVATION_SIGMOID: { return g * sigmoid_slope4(t); }
     case ACTIVATION_TANH: { return g * tanh_slope4(t); }
-    case ACTIVATION_ELU: { return select(g * p.z * exp(min(t, vec4f(0.0))), g, t > vec4f(0.0)); }
+    case ACTIVATION_ELU: { return select(g * p.z * exp(min(t, vec4f(0.0))), g, !(t <= vec4f(0.0))); }
     case ACTIVATION_PRELU: { return select(g * w, g, t > vec4f(0.0)); }
     default: { return g; }
   }
