@@ -1010,14 +1010,23 @@ describe('epilogue on caller encoders (WebGPU)', () => {
           );
         const [x, dy, y, z, gi, gr] = [mk(1.1), mk(0.9), mk(0.2), mk(0.7), mk(0.3), mk(0.4)];
         const bn = new BatchNorm2d(ctx, s[1] ?? 0);
+        const C = s[1] ?? 0;
+        const slopes = ctx.tensor(
+          new Float32Array(C).map((_, i) => 0.3 - 0.1 * i),
+          [C],
+        );
+        const gp = ctx.tensor(new Float32Array(C), [C]);
         const step = (activation: Activation, training: boolean): void => {
           bn.train(training);
           const encoder = device.createCommandEncoder();
           bn.encodeForward(encoder, x, y, { epilogue: { activation, residual: z } });
-          bn.encodeBackward(encoder, dy, { gradInput: gi, gradResidual: gr });
+          // PReLU also runs its weight-gradient reduction (a second reduce + finalize).
+          const gradPreluWeight = typeof activation === 'object' && activation.kind === 'prelu' ? gp : null;
+          bn.encodeBackward(encoder, dy, { gradInput: gi, gradResidual: gr, gradPreluWeight });
           device.queue.submit([encoder.finish()]);
         };
-        for (const a of ['relu', 'silu'] as const) {
+        const activations: Activation[] = ['relu', 'silu', 'gelu', { kind: 'prelu', weight: slopes }];
+        for (const a of activations) {
           for (const training of [true, false]) {
             // Two warm-up steps: training alternates between two num_batches_tracked slots.
             step(a, training);
@@ -1026,11 +1035,13 @@ describe('epilogue on caller encoders (WebGPU)', () => {
             const made = ctx.stats.buffersCreated;
             for (let k = 0; k < 3; k++) step(a, training);
             await ctx.sync();
-            expect(ctx.stats.buffersCreated, `${a} ${training ? 'train' : 'eval'} steady state`).toBe(made);
+            expect(ctx.stats.buffersCreated, `${typeof a === 'string' ? a : a.kind} ${training ? 'train' : 'eval'} steady state`).toBe(
+              made,
+            );
           }
         }
         bn.destroy();
-        for (const t of [x, dy, y, z, gi, gr]) t.destroy();
+        for (const t of [x, dy, y, z, gi, gr, slopes, gp]) t.destroy();
       }
     } finally {
       spy.mockRestore();
