@@ -14,7 +14,7 @@
 // time, and is 1 when the module is not affine (FLAG_AFFINE clear).
 //
 // Fused epilogue (ACTIVATION / RESIDUAL overrides, shaders/common/epilogue.wgsl): dy is first
-// taken through the activation's derivative (mask from the saved output y, or SiLU's derivative at
+// taken through the activation's derivative (mask from the saved output y, or its derivative at
 // the recomputed pre-activation), which is also the residual's gradient, stored in the same pass.
 //
 // Per channel this is dx = dy·A − (x − K)·B + D with A = invstd·weight, B = projScale·A and
@@ -63,7 +63,7 @@ struct ElementwiseParams {
 @group(0) @binding(4) var<storage, read> channelStats: array<vec4f>;
 @group(0) @binding(5) var<storage, read> weight: array<f32>;
 // Fused epilogue (shaders/common/epilogue.wgsl): the forward's output (ReLU-family masks), its
-// residual (SiLU's pre-activation) and the residual's gradient, written here.
+// residual (the recomputed pre-activation) and the residual's gradient, written here.
 @group(0) @binding(6) var<storage, read> output: array<vec4f>;
 @group(0) @binding(6) var<storage, read> outputScalar: array<f32>;
 @group(0) @binding(7) var<storage, read> residual: array<vec4f>;
@@ -78,7 +78,7 @@ override CONTIGUOUS: bool = false;
 // false: only the epilogue's gradResidual is wanted, and dx is not written.
 override GRAD_INPUT: bool = true;
 // true: store dL/dt as the residual's gradient (the forward added a residual). RESIDUAL (from
-// the prelude) here means the residual enters the recomputed SiLU pre-activation.
+// the prelude) here means the residual enters the recomputed pre-activation.
 override GRAD_RESIDUAL: bool = false;
 
 // vec4(K, A, B, D) of channel c (see the header).
@@ -92,38 +92,39 @@ fn coef(c: u32) -> vec4f {
                (plane1(PLANE_MEAN_OFFSET, c) * proj - plane1(PLANE_MEAN_DY, c)) * a);
 }
 
-// SiLU only: vec3(K, scale, shift) of channel c, the forward's t = (x − K)·scale + shift (planes
-// PLANE_SHIFT, PLANE_SCALE, PLANE_SHIFTED_BIAS); zeros otherwise, so other pipelines load nothing.
-fn pre_activation_coef(c: u32) -> vec3f {
-  if (ACTIVATION != ACTIVATION_SILU) { return vec3f(0.0); }
-  return vec3f(plane1(PLANE_SHIFT, c), plane1(PLANE_SCALE, c), plane1(PLANE_SHIFTED_BIAS, c));
+// Pre-activation epilogues only (activation_uses_pre_activation): vec4(K, scale, shift, PReLU
+// slope) of channel c, the forward's t = (x − K)·scale + shift (planes PLANE_SHIFT, PLANE_SCALE,
+// PLANE_SHIFTED_BIAS); zeros otherwise, so other pipelines load nothing.
+fn pre_activation_coef(c: u32) -> vec4f {
+  if (!activation_uses_pre_activation()) { return vec4f(0.0); }
+  return vec4f(plane1(PLANE_SHIFT, c), plane1(PLANE_SCALE, c), plane1(PLANE_SHIFTED_BIAS, c), prelu_slope(c));
 }
 
 // dL/dt at flat element j from dL/dy = g through the fused epilogue, and dL/dresidual = dL/dt
 // stored when there is a residual. e = pre_activation_coef of j's channel(s), per lane.
-fn epilogue_grad4(g: vec4f, j: u32, ek: vec4f, es: vec4f, eh: vec4f) -> vec4f {
+fn epilogue_grad4(g: vec4f, j: u32, ek: vec4f, es: vec4f, eh: vec4f, ew: vec4f) -> vec4f {
   let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
   var d = g;
   if (activation_masks_from_output()) {
     d = activation_grad_from_output4(g, output[params.outputBase + j], p);
-  } else if (ACTIVATION == ACTIVATION_SILU) {
+  } else if (activation_uses_pre_activation()) {
     var t = fma(x[params.xBase + j] - ek, es, eh);
     if (RESIDUAL) { t += residual[params.residualBase + j]; }
-    d = silu_grad4(g, t);
+    d = activation_grad4(g, t, p, ew);
   }
   if (GRAD_RESIDUAL) { gradResidual[params.gradResidualBase + j] = d; }
   return d;
 }
 
-fn epilogue_grad1(g: f32, j: u32, e: vec3f) -> f32 {
+fn epilogue_grad1(g: f32, j: u32, e: vec4f) -> f32 {
   let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
   var d = g;
   if (activation_masks_from_output()) {
     d = activation_grad_from_output1(g, outputScalar[params.outputBase + j], p);
-  } else if (ACTIVATION == ACTIVATION_SILU) {
+  } else if (activation_uses_pre_activation()) {
     var t = fma(xScalar[params.xBase + j] - e.x, e.y, e.z);
     if (RESIDUAL) { t += residualScalar[params.residualBase + j]; }
-    d = silu_grad1(g, t);
+    d = activation_grad1(g, t, p, e.w);
   }
   if (GRAD_RESIDUAL) { gradResidualScalar[params.gradResidualBase + j] = d; }
   return d;
@@ -153,7 +154,7 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
     let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
-      let g = epilogue_grad4(dy[gb + j], j, vec4f(e.x), vec4f(e.y), vec4f(e.z));
+      let g = epilogue_grad4(dy[gb + j], j, vec4f(e.x), vec4f(e.y), vec4f(e.z), vec4f(e.w));
       if (BATCH_STATS) {
         store_dx4(ob + j, g * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w));
       } else {
@@ -174,7 +175,7 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   // Two loops rather than a branch inside one: software adapters pay for a branch per element.
   if (params.laneChannelStep == 0u) {
     for (var j = i; j < total; j += step) {
-      let g = epilogue_grad4(dy[gb + j], j, vec4f(e.x), vec4f(e.y), vec4f(e.z));
+      let g = epilogue_grad4(dy[gb + j], j, vec4f(e.x), vec4f(e.y), vec4f(e.z), vec4f(e.w));
       if (BATCH_STATS) {
         store_dx4(ob + j, g * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w));
       } else {
@@ -184,7 +185,7 @@ fn elementwise_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     return;
   }
   for (var j = i; j < total; j += step) {
-    let g = epilogue_grad4(dy[gb + j], j, vec4f(e.x), vec4f(e.y), vec4f(e.z));
+    let g = epilogue_grad4(dy[gb + j], j, vec4f(e.x), vec4f(e.y), vec4f(e.z), vec4f(e.w));
     if (BATCH_STATS) {
       store_dx4(ob + j, g * k.y - (x[xb + j] - vec4f(k.x)) * k.z + vec4f(k.w));
     } else {
@@ -272,22 +273,24 @@ fn coef4(c4: u32) -> array<vec4f, 4> {
   return array<vec4f, 4>(k, a, b, d);
 }
 
-// SiLU only: pre_activation_coef of channels 4·c4 .. 4·c4 + 3 as (K, scale, shift) vectors.
-fn pre_activation_coef4(c4: u32) -> array<vec4f, 3> {
+// pre_activation_coef of channels 4·c4 .. 4·c4 + 3 as (K, scale, shift, PReLU slope) vectors.
+fn pre_activation_coef4(c4: u32) -> array<vec4f, 4> {
   var k: vec4f;
   var s: vec4f;
   var h: vec4f;
+  var w: vec4f;
   for (var l = 0u; l < 4u; l++) {
     let el = pre_activation_coef(c4 * 4u + l);
     k[l] = el[0];
     s[l] = el[1];
     h[l] = el[2];
+    w[l] = el[3];
   }
-  return array<vec4f, 3>(k, s, h);
+  return array<vec4f, 4>(k, s, h, w);
 }
 
-fn dx4(j: u32, o: u32, c: array<vec4f, 4>, e: array<vec4f, 3>) {
-  let g = epilogue_grad4(dy[params.dyBase + o + j], o + j, e[0], e[1], e[2]);
+fn dx4(j: u32, o: u32, c: array<vec4f, 4>, e: array<vec4f, 4>) {
+  let g = epilogue_grad4(dy[params.dyBase + o + j], o + j, e[0], e[1], e[2], e[3]);
   if (BATCH_STATS) {
     store_dx4(params.dxBase + o + j, g * c[1] - (x[params.xBase + o + j] - c[0]) * c[2] + c[3]);
   } else {
@@ -345,6 +348,7 @@ fn elementwise_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   var ek: vec4f;
   var es: vec4f;
   var eh: vec4f;
+  var ew: vec4f;
   for (var l = 0u; l < 4u; l++) {
     let cl = coef(col * 4u + l);
     k[l] = cl.x;
@@ -355,6 +359,7 @@ fn elementwise_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     ek[l] = el.x;
     es[l] = el.y;
     eh[l] = el.z;
+    ew[l] = el.w;
   }
   let step = params.lanes * params.cols;
   let total = params.rows * params.cols;
@@ -362,7 +367,7 @@ fn elementwise_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   let gb = params.dyBase;
   let ob = params.dxBase;
   for (var j = i; j < total; j += step) {
-    let g = epilogue_grad4(dy[gb + j], j, ek, es, eh);
+    let g = epilogue_grad4(dy[gb + j], j, ek, es, eh, ew);
     if (BATCH_STATS) {
       store_dx4(ob + j, g * a - (x[xb + j] - k) * b + d);
     } else {

@@ -16,7 +16,7 @@
 // The split, the lane count and the data views are the same as stats.wgsl's (see there).
 //
 // Fused epilogue (ACTIVATION / RESIDUAL overrides, shaders/common/epilogue.wgsl): each dy is
-// first taken through the activation's derivative (mask from the saved output y, or SiLU's
+// first taken through the activation's derivative (mask from the saved output y, or the
 // derivative at the pre-activation recomputed from x and planes PLANE_SHIFT .. PLANE_SHIFTED_BIAS),
 // exactly as the elementwise stage does, so both sums are of dL/dt. With a residual, that dL/dt is
 // also the residual's gradient: stored here (GRAD_RESIDUAL), it becomes the elementwise stage's
@@ -28,7 +28,7 @@
 // spread. The statistics are never recomputed.
 //
 // channelStats planes (layout: common/prelude.wgsl): read PLANE_SHIFT (K), PLANE_INVSTD and
-// PLANE_MEAN_OFFSET (and, for a SiLU epilogue, PLANE_SCALE and PLANE_SHIFTED_BIAS); reduce_finalize
+// PLANE_MEAN_OFFSET (and, for a pre-activation epilogue, PLANE_SCALE and PLANE_SHIFTED_BIAS); reduce_finalize
 // writes PLANE_MEAN_DY = sumDy / M and PLANE_PROJ_SCALE = sumDyXmu / M · invstd² for
 // backward-elementwise.wgsl. backward_prepare fills planes PLANE_SHIFT .. PLANE_MEAN_OFFSET from
 // caller-given mean / invstd (or running variance), weight and bias for the functional API, with
@@ -77,7 +77,7 @@ struct BackwardParams {
 @group(0) @binding(7) var<storage, read> mean: array<f32>;
 @group(0) @binding(8) var<storage, read> invstd: array<f32>;
 // Fused epilogue (shaders/common/epilogue.wgsl): the forward's output (ReLU-family masks) and
-// residual (SiLU's pre-activation); backward_prepare: the forward's weight and bias (SiLU).
+// residual (the recomputed pre-activation); backward_prepare: the forward's weight and bias (ditto).
 @group(0) @binding(9) var<storage, read> output: array<vec4f>;
 @group(0) @binding(9) var<storage, read> outputScalar: array<f32>;
 @group(0) @binding(10) var<storage, read> residual: array<vec4f>;
@@ -95,6 +95,8 @@ struct BackwardParams {
 override CONTIGUOUS: bool = false;
 // true: store dL/dt of every element as the residual's gradient.
 override GRAD_RESIDUAL: bool = false;
+// true (PReLU only): sum dy·min(t, 0) instead of dL/dt, for the PReLU weight's gradient (reduced4).
+override PRELU_WEIGHT_GRAD: bool = false;
 
 fn load_x1(i: u32) -> f32 {
   return xScalar[i];
@@ -104,38 +106,49 @@ fn load_dy1(i: u32) -> f32 {
   return dyScalar[i];
 }
 
-// SiLU only: (scale, shift) of channel c, the forward's t = (x − K)·scale + shift (planes
-// PLANE_SCALE and PLANE_SHIFTED_BIAS); zeros otherwise, so other pipelines load nothing.
-fn pre_activation_coef(c: u32) -> vec2f {
-  if (ACTIVATION != ACTIVATION_SILU) { return vec2f(0.0); }
-  return vec2f(plane1(PLANE_SCALE, c), plane1(PLANE_SHIFTED_BIAS, c));
+// Pre-activation epilogues only (activation_uses_pre_activation): vec3(scale, shift, PReLU slope)
+// of channel c, the forward's t = (x − K)·scale + shift (planes PLANE_SCALE and
+// PLANE_SHIFTED_BIAS); zeros otherwise, so other pipelines load nothing.
+fn pre_activation_coef(c: u32) -> vec3f {
+  if (!activation_uses_pre_activation()) { return vec3f(0.0); }
+  return vec3f(plane1(PLANE_SCALE, c), plane1(PLANE_SHIFTED_BIAS, c), prelu_slope(c));
+}
+
+// What the reduction sums in place of dL/dt: PRELU_WEIGHT_GRAD, dy·min(t, 0) (the PReLU weight's
+// gradient, torch's Σ dy·t·[t ≤ 0] over the batch and spatial positions), which reduce_finalize
+// then writes as its grad_bias output; otherwise d = dL/dt itself.
+fn reduced4(g: vec4f, t: vec4f, d: vec4f) -> vec4f {
+  if (PRELU_WEIGHT_GRAD) { return g * min(t, vec4f(0.0)); }
+  return d;
 }
 
 // dL/dt at flat element i from dL/dy = g through the fused epilogue (the identity by default);
-// xk = x − K, (es, eh) = pre_activation_coef per lane.
-fn epilogue_grad4(g: vec4f, i: u32, xk: vec4f, es: vec4f, eh: vec4f) -> vec4f {
+// xk = x − K, (es, eh, ew) = pre_activation_coef per lane.
+fn epilogue_grad4(g: vec4f, i: u32, xk: vec4f, es: vec4f, eh: vec4f, ew: vec4f) -> vec4f {
   let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
   var d = g;
   if (activation_masks_from_output()) {
     d = activation_grad_from_output4(g, output[params.outputBase + i], p);
-  } else if (ACTIVATION == ACTIVATION_SILU) {
+  } else if (activation_uses_pre_activation()) {
     var t = fma(xk, es, eh);
     if (RESIDUAL) { t += residual[params.residualBase + i]; }
-    d = silu_grad4(g, t);
+    d = activation_grad4(g, t, p, ew);
+    d = reduced4(g, t, d);
   }
   if (GRAD_RESIDUAL) { gradResidual[params.gradResidualBase + i] = d; }
   return d;
 }
 
-fn epilogue_grad1(g: f32, i: u32, xk: f32, e: vec2f) -> f32 {
+fn epilogue_grad1(g: f32, i: u32, xk: f32, e: vec3f) -> f32 {
   let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
   var d = g;
   if (activation_masks_from_output()) {
     d = activation_grad_from_output1(g, outputScalar[params.outputBase + i], p);
-  } else if (ACTIVATION == ACTIVATION_SILU) {
+  } else if (activation_uses_pre_activation()) {
     var t = fma(xk, e.x, e.y);
     if (RESIDUAL) { t += residualScalar[params.residualBase + i]; }
-    d = silu_grad1(g, t);
+    d = activation_grad1(g, t, p, e.z);
+    d = reduced4(vec4f(g), vec4f(t), vec4f(d)).x;
   }
   if (GRAD_RESIDUAL) { gradResidualScalar[params.gradResidualBase + i] = d; }
   return d;
@@ -154,6 +167,7 @@ fn reduce_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let e = pre_activation_coef(c);
   let es = vec4f(e.x);
   let eh = vec4f(e.y);
+  let ew = vec4f(e.z);
   let chan = c * params.cols;
   var sumDy = vec4f(0.0);
   var sumDyXmu = vec4f(0.0);
@@ -163,7 +177,7 @@ fn reduce_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
     let rowEnd = rowStart + span.y;
     for (var i = rowStart + span.x; i < rowEnd; i += span.z) {
       let xk = x[params.xBase + i] - k;
-      let g = epilogue_grad4(dy[params.dyBase + i], i, xk, es, eh);
+      let g = epilogue_grad4(dy[params.dyBase + i], i, xk, es, eh, ew);
       sumDy += g;
       sumDyXmu += g * (xk - meanOffset);
     }
@@ -213,17 +227,19 @@ fn reduce_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   let meanOffset = plane4(PLANE_MEAN_OFFSET, col);
   var es = vec4f(0.0);
   var eh = vec4f(0.0);
+  var ew = vec4f(0.0);
   for (var l = 0u; l < 4u; l++) {
     let el = pre_activation_coef(col * 4u + l);
     es[l] = el.x;
     eh[l] = el.y;
+    ew[l] = el.z;
   }
   var sumDy = vec4f(0.0);
   var sumDyXmu = vec4f(0.0);
   for (var row = lane; row < params.rows; row += params.lanes) {
     let j = row * params.rowStride + col;
     let xk = x[params.xBase + j] - k;
-    let g = epilogue_grad4(dy[params.dyBase + j], j, xk, es, eh);
+    let g = epilogue_grad4(dy[params.dyBase + j], j, xk, es, eh, ew);
     sumDy += g;
     sumDyXmu += g * (xk - meanOffset);
   }
@@ -297,7 +313,8 @@ fn backward_prepare(@builtin(local_invocation_index) lid: u32, @builtin(workgrou
   if ((params.flags & FLAG_FROM_VAR) != 0u) {
     inv = invstd_of(inv, params.eps);
   }
-  // PLANE_SCALE and PLANE_SHIFTED_BIAS (with K = mean) let a SiLU epilogue's backward recompute t.
+  // PLANE_SCALE and PLANE_SHIFTED_BIAS (with K = mean) let a pre-activation epilogue's backward
+  // (SiLU, GELU, ..., PReLU) recompute t.
   var w = 1.0;
   var b = 0.0;
   if ((params.flags & FLAG_PREPARE_WEIGHT) != 0u) { w = weight[params.weightBase + c]; }

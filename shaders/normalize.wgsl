@@ -81,10 +81,13 @@ fn from_running(c: u32) -> vec4f {
   return vec4f(runningMean[params.runningMeanBase + c], w * invstd, b, invstd);
 }
 
-// Channel c's constants vec4(K, scale, shiftedBias, _): channelStats' packed region in training.
+// Channel c's constants vec4(K, scale, shiftedBias, PReLU slope): channelStats' packed region in
+// training, the running statistics in evaluation; the slope rides in the fourth lane so every loop
+// that reloads a channel's constants reloads it too.
 fn packed(c: u32) -> vec4f {
-  if ((params.flags & FLAG_FROM_RUNNING) != 0u) { return from_running(c); }
-  return read_packed(c);
+  var k: vec4f;
+  if ((params.flags & FLAG_FROM_RUNNING) != 0u) { k = from_running(c); } else { k = read_packed(c); }
+  return vec4f(k.xyz, prelu_slope(c));
 }
 
 // Evaluation only: invocation c < C records its channel's constants in finalize.wgsl's layout
@@ -101,10 +104,10 @@ fn record_running(i: u32) {
   write_packed(i, k.x, k.y, k.z);
 }
 
-// Constants of channels 4·c4 .. 4·c4+3 as (K, scale, shiftedBias) vectors.
-fn packed4(c4: u32) -> array<vec4f, 3> {
+// Constants of channels 4·c4 .. 4·c4+3 as (K, scale, shiftedBias, PReLU slope) vectors.
+fn packed4(c4: u32) -> array<vec4f, 4> {
   if ((params.flags & FLAG_FROM_RUNNING) == 0u) {
-    return array<vec4f, 3>(plane4(PLANE_SHIFT, c4), plane4(PLANE_SCALE, c4), plane4(PLANE_SHIFTED_BIAS, c4));
+    return array<vec4f, 4>(plane4(PLANE_SHIFT, c4), plane4(PLANE_SCALE, c4), plane4(PLANE_SHIFTED_BIAS, c4), prelu_slope4(c4));
   }
   var k: vec4f;
   var scale: vec4f;
@@ -115,23 +118,23 @@ fn packed4(c4: u32) -> array<vec4f, 3> {
     scale[l] = p.y;
     shift[l] = p.z;
   }
-  return array<vec4f, 3>(k, scale, shift);
+  return array<vec4f, 4>(k, scale, shift, prelu_slope4(c4));
 }
 
 // The fused epilogue (shaders/common/epilogue.wgsl) on normalized value t of flat element j:
-// act(t + residual[j]). With the default overrides it is t itself.
-fn epilogue4(t: vec4f, j: u32) -> vec4f {
+// act(t + residual[j]), w its channel's PReLU slope (per lane). With the default overrides it is t.
+fn epilogue4(t: vec4f, j: u32, w: vec4f) -> vec4f {
   if (ACTIVATION == ACTIVATION_NONE && !RESIDUAL) { return t; }
   var v = t;
   if (RESIDUAL) { v += residual[params.residualBase + j]; }
-  return activate4(v, vec3f(params.activationMin, params.activationMax, params.activationSlope));
+  return activate4(v, vec3f(params.activationMin, params.activationMax, params.activationSlope), w);
 }
 
-fn epilogue1(t: f32, j: u32) -> f32 {
+fn epilogue1(t: f32, j: u32, w: f32) -> f32 {
   if (ACTIVATION == ACTIVATION_NONE && !RESIDUAL) { return t; }
   var v = t;
   if (RESIDUAL) { v += residualScalar[params.residualBase + j]; }
-  return activate1(v, vec3f(params.activationMin, params.activationMax, params.activationSlope));
+  return activate1(v, vec3f(params.activationMin, params.activationMax, params.activationSlope), w);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -149,7 +152,7 @@ fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
     let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
     let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
-      y[yb + j] = epilogue4(fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z)), j);
+      y[yb + j] = epilogue4(fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z)), j, vec4f(k.w));
     }
     return;
   }
@@ -164,12 +167,12 @@ fn normalize_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   // Two loops rather than a branch inside one: software adapters pay for a branch per element.
   if (params.laneChannelStep == 0u) {
     for (var j = i; j < total; j += step) {
-      y[yb + j] = epilogue4(fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z)), j);
+      y[yb + j] = epilogue4(fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z)), j, vec4f(k.w));
     }
     return;
   }
   for (var j = i; j < total; j += step) {
-    y[yb + j] = epilogue4(fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z)), j);
+    y[yb + j] = epilogue4(fma(x[xb + j] - vec4f(k.x), vec4f(k.y), vec4f(k.z)), j, vec4f(k.w));
     c += params.laneChannelStep;
     if (c >= params.channels) { c -= params.channels; }
     k = packed(c);
@@ -191,7 +194,7 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
     let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
     let end = min(start + params.runLength, rowStart + params.cols);
     for (var j = start; j < end; j++) {
-      yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k.x, k.y, k.z), j);
+      yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k.x, k.y, k.z), j, k.w);
     }
     return;
   }
@@ -206,12 +209,12 @@ fn normalize_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   // Two loops rather than a branch inside one: software adapters pay for a branch per element.
   if (params.laneChannelStep == 0u) {
     for (var j = i; j < total; j += step) {
-      yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k.x, k.y, k.z), j);
+      yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k.x, k.y, k.z), j, k.w);
     }
     return;
   }
   for (var j = i; j < total; j += step) {
-    yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k.x, k.y, k.z), j);
+    yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k.x, k.y, k.z), j, k.w);
     c += params.laneChannelStep;
     if (c >= params.channels) { c -= params.channels; }
     k = packed(c);
@@ -238,7 +241,7 @@ fn normalize_cl4_rows(i: u32) {
   let flat = firstRow * cols + col;
   if (!quads) {
     for (var j = 0u; j < end; j += cols) {
-      y[yb + j] = epilogue4(fma(x[xb + j] - c0[0], c0[1], c0[2]), flat + j);
+      y[yb + j] = epilogue4(fma(x[xb + j] - c0[0], c0[1], c0[2]), flat + j, c0[3]);
     }
     return;
   }
@@ -246,10 +249,10 @@ fn normalize_cl4_rows(i: u32) {
   let c2 = packed4(col + 2u);
   let c3 = packed4(col + 3u);
   for (var j = 0u; j < end; j += cols) {
-    y[yb + j] = epilogue4(fma(x[xb + j] - c0[0], c0[1], c0[2]), flat + j);
-    y[yb + j + 1u] = epilogue4(fma(x[xb + j + 1u] - c1[0], c1[1], c1[2]), flat + j + 1u);
-    y[yb + j + 2u] = epilogue4(fma(x[xb + j + 2u] - c2[0], c2[1], c2[2]), flat + j + 2u);
-    y[yb + j + 3u] = epilogue4(fma(x[xb + j + 3u] - c3[0], c3[1], c3[2]), flat + j + 3u);
+    y[yb + j] = epilogue4(fma(x[xb + j] - c0[0], c0[1], c0[2]), flat + j, c0[3]);
+    y[yb + j + 1u] = epilogue4(fma(x[xb + j + 1u] - c1[0], c1[1], c1[2]), flat + j + 1u, c1[3]);
+    y[yb + j + 2u] = epilogue4(fma(x[xb + j + 2u] - c2[0], c2[1], c2[2]), flat + j + 2u, c2[3]);
+    y[yb + j + 3u] = epilogue4(fma(x[xb + j + 3u] - c3[0], c3[1], c3[2]), flat + j + 3u, c3[3]);
   }
 }
 
@@ -273,7 +276,7 @@ fn normalize_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   let xb = params.xBase;
   let yb = params.yBase;
   for (var j = i; j < total; j += step) {
-    y[yb + j] = epilogue4(fma(x[xb + j] - k, scale, shift), j);
+    y[yb + j] = epilogue4(fma(x[xb + j] - k, scale, shift), j, constants[3]);
   }
 }
 
@@ -293,6 +296,6 @@ fn normalize_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   let xb = params.xBase;
   let yb = params.yBase;
   for (var j = i; j < total; j += step) {
-    yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k, scale, shift), j);
+    yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k, scale, shift), j, constants.w);
   }
 }

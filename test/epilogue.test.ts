@@ -2,7 +2,9 @@
  * Fused epilogues, y = act(bn(x) + residual): outputs, running statistics and every gradient
  * (input, weight, bias, residual) against PyTorch's float64 autograd of
  * `act(F.batch_norm(x, ...) + z)` (test/torch/epilogue_reference.py, live), for ReLU, ReLU6,
- * clamp (hardtanh), LeakyReLU and SiLU with and without a residual, training and eval, on both
+ * clamp (hardtanh), LeakyReLU, SiLU, GELU (erf and tanh forms), hardswish, sigmoid, tanh, ELU
+ * (default and other alpha) and PReLU (per-channel and shared slope, with its weight gradient)
+ * with and without a residual, training and eval, on both
  * backends and both layouts, through the module, the functional API and caller encoders. Then the
  * typed errors (nothing changes), the binding contract and steady-state allocation.
  */
@@ -41,17 +43,23 @@ import { REPO_ROOT, TORCH_PYTHON, torchAvailable } from './helpers/torch-referen
 /**
  * Tolerances, per quantity, against float64 PyTorch on the same float32 inputs.
  *
- * output: 1e-5 + 1e-5·|ref|, the forward suites' bound (every activation here has |act'| ≤ 1.1, so
- *   it does not amplify the normalize error).
+ * output: 1e-5 + 1e-5·|ref|, the forward suites' bound (every activation here has |act'| ≤ 1.5
+ *   (hardswish at t = 3; GELU ≤ 1.13, PReLU slopes |w| ≤ 0.5), so it barely amplifies the
+ *   normalize error; the WGSL transcendentals (exp, the float32 erfc of GELU, relative error
+ *   ≤ 1.2e-7) add a few 1e-7 at most).
  * running_mean: 1e-6 + 2e-6·|ref|; running_var: 1e-6 + 1e-5·|ref| (the forward suites' bounds).
  * Gradients: as test/backward.test.ts, with dy replaced by the gradient at the pre-activation,
- *   g = act'(t)·dy, whose per-element magnitude is bounded by G = |dy|·(1 + |t|): the derivative
- *   is evaluated at a t that carries the forward's own error (≤ 1e-5·(1 + |t|)), and |act''| ≤ 0.5.
+ *   g = act'(t)·dy, whose per-element magnitude is bounded by G = |dy|·(1 + |t|) (|act'(t)| ≤ 1 + |t|
+ *   for every activation here): the derivative is evaluated at a t that carries the forward's own
+ *   error (≤ 1e-5·(1 + |t|)), and |act''| ≤ 1 (GELU 0.8, tanh 0.77, ELU α·e^t ≤ 0.7).
  *   With ŷ = (x − mean)·invstd, gs = invstd·|weight|, A = mean G, B = mean G·|ŷ| per channel:
  *   grad_residual ρ·G;  grad_bias ρ·ΣG;  grad_weight ρ·(ΣG + ΣG·|ŷ|);
  *   grad_input ρ·gs·(G + (1 + |ŷ|)·(A + B))  (running statistics: ρ·gs·G).
+ *   grad_prelu_weight ρ·ΣG over the slope's channel (every channel for a [1] slope): it is
+ *   Σ dy·t over t ≤ 0, and |dy·t| ≤ G.
  *   ρ = 1e-5 on WebGPU (blocked float32 sums, see backward.test.ts), 1e-6 on the CPU (float64).
- * Pre-activations are kept ≥ 1e-3 away from every kink (0, clamp bounds) by nudging the residual
+ * Pre-activations are kept ≥ 1e-3 away from every kink (0, clamp bounds, hardswish's ±3 where its
+ * derivative jumps, 0 for PReLU and for ELU with α ≠ 1) by nudging the residual
  * or the input before the case is run, so a float32 rounding can never flip a mask: a flipped
  * mask is a real difference of |dy|, not a rounding error.
  */
@@ -60,7 +68,22 @@ const OUTPUT_REL = 1e-5;
 const RHO: Record<Backend, number> = { webgpu: 1e-5, cpu: 1e-6 };
 const KINK_GAP = 1e-3;
 
-type ActivationName = 'none' | 'relu' | 'relu6' | 'clamp' | 'leakyRelu' | 'silu';
+type ActivationName =
+  | 'none'
+  | 'relu'
+  | 'relu6'
+  | 'clamp'
+  | 'leakyRelu'
+  | 'silu'
+  | 'gelu'
+  | 'geluTanh'
+  | 'hardswish'
+  | 'sigmoid'
+  | 'tanh'
+  | 'elu'
+  | 'eluAlpha'
+  | 'prelu'
+  | 'preluShared';
 type Path = 'module' | 'functional' | 'encoder';
 
 interface EpilogueCase {
@@ -73,6 +96,10 @@ interface EpilogueCase {
   readonly clampMin: number;
   readonly clampMax: number;
   readonly slope: number;
+  /** eluAlpha's alpha ('elu' is the default 1.0). */
+  readonly alpha: number;
+  /** prelu: [C] slopes of both signs; preluShared: [1]; null otherwise. */
+  readonly preluWeight: number[] | null;
   readonly input: number[];
   readonly residual: number[] | null;
   readonly gradOutput: number[];
@@ -92,9 +119,11 @@ interface Reference {
   grad_residual: number[] | null;
   running_mean: number[];
   running_var: number[];
+  grad_prelu_weight: number[] | null;
 }
 
-function activationOf(c: EpilogueCase): Activation | null {
+/** The case's activation spec; `tensor` makes the PReLU weight (a tensor of the run's context). */
+function activationOf(c: EpilogueCase, tensor: (values: readonly number[]) => Tensor): Activation | null {
   switch (c.activation) {
     case 'none':
       return null;
@@ -102,16 +131,33 @@ function activationOf(c: EpilogueCase): Activation | null {
       return { kind: 'clamp', min: c.clampMin, max: c.clampMax };
     case 'leakyRelu':
       return { kind: 'leakyRelu', slope: c.slope };
+    case 'geluTanh':
+      return { kind: 'gelu', approximate: 'tanh' };
+    case 'eluAlpha':
+      return { kind: 'elu', alpha: c.alpha };
+    case 'prelu':
+    case 'preluShared':
+      return { kind: 'prelu', weight: tensor(c.preluWeight ?? []) };
     default:
       return c.activation;
   }
+}
+
+/** The reference script's activation kind (it knows each torch function once). */
+function torchKind(a: ActivationName): string {
+  return a === 'eluAlpha' ? 'elu' : a === 'preluShared' ? 'prelu' : a;
 }
 
 function kinks(c: EpilogueCase): number[] {
   switch (c.activation) {
     case 'relu':
     case 'leakyRelu':
+    case 'eluAlpha':
+    case 'prelu':
+    case 'preluShared':
       return [0];
+    case 'hardswish':
+      return [-3, 3];
     case 'relu6':
       return [0, 6];
     case 'clamp':
@@ -182,6 +228,18 @@ const ACTIVATIONS: ReadonlyArray<[ActivationName, boolean]> = [
   ['leakyRelu', true],
   ['silu', false],
   ['silu', true],
+  ['gelu', false],
+  ['gelu', true],
+  ['geluTanh', true],
+  ['hardswish', false],
+  ['hardswish', true],
+  ['sigmoid', true],
+  ['tanh', false],
+  ['elu', true],
+  ['eluAlpha', false],
+  ['prelu', false],
+  ['prelu', true],
+  ['preluShared', true],
 ];
 // vec4 and scalar kernels in each layout: [4,16,3,5] is CL vec4 (16 channels: the 4-column
 // groups of the contiguous pattern) / CF scalar, [3,6,4,4] CF vec4 / CL scalar; rank 2 (rows along
@@ -199,7 +257,9 @@ function makeCase(index: number, activation: ActivationName, residual: boolean, 
   const size = shape.reduce((a, b) => a * b, 1);
   const C = shape[1] ?? 1;
   const f32 = (v: number): number => Math.fround(v);
-  const gain = activation === 'relu6' ? 4 : 1;
+  // Larger pre-activations where the interesting regions lie beyond ±3 (relu6's 6, hardswish's
+  // ±3, the saturation of sigmoid and tanh).
+  const gain = activation === 'relu6' ? 4 : activation === 'hardswish' || activation === 'sigmoid' || activation === 'tanh' ? 3 : 1;
   const c: EpilogueCase = {
     name: `${activation}${residual ? '+residual' : ''} ${training ? 'train' : 'eval'} [${shape.join(',')}]`,
     shape,
@@ -210,6 +270,10 @@ function makeCase(index: number, activation: ActivationName, residual: boolean, 
     clampMin: -0.5,
     clampMax: 0.8,
     slope: 0.1,
+    alpha: 0.7,
+    // Slopes of both signs: a negative one makes y > 0 for t < 0, so only t decides the branch.
+    preluWeight:
+      activation === 'prelu' ? Array.from({ length: C }, () => f32(next() - 0.5)) : activation === 'preluShared' ? [f32(-0.3)] : null,
     input: Array.from({ length: size }, () => f32(0.3 + 1.5 * gaussian(next))),
     residual: residual ? Array.from({ length: size }, () => f32(gaussian(next))) : null,
     gradOutput: Array.from({ length: size }, () => f32(gaussian(next))),
@@ -246,7 +310,13 @@ function runReference(cases: readonly EpilogueCase[]): Reference[] {
       bias: c.bias,
       running_mean: c.runningMean,
       running_var: c.runningVar,
-      activation: { kind: c.activation, min: c.clampMin, max: c.clampMax, slope: c.slope },
+      activation: {
+        kind: torchKind(c.activation),
+        min: c.clampMin,
+        max: c.clampMax,
+        slope: c.activation === 'eluAlpha' ? c.alpha : c.activation === 'elu' ? 1.0 : c.slope,
+        prelu_weight: c.preluWeight,
+      },
     }));
     writeFileSync(inPath, JSON.stringify({ cases: payload }), 'utf8');
     const r = spawnSync(TORCH_PYTHON, [join(REPO_ROOT, 'test', 'torch', 'epilogue_reference.py'), inPath, outPath], {
@@ -269,6 +339,7 @@ interface Got {
   gradWeight: Float32Array;
   gradBias: Float32Array;
   gradResidual: Float64Array | null;
+  gradPreluWeight: Float32Array | null;
 }
 
 function moduleFor(ctx: BatchNormContext, c: EpilogueCase): BatchNorm {
@@ -304,7 +375,7 @@ async function runPath(ctx: BatchNormContext, c: EpilogueCase, layout: Layout, p
     const x = t(c.input, shape);
     const dy = t(c.gradOutput, shape);
     const z = c.residual ? t(c.residual, shape) : null;
-    const activation = activationOf(c);
+    const activation = activationOf(c, (values) => t(values, [values.length], 'channels_first'));
     const epilogue: Epilogue = { activation, residual: z };
     const C = shape[1] ?? 1;
     if (path === 'functional') {
@@ -333,7 +404,7 @@ async function runPath(ctx: BatchNormContext, c: EpilogueCase, layout: Layout, p
           }
         : { runningMean: t(c.runningMean, [C], 'channels_first'), runningVar: t(c.runningVar, [C], 'channels_first'), eps: c.eps };
       const r = batchNormBackward(ctx, { gradOutput: dy, input: x, weight, bias, training: c.training, ...saved, epilogue, output: y });
-      for (const g of [r.gradInput, r.gradWeight, r.gradBias, r.gradResidual]) if (g) owned.push(g);
+      for (const g of [r.gradInput, r.gradWeight, r.gradBias, r.gradResidual, r.gradPreluWeight]) if (g) owned.push(g);
       if (!r.gradInput || !r.gradWeight || !r.gradBias) throw new Error('functional backward returned null gradients');
       return {
         output: await logical(y),
@@ -343,6 +414,7 @@ async function runPath(ctx: BatchNormContext, c: EpilogueCase, layout: Layout, p
         gradWeight: await r.gradWeight.read(),
         gradBias: await r.gradBias.read(),
         gradResidual: r.gradResidual ? await logical(r.gradResidual) : null,
+        gradPreluWeight: r.gradPreluWeight ? await r.gradPreluWeight.read() : null,
       };
     }
     const bn = moduleFor(ctx, c);
@@ -355,10 +427,13 @@ async function runPath(ctx: BatchNormContext, c: EpilogueCase, layout: Layout, p
         const gradWeight = t(new Array<number>(C).fill(0), [C], 'channels_first');
         const gradBias = t(new Array<number>(C).fill(0), [C], 'channels_first');
         const gradResidual = z ? t(new Array<number>(c.input.length).fill(0), shape) : null;
+        const gradPreluWeight = c.preluWeight
+          ? t(new Array<number>(c.preluWeight.length).fill(0), [c.preluWeight.length], 'channels_first')
+          : null;
         // Forward and backward recorded into one caller encoder, one submit.
         const encoder = device.createCommandEncoder();
         bn.encodeForward(encoder, x, y, { epilogue });
-        bn.encodeBackward(encoder, dy, { gradInput, gradWeight, gradBias, gradResidual });
+        bn.encodeBackward(encoder, dy, { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight });
         device.queue.submit([encoder.finish()]);
         await ctx.sync();
         return {
@@ -369,12 +444,13 @@ async function runPath(ctx: BatchNormContext, c: EpilogueCase, layout: Layout, p
           gradWeight: await gradWeight.read(),
           gradBias: await gradBias.read(),
           gradResidual: gradResidual ? await logical(gradResidual) : null,
+          gradPreluWeight: gradPreluWeight ? await gradPreluWeight.read() : null,
         };
       }
       const y = bn.forward(x, { epilogue });
       owned.push(y);
       const r = bn.backward(dy);
-      for (const g of [r.gradInput, r.gradWeight, r.gradBias, r.gradResidual]) if (g) owned.push(g);
+      for (const g of [r.gradInput, r.gradWeight, r.gradBias, r.gradResidual, r.gradPreluWeight]) if (g) owned.push(g);
       if (!r.gradInput || !r.gradWeight || !r.gradBias) throw new Error('module backward returned null gradients');
       return {
         output: await logical(y),
@@ -384,6 +460,7 @@ async function runPath(ctx: BatchNormContext, c: EpilogueCase, layout: Layout, p
         gradWeight: await r.gradWeight.read(),
         gradBias: await r.gradBias.read(),
         gradResidual: r.gradResidual ? await logical(r.gradResidual) : null,
+        gradPreluWeight: r.gradPreluWeight ? await r.gradPreluWeight.read() : null,
       };
     } finally {
       bn.destroy();
@@ -393,12 +470,17 @@ async function runPath(ctx: BatchNormContext, c: EpilogueCase, layout: Layout, p
   }
 }
 
-type Quantity = 'output' | 'runningStats' | 'gradInput' | 'gradWeight' | 'gradBias' | 'gradResidual';
+type Quantity = 'output' | 'runningStats' | 'gradInput' | 'gradWeight' | 'gradBias' | 'gradResidual' | 'gradPreluWeight';
 const worst: Record<Backend, Record<Quantity, number>> = {
-  webgpu: { output: 0, runningStats: 0, gradInput: 0, gradWeight: 0, gradBias: 0, gradResidual: 0 },
-  cpu: { output: 0, runningStats: 0, gradInput: 0, gradWeight: 0, gradBias: 0, gradResidual: 0 },
+  webgpu: { output: 0, runningStats: 0, gradInput: 0, gradWeight: 0, gradBias: 0, gradResidual: 0, gradPreluWeight: 0 },
+  cpu: { output: 0, runningStats: 0, gradInput: 0, gradWeight: 0, gradBias: 0, gradResidual: 0, gradPreluWeight: 0 },
 };
+/** Worst |err| per activation (both backends), for the report. */
+const worstByActivation = new Map<string, number>();
 afterAll(() => {
+  if (process.env['EPILOGUE_REPORT']) {
+    for (const [k, v] of [...worstByActivation].sort()) console.log(`[epilogue max |err|] ${k}: ${v.toExponential(2)}`);
+  }
   for (const b of BACKENDS)
     console.log(
       `[epilogue max |err| vs PyTorch float64] ${b}: ${JSON.stringify(worst[b], (_k, v: unknown) => (typeof v === 'number' ? Number(v.toExponential(2)) : v))}`,
@@ -425,6 +507,8 @@ function compare(backend: Backend, c: EpilogueCase, ref: Reference, got: Got, la
   const m = size / C;
   const record = (q: Quantity, err: number): void => {
     worst[backend][q] = Math.max(worst[backend][q], err);
+    const key = `${backend} ${c.activation} ${q}`;
+    worstByActivation.set(key, Math.max(worstByActivation.get(key) ?? 0, err));
   };
   const check = (q: Quantity, what: string, actual: ArrayLike<number>, expected: ArrayLike<number>, tol: (i: number) => number): void => {
     const r = checkClose(`${label} ${what}`, actual, expected, tol);
@@ -447,6 +531,15 @@ function compare(backend: Backend, c: EpilogueCase, ref: Reference, got: Got, la
     check('gradResidual', 'grad_residual', got.gradResidual, ref.grad_residual, (i) => rho * (G[i] as number));
   } else if (got.gradResidual) {
     throw new Error(`${label}: gradResidual without a residual`);
+  }
+  if (ref.grad_prelu_weight) {
+    if (!got.gradPreluWeight) throw new Error(`${label}: no gradPreluWeight`);
+    const shared = ref.grad_prelu_weight.length === 1;
+    check('gradPreluWeight', 'grad_prelu_weight', got.gradPreluWeight, ref.grad_prelu_weight, (k) =>
+      shared ? rho * sumG.reduce((a, b) => a + b, 0) : rho * (sumG[k] as number),
+    );
+  } else if (got.gradPreluWeight) {
+    throw new Error(`${label}: gradPreluWeight without PReLU`);
   }
 }
 
@@ -496,6 +589,13 @@ describe('activation codes', () => {
       clamp: contracts.ACTIVATION_CLAMP,
       leakyRelu: contracts.ACTIVATION_LEAKY_RELU,
       silu: contracts.ACTIVATION_SILU,
+      gelu: contracts.ACTIVATION_GELU,
+      geluTanh: contracts.ACTIVATION_GELU_TANH,
+      hardswish: contracts.ACTIVATION_HARDSWISH,
+      sigmoid: contracts.ACTIVATION_SIGMOID,
+      tanh: contracts.ACTIVATION_TANH,
+      elu: contracts.ACTIVATION_ELU,
+      prelu: contracts.ACTIVATION_PRELU,
     });
   });
 });
@@ -520,8 +620,21 @@ describe.each(BACKENDS)('epilogue errors and lifetimes on %s', (backend) => {
     const before = JSON.stringify(await bn.stateDict());
     const other = await createContext({ backend });
     const foreign = other.tensor(values(0.7), shape);
+    const slopes3 = ctx.tensor(new Float32Array(3), [3]);
+    const slopes2d = ctx.tensor(new Float32Array(4), [4, 1]);
+    const foreignSlopes = other.tensor(new Float32Array(4), [4]);
     const bad: Array<[unknown, new (m: string) => Error]> = [
-      [{ activation: 'gelu' }, ArgumentError],
+      [{ activation: 'swish' }, ArgumentError],
+      [{ activation: 'prelu' }, ArgumentError],
+      [{ activation: { kind: 'gelu', approximate: 'erf' } }, ArgumentError],
+      [{ activation: { kind: 'gelu', approx: 'tanh' } }, ArgumentError],
+      [{ activation: { kind: 'elu', alpha: Number.NaN } }, ArgumentError],
+      [{ activation: { kind: 'elu', alpha: '1' } }, ArgumentError],
+      [{ activation: { kind: 'prelu' } }, ArgumentError],
+      [{ activation: { kind: 'prelu', weight: [0.25, 0.25, 0.25, 0.25] } }, ArgumentError],
+      [{ activation: { kind: 'prelu', weight: slopes3 } }, ShapeError],
+      [{ activation: { kind: 'prelu', weight: slopes2d } }, ShapeError],
+      [{ activation: { kind: 'prelu', weight: foreignSlopes } }, ContextMismatchError],
       [{ activation: { kind: 'clamp', min: 1, max: 1 } }, ArgumentError],
       [{ activation: { kind: 'clamp', min: 0, max: Number.POSITIVE_INFINITY } }, ArgumentError],
       [{ activation: { kind: 'leakyRelu', slope: -0.1 } }, ArgumentError],
@@ -544,8 +657,9 @@ describe.each(BACKENDS)('epilogue errors and lifetimes on %s', (backend) => {
     expect(ctx.stats.buffersCreated).toBe(made);
     expect(JSON.stringify(await bn.stateDict())).toBe(before);
     foreign.destroy();
+    foreignSlopes.destroy();
     other.destroy();
-    for (const t of [x, z, zLast, zSmall, out]) t.destroy();
+    for (const t of [x, z, zLast, zSmall, out, slopes3, slopes2d]) t.destroy();
     bn.destroy();
   });
 
@@ -583,6 +697,145 @@ describe.each(BACKENDS)('epilogue errors and lifetimes on %s', (backend) => {
       batchNormBackward(ctx, { gradOutput: dy, input: x, saveMean: m, saveInvstd: v, epilogue: { activation: 'relu6' } }),
     ).toThrow(/output \(the forward's y\) is required/);
     for (const t of [x, dy, m, v]) t.destroy();
+  });
+});
+
+describe.runIf(available).each(BACKENDS)('saturating activations at extreme pre-activations on %s', (backend) => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor(backend);
+  });
+  afterAll(() => ctx.destroy());
+
+  it('stay finite and match torch float64 for |t| up to 1e30 (no exp overflow in the kernels)', async () => {
+    // Eval with running mean 0, var 1, weight 1, bias 0 and x = 0: the pre-activation is the
+    // residual itself, so t reaches values no normalized input would. WGSL may assume no Inf
+    // (common/non-finite.wgsl): an exp that overflowed would give Inf or NaN here.
+    const big = [-1e30, -1e4, -90, -30, -15, -3.5, 3.5, 15, 30, 90, 1e4, 1e30].map(Math.fround);
+    const C = 4;
+    const shape = [big.length, C];
+    const residual = big.flatMap((v) => [v, -v, v, -v]);
+    const size = residual.length;
+    const names: ActivationName[] = ['silu', 'gelu', 'geluTanh', 'hardswish', 'sigmoid', 'tanh', 'elu', 'eluAlpha', 'prelu'];
+    const cases: EpilogueCase[] = names.map((activation) => ({
+      name: `${activation} extreme`,
+      shape,
+      training: false,
+      eps: 1e-5,
+      momentum: 0.1,
+      activation,
+      clampMin: 0,
+      clampMax: 0,
+      slope: 0,
+      alpha: 0.7,
+      preluWeight: activation === 'prelu' ? [0.25, -0.5, 0.1, 0] : null,
+      input: new Array<number>(size).fill(0),
+      residual,
+      gradOutput: residual.map((_, i) => Math.fround(1 + (i % 3) * 0.25)),
+      weight: new Array<number>(C).fill(1),
+      bias: new Array<number>(C).fill(0),
+      runningMean: new Array<number>(C).fill(0),
+      runningVar: new Array<number>(C).fill(1),
+    }));
+    const refs = runReference(cases);
+    for (const [i, c] of cases.entries()) {
+      const ref = refs[i] as Reference;
+      const got = await runPath(ctx, c, 'channels_first', 'module');
+      // Relative bounds: outputs and gradients here are O(1) or O(|t|) (the identity branches).
+      const tol = (v: number): number => 2e-6 + 2e-6 * Math.abs(v);
+      for (const [what, actual, expected] of [
+        ['output', got.output, ref.output],
+        ['grad_residual', got.gradResidual, ref.grad_residual],
+        ['grad_prelu_weight', got.gradPreluWeight, ref.grad_prelu_weight],
+      ] as const) {
+        if (!expected) continue;
+        if (!actual) throw new Error(`${c.name}: no ${what}`);
+        expect(
+          Array.from(actual).every((v) => Number.isFinite(v)),
+          `${backend} ${c.name} ${what} finite`,
+        ).toBe(true);
+        const r = checkClose(`[${backend}] ${c.name} ${what}`, actual, expected, (k) => tol(expected[k] as number));
+        if (r.failure) throw new Error(r.failure);
+      }
+    }
+  });
+
+  it('propagate a NaN pre-activation to the output, as torch does', async () => {
+    // Per-element code lets NaN flow through ordinary arithmetic (common/non-finite.wgsl); ELU
+    // must not let its exp branch decide for a NaN t (it selects t wherever t ≤ 0 is false).
+    const C = 4;
+    const z = Float32Array.of(Number.NaN, 1, -1, 0.5, -2, Number.NaN, 3, -0.25);
+    const x = ctx.tensor(new Float32Array(z.length), [2, C]);
+    const residual = ctx.tensor(z, [2, C]);
+    const slopes = ctx.tensor(Float32Array.of(0.25, -0.5, 0.1, 0), [C]);
+    const activations: Activation[] = [
+      'silu',
+      'gelu',
+      { kind: 'gelu', approximate: 'tanh' },
+      'hardswish',
+      'sigmoid',
+      'tanh',
+      'elu',
+      { kind: 'prelu', weight: slopes },
+    ];
+    for (const activation of activations) {
+      const bn = new BatchNorm1d(ctx, C).eval();
+      const y = bn.forward(x, { epilogue: { activation, residual } });
+      const out = await y.read();
+      const label = `${backend} ${JSON.stringify(typeof activation === 'string' ? activation : activation.kind)}`;
+      expect(Number.isNaN(out[0]), label).toBe(true);
+      expect(Number.isNaN(out[5]), label).toBe(true);
+      expect(Array.from(out).filter((v) => Number.isNaN(v)).length, label).toBe(2);
+      y.destroy();
+      bn.destroy();
+    }
+    for (const t of [x, residual, slopes]) t.destroy();
+  });
+});
+
+describe.each(BACKENDS)('default forms of the new activations on %s', (backend) => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor(backend);
+  });
+  afterAll(() => ctx.destroy());
+
+  it("'gelu' is { kind: 'gelu', approximate: 'none' } and 'elu' is alpha 1.0; a PReLU weight must outlive backward", async () => {
+    const shape = [2, 3, 2, 2];
+    const x = ctx.tensor(
+      new Float32Array(24).map((_, i) => Math.sin(i * 1.3)),
+      shape,
+    );
+    const dy = ctx.tensor(
+      new Float32Array(24).map((_, i) => Math.cos(i * 0.7)),
+      shape,
+    );
+    const run = async (activation: Activation): Promise<number[][]> => {
+      const bn = new BatchNorm2d(ctx, 3);
+      const y = bn.forward(x, { epilogue: { activation } });
+      const r = bn.backward(dy);
+      const out = [Array.from(await y.read()), Array.from(await (r.gradInput as Tensor).read())];
+      for (const t of [y, r.gradInput, r.gradWeight, r.gradBias, r.gradPreluWeight]) t?.destroy();
+      bn.destroy();
+      return out;
+    };
+    const gelu = await run('gelu');
+    expect(gelu).toEqual(await run({ kind: 'gelu' }));
+    expect(gelu).toEqual(await run({ kind: 'gelu', approximate: 'none' }));
+    expect(gelu).not.toEqual(await run({ kind: 'gelu', approximate: 'tanh' }));
+    expect(await run('elu')).toEqual(await run({ kind: 'elu', alpha: 1 }));
+    // A [1] slope is the same as that slope repeated per channel (nn.PReLU() vs num_parameters=C).
+    const one = ctx.tensor(Float32Array.of(-0.25), [1]);
+    const three = ctx.tensor(Float32Array.of(-0.25, -0.25, -0.25), [3]);
+    expect(await run({ kind: 'prelu', weight: one })).toEqual(await run({ kind: 'prelu', weight: three }));
+    // The slope is read again by backward: destroyed in between, backward says so.
+    const bn = new BatchNorm2d(ctx, 3);
+    const y = bn.forward(x, { epilogue: { activation: { kind: 'prelu', weight: three } } });
+    three.destroy();
+    expect(() => bn.backward(dy)).toThrow(DestroyedError);
+    expect(() => bn.backward(dy)).toThrow(/PReLU weight tensor .* was destroyed/);
+    for (const t of [x, dy, y, one]) t.destroy();
+    bn.destroy();
   });
 });
 
@@ -758,14 +1011,23 @@ describe('epilogue on caller encoders (WebGPU)', () => {
           );
         const [x, dy, y, z, gi, gr] = [mk(1.1), mk(0.9), mk(0.2), mk(0.7), mk(0.3), mk(0.4)];
         const bn = new BatchNorm2d(ctx, s[1] ?? 0);
+        const C = s[1] ?? 0;
+        const slopes = ctx.tensor(
+          new Float32Array(C).map((_, i) => 0.3 - 0.1 * i),
+          [C],
+        );
+        const gp = ctx.tensor(new Float32Array(C), [C]);
         const step = (activation: Activation, training: boolean): void => {
           bn.train(training);
           const encoder = device.createCommandEncoder();
           bn.encodeForward(encoder, x, y, { epilogue: { activation, residual: z } });
-          bn.encodeBackward(encoder, dy, { gradInput: gi, gradResidual: gr });
+          // PReLU also runs its weight-gradient reduction (a second reduce + finalize).
+          const gradPreluWeight = typeof activation === 'object' && activation.kind === 'prelu' ? gp : null;
+          bn.encodeBackward(encoder, dy, { gradInput: gi, gradResidual: gr, gradPreluWeight });
           device.queue.submit([encoder.finish()]);
         };
-        for (const a of ['relu', 'silu'] as const) {
+        const activations: Activation[] = ['relu', 'silu', 'gelu', { kind: 'prelu', weight: slopes }];
+        for (const a of activations) {
           for (const training of [true, false]) {
             // Two warm-up steps: training alternates between two num_batches_tracked slots.
             step(a, training);
@@ -774,11 +1036,13 @@ describe('epilogue on caller encoders (WebGPU)', () => {
             const made = ctx.stats.buffersCreated;
             for (let k = 0; k < 3; k++) step(a, training);
             await ctx.sync();
-            expect(ctx.stats.buffersCreated, `${a} ${training ? 'train' : 'eval'} steady state`).toBe(made);
+            expect(ctx.stats.buffersCreated, `${typeof a === 'string' ? a : a.kind} ${training ? 'train' : 'eval'} steady state`).toBe(
+              made,
+            );
           }
         }
         bn.destroy();
-        for (const t of [x, dy, y, z, gi, gr]) t.destroy();
+        for (const t of [x, dy, y, z, gi, gr, slopes, gp]) t.destroy();
       }
     } finally {
       spy.mockRestore();

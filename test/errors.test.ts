@@ -362,7 +362,7 @@ describe.each(BACKENDS)('errors on %s', (backend) => {
       await expectRejected(
         (m) => m.encodeBackward(encoder, dy, loose({ gradInpt: y })),
         ArgumentError,
-        /encodeBackward outputs: unknown option 'gradInpt'; allowed: 'gradInput', 'gradWeight', 'gradBias', 'gradResidual'$/,
+        /encodeBackward outputs: unknown option 'gradInpt'; allowed: 'gradInput', 'gradWeight', 'gradBias', 'gradResidual', 'gradPreluWeight'$/,
       );
       encoder.finish();
       buffer.destroy();

@@ -1,17 +1,21 @@
 /**
  * Fused epilogue rows: the library's BN → ReLU and BN → add → ReLU (forward in training and
- * evaluation, and the backward through them) against the same work unfused, i.e. the library's
+ * evaluation, and the backward through them), and BN → GELU / BN → sigmoid (training forward and
+ * backward, fused only: their backward recomputes the pre-activation, the costlier path), the ReLU
+ * ones against the same work unfused, i.e. the library's
  * plain BN followed by the separate elementwise passes of unfused-epilogue.wgsl, as an eager
  * framework runs `relu(bn(x))` and `relu(bn(x) + z)`: one extra pass for ReLU, two for add + ReLU,
  * and ReLU's backward (threshold_backward) before BN's backward. Same device, same buffers, K
  * iterations recorded into one encoder and one submit, like impl-ours.ts.
  */
+import { cpuActivate, cpuGradFromPreActivation } from '../../src/batch-norm/cpu-epilogue.js';
+import { checkActivation } from '../../src/batch-norm/epilogue.js';
 import type * as Library from '../../src/index.js';
 import { forEachElement, relativeError, worstError, type CaseData } from './data.js';
 import { createTensorBuffer, poison, readFloats, submitTimed } from './gpu.js';
 import { moduleFor } from './impl-ours.js';
 import { unavailableSet, type CaseContext, type Impl, type ImplSet } from './impl.js';
-import { EPILOGUE_OPS, plainOpOf, type EpilogueOpName, type ImplName } from './types.js';
+import { activationOfOp, EPILOGUE_OPS, plainOpOf, UNFUSED_EPILOGUE_OPS, type EpilogueOpName, type ImplName } from './types.js';
 import unfusedSource from './unfused-epilogue.wgsl?raw';
 
 const USAGE_UNIFORM = 0x40;
@@ -117,7 +121,9 @@ function bnBackwardRef(d: CaseData, g: Float64Array): { gradInput: Float64Array;
 export function createEpilogueGpu(cc: CaseContext, ctx: Library.BatchNormContext | null, which: 'fused' | 'unfused'): ImplSet {
   const implName: ImplName = which === 'fused' ? 'webgpu-batchnorm' : 'webgpu-batchnorm-unfused';
   const gpu = cc.gpu;
-  if (!gpu || !cc.xBuffer || !cc.dyBuffer || !ctx) return unavailableSet(implName, EPILOGUE_OPS, 'no WebGPU device');
+  // The unfused baseline has ReLU passes only (unfused-epilogue.wgsl).
+  const ops = which === 'fused' ? EPILOGUE_OPS : UNFUSED_EPILOGUE_OPS;
+  if (!gpu || !cc.xBuffer || !cc.dyBuffer || !ctx) return unavailableSet(implName, ops, 'no WebGPU device');
   const device = gpu.device;
   const d = cc.data;
   const g = d.geometry;
@@ -147,12 +153,15 @@ export function createEpilogueGpu(cc: CaseContext, ctx: Library.BatchNormContext
   const passes = which === 'unfused' ? new UnfusedPasses(device, size, gpu.adapterInfo?.isFallbackAdapter === true) : null;
   const note =
     which === 'fused'
-      ? "encodeForward/encodeBackward with epilogue { activation: relu, residual? }: the activation in BN's own passes"
+      ? "encodeForward/encodeBackward with epilogue { activation: relu | gelu | sigmoid, residual? }: the activation in BN's own passes"
       : 'plain encodeForward/encodeBackward plus separate WGSL passes (add, relu; relu backward): the unfused baseline';
 
-  const forwardRef = (op: 'train' | 'eval', add: boolean): Float64Array => {
-    const base = op === 'train' ? d.refTrain : d.refEval;
-    return base.map((v, i) => Math.max(0, v + (add ? (zData[i] as number) : 0)));
+  // The library's own float64 activations (cpu-epilogue.ts, checked against torch by the tests).
+  const resolved = (op: EpilogueOpName) => checkActivation(activationOfOp(op), 'bench');
+  const forwardRef = (op: EpilogueOpName, mode: 'train' | 'eval', add: boolean): Float64Array => {
+    const base = mode === 'train' ? d.refTrain : d.refEval;
+    const a = resolved(op);
+    return base.map((v, i) => cpuActivate(a, v + (add ? (zData[i] as number) : 0)));
   };
 
   const forwardImpl = (op: EpilogueOpName): Impl => {
@@ -175,7 +184,7 @@ export function createEpilogueGpu(cc: CaseContext, ctx: Library.BatchNormContext
         reluPass(e);
       };
     } else {
-      const epilogue = { activation: 'relu' as const, residual: add ? z : null };
+      const epilogue = { activation: activationOfOp(op), residual: add ? z : null };
       record = (e) => bn.encodeForward(e, x, out, { epilogue });
     }
     const run = (k: number): Promise<number | null> =>
@@ -196,7 +205,7 @@ export function createEpilogueGpu(cc: CaseContext, ctx: Library.BatchNormContext
         poison(device, outBuffer, size);
         await run(1);
         await ctx.sync();
-        return relativeError(await readFloats(device, outBuffer, size), forwardRef(mode, add));
+        return relativeError(await readFloats(device, outBuffer, size), forwardRef(op, mode, add));
       },
       run,
       dispose() {
@@ -242,7 +251,7 @@ export function createEpilogueGpu(cc: CaseContext, ctx: Library.BatchNormContext
         bn.encodeBackward(e, masked, { gradInput, gradWeight, gradBias });
       };
     } else {
-      const epilogue = { activation: 'relu' as const, residual: add ? z : null };
+      const epilogue = { activation: activationOfOp(op), residual: add ? z : null };
       forward = (e) => bn.encodeForward(e, x, out, { epilogue });
       backward = (e) => bn.encodeBackward(e, dy, { gradInput, gradWeight, gradBias, gradResidual });
     }
@@ -277,11 +286,17 @@ export function createEpilogueGpu(cc: CaseContext, ctx: Library.BatchNormContext
         if (grBuffer) poison(device, grBuffer, size);
         await run(1);
         await ctx.sync();
-        // The mask comes from the forward's own output (as the backward's does), so a value that
-        // rounds across 0 cannot fail the check; everything else is float64.
+        // ReLU: the mask comes from the forward's own output (as the backward's does), so a value
+        // that rounds across 0 cannot fail the check; smooth activations: their derivative at the
+        // float64 pre-activation. Everything else is float64.
         const y = await readFloats(device, outBuffer, size);
         const dyData = d.dy;
-        const gRef = new Float64Array(size).map((_, i) => ((y[i] as number) > 0 ? (dyData[i] as number) : 0));
+        const a = resolved(op);
+        const gRef = new Float64Array(size).map((_, i) => {
+          const g = dyData[i] as number;
+          if (a.kind === 'relu') return (y[i] as number) > 0 ? g : 0;
+          return cpuGradFromPreActivation(a, g, (d.refTrain[i] as number) + (add ? (zData[i] as number) : 0));
+        });
         const ref = bnBackwardRef(d, gRef);
         const residualErr = grBuffer
           ? relativeError(await readFloats(device, grBuffer, size), gRef)
@@ -302,7 +317,7 @@ export function createEpilogueGpu(cc: CaseContext, ctx: Library.BatchNormContext
     };
   };
 
-  const items = EPILOGUE_OPS.map((op) => (plainOpOf(op) === 'backward' ? backwardImpl(op) : forwardImpl(op)));
+  const items = ops.map((op) => (plainOpOf(op) === 'backward' ? backwardImpl(op) : forwardImpl(op)));
   return {
     items,
     dispose() {

@@ -27,6 +27,7 @@ import { checkTargets } from './targets.js';
 import { summarize } from './stats.js';
 import {
   EPILOGUE_OPS,
+  UNFUSED_EPILOGUE_OPS,
   type BenchConfig,
   type BenchMeta,
   type BenchResult,
@@ -100,7 +101,7 @@ const PLAN: ReadonlyArray<readonly [ImplName, readonly OpName[]]> = [
   ['copy-b2b', ['copy']],
   ['webgpu-batchnorm', ['train', 'eval', 'backward', ...EPILOGUE_OPS]],
   ['webgpu-batchnorm-keras', ['train', 'eval']],
-  ['webgpu-batchnorm-unfused', EPILOGUE_OPS],
+  ['webgpu-batchnorm-unfused', UNFUSED_EPILOGUE_OPS],
   ['tfjs-webgpu', ['train', 'eval']],
   ['ort-webgpu', ['eval']],
   ['webgpu-batchnorm-cpu', ['train', 'eval', 'backward']],
@@ -365,7 +366,7 @@ async function prepareCase(session: Session, kase: { shape: number[]; layout: La
   await make('webgpu-batchnorm', ['train', 'eval', 'backward'], () => createOursGpu(cc, ctxGpu));
   await make('webgpu-batchnorm-keras', ['train', 'eval'], () => createOursGpu(cc, ctxGpu, 'keras'));
   await make('webgpu-batchnorm', EPILOGUE_OPS, () => createEpilogueGpu(cc, ctxGpu, 'fused'));
-  await make('webgpu-batchnorm-unfused', EPILOGUE_OPS, () => createEpilogueGpu(cc, ctxGpu, 'unfused'));
+  await make('webgpu-batchnorm-unfused', UNFUSED_EPILOGUE_OPS, () => createEpilogueGpu(cc, ctxGpu, 'unfused'));
   await make('tfjs-webgpu', ['train', 'eval'], () => createTfjs(cc, tf, 'webgpu', tfError));
   await make('ort-webgpu', ['eval'], () => createOrt(cc, ort, ortError));
   await make('webgpu-batchnorm-cpu', ['train', 'eval', 'backward'], () => createOursCpu(cc, ctxCpu));

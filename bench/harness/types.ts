@@ -23,12 +23,24 @@ export type ImplName =
 
 /**
  * Fused-epilogue ops: BN followed by ReLU (`+relu`) or by a residual add and ReLU (`+add+relu`),
- * in training, in evaluation, and the backward through them.
+ * in training, in evaluation, and the backward through them; and BN followed by the smooth
+ * activations GELU (erf form) and sigmoid (`+gelu`, `+sigmoid`), whose backward recomputes the
+ * pre-activation instead of masking with the output.
  */
-export type EpilogueOpName = 'train+relu' | 'eval+relu' | 'backward+relu' | 'train+add+relu' | 'eval+add+relu' | 'backward+add+relu';
+export type EpilogueOpName =
+  | 'train+relu'
+  | 'eval+relu'
+  | 'backward+relu'
+  | 'train+add+relu'
+  | 'eval+add+relu'
+  | 'backward+add+relu'
+  | 'train+gelu'
+  | 'backward+gelu'
+  | 'train+sigmoid'
+  | 'backward+sigmoid';
 
-/** The epilogue ops, in table order. */
-export const EPILOGUE_OPS: readonly EpilogueOpName[] = [
+/** The ReLU epilogue ops: the ones with an unfused baseline (unfused-epilogue.wgsl has ReLU passes only). */
+export const UNFUSED_EPILOGUE_OPS: readonly EpilogueOpName[] = [
   'train+relu',
   'eval+relu',
   'backward+relu',
@@ -36,6 +48,20 @@ export const EPILOGUE_OPS: readonly EpilogueOpName[] = [
   'eval+add+relu',
   'backward+add+relu',
 ];
+
+/** The epilogue ops, in table order. */
+export const EPILOGUE_OPS: readonly EpilogueOpName[] = [
+  ...UNFUSED_EPILOGUE_OPS,
+  'train+gelu',
+  'backward+gelu',
+  'train+sigmoid',
+  'backward+sigmoid',
+];
+
+/** The activation an epilogue op ends with. */
+export function activationOfOp(op: EpilogueOpName): 'relu' | 'gelu' | 'sigmoid' {
+  return op.endsWith('gelu') ? 'gelu' : op.endsWith('sigmoid') ? 'sigmoid' : 'relu';
+}
 
 /** The plain BN op each epilogue op is compared with (target: fused ≤ 1.1× plain). */
 export function plainOpOf(op: EpilogueOpName): 'train' | 'eval' | 'backward' {

@@ -17,7 +17,8 @@ const PLANE_MEAN_OFFSET: u32 = 5u;   // mean - K
 const PLANE_MEAN_DY: u32 = 6u;       // backward: sumDy / M
 const PLANE_PROJ_SCALE: u32 = 7u;    // backward: sumDyXmu / M * invstd²
 const PLANE_BATCH_VAR: u32 = 8u;     // training forward: biased batch variance, copied out as a batch statistic
-const CHANNEL_STATS_PLANES: u32 = 9u;
+const PLANE_PRELU_SLOPE: u32 = 9u;   // PReLU epilogue: per-channel slope, copied in from the weight tensor
+const CHANNEL_STATS_PLANES: u32 = 10u;
 
 // Bits of the `flags` uniform member. One bit has one meaning in every shader that reads it, and no
 // two meanings share a bit, so a flags word means the same thing wherever it is passed.
@@ -30,8 +31,9 @@ const FLAG_GRAD_BIAS: u32 = 32u;        // backward-reduce: write grad_bias
 const FLAG_INPUT_CONSTANTS: u32 = 64u;  // backward-reduce: write planes MEAN_DY and PROJ_SCALE for grad_input
 const FLAG_FROM_VAR: u32 = 128u;        // backward_prepare: `invstd` holds a variance
 const FLAG_BIASED_RUNNING_VAR: u32 = 256u; // finalize: running_var gets the biased batch variance (Keras 3, ONNX)
-const FLAG_PREPARE_WEIGHT: u32 = 512u;  // backward_prepare: the forward's weight is bound (SiLU epilogue)
-const FLAG_PREPARE_BIAS: u32 = 1024u;   // backward_prepare: the forward's bias is bound (SiLU epilogue)
+const FLAG_PREPARE_WEIGHT: u32 = 512u;  // backward_prepare: the forward's weight is bound (pre-activation epilogues)
+const FLAG_PREPARE_BIAS: u32 = 1024u;   // backward_prepare: the forward's bias is bound (pre-activation epilogues)
+const FLAG_PRELU_SHARED: u32 = 2048u;   // PReLU: one slope for all channels, at channel 0 of PLANE_PRELU_SLOPE
 
 // Fused-epilogue activations, the values of the ACTIVATION override (common/epilogue.wgsl).
 const ACTIVATION_NONE: u32 = 0u;
@@ -39,6 +41,13 @@ const ACTIVATION_RELU: u32 = 1u;
 const ACTIVATION_CLAMP: u32 = 2u;
 const ACTIVATION_LEAKY_RELU: u32 = 3u;
 const ACTIVATION_SILU: u32 = 4u;
+const ACTIVATION_GELU: u32 = 5u;
+const ACTIVATION_GELU_TANH: u32 = 6u;
+const ACTIVATION_HARDSWISH: u32 = 7u;
+const ACTIVATION_SIGMOID: u32 = 8u;
+const ACTIVATION_TANH: u32 = 9u;
+const ACTIVATION_ELU: u32 = 10u;
+const ACTIVATION_PRELU: u32 = 11u;
 
 // finalize's queue of channels for the general path (finalize.wgsl), an array<u32>: words 0-2 are
 // the indirect dispatch of finalize_general (workgroups x, y, z), word 3 the number of queued

@@ -4,7 +4,7 @@ import { ArgumentError, BackwardStateError, DestroyedError, ShapeError } from '.
 import type { Tensor } from '../tensor.js';
 import { cpuBackward, cpuEpilogueGrad } from './cpu-backward.js';
 import { checkEncoder, checkNoAliasing, type NamedTensor } from './aliasing.js';
-import { checkEpilogue, masksFromOutput, type Epilogue, type ResolvedEpilogue } from './epilogue.js';
+import { checkEpilogue, masksFromOutput, usesPreActivation, type Epilogue, type ResolvedEpilogue } from './epilogue.js';
 import { cpuData, noteWrites, type ForwardRecord } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { encodeBackward, encodePrepare, type GpuBackwardArgs } from './gpu-backward.js';
@@ -61,6 +61,12 @@ export interface BackwardResult {
    * the forward added a residual. It is dL/dy taken through the activation's derivative.
    */
   readonly gradResidual: Tensor | null;
+  /**
+   * dL/dweight of a PReLU epilogue's slope tensor (its shape, [C] or [1]): Σ dy·t over the
+   * elements with t ≤ 0 of each channel (of all channels for [1]), as torch's prelu backward.
+   * Non-null exactly when the forward's activation was PReLU.
+   */
+  readonly gradPreluWeight: Tensor | null;
 }
 
 /**
@@ -76,10 +82,18 @@ export interface BackwardOutputs {
   gradBias?: Tensor | null;
   /** Same shape and layout as the forward's input; only when the forward added a residual. */
   gradResidual?: Tensor | null;
+  /** The PReLU slope's shape ([C] or [1]); only when the forward's activation was PReLU. */
+  gradPreluWeight?: Tensor | null;
 }
 
 /** The keys of {@link BackwardOutputs}; any other key is rejected (a misspelt output would be skipped). */
-export const BACKWARD_OUTPUT_KEYS = optionKeys<BackwardOutputs>({ gradInput: true, gradWeight: true, gradBias: true, gradResidual: true });
+export const BACKWARD_OUTPUT_KEYS = optionKeys<BackwardOutputs>({
+  gradInput: true,
+  gradWeight: true,
+  gradBias: true,
+  gradResidual: true,
+  gradPreluWeight: true,
+});
 
 /** Arguments of {@link batchNormBackward}, named after `torch.ops.aten.native_batch_norm_backward`. */
 export interface BatchNormBackwardArgs {
@@ -119,8 +133,8 @@ export interface BatchNormBackwardArgs {
   /** The forward's output y: required with a ReLU-family activation (its mask comes from y). */
   output?: Tensor | null;
   /**
-   * Shape [C]: the forward's bias (default 0). Only a SiLU epilogue reads it, to recompute the
-   * pre-activation from x and the statistics.
+   * Shape [C]: the forward's bias (default 0). Only an epilogue whose backward recomputes the
+   * pre-activation (every activation but the ReLU family) reads it, with x and the statistics.
    */
   bias?: Tensor | null;
 }
@@ -181,9 +195,14 @@ function forwardRecord(bn: ModuleBackwardSource, who: string): ForwardRecord {
       `${who}: the forward's output tensor '${record.output.label}' was destroyed; backward through its ${e.activation.kind} epilogue masks with it (keep the output until backward)`,
     );
   }
-  if (e && e.activation.kind === 'silu' && e.residual?.destroyed) {
+  if (e && usesPreActivation(e.activation) && e.residual?.destroyed) {
     throw new DestroyedError(
-      `${who}: the forward's epilogue.residual tensor '${e.residual.label}' was destroyed; backward through its silu epilogue recomputes the pre-activation from it`,
+      `${who}: the forward's epilogue.residual tensor '${e.residual.label}' was destroyed; backward through its ${e.activation.kind} epilogue recomputes the pre-activation from it`,
+    );
+  }
+  if (e?.activation.weight?.destroyed) {
+    throw new DestroyedError(
+      `${who}: the forward's PReLU weight tensor '${e.activation.weight.label}' was destroyed; backward reads the slope from it`,
     );
   }
   return record;
@@ -202,9 +221,11 @@ interface Resolved {
   readonly epilogue: ResolvedEpilogue | null;
   readonly output: Tensor | null;
   readonly gradResidual: Tensor | null;
+  /** PReLU: where dL/dweight of the slope goes (null: not requested). */
+  readonly gradPreluWeight: Tensor | null;
 }
 
-/** A SiLU epilogue's CPU backward recomputes t = x·scale + shift (+ residual) with these. */
+/** A pre-activation epilogue's CPU backward recomputes t = x·scale + shift (+ residual) with these. */
 interface CpuAffine {
   readonly scale: ArrayLike<number>;
   readonly shift: ArrayLike<number>;
@@ -221,6 +242,8 @@ function runCpu(r: Resolved, mean: ArrayLike<number>, invstd: ArrayLike<number>,
       residual: e.residual ? cpuData(e.residual) : null,
       scale: affine?.scale ?? null,
       shift: affine?.shift ?? null,
+      preluSlope: e.activation.weight ? cpuData(e.activation.weight) : null,
+      gradPreluWeight: r.gradPreluWeight ? cpuData(r.gradPreluWeight) : null,
     });
     if (r.gradResidual) cpuData(r.gradResidual).set(grad);
     dy = grad;
@@ -242,7 +265,9 @@ function gpuArgs(r: Resolved, channelStats: GPUBuffer): GpuBackwardArgs {
     gradInput: r.gradInput,
     gradWeight: r.gradWeight,
     gradBias: r.gradBias,
-    epilogue: r.epilogue ? { epilogue: r.epilogue, output: r.output, gradResidual: r.gradResidual } : null,
+    epilogue: r.epilogue
+      ? { epilogue: r.epilogue, output: r.output, gradResidual: r.gradResidual, gradPreluWeight: r.gradPreluWeight }
+      : null,
   };
 }
 
@@ -254,9 +279,11 @@ function backwardTensors(r: Resolved, extraReads: readonly NamedTensor[] = []): 
       ['input', r.x],
       ['gradOutput', r.dy],
       ['weight', r.weight],
-      // What the epilogue's backward reads: the output for a mask, the residual for SiLU.
+      // What the epilogue's backward reads: the output for a mask, the residual for a recomputed
+      // pre-activation, PReLU's slope.
       ['the forward output', e && masksFromOutput(e.activation) ? r.output : null],
-      ['epilogue.residual', e?.activation.kind === 'silu' ? e.residual : null],
+      ['epilogue.residual', e && usesPreActivation(e.activation) ? e.residual : null],
+      ['epilogue.activation.weight', e?.activation.weight ?? null],
       ...extraReads,
     ],
     [
@@ -264,6 +291,7 @@ function backwardTensors(r: Resolved, extraReads: readonly NamedTensor[] = []): 
       ['gradWeight', r.gradWeight],
       ['gradBias', r.gradBias],
       ['gradResidual', r.gradResidual],
+      ['gradPreluWeight', r.gradPreluWeight],
     ],
   ];
 }
@@ -274,7 +302,7 @@ function backwardTensors(r: Resolved, extraReads: readonly NamedTensor[] = []): 
 function submitBackward(ctx: BatchNormContext, r: Resolved, record: (encoder: GPUCommandEncoder) => void): void {
   const gpu = ctx.gpu;
   if (!gpu) throw new Error('internal: GPU backward on a CPU context');
-  const writes = [r.gradInput, r.gradWeight, r.gradBias, r.gradResidual];
+  const writes = [r.gradInput, r.gradWeight, r.gradBias, r.gradResidual, r.gradPreluWeight];
   const submit = gpu.submit('bn.backward', record, (error) => {
     for (const t of writes) t?.noteWriteFailed(submit, error);
   });
@@ -290,7 +318,7 @@ function runModuleBackward(ctx: BatchNormContext, record: ForwardRecord, r: Reso
     const args = gpuArgs(r, saved.channelStats);
     if (encoder) {
       gpu.recordInto(encoder, (e) => encodeBackward(gpu, e, r.g, args));
-      noteWrites([r.gradInput, r.gradWeight, r.gradBias, r.gradResidual], 0);
+      noteWrites([r.gradInput, r.gradWeight, r.gradBias, r.gradResidual, r.gradPreluWeight], 0);
     } else {
       submitBackward(ctx, r, (e) => encodeBackward(gpu, e, r.g, args));
     }
@@ -317,6 +345,12 @@ function destroyAll(ts: ReadonlyArray<Tensor | null>): void {
   for (const t of ts) t?.destroy();
 }
 
+/** A new tensor for a PReLU epilogue's weight gradient (the slope's shape), or null without PReLU. */
+function allocPreluGrad(ctx: BatchNormContext, e: ResolvedEpilogue | null): Tensor | null {
+  const w = e?.activation.weight;
+  return w ? ctx.allocTensor(w.shape, 'channels_first', 'grad_prelu_weight') : null;
+}
+
 /**
  * `BatchNorm.backward`: gradients of the module's last forward. Training-mode forwards are
  * differentiated through their batch statistics, eval-mode forwards through the running ones
@@ -335,7 +369,9 @@ export function moduleBackward(bn: ModuleBackwardSource, gradOutput: Tensor, opt
   const [gradInput, gradWeight, gradBias] = allocGradients(bn.ctx, record.input, bn.numFeatures, mask);
   const e = record.epilogue;
   const gradResidual = e?.residual ? bn.ctx.allocTensor(record.input.shape, record.input.layout, 'grad_residual') : null;
-  if (!gradInput && !gradWeight && !gradBias && !gradResidual) return { gradInput, gradWeight, gradBias, gradResidual };
+  const gradPreluWeight = allocPreluGrad(bn.ctx, e);
+  if (!gradInput && !gradWeight && !gradBias && !gradResidual && !gradPreluWeight)
+    return { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight };
   try {
     runModuleBackward(bn.ctx, record, {
       x: record.input,
@@ -349,12 +385,13 @@ export function moduleBackward(bn: ModuleBackwardSource, gradOutput: Tensor, opt
       epilogue: e,
       output: record.output,
       gradResidual,
+      gradPreluWeight,
     });
   } catch (err) {
-    destroyAll([gradInput, gradWeight, gradBias, gradResidual]);
+    destroyAll([gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight]);
     throw err;
   }
-  return { gradInput, gradWeight, gradBias, gradResidual };
+  return { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight };
 }
 
 function checkLikeInput(ctx: BatchNormContext, t: Tensor, x: Tensor, argument: string, what: string, who: string): void {
@@ -397,6 +434,17 @@ export function moduleEncodeBackward(
     if (!e?.residual) throw new ArgumentError(`${who}: gradResidual was given but the last forward had no epilogue.residual`);
     checkLikeInput(bn.ctx, gradResidual, record.input, 'gradResidual', "the forward input's", who);
   }
+  const gradPreluWeight = outputs.gradPreluWeight ?? null;
+  if (gradPreluWeight) {
+    const w = e?.activation.weight;
+    if (!w) throw new ArgumentError(`${who}: gradPreluWeight was given but the last forward's activation was not prelu`);
+    bn.ctx.assertOwnTensor(gradPreluWeight, 'gradPreluWeight');
+    if (gradPreluWeight.shape.length !== 1 || gradPreluWeight.shape[0] !== w.shape[0]) {
+      throw new ShapeError(
+        `${who}: gradPreluWeight must have the PReLU weight's shape [${w.shape.join(', ')}], got [${gradPreluWeight.shape.join(', ')}]`,
+      );
+    }
+  }
   for (const [name, t] of [
     ['gradWeight', gradWeight],
     ['gradBias', gradBias],
@@ -422,6 +470,7 @@ export function moduleEncodeBackward(
     epilogue: e,
     output: record.output,
     gradResidual,
+    gradPreluWeight,
   };
   checkNoAliasing(bn.ctx, who, ...backwardTensors(resolved));
   runModuleBackward(bn.ctx, record, resolved, encoder);
@@ -498,7 +547,9 @@ export function batchNormBackward(
   const mask = checkMask(opts.outputMask ?? [true, weight !== null, weight !== null], WHO);
   const [gradInput, gradWeight, gradBias] = allocGradients(ctx, x, g.c, mask);
   const gradResidual = epilogue?.residual ? ctx.allocTensor(x.shape, x.layout, 'grad_residual') : null;
-  if (!gradInput && !gradWeight && !gradBias && !gradResidual) return { gradInput, gradWeight, gradBias, gradResidual };
+  const gradPreluWeight = allocPreluGrad(ctx, epilogue);
+  if (!gradInput && !gradWeight && !gradBias && !gradResidual && !gradPreluWeight)
+    return { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight };
 
   const r: Resolved = {
     x,
@@ -512,6 +563,7 @@ export function batchNormBackward(
     epilogue,
     output: epilogue && masksFromOutput(epilogue.activation) ? output : null,
     gradResidual,
+    gradPreluWeight,
   };
   try {
     const gpu = ctx.gpu;
@@ -528,10 +580,10 @@ export function batchNormBackward(
       runCpu(r, m, inv, cpuAffineOf(m, inv, weight ? cpuData(weight) : null, bias ? cpuData(bias) : null));
     }
   } catch (err) {
-    destroyAll([gradInput, gradWeight, gradBias, gradResidual]);
+    destroyAll([gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight]);
     throw err;
   }
-  return { gradInput, gradWeight, gradBias, gradResidual };
+  return { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight };
 }
 
 /** The forward's y = x·scale + shift per channel (float64), as cpuNormalize forms it. */

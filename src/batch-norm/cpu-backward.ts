@@ -1,5 +1,5 @@
-import { cpuGradFromOutput, cpuSiluGrad } from './cpu-epilogue.js';
-import type { ResolvedActivation } from './epilogue.js';
+import { cpuGradFromOutput, cpuGradFromPreActivation } from './cpu-epilogue.js';
+import { usesPreActivation, type ResolvedActivation } from './epilogue.js';
 import type { Geometry } from './geometry.js';
 
 // The CPU backward and the second oracle of the test suite: PyTorch's batch_norm_backward
@@ -174,10 +174,17 @@ export interface CpuEpilogueBackward {
   readonly activation: ResolvedActivation;
   /** The forward's output: the ReLU family's mask. */
   readonly output: ArrayLike<number> | null;
-  /** SiLU: the forward's residual (null: none), and its per-channel t = x·scale + shift + residual. */
+  /**
+   * Pre-activation epilogues (usesPreActivation): the forward's residual (null: none), and its
+   * per-channel t = x·scale + shift + residual.
+   */
   readonly residual: ArrayLike<number> | null;
   readonly scale: ArrayLike<number> | null;
   readonly shift: ArrayLike<number> | null;
+  /** PReLU: the slope tensor's values, [C] or [1]; null otherwise. */
+  readonly preluSlope: ArrayLike<number> | null;
+  /** PReLU: receives Σ dy·min(t, 0) per slope ([C], or [1] summed over every channel); null = not requested. */
+  readonly gradPreluWeight: Float32Array | null;
 }
 
 /**
@@ -187,15 +194,23 @@ export interface CpuEpilogueBackward {
 export function cpuEpilogueGrad(x: ArrayLike<number>, dy: ArrayLike<number>, g: Geometry, e: CpuEpilogueBackward): Float64Array {
   const out = new Float64Array(dy.length);
   const act = e.activation;
-  if (act.kind === 'silu') {
-    const { scale, shift, residual: z } = e;
-    if (!scale || !shift) throw new Error('internal: SiLU backward without the forward constants');
+  if (usesPreActivation(act)) {
+    const { scale, shift, residual: z, preluSlope: w, gradPreluWeight } = e;
+    if (!scale || !shift) throw new Error(`internal: ${act.kind} backward without the forward constants`);
     const s = g.order === 'cf' ? g.s : 1;
+    const shared = w !== null && w.length === 1;
+    // PReLU's weight gradient, accumulated in float64 and rounded once.
+    const gw = gradPreluWeight ? new Float64Array(gradPreluWeight.length) : null;
     for (let j = 0; j < out.length; j++) {
       const c = g.order === 'cf' ? Math.floor(j / s) % g.c : j % g.c;
       const t = (x[j] as number) * (scale[c] as number) + (shift[c] as number) + (z ? (z[j] as number) : 0);
-      out[j] = cpuSiluGrad(dy[j] as number, t);
+      out[j] = cpuGradFromPreActivation(act, dy[j] as number, t, w ? (w[shared ? 0 : c] as number) : 0);
+      if (gw && t <= 0) {
+        const k = shared ? 0 : c;
+        gw[k] = (gw[k] as number) + (dy[j] as number) * t;
+      }
     }
+    if (gradPreluWeight && gw) gradPreluWeight.set(gw);
     return out;
   }
   if (act.kind === 'none') {

@@ -89,6 +89,8 @@ export interface CpuEpilogue {
   readonly activation: ResolvedActivation;
   /** Same memory order as x; null for no residual. */
   readonly residual: Float32Array | null;
+  /** PReLU: the slope tensor's values, [C] or [1] (one for every channel); null otherwise. */
+  readonly preluSlope: ArrayLike<number> | null;
 }
 
 /** Per-channel y = x·scale + shift of a forward (float64), kept so backward can recompute t. */
@@ -156,10 +158,12 @@ function cpuNormalizeEpilogue(
   const act = e.activation;
   const channels = g.c;
   const s = g.order === 'cf' ? g.s : 1;
+  const w = e.preluSlope;
+  const shared = w !== null && w.length === 1;
   for (let j = 0; j < x.length; j++) {
     const c = g.order === 'cf' ? Math.floor(j / s) % channels : j % channels;
     const t = (x[j] as number) * (scale[c] as number) + (shift[c] as number) + (z ? (z[j] as number) : 0);
-    y[j] = cpuActivate(act, t);
+    y[j] = cpuActivate(act, t, w ? (w[shared ? 0 : c] as number) : 0);
   }
 }
 

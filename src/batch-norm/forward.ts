@@ -43,7 +43,7 @@ export const BATCH_STATS_OUTPUT_KEYS = optionKeys<BatchStatsOutputs>({ mean: tru
 
 /**
  * What the forward leaves for backward: float64 statistics (and the per-channel y = x·scale + shift
- * it applied, for recomputing a SiLU's pre-activation) on the CPU, a buffer on the GPU.
+ * it applied, for recomputing a pre-activation: SiLU, GELU, ...) on the CPU, a buffer on the GPU.
  */
 export type SavedStats =
   | {
@@ -156,7 +156,13 @@ export function runForward(
     invstd,
     spec.weight ? cpuData(spec.weight) : null,
     spec.bias ? cpuData(spec.bias) : null,
-    e ? { activation: e.activation, residual: e.residual ? cpuData(e.residual) : null } : null,
+    e
+      ? {
+          activation: e.activation,
+          residual: e.residual ? cpuData(e.residual) : null,
+          preluSlope: e.activation.weight ? cpuData(e.activation.weight) : null,
+        }
+      : null,
   );
   return { kind: 'cpu', mean, invstd, scale, shift };
 }

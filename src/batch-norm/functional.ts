@@ -116,6 +116,7 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
     [
       ['input', x],
       ['epilogue.residual', epilogue?.residual ?? null],
+      ['epilogue.activation.weight', epilogue?.activation.weight ?? null],
       ['weight', weight],
       ['bias', bias],
       ...(updatesRunning

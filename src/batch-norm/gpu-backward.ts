@@ -20,7 +20,8 @@ import type { Geometry } from './geometry.js';
 import { dispatchPerChannel, encodePerChannel } from '../gpu/grid.js';
 import { reductionShape, vec4Aligned } from './dispatch-shape.js';
 import { encodeElementwise } from './elementwise-pass.js';
-import { activationUniforms, ACTIVATION_CODE, masksFromOutput, type ResolvedEpilogue } from './epilogue.js';
+import { activationUniforms, ACTIVATION_CODE, masksFromOutput, usesPreActivation, type ResolvedEpilogue } from './epilogue.js';
+import { encodePreluSlope, preluFlags } from './gpu-prelu.js';
 
 /** The fused epilogue a backward differentiates through (see shaders/common/epilogue.wgsl). */
 export interface GpuBackwardEpilogue {
@@ -30,6 +31,8 @@ export interface GpuBackwardEpilogue {
   readonly output: Tensor | null;
   /** dL/dresidual, written by the elementwise pass; null = not requested. */
   readonly gradResidual: Tensor | null;
+  /** PReLU: dL/dweight of the slope ([C] or [1]), by a reduction of its own; null = not requested. */
+  readonly gradPreluWeight: Tensor | null;
 }
 
 /** What one backward needs on the GPU; tensors are already validated by the caller. */
@@ -65,7 +68,7 @@ export interface GpuPrepareArgs {
   readonly invstd: Tensor;
   readonly fromVar: boolean;
   readonly eps: number;
-  /** The forward's weight and bias (null: 1 and 0): only a SiLU epilogue's backward reads them. */
+  /** The forward's weight and bias (null: 1 and 0): only a pre-activation epilogue's backward reads them. */
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
   readonly channelStats: GPUBuffer;
@@ -119,23 +122,27 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   const needInputConstants = a.gradInput !== null && a.useBatchStats && a.inputConstantsReady !== true;
   const needReduce = a.gradWeight !== null || a.gradBias !== null || needInputConstants;
   const needElementwise = a.gradInput !== null || gradResidualTensor !== null;
-  if (!needReduce && !needElementwise) return;
+  const gradPreluWeight = a.epilogue?.gradPreluWeight ?? null;
+  if (!needReduce && !needElementwise && !gradPreluWeight) return;
 
   const device = gpu.device;
   const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
   const x = bindTensor(device, a.x);
   const dy = bindTensor(device, a.dy);
-  // The epilogue's reads: the output for a mask, the residual for SiLU's pre-activation.
+  // The epilogue's reads: the output for a mask, the residual for a recomputed pre-activation.
   const e = a.epilogue;
   const activation = e?.epilogue.activation ?? null;
   const masked = activation !== null && masksFromOutput(activation);
-  const silu = activation?.kind === 'silu';
+  const recomputes = activation !== null && usesPreActivation(activation);
   const savedOutput = bindOptional(gpu, masked ? (e?.output ?? null) : null, 'output');
-  const residual = bindOptional(gpu, silu ? (e?.epilogue.residual ?? null) : null, 'residual');
+  const residual = bindOptional(gpu, recomputes ? (e?.epilogue.residual ?? null) : null, 'residual');
   const epilogueConstants: Record<string, number> = {};
   if (activation && activation.kind !== 'none') epilogueConstants['ACTIVATION'] = ACTIVATION_CODE[activation.kind];
-  if (silu && e?.epilogue.residual) epilogueConstants['RESIDUAL'] = 1;
+  if (recomputes && e?.epilogue.residual) epilogueConstants['RESIDUAL'] = 1;
   const epilogueUniforms = activationUniforms(e?.epilogue ?? null);
+  const slopeFlags = preluFlags(e?.epilogue ?? null);
+  // PReLU's slope: into channelStats before the pass (the functional backward's planes are fresh).
+  encodePreluSlope(encoder, e?.epilogue ?? null, a.channelStats, g.c);
   // With a residual, the reduce pass stores dL/dt as gradResidual and the elementwise pass reads
   // it back as its gradient: 7 tensor passes instead of 8. Not when gradInput shares the buffer
   // (one dispatch cannot read and write it), nor without a reduce pass (eval, no weight grads).
@@ -147,34 +154,87 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   const gradResidual = bindOptional(gpu, gradResidualTensor, 'gradResidual');
   const channelStats = bindChannelStats(a.channelStats, g.c);
   const pass = encoder.beginComputePass({ label: 'bn.backward.pass' });
+  const vec4 = vec4Aligned(g, x.base, dy.base, savedOutput.base, residual.base, reduceWritesResidual ? gradResidual.base : 0);
+  const width = vec4 ? 4 : 1;
+  const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
+  const lanes = r.lanes;
+  const partialBytes = g.c * lanes * BACKWARD_PARTIAL_BYTES;
+  const reduceValues: UniformValues = {
+    rows: r.rows,
+    cols: r.cols,
+    rowStride: r.rowStride,
+    lanes,
+    channels: g.c,
+    xBase: x.base / width,
+    dyBase: dy.base / width,
+    planeStride: planeStride(g.c),
+    colsPerLane: Math.ceil(r.cols / lanes),
+    flags: slopeFlags,
+    ...epilogueUniforms,
+    outputBase: savedOutput.base / width,
+    residualBase: residual.base / width,
+    gradResidualBase: 0,
+  };
+
+  if (gradPreluWeight) {
+    // The PReLU weight's gradient Σ dy·min(t, 0): the reduce pass with PRELU_WEIGHT_GRAD sums it
+    // in place of dL/dt, and reduce_finalize writes that sum as its "grad_bias" output, into
+    // gradPreluWeight. A [1] weight sums every channel: finalize as one channel whose partials are
+    // all channels' (partials are laid out channel after channel). Before the main reduction,
+    // which then reuses the partials buffer.
+    const reduce = getKernel(device, BACKWARD_REDUCE_SHADER, `reduce_${g.order}${width}`, {
+      ...r.constants,
+      ...epilogueConstants,
+      PRELU_WEIGHT_GRAD: 1,
+    });
+    const partials: GPUBufferBinding = { buffer: gpu.scratch('backward.partials', partialBytes), offset: 0, size: partialBytes };
+    pass.setPipeline(reduce.pipeline);
+    pass.setBindGroup(
+      0,
+      gpu.bindGroups.get(reduce, {
+        params: bindUniforms(gpu, reduce, reduceValues),
+        [vec4 ? 'x' : 'xScalar']: x.resource,
+        [vec4 ? 'dy' : 'dyScalar']: dy.resource,
+        [vec4 ? 'output' : 'outputScalar']: savedOutput.resource,
+        [vec4 ? 'residual' : 'residualScalar']: residual.resource,
+        [vec4 ? 'gradResidual' : 'gradResidualScalar']: bindOptional(gpu, null, 'gradResidual').resource,
+        partials,
+        channelStats,
+      }),
+    );
+    pass.dispatchWorkgroups(...r.workgroups);
+    const shared = gradPreluWeight.size === 1;
+    const gw = bindTensor(device, gradPreluWeight);
+    const finalize = getKernel(device, BACKWARD_REDUCE_SHADER, 'reduce_finalize');
+    dispatchPerChannel(
+      gpu,
+      pass,
+      finalize,
+      shared ? 1 : g.c,
+      {
+        lanes: shared ? lanes * g.c : lanes,
+        channels: shared ? 1 : g.c,
+        planeStride: planeStride(g.c),
+        flags: FLAG_GRAD_BIAS,
+        count: g.perChannel,
+        gradWeightBase: 0,
+        gradBiasBase: gw.base,
+      },
+      { partials, channelStats, gradWeight: bindOptional(gpu, null, 'gradWeight').resource, gradBias: gw.resource },
+    );
+  }
 
   if (needReduce) {
-    const vec4 = vec4Aligned(g, x.base, dy.base, savedOutput.base, residual.base, reduceWritesResidual ? gradResidual.base : 0);
-    const width = vec4 ? 4 : 1;
-    const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
     const reduce = getKernel(device, BACKWARD_REDUCE_SHADER, `reduce_${g.order}${width}`, {
       ...r.constants,
       ...epilogueConstants,
       ...(reduceWritesResidual ? { GRAD_RESIDUAL: 1 } : {}),
     });
-    const lanes = r.lanes;
     const workgroups = r.workgroups;
     const values: UniformValues = {
-      rows: r.rows,
-      cols: r.cols,
-      rowStride: r.rowStride,
-      lanes,
-      channels: g.c,
-      xBase: x.base / width,
-      dyBase: dy.base / width,
-      planeStride: planeStride(g.c),
-      colsPerLane: Math.ceil(r.cols / lanes),
-      ...epilogueUniforms,
-      outputBase: savedOutput.base / width,
-      residualBase: residual.base / width,
+      ...reduceValues,
       gradResidualBase: reduceWritesResidual ? gradResidual.base / width : 0,
     };
-    const partialBytes = g.c * lanes * BACKWARD_PARTIAL_BYTES;
     const partials: GPUBufferBinding = { buffer: gpu.scratch('backward.partials', partialBytes), offset: 0, size: partialBytes };
     pass.setPipeline(reduce.pipeline);
     pass.setBindGroup(
@@ -251,7 +311,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         residual,
         gradResidual,
       },
-      uniforms: { weightBase: w.base, flags: a.weight ? FLAG_AFFINE : 0, ...epilogueUniforms },
+      uniforms: { weightBase: w.base, flags: (a.weight ? FLAG_AFFINE : 0) | slopeFlags, ...epilogueUniforms },
       resources: { channelStats, weight: w.resource },
       constants: {
         BATCH_STATS: a.useBatchStats ? 1 : 0,

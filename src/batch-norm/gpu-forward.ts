@@ -26,6 +26,7 @@ import { encodeElementwise } from './elementwise-pass.js';
 import { encodeStatsPass } from './stats-pass.js';
 import { activationUniforms, epilogueConstants, type ResolvedEpilogue } from './epilogue.js';
 import type { Geometry } from './geometry.js';
+import { encodePreluSlope, preluFlags } from './gpu-prelu.js';
 
 /** What one forward needs on the GPU; tensors are already validated by the caller. */
 export interface GpuForwardArgs {
@@ -82,6 +83,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
         }
       : null;
   if (generalQueue) encoder.clearBuffer(generalQueue.buffer, 0, GENERAL_QUEUE_HEADER_WORDS * 4);
+  encodePreluSlope(encoder, a.epilogue, a.channelStats, g.c);
 
   const pass = encoder.beginComputePass({ label: 'bn.forward.pass' });
 
@@ -153,7 +155,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     entry: 'normalize',
     tensors: { x, y, residual },
     uniforms: {
-      flags: (fromRunning ? FLAG_FROM_RUNNING : 0) | (a.weight ? FLAG_AFFINE : 0),
+      flags: (fromRunning ? FLAG_FROM_RUNNING : 0) | (a.weight ? FLAG_AFFINE : 0) | preluFlags(a.epilogue),
       eps: a.eps,
       weightBase: w.base,
       biasBase: b.base,

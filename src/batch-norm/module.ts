@@ -144,9 +144,11 @@ export abstract class BatchNorm extends BatchNormModuleBase {
    * changed, so it may be called again, e.g. with another `gradOutput`.
    * @param gradOutput dL/dy: same shape and layout as the forward's input.
    * @param options.outputMask which of [gradInput, gradWeight, gradBias] to compute; default all.
-   * @returns new tensors; gradWeight and gradBias are null when not requested or `affine` is false.
+   * @returns new tensors; gradWeight and gradBias are null when not requested or `affine` is false;
+   *   gradResidual after a forward whose epilogue had a residual, gradPreluWeight after a PReLU one.
    * @throws BackwardStateError without a forward, or after loadStateDict; ShapeError for a
-   *   gradOutput of another shape or layout; DestroyedError if the forward's input was destroyed.
+   *   gradOutput of another shape or layout; DestroyedError if the forward's input (or a tensor
+   *   its epilogue's backward reads: output, residual, PReLU weight) was destroyed.
    */
   backward(gradOutput: Tensor, options: BackwardOptions | null = {}): BackwardResult {
     const opts = optionsObject<BackwardOptions>(options, `${this.name}.backward options`, BACKWARD_OPTION_KEYS);
@@ -186,6 +188,7 @@ export abstract class BatchNorm extends BatchNormModuleBase {
       [
         ['input', x],
         ['epilogue.residual', epilogue?.residual ?? null],
+        ['epilogue.activation.weight', epilogue?.activation.weight ?? null],
         ['weight', this.weight],
         ['bias', this.bias],
         ...(updatesRunning

@@ -31,8 +31,14 @@ export const PLANE_PROJ_SCALE = 7;
  * (with PLANE_MEAN and PLANE_INVSTD) to callers who ask for the batch statistics.
  */
 export const PLANE_BATCH_VAR = 8;
+/**
+ * Plane of a PReLU epilogue's per-channel slope, copied in from the weight tensor before the
+ * forward's normalize and the backward (a copy, not a binding: normalize and backward-elementwise
+ * already use WebGPU's default 8 storage buffers per stage).
+ */
+export const PLANE_PRELU_SLOPE = 9;
 /** Planes before the packed region. */
-export const CHANNEL_STATS_PLANES = 9;
+export const CHANNEL_STATS_PLANES = 10;
 
 // Bits of the kernels' `flags` uniform member. One bit, one meaning, in every shader.
 
@@ -54,10 +60,12 @@ export const FLAG_INPUT_CONSTANTS = 64;
 export const FLAG_FROM_VAR = 128;
 /** finalize: running_var gets the biased batch variance (Keras 3, ONNX, numpy-ml) instead of the unbiased one. */
 export const FLAG_BIASED_RUNNING_VAR = 256;
-/** backward_prepare: the forward's weight is bound (a SiLU epilogue recomputes its pre-activation). */
+/** backward_prepare: the forward's weight is bound (an epilogue that recomputes its pre-activation, as SiLU). */
 export const FLAG_PREPARE_WEIGHT = 512;
-/** backward_prepare: the forward's bias is bound (a SiLU epilogue recomputes its pre-activation). */
+/** backward_prepare: the forward's bias is bound (an epilogue that recomputes its pre-activation, as SiLU). */
 export const FLAG_PREPARE_BIAS = 1024;
+/** normalize, backward-reduce, backward-elementwise: the PReLU slope is one value for every channel (weight of shape [1]), at channel 0 of PLANE_PRELU_SLOPE. */
+export const FLAG_PRELU_SHARED = 2048;
 
 // Fused-epilogue activations: the values of the `ACTIVATION` override (shaders/common/epilogue.wgsl).
 
@@ -71,6 +79,20 @@ export const ACTIVATION_CLAMP = 2;
 export const ACTIVATION_LEAKY_RELU = 3;
 /** t · sigmoid(t). */
 export const ACTIVATION_SILU = 4;
+/** t · Φ(t), Φ the standard normal CDF (GELU, erf form; torch approximate='none'). */
+export const ACTIVATION_GELU = 5;
+/** GELU, tanh approximation (torch approximate='tanh'). */
+export const ACTIVATION_GELU_TANH = 6;
+/** t · relu6(t + 3) / 6. */
+export const ACTIVATION_HARDSWISH = 7;
+/** 1 / (1 + exp(−t)). */
+export const ACTIVATION_SIGMOID = 8;
+/** tanh(t). */
+export const ACTIVATION_TANH = 9;
+/** t > 0 ? t : alpha · (exp(t) − 1). */
+export const ACTIVATION_ELU = 10;
+/** t > 0 ? t : slope[c] · t, a per-channel slope (PLANE_PRELU_SLOPE). */
+export const ACTIVATION_PRELU = 11;
 
 /** vec4s per plane of channelStats for `channels` channels (the kernels' `planeStride` uniform). */
 export function planeStride(channels: number): number {

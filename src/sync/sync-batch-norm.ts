@@ -507,7 +507,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
       for (const t of [gradInput, gradWeight, gradBias]) t?.destroy();
       throw err;
     }
-    return { gradInput, gradWeight, gradBias, gradResidual: null };
+    return { gradInput, gradWeight, gradBias, gradResidual: null, gradPreluWeight: null };
   }
 }
 

@@ -7,15 +7,18 @@ IN.json  = {"cases": [case, ...]}, each case
     {"shape": [N, C, ...], "training": bool, "eps": float, "momentum": float,
      "input": [...], "residual": [...] | null, "grad_output": [...],
      "weight": [...], "bias": [...], "running_mean": [...], "running_var": [...],
-     "activation": {"kind": "none" | "relu" | "relu6" | "clamp" | "leakyRelu" | "silu",
-                    "min": float, "max": float, "slope": float}}
+     "activation": {"kind": "none" | "relu" | "relu6" | "clamp" | "leakyRelu" | "silu" | "gelu" |
+                             "geluTanh" | "hardswish" | "sigmoid" | "tanh" | "elu" | "prelu",
+                    "min": float, "max": float, "slope": float (leakyRelu slope, ELU alpha),
+                    "prelu_weight": [...] (prelu: [C] or [1])}}
 (all arrays float32 values in logical row-major (N, C, ...) order).
 OUT.json = {"torch_version": str, "results": [{"output", "pre_activation", "grad_t",
     "grad_input", "grad_weight", "grad_bias", "grad_residual" (null without residual),
-    "running_mean", "running_var"}]}
+    "running_mean", "running_var", "grad_prelu_weight" (null without prelu)}]}
 
 Everything runs in float64 on the float32 inputs through torch's own functions and autograd:
-F.batch_norm, then + z, then F.relu / F.relu6 / F.hardtanh / F.leaky_relu / F.silu, and
+F.batch_norm, then + z, then F.relu / F.relu6 / F.hardtanh / F.leaky_relu / F.silu / F.gelu
+(approximate 'none' or 'tanh') / F.hardswish / torch.sigmoid / torch.tanh / F.elu / F.prelu, and
 backward of sum(y * grad_output). grad_t is dL/d(bn(x) + z), the gradient at the pre-activation.
 """
 
@@ -33,7 +36,7 @@ def f64(values, shape=None):
     return t.reshape(shape) if shape is not None else t
 
 
-def activate(t, a):
+def activate(t, a, prelu_weight):
     kind = a["kind"]
     if kind == "none":
         return t
@@ -47,6 +50,20 @@ def activate(t, a):
         return F.leaky_relu(t, a["slope"])
     if kind == "silu":
         return F.silu(t)
+    if kind == "gelu":
+        return F.gelu(t, approximate="none")
+    if kind == "geluTanh":
+        return F.gelu(t, approximate="tanh")
+    if kind == "hardswish":
+        return F.hardswish(t)
+    if kind == "sigmoid":
+        return torch.sigmoid(t)
+    if kind == "tanh":
+        return torch.tanh(t)
+    if kind == "elu":
+        return F.elu(t, a["slope"])
+    if kind == "prelu":
+        return F.prelu(t, prelu_weight)
     raise ValueError(f"unknown activation {kind!r}")
 
 
@@ -64,7 +81,10 @@ def run(case):
         z = f64(case["residual"], shape).requires_grad_(True)
         t = bn + z
     t.retain_grad()
-    y = activate(t, case["activation"])
+    pw = None
+    if case["activation"]["kind"] == "prelu":
+        pw = f64(case["activation"]["prelu_weight"]).requires_grad_(True)
+    y = activate(t, case["activation"], pw)
     dy = f64(case["grad_output"], shape)
     (y * dy).sum().backward()
     flat = lambda v: v.detach().reshape(-1).tolist()
@@ -78,6 +98,7 @@ def run(case):
         "grad_residual": flat(z.grad) if z is not None else None,
         "running_mean": flat(rm),
         "running_var": flat(rv),
+        "grad_prelu_weight": flat(pw.grad) if pw is not None else None,
     }
 
 
