@@ -1,5 +1,6 @@
 import { optionKeys, optionsObject } from './arguments.js';
 import { ArgumentError, ContextMismatchError, DestroyedError, DeviceLimitError, ShapeError, WebGPUUnavailableError } from './errors.js';
+import { runGpuOp } from './gpu/dispatch.js';
 import { requestBatchNormDevice } from './gpu/acquire.js';
 import { FreeList } from './free-list.js';
 import { DEFAULT_GPU_POOL_BYTES, roundUp } from './gpu/buffer-pool.js';
@@ -333,12 +334,9 @@ export class BatchNormContext implements TensorOwner {
         `${who}: source and destination are in one GPUBuffer ('${d.buffer.label}'), which WebGPU cannot copy within; use tensors in separate buffers`,
       );
     }
-    const submit = this.gpu.submit(
-      'bn.tensor.writeFrom',
-      (encoder) => encoder.copyBufferToBuffer(s.buffer, s.byteOffset, d.buffer, d.byteOffset, bytes),
-      (error) => dst.noteWriteFailed(submit, error),
+    const { submit } = runGpuOp(this.gpu, 'bn.tensor.writeFrom', { outputs: [dst] }, (encoder) =>
+      encoder.copyBufferToBuffer(s.buffer, s.byteOffset, d.buffer, d.byteOffset, bytes),
     );
-    dst.noteWrite(submit);
     // A source that holds a failed submit's output copies that failure, never its stale bytes.
     if (src.writeFailure) dst.noteWriteFailed(submit, src.writeFailure);
   }

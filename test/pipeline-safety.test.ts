@@ -22,6 +22,8 @@ import {
   type BatchNormContext,
   type Tensor,
 } from '../src/index.js';
+import { foldBatchNormTensors } from '../src/fold/index.js';
+import { mergeMoments, SyncBatchNorm } from '../src/sync/index.js';
 import { BACKENDS, caseCounter, contextFor, gaussian, rng } from './helpers/backends.js';
 
 const count = caseCounter('pipeline safety');
@@ -350,6 +352,40 @@ describe('a failed submit never reads back as zeros', () => {
     }
     ctx.destroy();
     cpu.destroy();
+    count('webgpu');
+  });
+
+  it('the fold, SyncBatchNorm partials and its steps follow the same protocol (one op runner)', async () => {
+    const ctx = await contextFor('webgpu');
+    if (!ctx.device) throw new Error('setup');
+    // Fold into a convolution whose weight lives on a destroyed buffer: the folded tensors reject.
+    const bn = new BatchNorm2d(ctx, 2).eval();
+    const doomedWeight = ctx.device.createBuffer({ size: 256, usage: USAGE });
+    const convWeight = ctx.tensorFromBuffer(doomedWeight, [2, 1, 1, 1]);
+    doomedWeight.destroy();
+    const folded = foldBatchNormTensors(bn, { weight: convWeight });
+    await expect(folded.weight.read()).rejects.toBeInstanceOf(GPUOperationError);
+    await expect(folded.bias.read()).rejects.toBeInstanceOf(GPUOperationError);
+    await expect(ctx.sync()).rejects.toBeInstanceOf(GPUOperationError);
+
+    // SyncBatchNorm's moments of an x on a destroyed buffer reject instead of returning stale records.
+    const sync = new SyncBatchNorm(ctx, 3);
+    const doomed = ctx.device.createBuffer({ size: 256, usage: USAGE });
+    const x = ctx.tensorFromBuffer(doomed, [4, 3]);
+    doomed.destroy();
+    await expect(sync.momentsPartial(x)).rejects.toBeInstanceOf(GPUOperationError);
+    await expect(ctx.sync()).rejects.toBeInstanceOf(GPUOperationError);
+
+    // A failed synchronized step: output rejects, running statistics and the count as before.
+    const good = ctx.tensor(randomValues(12, 21), [4, 3]);
+    const merged = mergeMoments([await sync.momentsPartial(good)]);
+    const before = await sync.stateDict();
+    const y = sync.forward(x, merged);
+    await expect(y.read()).rejects.toBeInstanceOf(GPUOperationError);
+    await expect(ctx.sync()).rejects.toBeInstanceOf(GPUOperationError);
+    expect(await sync.stateDict()).toEqual(before);
+    expect(sync.numBatchesTracked).toBe(0);
+    ctx.destroy();
     count('webgpu');
   });
 

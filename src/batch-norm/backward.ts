@@ -5,7 +5,8 @@ import type { Tensor } from '../tensor.js';
 import { cpuBackward, cpuEpilogueGrad } from './cpu-backward.js';
 import { checkEncoder, checkNoAliasing, type NamedTensor } from './aliasing.js';
 import { checkEpilogue, masksFromOutput, usesPreActivation, type Epilogue, type ResolvedEpilogue } from './epilogue.js';
-import { cpuData, noteWrites, type ForwardRecord } from './forward.js';
+import { runGpuOp } from '../gpu/dispatch.js';
+import { cpuData, type ForwardRecord } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { encodeBackward, encodePrepare, type GpuBackwardArgs } from './gpu-backward.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
@@ -297,16 +298,20 @@ function backwardTensors(r: Resolved, extraReads: readonly NamedTensor[] = []): 
 }
 
 /**
- * Submits a backward once; if the submit fails, its gradients reject on read() with its error.
+ * Runs a backward on WebGPU under the library's submit protocol: into `encoder` when given, else
+ * one submit; if it fails, its gradients reject on read() with its error.
  */
-function submitBackward(ctx: BatchNormContext, r: Resolved, record: (encoder: GPUCommandEncoder) => void): void {
+function runGpuBackward(
+  ctx: BatchNormContext,
+  r: Resolved,
+  record: (encoder: GPUCommandEncoder) => void,
+  encoder?: GPUCommandEncoder,
+): void {
   const gpu = ctx.gpu;
   if (!gpu) throw new Error('internal: GPU backward on a CPU context');
-  const writes = [r.gradInput, r.gradWeight, r.gradBias, r.gradResidual, r.gradPreluWeight];
-  const submit = gpu.submit('bn.backward', record, (error) => {
-    for (const t of writes) t?.noteWriteFailed(submit, error);
+  runGpuOp(gpu, 'bn.backward', { outputs: [r.gradInput, r.gradWeight, r.gradBias, r.gradResidual, r.gradPreluWeight] }, record, {
+    encoder,
   });
-  noteWrites(writes, submit);
 }
 
 /** Runs a validated module backward: on the CPU now, on WebGPU into `encoder` or one submit. */
@@ -316,12 +321,7 @@ function runModuleBackward(ctx: BatchNormContext, record: ForwardRecord, r: Reso
   if (gpu) {
     if (saved.kind !== 'gpu') throw new Error('internal: CPU statistics on a WebGPU context');
     const args = gpuArgs(r, saved.channelStats);
-    if (encoder) {
-      gpu.recordInto(encoder, (e) => encodeBackward(gpu, e, r.g, args));
-      noteWrites([r.gradInput, r.gradWeight, r.gradBias, r.gradResidual, r.gradPreluWeight], 0);
-    } else {
-      submitBackward(ctx, r, (e) => encodeBackward(gpu, e, r.g, args));
-    }
+    runGpuBackward(ctx, r, (e) => encodeBackward(gpu, e, r.g, args), encoder);
     return;
   }
   if (saved.kind !== 'cpu') throw new Error('internal: GPU statistics on a CPU context');
@@ -569,7 +569,7 @@ export function batchNormBackward(
     const gpu = ctx.gpu;
     if (gpu) {
       const channelStats = gpu.scratch('backward.channelStats', channelStatsBytes(g.c));
-      submitBackward(ctx, r, (e) => {
+      runGpuBackward(ctx, r, (e) => {
         encodePrepare(gpu, e, { channels: g.c, mean, invstd, fromVar, eps, weight, bias, channelStats });
         encodeBackward(gpu, e, g, gpuArgs(r, channelStats));
       });

@@ -1,6 +1,7 @@
 import { optionKeys } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
-import type { Tensor, TensorWriteState } from '../tensor.js';
+import { runGpuOp } from '../gpu/dispatch.js';
+import type { Tensor } from '../tensor.js';
 import type { RunningUpdate } from './conventions.js';
 import { cpuBatchStats, cpuNormalize, cpuUpdateRunning, invstdOf } from './cpu.js';
 import type { ResolvedEpilogue } from './epilogue.js';
@@ -98,25 +99,9 @@ export function runForward(
     const stats = spec.useBatchStats && spec.batchStats ? [spec.batchStats.mean, spec.batchStats.invstd, spec.batchStats.variance] : [];
     const outputs = [y, ...stats];
     const inPlace = spec.updateRunning ? [spec.runningMean, spec.runningVar] : [];
-    const writes = [...outputs, ...inPlace];
-    if (encoder) {
-      gpu.recordInto(encoder, (e) => encodeForward(gpu, e, g, args));
-      noteWrites(writes, 0);
-    } else {
-      const before = inPlace.map((t) => t?.writeState ?? null);
-      const submit = gpu.submit(
-        'bn.forward',
-        (e) => encodeForward(gpu, e, g, args),
-        (error) => {
-          // Outputs never read back as stale values; running statistics the failed submit never
-          // touched keep the values (and readability) of their last write.
-          for (const t of outputs) t?.noteWriteFailed(submit, error);
-          rollBackWrites(inPlace, before, submit);
-          onFailure?.();
-        },
-      );
-      noteWrites(writes, submit);
-    }
+    // Outputs never read back as stale values; running statistics the failed submit never
+    // touched keep the values (and readability) of their last write.
+    runGpuOp(gpu, 'bn.forward', { outputs, inPlace }, (e) => encodeForward(gpu, e, g, args), { encoder, onFailure });
     return { kind: 'gpu', channelStats: gpuBuffers.channelStats };
   }
 
@@ -172,24 +157,4 @@ export function cpuData(t: Tensor): Float32Array {
   const s = t.storage;
   if (s.kind !== 'cpu') throw new Error(`internal: tensor '${t.label}' is not on the CPU`);
   return s.data;
-}
-
-/**
- * After submit `submit` failed, gives each in-place tensor back the write state it had before it
- * (`before[i]`, from {@link Tensor.writeState}); a failed submit executed nothing.
- */
-export function rollBackWrites(
-  tensors: ReadonlyArray<Tensor | null>,
-  before: ReadonlyArray<TensorWriteState | null>,
-  submit: number,
-): void {
-  tensors.forEach((t, i) => {
-    const state = before[i];
-    if (t && state) t.noteWriteRolledBack(submit, state);
-  });
-}
-
-/** Marks `tensors` as written by library submit `submit` (0: caller-recorded or direct). */
-export function noteWrites(tensors: ReadonlyArray<Tensor | null>, submit: number): void {
-  for (const t of tensors) t?.noteWrite(submit);
 }

@@ -3,9 +3,9 @@ import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError, DestroyedError, DeviceLimitError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
+import { noteWrites } from '../gpu/dispatch.js';
 import type { Tensor } from '../tensor.js';
 import type { Convention, MomentumMeaning, RunningUpdate, VarianceEstimator } from './conventions.js';
-import { noteWrites } from './forward.js';
 import { BATCH_NORM_OPTION_KEYS, checkBoolean, checkNumFeatures, type BatchNormOptions } from './options.js';
 import {
   checkConventionEps,

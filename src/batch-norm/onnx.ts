@@ -4,7 +4,8 @@ import { ArgumentError } from '../errors.js';
 import { BUFFER_COPY_SRC } from '../gpu/constants.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
 import type { Tensor } from '../tensor.js';
-import { cpuData, noteWrites, runForward, type ForwardSpec } from './forward.js';
+import { runGpuOp } from '../gpu/dispatch.js';
+import { cpuData, runForward, type ForwardSpec } from './forward.js';
 import { encodeForward } from './gpu-forward.js';
 import { checkBoolean, checkEps } from './options.js';
 import { checkChannelTensor, checkInput } from './validate.js';
@@ -135,21 +136,13 @@ export function onnxBatchNormalization(
         counter: gpu.scratch('onnx.counter', 16),
         channelStats: gpu.scratch('onnx.channelStats', channelStatsBytes(g.c)),
       };
-      const writes = [Y, runningMean, runningVar];
-      const submit = gpu.submit(
-        'bn.onnx',
-        (encoder) => {
-          if (runningMean && runningVar) {
-            encoder.copyBufferToBuffer(inputMean.buffer, inputMean.byteOffset, runningMean.buffer, 0, g.c * 4);
-            encoder.copyBufferToBuffer(inputVar.buffer, inputVar.byteOffset, runningVar.buffer, 0, g.c * 4);
-          }
-          encodeForward(gpu, encoder, g, args);
-        },
-        (error) => {
-          for (const t of writes) t?.noteWriteFailed(submit, error);
-        },
-      );
-      noteWrites(writes, submit);
+      runGpuOp(gpu, 'bn.onnx', { outputs: [Y, runningMean, runningVar] }, (encoder) => {
+        if (runningMean && runningVar) {
+          encoder.copyBufferToBuffer(inputMean.buffer, inputMean.byteOffset, runningMean.buffer, 0, g.c * 4);
+          encoder.copyBufferToBuffer(inputVar.buffer, inputVar.byteOffset, runningVar.buffer, 0, g.c * 4);
+        }
+        encodeForward(gpu, encoder, g, args);
+      });
     } else {
       if (runningMean && runningVar) {
         cpuData(runningMean).set(cpuData(inputMean));

@@ -6,6 +6,7 @@
 import { optionKeys, rejectUnknownKeys } from '../arguments.js';
 import type { BatchNorm } from '../batch-norm/module.js';
 import { checkEncoder, checkNoAliasing } from '../batch-norm/aliasing.js';
+import { runGpuOp } from '../gpu/dispatch.js';
 import { grid } from '../gpu/grid.js';
 import { ArgumentError, ShapeError } from '../errors.js';
 import { WORKGROUP_SIZE } from '../gpu/contracts.js';
@@ -182,7 +183,7 @@ export function foldBatchNormTensors(bn: BatchNorm, layer: FoldTensorLayer, opti
   const out = { weight, bias };
   const gpu = ctx.gpu;
   if (gpu) {
-    gpu.submit('bn.fold', (encoder) => encodeFold(gpu, encoder, bn, layer, out, c));
+    runGpuOp(gpu, 'bn.fold', { outputs: [out.weight, out.bias] }, (encoder) => encodeFold(gpu, encoder, bn, layer, out, c));
     return out;
   }
   const folded = foldBatchNorm(
@@ -219,5 +220,5 @@ export function encodeFoldBatchNorm(
   if (!gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu' (use foldBatchNormTensors)`);
   checkEncoder(encoder, who);
   checkOutputs(who, bn, layer, out, c.g);
-  encodeFold(gpu, encoder, bn, layer, out, c);
+  runGpuOp(gpu, 'bn.fold', { outputs: [out.weight, out.bias] }, (e) => encodeFold(gpu, e, bn, layer, out, c), { encoder });
 }

@@ -5,7 +5,8 @@ import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constan
 import type { Tensor } from '../tensor.js';
 import { BACKWARD_OPTION_KEYS, type BackwardOptions, type BackwardResult } from '../batch-norm/backward.js';
 import { cpuNormalize, cpuUpdateRunning } from '../batch-norm/cpu.js';
-import { cpuData, noteWrites, rollBackWrites } from '../batch-norm/forward.js';
+import { cpuData } from '../batch-norm/forward.js';
+import { runGpuOp } from '../gpu/dispatch.js';
 import { batchNorm } from '../batch-norm/functional.js';
 import type { Geometry } from '../batch-norm/geometry.js';
 import { encodeBackward } from '../batch-norm/gpu-backward.js';
@@ -155,8 +156,10 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     const gpu = this.ctx.gpu;
     if (!gpu || !this.#gpu) return cpuMoments(cpuData(x), g);
     const target = this.#gpu.moments;
-    gpu.submit('bn.sync.moments', (e) => encodeMoments(gpu, e, g, x, target, 0));
+    // The records land in a module buffer, not a tensor: the handle says whether they are real.
+    const op = runGpuOp(gpu, 'bn.sync.moments', {}, (e) => encodeMoments(gpu, e, g, x, target, 0));
     const bytes = await gpu.readFloats(target, 0, g.c * MOMENTS_RECORD_BYTES);
+    op.throwIfFailed();
     return decodeMomentsRecords(bytes, g.c);
   }
 
@@ -174,7 +177,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     if (!gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
     const g = this.#checkInput(x, who);
     checkTarget(target, byteOffset, g.c * MOMENTS_RECORD_BYTES, MOMENTS_RECORD_BYTES, BUFFER_STORAGE, 'STORAGE', who);
-    gpu.recordInto(encoder, (e) => encodeMoments(gpu, e, g, x, target, byteOffset));
+    runGpuOp(gpu, 'bn.sync.moments', {}, (e) => encodeMoments(gpu, e, g, x, target, byteOffset), { encoder });
   }
 
   /**
@@ -282,13 +285,12 @@ export class SyncBatchNorm extends BatchNormModuleBase {
         records[4 * g.c] = factors?.meanFactor ?? 0;
         records[4 * g.c + 1] = factors?.varFactor ?? 0;
         gpu.device.queue.writeBuffer(buffers.merged, 0, records);
-        const inPlace = factors ? [this.runningMean, this.runningVar] : [];
-        const writes = [y, ...inPlace];
-        const before = inPlace.map((t) => t?.writeState ?? null);
         // A failed submit ran nothing: the running statistics are as before, so
         // num_batches_tracked steps back and the record is not there for a backward.
-        const submit = gpu.submit(
+        runGpuOp(
+          gpu,
           'bn.sync.forward',
+          { outputs: [y], inPlace: factors ? [this.runningMean, this.runningVar] : [] },
           (e) => {
             encodeForwardConstants(gpu, e, {
               channels: g.c,
@@ -318,14 +320,13 @@ export class SyncBatchNorm extends BatchNormModuleBase {
               epilogue: null,
             });
           },
-          (error) => {
-            y.noteWriteFailed(submit, error);
-            rollBackWrites(inPlace, before, submit);
-            if (updateRunning) this.stepBackTracked();
-            if (this.#last === record) this.#last = null;
+          {
+            onFailure: () => {
+              if (updateRunning) this.stepBackTracked();
+              if (this.#last === record) this.#last = null;
+            },
           },
         );
-        noteWrites(writes, submit);
       } else {
         cpuNormalize(
           cpuData(x),
@@ -385,8 +386,9 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     if (!gpu || !this.#gpu) return cpuGradSums(cpuData(r.input), cpuData(gradOutput), r.mean, r.invstd, r.geometry);
     const target = this.#gpu.gradSums;
     const c = r.geometry.c;
-    gpu.submit('bn.sync.gradSums', (e) => this.#encodeGradSums(e, gradOutput, r, target, 0));
+    const op = runGpuOp(gpu, 'bn.sync.gradSums', {}, (e) => this.#encodeGradSums(e, gradOutput, r, target, 0));
     const f = await gpu.readFloats(target, 0, GRAD_SUMS_PLANES * 4 * c);
+    op.throwIfFailed();
     return { sumDy: Float64Array.from(f.subarray(0, c)), sumDyXhat: Float64Array.from(f.subarray(c, 2 * c)) };
   }
 
@@ -403,7 +405,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     const r = this.#record(who);
     this.#checkGradOutput(gradOutput, r.input, who);
     checkTarget(target, byteOffset, GRAD_SUMS_PLANES * 4 * r.geometry.c, 4, BUFFER_COPY_DST, 'COPY_DST', who);
-    this.ctx.gpu.recordInto(encoder, (e) => this.#encodeGradSums(e, gradOutput, r, target, byteOffset));
+    runGpuOp(this.ctx.gpu, 'bn.sync.gradSums', {}, (e) => this.#encodeGradSums(e, gradOutput, r, target, byteOffset), { encoder });
   }
 
   // Σdy and Σdy·x̂ are the plain backward's grad_bias and grad_weight of this shard (with the
@@ -463,38 +465,30 @@ export class SyncBatchNorm extends BatchNormModuleBase {
         values.set(sums.sumDy, 0);
         values.set(sums.sumDyXhat, c);
         gpu.device.queue.writeBuffer(buffers.mergedGrad, 0, values);
-        const writes = [gradInput, gradWeight, gradBias];
-        const submit = gpu.submit(
-          'bn.sync.backward',
-          (e) => {
-            encodeBackwardConstants(gpu, e, {
-              channels: c,
-              mergedGrad: buffers.mergedGrad,
-              count: r.count,
+        runGpuOp(gpu, 'bn.sync.backward', { outputs: [gradInput, gradWeight, gradBias] }, (e) => {
+          encodeBackwardConstants(gpu, e, {
+            channels: c,
+            mergedGrad: buffers.mergedGrad,
+            count: r.count,
+            channelStats: this.#channelStats(),
+            gradWeight,
+            gradBias,
+          });
+          if (gradInput) {
+            encodeBackward(gpu, e, r.geometry, {
+              x,
+              dy: gradOutput,
+              weight: this.kernelWeight,
               channelStats: this.#channelStats(),
-              gradWeight,
-              gradBias,
+              useBatchStats: true,
+              gradInput,
+              gradWeight: null,
+              gradBias: null,
+              inputConstantsReady: true,
+              epilogue: null,
             });
-            if (gradInput) {
-              encodeBackward(gpu, e, r.geometry, {
-                x,
-                dy: gradOutput,
-                weight: this.kernelWeight,
-                channelStats: this.#channelStats(),
-                useBatchStats: true,
-                gradInput,
-                gradWeight: null,
-                gradBias: null,
-                inputConstantsReady: true,
-                epilogue: null,
-              });
-            }
-          },
-          (error) => {
-            for (const t of writes) t?.noteWriteFailed(submit, error);
-          },
-        );
-        noteWrites(writes, submit);
+          }
+        });
       } else {
         if (gradInput) {
           const w = this.kernelWeight ? cpuData(this.kernelWeight) : null;
