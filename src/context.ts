@@ -15,7 +15,11 @@ export type BackendName = 'webgpu' | 'cpu';
 
 /** Options of {@link createContext}. */
 export interface ContextOptions {
-  /** Default `'auto'`: WebGPU when an adapter exists, else the CPU (and `ctx.backend` says which). */
+  /**
+   * Default `'auto'`: WebGPU when a hardware adapter exists, else the CPU (no adapter, or only a
+   * fallback adapter such as SwiftShader, on which the CPU backend is faster); `ctx.backend` says
+   * which and `ctx.fallbackReason` why.
+   */
   backend?: BackendChoice;
   /** Run on this device instead of requesting one. The context never destroys a device it was given. */
   device?: GPUDevice;
@@ -425,8 +429,8 @@ function checkLayout(layout: Layout | undefined, shape: readonly number[], label
 
 /**
  * Creates a context on the chosen backend.
- * @param options.backend `'auto'` (default) falls back to the CPU and reports it in `ctx.backend`
- *   and `ctx.fallbackReason`; `'webgpu'` throws {@link WebGPUUnavailableError} if there is no adapter.
+ * @param options.backend `'auto'` (default) falls back to the CPU, when there is no adapter or only
+ *   a fallback (software) one, and reports it in `ctx.backend` and `ctx.fallbackReason`; `'webgpu'` throws {@link WebGPUUnavailableError} if there is no adapter.
  * @param options.device run on this device (the context never destroys it).
  * @param options.poolBytes most bytes of freed tensor storage kept for reuse; default 256 MiB on
  *   WebGPU, 64 MiB on the CPU. See {@link ContextOptions.poolBytes}.
@@ -453,6 +457,18 @@ export async function createContext(options: ContextOptions | null = {}): Promis
   try {
     const request = options.powerPreference ? { powerPreference: options.powerPreference } : {};
     const { device, adapterInfo } = await requestBatchNormDevice(request);
+    if (backend === 'auto' && (adapterInfo as { isFallbackAdapter?: boolean } | null)?.isFallbackAdapter === true) {
+      // A software adapter (SwiftShader, WARP) runs each invocation as a CPU loop: the library's
+      // CPU backend computes the same results about twice as fast there, so 'auto' takes it.
+      device.destroy();
+      const what = [adapterInfo?.vendor, adapterInfo?.architecture].filter((v) => v).join(' ') || 'software';
+      return new BatchNormContext(
+        null,
+        null,
+        `the WebGPU adapter is a fallback (${what}) adapter, where the CPU backend is faster; pass backend: 'webgpu' to use it anyway`,
+        poolBytes,
+      );
+    }
     return new BatchNormContext(new GpuRuntime(device, true, adapterInfo, contiguous, gpuPoolBytes), adapterInfo, null);
   } catch (err) {
     if (backend === 'webgpu') throw err;

@@ -1,4 +1,4 @@
-/// <reference types="@webgpu/types" />
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * webgpu-batchnorm: PyTorch's BatchNorm1d/2d/3d and F.batch_norm on WebGPU, with a CPU fallback of
  * identical semantics.

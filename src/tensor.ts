@@ -21,10 +21,15 @@ export type TensorStorage =
 
 /** What a tensor needs from the context that made it; keeps tensor.ts free of context imports. */
 export interface TensorOwner {
+  /** @internal */
   readonly id: number;
+  /** @internal */
   readTensor(tensor: Tensor): Promise<Float32Array>;
+  /** @internal */
   writeTensor(tensor: Tensor, data: unknown): void;
+  /** @internal */
   copyTensor(dst: Tensor, src: Tensor): void;
+  /** @internal */
   releaseTensor(tensor: Tensor): void;
 }
 

@@ -28,4 +28,17 @@ describe('ctx.isFallbackAdapter', () => {
     cpu.destroy();
     count('cpu');
   });
+
+  it("'auto' takes the CPU on a fallback adapter, and says why", async () => {
+    const ctx = await createContext({ backend: 'auto' });
+    // This machine's only adapter is SwiftShader (see above).
+    expect(ctx.backend).toBe('cpu');
+    expect(ctx.fallbackReason).toMatch(/fallback .*adapter.*backend: 'webgpu'/);
+    ctx.destroy();
+    // Asking for WebGPU still gets it.
+    const gpu = await createContext({ backend: 'webgpu' });
+    expect(gpu.backend).toBe('webgpu');
+    gpu.destroy();
+    count('cpu');
+  });
 });

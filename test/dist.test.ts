@@ -339,4 +339,52 @@ describe('dist/*.d.ts', () => {
     });
     expect(diagnostics).toEqual([]);
   });
+
+  it('type-check in a Node consumer without the DOM lib or a types reference, every entry by package name', () => {
+    // The entries' declarations reference @webgpu/types themselves (preserved triple-slash), and
+    // use no DOM type of their own. @webgpu/types does (EventTarget, ImageBitmap), so without the
+    // DOM lib a consumer keeps skipLibCheck on, as \`tsc --init\` does (README, "TypeScript").
+    const consumer = join(REPO_ROOT, 'test', 'browser', '__node_consumer__.ts');
+    const source = `
+      import { createContext, BatchNorm2d, type Tensor } from 'webgpu-batchnorm';
+      import { readModelFile, type ModelFile } from 'webgpu-batchnorm/io';
+      import { SyncBatchNorm, type ChannelMoments } from 'webgpu-batchnorm/sync';
+      import { foldBatchNorm, foldBatchNormTensors } from 'webgpu-batchnorm/fold';
+      import { readModelFileFromPath } from 'webgpu-batchnorm/node';
+      export async function use(encoder: GPUCommandEncoder, target: GPUBuffer): Promise<number> {
+        const ctx = await createContext({ backend: 'cpu' });
+        const bn = new BatchNorm2d(ctx, 3);
+        const x: Tensor = ctx.tensor(new Uint8ClampedArray(12), [1, 3, 2, 2]);
+        const sync = new SyncBatchNorm(ctx, 3, { convention: 'keras' });
+        sync.encodeMomentsPartial(encoder, x, target);
+        const m: ChannelMoments = await sync.momentsPartial(x);
+        const file: ModelFile = await readModelFileFromPath('x.pt');
+        const reader: (source: Uint8Array) => Promise<ModelFile> = readModelFile;
+        const folded = foldBatchNorm({ weight: [1, 2, 3], weightShape: [3, 1] }, await bn.stateDict());
+        const t = foldBatchNormTensors(bn, { weight: x });
+        return m.count.length + folded.bias.length + t.bias.size + file.tensors.size + (await reader(new Uint8Array(0))).tensors.size;
+      }
+    `;
+    const options: ts.CompilerOptions = {
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      lib: ['lib.es2022.d.ts'],
+      types: [],
+      typeRoots: [join(REPO_ROOT, 'node_modules', '@types')],
+      strict: true,
+      exactOptionalPropertyTypes: true,
+      noUncheckedIndexedAccess: true,
+      skipLibCheck: true,
+      noEmit: true,
+    };
+    const host = ts.createCompilerHost(options);
+    const readFile = host.readFile.bind(host);
+    const fileExists = host.fileExists.bind(host);
+    host.readFile = (f) => (f === consumer ? source : readFile(f));
+    host.fileExists = (f) => f === consumer || fileExists(f);
+    const program = ts.createProgram([consumer], options, host);
+    const diagnostics = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+    expect(diagnostics).toEqual([]);
+  });
 });

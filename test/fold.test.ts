@@ -106,6 +106,22 @@ describe('foldBatchNorm (CPU function) vs torch.nn.utils.fusion', () => {
     expect(Array.from(folded.bias)).toEqual([-0.5, 1]);
   });
 
+  it("takes a module's stateDict() as it is (issue 15 §1), and refuses one without running statistics", async () => {
+    const cpu = await contextFor('cpu');
+    try {
+      const bn = new BatchNorm1d(cpu, 2);
+      bn.loadStateDict({ weight: [2, 1], bias: [0, 1], running_mean: [1, -1], running_var: [3, 0], num_batches_tracked: 4 });
+      const state = await bn.stateDict();
+      const folded = foldBatchNorm({ weight: [1, 2, 3, 4], weightShape: [2, 2] }, state, { eps: 1 });
+      expect(Array.from(folded.weight)).toEqual([1, 2, 3, 4]);
+      expect(Array.from(folded.bias)).toEqual([-1, 2]);
+      const untracked = await new BatchNorm1d(cpu, 2, { trackRunningStats: false }).stateDict();
+      expect(() => foldBatchNorm({ weight: [1, 2, 3, 4], weightShape: [2, 2] }, untracked)).toThrow(ArgumentError);
+    } finally {
+      cpu.destroy();
+    }
+  });
+
   it('rejects mismatched shapes and bad options before computing anything', () => {
     const bn = { running_mean: [0, 0, 0], running_var: [1, 1, 1] };
     expect(() => foldBatchNorm({ weight: new Float32Array(24), weightShape: [4, 2, 3] }, bn)).toThrow(ShapeError);

@@ -241,6 +241,12 @@ async function setUp(env: BenchEnvironment, settings: Settings): Promise<Session
   }
   if (gpuReason) notes.push(gpuReason);
   const adapter = adapterMeta(gpu);
+  if (adapter?.is_fallback_adapter) {
+    // A software adapter runs every invocation as a CPU loop: say so wherever the numbers appear.
+    notes.push(
+      `CPU emulation: the WebGPU adapter (${adapter.vendor || '?'} / ${adapter.architecture || '?'}) is a fallback (software) adapter, so every WebGPU row times CPU loops, not a GPU; ratios to the copy floor on the same adapter still compare kernels, absolute times do not predict a GPU`,
+    );
+  }
   log(
     gpu
       ? `adapter: ${adapter ? `${adapter.vendor} / ${adapter.architecture}${adapter.description ? ` / ${adapter.description}` : ''}${adapter.is_fallback_adapter ? ' (fallback adapter)' : ''}` : 'unknown'}; timestamp-query: ${gpu.timestamps ? 'yes' : 'no'}`

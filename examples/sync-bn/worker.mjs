@@ -3,16 +3,16 @@
  * SyncBatchNorm2d, its slice of the batch. Partials go out and come back through the transport.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { createContext } from '../../dist/index.js';
 import {
   SyncBatchNorm,
-  createContext,
   gradSumsFromArray,
   gradSumsToArray,
   mergeGradSums,
   mergeMoments,
   momentsFromArray,
   momentsToArray,
-} from '../../dist/index.js';
+} from '../../dist/sync.js';
 import { shardData } from './data.mjs';
 import { workerTransport } from './transport.mjs';
 

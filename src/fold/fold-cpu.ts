@@ -30,8 +30,10 @@ export interface FoldBatchNormState {
   readonly weight?: Float32Array | readonly number[] | null;
   /** Default all zeros (affine=False). */
   readonly bias?: Float32Array | readonly number[] | null;
-  readonly running_mean: Float32Array | readonly number[];
-  readonly running_var: Float32Array | readonly number[];
+  /** Required (optional in the type so that a module's `stateDict()` is accepted as it is). */
+  readonly running_mean?: Float32Array | readonly number[] | undefined;
+  /** Required, as running_mean. */
+  readonly running_var?: Float32Array | readonly number[] | undefined;
 }
 
 /** Options of {@link foldBatchNorm}. */

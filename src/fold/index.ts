@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * `webgpu-batchnorm/fold`: a trained batch norm folded into the preceding convolution or linear
  * layer for inference, on host arrays or on the context's tensors (one GPU dispatch).

@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * `webgpu-batchnorm/io`: model files (.pt, .safetensors, .onnx) read with bounded, allowlist
  * parsers, batch-norm layers found and loaded into modules, and state dicts written as safetensors.

@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * `webgpu-batchnorm/node`: what needs Node's file system, kept out of the browser entries so
  * bundlers never meet `node:fs`.

@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * `webgpu-batchnorm/sync`: SyncBatchNorm, batch norm over a batch split across devices, threads or
  * machines, and the order-independent merges of what its shards exchange.
