@@ -172,32 +172,9 @@ fn rescan_channel(c: u32) -> Moments {
   return Moments(unscaled.w, 0.0, invstd, unscaled.z, unscaled.x);
 }
 
-// Chan merge of channel c's partials: its shift K, mean − K, M2 and count.
-struct Merged {
-  k: f32,
-  meanOffset: f32,
-  m2: f32,
-  n: u32,
-}
-
+// Chan merge of channel c's partials (common/chan-merge.wgsl): its shift K, mean − K, M2 and count.
 fn merge_partials(c: u32) -> Merged {
-  let first = c * params.lanes;
-  var n = 0u;
-  var mean = 0.0;
-  var m2 = 0.0;
-  for (var p = 0u; p < params.lanes; p++) {
-    let part = partials[first + p];
-    let nb = bitcast<u32>(part.x);
-    if (nb == 0u) { continue; }
-    let total = n + nb;
-    let fb = f32(nb) / f32(total);
-    let d = part.y - mean;
-    mean += d * fb;
-    m2 += part.z + d * d * f32(n) * fb;
-    n = total;
-  }
-  // Partial M2s are ≥ 0 (stats.wgsl drops negative rounding), so a finite m2 needs no clamp.
-  return Merged(partials[first].w, mean, m2, n);
+  return chan_merge(c * params.lanes, params.lanes);
 }
 
 // Everything finalize writes for one channel.

@@ -79,24 +79,11 @@ fn sync_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
                 @builtin(num_workgroups) nwg: vec3u) {
   let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
-  let first = c * params.lanes;
-  let k = partials[first].w;
-  var n = 0u;
-  var mean = 0.0;
-  var m2 = 0.0;
-  for (var p = 0u; p < params.lanes; p++) {
-    let part = partials[first + p];
-    let nb = bitcast<u32>(part.x);
-    if (nb == 0u) { continue; }
-    let total = n + nb;
-    let fb = f32(nb) / f32(total);
-    let d = part.y - mean;
-    mean += d * fb;
-    m2 += part.z + d * d * f32(n) * fb;
-    n = total;
-  }
-  // Partial M2s are ≥ 0 (stats.wgsl drops negative rounding) and the merge only adds, so no clamp,
-  // which would also turn a NaN M2 into 0.
+  let merged = chan_merge(c * params.lanes, params.lanes);
+  let k = merged.k;
+  let mean = merged.meanOffset;
+  let m2 = merged.m2;
+  let n = merged.n;
   var record = vec4f(k, mean, m2, bitcast<f32>(n));
   if (!(is_finite(k) && is_finite(mean) && is_finite(m2))) {
     let special = scan_special_values(ChannelView(params.xRows, params.xCols, params.xRowStride, params.xChannelStride, params.xBase), c);

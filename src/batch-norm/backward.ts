@@ -12,6 +12,7 @@ import { encodeBackward, encodePrepare, type GpuBackwardArgs } from './gpu-backw
 import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkBoolean, checkEps } from './options.js';
 import { checkChannelTensor, checkInput } from './validate.js';
+import { CONVENTIONS } from './conventions.js';
 
 /** Which of [gradInput, gradWeight, gradBias] to compute, as PyTorch's `output_mask`. */
 export type OutputMask = readonly [boolean, boolean, boolean];
@@ -520,7 +521,7 @@ export function batchNormBackward(
     invstd = args.runningVar;
     checkChannelTensor(ctx, mean, 'runningMean', g.c, WHO);
     checkChannelTensor(ctx, invstd, 'runningVar', g.c, WHO);
-    eps = checkEps(args.eps ?? 1e-5);
+    eps = checkEps(args.eps ?? CONVENTIONS.pytorch.eps);
     fromVar = true;
   } else {
     if (!args.saveMean || !args.saveInvstd) {

@@ -9,6 +9,7 @@ import { cpuData, runForward, type ForwardSpec } from './forward.js';
 import { encodeForward } from './gpu-forward.js';
 import { checkBoolean, checkEps } from './options.js';
 import { checkChannelTensor, checkInput } from './validate.js';
+import { CONVENTIONS } from './conventions.js';
 
 // The ONNX BatchNormalization operator, opset 15 (onnx.ai/onnx/operators/onnx__BatchNormalization):
 //   training_mode = 0:  Y = (X − input_mean) / sqrt(input_var + epsilon) · scale + B
@@ -88,8 +89,8 @@ export function onnxBatchNormalization(
   ] as const) {
     checkChannelTensor(ctx, t, name, g.c, WHO);
   }
-  const epsilon = checkEps(attrs.epsilon ?? 1e-5, 'epsilon', true);
-  const momentum = attrs.momentum ?? 0.9;
+  const epsilon = checkEps(attrs.epsilon ?? CONVENTIONS.onnx.eps, 'epsilon', true);
+  const momentum = attrs.momentum ?? CONVENTIONS.onnx.momentum;
   if (typeof momentum !== 'number' || !Number.isFinite(momentum)) {
     throw new ArgumentError(`${WHO}: momentum must be a finite number, got ${String(momentum)}`);
   }

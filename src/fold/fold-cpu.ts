@@ -13,6 +13,7 @@ import { optionKeys, optionsObject } from '../arguments.js';
 import { ArgumentError, ShapeError } from '../errors.js';
 import { checkEps } from '../batch-norm/options.js';
 import { foldGeometry, outputChannel, type WeightLayout } from './fold-geometry.js';
+import { CONVENTIONS } from '../batch-norm/conventions.js';
 
 /** The layer before the batch norm: a convolution (1-D/2-D/3-D, grouped or not) or a linear layer. */
 export interface FoldLayer {
@@ -82,7 +83,7 @@ function vector(who: string, name: string, v: Values | null | undefined, channel
 export function foldBatchNorm(layer: FoldLayer, bn: FoldBatchNormState, options: FoldOptions | null = {}): FoldedLayer {
   const who = 'foldBatchNorm';
   const opts = optionsObject<FoldOptions>(options, `${who} options`, FOLD_OPTION_KEYS);
-  const eps = checkEps(opts.eps ?? 1e-5);
+  const eps = checkEps(opts.eps ?? CONVENTIONS.pytorch.eps);
   const runningMean = vector(who, 'running_mean', bn.running_mean, bn.running_mean?.length ?? 0);
   const channels = runningMean?.length ?? 0;
   const runningVar = vector(who, 'running_var', bn.running_var, channels);

@@ -8,7 +8,13 @@
  */
 export const shaderManifest = {
   stats: ['stats.wgsl', 'common/lane-columns.wgsl', 'common/non-finite.wgsl'],
-  finalize: ['finalize.wgsl', 'common/channel-stats-write.wgsl', 'common/non-finite.wgsl', 'common/channel-scan.wgsl'],
+  finalize: [
+    'finalize.wgsl',
+    'common/channel-stats-write.wgsl',
+    'common/non-finite.wgsl',
+    'common/channel-scan.wgsl',
+    'common/chan-merge.wgsl',
+  ],
   normalize: [
     'normalize.wgsl',
     'common/channel-stats-read.wgsl',
@@ -32,6 +38,7 @@ export const shaderManifest = {
     'common/channel-stats-write.wgsl',
     'common/non-finite.wgsl',
     'common/channel-scan.wgsl',
+    'common/chan-merge.wgsl',
   ],
 } as const satisfies Record<string, readonly [string, ...string[]]>;
 
