@@ -11,7 +11,8 @@
  * result; missed targets are reported, never fatal (benchmarks do not fail on time).
  *
  * Options (also as URL parameters of the page): --samples N, --target MS (per GPU sample),
- * --quick (two small cases), --impls a,b,c (the floors always run), --port P.
+ * --full (every case; the default is the main rows, a few minutes), --quick (the default, kept as
+ * a name), --impls a,b,c (the floors always run), --port P.
  */
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -35,7 +36,8 @@ function parseArgs(argv) {
     if (a === '--samples') args.query.set('samples', next());
     else if (a === '--target') args.query.set('target', next());
     else if (a === '--impls') args.query.set('impls', next());
-    else if (a === '--quick') args.query.set('cases', 'quick');
+    else if (a === '--quick') args.query.set('cases', 'main');
+    else if (a === '--full') args.query.set('cases', 'full');
     else if (a === '--port') args.port = Number(next());
     else throw new Error(`unknown option ${a} (see the header of bench/run-browser.mjs)`);
   }

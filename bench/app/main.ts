@@ -13,7 +13,7 @@
  */
 import * as lib from '../../src/index.js';
 import pkg from '../../package.json';
-import { DEFAULT_CASES, runBenchmark, type BenchEnvironment, type BenchOptions } from '../harness/run.js';
+import { DEFAULT_CASES, MAIN_CASES, runBenchmark, type BenchEnvironment, type BenchOptions } from '../harness/run.js';
 import { formatMeta, formatReport, formatTargets, sortRows } from '../harness/report.js';
 import type { BenchResult, ImplName, Progress, Row } from '../harness/types.js';
 import { chartsFor, drawBarChart } from './charts.js';
@@ -146,11 +146,8 @@ function options(): BenchOptions {
   if (samples > 0) o.samples = samples;
   const target = Number(q.get('target'));
   if (target > 0) o.targetSampleMs = target;
-  if (q.get('cases') === 'quick') {
-    o.cases = DEFAULT_CASES.filter((c) => c.shape.join() === '8,256,28,28' || c.shape.join() === '256,1024').filter(
-      (c, i, all) => all.findIndex((d) => d.shape.join() === c.shape.join()) === i,
-    );
-  }
+  // The main rows unless the full run is asked for (`cases=full`; `cases=quick` is the old name of the default).
+  o.cases = q.get('cases') === 'full' ? DEFAULT_CASES : MAIN_CASES;
   const impls = q.get('impls');
   if (impls) o.impls = impls.split(',').filter(Boolean) as ImplName[];
   return o;

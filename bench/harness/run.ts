@@ -50,6 +50,14 @@ export const DEFAULT_CASES: ReadonlyArray<{ shape: number[]; layout: LayoutName 
   { shape: [16, 32, 16, 32, 32], layout: 'channels_last' },
 ];
 
+/**
+ * The main rows, what `npm start` runs by default (a few minutes on 2 cores): one CNN activation
+ * and one linear layer's input, channels-first. `--full` runs {@link DEFAULT_CASES}.
+ */
+export const MAIN_CASES: ReadonlyArray<{ shape: number[]; layout: LayoutName }> = DEFAULT_CASES.filter(
+  (c) => c.layout === 'channels_first' && (c.shape.join() === '8,256,28,28' || c.shape.join() === '256,1024'),
+);
+
 /** Where the benchmark runs; see bench/app/main.ts and bench/node/main.ts. */
 export interface BenchEnvironment {
   readonly name: 'browser' | 'node';

@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { formatReport } from '../harness/report.js';
 import type { OrtModule } from '../harness/impl-ort.js';
 import type { TfjsModules } from '../harness/impl-tfjs.js';
-import { DEFAULT_CASES, runBenchmark, type BenchEnvironment, type BenchOptions } from '../harness/run.js';
+import { MAIN_CASES, runBenchmark, type BenchEnvironment, type BenchOptions } from '../harness/run.js';
 import type { ImplName, LibraryModule } from '../harness/types.js';
 
 interface DawnModule {
@@ -55,10 +55,7 @@ function parseArgs(argv: readonly string[]): BenchOptions {
     if (a === '--samples') o.samples = Number(next());
     else if (a === '--target') o.targetSampleMs = Number(next());
     else if (a === '--impls') o.impls = next().split(',').filter(Boolean) as ImplName[];
-    else if (a === '--quick')
-      o.cases = DEFAULT_CASES.filter((c) => c.shape.join() === '8,256,28,28' || c.shape.join() === '256,1024').filter(
-        (c) => c.layout === 'channels_first',
-      );
+    else if (a === '--quick') o.cases = MAIN_CASES;
     else if (a === '--cases') o.cases = parseCases(next());
     else if (a === '--case') {
       // e.g. --case 8x256x28x28:cl (repeatable): one shape and layout instead of the defaults.
