@@ -82,6 +82,23 @@ function dtsFiles(dir: string): string[] {
   });
 }
 
+/** Diagnostics of `source` compiled as the file `consumer` with `options` (the file exists only in memory). */
+function typeCheck(consumer: string, source: string, options: ts.CompilerOptions): string[] {
+  const host = ts.createCompilerHost(options);
+  const readFile = host.readFile.bind(host);
+  const fileExists = host.fileExists.bind(host);
+  host.readFile = (f) => (f === consumer ? source : readFile(f));
+  host.fileExists = (f) => f === consumer || fileExists(f);
+  const program = ts.createProgram([consumer], options, host);
+  return ts.getPreEmitDiagnostics(program).map((d) => {
+    const where =
+      d.file && d.start !== undefined
+        ? `${relative(REPO_ROOT, d.file.fileName)}:${d.file.getLineAndCharacterOfPosition(d.start).line + 1}`
+        : '';
+    return `${where} ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
+  });
+}
+
 beforeAll(() => {
   ensureDist();
 }, 300_000);
@@ -324,19 +341,7 @@ describe('dist/*.d.ts', () => {
       skipDefaultLibCheck: true,
       noEmit: true,
     };
-    const host = ts.createCompilerHost(options);
-    const readFile = host.readFile.bind(host);
-    const fileExists = host.fileExists.bind(host);
-    host.readFile = (f) => (f === consumer ? source : readFile(f));
-    host.fileExists = (f) => f === consumer || fileExists(f);
-    const program = ts.createProgram([consumer], options, host);
-    const diagnostics = ts.getPreEmitDiagnostics(program).map((d) => {
-      const where =
-        d.file && d.start !== undefined
-          ? `${relative(REPO_ROOT, d.file.fileName)}:${d.file.getLineAndCharacterOfPosition(d.start).line + 1}`
-          : '';
-      return `${where} ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
-    });
+    const diagnostics = typeCheck(consumer, source, options);
     expect(diagnostics).toEqual([]);
   });
 
@@ -378,13 +383,7 @@ describe('dist/*.d.ts', () => {
       skipLibCheck: true,
       noEmit: true,
     };
-    const host = ts.createCompilerHost(options);
-    const readFile = host.readFile.bind(host);
-    const fileExists = host.fileExists.bind(host);
-    host.readFile = (f) => (f === consumer ? source : readFile(f));
-    host.fileExists = (f) => f === consumer || fileExists(f);
-    const program = ts.createProgram([consumer], options, host);
-    const diagnostics = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+    const diagnostics = typeCheck(consumer, source, options);
     expect(diagnostics).toEqual([]);
   });
 });
