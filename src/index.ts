@@ -27,7 +27,7 @@ export {
   type EncodeForwardOptions,
 } from './batch-norm/module.js';
 export type { Activation, Epilogue } from './batch-norm/epilogue.js';
-export type { BatchNormOptions } from './batch-norm/options.js';
+export type { BatchNormOptions } from './batch-norm/config/options.js';
 export type { StateDict, StateDictInput } from './batch-norm/state-dict.js';
 export { batchNorm, type BatchNormFunctionalOptions } from './batch-norm/functional.js';
 export type { BatchStatsOutputs } from './batch-norm/forward.js';
@@ -38,7 +38,7 @@ export {
   type MomentumMeaning,
   type StateNames,
   type VarianceEstimator,
-} from './batch-norm/conventions.js';
+} from './batch-norm/config/conventions.js';
 export {
   onnxBatchNormalization,
   type OnnxBatchNormalizationAttributes,

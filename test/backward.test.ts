@@ -23,7 +23,7 @@ import {
   type OutputMask,
   type Tensor,
 } from '../src/index.js';
-import { cpuBackward } from '../src/batch-norm/cpu-backward.js';
+import { cpuBackward } from '../src/batch-norm/cpu/cpu-backward.js';
 import { geometryOf } from '../src/batch-norm/geometry.js';
 import { BindGroupCache } from '../src/gpu/object-caches.js';
 import { reflectShader } from '../src/gpu/reflect.js';

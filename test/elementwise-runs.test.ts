@@ -1,5 +1,5 @@
 /**
- * The elementwise passes' launch shapes (src/batch-norm/dispatch-shape.ts `elementwiseShape`) on
+ * The elementwise passes' launch shapes (src/batch-norm/kernels/dispatch-shape.ts `elementwiseShape`) on
  * shapes chosen to reach every branch of both access patterns: channels-first whole-row runs,
  * split rows with a short last run (vec4 and scalar); channels-last groups of 4 vec4 columns and
  * of one column, several rows per invocation with a short last block, and (N, C) rows. Forward
@@ -10,7 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm1d, BatchNorm2d, createContext, type BatchNorm, type BatchNormContext, type Layout } from '../src/index.js';
-import { elementwiseShape } from '../src/batch-norm/dispatch-shape.js';
+import { elementwiseShape } from '../src/batch-norm/kernels/dispatch-shape.js';
 import { geometryOf } from '../src/batch-norm/geometry.js';
 import { caseCounter, contextFor, gaussian, rng } from './helpers/backends.js';
 

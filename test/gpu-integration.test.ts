@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm1d, BatchNorm2d, DeviceLostError, GPUOperationError, createContext, type BatchNormContext } from '../src/index.js';
-import { cpuBatchStats, invstdOf } from '../src/batch-norm/cpu.js';
+import { cpuBatchStats, invstdOf } from '../src/batch-norm/cpu/cpu.js';
 import { geometryOf } from '../src/batch-norm/geometry.js';
 import { caseCounter, checkClose, contextFor, gaussian, rng } from './helpers/backends.js';
 

@@ -1,12 +1,12 @@
 /**
- * Finite-difference gradient check of the CPU backward (src/batch-norm/cpu-backward.ts), run wholly
+ * Finite-difference gradient check of the CPU backward (src/batch-norm/cpu/cpu-backward.ts), run wholly
  * in float64: the analytic gradients of L = Σ dy · batch_norm(x, w, b) must match central
  * differences of a float64 forward written here from the definition, for batch statistics
  * (training, and eval without running statistics) and running statistics (eval), every rank,
  * both memory layouts, affine on and off.
  */
 import { describe, expect, it } from 'vitest';
-import { cpuBackward } from '../src/batch-norm/cpu-backward.js';
+import { cpuBackward } from '../src/batch-norm/cpu/cpu-backward.js';
 import { geometryOf } from '../src/batch-norm/geometry.js';
 import type { Layout } from '../src/index.js';
 import { gaussian, rng } from './helpers/backends.js';

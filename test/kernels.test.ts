@@ -14,11 +14,11 @@
  * up to a few thousand values); elementwise outputs 1e-5 + 1e-5·|ref| (a few float32 roundings).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cpuBackward } from '../src/batch-norm/cpu-backward.js';
-import { cpuBatchStats, cpuNormalize, invstdOf } from '../src/batch-norm/cpu.js';
-import { vec4Aligned } from '../src/batch-norm/dispatch-shape.js';
+import { cpuBackward } from '../src/batch-norm/cpu/cpu-backward.js';
+import { cpuBatchStats, cpuNormalize, invstdOf } from '../src/batch-norm/cpu/cpu.js';
+import { vec4Aligned } from '../src/batch-norm/kernels/dispatch-shape.js';
 import { geometryOf } from '../src/batch-norm/geometry.js';
-import { encodeStatsPass } from '../src/batch-norm/stats-pass.js';
+import { encodeStatsPass } from '../src/batch-norm/kernels/stats-pass.js';
 import { STATS_PARTIAL_BYTES } from '../src/gpu/contracts.js';
 import { bindTensor } from '../src/gpu/tensor-binding.js';
 import { foldBatchNorm, foldBatchNormTensors } from '../src/fold/index.js';

@@ -18,7 +18,7 @@ import {
 import { FreeList } from '../src/free-list.js';
 import { BufferPool, sizeClass } from '../src/gpu/buffer-pool.js';
 import { TENSOR_USAGE } from '../src/gpu/constants.js';
-import { cpuBatchStats, invstdOf } from '../src/batch-norm/cpu.js';
+import { cpuBatchStats, invstdOf } from '../src/batch-norm/cpu/cpu.js';
 import { geometryOf } from '../src/batch-norm/geometry.js';
 import { BACKENDS, caseCounter, checkClose, contextFor, gaussian, rng } from './helpers/backends.js';
 

@@ -8,7 +8,7 @@
  * and ReLU's backward (threshold_backward) before BN's backward. Same device, same buffers, K
  * iterations recorded into one encoder and one submit, like impl-ours.ts.
  */
-import { cpuActivate, cpuGradFromPreActivation } from '../../src/batch-norm/cpu-epilogue.js';
+import { cpuActivate, cpuGradFromPreActivation } from '../../src/batch-norm/cpu/cpu-epilogue.js';
 import { checkActivation } from '../../src/batch-norm/epilogue.js';
 import type * as Library from '../../src/index.js';
 import { forEachElement, relativeError, worstError, type CaseData } from './data.js';

@@ -2,17 +2,17 @@ import { optionKeys, optionsObject, rejectUnknownKeys } from '../arguments.js';
 import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError, BackwardStateError, DestroyedError, ShapeError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { cpuBackward, cpuEpilogueGrad } from './cpu-backward.js';
+import { cpuBackward, cpuEpilogueGrad } from './cpu/cpu-backward.js';
 import { checkEncoder, checkNoAliasing, type NamedTensor } from './aliasing.js';
 import { checkEpilogue, masksFromOutput, usesPreActivation, type Epilogue, type ResolvedEpilogue } from './epilogue.js';
 import { runGpuOp } from '../gpu/dispatch.js';
 import { cpuData, type ForwardRecord } from './forward.js';
 import type { Geometry } from './geometry.js';
-import { encodeBackward, encodePrepare, type GpuBackwardArgs } from './gpu-backward.js';
+import { encodeBackward, encodePrepare, type GpuBackwardArgs } from './kernels/gpu-backward.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
-import { checkBoolean, checkEps } from './options.js';
+import { checkBoolean, checkEps } from './config/options.js';
 import { checkChannelTensor, checkInput } from './validate.js';
-import { CONVENTIONS } from './conventions.js';
+import { CONVENTIONS } from './config/conventions.js';
 
 /** Which of [gradInput, gradWeight, gradBias] to compute, as PyTorch's `output_mask`. */
 export type OutputMask = readonly [boolean, boolean, boolean];

@@ -2,11 +2,11 @@ import { optionKeys } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
 import { runGpuOp } from '../gpu/dispatch.js';
 import type { Tensor } from '../tensor.js';
-import type { RunningUpdate } from './conventions.js';
-import { cpuBatchStats, cpuNormalize, cpuUpdateRunning, invstdOf } from './cpu.js';
+import type { RunningUpdate } from './config/conventions.js';
+import { cpuBatchStats, cpuNormalize, cpuUpdateRunning, invstdOf } from './cpu/cpu.js';
 import type { ResolvedEpilogue } from './epilogue.js';
 import type { Geometry } from './geometry.js';
-import { encodeForward } from './gpu-forward.js';
+import { encodeForward } from './kernels/gpu-forward.js';
 
 /** Everything a forward reads besides the input: parameters, running buffers and mode. */
 export interface ForwardSpec {

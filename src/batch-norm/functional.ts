@@ -5,10 +5,10 @@ import type { Tensor } from '../tensor.js';
 import { checkEpilogue, type Epilogue } from './epilogue.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkNoAliasing } from './aliasing.js';
-import type { ConventionName, MomentumMeaning, VarianceEstimator } from './conventions.js';
+import type { ConventionName, MomentumMeaning, VarianceEstimator } from './config/conventions.js';
 import { runForward, type BatchStatsOutputs } from './forward.js';
-import { checkBoolean } from './options.js';
-import { kernelEps, resolveConvention, runningUpdateOf } from './settings.js';
+import { checkBoolean } from './config/options.js';
+import { kernelEps, resolveConvention, runningUpdateOf } from './config/settings.js';
 import { checkBatchStatsOutputs, checkChannelTensor, checkInput, checkOutput, checkTrainingValues, isEmptyBatch } from './validate.js';
 
 /** Arguments of {@link batchNorm}, named as in `torch.nn.functional.batch_norm`. */

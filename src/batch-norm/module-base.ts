@@ -5,8 +5,8 @@ import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constan
 import { channelStatsBytes } from '../gpu/contracts.js';
 import { noteWrites } from '../gpu/dispatch.js';
 import type { Tensor } from '../tensor.js';
-import type { Convention, MomentumMeaning, RunningUpdate, VarianceEstimator } from './conventions.js';
-import { BATCH_NORM_OPTION_KEYS, checkBoolean, checkNumFeatures, type BatchNormOptions } from './options.js';
+import type { Convention, MomentumMeaning, RunningUpdate, VarianceEstimator } from './config/conventions.js';
+import { BATCH_NORM_OPTION_KEYS, checkBoolean, checkNumFeatures, type BatchNormOptions } from './config/options.js';
 import {
   checkConventionEps,
   checkMomentumFor,
@@ -15,7 +15,7 @@ import {
   resolveConvention,
   runningUpdateOf,
   type ConventionSettings,
-} from './settings.js';
+} from './config/settings.js';
 import { checkStateDict, type StateDict, type StateDictInput } from './state-dict.js';
 
 /** More channels than this cannot be held in host typed arrays on every JS engine. */

@@ -17,7 +17,7 @@ import { checkEpilogue, type Epilogue, type ResolvedEpilogue } from './epilogue.
 import { runForward, type BatchStatsOutputs, type ForwardRecord, type GpuForwardBuffers } from './forward.js';
 import type { Geometry } from './geometry.js';
 import { BatchNormModuleBase } from './module-base.js';
-import type { BatchNormOptions } from './options.js';
+import type { BatchNormOptions } from './config/options.js';
 import { checkBatchStatsOutputs, checkInput, checkOutput, checkTrainingValues, isEmptyBatch } from './validate.js';
 
 /** Options of {@link BatchNorm.forward}. */

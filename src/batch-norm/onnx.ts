@@ -6,10 +6,10 @@ import { channelStatsBytes } from '../gpu/contracts.js';
 import type { Tensor } from '../tensor.js';
 import { runGpuOp } from '../gpu/dispatch.js';
 import { cpuData, runForward, type ForwardSpec } from './forward.js';
-import { encodeForward } from './gpu-forward.js';
-import { checkBoolean, checkEps } from './options.js';
+import { encodeForward } from './kernels/gpu-forward.js';
+import { checkBoolean, checkEps } from './config/options.js';
 import { checkChannelTensor, checkInput } from './validate.js';
-import { CONVENTIONS } from './conventions.js';
+import { CONVENTIONS } from './config/conventions.js';
 
 // The ONNX BatchNormalization operator, opset 15 (onnx.ai/onnx/operators/onnx__BatchNormalization):
 //   training_mode = 0:  Y = (X − input_mean) / sqrt(input_var + epsilon) · scale + B

@@ -1,5 +1,5 @@
 import { StateDictError } from '../errors.js';
-import type { StateNames } from './conventions.js';
+import type { StateNames } from './config/conventions.js';
 
 /**
  * A module's state. With the default PyTorch convention the keys are PyTorch's `state_dict()` keys,

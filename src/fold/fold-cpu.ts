@@ -11,9 +11,9 @@
  */
 import { optionKeys, optionsObject } from '../arguments.js';
 import { ArgumentError, ShapeError } from '../errors.js';
-import { checkEps } from '../batch-norm/options.js';
+import { checkEps } from '../batch-norm/config/options.js';
 import { foldGeometry, outputChannel, type WeightLayout } from './fold-geometry.js';
-import { CONVENTIONS } from '../batch-norm/conventions.js';
+import { CONVENTIONS } from '../batch-norm/config/conventions.js';
 
 /** The layer before the batch norm: a convolution (1-D/2-D/3-D, grouped or not) or a linear layer. */
 export interface FoldLayer {

@@ -1,8 +1,8 @@
 /** Loading one layer of a model file into a BatchNorm module, all-or-nothing. */
 import { optionKeys, rejectUnknownKeys } from '../arguments.js';
 import type { BatchNorm } from '../batch-norm/module.js';
-import type { StateNames } from '../batch-norm/conventions.js';
-import { checkEps, checkMomentum } from '../batch-norm/options.js';
+import type { StateNames } from '../batch-norm/config/conventions.js';
+import { checkEps, checkMomentum } from '../batch-norm/config/options.js';
 import type { StateDict } from '../batch-norm/state-dict.js';
 import { ShapeError } from '../errors.js';
 import { findBatchNorm, shortestFloat32, type BatchNormLayer, type ModelFile } from './model-file.js';

@@ -4,15 +4,15 @@ import { ArgumentError, BackwardStateError, DestroyedError, InsufficientValuesEr
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
 import { BACKWARD_OPTION_KEYS, type BackwardOptions, type BackwardResult } from '../batch-norm/backward.js';
-import { cpuNormalize, cpuUpdateRunning } from '../batch-norm/cpu.js';
+import { cpuNormalize, cpuUpdateRunning } from '../batch-norm/cpu/cpu.js';
 import { cpuData } from '../batch-norm/forward.js';
 import { runGpuOp } from '../gpu/dispatch.js';
 import { batchNorm } from '../batch-norm/functional.js';
 import type { Geometry } from '../batch-norm/geometry.js';
-import { encodeBackward } from '../batch-norm/gpu-backward.js';
-import { encodeForward } from '../batch-norm/gpu-forward.js';
+import { encodeBackward } from '../batch-norm/kernels/gpu-backward.js';
+import { encodeForward } from '../batch-norm/kernels/gpu-forward.js';
 import { BatchNormModuleBase } from '../batch-norm/module-base.js';
-import type { BatchNormOptions } from '../batch-norm/options.js';
+import type { BatchNormOptions } from '../batch-norm/config/options.js';
 import { cpuGradSums, cpuMoments, cpuSyncGradInput } from './sync-cpu.js';
 import { encodeBackwardConstants, encodeForwardConstants, encodeMoments, mergedBytes } from './sync-gpu.js';
 import {

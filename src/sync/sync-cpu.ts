@@ -1,5 +1,5 @@
-import { cpuBatchStats } from '../batch-norm/cpu.js';
-import { cpuBackwardSums, cpuGradInputElementwise, type NumberArray } from '../batch-norm/cpu-backward.js';
+import { cpuBatchStats } from '../batch-norm/cpu/cpu.js';
+import { cpuBackwardSums, cpuGradInputElementwise, type NumberArray } from '../batch-norm/cpu/cpu-backward.js';
 import type { Geometry } from '../batch-norm/geometry.js';
 import type { ChannelMoments, GradSums } from './sync-merge.js';
 

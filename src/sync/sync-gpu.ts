@@ -5,9 +5,9 @@ import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor } from '../gpu/tensor-binding.js';
 import type { Tensor } from '../tensor.js';
-import { channelScanView, vec4Aligned } from '../batch-norm/dispatch-shape.js';
+import { channelScanView, vec4Aligned } from '../batch-norm/kernels/dispatch-shape.js';
 import type { Geometry } from '../batch-norm/geometry.js';
-import { encodeStatsPass } from '../batch-norm/stats-pass.js';
+import { encodeStatsPass } from '../batch-norm/kernels/stats-pass.js';
 import { GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES } from './sync-merge.js';
 
 // SyncBatchNorm's GPU stages (shaders/sync-batch-norm.wgsl). They only add per-channel dispatches

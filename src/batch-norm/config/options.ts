@@ -1,5 +1,5 @@
-import { optionKeys } from '../arguments.js';
-import { ArgumentError } from '../errors.js';
+import { optionKeys } from '../../arguments.js';
+import { ArgumentError } from '../../errors.js';
 import type { ConventionName, MomentumMeaning, VarianceEstimator } from './conventions.js';
 
 /** Options shared by {@link BatchNorm1d}, {@link BatchNorm2d} and {@link BatchNorm3d}, as in PyTorch. */

@@ -1,4 +1,4 @@
-import type { ResolvedActivation } from './epilogue.js';
+import type { ResolvedActivation } from '../epilogue.js';
 
 // The fused epilogue's activations and derivatives on the CPU, in float64 (rounded once where the
 // caller stores): the same functions as shaders/common/epilogue.wgsl, with float64's own exp and

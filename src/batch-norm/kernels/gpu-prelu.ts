@@ -1,5 +1,5 @@
-import { FLAG_PRELU_SHARED, PLANE_PRELU_SLOPE, planeStride } from '../gpu/contracts.js';
-import type { ResolvedEpilogue } from './epilogue.js';
+import { FLAG_PRELU_SHARED, PLANE_PRELU_SLOPE, planeStride } from '../../gpu/contracts.js';
+import type { ResolvedEpilogue } from '../epilogue.js';
 
 // A PReLU epilogue's slope reaches the kernels through channelStats plane PLANE_PRELU_SLOPE, filled
 // by a buffer copy from the weight tensor: normalize and backward-elementwise already bind WebGPU's

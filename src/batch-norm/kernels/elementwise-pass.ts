@@ -1,12 +1,12 @@
-import { planeStride, WORKGROUP_SIZE } from '../gpu/contracts.js';
-import { getKernel, type OverrideConstants } from '../gpu/kernel-cache.js';
-import type { GpuRuntime } from '../gpu/runtime.js';
-import type { ShaderSpec } from '../gpu/shaders.js';
-import { bindUniforms, type TensorBinding } from '../gpu/tensor-binding.js';
-import type { UniformValues } from '../gpu/uniforms.js';
-import { grid } from '../gpu/grid.js';
+import { planeStride, WORKGROUP_SIZE } from '../../gpu/contracts.js';
+import { getKernel, type OverrideConstants } from '../../gpu/kernel-cache.js';
+import type { GpuRuntime } from '../../gpu/runtime.js';
+import type { ShaderSpec } from '../../gpu/shaders.js';
+import { bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
+import type { UniformValues } from '../../gpu/uniforms.js';
+import { grid } from '../../gpu/grid.js';
 import { elementwiseShape, vec4Aligned } from './dispatch-shape.js';
-import type { Geometry } from './geometry.js';
+import type { Geometry } from '../geometry.js';
 
 /** One elementwise dispatch (normalize.wgsl, backward-elementwise.wgsl) over the rows × cols view of a tensor. */
 export interface ElementwisePass {

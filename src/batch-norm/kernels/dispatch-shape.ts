@@ -1,7 +1,7 @@
-import { WORKGROUP_SIZE } from '../gpu/contracts.js';
-import { grid } from '../gpu/grid.js';
-import type { UniformValues } from '../gpu/uniforms.js';
-import type { Geometry } from './geometry.js';
+import { WORKGROUP_SIZE } from '../../gpu/contracts.js';
+import { grid } from '../../gpu/grid.js';
+import type { UniformValues } from '../../gpu/uniforms.js';
+import type { Geometry } from '../geometry.js';
 
 // How the kernels spread a tensor over invocations. Shared by the forward and backward
 // dispatchers so both reductions, and both elementwise passes, split work the same way.

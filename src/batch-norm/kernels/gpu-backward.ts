@@ -9,18 +9,18 @@ import {
   FLAG_PREPARE_BIAS,
   FLAG_PREPARE_WEIGHT,
   planeStride,
-} from '../gpu/contracts.js';
-import { BACKWARD_ELEMENTWISE_SHADER, BACKWARD_REDUCE_SHADER } from '../gpu/shaders.js';
-import { getKernel } from '../gpu/kernel-cache.js';
-import type { GpuRuntime } from '../gpu/runtime.js';
-import { bindOptional, bindTensor, bindUniforms, type TensorBinding } from '../gpu/tensor-binding.js';
-import type { UniformValues } from '../gpu/uniforms.js';
-import type { Tensor } from '../tensor.js';
-import type { Geometry } from './geometry.js';
-import { dispatchPerChannel, encodePerChannel } from '../gpu/grid.js';
+} from '../../gpu/contracts.js';
+import { BACKWARD_ELEMENTWISE_SHADER, BACKWARD_REDUCE_SHADER } from '../../gpu/shaders.js';
+import { getKernel } from '../../gpu/kernel-cache.js';
+import type { GpuRuntime } from '../../gpu/runtime.js';
+import { bindOptional, bindTensor, bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
+import type { UniformValues } from '../../gpu/uniforms.js';
+import type { Tensor } from '../../tensor.js';
+import type { Geometry } from '../geometry.js';
+import { dispatchPerChannel, encodePerChannel } from '../../gpu/grid.js';
 import { reductionShape, vec4Aligned } from './dispatch-shape.js';
 import { encodeElementwise } from './elementwise-pass.js';
-import { activationUniforms, ACTIVATION_CODE, masksFromOutput, usesPreActivation, type ResolvedEpilogue } from './epilogue.js';
+import { activationUniforms, ACTIVATION_CODE, masksFromOutput, usesPreActivation, type ResolvedEpilogue } from '../epilogue.js';
 import { encodePreluSlope, preluFlags } from './gpu-prelu.js';
 
 /** The fused epilogue a backward differentiates through (see shaders/common/epilogue.wgsl). */

@@ -1,6 +1,6 @@
 import { cpuActivate } from './cpu-epilogue.js';
-import type { ResolvedActivation } from './epilogue.js';
-import type { Geometry } from './geometry.js';
+import type { ResolvedActivation } from '../epilogue.js';
+import type { Geometry } from '../geometry.js';
 
 // The CPU backend and the second oracle of the test suite: plain typed-array loops with float64
 // accumulation. Statistics take one pass of shifted sums: Σ(x − K) and Σ(x − K)² around K = the

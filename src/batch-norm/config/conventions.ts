@@ -1,5 +1,5 @@
-import { ArgumentError } from '../errors.js';
-import type { Layout } from '../tensor.js';
+import { ArgumentError } from '../../errors.js';
+import type { Layout } from '../../tensor.js';
 
 // Each framework's batch-norm conventions, so that a user can type their framework's own numbers
 // literally. The sources of every entry are cited next to it and in the README table

@@ -1,6 +1,6 @@
 import { cpuGradFromOutput, cpuGradFromPreActivation } from './cpu-epilogue.js';
-import { usesPreActivation, type ResolvedActivation } from './epilogue.js';
-import type { Geometry } from './geometry.js';
+import { usesPreActivation, type ResolvedActivation } from '../epilogue.js';
+import type { Geometry } from '../geometry.js';
 
 // The CPU backward and the second oracle of the test suite: PyTorch's batch_norm_backward
 // (aten/src/ATen/native/Normalization.cpp) as plain typed-array loops with float64 accumulation.

@@ -1,4 +1,4 @@
-import { BUFFER_INDIRECT, TENSOR_USAGE } from '../gpu/constants.js';
+import { BUFFER_INDIRECT, TENSOR_USAGE } from '../../gpu/constants.js';
 import {
   bindChannelStats,
   GENERAL_QUEUE_HEADER_WORDS,
@@ -12,20 +12,20 @@ import {
   PLANE_INVSTD,
   PLANE_MEAN,
   planeStride,
-} from '../gpu/contracts.js';
-import { FINALIZE_SHADER, NORMALIZE_SHADER } from '../gpu/shaders.js';
-import { getKernel } from '../gpu/kernel-cache.js';
-import type { GpuRuntime } from '../gpu/runtime.js';
-import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
-import type { UniformValues } from '../gpu/uniforms.js';
-import type { Tensor } from '../tensor.js';
-import type { RunningUpdate } from './conventions.js';
-import { dispatchPerChannel } from '../gpu/grid.js';
+} from '../../gpu/contracts.js';
+import { FINALIZE_SHADER, NORMALIZE_SHADER } from '../../gpu/shaders.js';
+import { getKernel } from '../../gpu/kernel-cache.js';
+import type { GpuRuntime } from '../../gpu/runtime.js';
+import { bindOptional, bindTensor, bindUniforms } from '../../gpu/tensor-binding.js';
+import type { UniformValues } from '../../gpu/uniforms.js';
+import type { Tensor } from '../../tensor.js';
+import type { RunningUpdate } from '../config/conventions.js';
+import { dispatchPerChannel } from '../../gpu/grid.js';
 import { channelScanView, vec4Aligned } from './dispatch-shape.js';
 import { encodeElementwise } from './elementwise-pass.js';
 import { encodeStatsPass } from './stats-pass.js';
-import { activationUniforms, epilogueConstants, type ResolvedEpilogue } from './epilogue.js';
-import type { Geometry } from './geometry.js';
+import { activationUniforms, epilogueConstants, type ResolvedEpilogue } from '../epilogue.js';
+import type { Geometry } from '../geometry.js';
 import { encodePreluSlope, preluFlags } from './gpu-prelu.js';
 
 /** What one forward needs on the GPU; tensors are already validated by the caller. */
