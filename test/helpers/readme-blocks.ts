@@ -59,6 +59,38 @@ export function parseReadmeBlocks(markdown: string): ReadmeBlock[] {
   return blocks;
 }
 
+/**
+ * The marker rules, as readable problems (none when the README is in order): every fence names its
+ * language (so no program hides in an unlabelled one); every program block has a marker; a not-run
+ * marker says why; run ids are unique, each has a spec and each spec a block; and a block that
+ * does not run on both backends is WebGPU-only and says why.
+ */
+export function markerProblems(blocks: readonly ReadmeBlock[], specs: Readonly<Record<string, BlockSpec>>): string[] {
+  const problems: string[] = [];
+  const ids = new Set<string>();
+  for (const b of blocks) {
+    const at = `README.md:${b.line - 1}`;
+    if (b.lang === '') problems.push(`${at}: a fence without a language (\`\`\`text for a diagram)`);
+    const program = PROGRAM_LANGUAGES.has(b.lang);
+    if (program && !b.marker) problems.push(`${at}: a \`\`\`${b.lang} block without a <!-- readme-test: id --> marker`);
+    if (!program && b.marker?.kind === 'run') problems.push(`${at}: only ts/js blocks run, this is \`\`\`${b.lang || '(none)'}`);
+    if (b.marker?.kind === 'not-run' && b.marker.reason.length < 10) problems.push(`${at}: not-run needs a reason`);
+    if (b.marker?.kind === 'run') {
+      if (!/^[a-z0-9-]+$/.test(b.marker.id)) problems.push(`${at}: id '${b.marker.id}' is not kebab-case`);
+      if (ids.has(b.marker.id)) problems.push(`${at}: id '${b.marker.id}' used twice`);
+      ids.add(b.marker.id);
+      if (!specs[b.marker.id]) problems.push(`${at}: no spec for '${b.marker.id}' in test/helpers/readme-block-specs.ts`);
+    }
+  }
+  for (const [id, spec] of Object.entries(specs)) {
+    if (!ids.has(id)) problems.push(`spec '${id}' has no README block`);
+    const both = spec.backends.includes('webgpu') && spec.backends.includes('cpu');
+    const webgpuOnly = spec.backends.length === 1 && spec.backends[0] === 'webgpu' && (spec.webgpuOnly ?? '').length > 20;
+    if (!both && !webgpuOnly) problems.push(`spec '${id}': runs on both backends unless it is WebGPU-only and says why`);
+  }
+  return problems;
+}
+
 /** What the harness wraps around one README block. */
 export interface BlockSpec {
   /**
