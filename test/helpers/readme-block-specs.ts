@@ -4,7 +4,7 @@
  * hidden), the checks on what it computed (the epilogue, hidden, with the block's top-level names
  * in scope), the files it opens and the backends it runs on. Both parts are TypeScript and are
  * type-checked with the block. The header of readme-blocks.ts provides `__bn` (the package root),
- * `__io` (its /io entry), `__fs`, `__assert`, `__backend` and the float64 helpers below.
+ * `__io` and `__sync` (its /io and /sync entries), `__fs`, `__assert`, `__backend` and the float64 helpers below.
  */
 import type { BlockSpec } from './readme-blocks.js';
 
@@ -171,19 +171,37 @@ for (const t of [gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight]
     prelude: `
 const ctx = await __bn.createContext();
 const __shape = [4, 64, 3, 3];
-const x = ctx.tensor(Float32Array.from({ length: 4 * 64 * 9 }, (_, i) => Math.cos(i * 0.91) * 4 + (i % 7)), __shape);
-const gy = ctx.tensor(Float32Array.from({ length: 4 * 64 * 9 }, (_, i) => Math.sin(i * 0.53)), __shape);
-// Your transport, here of world size 1: this shard is the whole batch.
-const transport = { allGather: async (mine: Float64Array): Promise<Float64Array[]> => [mine] };
+const __data = (f: (i: number) => number) => Float32Array.from({ length: 4 * 64 * 9 }, (_, i) => f(i));
+const x = ctx.tensor(__data((i) => Math.cos(i * 0.91) * 4 + (i % 7)), __shape);
+const gy = ctx.tensor(__data((i) => Math.sin(i * 0.53)), __shape);
+// Your transport, here of world size 2: a peer shard (its own SyncBatchNorm, other data) runs the
+// same protocol inside allGather, and its array comes first in the second round.
+const __peerX = ctx.tensor(__data((i) => Math.sin(i * 0.29) * 3 - 2), __shape);
+const __peerGy = ctx.tensor(__data((i) => Math.cos(i * 0.41)), __shape);
+const __peer = new __sync.SyncBatchNorm(ctx, 64, { momentum: 0.1 });
+let __round = 0;
+const transport = {
+  async allGather(mine: Float64Array): Promise<Float64Array[]> {
+    if (++__round === 1) {
+      const peer = __sync.momentsToArray(await __peer.momentsPartial(__peerX));
+      __peer.forward(__peerX, __sync.mergeMoments([peer, mine].map(__sync.momentsFromArray))).destroy();
+      return [mine, peer];
+    }
+    return [__sync.gradSumsToArray(await __peer.gradPartial(__peerGy)), mine];
+  },
+};
 `,
     epilogue: `
-const __ref = __reference(await x.read(), __shape);
-__expectClose('SyncBatchNorm output', await y.read(), __ref.y, 1e-5, 1e-5);
-// dL/dbias = Σdy per channel over the whole batch.
-const __gy = await gy.read();
-const __sumDy = Array.from({ length: 64 }, (_, c) => { let s = 0; for (let i = 0; i < 4; i++) for (let k = 0; k < 9; k++) s += __gy[(i * 64 + c) * 9 + k] ?? 0; return s; });
+// Reference: batch norm of the concatenated batch (this shard's 4 samples, then the peer's 4).
+const __both = [...(await x.read()), ...(await __peerX.read())];
+const __ref = __reference(__both, [8, 64, 3, 3]);
+__expectClose('SyncBatchNorm output (this shard of the whole batch)', await y.read(), __ref.y.subarray(0, 4 * 64 * 9), 1e-5, 1e-5);
+// dL/dbias = Σdy per channel over the whole batch, identical on every shard.
+const __gys = [...(await gy.read()), ...(await __peerGy.read())];
+const __sumDy = Array.from({ length: 64 }, (_, c) => { let s = 0; for (let i = 0; i < 8; i++) for (let k = 0; k < 9; k++) s += __gys[(i * 64 + c) * 9 + k] ?? 0; return s; });
 __assert.ok(gradInput && gradWeight && gradBias);
-__expectClose('SyncBatchNorm gradBias', await gradBias.read(), __sumDy, 1e-5, 1e-5);
+__expectClose('SyncBatchNorm gradBias (whole batch)', await gradBias.read(), __sumDy, 1e-5, 1e-5);
+__assert.equal(__round, 2);
 `,
   },
 

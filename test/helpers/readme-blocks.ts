@@ -133,11 +133,12 @@ export interface ReadmeProject {
 const HARNESS_HEADER = [
   "import * as __bn from 'webgpu-batchnorm';",
   "import * as __io from 'webgpu-batchnorm/io';",
+  "import * as __sync from 'webgpu-batchnorm/sync';",
   "import * as __fs from 'node:fs';",
   "import __assert from 'node:assert/strict';",
   "const __backend = process.env['README_BACKEND'] === 'webgpu' ? 'webgpu' : 'cpu';",
   // Not every prelude or epilogue uses each of them.
-  'void __bn; void __io; void __fs; void __assert; void __backend;',
+  'void __bn; void __io; void __sync; void __fs; void __assert; void __backend;',
 ].join('\n');
 
 /**
