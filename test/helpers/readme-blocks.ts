@@ -162,8 +162,9 @@ function writeRuntimeShim(dir: string): void {
   writeFileSync(
     join(dir, 'hooks.mjs'),
     `const SHIM = new URL('./shim.mjs', import.meta.url).href;
+const BLOCKS = new URL('./blocks/', import.meta.url).href;
 export async function resolve(specifier, context, next) {
-  if (specifier === 'webgpu-batchnorm' && context.parentURL && context.parentURL.includes('/blocks/')) return { url: SHIM, shortCircuit: true };
+  if (specifier === 'webgpu-batchnorm' && context.parentURL?.startsWith(BLOCKS)) return { url: SHIM, shortCircuit: true };
   return next(specifier, context);
 }
 `,
