@@ -21,6 +21,7 @@ import {
   type ModelFileErrorReason,
 } from '../src/index.js';
 import {
+  detectModelFormat,
   findBatchNorm,
   loadBatchNorm,
   parseModelFile,
@@ -474,6 +475,87 @@ describe('damaged files never crash the readers', () => {
       onlyTypedErrors(flip(st), 'safetensors');
       onlyTypedErrors(flip(onnx), 'onnx');
     }
+  });
+});
+
+/** A state dict whose safetensors header is exactly `length` bytes (a name padded to fit). */
+function safetensorsWithHeader(length: number): Uint8Array {
+  for (let pad = 0; pad < 8192; pad++) {
+    const tensors = new Map([
+      [`bn.${'x'.repeat(pad)}.running_mean`, { shape: [3], data: Float32Array.from([1.5, -2, 1e-30]) }],
+      ['bn.num_batches_tracked', { shape: [], data: BigInt64Array.from([7n]) }],
+    ]);
+    const bytes = writeSafetensors(tensors);
+    if (Number(new DataView(bytes.buffer).getBigUint64(0, true)) === length) return bytes;
+  }
+  throw new Error(`no header of ${length} bytes`);
+}
+
+describe('format detection by whole structure', () => {
+  it('reads safetensors files whose header length starts with byte 0x80 (as a pickle does)', () => {
+    for (const length of [384, 640, 896, 0x1180]) {
+      const bytes = safetensorsWithHeader(length);
+      expect(bytes[0]).toBe(0x80);
+      expect(detectModelFormat(bytes)).toBe('safetensors');
+      const file = parseModelFile(bytes);
+      expect(file.format).toBe('safetensors');
+      expect(Array.from(file.tensors.values())[0]?.data).toEqual(Float32Array.from([1.5, -2, 1e-30]));
+      expect(file.tensors.get('bn.num_batches_tracked')?.data[0]).toBe(7n);
+    }
+  });
+
+  it('detects every fixture, sends damaged files to their own reader, and a raw pickle to the .pt reader', () => {
+    for (const name of ['state_f32.pt', 'checkpoint.pt', 'legacy.pt']) expect(detectModelFormat(bytesOf(name)), name).toBe('pytorch');
+    expect(detectModelFormat(bytesOf('state.safetensors'))).toBe('safetensors');
+    expect(detectModelFormat(bytesOf('bn.onnx'))).toBe('onnx');
+    const pt = bytesOf('state_f32.pt');
+    expect(detectModelFormat(pt.subarray(0, 200))).toBe('pytorch');
+    const st = bytesOf('state.safetensors');
+    expect(detectModelFormat(st.subarray(0, 60))).toBe('safetensors');
+    refused(() => parseModelFile(st.subarray(0, 60)), 'TRUNCATED');
+    refused(() => parseModelFile(new Uint8Array([0x80, 0x02, 0x7d, 0x2e])), 'BAD_MAGIC', /not a zip archive/);
+    refused(() => parseModelFile(new Uint8Array([0x80, 0x03])), 'BAD_MAGIC');
+  });
+});
+
+describe('hostile files: typed refusals, limits', () => {
+  const header = (h: object | string, data: Uint8Array): Uint8Array => {
+    const json = typeof h === 'string' ? strToU8(h) : strToU8(JSON.stringify(h));
+    const out = new Uint8Array(8 + json.length + data.length);
+    new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+    out.set(json, 8);
+    out.set(data, 8 + json.length);
+    return out;
+  };
+
+  it('safetensors: overlapping data_offsets are OVERLAP, a cut-short JSON header CORRUPT, bad shapes BAD_SHAPE', () => {
+    const data = new Uint8Array(16);
+    const overlap = { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } };
+    refused(() => parseModelFile(header(overlap, data)), 'OVERLAP', /'b'.*overlaps 'a'/);
+    const same = { a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, b: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } };
+    refused(() => parseModelFile(header(same, data)), 'OVERLAP');
+    // Adjacent and empty entries are not overlaps.
+    const ok = {
+      a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+      e: { dtype: 'F32', shape: [0], data_offsets: [8, 8] },
+      b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] },
+    };
+    expect(parseModelFile(header(ok, data)).tensors.size).toBe(3);
+    refused(() => parseModelFile(header('{"a": {"dtype": "F32", "sha', data), { format: 'safetensors' }), 'CORRUPT', /not valid JSON/);
+    refused(() => parseModelFile(header({ a: { dtype: 'F32', shape: [-4], data_offsets: [0, 16] } }, data)), 'BAD_SHAPE');
+    refused(() => parseModelFile(header({ a: { dtype: 'F32', shape: [1.5], data_offsets: [0, 16] } }, data)), 'BAD_SHAPE');
+  });
+
+  it('maxBytes, maxEntries and maxPickleBytes refuse a file past them, naming the option', async () => {
+    refused(() => parseModelFile(bytesOf('state_f32.pt'), { maxBytes: 64 }), 'LIMIT', /maxBytes/);
+    refused(() => parseModelFile(bytesOf('state.safetensors'), { maxBytes: 8 }), 'LIMIT', /maxBytes/);
+    refused(() => parseModelFile(bytesOf('bn.onnx'), { maxBytes: 8 }), 'LIMIT', /maxBytes/);
+    refused(() => parseModelFile(bytesOf('state.safetensors'), { maxEntries: 2 }), 'LIMIT', /maxEntries/);
+    refused(() => parseModelFile(bytesOf('state_f32.pt'), { maxEntries: 2 }), 'LIMIT', /maxEntries/);
+    refused(() => parseModelFile(bytesOf('state_f32.pt'), { maxPickleBytes: 100 }), 'LIMIT', /maxPickleBytes/);
+    expect(parseModelFile(bytesOf('state_f32.pt'), { maxBytes: 1 << 20, maxEntries: 100 }).tensors.size).toBeGreaterThan(0);
+    await expect(readModelFileFromPath(new URL('state_f32.pt', DIR).pathname, { maxBytes: 100 })).rejects.toThrow(/maxBytes/);
+    expect(() => parseModelFile(bytesOf('state_f32.pt'), { maxBytes: -1 })).toThrow(/maxBytes must be/);
   });
 });
 
