@@ -546,6 +546,15 @@ describe('hostile files: typed refusals, limits', () => {
     refused(() => parseModelFile(header({ a: { dtype: 'F32', shape: [1.5], data_offsets: [0, 16] } }, data)), 'BAD_SHAPE');
   });
 
+  it('reads a checkpoint re-zipped with deflate (streamed inflation) exactly as the stored original', () => {
+    const stored = parseModelFile(bytesOf('state_f32.pt')).tensors;
+    const deflated = zipSync(unzipSync(bytesOf('state_f32.pt')), { level: 9 });
+    const back = parseModelFile(deflated).tensors;
+    expect([...back.keys()]).toEqual([...stored.keys()]);
+    for (const [k, t] of stored) expect(back.get(k)?.data, k).toEqual(t.data);
+    refused(() => parseModelFile(deflated, { maxBytes: 200 }), 'LIMIT', /inflating zip entry/);
+  });
+
   it('maxBytes, maxEntries and maxPickleBytes refuse a file past them, naming the option', async () => {
     refused(() => parseModelFile(bytesOf('state_f32.pt'), { maxBytes: 64 }), 'LIMIT', /maxBytes/);
     refused(() => parseModelFile(bytesOf('state.safetensors'), { maxBytes: 8 }), 'LIMIT', /maxBytes/);

@@ -33,7 +33,12 @@ const END64_LOCATOR = 0x07064b50;
 const END64 = 0x06064b50;
 /** DEFLATE cannot expand by more than 1032:1 (RFC 1951: a 258-byte match per 2 bits, roughly). */
 const MAX_DEFLATE_RATIO = 1032;
-const CHUNK = 1 << 16;
+/**
+ * The most compressed bytes per Inflate.push. fflate inflates a whole pushed chunk before handing
+ * the output over, so each push is also kept to what the declared size still allows (remaining /
+ * 1032, plus 1 KiB): an entry that lies about its size is caught within ~1 MiB of output.
+ */
+const MAX_CHUNK = 1 << 16;
 
 /** True when `bytes` start with a zip local file header. */
 export function startsLikeZip(bytes: Uint8Array): boolean {
@@ -195,10 +200,12 @@ export function zipEntryData(bytes: Uint8Array, entry: ZipEntry, budget: ByteBud
     filled += chunk.byteLength;
   });
   try {
-    for (let i = 0; i < compressed.byteLength || i === 0; i += CHUNK) {
-      const last = i + CHUNK >= compressed.byteLength;
-      inflater.push(compressed.subarray(i, i + CHUNK), last);
+    for (let i = 0; ; ) {
+      const step = Math.min(MAX_CHUNK, 1024 + Math.ceil((out.byteLength - filled) / MAX_DEFLATE_RATIO));
+      const last = i + step >= compressed.byteLength;
+      inflater.push(compressed.subarray(i, i + step), last);
       if (last) break;
+      i += step;
     }
   } catch (err) {
     if (err instanceof ModelFileError) throw err;
