@@ -518,6 +518,28 @@ describe('format detection by whole structure', () => {
   });
 });
 
+describe('detection never crashes', () => {
+  it('random bytes and byte flips of a 0x80-header safetensors file, read with detection, give ModelFileErrors only', () => {
+    const next = rng(31);
+    const base = safetensorsWithHeader(384);
+    const check = (bytes: Uint8Array, what: string): void => {
+      try {
+        parseModelFile(bytes);
+      } catch (err) {
+        if (!(err instanceof ModelFileError)) throw new Error(`${what}: ${String(err)} is not a ModelFileError`);
+      }
+    };
+    for (let k = 0; k < 300; k++) {
+      const random = Uint8Array.from({ length: Math.floor(next() * 64) }, () => Math.floor(next() * 256));
+      check(random, `random ${k}`);
+      const flipped = base.slice();
+      for (let j = 0; j < 2; j++) flipped[Math.floor(next() * flipped.length)] = Math.floor(next() * 256);
+      check(flipped, `flip ${k}`);
+      check(base.subarray(0, Math.floor(next() * base.length)), `cut ${k}`);
+    }
+  });
+});
+
 describe('hostile files: typed refusals, limits', () => {
   const header = (h: object | string, data: Uint8Array): Uint8Array => {
     const json = typeof h === 'string' ? strToU8(h) : strToU8(JSON.stringify(h));

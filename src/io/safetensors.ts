@@ -14,7 +14,8 @@ const READ_DTYPES: readonly string[] = ['F64', 'F32', 'F16', 'BF16', 'I64', 'I32
 const MAX_HEADER_BYTES = 100_000_000;
 const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
-const SPACE = 0x20;
+/** Space, tab, line feed, carriage return. */
+const JSON_WHITESPACE: readonly number[] = [0x20, 0x09, 0x0a, 0x0d];
 
 function headerLength(bytes: Uint8Array): bigint {
   return new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
@@ -32,7 +33,7 @@ export function startsLikeSafetensors(bytes: Uint8Array): boolean {
 
 /**
  * True when `bytes` are a whole safetensors file by structure: the 8-byte little-endian header
- * length fits in the file, the header starts with `{` and ends with `}` (then only the spaces
+ * length fits in the file, the header starts with `{` and ends with `}` (then only the whitespace
  * writers pad with). Never decided by one byte: a header length of 384 starts with 0x80 like a pickle.
  */
 export function isSafetensors(bytes: Uint8Array): boolean {
@@ -40,7 +41,8 @@ export function isSafetensors(bytes: Uint8Array): boolean {
   const end = 8 + Number(headerLength(bytes));
   if (end > bytes.byteLength) return false;
   let last = end - 1;
-  while (last > 8 && bytes[last] === SPACE) last--;
+  // Writers pad with spaces (the reference does); any JSON whitespace is accepted.
+  while (last > 8 && JSON_WHITESPACE.includes(bytes[last] ?? 0)) last--;
   return bytes[last] === CLOSE_BRACE;
 }
 
