@@ -518,6 +518,41 @@ describe('format detection by whole structure', () => {
   });
 });
 
+describe('real torch.save files with shared storage', () => {
+  it.runIf(torchAvailable())('memo references, views of one storage and a dict reached twice read as torch saved them', () => {
+    const script = `
+import sys, torch
+x = torch.arange(12, dtype=torch.float32).reshape(3, 4) * 0.25 - 1
+sd = {'w': x, 'same': x, 'row': x[1], 'tail': x.view(-1)[5:], 't': x.t(), 'col': x[:, 2]}
+torch.save({'model': sd, 'ema': sd, 'x': x}, sys.argv[1])
+`;
+    const dir = mkdtempSync(join(tmpdir(), 'bn-shared-'));
+    try {
+      const path = join(dir, 'shared.pt');
+      const run = spawnSync('/usr/bin/python3', ['-c', script, path], { encoding: 'utf8' });
+      expect(run.status, run.stderr).toBe(0);
+      const file = parseModelFile(new Uint8Array(readFileSync(path)));
+      const x = Array.from({ length: 12 }, (_, i) => i * 0.25 - 1);
+      const values = (name: string): number[] => Array.from((file.tensors.get(name)?.data ?? []) as Float32Array);
+      for (const root of ['model', 'ema']) {
+        expect(values(`${root}.w`)).toEqual(x);
+        expect(values(`${root}.same`)).toEqual(x);
+        expect(values(`${root}.row`)).toEqual(x.slice(4, 8));
+        expect(values(`${root}.tail`)).toEqual(x.slice(5));
+        expect(values(`${root}.t`)).toEqual([0, 1, 2, 3].flatMap((c) => [x[c], x[4 + c], x[8 + c]]));
+        expect(values(`${root}.col`)).toEqual([x[2], x[6], x[10]]);
+        expect(file.tensors.get(`${root}.t`)?.shape).toEqual([4, 3]);
+      }
+      expect(values('x')).toEqual(x);
+      // One storage: every contiguous view shares its buffer; only the transposed and column views are gathered.
+      const buffers = new Set([...file.tensors.entries()].filter(([k]) => !/\.(t|col)$/.test(k)).map(([, t]) => t.data.buffer));
+      expect(buffers.size).toBe(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('detection never crashes', () => {
   it('random bytes and byte flips of a 0x80-header safetensors file, read with detection, give ModelFileErrors only', () => {
     const next = rng(31);
