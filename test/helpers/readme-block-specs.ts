@@ -230,6 +230,20 @@ for (const k of ['bn1.weight', 'bn1.bias', 'bn1.running_mean', 'bn1.running_var'
 `,
   },
 
+  'read-limits': {
+    backends: BOTH,
+    files: { 'model.pt': PT_FIXTURE },
+    prelude: `
+const upload = new Blob([__fs.readFileSync('model.pt')]);
+`,
+    epilogue: `
+// The fixture is small: read under the block's limits, and refused as LIMIT under a tighter one.
+const __read = await readModelFile(upload, { maxBytes: 64 * 2 ** 20, maxEntries: 10_000 });
+__assert.deepEqual(__read.batchNorms.map((l) => l.name), ['bn1', 'layer1.0.bn1', 'head.norm']);
+await __assert.rejects(readModelFile(upload, { maxEntries: 2 }), (e: unknown) => e instanceof ModelFileError && e.reason === 'LIMIT');
+`,
+  },
+
   onnx: {
     backends: BOTH,
     files: { 'model.onnx': 'test/fixtures/models/bn.onnx' },
