@@ -233,20 +233,24 @@ describe('package entries', () => {
 
   it('a production Vite build of an app using each entry: sizes printed, no node: module in browser entries', async () => {
     const sizes: Record<string, number> = {};
+    const gzipped: Record<string, number> = {};
     for (const name of names) {
       const dir = mkdtempSync(join(tmpdir(), `bn-consumer-${name}-`));
       try {
         mkdirSync(join(dir, 'node_modules'));
         symlinkSync(REPO_ROOT, join(dir, 'node_modules', 'webgpu-batchnorm'), 'dir');
-        const { code, bytes } = await buildBrowserApp(dir, ENTRY_USAGE[name], 'vite');
+        const { code, bytes, gzipBytes } = await buildBrowserApp(dir, ENTRY_USAGE[name], 'vite');
         sizes[name] = bytes;
+        gzipped[name] = gzipBytes;
         // The browser entries never name a node: module, not even in a runtime import().
         if (name !== 'node') expect(code, `${name}: node: specifier`).not.toMatch(/['"]node:/);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
     }
-    console.log(`[dist] production Vite app, minified JS per entry used (bytes): ${JSON.stringify(sizes)}`);
+    console.log(
+      `[dist] production Vite app, minified JS per entry used (bytes): ${JSON.stringify(sizes)}; gzip -9: ${JSON.stringify(gzipped)}`,
+    );
     // The root entry's app must not carry the io parsers, folding or SyncBatchNorm.
     expect(sizes['index']).toBeLessThan(200_000);
   }, 300_000);
