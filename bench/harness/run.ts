@@ -578,7 +578,7 @@ function summarizeRun(session: Session, rows: Row[], started: number): BenchResu
     notes,
   };
   session.progress.report('done', null, null);
-  return { meta, rows, targets: checkTargets(rows) };
+  return { meta, rows, targets: checkTargets(rows, undefined, session.adapter?.is_fallback_adapter ?? null) };
 }
 
 /** Runs every case of `options` in `env`: see the stages in this file's header. */
