@@ -92,6 +92,11 @@ describe('reasons next to missed targets', () => {
     expect(find(checks(rows), 'backward+relu <= 1.1x plain backward').reason).toMatch(
       /moves 7 tensors to backward's 5: bytes floor 1\.40×, above/,
     );
+    // Far above even that floor: what the rest is, and how much the samples scattered.
+    const far = [...base(), row('webgpu-batchnorm', 'train+add+relu', 40)];
+    expect(find(checks(far), 'train+add+relu <= 1.1x plain train').reason).toMatch(
+      /bytes floor 1\.33×, above the 1\.10× target \(unreachable by design\); the other 2\.67× is an add and a max per element \(samples spread 1\.08× and 1\.08×, max\/min\); fallback adapter/,
+    );
   });
 
   it('an epilogue at the same bytes: noise when the quartiles overlap, else the activation work', () => {
@@ -168,6 +173,7 @@ describe('fused-epilogue charts', () => {
     expect(forward?.groups).toEqual(['train+relu\n8×256×28×28 CF', 'eval+add+relu\n8×256×28×28 CF', 'train+relu\n8×256×28×28 CL']);
     expect(forward?.scale).toBe('linear');
     expect(forward?.wide).toBe(true);
+    expect(forward?.max).toBe(3);
     const [fused, unfused] = forward?.series ?? [];
     expect(fused?.values).toEqual([1.1, 1.6, 1]);
     expect(unfused?.values).toEqual([1.6, null, null]);

@@ -27,6 +27,8 @@ export interface BarChart {
   readonly floorLabel?: string;
   /** Value axis. Default 'log'; 'linear' (from 0) for ratios near 1, where a log axis hides 10 %. */
   readonly scale?: 'log' | 'linear';
+  /** Linear axis only: values above this are drawn cut at the top, with their value. */
+  readonly max?: number;
   /** Spans the whole width of the chart grid (many groups). */
   readonly wide?: boolean;
 }
@@ -145,6 +147,8 @@ export function drawBarChart(canvas: HTMLCanvasElement, chart: BarChart): void {
   let ticks: number[];
   if (chart.scale === 'linear') {
     lo = 0;
+    // An outlier would flatten every other bar: cut the axis at `max`, the cut bars say so.
+    if (chart.max !== undefined) hi = Math.min(hi, chart.max);
     const step = niceStep(hi / 5);
     hi = Math.ceil((hi * 1.08) / step) * step;
     y = (v) => top + h - (v / hi) * h;
@@ -191,13 +195,15 @@ export function drawBarChart(canvas: HTMLCanvasElement, chart: BarChart): void {
         g.fillText('n/a', x + barW / 2, top + h - 2);
         continue;
       }
+      const cut = chart.scale === 'linear' && v > hi;
+      const yv = cut ? top : y(v);
       g.fillStyle = s.color;
-      g.fillRect(x + 1, y(v), barW - 2, top + h - y(v));
-      g.fillStyle = '#1d2330';
+      g.fillRect(x + 1, yv, barW - 2, top + h - yv);
+      g.fillStyle = cut ? '#b3261e' : '#1d2330';
       g.font = '9px system-ui, sans-serif';
       g.textAlign = 'center';
-      g.textBaseline = 'bottom';
-      g.fillText(label(v), x + barW / 2, y(v) - 1);
+      g.textBaseline = cut ? 'top' : 'bottom';
+      g.fillText(cut ? `${label(v)}↑` : label(v), x + barW / 2, cut ? top + 2 : yv - 1);
     }
     const floor = chart.floors?.[gi] ?? null;
     if (floor !== null) {
@@ -282,6 +288,7 @@ function epilogueChart(rows: readonly Row[], ops: readonly EpilogueOpName[], tit
     groups: groups.map((g) => `${g.op}\n${g.shape.join('×')} ${layoutTag(g.layout)}`),
     unit: '× plain BN',
     scale: 'linear',
+    max: 3,
     wide: true,
     series: (['webgpu-batchnorm', 'webgpu-batchnorm-unfused'] as const).map((impl) => ({
       name: impl === 'webgpu-batchnorm' ? 'fused (webgpu-batchnorm)' : 'unfused (plain BN + separate passes)',

@@ -86,6 +86,9 @@ function quartilesOverlap(a: Row, b: Row): boolean {
   return a.q1_ms <= b.q3_ms && b.q1_ms <= a.q3_ms;
 }
 
+/** max / min of a row's samples. */
+const spread = (r: Row): string => (r.min_ms && r.max_ms ? x(r.max_ms / r.min_ms) : '?');
+
 function noiseNote(a: Row, b: Row): string | null {
   if (!quartilesOverlap(a, b)) return null;
   return `within noise: the quartiles overlap (${ms(a.q1_ms)}–${ms(a.q3_ms)} vs ${ms(b.q1_ms)}–${ms(b.q3_ms)} ms)`;
@@ -134,17 +137,21 @@ export const explainTimeRatio: Explain = (m) => {
       ? null
       : `${m.numerator.op} moves ${a} tensors to ${m.denominator.op}'s ${b}: bytes floor ${x(floor)}` +
         (floor > m.threshold ? `, above the ${x(m.threshold)} target (unreachable by design)` : '');
-  if (floor !== null && floor > m.threshold) return oneLine([bytes, adapterNote(m)]);
   const noise = noiseNote(m.numerator, m.denominator);
   if (noise) return oneLine([bytes, noise]);
+  // Within 10 % of the bytes floor, the bytes are the whole story.
+  if (floor !== null && m.measured <= floor * 1.1) return oneLine([bytes, adapterNote(m)]);
   const beyond =
-    floor === null ? null : `the other ${x(Math.max(0, m.measured - floor))} is ${extraWork(m.numerator.op, m.denominator.op)}`;
+    floor === null
+      ? null
+      : `the other ${x(Math.max(0, m.measured - floor))} is ${extraWork(m.numerator.op, m.denominator.op)}` +
+        // Far above its floor: show how much the samples themselves scattered.
+        (m.measured > 2 * floor ? ` (samples spread ${spread(m.numerator)} and ${spread(m.denominator)}, max/min)` : '');
   return oneLine([bytes, beyond, adapterNote(m)]);
 };
 
 /** Same kernels, different uniform values (the Keras preset): a gap can only be noise or drift. */
 export const explainSameWork: Explain = (m) => {
-  const spread = (r: Row): string => (r.min_ms && r.max_ms ? x(r.max_ms / r.min_ms) : '?');
   const noise = noiseNote(m.numerator, m.denominator);
   return oneLine([
     'same kernels and dispatches as the PyTorch preset (only uniform values differ)',
