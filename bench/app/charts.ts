@@ -88,7 +88,8 @@ export function drawBarChart(canvas: HTMLCanvasElement, chart: BarChart): void {
 
   const left = 52;
   const right = 10;
-  const top = 44;
+  // Room above the plot for the values of bars cut at `max`.
+  const top = chart.max === undefined ? 44 : 62;
   const bottom = 42;
   const w = cssW - left - right;
   const h = cssH - top - bottom;
@@ -202,8 +203,9 @@ export function drawBarChart(canvas: HTMLCanvasElement, chart: BarChart): void {
       g.fillStyle = cut ? '#b3261e' : '#1d2330';
       g.font = '9px system-ui, sans-serif';
       g.textAlign = 'center';
-      g.textBaseline = cut ? 'top' : 'bottom';
-      g.fillText(cut ? `${label(v)}↑` : label(v), x + barW / 2, cut ? top + 2 : yv - 1);
+      g.textBaseline = 'bottom';
+      // Cut values of neighbouring bars alternate between two lines so they never overlap.
+      g.fillText(cut ? `${label(v)}↑` : label(v), x + barW / 2, yv - 1 - (cut ? (si % 2) * 10 : 0));
     }
     const floor = chart.floors?.[gi] ?? null;
     if (floor !== null) {
