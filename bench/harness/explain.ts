@@ -70,8 +70,8 @@ export interface MissContext {
   readonly threshold: number;
   /** Every row of the case (for the peers' own ratios). */
   readonly caseRows: readonly Row[];
-  /** The WebGPU adapter is a fallback (software) adapter; null when unknown or no GPU ran. */
-  readonly fallbackAdapter: boolean | null;
+  /** The WebGPU adapter's name when it is a fallback (software) adapter; null otherwise or when unknown. */
+  readonly fallbackAdapter: string | null;
 }
 
 /** Explains a missed target from its {@link MissContext}. */
@@ -96,8 +96,8 @@ function noiseNote(a: Row, b: Row): string | null {
 
 /** On a fallback adapter, a WebGPU row times CPU loops: the prefix every GPU explanation carries. */
 function adapterNote(m: MissContext): string | null {
-  if (!m.fallbackAdapter || !(GPU_IMPLS.has(m.numerator.impl) || GPU_IMPLS.has(m.denominator.impl))) return null;
-  return 'fallback adapter (SwiftShader): kernels are CPU loops, ALU and barriers are not hidden behind memory';
+  if (m.fallbackAdapter === null || !(GPU_IMPLS.has(m.numerator.impl) || GPU_IMPLS.has(m.denominator.impl))) return null;
+  return `fallback adapter (${m.fallbackAdapter}): kernels are CPU loops, ALU and barriers are not hidden behind memory`;
 }
 
 /** The work of a whole BN op beyond its bytes: what its time over the copy's buys. */

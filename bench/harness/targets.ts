@@ -158,12 +158,12 @@ const okTime = (r: Row | undefined): number | null => (r && r.status === 'ok' &&
 /**
  * Every target of `targets` (default TARGETS) for every case in `rows`; `pass` is null when a row
  * is missing. A miss, and a target that could not be evaluated, carries its `reason`.
- * `fallbackAdapter`: the WebGPU adapter was a fallback (software) one (BenchMeta's adapter).
+ * `fallbackAdapter`: the WebGPU adapter's name when it was a fallback (software) one, else null.
  */
 export function checkTargets(
   rows: readonly Row[],
   targets: readonly Target[] = TARGETS,
-  fallbackAdapter: boolean | null = null,
+  fallbackAdapter: string | null = null,
 ): TargetCheck[] {
   const out: TargetCheck[] = [];
   for (const { shape, layout } of casesOf(rows)) {
