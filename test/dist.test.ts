@@ -7,7 +7,7 @@
  * a strict TypeScript consumer would.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -17,6 +17,7 @@ import { LIBRARY_ENTRIES, subpathOf } from '../build/entries.js';
 import { stripComments } from '../build/wgsl-shaders.js';
 import { shaderFiles, shaderManifest, type ShaderId } from '../src/gpu/shader-manifest.js';
 import { DIST_DTS, DIST_JS, REPO_ROOT, ensureDist } from './browser/dist.js';
+import { buildBrowserApp, ENTRY_USAGE, typeCheck } from './helpers/consumer-app.js';
 
 type Library = typeof import('../src/index.js');
 
@@ -79,23 +80,6 @@ function dtsFiles(dir: string): string[] {
     const p = join(dir, e.name);
     if (e.isDirectory()) return dtsFiles(p);
     return e.name.endsWith('.d.ts') ? [p] : [];
-  });
-}
-
-/** Diagnostics of `source` compiled as the file `consumer` with `options` (the file exists only in memory). */
-function typeCheck(consumer: string, source: string, options: ts.CompilerOptions): string[] {
-  const host = ts.createCompilerHost(options);
-  const readFile = host.readFile.bind(host);
-  const fileExists = host.fileExists.bind(host);
-  host.readFile = (f) => (f === consumer ? source : readFile(f));
-  host.fileExists = (f) => f === consumer || fileExists(f);
-  const program = ts.createProgram([consumer], options, host);
-  return ts.getPreEmitDiagnostics(program).map((d) => {
-    const where =
-      d.file && d.start !== undefined
-        ? `${relative(REPO_ROOT, d.file.fileName)}:${d.file.getLineAndCharacterOfPosition(d.start).line + 1}`
-        : '';
-    return `${where} ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
   });
 }
 
@@ -248,34 +232,25 @@ describe('package entries', () => {
   });
 
   it('a production Vite build of an app using each entry: sizes printed, no node: module in browser entries', async () => {
-    const { build } = await import('vite');
-    const usage: Record<keyof typeof LIBRARY_ENTRIES, string> = {
-      index:
-        "import { createContext, BatchNorm2d } from 'webgpu-batchnorm';\nconst ctx = await createContext();\nconsole.log(new BatchNorm2d(ctx, 3));",
-      io: "import { readModelFile, loadBatchNorm } from 'webgpu-batchnorm/io';\nconsole.log(readModelFile, loadBatchNorm);",
-      sync: "import { SyncBatchNorm, mergeMoments } from 'webgpu-batchnorm/sync';\nconsole.log(SyncBatchNorm, mergeMoments);",
-      fold: "import { foldBatchNormTensors } from 'webgpu-batchnorm/fold';\nconsole.log(foldBatchNormTensors);",
-      node: "import { readModelFileFromPath } from 'webgpu-batchnorm/node';\nconsole.log(readModelFileFromPath);",
-    };
     const sizes: Record<string, number> = {};
+    const gzipped: Record<string, number> = {};
     for (const name of names) {
       const dir = mkdtempSync(join(tmpdir(), `bn-consumer-${name}-`));
       try {
         mkdirSync(join(dir, 'node_modules'));
         symlinkSync(REPO_ROOT, join(dir, 'node_modules', 'webgpu-batchnorm'), 'dir');
-        writeFileSync(join(dir, 'main.js'), `${usage[name]}\n`);
-        writeFileSync(join(dir, 'index.html'), '<script type="module" src="./main.js"></script>\n');
-        await build({ root: dir, logLevel: 'silent', configFile: false, build: { outDir: 'out', target: 'es2022' } });
-        const assets = readdirSync(join(dir, 'out', 'assets')).filter((f) => f.endsWith('.js'));
-        const code = assets.map((f) => readFileSync(join(dir, 'out', 'assets', f), 'utf8')).join('\n');
-        sizes[name] = Buffer.byteLength(code);
+        const { code, bytes, gzipBytes } = await buildBrowserApp(dir, ENTRY_USAGE[name], 'vite');
+        sizes[name] = bytes;
+        gzipped[name] = gzipBytes;
         // The browser entries never name a node: module, not even in a runtime import().
         if (name !== 'node') expect(code, `${name}: node: specifier`).not.toMatch(/['"]node:/);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
     }
-    console.log(`[dist] production Vite app, minified JS per entry used (bytes): ${JSON.stringify(sizes)}`);
+    console.log(
+      `[dist] production Vite app, minified JS per entry used (bytes): ${JSON.stringify(sizes)}; gzip -9: ${JSON.stringify(gzipped)}`,
+    );
     // The root entry's app must not carry the io parsers, folding or SyncBatchNorm.
     expect(sizes['index']).toBeLessThan(200_000);
   }, 300_000);

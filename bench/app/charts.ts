@@ -1,9 +1,11 @@
 /**
- * Grouped bar charts on a 2D canvas, no chart library: one group per shape/layout case, one bar
- * per implementation, log-scale value axis, optional per-group target marks.
+ * Grouped bar charts on a 2D canvas drawn inside the page, no chart library: one group per
+ * shape/layout case (the epilogue charts: per op and case), one bar per implementation, a log or
+ * linear value axis, optional per-group target and bytes-floor marks.
  */
-import type { ImplName, LayoutName, OpName, Row } from '../harness/types.js';
+import { tensorPasses } from '../harness/explain.js';
 import { casesOf } from '../harness/report.js';
+import { plainOpOf, type EpilogueOpName, type ImplName, type LayoutName, type OpName, type Row } from '../harness/types.js';
 
 export interface Series {
   readonly name: string;
@@ -20,6 +22,15 @@ export interface BarChart {
   /** Per group: a dashed target line, or null. */
   readonly targets?: ReadonlyArray<number | null>;
   readonly targetLabel?: string;
+  /** Per group: a dotted grey mark where the data movement alone puts the ratio (explain.ts), or null. */
+  readonly floors?: ReadonlyArray<number | null>;
+  readonly floorLabel?: string;
+  /** Value axis. Default 'log'; 'linear' (from 0) for ratios near 1, where a log axis hides 10 %. */
+  readonly scale?: 'log' | 'linear';
+  /** Linear axis only: values above this are drawn cut at the top, with their value. */
+  readonly max?: number;
+  /** Spans the whole width of the chart grid (many groups). */
+  readonly wide?: boolean;
 }
 
 export const IMPL_COLORS: Readonly<Record<ImplName, string>> = {
@@ -48,7 +59,14 @@ function niceLogTicks(lo: number, hi: number): number[] {
   return ticks;
 }
 
+/** 1, 2 or 5 times a power of ten, at least `raw`: a linear axis step. */
+function niceStep(raw: number): number {
+  const e = 10 ** Math.floor(Math.log10(raw));
+  return ([1, 2, 5, 10].find((m) => m * e >= raw) ?? 10) * e;
+}
+
 function label(v: number): string {
+  if (v === 0) return '0';
   if (v >= 100) return v.toFixed(0);
   if (v >= 10) return v.toFixed(1);
   return v.toFixed(2);
@@ -70,7 +88,8 @@ export function drawBarChart(canvas: HTMLCanvasElement, chart: BarChart): void {
 
   const left = 52;
   const right = 10;
-  const top = 44;
+  // Room above the plot for the values of bars cut at `max`.
+  const top = chart.max === undefined ? 44 : 62;
   const bottom = 42;
   const w = cssW - left - right;
   const h = cssH - top - bottom;
@@ -100,28 +119,55 @@ export function drawBarChart(canvas: HTMLCanvasElement, chart: BarChart): void {
     g.setLineDash([]);
     g.fillStyle = '#3c4556';
     g.fillText(chart.targetLabel ?? 'target', lx + 20, 25);
+    lx += g.measureText(chart.targetLabel ?? 'target').width + 36;
+  }
+  if (chart.floors?.some((f) => f !== null)) {
+    g.strokeStyle = '#6b7280';
+    g.setLineDash([1, 2]);
+    g.lineWidth = 2;
+    g.beginPath();
+    g.moveTo(lx, 31);
+    g.lineTo(lx + 16, 31);
+    g.stroke();
+    g.setLineDash([]);
+    g.lineWidth = 1;
+    g.fillStyle = '#3c4556';
+    g.fillText(chart.floorLabel ?? 'bytes floor', lx + 20, 25);
   }
 
   const values = chart.series.flatMap((s) => s.values.filter((v): v is number => v !== null && v > 0));
-  const targets = (chart.targets ?? []).filter((v): v is number => v !== null && v > 0);
+  const marks = [...(chart.targets ?? []), ...(chart.floors ?? [])].filter((v): v is number => v !== null && v > 0);
   if (values.length === 0) {
     g.fillStyle = '#8a93a3';
     g.fillText('no data (yet)', left + 8, top + h / 2);
     return;
   }
-  let lo = Math.min(...values, ...targets);
-  let hi = Math.max(...values, ...targets);
-  lo = 10 ** Math.floor(Math.log10(lo));
-  hi = 10 ** Math.ceil(Math.log10(hi * 1.05));
-  if (hi / lo < 10) hi = lo * 10;
-  const y = (v: number): number => top + h - ((Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * h;
+  let lo = Math.min(...values, ...marks);
+  let hi = Math.max(...values, ...marks);
+  let y: (v: number) => number;
+  let ticks: number[];
+  if (chart.scale === 'linear') {
+    lo = 0;
+    // An outlier would flatten every other bar: cut the axis at `max`, the cut bars say so.
+    if (chart.max !== undefined) hi = Math.min(hi, chart.max);
+    const step = niceStep(hi / 5);
+    hi = Math.ceil((hi * 1.08) / step) * step;
+    y = (v) => top + h - (v / hi) * h;
+    ticks = Array.from({ length: Math.round(hi / step) + 1 }, (_, i) => i * step);
+  } else {
+    lo = 10 ** Math.floor(Math.log10(lo));
+    hi = 10 ** Math.ceil(Math.log10(hi * 1.05));
+    if (hi / lo < 10) hi = lo * 10;
+    y = (v) => top + h - ((Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * h;
+    ticks = niceLogTicks(lo, hi);
+  }
 
   // Axis and grid.
   g.strokeStyle = '#eceff3';
   g.fillStyle = '#5b6475';
   g.textBaseline = 'middle';
   g.textAlign = 'right';
-  for (const t of niceLogTicks(lo, hi)) {
+  for (const t of ticks) {
     g.beginPath();
     g.moveTo(left, y(t));
     g.lineTo(left + w, y(t));
@@ -132,7 +178,7 @@ export function drawBarChart(canvas: HTMLCanvasElement, chart: BarChart): void {
   g.translate(12, top + h / 2);
   g.rotate(-Math.PI / 2);
   g.textAlign = 'center';
-  g.fillText(`${chart.unit} (log)`, 0, 0);
+  g.fillText(chart.scale === 'linear' ? chart.unit : `${chart.unit} (log)`, 0, 0);
   g.restore();
 
   const groupW = w / chart.groups.length;
@@ -150,13 +196,28 @@ export function drawBarChart(canvas: HTMLCanvasElement, chart: BarChart): void {
         g.fillText('n/a', x + barW / 2, top + h - 2);
         continue;
       }
+      const cut = chart.scale === 'linear' && v > hi;
+      const yv = cut ? top : y(v);
       g.fillStyle = s.color;
-      g.fillRect(x + 1, y(v), barW - 2, top + h - y(v));
-      g.fillStyle = '#1d2330';
+      g.fillRect(x + 1, yv, barW - 2, top + h - yv);
+      g.fillStyle = cut ? '#b3261e' : '#1d2330';
       g.font = '9px system-ui, sans-serif';
       g.textAlign = 'center';
       g.textBaseline = 'bottom';
-      g.fillText(label(v), x + barW / 2, y(v) - 1);
+      // Cut values of neighbouring bars alternate between two lines so they never overlap.
+      g.fillText(cut ? `${label(v)}↑` : label(v), x + barW / 2, yv - 1 - (cut ? (si % 2) * 10 : 0));
+    }
+    const floor = chart.floors?.[gi] ?? null;
+    if (floor !== null) {
+      g.strokeStyle = '#6b7280';
+      g.setLineDash([1, 2]);
+      g.lineWidth = 2;
+      g.beginPath();
+      g.moveTo(left + gi * groupW + 4, y(floor));
+      g.lineTo(left + (gi + 1) * groupW - 4, y(floor));
+      g.stroke();
+      g.setLineDash([]);
+      g.lineWidth = 1;
     }
     const target = chart.targets?.[gi] ?? null;
     if (target !== null) {
@@ -192,7 +253,58 @@ function caseLabel(shape: readonly number[], layout: LayoutName): string {
   return `${shape.join('×')}\n${layout === 'channels_last' ? 'channels_last' : 'channels_first'}`;
 }
 
-/** The page's six charts, from whatever rows exist so far. */
+const FORWARD_EPILOGUES: readonly EpilogueOpName[] = [
+  'train+relu',
+  'train+add+relu',
+  'train+gelu',
+  'train+sigmoid',
+  'eval+relu',
+  'eval+add+relu',
+];
+const BACKWARD_EPILOGUES: readonly EpilogueOpName[] = ['backward+relu', 'backward+add+relu', 'backward+gelu', 'backward+sigmoid'];
+
+const layoutTag = (layout: LayoutName): string => (layout === 'channels_last' ? 'CL' : 'CF');
+
+/**
+ * A fused-epilogue chart: one group per op and case (only those with a fused row yet), fused and
+ * unfused bars as multiples of plain BN's time in the same case, the 1.1× target, and the bytes
+ * floor of the fused op (its tensor passes over plain BN's: where 1.1× is out of reach).
+ */
+function epilogueChart(rows: readonly Row[], ops: readonly EpilogueOpName[], title: string): BarChart {
+  const ok = (impl: ImplName, op: OpName, shape: readonly number[], layout: LayoutName): Row | undefined =>
+    rows.find((r) => r.impl === impl && r.op === op && r.layout === layout && r.shape.join() === shape.join() && r.status === 'ok');
+  const groups: Array<{ op: EpilogueOpName; shape: number[]; layout: LayoutName }> = [];
+  for (const c of casesOf(rows)) for (const op of ops) if (ok('webgpu-batchnorm', op, c.shape, c.layout)) groups.push({ op, ...c });
+  const ratio = (impl: ImplName, g: (typeof groups)[number]): number | null => {
+    const plain = ok('webgpu-batchnorm', plainOpOf(g.op), g.shape, g.layout)?.median_ms;
+    const t = ok(impl, g.op, g.shape, g.layout)?.median_ms;
+    return plain && t ? t / plain : null;
+  };
+  const floor = (op: EpilogueOpName): number | null => {
+    const a = tensorPasses('webgpu-batchnorm', op);
+    const b = tensorPasses('webgpu-batchnorm', plainOpOf(op));
+    return a !== null && b !== null ? a / b : null;
+  };
+  return {
+    title,
+    groups: groups.map((g) => `${g.op}\n${g.shape.join('×')} ${layoutTag(g.layout)}`),
+    unit: '× plain BN',
+    scale: 'linear',
+    max: 3,
+    wide: true,
+    series: (['webgpu-batchnorm', 'webgpu-batchnorm-unfused'] as const).map((impl) => ({
+      name: impl === 'webgpu-batchnorm' ? 'fused (webgpu-batchnorm)' : 'unfused (plain BN + separate passes)',
+      color: IMPL_COLORS[impl],
+      values: groups.map((g) => ratio(impl, g)),
+    })),
+    targets: groups.map(() => 1.1),
+    targetLabel: 'target 1.1× plain',
+    floors: groups.map((g) => floor(g.op)),
+    floorLabel: 'bytes floor (tensor passes / plain)',
+  };
+}
+
+/** The page's charts, from whatever rows exist so far: six per op and backend, then the two epilogue charts. */
 export function chartsFor(rows: readonly Row[]): BarChart[] {
   const cases = casesOf(rows);
   const groups = cases.map((c) => caseLabel(c.shape, c.layout));
@@ -248,5 +360,7 @@ export function chartsFor(rows: readonly Row[]): BarChart[] {
       unit: 'ms',
       series: series(['webgpu-batchnorm-cpu', 'js-loop'], 'backward', 'median_ms'),
     },
+    epilogueChart(rows, FORWARD_EPILOGUES, 'Fused epilogues, forward: time / plain BN of the same case'),
+    epilogueChart(rows, BACKWARD_EPILOGUES, 'Fused epilogues, backward: time / plain BN backward of the same case'),
   ];
 }

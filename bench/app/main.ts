@@ -79,7 +79,12 @@ function redrawCharts(): void {
     canvases.push(c);
   }
   charts.forEach((chart, i) => {
-    drawBarChart(canvases[i] as HTMLCanvasElement, chart);
+    const canvas = canvases[i] as HTMLCanvasElement;
+    // Many groups (op × case): the whole row of the grid.
+    canvas.classList.toggle('wide', chart.wide === true);
+    canvas.setAttribute('role', 'img');
+    canvas.setAttribute('aria-label', chart.title);
+    drawBarChart(canvas, chart);
   });
 }
 
@@ -128,15 +133,27 @@ function renderRows(): void {
   }
 }
 
+/** The checklist, one line per target; a MISS (and an n/a) with its one-line reason next to it. */
 function renderTargets(result: BenchResult): void {
   targetsBox.replaceChildren();
-  for (const line of formatTargets(result.targets).split('\n')) {
+  const [title = '', head = '', ...rest] = formatTargets(result.targets, false).split('\n');
+  const summary = rest.pop() ?? '';
+  for (const text of [title, head]) targetsBox.appendChild(Object.assign(document.createElement('div'), { textContent: text }));
+  rest.forEach((line, i) => {
+    const t = result.targets[i];
     const div = document.createElement('div');
     div.textContent = line;
-    if (line.startsWith('PASS')) div.className = 'pass';
-    if (line.startsWith('MISS')) div.className = 'miss';
+    if (t?.pass === true) div.className = 'pass';
+    if (t?.pass === false) div.className = 'miss';
+    if (t?.reason) {
+      const why = document.createElement('span');
+      why.className = 'why';
+      why.textContent = `  ${t.reason}`;
+      div.appendChild(why);
+    }
     targetsBox.appendChild(div);
-  }
+  });
+  targetsBox.appendChild(Object.assign(document.createElement('div'), { textContent: summary }));
 }
 
 function options(): BenchOptions {

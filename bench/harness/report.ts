@@ -95,16 +95,24 @@ export function formatTable(result: BenchResult): string {
   return lines.join('\n');
 }
 
-/** The target checklist as text, with a summary line. */
-export function formatTargets(targets: readonly TargetCheck[]): string {
-  const head = ['', 'target', 'case', 'measured', 'needed'];
-  const body = targets.map((t) => [
+/** The checklist's columns per target: verdict, target, case, measured, needed. */
+function targetCells(t: TargetCheck): string[] {
+  return [
     t.pass === null ? 'n/a ' : t.pass ? 'PASS' : 'MISS',
     t.target,
     `[${t.shape.join(',')}] ${t.layout === 'channels_last' ? 'CL' : 'CF'}`,
     t.measured === null ? '-' : `${fmt(t.measured)}x`,
     `${t.direction} ${t.threshold}x`,
-  ]);
+  ];
+}
+
+/**
+ * The target checklist as text: one line per target, a miss (or n/a) with its reason after it
+ * unless `withReasons` is false (the page shows them beside the line itself), and a summary line.
+ */
+export function formatTargets(targets: readonly TargetCheck[], withReasons = true): string {
+  const head = ['', 'target', 'case', 'measured', 'needed'];
+  const body = targets.map(targetCells);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
   const right = [false, false, false, true, false];
   const pass = targets.filter((t) => t.pass === true).length;
@@ -113,7 +121,10 @@ export function formatTargets(targets: readonly TargetCheck[]): string {
   return [
     'Targets (median wall time; CF = channels_first, CL = channels_last):',
     pad(head, widths, right),
-    ...body.map((b) => pad(b, widths, right)),
+    ...body.map((b, i) => {
+      const reason = withReasons ? targets[i]?.reason : undefined;
+      return reason ? `${pad(b, widths, right)}  -- ${reason}` : pad(b, widths, right).trimEnd();
+    }),
     `${pass} pass, ${miss} miss, ${na} n/a`,
   ].join('\n');
 }

@@ -578,7 +578,9 @@ function summarizeRun(session: Session, rows: Row[], started: number): BenchResu
     notes,
   };
   session.progress.report('done', null, null);
-  return { meta, rows, targets: checkTargets(rows) };
+  const a = session.adapter;
+  const fallback = a?.is_fallback_adapter ? a.architecture || a.description || a.vendor || 'software' : null;
+  return { meta, rows, targets: checkTargets(rows, undefined, fallback) };
 }
 
 /** Runs every case of `options` in `env`: see the stages in this file's header. */

@@ -3,6 +3,16 @@
  * one case, compared with a threshold. `checkTargets` evaluates them per case; the report only
  * formats the outcome.
  */
+import {
+  explainCpuSpeedup,
+  explainCpuVsLoop,
+  explainFusedVsUnfused,
+  explainGpuSpeedup,
+  explainMissingRow,
+  explainSameWork,
+  explainTimeRatio,
+  type Explain,
+} from './explain.js';
 import { casesOf, findRow } from './report.js';
 import { EPILOGUE_OPS, UNFUSED_EPILOGUE_OPS, plainOpOf, type ImplName, type OpName, type Row, type TargetCheck } from './types.js';
 
@@ -21,6 +31,8 @@ export interface Target {
   readonly thresholdRank2?: number;
   /** How the ratio is formed, for the report. */
   readonly detail: string;
+  /** The one-line reason shown next to a miss, from the case's rows (explain.ts). */
+  readonly explain: Explain;
 }
 
 const ours = (op: OpName): RowRef => ['webgpu-batchnorm', op];
@@ -42,6 +54,7 @@ export const TARGETS: readonly Target[] = [
     threshold: 1.8,
     thresholdRank2: 2.5,
     detail: 'webgpu-batchnorm train / copy-floor',
+    explain: explainTimeRatio,
   },
   {
     label: 'eval <= 1.1x floor',
@@ -50,6 +63,7 @@ export const TARGETS: readonly Target[] = [
     direction: '<=',
     threshold: 1.1,
     detail: 'webgpu-batchnorm eval / copy-floor',
+    explain: explainTimeRatio,
   },
   {
     label: 'backward <= 2.8x floor',
@@ -58,6 +72,7 @@ export const TARGETS: readonly Target[] = [
     direction: '<=',
     threshold: 2.8,
     detail: 'webgpu-batchnorm backward / copy-floor',
+    explain: explainTimeRatio,
   },
   {
     label: '>= 20x faster than tfjs-webgpu train',
@@ -66,6 +81,7 @@ export const TARGETS: readonly Target[] = [
     direction: '>=',
     threshold: 20,
     detail: 'tfjs-webgpu train / webgpu-batchnorm train',
+    explain: explainGpuSpeedup,
   },
   {
     label: '>= 8x faster than ORT-web eval',
@@ -74,6 +90,7 @@ export const TARGETS: readonly Target[] = [
     direction: '>=',
     threshold: 8,
     detail: 'ort-webgpu eval / webgpu-batchnorm eval',
+    explain: explainGpuSpeedup,
   },
   // Conventions are numbers in a uniform: the Keras preset must cost what PyTorch's does (10% is
   // the run-to-run noise of these medians on a shared machine).
@@ -85,6 +102,7 @@ export const TARGETS: readonly Target[] = [
       direction: '<=',
       threshold: 1.1,
       detail: `webgpu-batchnorm-keras ${op} / webgpu-batchnorm ${op}`,
+      explain: explainSameWork,
     }),
   ),
   // Fused epilogues (issue #10.1): within 1.1x of plain BN, and (where an unfused baseline
@@ -97,6 +115,7 @@ export const TARGETS: readonly Target[] = [
       direction: '<=',
       threshold: 1.1,
       detail: `webgpu-batchnorm ${op} / webgpu-batchnorm ${plainOpOf(op)}`,
+      explain: explainTimeRatio,
     }),
   ),
   ...UNFUSED_EPILOGUE_OPS.flatMap((op): Target[] => [
@@ -107,6 +126,7 @@ export const TARGETS: readonly Target[] = [
       direction: '>=',
       threshold: 1,
       detail: `webgpu-batchnorm-unfused ${op} / webgpu-batchnorm ${op}`,
+      explain: explainFusedVsUnfused,
     },
   ]),
   ...(['train', 'eval', 'backward'] as const).map(
@@ -117,6 +137,7 @@ export const TARGETS: readonly Target[] = [
       direction: '<=',
       threshold: 1,
       detail: `webgpu-batchnorm-cpu ${op} / js-loop ${op}`,
+      explain: explainCpuVsLoop,
     }),
   ),
   ...(['train', 'eval'] as const).map(
@@ -127,25 +148,43 @@ export const TARGETS: readonly Target[] = [
       direction: '>=',
       threshold: 30,
       detail: `tfjs-cpu ${op} / webgpu-batchnorm-cpu ${op}`,
+      explain: explainCpuSpeedup,
     }),
   ),
 ];
 
 const okTime = (r: Row | undefined): number | null => (r && r.status === 'ok' && r.median_ms !== null ? r.median_ms : null);
 
-/** Every target of `targets` (default TARGETS) for every case in `rows`; `pass` is null when a row is missing. */
-export function checkTargets(rows: readonly Row[], targets: readonly Target[] = TARGETS): TargetCheck[] {
+/**
+ * Every target of `targets` (default TARGETS) for every case in `rows`; `pass` is null when a row
+ * is missing. A miss, and a target that could not be evaluated, carries its `reason`.
+ * `fallbackAdapter`: the WebGPU adapter's name when it was a fallback (software) one, else null.
+ */
+export function checkTargets(
+  rows: readonly Row[],
+  targets: readonly Target[] = TARGETS,
+  fallbackAdapter: string | null = null,
+): TargetCheck[] {
   const out: TargetCheck[] = [];
   for (const { shape, layout } of casesOf(rows)) {
-    const time = ([impl, op]: RowRef): number | null => okTime(findRow(rows, impl, op, shape, layout));
+    const row = ([impl, op]: RowRef): Row | undefined => findRow(rows, impl, op, shape, layout);
+    const caseRows = rows.filter((r) => r.layout === layout && r.shape.join() === shape.join());
     for (const t of targets) {
       const threshold = shape.length < 3 ? (t.thresholdRank2 ?? t.threshold) : t.threshold;
-      const a = time(t.numerator);
-      const b = time(t.denominator);
+      const numerator = row(t.numerator);
+      const denominator = row(t.denominator);
+      const a = okTime(numerator);
+      const b = okTime(denominator);
       const measured = a !== null && b !== null && b > 0 ? a / b : null;
       const pass = measured === null ? null : t.direction === '<=' ? measured <= threshold : measured >= threshold;
       const target = t.label.replace('{threshold}', String(threshold));
-      out.push({ target, shape, layout, measured, threshold, direction: t.direction, pass, detail: t.detail });
+      const check: TargetCheck = { target, shape, layout, measured, threshold, direction: t.direction, pass, detail: t.detail };
+      if (pass === false && numerator && denominator && measured !== null) {
+        check.reason = t.explain({ numerator, denominator, measured, threshold, caseRows, fallbackAdapter });
+      } else if (pass === null) {
+        check.reason = a === null ? explainMissingRow(...t.numerator, numerator) : explainMissingRow(...t.denominator, denominator);
+      }
+      out.push(check);
     }
   }
   return out;

@@ -135,6 +135,8 @@ export interface TargetCheck {
   /** null when one of the rows it needs is missing or not ok. */
   pass: boolean | null;
   detail: string;
+  /** Why it missed (pass false) or could not be evaluated (pass null), in one line; absent on a pass. */
+  reason?: string;
 }
 
 export interface BenchMeta {
