@@ -5,7 +5,7 @@
  * test/dist.test.ts cannot see through its link to the checkout is checked here: that "files"
  * ships dist/ and nothing of the sources (no shaders/, src/, test/), that "dependencies" name
  * exactly what the shipped code and declarations import, that browser apps build from the
- * unpacked copy with Vite and with Rolldown on its own (no `node:` module reached, sizes printed),
+ * unpacked copy with Vite, with esbuild and with Rolldown on its own (no `node:` module reached, sizes printed),
  * and that Node loads it by `import` and by `require()` from outside this repository.
  */
 import { spawnSync } from 'node:child_process';
@@ -262,7 +262,7 @@ describe('a consumer project with the tarball installed', () => {
     expect(diagnostics).toEqual([]);
   });
 
-  it('browser apps of the root entry and of /io build with Vite and with Rolldown: no node: module, sizes printed', async () => {
+  it('browser apps of the root entry and of /io build with Vite, esbuild and Rolldown: no node: module, sizes printed', async () => {
     const sizes: string[] = [];
     const bundles: Partial<Record<`${EntryName}/${Bundler}`, AppBundle>> = {};
     for (const entry of ['index', 'io'] as const) {
@@ -279,10 +279,15 @@ describe('a consumer project with the tarball installed', () => {
       }
     }
     // The root app carries the shaders and the module classes, not the file parsers; /io the reverse.
-    const root = bundles['index/vite'];
-    const io = bundles['io/vite'];
-    expect(root?.code).toMatch(/@compute/);
-    expect(io?.code).not.toMatch(/@compute/);
+    // Every bundler: a real app (not an empty output), the shaders in the root app only.
+    for (const bundler of BUNDLERS) {
+      const root = bundles[`index/${bundler}`];
+      const io = bundles[`io/${bundler}`];
+      expect(root?.bytes ?? 0, `index/${bundler}: bytes`).toBeGreaterThan(10_000);
+      expect(io?.bytes ?? 0, `io/${bundler}: bytes`).toBeGreaterThan(10_000);
+      expect(root?.code, `index/${bundler}`).toMatch(/@compute/);
+      expect(io?.code, `io/${bundler}`).not.toMatch(/@compute/);
+    }
     console.log(`[pack] minified browser apps from the tarball: ${sizes.join('; ')}`);
   }, 300_000);
 });

@@ -28,7 +28,7 @@ export const ENTRY_USAGE: Readonly<Record<EntryName, string>> = {
  * and Rolldown on its own (`platform: 'browser'`, ESM, minified), the way esbuild is used as a
  * stand-alone bundler (esbuild is not among this project's dependencies; Rolldown is Vite 8's).
  */
-export const BUNDLERS = ['vite', 'rolldown'] as const;
+export const BUNDLERS = ['vite', 'esbuild', 'rolldown'] as const;
 export type Bundler = (typeof BUNDLERS)[number];
 
 /** What a bundler emitted for an app: every JS file joined, its bytes and gzip bytes. */
@@ -61,6 +61,22 @@ export async function buildBrowserApp(dir: string, source: string, bundler: Bund
         .filter((f) => f.endsWith('.js'))
         .map((f) => readFileSync(join(assets, f), 'utf8')),
     );
+  }
+  if (bundler === 'esbuild') {
+    const { build } = await import('esbuild');
+    const result = await build({
+      entryPoints: [main],
+      absWorkingDir: dir,
+      bundle: true,
+      platform: 'browser',
+      format: 'esm',
+      target: 'es2022',
+      minify: true,
+      outfile: join(dir, 'out-esbuild', 'main.js'),
+      write: false,
+      logLevel: 'silent',
+    });
+    return bundleOf(result.outputFiles.filter((f) => f.path.endsWith('.js')).map((f) => f.text));
   }
   const { rolldown } = await import('rolldown');
   const bundle = await rolldown({ input: main, cwd: dir, platform: 'browser', logLevel: 'silent' });
