@@ -4,7 +4,7 @@
  * ArgumentError naming the expected form, before any allocation. Both backends.
  */
 import { describe, expect, it } from 'vitest';
-import { ArgumentError, BatchNorm1d } from '../src/index.js';
+import { ArgumentError, BatchNorm1d, batchNorm } from '../src/index.js';
 import { BACKENDS, caseCounter, contextFor } from './helpers/backends.js';
 
 const count = caseCounter('tensor input');
@@ -49,6 +49,29 @@ describe.each(BACKENDS)('ctx.tensor inputs on %s', (backend) => {
       expect(() => ctx.tensor(data as number[], [2]), String(data)).toThrow(/typed array, or an array \/ array-like of numbers/);
     }
     expect(ctx.stats.buffersCreated).toBe(created);
+    ctx.destroy();
+    count(backend);
+  });
+
+  it('functional [C] options given as a Float32Array or an Array say how to wrap them, before any allocation', async () => {
+    const ctx = await contextFor(backend);
+    const x = ctx.tensor(
+      Float32Array.from({ length: 12 }, (_, i) => i),
+      [2, 3, 2],
+    );
+    const created = ctx.stats.buffersCreated;
+    for (const [key, value] of [
+      ['weight', new Float32Array(3)],
+      ['bias', [0, 0, 0]],
+      ['runningMean', new Float64Array(3)],
+    ] as const) {
+      const extra = key === 'runningMean' ? { runningVar: new Float64Array(3) } : {};
+      const call = () => batchNorm(ctx, x, { training: true, ...extra, [key]: value } as never);
+      expect(call, key).toThrow(ArgumentError);
+      expect(call, key).toThrow(new RegExp(`${key} must be a Tensor of shape \\[3\\].*ctx\\.tensor\\(values, \\[3\\]\\)`));
+    }
+    expect(ctx.stats.buffersCreated).toBe(created);
+    x.destroy();
     ctx.destroy();
     count(backend);
   });

@@ -44,6 +44,13 @@ export function checkTrainingValues(g: Geometry, shape: readonly number[], who: 
 
 /** Checks a per-channel parameter tensor: this context, shape [C]. */
 export function checkChannelTensor(ctx: BatchNormContext, t: Tensor, argument: string, channels: number, who: string): void {
+  // A [C] vector as a plain array is the commonest mistake: say how to make the Tensor it needs.
+  if (ArrayBuffer.isView(t) || Array.isArray(t)) {
+    const got = Array.isArray(t) ? 'an Array' : (t as ArrayBufferView).constructor.name;
+    throw new ArgumentError(
+      `${who}: ${argument} must be a Tensor of shape [${channels}], got ${got}; wrap it once with ctx.tensor(values, [${channels}]) and reuse the tensor`,
+    );
+  }
   ctx.assertOwnTensor(t, argument);
   if (t.shape.length !== 1 || t.shape[0] !== channels) {
     throw new ShapeError(`${who}: ${argument} must have shape [${channels}], got [${t.shape.join(', ')}]`);
