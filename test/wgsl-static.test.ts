@@ -61,6 +61,39 @@ describe('contracts: TS (src/gpu/contracts.ts) and WGSL (shaders/common/prelude.
     expect(Math.max(...planes)).toBeLessThan(contracts.CHANNEL_STATS_PLANES);
   });
 
+  it("record layouts: each record's components are a permutation of its vec4, and the buffers hold them", () => {
+    for (const prefix of ['MOMENTS_', 'MERGED_']) {
+      const components = [...tsConstants].filter(([n]) => n.startsWith(prefix)).map(([, v]) => v);
+      expect([...components].sort(), prefix).toEqual([0, 1, 2, 3]);
+    }
+    expect(contracts.MOMENTS_RECORD_BYTES).toBe(16);
+    expect(contracts.MERGED_RECORD_BYTES).toBe(16);
+    expect([contracts.GRAD_PLANE_SUM_DY, contracts.GRAD_PLANE_SUM_DY_XHAT].sort()).toEqual([0, 1]);
+    expect(contracts.GRAD_SUMS_PLANES).toBe(2);
+    expect(contracts.COUNTER_BYTES % 16).toBe(0);
+    expect(contracts.COUNTER_BYTES).toBeGreaterThanOrEqual(contracts.COUNTER_SLOTS * 4);
+  });
+
+  it('the shaders use the shared sizes by name: STATS_BLOCK is the BLOCK default, CONTIGUOUS_COLUMN_GROUP the column group', () => {
+    const stage = (f: string): string => readFileSync(new URL(f, shaderDir), 'utf8');
+    expect(stage('stats.wgsl')).toMatch(/^override BLOCK: u32 = STATS_BLOCK;$/m);
+    for (const f of ['normalize.wgsl', 'backward-elementwise.wgsl']) expect(stage(f)).toMatch(/groupCols == CONTIGUOUS_COLUMN_GROUP\b/);
+    // The sync records are built and read through their named components only.
+    const sync = stage('sync-batch-norm.wgsl');
+    for (const name of [
+      'MOMENTS_K',
+      'MOMENTS_MEAN_OFFSET',
+      'MOMENTS_M2',
+      'MOMENTS_COUNT',
+      'MERGED_K',
+      'MERGED_MEAN_OFFSET',
+      'MERGED_INVSTD',
+    ]) {
+      expect(sync, name).toMatch(new RegExp(`\\[${name}\\]`));
+    }
+    expect(sync).not.toMatch(/\bm\.[xyzw]\b|vec4f\(k, mean/);
+  });
+
   it.each(wgslFiles)('%s parses on its own and restates no contract', (file) => {
     const text = readFileSync(new URL(file, shaderDir), 'utf8');
     expect(() => new WgslReflect(text)).not.toThrow();

@@ -1,4 +1,14 @@
-import { bindChannelStats, FLAG_AFFINE, FLAG_GRAD_BIAS, FLAG_GRAD_WEIGHT, FLAG_UPDATE_RUNNING, planeStride } from '../gpu/contracts.js';
+import {
+  bindChannelStats,
+  FLAG_AFFINE,
+  FLAG_GRAD_BIAS,
+  FLAG_GRAD_WEIGHT,
+  FLAG_UPDATE_RUNNING,
+  GRAD_SUMS_PLANES,
+  MERGED_RECORD_BYTES,
+  MOMENTS_RECORD_BYTES,
+  planeStride,
+} from '../gpu/contracts.js';
 import { dispatchPerChannel, encodePerChannel } from '../gpu/grid.js';
 import { SYNC_BATCH_NORM_SHADER } from '../gpu/shaders.js';
 import { getKernel } from '../gpu/kernel-cache.js';
@@ -8,14 +18,10 @@ import type { Tensor } from '../tensor.js';
 import { channelScanView, vec4Aligned } from '../batch-norm/kernels/dispatch-shape.js';
 import type { Geometry } from '../batch-norm/geometry.js';
 import { encodeStatsPass } from '../batch-norm/kernels/stats-pass.js';
-import { GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES } from './sync-merge.js';
 
 // SyncBatchNorm's GPU stages (shaders/sync-batch-norm.wgsl). They only add per-channel dispatches
 // around the library's own data passes: stats.wgsl for the local moments, normalize.wgsl and the
 // backward kernels (through encodeForward / encodeBackward) for everything that touches x or dy.
-
-/** Bytes per channel of the merged-statistics record that sync_forward_constants reads. */
-export const MERGED_RECORD_BYTES = 16;
 
 /** Bytes of the merged-statistics upload: C records, then vec4(meanFactor, varFactor, 0, 0). */
 export function mergedBytes(channels: number): number {

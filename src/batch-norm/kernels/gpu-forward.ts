@@ -1,6 +1,7 @@
 import { BUFFER_INDIRECT, TENSOR_USAGE } from '../../gpu/constants.js';
 import {
   bindChannelStats,
+  COUNTER_BYTES,
   GENERAL_QUEUE_HEADER_WORDS,
   generalQueueBytes,
   FLAG_AFFINE,
@@ -121,7 +122,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     const perChannel = { partials, weight: w.resource, bias: b.resource, runningMean: rm.resource, runningVar: rv.resource, channelStats };
     dispatchPerChannel(gpu, pass, finalize, g.c, finalizeValues, {
       ...perChannel,
-      counter: { buffer: a.counter, offset: 0, size: 16 },
+      counter: { buffer: a.counter, offset: 0, size: COUNTER_BYTES },
       generalQueue,
     });
 

@@ -1,10 +1,10 @@
-import { STATS_PARTIAL_BYTES } from '../../gpu/contracts.js';
+import { STATS_BLOCK, STATS_PARTIAL_BYTES } from '../../gpu/contracts.js';
 import { STATS_SHADER } from '../../gpu/shaders.js';
 import { getKernel } from '../../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import { bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
-import { reductionShape, STATS_BLOCK } from './dispatch-shape.js';
+import { reductionShape } from './dispatch-shape.js';
 import type { Geometry } from '../geometry.js';
 
 /** What the statistics dispatch leaves for the stage that merges its partials. */
