@@ -6,13 +6,44 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BatchNorm1d, BatchNorm2d, batchNorm, type BatchNormContext } from '../src/index.js';
-import { shaderExportName, stripComments } from '../build/wgsl-shaders.js';
+import { shaderExportName, shaderTypesSource, stripComments } from '../build/wgsl-shaders.js';
 import * as contracts from '../src/gpu/contracts.js';
 import { BindGroupCache } from '../src/gpu/object-caches.js';
 import { reflectShader } from '../src/gpu/reflect.js';
 import { shaderFiles } from '../src/gpu/shader-manifest.js';
 import { shaderSources, shaderSpecs, virtualExports, wgslPrelude, type ShaderId } from '../src/gpu/shader-sources.js';
 import { contextFor, toLayout } from './helpers/backends.js';
+import { FINALIZE } from '../src/batch-norm/kernels/stages/finalize.js';
+import { NORMALIZE } from '../src/batch-norm/kernels/stages/normalize.js';
+import { STATS } from '../src/batch-norm/kernels/stages/stats.js';
+import type { GpuRuntime } from '../src/gpu/runtime.js';
+import { bindUniforms } from '../src/gpu/tensor-binding.js';
+
+/**
+ * Never called: type-checked by tsc (`npm run typecheck`), each line must be an error, or the
+ * unused @ts-expect-error fails the check. The stage descriptors take their names from the
+ * build-time reflection (src/gpu/shader-types.ts), so a name the WGSL does not declare is caught
+ * at compile time.
+ */
+function stageDescriptorTypeErrors(gpu: GpuRuntime): void {
+  const device = gpu.device;
+  // @ts-expect-error stats.wgsl has no entry point 'mainx'
+  STATS.kernel(device, 'mainx');
+  // @ts-expect-error finalize.wgsl declares no override BLOCK
+  FINALIZE.kernel(device, 'finalize_train', { BLOCK: 32 });
+  // @ts-expect-error normalize.wgsl declares no override BLOCK (stats.wgsl does)
+  NORMALIZE.variant(device, 'normalize', 'cf', 4, { BLOCK: 32 });
+  // @ts-expect-error normalize.wgsl has no entries stats_{cf,cl}{1,4}
+  NORMALIZE.variant(device, 'stats', 'cf', 4);
+  // @ts-expect-error finalize_train's uniform has 'lanes', not 'lane'
+  bindUniforms(gpu, FINALIZE.kernel(device, 'finalize_train'), { lane: 1 });
+  // @ts-expect-error the vector widths are 1 and 4
+  STATS.variant(device, 'stats', 'cl', 2);
+  // Accepted: declared names.
+  bindUniforms(gpu, STATS.variant(device, 'stats', 'cf', 4, { BLOCK: 32, CONTIGUOUS: 1 }), { rows: 1, lanes: 1 });
+}
+// Referenced so noUnusedLocals keeps it: its checks are the type errors, not a run.
+void stageDescriptorTypeErrors;
 
 const shaderIds = Object.keys(shaderSources) as ShaderId[];
 const shaderDir = new URL('../shaders/', import.meta.url);
@@ -117,6 +148,12 @@ describe('WGSL sources', () => {
   it('virtual:bn-shaders exports one module per manifest id (the names src/wgsl.d.ts declares) and the prelude', () => {
     expect([...virtualExports].sort()).toEqual([...shaderIds.map(shaderExportName), 'wgslPrelude'].sort());
     for (const id of shaderIds) expect(shaderSpecs[id].id).toBe(id);
+  });
+
+  it('src/gpu/shader-types.ts (the literal types of the stage descriptors) is the reflection of the shaders now', async () => {
+    // Stale after a WGSL edit that adds or renames an entry point, override or uniform member:
+    // `npx vitest run test/wgsl-static.test.ts -u` regenerates it.
+    await expect(shaderTypesSource()).toMatchFileSnapshot('../src/gpu/shader-types.ts');
   });
 
   it.each(shaderIds)('%s parses, has compute entries and well-formed bindings', (id) => {

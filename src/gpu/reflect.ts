@@ -48,10 +48,12 @@ export interface SerializedShader {
 
 /**
  * One shader module as the library carries it: its id, its composed WGSL and its reflection. Each
- * is a separate export of `virtual:bn-shaders`, imported by the stage that dispatches it.
+ * is a separate export of `virtual:bn-shaders`, imported by the stage descriptor that dispatches
+ * it (src/batch-norm/kernels/stages/); `S` carries the module's literal id, from which the
+ * descriptor takes its entry-point, override and uniform-member types (shader-types.ts).
  */
-export interface ShaderSpec {
-  readonly id: ShaderId;
+export interface ShaderSpec<S extends ShaderId = ShaderId> {
+  readonly id: S;
   readonly code: string;
   readonly reflection: SerializedShader;
 }
