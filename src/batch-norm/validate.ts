@@ -4,7 +4,7 @@ import { ArgumentError, InsufficientValuesError, ShapeError } from '../errors.js
 import { BUFFER_COPY_DST } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
 import { BATCH_STATS_OUTPUT_KEYS, type BatchStatsOutputs } from './forward.js';
-import { geometryOf, type Geometry } from './geometry.js';
+import { checkShapeAndLayout, geometryOf, type Geometry } from './geometry.js';
 
 /** Checks `x` is a live input of this context with one of `ranks` and `channels` channels. */
 export function checkInput(
@@ -52,12 +52,7 @@ export function checkChannelTensor(ctx: BatchNormContext, t: Tensor, argument: s
 
 /** Checks an output tensor: same shape and layout as the input, and not the input itself. */
 export function checkOutput(ctx: BatchNormContext, y: Tensor, x: Tensor, who: string): void {
-  ctx.assertOwnTensor(y, 'output');
-  if (y.shape.length !== x.shape.length || y.shape.some((d, i) => d !== x.shape[i]) || y.layout !== x.layout) {
-    throw new ShapeError(
-      `${who}: output must match the input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${y.shape.join(', ')}] '${y.layout}'`,
-    );
-  }
+  checkShapeAndLayout(ctx, y, x, 'output', "the input's", who);
   if (y === x) throw new ArgumentError(`${who}: output must not be the input tensor itself`);
 }
 
