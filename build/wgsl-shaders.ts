@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Plugin } from 'vite';
 import { PRELUDE_FILE, shaderFiles, shaderManifest, type ShaderId } from '../src/gpu/shader-manifest.js';
+import { uniformFields } from '../src/gpu/reflect.js';
 import { reflectWgsl } from './reflect-wgsl.js';
 
 const VIRTUAL_ID = 'virtual:bn-shaders';
@@ -9,15 +10,26 @@ const RESOLVED_ID = `\0${VIRTUAL_ID}`;
 const SHADER_DIR = fileURLToPath(new URL('../shaders/', import.meta.url));
 
 /**
- * WGSL without its `//` comments and indentation, line for line: the files keep their
- * documentation, the bundle carries only code, and Dawn's line numbers still match the files.
- * (WGSL has no string literals, so `//` always starts a comment; these files use no block comments.)
+ * WGSL as the bundle carries it, line for line: without its `//` comments, indentation and the
+ * blanks a tokenizer does not need, so the files keep their documentation and layout, the bundle
+ * only code, and Dawn's line numbers still match the files. (WGSL has no string literals, so `//`
+ * always starts a comment; these files use no block comments.) Blanks go only where no two tokens
+ * can merge: next to `, ; : ( ) { } [ ]`, and around an operator of `+-*\/%=!&|^` between two
+ * operands (never next to `<` or `>`, which WGSL's template-list discovery reads, nor where a
+ * unary operator follows, as in `a - -b`).
  */
-export function stripComments(wgsl: string): string {
+export function compactWgsl(wgsl: string): string {
   if (wgsl.includes('/*')) throw new Error('block comments are not stripped; use // comments in .wgsl files');
   return wgsl
     .split('\n')
-    .map((line) => line.replace(/\/\/.*$/, '').trim())
+    .map((line) =>
+      line
+        .replace(/\/\/.*$/, '')
+        .trim()
+        .replace(/ {2,}/g, ' ')
+        .replace(/(?<=[\w)\].]) ([-+*/%=!&|^]+) (?=[\w(.])/g, '$1')
+        .replace(/ ?([,;:(){}[\]]) ?/g, '$1'),
+    )
     .join('\n');
 }
 
@@ -48,10 +60,10 @@ export function shaderModuleCode(read: (file: string) => string = (f) => readFil
   const files = [...new Set([...ids.flatMap(shaderFiles), PRELUDE_FILE])];
   const text = new Map(files.map((f) => [f, read(f)]));
   const varOf = (f: string): string => `file${files.indexOf(f)}`;
-  const lines = files.map((f) => `// shaders/${f}\nconst ${varOf(f)} = ${templateLiteral(stripComments(text.get(f) ?? ''))};`);
+  const lines = files.map((f) => `// shaders/${f}\nconst ${varOf(f)} = ${templateLiteral(compactWgsl(text.get(f) ?? ''))};`);
   for (const id of ids) {
     const parts = shaderFiles(id);
-    const source = parts.map((f) => stripComments(text.get(f) ?? '')).join('\n');
+    const source = parts.map((f) => compactWgsl(text.get(f) ?? '')).join('\n');
     const reflection = reflectWgsl(id, source);
     // JSON.parse of a string: compact in the bundle (an object literal would be re-printed one
     // property per line) and the fastest way for an engine to build the data.
@@ -82,12 +94,12 @@ export function shaderTypesSource(read: (file: string) => string = (f) => readFi
   ];
   for (const id of Object.keys(shaderManifest) as ShaderId[]) {
     const source = shaderFiles(id)
-      .map((f) => stripComments(read(f)))
+      .map((f) => compactWgsl(read(f)))
       .join('\n');
     const r = reflectWgsl(id, source);
     lines.push(`  readonly '${id}': {`, `    readonly overrides: ${union([...r.overrides].sort())};`, '    readonly entries: {');
     for (const [entry, bindings] of Object.entries(r.entries).sort(([a], [b]) => a.localeCompare(b))) {
-      const fields = bindings.flatMap((b) => Object.keys(r.uniforms[b]?.fields ?? {})).filter((f) => !f.startsWith('_'));
+      const fields = bindings.flatMap((b) => [...uniformFields(r.uniforms[b]?.fields ?? []).keys()]).filter((f) => !f.startsWith('_'));
       lines.push(`      readonly ${entry}: ${union(fields.sort())};`);
     }
     lines.push('    };', '  };');

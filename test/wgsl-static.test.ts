@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BatchNorm1d, BatchNorm2d, batchNorm, type BatchNormContext } from '../src/index.js';
-import { shaderExportName, shaderTypesSource, stripComments } from '../build/wgsl-shaders.js';
+import { shaderExportName, shaderTypesSource, compactWgsl } from '../build/wgsl-shaders.js';
 import * as contracts from '../src/gpu/contracts.js';
 import { BindGroupCache } from '../src/gpu/object-caches.js';
 import { reflectShader } from '../src/gpu/reflect.js';
@@ -55,7 +55,7 @@ const wgslFiles = [
 /** The prelude's `const NAME: u32 = Vu;` declarations, by name. */
 function preludeConstants(): Map<string, number> {
   const found = new Map<string, number>();
-  for (const m of wgslPrelude.matchAll(/^const (\w+): u32 = (\d+)u;/gm)) found.set(m[1] ?? '', Number(m[2]));
+  for (const m of wgslPrelude.matchAll(/^const (\w+): ?u32 ?= ?(\d+)u;/gm)) found.set(m[1] ?? '', Number(m[2]));
   return found;
 }
 
@@ -78,7 +78,7 @@ describe('contracts: TS (src/gpu/contracts.ts) and WGSL (shaders/common/prelude.
   });
 
   it('WORKGROUP_SIZE is an override without a default, so the host must pass it', () => {
-    expect(wgslPrelude).toMatch(/^override WORKGROUP_SIZE: u32;$/m);
+    expect(wgslPrelude).toMatch(/^override WORKGROUP_SIZE: ?u32;$/m);
     expect(Number.isInteger(contracts.WORKGROUP_SIZE)).toBe(true);
   });
 
@@ -174,7 +174,7 @@ describe('WGSL sources', () => {
   });
 
   it.each(shaderIds)('%s: the build-time module is its manifest files, and its layouts are what wgsl_reflect reads now', (id) => {
-    const files = shaderFiles(id).map((f) => stripComments(readFileSync(new URL(f, shaderDir), 'utf8')));
+    const files = shaderFiles(id).map((f) => compactWgsl(readFileSync(new URL(f, shaderDir), 'utf8')));
     expect(shaderSources[id]).toBe(files.join('\n'));
     // The guard on build-time reflection: parse the shipped source again and compare, entry by entry.
     const reflect = new WgslReflect(shaderSources[id]);
