@@ -13,6 +13,8 @@ import { reflectShader } from '../src/gpu/reflect.js';
 import { shaderFiles } from '../src/gpu/shader-manifest.js';
 import { shaderSources, shaderSpecs, virtualExports, wgslPrelude, type ShaderId } from '../src/gpu/shader-sources.js';
 import { contextFor, toLayout } from './helpers/backends.js';
+import { encodeElementwise } from '../src/batch-norm/kernels/elementwise-pass.js';
+import { BACKWARD_ELEMENTWISE } from '../src/batch-norm/kernels/stages/backward-elementwise.js';
 import { FINALIZE } from '../src/batch-norm/kernels/stages/finalize.js';
 import { NORMALIZE } from '../src/batch-norm/kernels/stages/normalize.js';
 import { STATS } from '../src/batch-norm/kernels/stages/stats.js';
@@ -39,7 +41,14 @@ function stageDescriptorTypeErrors(gpu: GpuRuntime): void {
   bindUniforms(gpu, FINALIZE.kernel(device, 'finalize_train'), { lane: 1 });
   // @ts-expect-error the vector widths are 1 and 4
   STATS.variant(device, 'stats', 'cl', 2);
+  const pass = {} as GPUComputePassEncoder;
+  const g = { n: 1, c: 1, s: 1, perChannel: 1, order: 'cl' } as const;
+  // @ts-expect-error normalize's uniform has no member 'bogus'
+  encodeElementwise(gpu, pass, g, { stage: NORMALIZE, entry: 'normalize', tensors: {}, uniforms: { bogus: 1 }, resources: {} });
+  // @ts-expect-error backward-elementwise's entries are elementwise_*, not normalize_*
+  encodeElementwise(gpu, pass, g, { stage: BACKWARD_ELEMENTWISE, entry: 'normalize', tensors: {}, uniforms: {}, resources: {} });
   // Accepted: declared names.
+  encodeElementwise(gpu, pass, g, { stage: NORMALIZE, entry: 'normalize', tensors: {}, uniforms: { eps: 1e-5 }, resources: {} });
   bindUniforms(gpu, STATS.variant(device, 'stats', 'cf', 4, { BLOCK: 32, CONTIGUOUS: 1 }), { rows: 1, lanes: 1 });
 }
 // Referenced so noUnusedLocals keeps it: its checks are the type errors, not a run.

@@ -2,7 +2,7 @@ import { planeStride, WORKGROUP_SIZE } from '../../gpu/contracts.js';
 import type { Kernel } from '../../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import type { ShaderId } from '../../gpu/shader-manifest.js';
-import type { Stage, StageOverrides, VariantStem } from '../../gpu/stage.js';
+import type { AccessOrder, Stage, StageOverrides, UniformOf, VariantStem, VectorWidth } from '../../gpu/stage.js';
 import { bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
 import { grid } from '../../gpu/grid.js';
@@ -21,7 +21,7 @@ export interface ElementwisePass<S extends ShaderId> {
    */
   readonly tensors: Readonly<Record<string, TensorBinding>>;
   /** The kernel's other uniform members (flags, per-channel offsets, ...). */
-  readonly uniforms: UniformValues;
+  readonly uniforms: UniformValues<UniformOf<S, `${VariantStem<S>}_${AccessOrder}${VectorWidth}`>>;
   /** The kernel's other bindings (channelStats, per-channel tensors). */
   readonly resources: Readonly<Record<string, GPUBufferBinding>>;
   /** Override constants besides the access pattern's. Default: none. */
