@@ -2,6 +2,7 @@ import { BUFFER_INDIRECT, TENSOR_USAGE } from '../../gpu/constants.js';
 import {
   bindChannelStats,
   COUNTER_BYTES,
+  COUNTER_SLOTS,
   GENERAL_QUEUE_HEADER_WORDS,
   generalQueueBytes,
   FLAG_AFFINE,
@@ -107,7 +108,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
       channels: g.c,
       lanes,
       flags,
-      counterSlot: a.tracked % 2,
+      counterSlot: a.tracked % COUNTER_SLOTS,
       eps: a.eps,
       momentum: u.meanFactor ?? 0,
       varianceMomentum: u.varFactor ?? 0,
