@@ -120,7 +120,22 @@ export type ModelFileErrorReason =
   /** ONNX tensors stored outside the model file (external data). */
   | 'EXTERNAL_DATA'
   /** The named layer, node or tensor is not in the file. */
-  | 'NOT_FOUND';
+  | 'NOT_FOUND'
+  /**
+   * A read limit was reached (bytes to inflate or allocate, pickle size, number of tensors or
+   * pickle values); the message names the limit and the read option that raises it (`maxBytes`,
+   * `maxPickleBytes`, `maxEntries`). Checked before the allocation, so a small hostile file costs
+   * no memory.
+   */
+  | 'LIMIT'
+  /** Containers nested deeper than a state dict can be (1000 levels, Python's recursion limit). */
+  | 'TOO_DEEP'
+  /** A pickled dict that contains itself (directly or through its children). */
+  | 'CYCLE'
+  /** A tensor shape, stride or storage offset that is negative, not an integer or reaches outside its storage. */
+  | 'BAD_SHAPE'
+  /** Two safetensors entries share bytes (overlapping `data_offsets`), which the reference reader refuses. */
+  | 'OVERLAP';
 
 /**
  * A model file (.pt, .safetensors, .onnx) was refused. Nothing from it was loaded or run, and no

@@ -21,6 +21,7 @@ import {
   type ModelFileErrorReason,
 } from '../src/index.js';
 import {
+  detectModelFormat,
   findBatchNorm,
   loadBatchNorm,
   parseModelFile,
@@ -474,6 +475,153 @@ describe('damaged files never crash the readers', () => {
       onlyTypedErrors(flip(st), 'safetensors');
       onlyTypedErrors(flip(onnx), 'onnx');
     }
+  });
+});
+
+/** A state dict whose safetensors header is exactly `length` bytes (a name padded to fit). */
+function safetensorsWithHeader(length: number): Uint8Array {
+  for (let pad = 0; pad < 8192; pad++) {
+    const tensors = new Map([
+      [`bn.${'x'.repeat(pad)}.running_mean`, { shape: [3], data: Float32Array.from([1.5, -2, 1e-30]) }],
+      ['bn.num_batches_tracked', { shape: [], data: BigInt64Array.from([7n]) }],
+    ]);
+    const bytes = writeSafetensors(tensors);
+    if (Number(new DataView(bytes.buffer).getBigUint64(0, true)) === length) return bytes;
+  }
+  throw new Error(`no header of ${length} bytes`);
+}
+
+describe('format detection by whole structure', () => {
+  it('reads safetensors files whose header length starts with byte 0x80 (as a pickle does)', () => {
+    for (const length of [384, 640, 896, 0x1180]) {
+      const bytes = safetensorsWithHeader(length);
+      expect(bytes[0]).toBe(0x80);
+      expect(detectModelFormat(bytes)).toBe('safetensors');
+      const file = parseModelFile(bytes);
+      expect(file.format).toBe('safetensors');
+      expect(Array.from(file.tensors.values())[0]?.data).toEqual(Float32Array.from([1.5, -2, 1e-30]));
+      expect(file.tensors.get('bn.num_batches_tracked')?.data[0]).toBe(7n);
+    }
+  });
+
+  it('detects every fixture, sends damaged files to their own reader, and a raw pickle to the .pt reader', () => {
+    for (const name of ['state_f32.pt', 'checkpoint.pt', 'legacy.pt']) expect(detectModelFormat(bytesOf(name)), name).toBe('pytorch');
+    expect(detectModelFormat(bytesOf('state.safetensors'))).toBe('safetensors');
+    expect(detectModelFormat(bytesOf('bn.onnx'))).toBe('onnx');
+    const pt = bytesOf('state_f32.pt');
+    expect(detectModelFormat(pt.subarray(0, 200))).toBe('pytorch');
+    const st = bytesOf('state.safetensors');
+    expect(detectModelFormat(st.subarray(0, 60))).toBe('safetensors');
+    refused(() => parseModelFile(st.subarray(0, 60)), 'TRUNCATED');
+    refused(() => parseModelFile(new Uint8Array([0x80, 0x02, 0x7d, 0x2e])), 'BAD_MAGIC', /not a zip archive/);
+    refused(() => parseModelFile(new Uint8Array([0x80, 0x03])), 'BAD_MAGIC');
+  });
+});
+
+describe('real torch.save files with shared storage', () => {
+  it.runIf(torchAvailable())('memo references, views of one storage and a dict reached twice read as torch saved them', () => {
+    const script = `
+import sys, torch
+x = torch.arange(12, dtype=torch.float32).reshape(3, 4) * 0.25 - 1
+sd = {'w': x, 'same': x, 'row': x[1], 'tail': x.view(-1)[5:], 't': x.t(), 'col': x[:, 2]}
+torch.save({'model': sd, 'ema': sd, 'x': x}, sys.argv[1])
+`;
+    const dir = mkdtempSync(join(tmpdir(), 'bn-shared-'));
+    try {
+      const path = join(dir, 'shared.pt');
+      const run = spawnSync('/usr/bin/python3', ['-c', script, path], { encoding: 'utf8' });
+      expect(run.status, run.stderr).toBe(0);
+      const file = parseModelFile(new Uint8Array(readFileSync(path)));
+      const x = Array.from({ length: 12 }, (_, i) => i * 0.25 - 1);
+      const values = (name: string): number[] => Array.from((file.tensors.get(name)?.data ?? []) as Float32Array);
+      for (const root of ['model', 'ema']) {
+        expect(values(`${root}.w`)).toEqual(x);
+        expect(values(`${root}.same`)).toEqual(x);
+        expect(values(`${root}.row`)).toEqual(x.slice(4, 8));
+        expect(values(`${root}.tail`)).toEqual(x.slice(5));
+        expect(values(`${root}.t`)).toEqual([0, 1, 2, 3].flatMap((c) => [x[c], x[4 + c], x[8 + c]]));
+        expect(values(`${root}.col`)).toEqual([x[2], x[6], x[10]]);
+        expect(file.tensors.get(`${root}.t`)?.shape).toEqual([4, 3]);
+      }
+      expect(values('x')).toEqual(x);
+      // One storage: every contiguous view shares its buffer; only the transposed and column views are gathered.
+      const buffers = new Set([...file.tensors.entries()].filter(([k]) => !/\.(t|col)$/.test(k)).map(([, t]) => t.data.buffer));
+      expect(buffers.size).toBe(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('detection never crashes', () => {
+  it('random bytes and byte flips of a 0x80-header safetensors file, read with detection, give ModelFileErrors only', () => {
+    const next = rng(31);
+    const base = safetensorsWithHeader(384);
+    const check = (bytes: Uint8Array, what: string): void => {
+      try {
+        parseModelFile(bytes);
+      } catch (err) {
+        if (!(err instanceof ModelFileError)) throw new Error(`${what}: ${String(err)} is not a ModelFileError`);
+      }
+    };
+    for (let k = 0; k < 300; k++) {
+      const random = Uint8Array.from({ length: Math.floor(next() * 64) }, () => Math.floor(next() * 256));
+      check(random, `random ${k}`);
+      const flipped = base.slice();
+      for (let j = 0; j < 2; j++) flipped[Math.floor(next() * flipped.length)] = Math.floor(next() * 256);
+      check(flipped, `flip ${k}`);
+      check(base.subarray(0, Math.floor(next() * base.length)), `cut ${k}`);
+    }
+  });
+});
+
+describe('hostile files: typed refusals, limits', () => {
+  const header = (h: object | string, data: Uint8Array): Uint8Array => {
+    const json = typeof h === 'string' ? strToU8(h) : strToU8(JSON.stringify(h));
+    const out = new Uint8Array(8 + json.length + data.length);
+    new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+    out.set(json, 8);
+    out.set(data, 8 + json.length);
+    return out;
+  };
+
+  it('safetensors: overlapping data_offsets are OVERLAP, a cut-short JSON header CORRUPT, bad shapes BAD_SHAPE', () => {
+    const data = new Uint8Array(16);
+    const overlap = { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } };
+    refused(() => parseModelFile(header(overlap, data)), 'OVERLAP', /'b'.*overlaps 'a'/);
+    const same = { a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, b: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } };
+    refused(() => parseModelFile(header(same, data)), 'OVERLAP');
+    // Adjacent and empty entries are not overlaps.
+    const ok = {
+      a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+      e: { dtype: 'F32', shape: [0], data_offsets: [8, 8] },
+      b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] },
+    };
+    expect(parseModelFile(header(ok, data)).tensors.size).toBe(3);
+    refused(() => parseModelFile(header('{"a": {"dtype": "F32", "sha', data), { format: 'safetensors' }), 'CORRUPT', /not valid JSON/);
+    refused(() => parseModelFile(header({ a: { dtype: 'F32', shape: [-4], data_offsets: [0, 16] } }, data)), 'BAD_SHAPE');
+    refused(() => parseModelFile(header({ a: { dtype: 'F32', shape: [1.5], data_offsets: [0, 16] } }, data)), 'BAD_SHAPE');
+  });
+
+  it('reads a checkpoint re-zipped with deflate (streamed inflation) exactly as the stored original', () => {
+    const stored = parseModelFile(bytesOf('state_f32.pt')).tensors;
+    const deflated = zipSync(unzipSync(bytesOf('state_f32.pt')), { level: 9 });
+    const back = parseModelFile(deflated).tensors;
+    expect([...back.keys()]).toEqual([...stored.keys()]);
+    for (const [k, t] of stored) expect(back.get(k)?.data, k).toEqual(t.data);
+    refused(() => parseModelFile(deflated, { maxBytes: 200 }), 'LIMIT', /inflating zip entry/);
+  });
+
+  it('maxBytes, maxEntries and maxPickleBytes refuse a file past them, naming the option', async () => {
+    refused(() => parseModelFile(bytesOf('state_f32.pt'), { maxBytes: 64 }), 'LIMIT', /maxBytes/);
+    refused(() => parseModelFile(bytesOf('state.safetensors'), { maxBytes: 8 }), 'LIMIT', /maxBytes/);
+    refused(() => parseModelFile(bytesOf('bn.onnx'), { maxBytes: 8 }), 'LIMIT', /maxBytes/);
+    refused(() => parseModelFile(bytesOf('state.safetensors'), { maxEntries: 2 }), 'LIMIT', /maxEntries/);
+    refused(() => parseModelFile(bytesOf('state_f32.pt'), { maxEntries: 2 }), 'LIMIT', /maxEntries/);
+    refused(() => parseModelFile(bytesOf('state_f32.pt'), { maxPickleBytes: 100 }), 'LIMIT', /maxPickleBytes/);
+    expect(parseModelFile(bytesOf('state_f32.pt'), { maxBytes: 1 << 20, maxEntries: 100 }).tensors.size).toBeGreaterThan(0);
+    await expect(readModelFileFromPath(new URL('state_f32.pt', DIR).pathname, { maxBytes: 100 })).rejects.toThrow(/maxBytes/);
+    expect(() => parseModelFile(bytesOf('state_f32.pt'), { maxBytes: -1 })).toThrow(/maxBytes must be/);
   });
 });
 

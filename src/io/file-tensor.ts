@@ -26,6 +26,11 @@ export type TensorMap = ReadonlyMap<string, FileTensor>;
 /** Bytes per element of each dtype. */
 export const DTYPE_BYTES: Readonly<Record<FileDtype, number>> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4 };
 
+/** Bytes per element once decoded: floats become float32 (4), int64 stays 8, int32 4. */
+export function decodedBytes(dtype: FileDtype): number {
+  return dtype === 'I64' ? 8 : 4;
+}
+
 /** Number of elements of a shape. */
 export function elementCount(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);

@@ -8,6 +8,7 @@
 export { ModelFileError, type ModelFileErrorReason } from '../errors.js';
 export type { FileDtype, FileTensor, TensorMap } from './file-tensor.js';
 export type { ModelSource } from './source.js';
+export { DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_PICKLE_BYTES, MAX_DEPTH, type ReadLimits } from './limits.js';
 export { parsePyTorch } from './pytorch.js';
 export {
   parseSafetensors,

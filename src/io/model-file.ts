@@ -5,10 +5,12 @@
 import type { StateDict } from '../batch-norm/state-dict.js';
 import { ArgumentError, ModelFileError } from '../errors.js';
 import type { FileTensor, TensorMap } from './file-tensor.js';
-import { parseOnnx, type OnnxNode } from './onnx.js';
-import { isZip, parsePyTorch } from './pytorch.js';
-import { looksLikeSafetensors, parseSafetensors } from './safetensors.js';
+import type { ReadLimits } from './limits.js';
+import { isOnnxModel, parseOnnx, type OnnxNode } from './onnx.js';
+import { parsePyTorch, startsLikePickle } from './pytorch.js';
+import { isSafetensors, parseSafetensors, startsLikeSafetensors } from './safetensors.js';
 import { sourceBytes, type ModelSource } from './source.js';
+import { isZipArchive, startsLikeZip } from './zip.js';
 
 /** The formats {@link readModelFile} reads. */
 export type ModelFormat = 'pytorch' | 'safetensors' | 'onnx';
@@ -63,9 +65,13 @@ export interface ModelFile {
   readonly batchNorms: readonly BatchNormLayer[];
 }
 
-/** Options of {@link readModelFile} and {@link parseModelFile}. */
-export interface ReadModelOptions {
-  /** Skip detection and read as this format. Default: detected from the first bytes. */
+/**
+ * Options of {@link readModelFile} and {@link parseModelFile}: the format, and the read limits
+ * (`maxBytes` default 2 GiB, `maxPickleBytes` default 64 MiB, `maxEntries` default 1,000,000) that
+ * a file past them is refused by, with reason LIMIT, before the allocation.
+ */
+export interface ReadModelOptions extends ReadLimits {
+  /** Skip detection and read as this format. Default: detected from the file's structure ({@link detectModelFormat}). */
   format?: ModelFormat;
 }
 
@@ -78,10 +84,22 @@ export async function readModelFile(source: ModelSource, options: ReadModelOptio
   return parseModelFile(await sourceBytes(source), options);
 }
 
-/** Detects the format of `bytes`: zip → PyTorch, JSON header → safetensors, else ONNX. */
+/**
+ * Detects the format of `bytes` by each format's whole structure, never by one byte: a zip archive
+ * (local header at 0 and a central directory that parses) → PyTorch; an 8-byte header length that
+ * fits the file followed by a `{...}` header → safetensors; a top-level ModelProto that parses to
+ * the last byte → ONNX. Only when none matches whole does the best partial match decide, so a
+ * damaged file is refused by the reader of its format (TRUNCATED, not BAD_MAGIC): a zip local
+ * header → PyTorch, a safetensors header start → safetensors, a raw pickle (protocol 2 to 5, the
+ * legacy format) → PyTorch, else ONNX.
+ */
 export function detectModelFormat(bytes: Uint8Array): ModelFormat {
-  if (isZip(bytes) || bytes[0] === 0x80) return 'pytorch';
-  if (looksLikeSafetensors(bytes)) return 'safetensors';
+  if (isZipArchive(bytes)) return 'pytorch';
+  if (isSafetensors(bytes)) return 'safetensors';
+  if (isOnnxModel(bytes)) return 'onnx';
+  if (startsLikeZip(bytes)) return 'pytorch';
+  if (startsLikeSafetensors(bytes)) return 'safetensors';
+  if (startsLikePickle(bytes)) return 'pytorch';
   return 'onnx';
 }
 
@@ -90,15 +108,15 @@ export function parseModelFile(bytes: Uint8Array, options: ReadModelOptions = {}
   if (!(bytes instanceof Uint8Array)) throw new ArgumentError('parseModelFile: bytes must be a Uint8Array');
   const format = options.format ?? detectModelFormat(bytes);
   if (format === 'pytorch') {
-    const tensors = parsePyTorch(bytes);
+    const tensors = parsePyTorch(bytes, options);
     return { format, tensors, nodes: [], batchNorms: stateDictBatchNorms(tensors, '.pt') };
   }
   if (format === 'safetensors') {
-    const tensors = parseSafetensors(bytes);
+    const tensors = parseSafetensors(bytes, options);
     return { format, tensors, nodes: [], batchNorms: stateDictBatchNorms(tensors, '.safetensors') };
   }
   if (format === 'onnx') {
-    const graph = parseOnnx(bytes);
+    const graph = parseOnnx(bytes, options);
     return { format, tensors: graph.constants, nodes: graph.nodes, batchNorms: onnxBatchNorms(graph.nodes, graph.constants) };
   }
   throw new ArgumentError(`format must be 'pytorch', 'safetensors' or 'onnx', got ${JSON.stringify(format)}`);

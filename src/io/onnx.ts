@@ -6,7 +6,8 @@
  */
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { ModelFileError } from '../errors.js';
-import { DTYPE_BYTES, decodeElements, elementCount, halfToFloat, type FileDtype, type FileTensor } from './file-tensor.js';
+import { DTYPE_BYTES, decodeElements, decodedBytes, halfToFloat, type FileDtype, type FileTensor } from './file-tensor.js';
+import { ByteBudget, checkEntries, checkedCount, resolveLimits, type ReadLimits } from './limits.js';
 
 /** One node of the graph, as ONNX names it. */
 export interface OnnxNode {
@@ -104,7 +105,7 @@ function readTensor(bytes: Uint8Array): RawTensor {
   return t;
 }
 
-function toFileTensor(t: RawTensor): FileTensor {
+function toFileTensor(t: RawTensor, budget: ByteBudget): FileTensor {
   const dtype = RAW_DTYPES[t.dataType];
   if (t.external)
     throw new ModelFileError(
@@ -117,7 +118,7 @@ function toFileTensor(t: RawTensor): FileTensor {
       `.onnx: tensor '${t.name}' has ONNX data type ${t.dataType}; only float, float16, bfloat16, double, int32 and int64 are read`,
     );
   const shape = t.dims;
-  const count = elementCount(shape);
+  const count = checkedCount(shape, `.onnx: tensor '${t.name}'`);
   let data: FileTensor['data'];
   if (t.raw && t.raw.byteLength !== count * DTYPE_BYTES[dtype]) {
     // Checked before decoding so a forged dims field cannot make us allocate for values that are not there.
@@ -126,6 +127,7 @@ function toFileTensor(t: RawTensor): FileTensor {
       `.onnx: tensor '${t.name}' has ${t.raw.byteLength} bytes of raw_data, dims [${shape.join(', ')}] of ${dtype} need ${count * DTYPE_BYTES[dtype]}`,
     );
   }
+  budget.charge(count * decodedBytes(dtype), `tensor '${t.name}'`);
   if (t.raw) data = decodeElements(t.raw, dtype, count);
   else if (dtype === 'F32') data = Float32Array.from(t.floats);
   else if (dtype === 'F64') data = Float32Array.from(t.doubles);
@@ -179,7 +181,7 @@ function readAttribute(bytes: Uint8Array): { name: string; value: number | strin
   return { name, value };
 }
 
-function readNode(bytes: Uint8Array, constants: Map<string, FileTensor>): OnnxNode {
+function readNode(bytes: Uint8Array, constants: Map<string, FileTensor>, budget: ByteBudget): OnnxNode {
   const r = new BinaryReader(bytes);
   const inputs: string[] = [];
   const outputs: string[] = [];
@@ -204,33 +206,73 @@ function readNode(bytes: Uint8Array, constants: Map<string, FileTensor>): OnnxNo
   }
   // Exporters that keep constants as nodes (do_constant_folding=False) put BN parameters here.
   if (opType === 'Constant' && (domain === '' || domain === 'ai.onnx') && constantValue && outputs[0] !== undefined) {
-    constants.set(outputs[0], toFileTensor(constantValue));
+    constants.set(outputs[0], toFileTensor(constantValue, budget));
   }
   return { name, opType, inputs, outputs, attributes };
 }
 
-function readGraph(bytes: Uint8Array, constants: Map<string, FileTensor>): OnnxNode[] {
+function readGraph(bytes: Uint8Array, constants: Map<string, FileTensor>, budget: ByteBudget, maxEntries: number): OnnxNode[] {
   const r = new BinaryReader(bytes);
   const nodes: OnnxNode[] = [];
   while (r.pos < r.len) {
     const [field, wire] = r.tag();
-    if (field === 1) nodes.push(readNode(r.bytes(), constants));
+    if (field === 1) nodes.push(readNode(r.bytes(), constants, budget));
     else if (field === 5) {
       const t = readTensor(r.bytes());
-      constants.set(t.name, toFileTensor(t));
+      constants.set(t.name, toFileTensor(t, budget));
     } else r.skip(wire, field);
+    checkEntries(nodes.length + constants.size, maxEntries, '.onnx', 'the number of nodes and constant tensors');
   }
   return nodes;
 }
 
 /**
+ * True when `bytes` parse as a protobuf ModelProto at the top level: every field a valid tag
+ * (field 1..20, wire type 0/1/2/5), every length inside the file, the last field ending exactly at
+ * the end, and both ir_version (1, varint) and graph (7, bytes) present. Protobuf has no magic
+ * number, so this walks the whole top level (cheap: length-delimited fields are skipped).
+ */
+export function isOnnxModel(bytes: Uint8Array): boolean {
+  if (!startsLikeOnnx(bytes)) return false;
+  try {
+    const r = new BinaryReader(bytes);
+    let ir = false;
+    let graph = false;
+    while (r.pos < r.len) {
+      const [field, wire] = r.tag();
+      if (field < 1 || field > 20) return false;
+      if (wire === WireType.Varint) r.uint64();
+      else if (wire === WireType.LengthDelimited) {
+        const length = r.uint32();
+        if (r.pos + length > r.len) return false;
+        r.pos += length;
+      } else if (wire === WireType.Bit64 || wire === WireType.Bit32) r.skip(wire, field);
+      else return false;
+      if (field === 1 && wire === WireType.Varint) ir = true;
+      if (field === 7 && wire === WireType.LengthDelimited) graph = true;
+    }
+    return r.pos === r.len && ir && graph;
+  } catch {
+    return false;
+  }
+}
+
+/** True when the first byte is the tag of a ModelProto field (ir_version for every exporter). */
+export function startsLikeOnnx(bytes: Uint8Array): boolean {
+  return MODEL_FIRST_TAGS.includes(bytes[0] ?? -1);
+}
+
+/**
  * Reads an ONNX model's graph: its nodes (name, op type, inputs, outputs, scalar attributes) and
  * its constant tensors (initializers and Constant-node values), floats converted to float32.
- * @throws ModelFileError BAD_MAGIC (not an ONNX ModelProto), TRUNCATED, CORRUPT, EXTERNAL_DATA or
- *   UNSUPPORTED_DTYPE.
+ * @param options read limits: `maxBytes` bounds the decoded tensors (default 2 GiB), `maxEntries`
+ *   the nodes plus constants (default 1,000,000).
+ * @throws ModelFileError BAD_MAGIC (not an ONNX ModelProto), TRUNCATED, CORRUPT, BAD_SHAPE, LIMIT,
+ *   EXTERNAL_DATA or UNSUPPORTED_DTYPE.
  */
-export function parseOnnx(bytes: Uint8Array): OnnxGraph {
-  if (!MODEL_FIRST_TAGS.includes(bytes[0] ?? -1)) {
+export function parseOnnx(bytes: Uint8Array, options: ReadLimits = {}): OnnxGraph {
+  const limits = resolveLimits(options);
+  if (!startsLikeOnnx(bytes)) {
     throw new ModelFileError(
       'BAD_MAGIC',
       `.onnx: not an ONNX model (first byte 0x${(bytes[0] ?? 0).toString(16)} starts no ModelProto field)`,
@@ -262,7 +304,7 @@ export function parseOnnx(bytes: Uint8Array): OnnxGraph {
       throw new ModelFileError('BAD_MAGIC', '.onnx: not an ONNX model (no ir_version or graph in the protobuf)');
     }
     const constants = new Map<string, FileTensor>();
-    const nodes = readGraph(graph, constants);
+    const nodes = readGraph(graph, constants, new ByteBudget(limits.maxBytes, '.onnx'), limits.maxEntries);
     return { nodes, constants, opset };
   } catch (err) {
     if (err instanceof ModelFileError) throw err;

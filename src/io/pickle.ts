@@ -16,6 +16,7 @@
  */
 import { ModelFileError } from '../errors.js';
 import type { FileDtype } from './file-tensor.js';
+import { ByteBudget, DEFAULT_MAX_BYTES } from './limits.js';
 
 /** A storage class named in the pickle: its dtype, or null for dtypes this library does not read. */
 export interface StorageType {
@@ -150,12 +151,14 @@ function resolveGlobal(module: string, name: string, at: number): PickleValue {
 
 /**
  * Reads a pickle into plain data. Throws {@link ModelFileError} (FORBIDDEN_GLOBAL,
- * UNSUPPORTED_OPCODE, UNSUPPORTED_DTYPE, TRUNCATED or CORRUPT) and returns nothing on anything
- * outside a state dict's vocabulary.
+ * UNSUPPORTED_OPCODE, UNSUPPORTED_DTYPE, TRUNCATED, CORRUPT or LIMIT) and returns nothing on
+ * anything outside a state dict's vocabulary. Every value built is charged to `budget` (an
+ * estimate of its size in memory: one byte of EMPTY_DICT builds a ~235-byte Map), so a small
+ * pickle cannot build gigabytes of objects.
  */
-export function unpickle(bytes: Uint8Array): PickleValue {
+export function unpickle(bytes: Uint8Array, budget: ByteBudget = new ByteBudget(DEFAULT_MAX_BYTES, 'pickle')): PickleValue {
   try {
-    return run(bytes);
+    return run(bytes, budget);
   } catch (err) {
     if (err instanceof ModelFileError) throw err;
     // Invalid UTF-8, a RangeError from a malformed length: still a refused file, never a crash.
@@ -163,7 +166,19 @@ export function unpickle(bytes: Uint8Array): PickleValue {
   }
 }
 
-function run(bytes: Uint8Array): PickleValue {
+/** Estimated bytes of what each value costs in memory (V8, measured: an empty dict ~235 with its Map, an array slot 8). */
+const COST = { slot: 8, dict: 256, list: 48, item: 16, memo: 40, object: 96 } as const;
+
+function run(bytes: Uint8Array, budget: ByteBudget): PickleValue {
+  let cost = 0;
+  // Charged in batches of 1 MiB: one call per opcode would dominate the loop.
+  const use = (amount: number): void => {
+    cost += amount;
+    if (cost >= 2 ** 20) {
+      budget.charge(cost, 'the values the pickle builds');
+      cost = 0;
+    }
+  };
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const text = new TextDecoder('utf-8', { fatal: true });
   const stack: StackItem[] = [];
@@ -201,6 +216,7 @@ function run(bytes: Uint8Array): PickleValue {
   };
   const utf8 = (length: number): string => {
     const at = need(length);
+    use(COST.item + length);
     return text.decode(bytes.subarray(at, at + length));
   };
   const setItems = (dict: PickleValue, items: PickleValue[]): void => {
@@ -208,10 +224,12 @@ function run(bytes: Uint8Array): PickleValue {
     for (let i = 0; i + 1 < items.length; i += 2) {
       const key = items[i];
       if (typeof key !== 'string' && typeof key !== 'number') throw corrupt(`dict key of type ${typeof key}`);
+      use(COST.item);
       dict.entries.set(key, items[i + 1] ?? null);
     }
   };
   const setMemo = (index: number): void => {
+    use(COST.memo);
     memo.set(index, top());
   };
 
@@ -227,36 +245,45 @@ function run(bytes: Uint8Array): PickleValue {
         break;
       case 0x2e: {
         // STOP
+        budget.charge(cost, 'the values the pickle builds');
         const result = pop();
         if (stack.length !== 0) throw corrupt('values left on the stack at STOP');
         return result;
       }
       case 0x28: // MARK
+        use(COST.slot);
         stack.push(MARK);
         break;
       case 0x7d: // EMPTY_DICT
+        use(COST.dict);
         stack.push({ kind: 'dict', entries: new Map() });
         break;
       case 0x5d: // EMPTY_LIST
+        use(COST.list);
         stack.push([]);
         break;
       case 0x29: // EMPTY_TUPLE
+        use(COST.list);
         stack.push([]);
         break;
       case 0x74: // TUPLE
+        use(COST.list);
         stack.push(popMark());
         break;
       case 0x85: // TUPLE1
+        use(COST.list);
         stack.push([pop()]);
         break;
       case 0x86: {
         // TUPLE2
+        use(COST.list);
         const b = pop();
         stack.push([pop(), b]);
         break;
       }
       case 0x87: {
         // TUPLE3
+        use(COST.list);
         const c = pop();
         const b = pop();
         stack.push([pop(), b, c]);
@@ -267,6 +294,7 @@ function run(bytes: Uint8Array): PickleValue {
         const v = pop();
         const list = top();
         if (!Array.isArray(list)) throw corrupt('APPEND to a non-list');
+        use(COST.slot);
         (list as PickleValue[]).push(v);
         break;
       }
@@ -275,7 +303,9 @@ function run(bytes: Uint8Array): PickleValue {
         const items = popMark();
         const list = top();
         if (!Array.isArray(list)) throw corrupt('APPENDS to a non-list');
-        (list as PickleValue[]).push(...items);
+        use(COST.slot * items.length);
+        // One push per item: spreading a million arguments would overflow the call stack.
+        for (const item of items) (list as PickleValue[]).push(item);
         break;
       }
       case 0x73: {
@@ -292,26 +322,33 @@ function run(bytes: Uint8Array): PickleValue {
         break;
       }
       case 0x4e: // NONE
+        use(COST.slot);
         stack.push(null);
         break;
       case 0x88: // NEWTRUE
+        use(COST.slot);
         stack.push(true);
         break;
       case 0x89: // NEWFALSE
+        use(COST.slot);
         stack.push(false);
         break;
       case 0x4b: // BININT1
+        use(COST.slot);
         stack.push(bytes[need(1)] ?? 0);
         break;
       case 0x4d: // BININT2
+        use(COST.slot);
         stack.push(view.getUint16(need(2), true));
         break;
       case 0x4a: // BININT
+        use(COST.slot);
         stack.push(view.getInt32(need(4), true));
         break;
       case 0x8a: {
         // LONG1: n-byte little-endian two's complement
         const n = bytes[need(1)] ?? 0;
+        use(COST.item);
         const at = need(n);
         let v = 0n;
         for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[at + i] ?? 0);
@@ -320,6 +357,7 @@ function run(bytes: Uint8Array): PickleValue {
         break;
       }
       case 0x47: // BINFLOAT (big-endian)
+        use(COST.slot);
         stack.push(view.getFloat64(need(8), false));
         break;
       case 0x58: // BINUNICODE
@@ -332,6 +370,7 @@ function run(bytes: Uint8Array): PickleValue {
         // SHORT_BINBYTES
         const n = bytes[need(1)] ?? 0;
         const at = need(n);
+        use(COST.object + n);
         stack.push(bytes.slice(at, at + n));
         break;
       }
@@ -339,6 +378,7 @@ function run(bytes: Uint8Array): PickleValue {
         // BINBYTES
         const n = view.getUint32(need(4), true);
         const at = need(n);
+        use(COST.object + n);
         stack.push(bytes.slice(at, at + n));
         break;
       }
@@ -356,6 +396,7 @@ function run(bytes: Uint8Array): PickleValue {
         // LONG_BINGET
         const index = op === 0x68 ? (bytes[need(1)] ?? 0) : view.getUint32(need(4), true);
         if (!memo.has(index)) throw corrupt(`memo ${index} read before it was written`);
+        use(COST.slot);
         stack.push(memo.get(index) ?? null);
         break;
       }
@@ -363,6 +404,7 @@ function run(bytes: Uint8Array): PickleValue {
         // GLOBAL "module\nname\n"
         const module = readLine();
         const name = readLine();
+        use(COST.object);
         stack.push(resolveGlobal(module, name, opAt));
         break;
       }
@@ -371,6 +413,7 @@ function run(bytes: Uint8Array): PickleValue {
         const name = pop();
         const module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') throw corrupt('STACK_GLOBAL needs two strings');
+        use(COST.object);
         stack.push(resolveGlobal(module, name, opAt));
         break;
       }
@@ -390,6 +433,7 @@ function run(bytes: Uint8Array): PickleValue {
           );
         }
         if (typeof key !== 'string') throw corrupt('storage key is not a string');
+        use(COST.object);
         stack.push({ kind: 'storage', type: storageType, key, numel: intArg(numel, 'storage numel') });
         break;
       }
@@ -401,6 +445,7 @@ function run(bytes: Uint8Array): PickleValue {
         if (typeof callable !== 'object' || callable === null || (callable as { kind?: string }).kind !== 'callable') {
           throw corrupt(`REDUCE at byte ${opAt} on something that is not an allowed callable`);
         }
+        use(COST.dict);
         stack.push((callable as AllowedCallable).build(args as readonly PickleValue[]));
         break;
       }

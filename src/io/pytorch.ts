@@ -4,12 +4,12 @@
  * (each storage's raw little-endian bytes). Reference: `torch/serialization.py` (`_save`,
  * `_load`, `_is_zipfile`).
  */
-import { unzipSync } from 'fflate';
 import { ModelFileError } from '../errors.js';
-import { DTYPE_BYTES, decodeElements, elementCount, type FileTensor, type TensorMap } from './file-tensor.js';
+import { DTYPE_BYTES, decodeElements, decodedBytes, type FileDtype, type FileTensor, type TensorMap } from './file-tensor.js';
+import { ByteBudget, checkEntries, MAX_DEPTH, resolveLimits, type ReadLimits } from './limits.js';
 import { unpickle, type PickleDict, type PickleValue, type TensorRef } from './pickle.js';
+import { readZipDirectory, zipEntryData, type ZipEntry } from './zip.js';
 
-const ZIP_MAGIC = [0x50, 0x4b, 0x03, 0x04];
 /** The legacy format starts with a pickled magic number: PROTO 2, LONG1 0x1950a86a20f9469cfc6c. */
 const LEGACY_MAGIC = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 
@@ -17,93 +17,226 @@ function startsWith(bytes: Uint8Array, magic: readonly number[]): boolean {
   return magic.every((b, i) => bytes[i] === b);
 }
 
-/** True when `bytes` look like a zip-format PyTorch checkpoint (or any zip). */
-export function isZip(bytes: Uint8Array): boolean {
-  return startsWith(bytes, ZIP_MAGIC);
+/** True when `bytes` start like a raw pickle of protocol 2 to 5 (the legacy format is one). */
+export function startsLikePickle(bytes: Uint8Array): boolean {
+  return bytes[0] === 0x80 && (bytes[1] ?? 0) >= 2 && (bytes[1] ?? 0) <= 5;
 }
 
 /**
  * Reads the tensors of a `torch.save` checkpoint. A state dict gives its own keys
  * (`layer1.0.bn1.running_mean`); nested dicts (`{'model': state_dict, 'epoch': 3}`) give dotted keys
  * (`model.layer1.0.bn1.running_mean`); values that are not tensors (epochs, `_metadata`) are skipped.
+ * Tensors that view one storage contiguously share its decoded values (subarrays, not copies).
+ * @param options read limits: `maxBytes` (inflated entries + decoded tensors, default 2 GiB),
+ *   `maxPickleBytes` (data.pkl, default 64 MiB), `maxEntries` (tensor names, default 1,000,000).
  * @throws ModelFileError LEGACY_FORMAT for pre-1.6 files, BAD_MAGIC for anything that is not a
- *   zip, TRUNCATED/CORRUPT for damaged archives, and the pickle errors of {@link unpickle}.
+ *   zip, TRUNCATED/CORRUPT for damaged archives, LIMIT, TOO_DEEP, CYCLE, BAD_SHAPE, and the pickle
+ *   errors of {@link unpickle}.
  */
-export function parsePyTorch(bytes: Uint8Array): TensorMap {
+export function parsePyTorch(bytes: Uint8Array, options: ReadLimits = {}): TensorMap {
+  const limits = resolveLimits(options);
   if (startsWith(bytes, LEGACY_MAGIC)) {
     throw new ModelFileError(
       'LEGACY_FORMAT',
       ".pt: this is PyTorch's legacy (pre-1.6, non-zip) serialization, which is not read; re-save it with torch.save(obj, f) from PyTorch ≥ 1.6 (the default since then)",
     );
   }
-  if (!isZip(bytes)) {
-    throw new ModelFileError('BAD_MAGIC', `.pt: not a zip archive (expected bytes 50 4b 03 04, got ${hex(bytes.subarray(0, 4))})`);
-  }
-  let files: Record<string, Uint8Array>;
-  try {
-    // Only the pickle and the storages are extracted: other entries (version, byteorder, anything
-    // added by hand) are never decompressed, so they cannot cost memory.
-    files = unzipSync(bytes, { filter: (f) => /^[^/]+\/(data\.pkl|data\/[^/]+)$/.test(f.name) });
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
+  const entries = readZipDirectory(bytes, '.pt');
+  // Only the pickle and the storages it names are ever inflated: other entries (version,
+  // byteorder, anything added by hand) cost nothing.
+  const pickles = entries.filter((e) => /^[^/]+\/data\.pkl$/.test(e.name));
+  if (pickles.length === 0)
+    throw new ModelFileError('CORRUPT', '.pt: the zip archive has no <archive>/data.pkl; it was not written by torch.save');
+  if (pickles.length > 1)
     throw new ModelFileError(
-      /unexpected EOF|invalid zip/i.test(message) ? 'TRUNCATED' : 'CORRUPT',
-      `.pt: the zip archive cannot be read (${message}); is the file complete?`,
+      'CORRUPT',
+      `.pt: the zip archive has ${pickles.length} data.pkl entries; which one torch would read is ambiguous`,
+    );
+  const pickleEntry = pickles[0] as ZipEntry;
+  if (pickleEntry.size > limits.maxPickleBytes) {
+    throw new ModelFileError(
+      'LIMIT',
+      `.pt: ${pickleEntry.name} declares ${pickleEntry.size} bytes, over the maxPickleBytes limit of ${limits.maxPickleBytes} (a state dict's pickle is a few bytes per tensor); pass a larger { maxPickleBytes } to read it`,
     );
   }
-  const pickleName = Object.keys(files).find((n) => /^[^/]+\/data\.pkl$/.test(n));
-  if (!pickleName) throw new ModelFileError('CORRUPT', '.pt: the zip archive has no <archive>/data.pkl; it was not written by torch.save');
-  const root = pickleName.slice(0, -'data.pkl'.length);
-  const pickle = files[pickleName] ?? new Uint8Array();
-  const value = unpickle(pickle);
+  const budget = new ByteBudget(limits.maxBytes, '.pt');
+  const root = pickleEntry.name.slice(0, -'data.pkl'.length);
+  const storageEntries = new Map<string, ZipEntry>();
+  for (const e of entries) {
+    if (!e.name.startsWith(`${root}data/`)) continue;
+    if (storageEntries.has(e.name)) throw new ModelFileError('CORRUPT', `.pt: the zip archive holds '${e.name}' twice`);
+    storageEntries.set(e.name, e);
+  }
+  const value = unpickle(zipEntryData(bytes, pickleEntry, budget, '.pt'), budget);
+  if (!isDict(value)) throw new ModelFileError('CORRUPT', '.pt: the checkpoint is not a dict of tensors (a state_dict)');
+  const total = countTensorPaths(value);
+  checkEntries(total, limits.maxEntries, '.pt', 'the number of tensor names (one per path through nested dicts)');
+
+  const storages = new Map<string, { dtype: FileDtype; numel: number; data: FileTensor['data'] }>();
+  const tensors = new Map<TensorRef, FileTensor>();
+  const storageData = (t: TensorRef, name: string): FileTensor['data'] => {
+    const key = t.storage.key;
+    const dtype = t.storage.type.dtype;
+    const known = storages.get(key);
+    if (known) {
+      if (known.dtype !== dtype || known.numel !== t.storage.numel) {
+        throw new ModelFileError(
+          'CORRUPT',
+          `.pt: storage ${key} is named as ${known.dtype}[${known.numel}] and as ${String(dtype)}[${t.storage.numel}]`,
+        );
+      }
+      return known.data;
+    }
+    if (dtype === null) throw new ModelFileError('UNSUPPORTED_DTYPE', `.pt: '${name}' has an unsupported dtype (${t.storage.type.name})`);
+    if (!Number.isSafeInteger(t.storage.numel) || t.storage.numel < 0) {
+      throw new ModelFileError('BAD_SHAPE', `.pt: storage ${key} of '${name}' has ${t.storage.numel} elements`);
+    }
+    const entry = storageEntries.get(`${root}data/${key}`);
+    if (!entry) throw new ModelFileError('CORRUPT', `.pt: '${name}' refers to storage ${key}, which the archive does not hold`);
+    const storageBytes = t.storage.numel * DTYPE_BYTES[dtype];
+    if (entry.size < storageBytes) {
+      throw new ModelFileError(
+        'TRUNCATED',
+        `.pt: storage ${key} of '${name}' has ${entry.size} bytes, its ${t.storage.numel} elements need ${storageBytes}`,
+      );
+    }
+    const raw = zipEntryData(bytes, entry, budget, '.pt');
+    budget.charge(t.storage.numel * decodedBytes(dtype), `decoding storage ${key}`);
+    const decoded = decodeElements(raw.subarray(0, storageBytes), dtype, t.storage.numel);
+    storages.set(key, { dtype, numel: t.storage.numel, data: decoded });
+    return decoded;
+  };
+  const materialize = (t: TensorRef, name: string): FileTensor => {
+    const known = tensors.get(t);
+    if (known) return known;
+    const made = view(t, storageData(t, name), budget, name);
+    tensors.set(t, made);
+    return made;
+  };
 
   const out = new Map<string, FileTensor>();
-  const visit = (v: PickleValue, prefix: string): void => {
-    if (isTensor(v)) {
-      out.set(prefix, materialize(v, files, root, prefix));
-      return;
+  // Depth and cycles were checked by countTensorPaths; the walk is iterative all the same.
+  const pending: [PickleValue, string][] = [[value, '']];
+  while (pending.length > 0) {
+    const [v, prefix] = pending.pop() as [PickleValue, string];
+    if (isTensor(v)) out.set(prefix, materialize(v, prefix));
+    else if (isDict(v)) {
+      const children = [...v.entries].reverse();
+      for (const [k, child] of children) {
+        if (isTensor(child) || isDict(child)) pending.push([child, prefix ? `${prefix}.${String(k)}` : String(k)]);
+      }
     }
-    if (isDict(v)) for (const [k, child] of v.entries) visit(child, prefix ? `${prefix}.${String(k)}` : String(k));
-  };
-  if (!isDict(value)) throw new ModelFileError('CORRUPT', '.pt: the checkpoint is not a dict of tensors (a state_dict)');
-  visit(value, '');
+  }
   return out;
 }
 
-function materialize(t: TensorRef, files: Record<string, Uint8Array>, root: string, name: string): FileTensor {
-  const dtype = t.storage.type.dtype;
-  if (dtype === null) throw new ModelFileError('UNSUPPORTED_DTYPE', `.pt: '${name}' has an unsupported dtype (${t.storage.type.name})`);
-  const data = files[`${root}data/${t.storage.key}`];
-  if (!data) throw new ModelFileError('CORRUPT', `.pt: '${name}' refers to storage ${t.storage.key}, which the archive does not hold`);
-  const storageBytes = t.storage.numel * DTYPE_BYTES[dtype];
-  if (data.byteLength < storageBytes) {
-    throw new ModelFileError(
-      'TRUNCATED',
-      `.pt: storage ${t.storage.key} of '${name}' has ${data.byteLength} bytes, its ${t.storage.numel} elements need ${storageBytes}`,
-    );
+/**
+ * How many tensor names the dict yields: one per path from the root through dicts to a tensor.
+ * Each container is visited once (memoized), so a DAG that reaches one dict 2^60 ways costs its
+ * size, not 2^60. Lists and tuples are walked too (for depth and cycles) though their tensors are
+ * not named. Iterative, so no nesting depth can overflow the JS stack.
+ * @throws ModelFileError TOO_DEEP past {@link MAX_DEPTH} nested containers, CYCLE for a container inside itself.
+ */
+function countTensorPaths(root: PickleDict): bigint {
+  type Container = PickleDict | readonly PickleValue[];
+  const counts = new Map<Container, bigint>();
+  const onPath = new Set<Container>();
+  const stack: { container: Container; children: readonly PickleValue[]; next: number; sum: bigint; named: boolean }[] = [];
+  const enter = (container: Container): void => {
+    if (stack.length >= MAX_DEPTH) {
+      throw new ModelFileError(
+        'TOO_DEEP',
+        `.pt: containers nest deeper than ${MAX_DEPTH} levels, which no state dict does (torch.save itself stops at Python's recursion limit)`,
+      );
+    }
+    onPath.add(container);
+    const dict = isDict(container as PickleValue);
+    const children = dict ? [...(container as PickleDict).entries.values()] : (container as readonly PickleValue[]);
+    stack.push({ container, children, next: 0, sum: 0n, named: dict });
+  };
+  enter(root);
+  let result = 0n;
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1] as (typeof stack)[number];
+    if (frame.next < frame.children.length) {
+      const child = frame.children[frame.next++] as PickleValue;
+      if (isTensor(child)) {
+        if (frame.named) frame.sum += 1n;
+      } else if (isDict(child) || Array.isArray(child)) {
+        const c = child as Container;
+        const known = counts.get(c);
+        if (known !== undefined) {
+          if (frame.named) frame.sum += known;
+        } else if (onPath.has(c)) {
+          throw new ModelFileError(
+            'CYCLE',
+            `.pt: a ${isDict(child) ? 'dict' : 'list'} contains itself (at nesting level ${stack.length}); a state dict is a tree`,
+          );
+        } else enter(c);
+      }
+      continue;
+    }
+    stack.pop();
+    onPath.delete(frame.container);
+    // A list's tensors get no names, and neither do the tensors below it.
+    const sum = frame.named ? frame.sum : 0n;
+    counts.set(frame.container, sum);
+    const parent = stack[stack.length - 1];
+    if (parent) {
+      if (parent.named) parent.sum += sum;
+    } else result = sum;
   }
-  const count = elementCount(t.shape);
+  return result;
+}
+
+/**
+ * The tensor a `_rebuild_tensor_v2` describes, from its decoded storage: a subarray when the view
+ * is contiguous (row-major strides), else gathered into row-major order (charged to the budget).
+ */
+function view(t: TensorRef, storage: FileTensor['data'], budget: ByteBudget, name: string): FileTensor {
+  const dtype = t.storage.type.dtype as FileDtype;
+  const where = `.pt: '${name}' (shape [${t.shape.join(', ')}], stride [${t.stride.join(', ')}], offset ${t.offset})`;
+  if (t.offset < 0 || !Number.isSafeInteger(t.offset) || t.shape.some((d) => d < 0) || t.stride.some((s) => s < 0)) {
+    throw new ModelFileError('BAD_SHAPE', `${where}: sizes, strides and the offset must be non-negative`);
+  }
+  let count = 1;
+  let last = t.offset;
+  for (let d = 0; d < t.shape.length; d++) {
+    const size = t.shape[d] as number;
+    count *= size;
+    last += size > 0 ? (size - 1) * (t.stride[d] as number) : 0;
+  }
+  if (count === 0) return { dtype, shape: t.shape, data: storage.subarray(0, 0) };
+  if (!Number.isSafeInteger(count) || !Number.isSafeInteger(last) || last >= t.storage.numel) {
+    throw new ModelFileError('BAD_SHAPE', `${where} reaches past its ${t.storage.numel}-element storage`);
+  }
+  let contiguous = true;
+  for (let d = t.shape.length - 1, expect = 1; d >= 0; d--) {
+    const size = t.shape[d] as number;
+    if (size !== 1 && t.stride[d] !== expect) contiguous = false;
+    expect *= size;
+  }
+  if (contiguous) return { dtype, shape: t.shape, data: storage.subarray(t.offset, t.offset + count) };
+  // Stride 0 (expand) can describe 2^30 elements with one stored float: charged before allocating.
+  budget.charge(count * decodedBytes(dtype), `gathering the strided view '${name}' (${count} elements)`);
+  const data =
+    storage instanceof Float32Array
+      ? new Float32Array(count)
+      : storage instanceof BigInt64Array
+        ? new BigInt64Array(count)
+        : new Int32Array(count);
   const rank = t.shape.length;
-  // The view's last element must lie inside the storage; checked before allocating `count` values.
-  const last = t.shape.reduce((at, size, d) => at + (size > 0 ? (size - 1) * (t.stride[d] ?? 0) : 0), t.offset);
-  if (count > 0 && (t.offset < 0 || t.stride.some((s) => s < 0) || last >= t.storage.numel)) {
-    throw new ModelFileError(
-      'CORRUPT',
-      `.pt: '${name}' (shape [${t.shape.join(', ')}], stride [${t.stride.join(', ')}], offset ${t.offset}) reaches past its ${t.storage.numel}-element storage`,
-    );
-  }
-  // A saved tensor may be a strided view of its storage; gather it into row-major order.
-  const index = (i: number): number => {
+  for (let i = 0; i < count; i++) {
     let rest = i;
     let at = t.offset;
     for (let d = rank - 1; d >= 0; d--) {
-      const size = t.shape[d] ?? 1;
-      at += (rest % size) * (t.stride[d] ?? 0);
+      const size = t.shape[d] as number;
+      at += (rest % size) * (t.stride[d] as number);
       rest = Math.floor(rest / size);
     }
-    return at;
-  };
-  return { dtype, shape: t.shape, data: decodeElements(data.subarray(0, storageBytes), dtype, count, index) };
+    (data as Float32Array)[i] = (storage as Float32Array)[at] as number;
+  }
+  return { dtype, shape: t.shape, data };
 }
 
 function isTensor(v: PickleValue): v is TensorRef {
@@ -114,8 +247,4 @@ function isTensor(v: PickleValue): v is TensorRef {
 
 function isDict(v: PickleValue): v is PickleDict {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && (v as { kind?: string }).kind === 'dict';
-}
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(' ') || '(empty file)';
 }

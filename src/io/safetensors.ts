@@ -6,51 +6,96 @@
  */
 import { ArgumentError, ModelFileError } from '../errors.js';
 import type { StateDict } from '../batch-norm/state-dict.js';
-import { DTYPE_BYTES, decodeElements, elementCount, type FileDtype, type FileTensor, type TensorMap } from './file-tensor.js';
+import { DTYPE_BYTES, decodeElements, decodedBytes, elementCount, type FileDtype, type FileTensor, type TensorMap } from './file-tensor.js';
+import { ByteBudget, checkEntries, checkedCount, resolveLimits, type ReadLimits } from './limits.js';
 
 const READ_DTYPES: readonly string[] = ['F64', 'F32', 'F16', 'BF16', 'I64', 'I32'];
 /** Largest header the reader accepts (the reference implementation's limit is 100 MB). */
 const MAX_HEADER_BYTES = 100_000_000;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+/** Space, tab, line feed, carriage return. */
+const JSON_WHITESPACE: readonly number[] = [0x20, 0x09, 0x0a, 0x0d];
 
-/** True when `bytes` start like a safetensors file: a plausible header length, then `{`. */
-export function looksLikeSafetensors(bytes: Uint8Array): boolean {
+function headerLength(bytes: Uint8Array): bigint {
+  return new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+}
+
+/**
+ * True when `bytes` start like a safetensors file: a header length no larger than the reference
+ * limit and `{` right after it. A file cut short inside its header still starts like one.
+ */
+export function startsLikeSafetensors(bytes: Uint8Array): boolean {
   if (bytes.byteLength < 9) return false;
-  const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  return n > 1n && n <= BigInt(Math.min(MAX_HEADER_BYTES, bytes.byteLength - 8)) && bytes[8] === 0x7b;
+  const n = headerLength(bytes);
+  return n >= 2n && n <= BigInt(MAX_HEADER_BYTES) && bytes[8] === OPEN_BRACE;
+}
+
+/**
+ * True when `bytes` are a whole safetensors file by structure: the 8-byte little-endian header
+ * length fits in the file, the header starts with `{` and ends with `}` (then only the whitespace
+ * writers pad with). Never decided by one byte: a header length of 384 starts with 0x80 like a pickle.
+ */
+export function isSafetensors(bytes: Uint8Array): boolean {
+  if (!startsLikeSafetensors(bytes)) return false;
+  const end = 8 + Number(headerLength(bytes));
+  if (end > bytes.byteLength) return false;
+  let last = end - 1;
+  // Writers pad with spaces (the reference does); any JSON whitespace is accepted.
+  while (last > 8 && JSON_WHITESPACE.includes(bytes[last] ?? 0)) last--;
+  return bytes[last] === CLOSE_BRACE;
+}
+
+interface Entry {
+  readonly name: string;
+  readonly dtype: FileDtype;
+  readonly shape: number[];
+  readonly count: number;
+  readonly begin: number;
+  readonly end: number;
 }
 
 /**
  * Reads every tensor of a safetensors file. Floats (F64, F16, BF16) become float32; I64 stays exact.
- * @throws ModelFileError TRUNCATED, BAD_MAGIC (no header), CORRUPT (bad JSON or offsets) or
- *   UNSUPPORTED_DTYPE (U8, BOOL, F8_*, ...); nothing is returned from a refused file.
+ * Checked as the reference reader (`safetensors` `Metadata::validate`) checks, before any tensor
+ * is decoded: offsets inside the data, sizes matching shapes, no two entries sharing bytes.
+ * @param options read limits: `maxBytes` bounds the decoded tensors (default 2 GiB), `maxEntries` the tensor count.
+ * @throws ModelFileError TRUNCATED, BAD_MAGIC (no header), CORRUPT (bad JSON or sizes), BAD_SHAPE,
+ *   OVERLAP (entries sharing bytes), LIMIT or UNSUPPORTED_DTYPE (U8, BOOL, F8_*, ...); nothing is
+ *   returned from a refused file.
  */
-export function parseSafetensors(bytes: Uint8Array): TensorMap {
+export function parseSafetensors(bytes: Uint8Array, options: ReadLimits = {}): TensorMap {
+  const limits = resolveLimits(options);
   if (bytes.byteLength < 8)
     throw new ModelFileError('TRUNCATED', `.safetensors: ${bytes.byteLength} bytes, the header length alone needs 8`);
-  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  if (headerLength > BigInt(MAX_HEADER_BYTES)) {
-    throw new ModelFileError('BAD_MAGIC', `.safetensors: header length ${headerLength} is implausible; this is not a safetensors file`);
+  const n = headerLength(bytes);
+  if (n > BigInt(MAX_HEADER_BYTES)) {
+    throw new ModelFileError('BAD_MAGIC', `.safetensors: header length ${n} is implausible; this is not a safetensors file`);
   }
-  const dataStart = 8 + Number(headerLength);
+  const dataStart = 8 + Number(n);
   if (dataStart > bytes.byteLength) {
     throw new ModelFileError(
       'TRUNCATED',
-      `.safetensors: the header says ${headerLength} bytes of JSON but the file has ${bytes.byteLength - 8} after the length`,
+      `.safetensors: the header says ${n} bytes of JSON but the file has ${bytes.byteLength - 8} after the length`,
     );
+  }
+  if (bytes[8] !== OPEN_BRACE) {
+    throw new ModelFileError('BAD_MAGIC', `.safetensors: the header does not start with '{'; this is not a safetensors file`);
   }
   let header: unknown;
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, dataStart)));
   } catch (err) {
-    throw new ModelFileError('BAD_MAGIC', `.safetensors: the header is not JSON (${err instanceof Error ? err.message : String(err)})`);
+    throw new ModelFileError('CORRUPT', `.safetensors: the header is not valid JSON (${err instanceof Error ? err.message : String(err)})`);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header))
     throw new ModelFileError('CORRUPT', '.safetensors: the header is not a JSON object');
+  const names = Object.keys(header).filter((k) => k !== '__metadata__');
+  checkEntries(names.length, limits.maxEntries, '.safetensors', 'the number of tensors');
   const data = bytes.subarray(dataStart);
-  const out = new Map<string, FileTensor>();
-  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
-    if (name === '__metadata__') continue;
-    const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+  const entries: Entry[] = [];
+  for (const name of names) {
+    const e = (header as Record<string, unknown>)[name] as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e !== 'object' || e === null) throw new ModelFileError('CORRUPT', `.safetensors: '${name}' is not a tensor entry`);
     if (typeof e.dtype !== 'string') throw new ModelFileError('CORRUPT', `.safetensors: '${name}' has no dtype`);
     if (!READ_DTYPES.includes(e.dtype)) {
@@ -61,24 +106,42 @@ export function parseSafetensors(bytes: Uint8Array): TensorMap {
     }
     const dtype = e.dtype as FileDtype;
     const shape = e.shape;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0))
-      throw new ModelFileError('CORRUPT', `.safetensors: '${name}' has a bad shape`);
+    if (!Array.isArray(shape)) throw new ModelFileError('BAD_SHAPE', `.safetensors: '${name}' has no shape list`);
+    const count = checkedCount(shape, `.safetensors: '${name}'`);
     const offsets = e.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0)) {
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
       throw new ModelFileError('CORRUPT', `.safetensors: '${name}' has bad data_offsets`);
     }
     const [begin, end] = offsets as [number, number];
-    const count = elementCount(shape as number[]);
-    if (end - begin !== count * DTYPE_BYTES[dtype]) {
+    const needed = count * DTYPE_BYTES[dtype];
+    if (end < begin || end - begin !== needed) {
       throw new ModelFileError(
         'CORRUPT',
-        `.safetensors: '${name}' spans ${end - begin} bytes, shape [${shape.join(', ')}] of ${dtype} needs ${count * DTYPE_BYTES[dtype]}`,
+        `.safetensors: '${name}' spans ${end - begin} bytes, shape [${shape.join(', ')}] of ${dtype} needs ${needed}`,
       );
     }
     if (end > data.byteLength)
       throw new ModelFileError('TRUNCATED', `.safetensors: '${name}' ends at data byte ${end}, the file holds ${data.byteLength}`);
-    out.set(name, { dtype, shape: shape as number[], data: decodeElements(data.subarray(begin, end), dtype, count) });
+    entries.push({ name, dtype, shape: shape as number[], count, begin, end });
   }
+  // The reference refuses entries that share bytes (InvalidOffset); so do we, before decoding any:
+  // 400 entries on the same 4 MiB would otherwise decode 400 copies.
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1] as Entry;
+    const cur = sorted[i] as Entry;
+    if (cur.begin < prev.end) {
+      throw new ModelFileError(
+        'OVERLAP',
+        `.safetensors: '${cur.name}' (data bytes ${cur.begin}..${cur.end}) overlaps '${prev.name}' (${prev.begin}..${prev.end})`,
+      );
+    }
+  }
+  const budget = new ByteBudget(limits.maxBytes, '.safetensors');
+  for (const e of entries) budget.charge(e.count * decodedBytes(e.dtype), `tensor '${e.name}'`);
+  const out = new Map<string, FileTensor>();
+  for (const e of entries)
+    out.set(e.name, { dtype: e.dtype, shape: e.shape, data: decodeElements(data.subarray(e.begin, e.end), e.dtype, e.count) });
   return out;
 }
 

@@ -1,11 +1,14 @@
 /** The Node convenience: a model file by path. Browser bundles never load `node:fs` through it. */
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, ModelFileError } from '../errors.js';
+import { DEFAULT_MAX_BYTES } from '../io/limits.js';
 import { readModelFile, type ModelFile, type ReadModelOptions } from '../io/model-file.js';
 
 /**
  * Reads a model file from the file system (Node, Deno, Bun). In a browser it throws
  * ArgumentError: pass `await fetch(url)` or a File to {@link readModelFile} instead.
  *
+ * @param options as for {@link readModelFile}; `maxBytes` (default 2 GiB) also bounds the file
+ *   itself: a larger file is refused (ModelFileError LIMIT) by its size, before it is read.
  * @example
  * const file = await readModelFileFromPath('checkpoints/resnet18.pt');
  */
@@ -18,6 +21,17 @@ export async function readModelFileFromPath(path: string, options: ReadModelOpti
     throw new ArgumentError('readModelFileFromPath needs a file system (Node); in a browser pass fetch(url) or a File to readModelFile');
   // A variable specifier keeps bundlers from resolving node:fs for browser builds (as for `webgpu`).
   const specifier = 'node:fs/promises';
-  const fs = (await import(/* @vite-ignore */ specifier)) as { readFile(path: string): Promise<Uint8Array> };
+  const fs = (await import(/* @vite-ignore */ specifier)) as {
+    readFile(path: string): Promise<Uint8Array>;
+    stat(path: string): Promise<{ size: number }>;
+  };
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+  const { size } = await fs.stat(path);
+  if (size > maxBytes) {
+    throw new ModelFileError(
+      'LIMIT',
+      `${path}: the file has ${size} bytes, over the maxBytes limit of ${maxBytes}; pass a larger { maxBytes } to read it`,
+    );
+  }
   return readModelFile(await fs.readFile(path), options);
 }
