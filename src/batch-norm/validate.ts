@@ -6,6 +6,11 @@ import type { Tensor } from '../tensor.js';
 import { BATCH_STATS_OUTPUT_KEYS, type BatchStatsOutputs } from './forward.js';
 import { checkShapeAndLayout, geometryOf, type Geometry } from './geometry.js';
 
+/** True for a rank in `ranks` (null: any rank ≥ 2, as (N, C, ...)). */
+function rankAccepted(rank: number, ranks: readonly number[] | null): boolean {
+  return ranks ? ranks.includes(rank) : rank >= 2;
+}
+
 /** Checks `x` is a live input of this context with one of `ranks` and `channels` channels. */
 export function checkInput(
   ctx: BatchNormContext,
@@ -17,7 +22,7 @@ export function checkInput(
 ): Geometry {
   ctx.assertOwnTensor(x, argument);
   const rank = x.shape.length;
-  if (ranks ? !ranks.includes(rank) : rank < 2) {
+  if (!rankAccepted(rank, ranks)) {
     const expected = ranks ? ranks.map((r) => `${r}-D`).join(' or ') : 'at least 2-D';
     throw new ShapeError(`${who}: ${argument} must be ${expected} (N, C, ...), got ${rank}-D input of shape [${x.shape.join(', ')}]`);
   }
@@ -58,8 +63,7 @@ export function checkOutput(ctx: BatchNormContext, y: Tensor, x: Tensor, who: st
 
 /** True for an input of an accepted rank and channel count that holds no values (an empty batch). */
 export function isEmptyBatch(x: Tensor, ranks: readonly number[] | null, channels: number | null): boolean {
-  const rank = x.shape.length;
-  if (ranks ? !ranks.includes(rank) : rank < 2) return false;
+  if (!rankAccepted(x.shape.length, ranks)) return false;
   if (channels !== null && x.shape[1] !== channels) return false;
   return x.size === 0;
 }
