@@ -7,7 +7,7 @@
 // batch_norm_backward_elemt with the running statistics). Here K = mean and meanOffset = 0: the
 // caller's mean is the shift, so x − mean = (x − K) − 0 exactly as the forward's own constants give.
 //
-// channelStats planes: writes PLANE_SHIFT .. PLANE_MEAN_OFFSET; PLANE_SCALE = invstd · weight and
+// channelStats planes: writes PLANE_SHIFT .. PLANE_MEAN_OFFSET and the packed region; PLANE_SCALE = invstd · weight and
 // PLANE_SHIFTED_BIAS = bias let a pre-activation epilogue's backward (SiLU, GELU, ..., PReLU)
 // recompute t = (x − K) · scale + shiftedBias.
 
@@ -47,10 +47,5 @@ fn backward_prepare(@builtin(local_invocation_index) lid: u32, @builtin(workgrou
   var b = 0.0;
   if ((params.flags & FLAG_PREPARE_WEIGHT) != 0u) { w = weight[params.weightBase + c]; }
   if ((params.flags & FLAG_PREPARE_BIAS) != 0u) { b = bias[params.biasBase + c]; }
-  write_plane(PLANE_SHIFT, c, m);
-  write_plane(PLANE_SCALE, c, inv * w);
-  write_plane(PLANE_SHIFTED_BIAS, c, b);
-  write_plane(PLANE_MEAN, c, m);
-  write_plane(PLANE_INVSTD, c, inv);
-  write_plane(PLANE_MEAN_OFFSET, c, 0.0);
+  write_channel_constants(c, m, inv * w, b, m, inv, 0.0);
 }

@@ -95,13 +95,7 @@ fn packed(c: u32) -> vec4f {
 fn record_running(i: u32) {
   if ((params.flags & FLAG_FROM_RUNNING) == 0u || i >= params.channels) { return; }
   let k = from_running(i);
-  write_plane(PLANE_SHIFT, i, k.x);
-  write_plane(PLANE_SCALE, i, k.y);
-  write_plane(PLANE_SHIFTED_BIAS, i, k.z);
-  write_plane(PLANE_MEAN, i, k.x);
-  write_plane(PLANE_INVSTD, i, k.w);
-  write_plane(PLANE_MEAN_OFFSET, i, 0.0);
-  write_packed(i, k.x, k.y, k.z);
+  write_channel_constants(i, k.x, k.y, k.z, k.x, k.w, 0.0);
 }
 
 // Constants of channels 4·c4 .. 4·c4+3 as (K, scale, shiftedBias, PReLU slope) vectors.

@@ -58,7 +58,7 @@ struct SyncParams {
 
 // Flag bits (FLAG_AFFINE, FLAG_UPDATE_RUNNING, FLAG_GRAD_WEIGHT, FLAG_GRAD_BIAS), the channelStats
 // planes (PLANE_*) and WORKGROUP_SIZE come from common/prelude.wgsl; plane1 / write_plane /
-// write_packed from common/channel-stats-read.wgsl and channel-stats-write.wgsl.
+// write_channel_constants from common/channel-stats-read.wgsl and channel-stats-write.wgsl.
 
 @group(0) @binding(0) var<uniform> params: SyncParams;
 @group(0) @binding(1) var<storage, read> partials: array<vec4f>;
@@ -120,13 +120,7 @@ fn sync_forward_constants(@builtin(local_invocation_index) lid: u32, @builtin(wo
   }
   let scale = w * invstd;
   let shiftedBias = b - meanOffset * scale;
-  write_plane(PLANE_SHIFT, c, k);
-  write_plane(PLANE_SCALE, c, scale);
-  write_plane(PLANE_SHIFTED_BIAS, c, shiftedBias);
-  write_plane(PLANE_MEAN, c, k + meanOffset);
-  write_plane(PLANE_INVSTD, c, invstd);
-  write_plane(PLANE_MEAN_OFFSET, c, meanOffset);
-  write_packed(c, k, scale, shiftedBias);
+  write_channel_constants(c, k, scale, shiftedBias, k + meanOffset, invstd, meanOffset);
   if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
     // The step's batch weights (mean, variance) travel in the vec4 after the C records (not in
     // this uniform, whose content-keyed cache would otherwise get a new buffer each step of a
