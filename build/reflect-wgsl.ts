@@ -1,10 +1,10 @@
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
-import type { SerializedShader, UniformField } from '../src/gpu/reflect.js';
+import type { BindingTypeCode, SerializedShader } from '../src/gpu/reflect.js';
 
-function bufferType(resourceType: string, access: string, name: string): GPUBufferBindingType {
+function bufferType(resourceType: string, access: string, name: string): BindingTypeCode {
   // wgsl_reflect reports var<uniform> as resourceType 0 and var<storage> as 1.
-  if (resourceType === '0') return 'uniform';
-  if (resourceType === '1') return access === 'read' ? 'read-only-storage' : 'storage';
+  if (resourceType === '0') return 'u';
+  if (resourceType === '1') return access === 'read' ? 'r' : 's';
   throw new Error(`binding '${name}' is not a buffer (resource type ${resourceType})`);
 }
 
@@ -17,21 +17,23 @@ function bufferType(resourceType: string, access: string, name: string): GPUBuff
  */
 export function reflectWgsl(label: string, source: string): SerializedShader {
   const reflect = new WgslReflect(source);
-  const bindings: Record<string, [number, number, GPUBufferBindingType]> = {};
-  const uniforms: Record<string, { size: number; fields: Record<string, UniformField> }> = {};
+  const bindings: Record<string, [number, number, BindingTypeCode]> = {};
+  const uniforms: Record<string, { size: number; fields: string[] }> = {};
   const entries: Record<string, string[]> = {};
   for (const fn of reflect.entry.compute) {
     for (const r of fn.resources) {
       const type = bufferType(String(r.resourceType), r.access, r.name);
       bindings[r.name] = [r.group, r.binding, type];
-      if (type !== 'uniform') continue;
-      const fields: Record<string, UniformField> = {};
-      for (const m of r.members ?? []) {
+      if (type !== 'u') continue;
+      const fields: string[] = [];
+      for (const [i, m] of (r.members ?? []).entries()) {
         const t = m.type.name;
         if (t !== 'u32' && t !== 'i32' && t !== 'f32') {
           throw new Error(`uniform field ${m.name} of ${label} has type ${t}; only scalars are packed`);
         }
-        fields[m.name] = { offset: m.offset, type: t };
+        // The library places member i at 4·i (src/gpu/reflect.ts, uniformFields): true of scalars.
+        if (m.offset !== 4 * i) throw new Error(`uniform field ${m.name} of ${label} is at byte ${m.offset}, not ${4 * i}`);
+        fields.push(t === 'u32' ? m.name : `${m.name}:${t}`);
       }
       uniforms[r.name] = { size: r.size, fields };
     }

@@ -307,7 +307,7 @@ fn elementwise_cl4_rows(i: u32) {
   let cols = params.cols;
   // The host groups cols / blocksPerRow columns per invocation: 4 (written out below) or 1.
   let groupCols = cols / params.blocksPerRow;
-  let quads = groupCols == 4u;
+  let quads = groupCols == CONTIGUOUS_COLUMN_GROUP;
   let col = (i - rowBlock * params.blocksPerRow) * groupCols;
   let o = firstRow * cols + col;
   let end = (min(firstRow + params.runLength, params.rows) - firstRow) * cols;

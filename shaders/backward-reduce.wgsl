@@ -30,9 +30,8 @@
 // channelStats planes (layout: common/prelude.wgsl): read PLANE_SHIFT (K), PLANE_INVSTD and
 // PLANE_MEAN_OFFSET (and, for a pre-activation epilogue, PLANE_SCALE and PLANE_SHIFTED_BIAS); reduce_finalize
 // writes PLANE_MEAN_DY = sumDy / M and PLANE_PROJ_SCALE = sumDyXmu / M · invstd² for
-// backward-elementwise.wgsl. backward_prepare fills planes PLANE_SHIFT .. PLANE_MEAN_OFFSET from
-// caller-given mean / invstd (or running variance), weight and bias for the functional API, with
-// K = mean and meanOffset = 0.
+// backward-elementwise.wgsl. For the functional API, backward-prepare.wgsl first fills planes
+// PLANE_SHIFT .. PLANE_MEAN_OFFSET from the caller's saved statistics.
 
 struct BackwardParams {
   rows: u32,          // channels-first: N; channels-last: N * spatial
@@ -45,15 +44,10 @@ struct BackwardParams {
   colsPerLane: u32,   // channels-first with CONTIGUOUS: ceil(cols / lanes)
   _pad4: u32,
   planeStride: u32,   // ceil(C / 4)
-  flags: u32,         // FLAG_GRAD_WEIGHT | FLAG_GRAD_BIAS | FLAG_INPUT_CONSTANTS | FLAG_FROM_VAR (common/prelude.wgsl)
+  flags: u32,         // FLAG_GRAD_WEIGHT | FLAG_GRAD_BIAS | FLAG_INPUT_CONSTANTS (common/prelude.wgsl)
   count: u32,         // M = N * spatial, values per channel
   gradWeightBase: u32,
   gradBiasBase: u32,
-  meanBase: u32,      // backward_prepare: element offsets of its inputs
-  invstdBase: u32,
-  eps: f32,           // backward_prepare with FLAG_FROM_VAR
-  weightBase: u32,    // backward_prepare: element offsets of the forward's weight and bias
-  biasBase: u32,
   outputBase: u32,    // epilogue: offsets of the forward's output and residual
   residualBase: u32,
   activationMin: f32,   // ACTIVATION_CLAMP bounds
@@ -63,6 +57,7 @@ struct BackwardParams {
   _pad0: u32,
   _pad1: u32,
   _pad2: u32,
+  _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: BackwardParams;
@@ -74,16 +69,12 @@ struct BackwardParams {
 @group(0) @binding(4) var<storage, read_write> channelStats: array<vec4f>;
 @group(0) @binding(5) var<storage, read_write> gradWeight: array<f32>;
 @group(0) @binding(6) var<storage, read_write> gradBias: array<f32>;
-@group(0) @binding(7) var<storage, read> mean: array<f32>;
-@group(0) @binding(8) var<storage, read> invstd: array<f32>;
 // Fused epilogue (shaders/common/epilogue.wgsl): the forward's output (ReLU-family masks) and
-// residual (the recomputed pre-activation); backward_prepare: the forward's weight and bias (ditto).
+// residual (the recomputed pre-activation).
 @group(0) @binding(9) var<storage, read> output: array<vec4f>;
 @group(0) @binding(9) var<storage, read> outputScalar: array<f32>;
 @group(0) @binding(10) var<storage, read> residual: array<vec4f>;
 @group(0) @binding(10) var<storage, read> residualScalar: array<f32>;
-@group(0) @binding(11) var<storage, read> weight: array<f32>;
-@group(0) @binding(12) var<storage, read> bias: array<f32>;
 // The residual's gradient dL/dt, stored as it is computed (GRAD_RESIDUAL): the elementwise stage
 // then reads it in place of dy and the saved output, one tensor fewer than recomputing the mask.
 @group(0) @binding(13) var<storage, read_write> gradResidual: array<vec4f>;
@@ -299,30 +290,4 @@ fn reduce_finalize(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     // grad_weight / M · invstd in this order: invstd² alone underflows for data near 1e20.
     write_plane(PLANE_PROJ_SCALE, c, sumDyXmu * inv / m * inv);
   }
-}
-
-// Functional API: per-channel constants from a caller's saved mean / invstd (training) or running
-// mean / variance (evaluation, invstd = 1 / sqrt(var + eps)), shifted by K = mean.
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn backward_prepare(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
-                    @builtin(num_workgroups) nwg: vec3u) {
-  let c = invocation(wid, nwg, lid);
-  if (c >= params.channels) { return; }
-  let m = mean[params.meanBase + c];
-  var inv = invstd[params.invstdBase + c];
-  if ((params.flags & FLAG_FROM_VAR) != 0u) {
-    inv = invstd_of(inv, params.eps);
-  }
-  // PLANE_SCALE and PLANE_SHIFTED_BIAS (with K = mean) let a pre-activation epilogue's backward
-  // (SiLU, GELU, ..., PReLU) recompute t.
-  var w = 1.0;
-  var b = 0.0;
-  if ((params.flags & FLAG_PREPARE_WEIGHT) != 0u) { w = weight[params.weightBase + c]; }
-  if ((params.flags & FLAG_PREPARE_BIAS) != 0u) { b = bias[params.biasBase + c]; }
-  write_plane(PLANE_SHIFT, c, m);
-  write_plane(PLANE_SCALE, c, inv * w);
-  write_plane(PLANE_SHIFTED_BIAS, c, b);
-  write_plane(PLANE_MEAN, c, m);
-  write_plane(PLANE_INVSTD, c, inv);
-  write_plane(PLANE_MEAN_OFFSET, c, 0.0);
 }

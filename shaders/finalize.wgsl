@@ -228,13 +228,7 @@ fn channel_inputs(c: u32) -> vec4f {
 }
 
 fn write_outputs(c: u32, o: Outputs) {
-  write_plane(PLANE_SHIFT, c, o.k);
-  write_plane(PLANE_SCALE, c, o.scale);
-  write_plane(PLANE_SHIFTED_BIAS, c, o.shiftedBias);
-  write_plane(PLANE_MEAN, c, o.mean);
-  write_plane(PLANE_INVSTD, c, o.invstd);
-  write_plane(PLANE_MEAN_OFFSET, c, o.meanOffset);
-  write_packed(c, o.k, o.scale, o.shiftedBias);
+  write_channel_constants(c, o.k, o.scale, o.shiftedBias, o.mean, o.invstd, o.meanOffset);
   write_plane(PLANE_BATCH_VAR, c, o.biasedVar);
   if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
     runningMean[params.runningMeanBase + c] = o.runningMean;

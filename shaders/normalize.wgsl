@@ -95,13 +95,7 @@ fn packed(c: u32) -> vec4f {
 fn record_running(i: u32) {
   if ((params.flags & FLAG_FROM_RUNNING) == 0u || i >= params.channels) { return; }
   let k = from_running(i);
-  write_plane(PLANE_SHIFT, i, k.x);
-  write_plane(PLANE_SCALE, i, k.y);
-  write_plane(PLANE_SHIFTED_BIAS, i, k.z);
-  write_plane(PLANE_MEAN, i, k.x);
-  write_plane(PLANE_INVSTD, i, k.w);
-  write_plane(PLANE_MEAN_OFFSET, i, 0.0);
-  write_packed(i, k.x, k.y, k.z);
+  write_channel_constants(i, k.x, k.y, k.z, k.x, k.w, 0.0);
 }
 
 // Constants of channels 4·c4 .. 4·c4+3 as (K, scale, shiftedBias, PReLU slope) vectors.
@@ -231,7 +225,7 @@ fn normalize_cl4_rows(i: u32) {
   let cols = params.cols;
   // The host groups cols / blocksPerRow columns per invocation: 4 (written out below) or 1.
   let groupCols = cols / params.blocksPerRow;
-  let quads = groupCols == 4u;
+  let quads = groupCols == CONTIGUOUS_COLUMN_GROUP;
   let col = (i - rowBlock * params.blocksPerRow) * groupCols;
   let xb = params.xBase + firstRow * cols + col;
   let yb = params.yBase + firstRow * cols + col;

@@ -47,7 +47,7 @@ struct StatsParams {
 @group(0) @binding(1) var<storage, read> xScalar: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partials: array<vec4f>;
 
-override BLOCK: u32 = 32u;
+override BLOCK: u32 = STATS_BLOCK;
 // Channels-first column assignment (lane_columns, common/lane-columns.wgsl). false (GPUs):
 // invocation p reads columns p, p + lanes, ... (coalesced). true (fallback adapters, where an
 // invocation is a CPU loop): it reads the contiguous columns [p·colsPerLane, (p + 1)·colsPerLane).

@@ -58,7 +58,7 @@ struct SyncParams {
 
 // Flag bits (FLAG_AFFINE, FLAG_UPDATE_RUNNING, FLAG_GRAD_WEIGHT, FLAG_GRAD_BIAS), the channelStats
 // planes (PLANE_*) and WORKGROUP_SIZE come from common/prelude.wgsl; plane1 / write_plane /
-// write_packed from common/channel-stats-read.wgsl and channel-stats-write.wgsl.
+// write_channel_constants from common/channel-stats-read.wgsl and channel-stats-write.wgsl.
 
 @group(0) @binding(0) var<uniform> params: SyncParams;
 @group(0) @binding(1) var<storage, read> partials: array<vec4f>;
@@ -74,6 +74,16 @@ struct SyncParams {
 @group(0) @binding(11) var<storage, read_write> gradBias: array<f32>;
 @group(0) @binding(12) var<storage, read> x: array<f32>;
 
+// One channel's moments record, its components placed by the MOMENTS_* indices (prelude).
+fn moments_record(k: f32, meanOffset: f32, m2: f32, count: u32) -> vec4f {
+  var r: vec4f;
+  r[MOMENTS_K] = k;
+  r[MOMENTS_MEAN_OFFSET] = meanOffset;
+  r[MOMENTS_M2] = m2;
+  r[MOMENTS_COUNT] = bitcast<f32>(count);
+  return r;
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn sync_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                 @builtin(num_workgroups) nwg: vec3u) {
@@ -84,11 +94,11 @@ fn sync_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id
   let mean = merged.meanOffset;
   let m2 = merged.m2;
   let n = merged.n;
-  var record = vec4f(k, mean, m2, bitcast<f32>(n));
+  var record = moments_record(k, mean, m2, n);
   if (!(is_finite(k) && is_finite(mean) && is_finite(m2))) {
     let special = scan_special_values(ChannelView(params.xRows, params.xCols, params.xRowStride, params.xChannelStride, params.xBase), c);
     // A NaN or ±Inf: the mean travels whole in K (so K + (mean − K) is not Inf − Inf), M2 is NaN.
-    if (holds_non_finite(special)) { record = vec4f(non_finite_mean(special), 0.0, f32_nan(), bitcast<f32>(n)); }
+    if (holds_non_finite(special)) { record = moments_record(non_finite_mean(special), 0.0, f32_nan(), n); }
   }
   moments[params.recordBase + c] = record;
 }
@@ -99,9 +109,9 @@ fn sync_forward_constants(@builtin(local_invocation_index) lid: u32, @builtin(wo
   let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
   let m = merged[params.recordBase + c];
-  let k = m.x;
-  let meanOffset = m.y;
-  let invstd = m.z;
+  let k = m[MERGED_K];
+  let meanOffset = m[MERGED_MEAN_OFFSET];
+  let invstd = m[MERGED_INVSTD];
   var w = 1.0;
   var b = 0.0;
   if ((params.flags & FLAG_AFFINE) != 0u) {
@@ -110,13 +120,7 @@ fn sync_forward_constants(@builtin(local_invocation_index) lid: u32, @builtin(wo
   }
   let scale = w * invstd;
   let shiftedBias = b - meanOffset * scale;
-  write_plane(PLANE_SHIFT, c, k);
-  write_plane(PLANE_SCALE, c, scale);
-  write_plane(PLANE_SHIFTED_BIAS, c, shiftedBias);
-  write_plane(PLANE_MEAN, c, k + meanOffset);
-  write_plane(PLANE_INVSTD, c, invstd);
-  write_plane(PLANE_MEAN_OFFSET, c, meanOffset);
-  write_packed(c, k, scale, shiftedBias);
+  write_channel_constants(c, k, scale, shiftedBias, k + meanOffset, invstd, meanOffset);
   if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
     // The step's batch weights (mean, variance) travel in the vec4 after the C records (not in
     // this uniform, whose content-keyed cache would otherwise get a new buffer each step of a
@@ -125,7 +129,7 @@ fn sync_forward_constants(@builtin(local_invocation_index) lid: u32, @builtin(wo
     let rm = params.runningMeanBase + c;
     let rv = params.runningVarBase + c;
     runningMean[rm] = (1.0 - f.x) * runningMean[rm] + f.x * (k + meanOffset);
-    runningVar[rv] = (1.0 - f.y) * runningVar[rv] + f.y * m.w;
+    runningVar[rv] = (1.0 - f.y) * runningVar[rv] + f.y * m[MERGED_RUNNING_VAR];
   }
 }
 
@@ -134,8 +138,8 @@ fn sync_backward_constants(@builtin(local_invocation_index) lid: u32, @builtin(w
                            @builtin(num_workgroups) nwg: vec3u) {
   let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
-  let sumDy = mergedGrad[params.recordBase + c];
-  let sumDyXhat = mergedGrad[params.recordBase + params.channels + c];
+  let sumDy = mergedGrad[params.recordBase + GRAD_PLANE_SUM_DY * params.channels + c];
+  let sumDyXhat = mergedGrad[params.recordBase + GRAD_PLANE_SUM_DY_XHAT * params.channels + c];
   let invstd = plane1(PLANE_INVSTD, c);
   write_plane(PLANE_MEAN_DY, c, sumDy * params.invCount);
   write_plane(PLANE_PROJ_SCALE, c, sumDyXhat * params.invCount * invstd);

@@ -6,7 +6,7 @@ import { FreeList } from './free-list.js';
 import { DEFAULT_GPU_POOL_BYTES, roundUp } from './gpu/buffer-pool.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE, TENSOR_USAGE } from './gpu/constants.js';
 import { GpuRuntime } from './gpu/runtime.js';
-import { Tensor, shapeSize, type Layout, type TensorOwner } from './tensor.js';
+import { Tensor, sameShapeAndLayout, shapeSize, type Layout, type TensorOwner } from './tensor.js';
 
 /** Which backend to run on. `'auto'` tries WebGPU and falls back to the CPU. */
 export type BackendChoice = 'auto' | 'webgpu' | 'cpu';
@@ -316,7 +316,7 @@ export class BatchNormContext implements TensorOwner {
     this.assertOwnTensor(src, `${who} source`);
     const d = dst.storage;
     const s = src.storage;
-    if (src.layout !== dst.layout || src.shape.length !== dst.shape.length || src.shape.some((v, i) => v !== dst.shape[i])) {
+    if (!sameShapeAndLayout(src, dst)) {
       throw new ShapeError(
         `${who}: source has shape [${src.shape.join(', ')}] (${src.layout}), expected [${dst.shape.join(', ')}] (${dst.layout})`,
       );

@@ -7,6 +7,20 @@ import { ArgumentError, DestroyedError } from './errors.js';
  */
 export type Layout = 'channels_first' | 'channels_last';
 
+/** Shape and layout of a tensor, all that decides how its values sit in memory. */
+export interface ShapeAndLayout {
+  readonly shape: readonly number[];
+  readonly layout: Layout;
+}
+
+/**
+ * @internal True when `a` and `b` have the same logical shape and the same layout: the one rule
+ * for "this tensor stands for that one" (outputs, gradients, residuals, writeFrom sources).
+ */
+export function sameShapeAndLayout(a: ShapeAndLayout, b: ShapeAndLayout): boolean {
+  return a.layout === b.layout && a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+}
+
 /** Where a tensor's values live. */
 export type TensorStorage =
   | { readonly kind: 'cpu'; readonly data: Float32Array }

@@ -8,15 +8,18 @@ declare module '*.wgsl?raw' {
 // plugin used by the library build, vitest and the benchmark page): one export per `ShaderId`
 // (src/gpu/shader-manifest.ts), camelCased, so a bundler keeps only the shaders an app uses.
 // test/wgsl-static.test.ts checks that these names are exactly the manifest's.
+// Each is typed with its literal id, so a stage descriptor (src/gpu/stage.ts) knows its entry
+// points, overrides and uniform members (src/gpu/shader-types.ts, generated from the reflection).
 declare module 'virtual:bn-shaders' {
-  type Shader = import('./gpu/reflect.js').ShaderSpec;
-  export const stats: Shader;
-  export const finalize: Shader;
-  export const normalize: Shader;
-  export const backwardReduce: Shader;
-  export const backwardElementwise: Shader;
-  export const fold: Shader;
-  export const syncBatchNorm: Shader;
+  type Shader<S extends import('./gpu/shader-manifest.js').ShaderId> = import('./gpu/reflect.js').ShaderSpec<S>;
+  export const stats: Shader<'stats'>;
+  export const finalize: Shader<'finalize'>;
+  export const normalize: Shader<'normalize'>;
+  export const backwardReduce: Shader<'backward-reduce'>;
+  export const backwardPrepare: Shader<'backward-prepare'>;
+  export const backwardElementwise: Shader<'backward-elementwise'>;
+  export const fold: Shader<'fold'>;
+  export const syncBatchNorm: Shader<'sync-batch-norm'>;
   export const wgslPrelude: string;
 }
 

@@ -949,7 +949,7 @@ describe('backward on webgpu: dispatches, bindings and allocation', () => {
       bn.destroy();
     }
     await ctx.sync();
-    for (const id of ['backward-reduce', 'backward-elementwise'] as const) {
+    for (const id of ['backward-prepare', 'backward-reduce', 'backward-elementwise'] as const) {
       for (const [name, entry] of reflectShader(shaderSpecs[id])) {
         const names = all.get(`${id}.${name}`);
         expect(names, `${id}.${name} was never dispatched`).toBeDefined();

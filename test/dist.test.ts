@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import ts from 'typescript';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { LIBRARY_ENTRIES, subpathOf } from '../build/entries.js';
-import { stripComments } from '../build/wgsl-shaders.js';
+import { compactWgsl } from '../build/wgsl-shaders.js';
 import { shaderFiles, shaderManifest, type ShaderId } from '../src/gpu/shader-manifest.js';
 import { DIST_DTS, DIST_JS, REPO_ROOT, ensureDist } from './browser/dist.js';
 import { buildBrowserApp, ENTRY_USAGE, typeCheck } from './helpers/consumer-app.js';
@@ -109,7 +109,7 @@ describe('dist/index.js', () => {
       const file = join(REPO_ROOT, 'shaders', s);
       const stale = statSync(file).mtimeMs > built ? ' (the shader changed after the build: run `npm run build`)' : '';
       // Inlined as a template literal: the text itself (WGSL has no backslash, backtick or `${`).
-      expect(code.includes(stripComments(readFileSync(file, 'utf8'))), `shaders/${s} inlined${stale}`).toBe(true);
+      expect(code.includes(compactWgsl(readFileSync(file, 'utf8'))), `shaders/${s} inlined${stale}`).toBe(true);
     }
   });
 
@@ -232,16 +232,29 @@ describe('package entries', () => {
   });
 
   it('a production Vite build of an app using each entry: sizes printed, no node: module in browser entries', async () => {
+    const usage: Record<keyof typeof LIBRARY_ENTRIES | 'index-forward', string> = {
+      ...ENTRY_USAGE,
+      // The floor of the root entry: a forward only (the functional API), no module class.
+      'index-forward':
+        "import { createContext, batchNorm } from 'webgpu-batchnorm';\nconst ctx = await createContext();\nconsole.log(batchNorm(ctx, ctx.tensor([1, 2, 3, 4], [2, 2]), { training: true }));",
+    };
+    const apps = [...names, 'index-forward'] as const;
     const sizes: Record<string, number> = {};
     const gzipped: Record<string, number> = {};
-    for (const name of names) {
+    const wgslFiles = [...new Set(Object.keys(shaderManifest).flatMap((id) => shaderFiles(id as ShaderId)))];
+    const shipped = new Map(wgslFiles.map((f) => [f, compactWgsl(readFileSync(join(REPO_ROOT, 'shaders', f), 'utf8'))]));
+    const breakdown: Record<string, { wgsl: number; files: string[] }> = {};
+    for (const name of apps) {
       const dir = mkdtempSync(join(tmpdir(), `bn-consumer-${name}-`));
       try {
         mkdirSync(join(dir, 'node_modules'));
         symlinkSync(REPO_ROOT, join(dir, 'node_modules', 'webgpu-batchnorm'), 'dir');
-        const { code, bytes, gzipBytes } = await buildBrowserApp(dir, ENTRY_USAGE[name], 'vite');
+        const { code, bytes, gzipBytes } = await buildBrowserApp(dir, usage[name], 'vite');
         sizes[name] = bytes;
         gzipped[name] = gzipBytes;
+        // What of it is WGSL: the shader files the app's stages compose (each inlined once).
+        const files = wgslFiles.filter((f) => code.includes(shipped.get(f) ?? '\0'));
+        breakdown[name] = { wgsl: files.reduce((n, f) => n + Buffer.byteLength(shipped.get(f) ?? ''), 0), files };
         // The browser entries never name a node: module, not even in a runtime import().
         if (name !== 'node') expect(code, `${name}: node: specifier`).not.toMatch(/['"]node:/);
       } finally {
@@ -251,8 +264,26 @@ describe('package entries', () => {
     console.log(
       `[dist] production Vite app, minified JS per entry used (bytes): ${JSON.stringify(sizes)}; gzip -9: ${JSON.stringify(gzipped)}`,
     );
-    // The root entry's app must not carry the io parsers, folding or SyncBatchNorm.
-    expect(sizes['index']).toBeLessThan(200_000);
+    for (const name of apps) {
+      const b = breakdown[name];
+      if (!b || b.files.length === 0) continue;
+      console.log(
+        `[dist]   ${name}: WGSL ${b.wgsl} bytes (${b.files.join(', ')}), JS and reflected layouts ${(sizes[name] ?? 0) - b.wgsl}`,
+      );
+    }
+    // The root entry's app (createContext + BatchNorm2d) carries the forward and, through the
+    // module's backward(), the backward stages; never fold.wgsl, SyncBatchNorm's shader or the
+    // functional backward's prepare stage.
+    expect(breakdown['index']?.files).not.toContain('fold.wgsl');
+    expect(breakdown['index']?.files).not.toContain('sync-batch-norm.wgsl');
+    expect(breakdown['index']?.files).not.toContain('backward-prepare.wgsl');
+    // A forward-only app ships no backward stage.
+    expect(breakdown['index-forward']?.files.filter((f) => f.startsWith('backward'))).toEqual([]);
+    // Regression budgets: measured 122.2 KB (WGSL 47.3 KB of it) and 82.1 KB for the forward only.
+    // Issue 13's goal of 70 KB for createContext + BatchNorm2d is not reached: the module class's
+    // backward() keeps the backward stages in every app, and the forward alone is above it.
+    expect(sizes['index']).toBeLessThanOrEqual(125_000);
+    expect(sizes['index-forward']).toBeLessThanOrEqual(85_000);
   }, 300_000);
 });
 

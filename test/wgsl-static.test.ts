@@ -6,13 +6,53 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BatchNorm1d, BatchNorm2d, batchNorm, type BatchNormContext } from '../src/index.js';
-import { shaderExportName, stripComments } from '../build/wgsl-shaders.js';
+import { shaderExportName, shaderTypesSource, compactWgsl } from '../build/wgsl-shaders.js';
 import * as contracts from '../src/gpu/contracts.js';
 import { BindGroupCache } from '../src/gpu/object-caches.js';
 import { reflectShader } from '../src/gpu/reflect.js';
 import { shaderFiles } from '../src/gpu/shader-manifest.js';
 import { shaderSources, shaderSpecs, virtualExports, wgslPrelude, type ShaderId } from '../src/gpu/shader-sources.js';
 import { contextFor, toLayout } from './helpers/backends.js';
+import { encodeElementwise } from '../src/batch-norm/kernels/elementwise-pass.js';
+import { BACKWARD_ELEMENTWISE } from '../src/batch-norm/kernels/stages/backward-elementwise.js';
+import { FINALIZE } from '../src/batch-norm/kernels/stages/finalize.js';
+import { NORMALIZE } from '../src/batch-norm/kernels/stages/normalize.js';
+import { STATS } from '../src/batch-norm/kernels/stages/stats.js';
+import type { GpuRuntime } from '../src/gpu/runtime.js';
+import { bindUniforms } from '../src/gpu/tensor-binding.js';
+
+/**
+ * Never called: type-checked by tsc (`npm run typecheck`), each line must be an error, or the
+ * unused @ts-expect-error fails the check. The stage descriptors take their names from the
+ * build-time reflection (src/gpu/shader-types.ts), so a name the WGSL does not declare is caught
+ * at compile time.
+ */
+function stageDescriptorTypeErrors(gpu: GpuRuntime): void {
+  const device = gpu.device;
+  // @ts-expect-error stats.wgsl has no entry point 'mainx'
+  STATS.kernel(device, 'mainx');
+  // @ts-expect-error finalize.wgsl declares no override BLOCK
+  FINALIZE.kernel(device, 'finalize_train', { BLOCK: 32 });
+  // @ts-expect-error normalize.wgsl declares no override BLOCK (stats.wgsl does)
+  NORMALIZE.variant(device, 'normalize', 'cf', 4, { BLOCK: 32 });
+  // @ts-expect-error normalize.wgsl has no entries stats_{cf,cl}{1,4}
+  NORMALIZE.variant(device, 'stats', 'cf', 4);
+  // @ts-expect-error finalize_train's uniform has 'lanes', not 'lane'
+  bindUniforms(gpu, FINALIZE.kernel(device, 'finalize_train'), { lane: 1 });
+  // @ts-expect-error the vector widths are 1 and 4
+  STATS.variant(device, 'stats', 'cl', 2);
+  const pass = {} as GPUComputePassEncoder;
+  const g = { n: 1, c: 1, s: 1, perChannel: 1, order: 'cl' } as const;
+  // @ts-expect-error normalize's uniform has no member 'bogus'
+  encodeElementwise(gpu, pass, g, { stage: NORMALIZE, entry: 'normalize', tensors: {}, uniforms: { bogus: 1 }, resources: {} });
+  // @ts-expect-error backward-elementwise's entries are elementwise_*, not normalize_*
+  encodeElementwise(gpu, pass, g, { stage: BACKWARD_ELEMENTWISE, entry: 'normalize', tensors: {}, uniforms: {}, resources: {} });
+  // Accepted: declared names.
+  encodeElementwise(gpu, pass, g, { stage: NORMALIZE, entry: 'normalize', tensors: {}, uniforms: { eps: 1e-5 }, resources: {} });
+  bindUniforms(gpu, STATS.variant(device, 'stats', 'cf', 4, { BLOCK: 32, CONTIGUOUS: 1 }), { rows: 1, lanes: 1 });
+}
+// Referenced so noUnusedLocals keeps it: its checks are the type errors, not a run.
+void stageDescriptorTypeErrors;
 
 const shaderIds = Object.keys(shaderSources) as ShaderId[];
 const shaderDir = new URL('../shaders/', import.meta.url);
@@ -24,7 +64,7 @@ const wgslFiles = [
 /** The prelude's `const NAME: u32 = Vu;` declarations, by name. */
 function preludeConstants(): Map<string, number> {
   const found = new Map<string, number>();
-  for (const m of wgslPrelude.matchAll(/^const (\w+): u32 = (\d+)u;/gm)) found.set(m[1] ?? '', Number(m[2]));
+  for (const m of wgslPrelude.matchAll(/^const (\w+): ?u32 ?= ?(\d+)u;/gm)) found.set(m[1] ?? '', Number(m[2]));
   return found;
 }
 
@@ -47,7 +87,7 @@ describe('contracts: TS (src/gpu/contracts.ts) and WGSL (shaders/common/prelude.
   });
 
   it('WORKGROUP_SIZE is an override without a default, so the host must pass it', () => {
-    expect(wgslPrelude).toMatch(/^override WORKGROUP_SIZE: u32;$/m);
+    expect(wgslPrelude).toMatch(/^override WORKGROUP_SIZE: ?u32;$/m);
     expect(Number.isInteger(contracts.WORKGROUP_SIZE)).toBe(true);
   });
 
@@ -59,6 +99,39 @@ describe('contracts: TS (src/gpu/contracts.ts) and WGSL (shaders/common/prelude.
     const planes = [...tsConstants].filter(([n]) => n.startsWith('PLANE_')).map(([, v]) => v);
     expect(new Set(planes).size).toBe(planes.length);
     expect(Math.max(...planes)).toBeLessThan(contracts.CHANNEL_STATS_PLANES);
+  });
+
+  it("record layouts: each record's components are a permutation of its vec4, and the buffers hold them", () => {
+    for (const prefix of ['MOMENTS_', 'MERGED_']) {
+      const components = [...tsConstants].filter(([n]) => n.startsWith(prefix)).map(([, v]) => v);
+      expect([...components].sort(), prefix).toEqual([0, 1, 2, 3]);
+    }
+    expect(contracts.MOMENTS_RECORD_BYTES).toBe(16);
+    expect(contracts.MERGED_RECORD_BYTES).toBe(16);
+    expect([contracts.GRAD_PLANE_SUM_DY, contracts.GRAD_PLANE_SUM_DY_XHAT].sort()).toEqual([0, 1]);
+    expect(contracts.GRAD_SUMS_PLANES).toBe(2);
+    expect(contracts.COUNTER_BYTES % 16).toBe(0);
+    expect(contracts.COUNTER_BYTES).toBeGreaterThanOrEqual(contracts.COUNTER_SLOTS * 4);
+  });
+
+  it('the shaders use the shared sizes by name: STATS_BLOCK is the BLOCK default, CONTIGUOUS_COLUMN_GROUP the column group', () => {
+    const stage = (f: string): string => readFileSync(new URL(f, shaderDir), 'utf8');
+    expect(stage('stats.wgsl')).toMatch(/^override BLOCK: u32 = STATS_BLOCK;$/m);
+    for (const f of ['normalize.wgsl', 'backward-elementwise.wgsl']) expect(stage(f)).toMatch(/groupCols == CONTIGUOUS_COLUMN_GROUP\b/);
+    // The sync records are built and read through their named components only.
+    const sync = stage('sync-batch-norm.wgsl');
+    for (const name of [
+      'MOMENTS_K',
+      'MOMENTS_MEAN_OFFSET',
+      'MOMENTS_M2',
+      'MOMENTS_COUNT',
+      'MERGED_K',
+      'MERGED_MEAN_OFFSET',
+      'MERGED_INVSTD',
+    ]) {
+      expect(sync, name).toMatch(new RegExp(`\\[${name}\\]`));
+    }
+    expect(sync).not.toMatch(/\bm\.[xyzw]\b|vec4f\(k, mean/);
   });
 
   it.each(wgslFiles)('%s parses on its own and restates no contract', (file) => {
@@ -86,6 +159,12 @@ describe('WGSL sources', () => {
     for (const id of shaderIds) expect(shaderSpecs[id].id).toBe(id);
   });
 
+  it('src/gpu/shader-types.ts (the literal types of the stage descriptors) is the reflection of the shaders now', async () => {
+    // Stale after a WGSL edit that adds or renames an entry point, override or uniform member:
+    // `npx vitest run test/wgsl-static.test.ts -u` regenerates it.
+    await expect(shaderTypesSource()).toMatchFileSnapshot('../src/gpu/shader-types.ts');
+  });
+
   it.each(shaderIds)('%s parses, has compute entries and well-formed bindings', (id) => {
     const reflect = new WgslReflect(shaderSources[id]);
     expect(reflect.entry.compute.length).toBeGreaterThan(0);
@@ -104,7 +183,7 @@ describe('WGSL sources', () => {
   });
 
   it.each(shaderIds)('%s: the build-time module is its manifest files, and its layouts are what wgsl_reflect reads now', (id) => {
-    const files = shaderFiles(id).map((f) => stripComments(readFileSync(new URL(f, shaderDir), 'utf8')));
+    const files = shaderFiles(id).map((f) => compactWgsl(readFileSync(new URL(f, shaderDir), 'utf8')));
     expect(shaderSources[id]).toBe(files.join('\n'));
     // The guard on build-time reflection: parse the shipped source again and compare, entry by entry.
     const reflect = new WgslReflect(shaderSources[id]);

@@ -55,6 +55,33 @@ const ACTIVATION_PRELU: u32 = 11u;
 const GENERAL_QUEUE_HEADER_WORDS: u32 = 4u;
 const GENERAL_QUEUE_ENTRY_WORDS: u32 = 2u;
 
+// The step counter (num_batches_tracked), an array<u32>: a step reads slot counterSlot and writes
+// tracked + 1 into the other, so a failed submit leaves the slot it read intact.
+const COUNTER_SLOTS: u32 = 2u;
+
+// SyncBatchNorm records (sync-batch-norm.wgsl). Moments, one vec4f per channel:
+// vec4f(K, mean - K, M2, bitcast<f32>(count)), components MOMENTS_*.
+const MOMENTS_K: u32 = 0u;
+const MOMENTS_MEAN_OFFSET: u32 = 1u;
+const MOMENTS_M2: u32 = 2u;
+const MOMENTS_COUNT: u32 = 3u;
+// Merged statistics, one vec4f per channel: vec4f(K, mean - K, invstd, running-var feed), then one
+// vec4f(meanFactor, varFactor, 0, 0) after the C records.
+const MERGED_K: u32 = 0u;
+const MERGED_MEAN_OFFSET: u32 = 1u;
+const MERGED_INVSTD: u32 = 2u;
+const MERGED_RUNNING_VAR: u32 = 3u;
+// Gradient sums, GRAD_SUMS_PLANES planes of C f32: sum(dy), then sum(dy * xhat).
+const GRAD_SUMS_PLANES: u32 = 2u;
+const GRAD_PLANE_SUM_DY: u32 = 0u;
+const GRAD_PLANE_SUM_DY_XHAT: u32 = 1u;
+
+// Values per shifted block of the forward statistics (stats.wgsl's BLOCK default).
+const STATS_BLOCK: u32 = 32u;
+// Channels-last vec4 columns one contiguous elementwise invocation takes whole (normalize,
+// backward-elementwise), when cols allows.
+const CONTIGUOUS_COLUMN_GROUP: u32 = 4u;
+
 // Invocations per workgroup of every entry point. No default: the host always passes it (TS
 // WORKGROUP_SIZE), so its dispatch arithmetic and the shaders cannot disagree.
 override WORKGROUP_SIZE: u32;

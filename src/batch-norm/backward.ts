@@ -7,7 +7,7 @@ import { checkEncoder, checkNoAliasing, type NamedTensor } from './aliasing.js';
 import { checkEpilogue, masksFromOutput, usesPreActivation, type Epilogue, type ResolvedEpilogue } from './epilogue.js';
 import { runGpuOp } from '../gpu/dispatch.js';
 import { cpuData, type ForwardRecord } from './forward.js';
-import type { Geometry } from './geometry.js';
+import { checkShapeAndLayout, type Geometry } from './geometry.js';
 import { encodeBackward, encodePrepare, type GpuBackwardArgs } from './kernels/gpu-backward.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
 import { checkBoolean, checkEps } from './config/options.js';
@@ -167,12 +167,7 @@ function checkMask(mask: unknown, who: string): [boolean, boolean, boolean] {
 }
 
 function checkGradOutput(ctx: BatchNormContext, dy: Tensor, x: Tensor, who: string): void {
-  ctx.assertOwnTensor(dy, 'gradOutput');
-  if (dy.shape.length !== x.shape.length || dy.shape.some((d, i) => d !== x.shape[i]) || dy.layout !== x.layout) {
-    throw new ShapeError(
-      `${who}: gradOutput must match the forward input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${dy.shape.join(', ')}] '${dy.layout}'`,
-    );
-  }
+  checkShapeAndLayout(ctx, dy, x, 'gradOutput', "the forward input's", who);
 }
 
 /** The forward record a module backward runs on; throws if there is none usable. */
@@ -395,15 +390,6 @@ export function moduleBackward(bn: ModuleBackwardSource, gradOutput: Tensor, opt
   return { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight };
 }
 
-function checkLikeInput(ctx: BatchNormContext, t: Tensor, x: Tensor, argument: string, what: string, who: string): void {
-  ctx.assertOwnTensor(t, argument);
-  if (t.shape.length !== x.shape.length || t.shape.some((d, i) => d !== x.shape[i]) || t.layout !== x.layout) {
-    throw new ShapeError(
-      `${who}: ${argument} must match ${what} shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${t.shape.join(', ')}] '${t.layout}'`,
-    );
-  }
-}
-
 /**
  * `BatchNorm.encodeBackward`: records the backward into the caller's encoder, writing only the
  * gradients whose output tensors are given.
@@ -430,10 +416,10 @@ export function moduleEncodeBackward(
   const gradBias = outputs.gradBias ?? null;
   const gradResidual = outputs.gradResidual ?? null;
   const e = record.epilogue;
-  if (gradInput) checkLikeInput(bn.ctx, gradInput, record.input, 'gradInput', "the forward input's", who);
+  if (gradInput) checkShapeAndLayout(bn.ctx, gradInput, record.input, 'gradInput', "the forward input's", who);
   if (gradResidual) {
     if (!e?.residual) throw new ArgumentError(`${who}: gradResidual was given but the last forward had no epilogue.residual`);
-    checkLikeInput(bn.ctx, gradResidual, record.input, 'gradResidual', "the forward input's", who);
+    checkShapeAndLayout(bn.ctx, gradResidual, record.input, 'gradResidual', "the forward input's", who);
   }
   const gradPreluWeight = outputs.gradPreluWeight ?? null;
   if (gradPreluWeight) {
@@ -542,7 +528,7 @@ export function batchNormBackward(
   if (epilogue && masksFromOutput(epilogue.activation)) {
     if (!output)
       throw new ArgumentError(`${WHO}: output (the forward's y) is required to differentiate a ${epilogue.activation.kind} epilogue`);
-    checkLikeInput(ctx, output, x, 'output', "the input's", WHO);
+    checkShapeAndLayout(ctx, output, x, 'output', "the input's", WHO);
   }
   if (bias) checkChannelTensor(ctx, bias, 'bias', g.c, WHO);
   const mask = checkMask(opts.outputMask ?? [true, weight !== null, weight !== null], WHO);

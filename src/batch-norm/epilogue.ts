@@ -16,6 +16,7 @@ import {
   ACTIVATION_TANH,
 } from '../gpu/contracts.js';
 import { Tensor } from '../tensor.js';
+import { checkShapeAndLayout } from './geometry.js';
 
 // Fused epilogues: y = act(bn(x) + residual), applied where BN writes each value, and
 // differentiated inside BN's own backward passes. The kernels' side is shaders/common/epilogue.wgsl,
@@ -244,12 +245,7 @@ export function checkEpilogue(ctx: BatchNormContext, spec: unknown, x: Tensor, w
   if (activation.weight) checkPreluWeight(ctx, activation.weight, x.shape[1] ?? 1, who);
   const residual = (o['residual'] ?? null) as Tensor | null;
   if (residual !== null) {
-    ctx.assertOwnTensor(residual, 'epilogue.residual');
-    if (residual.shape.length !== x.shape.length || residual.shape.some((d, i) => d !== x.shape[i]) || residual.layout !== x.layout) {
-      throw new ShapeError(
-        `${who}: epilogue.residual must match the input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${residual.shape.join(', ')}] '${residual.layout}'`,
-      );
-    }
+    checkShapeAndLayout(ctx, residual, x, 'epilogue.residual', "the input's", who);
   }
   if (activation.kind === 'none' && residual === null) return null;
   return { activation, residual };

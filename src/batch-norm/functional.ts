@@ -3,7 +3,7 @@ import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { checkEpilogue, type Epilogue } from './epilogue.js';
-import { channelStatsBytes } from '../gpu/contracts.js';
+import { channelStatsBytes, COUNTER_BYTES } from '../gpu/contracts.js';
 import { checkNoAliasing } from './aliasing.js';
 import type { ConventionName, MomentumMeaning, VarianceEstimator } from './config/conventions.js';
 import { runForward, type BatchStatsOutputs } from './forward.js';
@@ -143,7 +143,7 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
   const gpu = ctx.gpu;
   const buffers = gpu
     ? {
-        counter: gpu.scratch('functional.counter', 16),
+        counter: gpu.scratch('functional.counter', COUNTER_BYTES),
         channelStats: gpu.scratch('functional.channelStats', channelStatsBytes(g.c)),
       }
     : null;

@@ -1,4 +1,6 @@
-import type { Layout } from '../tensor.js';
+import type { BatchNormContext } from '../context.js';
+import { ShapeError } from '../errors.js';
+import { sameShapeAndLayout, type Layout, type Tensor } from '../tensor.js';
 
 /**
  * How a logical (N, C, ...spatial) tensor sits in memory, reduced to what the kernels need.
@@ -22,4 +24,19 @@ export function geometryOf(shape: readonly number[], layout: Layout): Geometry {
   for (let i = 2; i < shape.length; i++) s *= shape[i] ?? 0;
   const order = layout === 'channels_last' || s === 1 ? 'cl' : 'cf';
   return { n, c, s, perChannel: n * s, order };
+}
+
+/**
+ * The one shape+layout check of a tensor that stands for another: an output for the input, dL/dy
+ * for the forward's input, a residual, a gradient. `t` must be this context's and have `like`'s
+ * shape and layout; `what` names the reference in the message ("the input's").
+ * @throws ContextMismatchError / DestroyedError from the context; ShapeError naming both shapes and layouts.
+ */
+export function checkShapeAndLayout(ctx: BatchNormContext, t: Tensor, like: Tensor, argument: string, what: string, who: string): void {
+  ctx.assertOwnTensor(t, argument);
+  if (!sameShapeAndLayout(t, like)) {
+    throw new ShapeError(
+      `${who}: ${argument} must match ${what} shape [${like.shape.join(', ')}] and layout '${like.layout}', got [${t.shape.join(', ')}] '${t.layout}'`,
+    );
+  }
 }

@@ -2,6 +2,7 @@ import { optionKeys, optionsObject } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
+import { COUNTER_BYTES, COUNTER_SLOTS } from '../gpu/contracts.js';
 import type { Tensor } from '../tensor.js';
 import { checkEncoder, checkNoAliasing } from './aliasing.js';
 import {
@@ -76,7 +77,11 @@ export abstract class BatchNorm extends BatchNormModuleBase {
     this.#gpu =
       gpu && this.channelStats
         ? {
-            counter: gpu.createBuffer({ label: 'bn.module.counter', size: 16, usage: BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC }),
+            counter: gpu.createBuffer({
+              label: 'bn.module.counter',
+              size: COUNTER_BYTES,
+              usage: BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC,
+            }),
             channelStats: this.channelStats,
           }
         : null;
@@ -273,7 +278,7 @@ export abstract class BatchNorm extends BatchNormModuleBase {
   protected override trackedWritten(): void {
     const gpu = this.ctx.gpu;
     if (!this.#gpu || !gpu || this.destroyed || gpu.lostMessage !== null) return;
-    gpu.device.queue.writeBuffer(this.#gpu.counter, 0, new Uint32Array([this.tracked, this.tracked, 0, 0]));
+    gpu.device.queue.writeBuffer(this.#gpu.counter, 0, new Uint32Array(COUNTER_BYTES / 4).fill(this.tracked, 0, COUNTER_SLOTS));
   }
 
   protected override forgetLastForward(): void {

@@ -2,7 +2,7 @@ import { optionKeys, optionsObject } from '../arguments.js';
 import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import { BUFFER_COPY_SRC } from '../gpu/constants.js';
-import { channelStatsBytes } from '../gpu/contracts.js';
+import { channelStatsBytes, COUNTER_BYTES } from '../gpu/contracts.js';
 import type { Tensor } from '../tensor.js';
 import { runGpuOp } from '../gpu/dispatch.js';
 import { cpuData, runForward, type ForwardSpec } from './forward.js';
@@ -134,7 +134,7 @@ export function onnxBatchNormalization(
         ...spec,
         x: X,
         y: Y,
-        counter: gpu.scratch('onnx.counter', 16),
+        counter: gpu.scratch('onnx.counter', COUNTER_BYTES),
         channelStats: gpu.scratch('onnx.channelStats', channelStatsBytes(g.c)),
       };
       runGpuOp(gpu, 'bn.onnx', { outputs: [Y, runningMean, runningVar] }, (encoder) => {

@@ -4,7 +4,12 @@ import { ArgumentError, InsufficientValuesError, ShapeError } from '../errors.js
 import { BUFFER_COPY_DST } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
 import { BATCH_STATS_OUTPUT_KEYS, type BatchStatsOutputs } from './forward.js';
-import { geometryOf, type Geometry } from './geometry.js';
+import { checkShapeAndLayout, geometryOf, type Geometry } from './geometry.js';
+
+/** True for a rank in `ranks` (null: any rank ≥ 2, as (N, C, ...)). */
+function rankAccepted(rank: number, ranks: readonly number[] | null): boolean {
+  return ranks ? ranks.includes(rank) : rank >= 2;
+}
 
 /** Checks `x` is a live input of this context with one of `ranks` and `channels` channels. */
 export function checkInput(
@@ -17,7 +22,7 @@ export function checkInput(
 ): Geometry {
   ctx.assertOwnTensor(x, argument);
   const rank = x.shape.length;
-  if (ranks ? !ranks.includes(rank) : rank < 2) {
+  if (!rankAccepted(rank, ranks)) {
     const expected = ranks ? ranks.map((r) => `${r}-D`).join(' or ') : 'at least 2-D';
     throw new ShapeError(`${who}: ${argument} must be ${expected} (N, C, ...), got ${rank}-D input of shape [${x.shape.join(', ')}]`);
   }
@@ -59,19 +64,13 @@ export function checkChannelTensor(ctx: BatchNormContext, t: Tensor, argument: s
 
 /** Checks an output tensor: same shape and layout as the input, and not the input itself. */
 export function checkOutput(ctx: BatchNormContext, y: Tensor, x: Tensor, who: string): void {
-  ctx.assertOwnTensor(y, 'output');
-  if (y.shape.length !== x.shape.length || y.shape.some((d, i) => d !== x.shape[i]) || y.layout !== x.layout) {
-    throw new ShapeError(
-      `${who}: output must match the input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${y.shape.join(', ')}] '${y.layout}'`,
-    );
-  }
+  checkShapeAndLayout(ctx, y, x, 'output', "the input's", who);
   if (y === x) throw new ArgumentError(`${who}: output must not be the input tensor itself`);
 }
 
 /** True for an input of an accepted rank and channel count that holds no values (an empty batch). */
 export function isEmptyBatch(x: Tensor, ranks: readonly number[] | null, channels: number | null): boolean {
-  const rank = x.shape.length;
-  if (ranks ? !ranks.includes(rank) : rank < 2) return false;
+  if (!rankAccepted(x.shape.length, ranks)) return false;
   if (channels !== null && x.shape[1] !== channels) return false;
   return x.size === 0;
 }

@@ -10,8 +10,7 @@ import { runGpuOp } from '../gpu/dispatch.js';
 import { grid } from '../gpu/grid.js';
 import { ArgumentError, ShapeError } from '../errors.js';
 import { WORKGROUP_SIZE } from '../gpu/contracts.js';
-import { FOLD_SHADER } from '../gpu/shaders.js';
-import { getKernel } from '../gpu/kernel-cache.js';
+import { FOLD } from '../batch-norm/kernels/stages/fold.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../gpu/tensor-binding.js';
 import type { Tensor } from '../tensor.js';
@@ -108,7 +107,7 @@ function encodeFold(
   c: CheckedFold,
 ): void {
   const device = gpu.device;
-  const kernel = getKernel(device, FOLD_SHADER, 'fold_batch_norm');
+  const kernel = FOLD.kernel(device, 'fold_batch_norm');
   const weight = bindTensor(device, layer.weight);
   const bias = bindOptional(gpu, layer.bias ?? null, 'bias');
   const bnWeight = bindOptional(gpu, bn.weight, 'bnWeight');

@@ -126,3 +126,59 @@ export const GENERAL_QUEUE_ENTRY_WORDS = 2;
 export function generalQueueBytes(channels: number): number {
   return (GENERAL_QUEUE_HEADER_WORDS + GENERAL_QUEUE_ENTRY_WORDS * channels) * 4;
 }
+
+// The step counter: num_batches_tracked on the GPU, COUNTER_SLOTS u32 slots in a buffer of
+// COUNTER_BYTES. A training step reads slot tracked % COUNTER_SLOTS (finalize's `counterSlot`) and
+// writes tracked + 1 into the other, so a step whose submit fails leaves the slot it read intact.
+
+/** u32 slots of the step counter. */
+export const COUNTER_SLOTS = 2;
+/** Bytes of the step-counter buffer (the slots, padded to 16). */
+export const COUNTER_BYTES = 16;
+
+// SyncBatchNorm's moments record (shaders/sync-batch-norm.wgsl, sync_moments), one vec4f per
+// channel: vec4f(K, mean − K, M2, bitcast<f32>(count as u32)). MOMENTS_* name its components.
+
+/** Moments record component: K, the channel's shift (its first value). */
+export const MOMENTS_K = 0;
+/** Moments record component: mean − K. */
+export const MOMENTS_MEAN_OFFSET = 1;
+/** Moments record component: M2 = Σ(x − mean)². */
+export const MOMENTS_M2 = 2;
+/** Moments record component: the value count, a u32 stored by bitcast. */
+export const MOMENTS_COUNT = 3;
+/** Bytes per channel of a moments record. */
+export const MOMENTS_RECORD_BYTES = 16;
+
+// SyncBatchNorm's merged record (sync_forward_constants), one vec4f per channel:
+// vec4f(K, mean − K, invstd, the variance that feeds running_var); after the C records one more
+// vec4f(meanFactor, varFactor, 0, 0), the step's batch weights of the running update.
+
+/** Merged record component: K. */
+export const MERGED_K = 0;
+/** Merged record component: mean − K. */
+export const MERGED_MEAN_OFFSET = 1;
+/** Merged record component: invstd. */
+export const MERGED_INVSTD = 2;
+/** Merged record component: the variance that feeds running_var (unbiased or biased). */
+export const MERGED_RUNNING_VAR = 3;
+/** Bytes per channel of a merged record. */
+export const MERGED_RECORD_BYTES = 16;
+
+// SyncBatchNorm's gradient record (sync_backward_constants, and a shard's gradient partial):
+// GRAD_SUMS_PLANES planes of C f32, plane GRAD_PLANE_SUM_DY then plane GRAD_PLANE_SUM_DY_XHAT.
+
+/** Planes of a gradient record. */
+export const GRAD_SUMS_PLANES = 2;
+/** Gradient record plane: Σdy. */
+export const GRAD_PLANE_SUM_DY = 0;
+/** Gradient record plane: Σdy·x̂, x̂ = (x − mean)·invstd. */
+export const GRAD_PLANE_SUM_DY_XHAT = 1;
+
+/** Values per shifted block of the forward statistics: the default of stats.wgsl's `BLOCK` override, which TS sets to it. */
+export const STATS_BLOCK = 32;
+/**
+ * Channels-last vec4 columns per invocation of the contiguous elementwise pattern, when cols
+ * allows (normalize.wgsl, backward-elementwise.wgsl take a group of this many columns whole).
+ */
+export const CONTIGUOUS_COLUMN_GROUP = 4;

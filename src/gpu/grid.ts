@@ -19,12 +19,12 @@ export function grid(workgroups: number, maxPerDimension: number): [number, numb
  * other bindings from `resources`. The per-channel stages of finalize, backward prepare and
  * SyncBatchNorm all dispatch this way, so the grid and binding rules live here once.
  */
-export function dispatchPerChannel(
+export function dispatchPerChannel<U extends string>(
   gpu: GpuRuntime,
   pass: GPUComputePassEncoder,
-  kernel: Kernel,
+  kernel: Kernel<U>,
   channels: number,
-  uniforms: UniformValues,
+  uniforms: UniformValues<U>,
   resources: Readonly<Record<string, GPUBufferBinding>>,
 ): void {
   pass.setPipeline(kernel.pipeline);
@@ -33,13 +33,13 @@ export function dispatchPerChannel(
 }
 
 /** {@link dispatchPerChannel} in a compute pass of its own, labelled `label`. */
-export function encodePerChannel(
+export function encodePerChannel<U extends string>(
   gpu: GpuRuntime,
   encoder: GPUCommandEncoder,
   label: string,
-  kernel: Kernel,
+  kernel: Kernel<U>,
   channels: number,
-  uniforms: UniformValues,
+  uniforms: UniformValues<U>,
   resources: Readonly<Record<string, GPUBufferBinding>>,
 ): void {
   const pass = encoder.beginComputePass({ label });

@@ -3,13 +3,22 @@ import { WORKGROUP_SIZE } from './contracts.js';
 import { reflectEntry, type ReflectedEntry, type ShaderSpec } from './reflect.js';
 import type { ShaderId } from './shader-manifest.js';
 
-/** A compiled compute entry point with its explicit bind-group layout. */
-export interface Kernel {
+/**
+ * A compiled compute entry point with its explicit bind-group layout. `U` names the members of its
+ * uniform struct where a stage descriptor (stage.ts) knows them, so packing an unknown one is a
+ * type error; plain `Kernel` accepts any name (and packUniforms still throws at run time).
+ */
+export interface Kernel<U extends string = string> {
   /** Cache key: shader id, entry point and override constants; never a runtime shape. */
   readonly key: string;
   readonly entry: ReflectedEntry;
   readonly pipeline: GPUComputePipeline;
   readonly layout: GPUBindGroupLayout;
+  /**
+   * Type only, never set: carries `U` so that bindUniforms infers it from the kernel. A method, so
+   * bivariant: a typed kernel still passes where a plain `Kernel` is expected, and back.
+   */
+  uniformMembers?(member: U): void;
 }
 
 /** Override constants by WGSL `override` name. Only values that change generated code go here. */

@@ -30,6 +30,7 @@ export const shaderManifest = {
     'common/non-finite.wgsl',
     'common/epilogue.wgsl',
   ],
+  'backward-prepare': ['backward-prepare.wgsl', 'common/channel-stats-write.wgsl', 'common/non-finite.wgsl'],
   'backward-elementwise': ['backward-elementwise.wgsl', 'common/channel-stats-read.wgsl', 'common/epilogue.wgsl'],
   fold: ['fold.wgsl'],
   'sync-batch-norm': [

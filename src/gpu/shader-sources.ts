@@ -12,7 +12,14 @@ function exportName(id: string): string {
   return id.replace(/-(\w)/g, (_m, ch: string) => ch.toUpperCase());
 }
 
-const specs = composed as unknown as Readonly<Record<string, ShaderSpec | string>>;
+/** `backward-reduce` → `backwardReduce`, as a type. */
+type CamelCase<S extends string> = S extends `${infer Head}-${infer Tail}` ? `${Head}${Capitalize<CamelCase<Tail>>}` : S;
+
+// Compile-time: src/wgsl.d.ts declares an export for every manifest id, typed with that id (the
+// runtime check of the build's exports is in test/wgsl-static.test.ts).
+const declared: { readonly [S in ShaderId as CamelCase<S>]: ShaderSpec<S> } = composed;
+
+const specs = declared as unknown as Readonly<Record<string, ShaderSpec | string>>;
 
 /** Every shader module, by id. */
 export const shaderSpecs: Readonly<Record<ShaderId, ShaderSpec>> = Object.fromEntries(

@@ -41,8 +41,10 @@ export function bindOptional(gpu: GpuRuntime, t: Tensor | null, binding: string)
 }
 
 /** The kernel's uniform struct packed from named values, as a content-cached uniform buffer. */
-export function bindUniforms(gpu: GpuRuntime, kernel: Kernel, values: UniformValues): GPUBufferBinding {
+export function bindUniforms<U extends string>(gpu: GpuRuntime, kernel: Kernel<U>, values: UniformValues<U>): GPUBufferBinding {
   const layout = kernel.entry.uniform;
   if (!layout) throw new Error(`internal: ${kernel.key} has no uniform`);
-  return { buffer: gpu.uniforms.get(`bn.${kernel.entry.shader}.${kernel.entry.entry}.params`, packUniforms(layout, values)) };
+  // With exactOptionalPropertyTypes an optional member is absent, never undefined.
+  const packed = packUniforms(layout, values as UniformValues);
+  return { buffer: gpu.uniforms.get(`bn.${kernel.entry.shader}.${kernel.entry.entry}.params`, packed) };
 }

@@ -1,7 +1,7 @@
 import type { UniformLayout } from './reflect.js';
 
-/** Values for a uniform struct, by WGSL member name. Members left out stay zero (padding). */
-export type UniformValues = Readonly<Record<string, number>>;
+/** Values for a uniform struct, by WGSL member name (`U`: the struct's members). Members left out stay zero (padding). */
+export type UniformValues<U extends string = string> = string extends U ? Readonly<Record<string, number>> : { readonly [K in U]?: number };
 
 /**
  * Packs named values into the byte layout that the shader declares. Throws on a name the struct

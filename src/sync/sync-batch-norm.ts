@@ -1,6 +1,6 @@
 import { optionKeys, optionsObject } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
-import { ArgumentError, BackwardStateError, DestroyedError, InsufficientValuesError, ShapeError } from '../errors.js';
+import { ArgumentError, BackwardStateError, DestroyedError, InsufficientValuesError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
 import { BACKWARD_OPTION_KEYS, type BackwardOptions, type BackwardResult } from '../batch-norm/backward.js';
@@ -8,7 +8,7 @@ import { cpuNormalize, cpuUpdateRunning } from '../batch-norm/cpu/cpu.js';
 import { cpuData } from '../batch-norm/forward.js';
 import { runGpuOp } from '../gpu/dispatch.js';
 import { batchNorm } from '../batch-norm/functional.js';
-import type { Geometry } from '../batch-norm/geometry.js';
+import { checkShapeAndLayout, type Geometry } from '../batch-norm/geometry.js';
 import { encodeBackward } from '../batch-norm/kernels/gpu-backward.js';
 import { encodeForward } from '../batch-norm/kernels/gpu-forward.js';
 import { BatchNormModuleBase } from '../batch-norm/module-base.js';
@@ -364,12 +364,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
   }
 
   #checkGradOutput(dy: Tensor, x: Tensor, who: string): void {
-    this.ctx.assertOwnTensor(dy, 'gradOutput');
-    if (dy.shape.length !== x.shape.length || dy.shape.some((d, i) => d !== x.shape[i]) || dy.layout !== x.layout) {
-      throw new ShapeError(
-        `${who}: gradOutput must match the forward input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${dy.shape.join(', ')}] '${dy.layout}'`,
-      );
-    }
+    checkShapeAndLayout(this.ctx, dy, x, 'gradOutput', "the forward input's", who);
   }
 
   /**

@@ -1,21 +1,26 @@
-import { bindChannelStats, FLAG_AFFINE, FLAG_GRAD_BIAS, FLAG_GRAD_WEIGHT, FLAG_UPDATE_RUNNING, planeStride } from '../gpu/contracts.js';
+import {
+  bindChannelStats,
+  FLAG_AFFINE,
+  FLAG_GRAD_BIAS,
+  FLAG_GRAD_WEIGHT,
+  FLAG_UPDATE_RUNNING,
+  GRAD_SUMS_PLANES,
+  MERGED_RECORD_BYTES,
+  MOMENTS_RECORD_BYTES,
+  planeStride,
+} from '../gpu/contracts.js';
 import { dispatchPerChannel, encodePerChannel } from '../gpu/grid.js';
-import { SYNC_BATCH_NORM_SHADER } from '../gpu/shaders.js';
-import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor } from '../gpu/tensor-binding.js';
 import type { Tensor } from '../tensor.js';
 import { channelScanView, vec4Aligned } from '../batch-norm/kernels/dispatch-shape.js';
 import type { Geometry } from '../batch-norm/geometry.js';
 import { encodeStatsPass } from '../batch-norm/kernels/stats-pass.js';
-import { GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES } from './sync-merge.js';
+import { SYNC_BATCH_NORM } from '../batch-norm/kernels/stages/sync-batch-norm.js';
 
 // SyncBatchNorm's GPU stages (shaders/sync-batch-norm.wgsl). They only add per-channel dispatches
 // around the library's own data passes: stats.wgsl for the local moments, normalize.wgsl and the
 // backward kernels (through encodeForward / encodeBackward) for everything that touches x or dy.
-
-/** Bytes per channel of the merged-statistics record that sync_forward_constants reads. */
-export const MERGED_RECORD_BYTES = 16;
 
 /** Bytes of the merged-statistics upload: C records, then vec4(meanFactor, varFactor, 0, 0). */
 export function mergedBytes(channels: number): number {
@@ -53,7 +58,7 @@ export function encodeMoments(
   const vec4 = vec4Aligned(g, xb.base);
   const width = vec4 ? 4 : 1;
   const out = bindRecords(gpu, target, byteOffset, g.c * MOMENTS_RECORD_BYTES, MOMENTS_RECORD_BYTES);
-  const merge = getKernel(device, SYNC_BATCH_NORM_SHADER, 'sync_moments');
+  const merge = SYNC_BATCH_NORM.kernel(device, 'sync_moments');
 
   const pass = encoder.beginComputePass({ label: 'bn.sync.moments.pass' });
   // The forward's own statistics dispatch, so the shard's partials are exactly the forward's.
@@ -86,7 +91,7 @@ export interface SyncForwardConstantsArgs {
 
 /** Records sync_forward_constants: channelStats planes from merged statistics, running update. */
 export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: SyncForwardConstantsArgs): void {
-  const kernel = getKernel(gpu.device, SYNC_BATCH_NORM_SHADER, 'sync_forward_constants');
+  const kernel = SYNC_BATCH_NORM.kernel(gpu.device, 'sync_forward_constants');
   const update = a.updateRunning && a.runningMean !== null && a.runningVar !== null;
   const w = bindOptional(gpu, a.weight, 'weight');
   const b = bindOptional(gpu, a.bias, 'bias');
@@ -133,7 +138,7 @@ export interface SyncBackwardConstantsArgs {
 
 /** Records sync_backward_constants: planes 6 and 7 for grad_input, and the whole batch's grad_weight/bias. */
 export function encodeBackwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: SyncBackwardConstantsArgs): void {
-  const kernel = getKernel(gpu.device, SYNC_BATCH_NORM_SHADER, 'sync_backward_constants');
+  const kernel = SYNC_BATCH_NORM.kernel(gpu.device, 'sync_backward_constants');
   const gw = bindOptional(gpu, a.gradWeight, 'gradWeight');
   const gb = bindOptional(gpu, a.gradBias, 'gradBias');
   encodePerChannel(

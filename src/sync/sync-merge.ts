@@ -1,4 +1,7 @@
 import { ArgumentError, ShapeError } from '../errors.js';
+import { GRAD_SUMS_PLANES, MOMENTS_COUNT, MOMENTS_K, MOMENTS_M2, MOMENTS_MEAN_OFFSET, MOMENTS_RECORD_BYTES } from '../gpu/contracts.js';
+
+export { GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES };
 
 // What SyncBatchNorm's shards exchange, and how partials are merged. Pure float64 code with no
 // backend: the all-reduce happens wherever the caller's transport puts it (another thread, another
@@ -30,13 +33,6 @@ export interface GradSums {
 
 /** Float64 values per channel in {@link momentsToArray}'s packing: count, mean, m2. */
 export const MOMENTS_PLANES = 3;
-/** Float values per channel in {@link gradSumsToArray}'s packing and in a GPU gradient record: Σdy, Σdy·x̂. */
-export const GRAD_SUMS_PLANES = 2;
-/**
- * Bytes per channel of a moments record written by `SyncBatchNorm.encodeMomentsPartial`:
- * vec4<f32>(K, mean − K, M2, bitcast<f32>(count as u32)), see shaders/sync-batch-norm.wgsl.
- */
-export const MOMENTS_RECORD_BYTES = 16;
 
 function checkFloat64(v: unknown, argument: string, channels: number | null): Float64Array {
   if (!(v instanceof Float64Array)) {
@@ -253,9 +249,9 @@ export function decodeMomentsRecords(bytes: ArrayBuffer | ArrayBufferView, chann
   const mean = new Float64Array(channels);
   const m2 = new Float64Array(channels);
   for (let c = 0; c < channels; c++) {
-    mean[c] = (f[4 * c] as number) + (f[4 * c + 1] as number);
-    m2[c] = f[4 * c + 2] as number;
-    count[c] = u[4 * c + 3] as number;
+    mean[c] = (f[4 * c + MOMENTS_K] as number) + (f[4 * c + MOMENTS_MEAN_OFFSET] as number);
+    m2[c] = f[4 * c + MOMENTS_M2] as number;
+    count[c] = u[4 * c + MOMENTS_COUNT] as number;
   }
   return { count, mean, m2 };
 }

@@ -1,4 +1,4 @@
-import { WORKGROUP_SIZE } from '../../gpu/contracts.js';
+import { CONTIGUOUS_COLUMN_GROUP, STATS_BLOCK, WORKGROUP_SIZE } from '../../gpu/contracts.js';
 import { grid } from '../../gpu/grid.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
 import type { Geometry } from '../geometry.js';
@@ -17,8 +17,6 @@ const TARGET_INVOCATIONS = 65536;
 const ELEMENTWISE_MIN_ROWS = 16;
 /** Adjacent elements per invocation in the contiguous access pattern of fallback adapters. */
 export const CONTIGUOUS_ITEMS = 16;
-/** Values per shifted block in the forward statistics (stats.wgsl's BLOCK for channels-last). */
-export const STATS_BLOCK = 32;
 
 /** A per-channel reduction's split (stats.wgsl, backward-reduce.wgsl). */
 export interface ReductionShape {
@@ -98,11 +96,6 @@ const CONTIGUOUS_MAX_ROWS = 64;
 // Run length below which the per-invocation constants (16 channels' in evaluation, each with a
 // square root) cost more than the run: channels-first vec4s per run, channels-last rows.
 const CONTIGUOUS_MIN_RUN = 16;
-/**
- * Channels-last vec4 columns per contiguous invocation when cols allows: normalize.wgsl and
- * backward-elementwise.wgsl write out this many (they read the group as cols / blocksPerRow).
- */
-export const CONTIGUOUS_COLUMN_GROUP = 4;
 
 /**
  * Rows × cols view, lane count and access pattern for elementwise kernels over `g` with

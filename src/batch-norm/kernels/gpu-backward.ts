@@ -10,8 +10,6 @@ import {
   FLAG_PREPARE_WEIGHT,
   planeStride,
 } from '../../gpu/contracts.js';
-import { BACKWARD_ELEMENTWISE_SHADER, BACKWARD_REDUCE_SHADER } from '../../gpu/shaders.js';
-import { getKernel } from '../../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
@@ -22,6 +20,9 @@ import { reductionShape, vec4Aligned } from './dispatch-shape.js';
 import { encodeElementwise } from './elementwise-pass.js';
 import { activationUniforms, ACTIVATION_CODE, masksFromOutput, usesPreActivation, type ResolvedEpilogue } from '../epilogue.js';
 import { encodePreluSlope, preluFlags } from './gpu-prelu.js';
+import { BACKWARD_ELEMENTWISE } from './stages/backward-elementwise.js';
+import { BACKWARD_PREPARE } from './stages/backward-prepare.js';
+import { BACKWARD_REDUCE } from './stages/backward-reduce.js';
 
 /** The fused epilogue a backward differentiates through (see shaders/common/epilogue.wgsl). */
 export interface GpuBackwardEpilogue {
@@ -81,7 +82,7 @@ export interface GpuPrepareArgs {
  */
 export function encodePrepare(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: GpuPrepareArgs): void {
   const device = gpu.device;
-  const kernel = getKernel(device, BACKWARD_REDUCE_SHADER, 'backward_prepare');
+  const kernel = BACKWARD_PREPARE.kernel(device, 'backward_prepare');
   const mean = bindTensor(device, a.mean);
   const invstd = bindTensor(device, a.invstd);
   const weight = bindOptional(gpu, a.weight, 'weight');
@@ -182,7 +183,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     // gradPreluWeight. A [1] weight sums every channel: finalize as one channel whose partials are
     // all channels' (partials are laid out channel after channel). Before the main reduction,
     // which then reuses the partials buffer.
-    const reduce = getKernel(device, BACKWARD_REDUCE_SHADER, `reduce_${g.order}${width}`, {
+    const reduce = BACKWARD_REDUCE.variant(device, 'reduce', g.order, width, {
       ...r.constants,
       ...epilogueConstants,
       PRELU_WEIGHT_GRAD: 1,
@@ -205,7 +206,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     pass.dispatchWorkgroups(...r.workgroups);
     const shared = gradPreluWeight.size === 1;
     const gw = bindTensor(device, gradPreluWeight);
-    const finalize = getKernel(device, BACKWARD_REDUCE_SHADER, 'reduce_finalize');
+    const finalize = BACKWARD_REDUCE.kernel(device, 'reduce_finalize');
     dispatchPerChannel(
       gpu,
       pass,
@@ -225,7 +226,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   }
 
   if (needReduce) {
-    const reduce = getKernel(device, BACKWARD_REDUCE_SHADER, `reduce_${g.order}${width}`, {
+    const reduce = BACKWARD_REDUCE.variant(device, 'reduce', g.order, width, {
       ...r.constants,
       ...epilogueConstants,
       ...(reduceWritesResidual ? { GRAD_RESIDUAL: 1 } : {}),
@@ -254,7 +255,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     );
     pass.dispatchWorkgroups(...workgroups);
 
-    const finalize = getKernel(device, BACKWARD_REDUCE_SHADER, 'reduce_finalize');
+    const finalize = BACKWARD_REDUCE.kernel(device, 'reduce_finalize');
     const gw = bindOptional(gpu, a.gradWeight, 'gradWeight');
     const gb = bindOptional(gpu, a.gradBias, 'gradBias');
     const flags =
@@ -283,7 +284,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       const w = bindOptional(gpu, a.weight, 'weight');
       const none = (name: string): TensorBinding => bindOptional(gpu, null, name);
       encodeElementwise(gpu, pass, g, {
-        shader: BACKWARD_ELEMENTWISE_SHADER,
+        stage: BACKWARD_ELEMENTWISE,
         entry: 'elementwise',
         tensors: {
           x,
@@ -301,7 +302,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   } else if (needElementwise) {
     const w = bindOptional(gpu, a.weight, 'weight');
     encodeElementwise(gpu, pass, g, {
-      shader: BACKWARD_ELEMENTWISE_SHADER,
+      stage: BACKWARD_ELEMENTWISE,
       entry: 'elementwise',
       tensors: {
         x,

@@ -1,6 +1,8 @@
 import { BUFFER_INDIRECT, TENSOR_USAGE } from '../../gpu/constants.js';
 import {
   bindChannelStats,
+  COUNTER_BYTES,
+  COUNTER_SLOTS,
   GENERAL_QUEUE_HEADER_WORDS,
   generalQueueBytes,
   FLAG_AFFINE,
@@ -13,8 +15,6 @@ import {
   PLANE_MEAN,
   planeStride,
 } from '../../gpu/contracts.js';
-import { FINALIZE_SHADER, NORMALIZE_SHADER } from '../../gpu/shaders.js';
-import { getKernel } from '../../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
@@ -27,6 +27,8 @@ import { encodeStatsPass } from './stats-pass.js';
 import { activationUniforms, epilogueConstants, type ResolvedEpilogue } from '../epilogue.js';
 import type { Geometry } from '../geometry.js';
 import { encodePreluSlope, preluFlags } from './gpu-prelu.js';
+import { FINALIZE } from './stages/finalize.js';
+import { NORMALIZE } from './stages/normalize.js';
 
 /** What one forward needs on the GPU; tensors are already validated by the caller. */
 export interface GpuForwardArgs {
@@ -91,7 +93,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     // Batch statistics (generalQueue exists exactly then): stats, finalize, its general path.
     const { partials, lanes } = encodeStatsPass(gpu, pass, g, x, width);
 
-    const finalize = getKernel(device, FINALIZE_SHADER, 'finalize_train');
+    const finalize = FINALIZE.kernel(device, 'finalize_train');
     const w = bindOptional(gpu, a.weight, 'weight');
     const b = bindOptional(gpu, a.bias, 'bias');
     const rm = bindOptional(gpu, a.updateRunning ? a.runningMean : null, 'runningMean');
@@ -106,7 +108,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
       channels: g.c,
       lanes,
       flags,
-      counterSlot: a.tracked % 2,
+      counterSlot: a.tracked % COUNTER_SLOTS,
       eps: a.eps,
       momentum: u.meanFactor ?? 0,
       varianceMomentum: u.varFactor ?? 0,
@@ -121,12 +123,12 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     const perChannel = { partials, weight: w.resource, bias: b.resource, runningMean: rm.resource, runningVar: rv.resource, channelStats };
     dispatchPerChannel(gpu, pass, finalize, g.c, finalizeValues, {
       ...perChannel,
-      counter: { buffer: a.counter, offset: 0, size: 16 },
+      counter: { buffer: a.counter, offset: 0, size: COUNTER_BYTES },
       generalQueue,
     });
 
     // Channels that are not finite or not ordinary in scale (usually none: zero workgroups).
-    const general = getKernel(device, FINALIZE_SHADER, 'finalize_general');
+    const general = FINALIZE.kernel(device, 'finalize_general');
     pass.setPipeline(general.pipeline);
     pass.setBindGroup(
       0,
@@ -151,7 +153,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   // The residual (a dummy without one) is walked like x, so its alignment picks the entry too.
   const residual = bindOptional(gpu, a.epilogue?.residual ?? null, 'residual');
   encodeElementwise(gpu, pass, g, {
-    shader: NORMALIZE_SHADER,
+    stage: NORMALIZE,
     entry: 'normalize',
     tensors: { x, y, residual },
     uniforms: {

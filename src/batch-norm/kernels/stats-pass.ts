@@ -1,11 +1,11 @@
-import { STATS_PARTIAL_BYTES } from '../../gpu/contracts.js';
-import { STATS_SHADER } from '../../gpu/shaders.js';
-import { getKernel } from '../../gpu/kernel-cache.js';
+import { STATS_BLOCK, STATS_PARTIAL_BYTES } from '../../gpu/contracts.js';
+import type { VectorWidth } from '../../gpu/stage.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import { bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
-import { reductionShape, STATS_BLOCK } from './dispatch-shape.js';
+import { reductionShape } from './dispatch-shape.js';
 import type { Geometry } from '../geometry.js';
+import { STATS } from './stages/stats.js';
 
 /** What the statistics dispatch leaves for the stage that merges its partials. */
 export interface StatsPartials {
@@ -20,10 +20,16 @@ export interface StatsPartials {
  * partials that finalize.wgsl (forward) or sync_moments (SyncBatchNorm) merge next. One split and
  * one set of uniforms for both, so a shard's partial is bit for bit the forward's.
  */
-export function encodeStatsPass(gpu: GpuRuntime, pass: GPUComputePassEncoder, g: Geometry, x: TensorBinding, width: number): StatsPartials {
+export function encodeStatsPass(
+  gpu: GpuRuntime,
+  pass: GPUComputePassEncoder,
+  g: Geometry,
+  x: TensorBinding,
+  width: VectorWidth,
+): StatsPartials {
   const device = gpu.device;
   const r = reductionShape(g, width, device.limits.maxComputeWorkgroupsPerDimension, gpu.contiguousAccess);
-  const stats = getKernel(device, STATS_SHADER, `stats_${g.order}${width}`, { BLOCK: STATS_BLOCK, ...r.constants });
+  const stats = STATS.variant(device, 'stats', g.order, width, { BLOCK: STATS_BLOCK, ...r.constants });
   const lanes = r.lanes;
   const shared = { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: x.base / width };
   const values: UniformValues =
