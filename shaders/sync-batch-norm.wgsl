@@ -74,6 +74,11 @@ struct SyncParams {
 @group(0) @binding(11) var<storage, read_write> gradBias: array<f32>;
 @group(0) @binding(12) var<storage, read> x: array<f32>;
 
+// Value i of x, for common/channel-scan.wgsl (SyncBatchNorm takes float32 tensors only).
+fn channel_value(i: u32) -> f32 {
+  return x[i];
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn sync_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                 @builtin(num_workgroups) nwg: vec3u) {

@@ -154,22 +154,25 @@ describe('WGSL sources', () => {
         [[2, 4, 3, 3], 'channels_last'],
         [[2, 3, 3, 3], 'channels_last'],
       ];
-      for (const [shape, layout] of shapes) {
-        const n = shape.reduce((a, b) => a * b, 1);
-        const x = ctx.tensor(
-          toLayout(
-            Array.from({ length: n }, (_, i) => Math.sin(i)),
+      // float16 storage takes the half entries: word walks for even rows, anyh for odd ones.
+      for (const dtype of ['float32', 'float16'] as const) {
+        for (const [shape, layout] of shapes) {
+          const n = shape.reduce((a, b) => a * b, 1);
+          const x = ctx.tensor(
+            toLayout(
+              Array.from({ length: n }, (_, i) => Math.sin(i)),
+              shape,
+              layout,
+            ),
             shape,
-            layout,
-          ),
-          shape,
-          { layout },
-        );
-        const bn = new BatchNorm2d(ctx, shape[1] ?? 0);
-        bn.forward(x).destroy();
-        bn.eval().forward(x).destroy();
-        bn.destroy();
-        x.destroy();
+            { layout, dtype },
+          );
+          const bn = new BatchNorm2d(ctx, shape[1] ?? 0);
+          bn.forward(x).destroy();
+          bn.eval().forward(x).destroy();
+          bn.destroy();
+          x.destroy();
+        }
       }
       const plain = new BatchNorm1d(ctx, 3, { affine: false, trackRunningStats: false });
       plain

@@ -16,6 +16,7 @@ import {
   ACTIVATION_TANH,
 } from '../gpu/contracts.js';
 import { Tensor } from '../tensor.js';
+import { checkFloat32, checkSameDType } from '../dtype.js';
 
 // Fused epilogues: y = act(bn(x) + residual), applied where BN writes each value, and
 // differentiated inside BN's own backward passes. The kernels' side is shaders/common/epilogue.wgsl,
@@ -215,6 +216,7 @@ function checkKeys(o: Record<string, unknown>, allowed: readonly string[], who: 
  */
 function checkPreluWeight(ctx: BatchNormContext, w: Tensor, channels: number, who: string): void {
   ctx.assertOwnTensor(w, 'epilogue.activation.weight');
+  checkFloat32(w, 'epilogue.activation.weight', who);
   if (w.shape.length !== 1 || (w.shape[0] !== channels && w.shape[0] !== 1)) {
     throw new ShapeError(`${who}: epilogue.activation prelu weight must have shape [${channels}] or [1], got [${w.shape.join(', ')}]`);
   }
@@ -245,6 +247,7 @@ export function checkEpilogue(ctx: BatchNormContext, spec: unknown, x: Tensor, w
   const residual = (o['residual'] ?? null) as Tensor | null;
   if (residual !== null) {
     ctx.assertOwnTensor(residual, 'epilogue.residual');
+    checkSameDType(residual, x, 'epilogue.residual', who);
     if (residual.shape.length !== x.shape.length || residual.shape.some((d, i) => d !== x.shape[i]) || residual.layout !== x.layout) {
       throw new ShapeError(
         `${who}: epilogue.residual must match the input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${residual.shape.join(', ')}] '${residual.layout}'`,

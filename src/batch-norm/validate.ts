@@ -3,10 +3,17 @@ import type { BatchNormContext } from '../context.js';
 import { ArgumentError, InsufficientValuesError, ShapeError } from '../errors.js';
 import { BUFFER_COPY_DST } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
+import { checkFloat32, checkSameDType } from '../dtype.js';
 import { BATCH_STATS_OUTPUT_KEYS, type BatchStatsOutputs } from './forward.js';
 import { geometryOf, type Geometry } from './geometry.js';
 
-/** Checks `x` is a live input of this context with one of `ranks` and `channels` channels. */
+export { checkFloat32, checkSameDType };
+
+/**
+ * Checks `x` is a live input of this context with one of `ranks` and `channels` channels, and a
+ * float32 one unless `dtypes` is `'any'` (the batch-norm modules and functions, which read
+ * float16 / bfloat16 activations; SyncBatchNorm and the ONNX operator stay float32).
+ */
 export function checkInput(
   ctx: BatchNormContext,
   x: Tensor,
@@ -14,8 +21,10 @@ export function checkInput(
   ranks: readonly number[] | null,
   channels: number | null,
   who: string,
+  dtypes: 'float32' | 'any' = 'float32',
 ): Geometry {
   ctx.assertOwnTensor(x, argument);
+  if (dtypes === 'float32') checkFloat32(x, argument, who);
   const rank = x.shape.length;
   if (ranks ? !ranks.includes(rank) : rank < 2) {
     const expected = ranks ? ranks.map((r) => `${r}-D`).join(' or ') : 'at least 2-D';
@@ -42,17 +51,19 @@ export function checkTrainingValues(g: Geometry, shape: readonly number[], who: 
   }
 }
 
-/** Checks a per-channel parameter tensor: this context, shape [C]. */
+/** Checks a per-channel parameter tensor: this context, shape [C], float32. */
 export function checkChannelTensor(ctx: BatchNormContext, t: Tensor, argument: string, channels: number, who: string): void {
   ctx.assertOwnTensor(t, argument);
+  checkFloat32(t, argument, who);
   if (t.shape.length !== 1 || t.shape[0] !== channels) {
     throw new ShapeError(`${who}: ${argument} must have shape [${channels}], got [${t.shape.join(', ')}]`);
   }
 }
 
-/** Checks an output tensor: same shape and layout as the input, and not the input itself. */
+/** Checks an output tensor: same shape, layout and dtype as the input, and not the input itself. */
 export function checkOutput(ctx: BatchNormContext, y: Tensor, x: Tensor, who: string): void {
   ctx.assertOwnTensor(y, 'output');
+  checkSameDType(y, x, 'output', who);
   if (y.shape.length !== x.shape.length || y.shape.some((d, i) => d !== x.shape[i]) || y.layout !== x.layout) {
     throw new ShapeError(
       `${who}: output must match the input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${y.shape.join(', ')}] '${y.layout}'`,

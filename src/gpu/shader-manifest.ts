@@ -7,13 +7,14 @@
  * sources and their reflected layouts (the `virtual:bn-shaders` module).
  */
 export const shaderManifest = {
-  stats: ['stats.wgsl', 'common/lane-columns.wgsl', 'common/non-finite.wgsl'],
+  stats: ['stats.wgsl', 'common/lane-columns.wgsl', 'common/non-finite.wgsl', 'common/half.wgsl'],
   finalize: [
     'finalize.wgsl',
     'common/channel-stats-write.wgsl',
     'common/non-finite.wgsl',
     'common/channel-scan.wgsl',
     'common/chan-merge.wgsl',
+    'common/half.wgsl',
   ],
   normalize: [
     'normalize.wgsl',
@@ -21,6 +22,7 @@ export const shaderManifest = {
     'common/channel-stats-write.wgsl',
     'common/non-finite.wgsl',
     'common/epilogue.wgsl',
+    'common/half.wgsl',
   ],
   'backward-reduce': [
     'backward-reduce.wgsl',
@@ -29,8 +31,9 @@ export const shaderManifest = {
     'common/channel-stats-write.wgsl',
     'common/non-finite.wgsl',
     'common/epilogue.wgsl',
+    'common/half.wgsl',
   ],
-  'backward-elementwise': ['backward-elementwise.wgsl', 'common/channel-stats-read.wgsl', 'common/epilogue.wgsl'],
+  'backward-elementwise': ['backward-elementwise.wgsl', 'common/channel-stats-read.wgsl', 'common/epilogue.wgsl', 'common/half.wgsl'],
   fold: ['fold.wgsl'],
   'sync-batch-norm': [
     'sync-batch-norm.wgsl',

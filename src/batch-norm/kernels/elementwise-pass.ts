@@ -1,11 +1,12 @@
 import { planeStride, WORKGROUP_SIZE } from '../../gpu/contracts.js';
+import type { HalfDType } from '../../dtype.js';
 import { getKernel, type OverrideConstants } from '../../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import type { ShaderSpec } from '../../gpu/shaders.js';
 import { bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
 import { grid } from '../../gpu/grid.js';
-import { elementwiseShape, vec4Aligned } from './dispatch-shape.js';
+import { elementwiseShape, halfFormat, halfWordShape, vec4Aligned } from './dispatch-shape.js';
 import type { Geometry } from '../geometry.js';
 
 /** One elementwise dispatch (normalize.wgsl, backward-elementwise.wgsl) over the rows × cols view of a tensor. */
@@ -27,6 +28,11 @@ export interface ElementwisePass {
   readonly constants?: OverrideConstants;
   /** Invocations the kernel needs even when the tensor is smaller (normalize records C channels in eval). Default: 0. */
   readonly minInvocations?: number;
+  /**
+   * The walked tensors hold float16 / bfloat16 values (common/half.wgsl): the `*2h` / `anyh`
+   * entries, each tensor bound as `${name}Half`, bases in u32 words. Default null (float32).
+   */
+  readonly half?: HalfDType | null;
 }
 
 /**
@@ -35,6 +41,10 @@ export interface ElementwisePass {
  * laneChannelStep, blocksPerRow, planeStride and each tensor's base) and dispatches.
  */
 export function encodeElementwise(gpu: GpuRuntime, pass: GPUComputePassEncoder, g: Geometry, p: ElementwisePass): void {
+  if (p.half) {
+    encodeHalfElementwise(gpu, pass, g, p, p.half);
+    return;
+  }
   const tensors = Object.entries(p.tensors);
   const vec4 = vec4Aligned(g, ...tensors.map(([, t]) => t.base));
   const width = vec4 ? 4 : 1;
@@ -62,3 +72,61 @@ export function encodeElementwise(gpu: GpuRuntime, pass: GPUComputePassEncoder, 
   const invocations = Math.max(shape.invocations, p.minInvocations ?? 0);
   pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP_SIZE), gpu.device.limits.maxComputeWorkgroupsPerDimension));
 }
+
+/**
+ * The half-precision form of {@link encodeElementwise}: one u32 word (two values) per step, so no
+ * two invocations write one word. Even rows (channels-first spatial, channels-last C) take the
+ * vec4 kernels' walks over words (`*_cf2h`, `*_cl2h`); odd ones the `*_anyh` entry.
+ */
+function encodeHalfElementwise(gpu: GpuRuntime, pass: GPUComputePassEncoder, g: Geometry, p: ElementwisePass, half: HalfDType): void {
+  const words = halfWordShape(g);
+  const constants = { ...p.constants, HALF_FORMAT: halfFormat(half) };
+  let entry: string;
+  let shape: {
+    rows: number;
+    cols: number;
+    lanes: number;
+    laneChannelStep: number;
+    blocksPerRow: number;
+    runLength: number;
+    invocations: number;
+  };
+  if (words) {
+    const s = elementwiseShape(g, 2, gpu.contiguousAccess);
+    Object.assign(constants, s.constants);
+    entry = `${p.entry}_${g.order}2h`;
+    shape = s;
+  } else {
+    const count = Math.ceil((g.n * g.c * g.s) / 2);
+    const lanes = Math.min(count, HALF_ANY_INVOCATIONS);
+    entry = `${p.entry}_anyh`;
+    shape = { rows: 0, cols: 0, lanes, laneChannelStep: 0, blocksPerRow: 0, runLength: 0, invocations: lanes };
+  }
+  const kernel = getKernel(gpu.device, p.shader, entry, constants);
+  const uniforms: Record<string, number> = {
+    ...p.uniforms,
+    rows: shape.rows,
+    cols: shape.cols,
+    lanes: shape.lanes,
+    channels: g.c,
+    laneChannelStep: shape.laneChannelStep,
+    planeStride: planeStride(g.c),
+    blocksPerRow: shape.blocksPerRow,
+    runLength: shape.runLength,
+    halfSpatial: g.order === 'cf' ? g.s : 1,
+    halfSize: g.n * g.c * g.s,
+  };
+  const resources: Record<string, GPUBufferBinding> = { ...p.resources };
+  for (const [name, t] of Object.entries(p.tensors)) {
+    uniforms[`${name}Base`] = t.base / 2;
+    resources[`${name}Half`] = t.resource;
+  }
+  resources['params'] = bindUniforms(gpu, kernel, uniforms);
+  pass.setPipeline(kernel.pipeline);
+  pass.setBindGroup(0, gpu.bindGroups.get(kernel, resources));
+  const invocations = Math.max(shape.invocations, p.minInvocations ?? 0);
+  pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP_SIZE), gpu.device.limits.maxComputeWorkgroupsPerDimension));
+}
+
+// Invocations of the any-shape half entries: a real GPU is saturated well before (dispatch-shape.ts).
+const HALF_ANY_INVOCATIONS = 65536;

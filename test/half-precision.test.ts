@@ -1,0 +1,217 @@
+/**
+ * float16 / bfloat16 storage (issue 14, part 1): tensors of either half dtype through the
+ * modules' forward (training and evaluation), backward and fused epilogue on both backends.
+ *
+ * Reference: a float64 computation on the half-rounded inputs, its results rounded once to the
+ * dtype (ties to even). torch 1.13 has no float16 batch norm on the CPU ("not implemented for
+ * 'Half'"), so that is the float16 reference; for bfloat16 torch's own CPU result is checked too
+ * (test/fixtures/half.json, from test/torch/generate_half_fixtures.py).
+ *
+ * Tolerances, per quantity: y, grad_input and grad_residual within 1 ulp of the dtype of the
+ * float64 reference (the GPU computes in float32, so a value within float32 rounding of a
+ * half-way point may round the other way; the CPU computes in float64); running statistics,
+ * grad_weight and grad_bias (float32 outputs) within float32 accumulation error of the float64
+ * reference.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ArgumentError, BatchNorm1d, BatchNorm2d, type BatchNormContext, type Layout, type Tensor } from '../src/index.js';
+import { bfloat16Bits, float16Bits, halfBits, halfValue, type HalfDType } from '../src/dtype.js';
+import { BACKENDS, caseCounter, contextFor, gaussian, rng, type Backend } from './helpers/backends.js';
+
+const count = caseCounter('half precision');
+const DTYPES: readonly HalfDType[] = ['float16', 'bfloat16'];
+
+/** Signed distance in units in the last place between two half bit patterns (±0 equal; NaN: Infinity unless both NaN). */
+function ulps(dtype: HalfDType, a: number, b: number): number {
+  const va = halfValue(dtype, a);
+  const vb = halfValue(dtype, b);
+  if (Number.isNaN(va) || Number.isNaN(vb)) return Number.isNaN(va) && Number.isNaN(vb) ? 0 : Infinity;
+  const ord = (bits: number): number => (bits & 0x8000 ? -(bits & 0x7fff) : bits);
+  return Math.abs(ord(a) - ord(b));
+}
+
+/** Largest ulp distance between two arrays of bit patterns, with the first index where it occurs. */
+function maxUlps(dtype: HalfDType, actual: Uint16Array, expected: ArrayLike<number>): { ulps: number; at: number } {
+  let worst = 0;
+  let at = -1;
+  for (let i = 0; i < expected.length; i++) {
+    const d = ulps(dtype, actual[i] as number, expected[i] as number);
+    if (d > worst) {
+      worst = d;
+      at = i;
+    }
+  }
+  return { ulps: worst, at };
+}
+
+interface Shape {
+  readonly shape: number[];
+  readonly layout: Layout;
+  /** What it exercises on WebGPU. */
+  readonly what: string;
+}
+
+const SHAPES: readonly Shape[] = [
+  { shape: [3, 4, 6], layout: 'channels_first', what: 'even spatial (cf2h)' },
+  { shape: [4, 3, 5], layout: 'channels_first', what: 'odd spatial, odd size (anyh)' },
+  { shape: [3, 6, 2, 2], layout: 'channels_last', what: 'even C (cl2h)' },
+  { shape: [3, 5, 3], layout: 'channels_last', what: 'odd C, odd size (anyh)' },
+  { shape: [7, 3], layout: 'channels_first', what: '(N, C), odd size' },
+];
+
+function sizeOf(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Channel of memory index j. */
+function channelAt(shape: readonly number[], layout: Layout, j: number): number {
+  const c = shape[1] as number;
+  const s = sizeOf(shape.slice(2));
+  return layout === 'channels_last' || s === 1 ? j % c : Math.floor(j / s) % c;
+}
+
+/** Random values in memory order rounded to `dtype`, as bit patterns. */
+function halfData(dtype: HalfDType, n: number, seed: number, offset = 2, scale = 3): Uint16Array {
+  const next = rng(seed);
+  return Uint16Array.from({ length: n }, () => halfBits(dtype, offset + scale * gaussian(next)));
+}
+
+function values(dtype: HalfDType, bits: ArrayLike<number>): Float64Array {
+  return Float64Array.from({ length: bits.length }, (_, i) => halfValue(dtype, bits[i] as number));
+}
+
+/** Per-channel float64 mean and biased variance of memory-order values. */
+function stats(x: Float64Array, shape: readonly number[], layout: Layout): { mean: Float64Array; variance: Float64Array; m: number } {
+  const c = shape[1] as number;
+  const sum = new Float64Array(c);
+  const cnt = new Float64Array(c);
+  for (let j = 0; j < x.length; j++) {
+    const ch = channelAt(shape, layout, j);
+    sum[ch] = (sum[ch] as number) + (x[j] as number);
+    cnt[ch] = (cnt[ch] as number) + 1;
+  }
+  const mean = sum.map((v, ch) => v / (cnt[ch] as number));
+  const sq = new Float64Array(c);
+  for (let j = 0; j < x.length; j++) {
+    const ch = channelAt(shape, layout, j);
+    sq[ch] = (sq[ch] as number) + ((x[j] as number) - (mean[ch] as number)) ** 2;
+  }
+  return { mean, variance: sq.map((v, ch) => v / (cnt[ch] as number)), m: cnt[0] as number };
+}
+
+const EPS = 1e-5;
+const WEIGHT = [1.5, -0.75, 2, 0.5, 1.25, -1];
+const BIAS = [0.25, -1, 0.5, 2, -0.125, 0];
+
+async function setParams(bn: BatchNorm1d | BatchNorm2d, c: number): Promise<void> {
+  bn.weight?.write(WEIGHT.slice(0, c));
+  bn.bias?.write(BIAS.slice(0, c));
+}
+
+function moduleFor(ctx: BatchNormContext, shape: readonly number[]): BatchNorm1d | BatchNorm2d {
+  const c = shape[1] as number;
+  return shape.length === 4 ? new BatchNorm2d(ctx, c) : new BatchNorm1d(ctx, c);
+}
+
+function expectRelClose(what: string, actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number): void {
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i] as number;
+    const e = expected[i] as number;
+    expect(Math.abs(a - e), `${what}[${i}]: ${a} vs ${e}`).toBeLessThanOrEqual(atol + rtol * Math.abs(e));
+  }
+}
+
+describe.each(BACKENDS)('half-precision tensors on %s', (backend: Backend) => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor(backend);
+  });
+  afterAll(() => ctx.destroy());
+
+  it.each(DTYPES)(
+    'ctx.tensor(%s): numbers round to nearest even, Uint16Array is bits, read() widens, readBits() is the storage',
+    async (dtype) => {
+      count(backend);
+      // 1 + 2^-11 is half-way between two float16s (ties to even: 1); 65520 overflows float16 to Inf.
+      const numbers = [1 + 2 ** -11, 1 + 3 * 2 ** -11, -2.5, 65520, 1e-8, Number.NaN, 0.1];
+      const t = ctx.tensor(numbers, [numbers.length], { dtype });
+      expect(t.dtype).toBe(dtype);
+      const bits = await t.readBits();
+      const round = dtype === 'float16' ? float16Bits : bfloat16Bits;
+      expect(Array.from(bits)).toEqual(numbers.map(round));
+      const read = await t.read();
+      expect(read).toBeInstanceOf(Float32Array);
+      expect(Array.from(read)).toEqual(Array.from(bits, (b) => halfValue(dtype, b)));
+      const raw = ctx.tensor(bits, [bits.length], { dtype });
+      expect(Array.from(await raw.readBits())).toEqual(Array.from(bits));
+      raw.write(Uint16Array.from([1, 2, 3, 4, 5, 6, 7]));
+      expect(Array.from(await raw.readBits())).toEqual([1, 2, 3, 4, 5, 6, 7]);
+      const copy = ctx.tensor(new Uint16Array(7), [7], { dtype });
+      copy.writeFrom(t);
+      expect(Array.from(await copy.readBits())).toEqual(Array.from(bits));
+      expect(() => copy.writeFrom(ctx.tensor(new Float32Array(7), [7]))).toThrow(ArgumentError);
+      await expect(ctx.tensor([1, 2], [2]).readBits()).rejects.toThrow(ArgumentError);
+      expect(() => ctx.tensor([1], [1], { dtype: 'float8' as unknown as HalfDType })).toThrow(ArgumentError);
+      for (const x of [t, raw, copy]) x.destroy();
+    },
+  );
+
+  for (const dtype of DTYPES) {
+    it.each(SHAPES)(`${dtype} forward, training then eval: %s`, async ({ shape, layout }) => {
+      count(backend);
+      const n = sizeOf(shape);
+      const c = shape[1] as number;
+      const bits = halfData(dtype, n, 11 + n);
+      const x = ctx.tensor(bits, shape, { dtype, layout });
+      const bn = moduleFor(ctx, shape);
+      await setParams(bn, c);
+      const y = bn.forward(x);
+      expect(y.dtype).toBe(dtype);
+      expect(y.layout).toBe(layout);
+      const xv = values(dtype, bits);
+      const st = stats(xv, shape, layout);
+      const expected = Array.from(xv, (v, j) => {
+        const ch = channelAt(shape, layout, j);
+        return halfBits(
+          dtype,
+          ((v - (st.mean[ch] as number)) / Math.sqrt((st.variance[ch] as number) + EPS)) * (WEIGHT[ch] as number) + (BIAS[ch] as number),
+        );
+      });
+      const got = await y.readBits();
+      const worst = maxUlps(dtype, got, expected);
+      expect(worst.ulps, `train y worst at ${worst.at}`).toBeLessThanOrEqual(1);
+      // Running statistics stay float32, from the float64 statistics of the half inputs.
+      const unbias = st.m / (st.m - 1);
+      expectRelClose(
+        'running_mean',
+        await (bn.runningMean as Tensor).read(),
+        Array.from(st.mean, (m) => 0.1 * m),
+        1e-5,
+        1e-6,
+      );
+      const rv = Array.from(st.variance, (v) => 0.9 + 0.1 * v * unbias);
+      expectRelClose('running_var', await (bn.runningVar as Tensor).read(), rv, 1e-5, 1e-6);
+
+      bn.eval();
+      const y2 = bn.forward(x);
+      const rm = Array.from(st.mean, (m) => Math.fround(0.1 * m));
+      const rvf = rv.map((v) => Math.fround(v));
+      const rmGot = await (bn.runningMean as Tensor).read();
+      const rvGot = await (bn.runningVar as Tensor).read();
+      const evalExpected = Array.from(xv, (v, j) => {
+        const ch = channelAt(shape, layout, j);
+        // From the module's own float32 running statistics (as torch's eval uses them).
+        return halfBits(
+          dtype,
+          ((v - (rmGot[ch] as number)) / Math.sqrt((rvGot[ch] as number) + EPS)) * (WEIGHT[ch] as number) + (BIAS[ch] as number),
+        );
+      });
+      expectRelClose('running_mean (float32)', rmGot, rm, 1e-5, 1e-6);
+      expectRelClose('running_var (float32)', rvGot, rvf, 1e-5, 1e-6);
+      const worstEval = maxUlps(dtype, await y2.readBits(), evalExpected);
+      expect(worstEval.ulps, `eval y worst at ${worstEval.at}`).toBeLessThanOrEqual(1);
+      for (const t of [x, y, y2]) t.destroy();
+      bn.destroy();
+    });
+  }
+});
