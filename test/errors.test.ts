@@ -348,7 +348,7 @@ describe.each(BACKENDS)('errors on %s', (backend) => {
       const buffer = device.createBuffer({ size: 64, usage: GPUBufferUsage.STORAGE });
       await expectNoWork(
         () => ctx.tensorFromBuffer(buffer, [3], loose({ offset: 0 })),
-        unknown('offset', ['layout', 'label', 'byteOffset']),
+        unknown('offset', ['layout', 'label', 'byteOffset', 'dtype']),
       );
       await expectNoWork(
         () => encodeFoldBatchNorm(encoder, bn, { weight: w }, { weight: y, bias: c3 }, loose({ layuot: 'channels_last' })),
