@@ -215,3 +215,148 @@ describe.each(BACKENDS)('half-precision tensors on %s', (backend: Backend) => {
     });
   }
 });
+
+/** Spacing of `dtype` numbers at |v| (above its rounded value: an upper bound of the rounding step). */
+function spacing(dtype: HalfDType, v: number): number {
+  const b = halfBits(dtype, Math.abs(v)) & 0x7fff;
+  const above = halfValue(dtype, b + 1);
+  return Number.isFinite(above) ? above - halfValue(dtype, b) : halfValue(dtype, b) - halfValue(dtype, b - 1);
+}
+
+/**
+ * Every stored value within half a step of the float64 reference plus `computeErr[j]` (the
+ * float32 arithmetic's error bound on WebGPU; 0 on the CPU, whose float64 rounding is invisible
+ * here): the result of rounding, once, a value that close to the reference.
+ */
+function expectHalfClose(
+  what: string,
+  dtype: HalfDType,
+  got: Uint16Array,
+  ref: ArrayLike<number>,
+  computeErr: (j: number) => number,
+): void {
+  for (let j = 0; j < ref.length; j++) {
+    const r = ref[j] as number;
+    const v = halfValue(dtype, got[j] as number);
+    const tol = spacing(dtype, r) / 2 + computeErr(j);
+    expect(Math.abs(v - r), `${what}[${j}]: ${v} vs ${r} (tol ${tol})`).toBeLessThanOrEqual(tol);
+  }
+}
+
+const F32_EPS = 2 ** -24;
+
+interface BackwardReference {
+  readonly dx: Float64Array;
+  readonly gradWeight: Float64Array;
+  readonly gradBias: Float64Array;
+  /** Per element: the magnitude the float32 arithmetic of dx works at. */
+  readonly dxScale: Float64Array;
+}
+
+/** torch's batch_norm_backward in float64 on the dtype's values of x and d (= dL/dt). */
+function backwardReference(
+  x: Float64Array,
+  d: ArrayLike<number>,
+  shape: readonly number[],
+  layout: Layout,
+  mean: Float64Array,
+  invstd: Float64Array,
+  training: boolean,
+): BackwardReference {
+  const c = shape[1] as number;
+  const sumDy = new Float64Array(c);
+  const sumDyXmu = new Float64Array(c);
+  for (let j = 0; j < x.length; j++) {
+    const ch = channelAt(shape, layout, j);
+    sumDy[ch] = (sumDy[ch] as number) + (d[j] as number);
+    sumDyXmu[ch] = (sumDyXmu[ch] as number) + (d[j] as number) * ((x[j] as number) - (mean[ch] as number));
+  }
+  const m = x.length / c;
+  const dx = new Float64Array(x.length);
+  const dxScale = new Float64Array(x.length);
+  for (let j = 0; j < x.length; j++) {
+    const ch = channelAt(shape, layout, j);
+    const inv = invstd[ch] as number;
+    const a = inv * (WEIGHT[ch] as number);
+    const dj = d[j] as number;
+    if (!training) {
+      dx[j] = dj * a;
+      dxScale[j] = Math.abs(dj * a);
+      continue;
+    }
+    const xmu = (x[j] as number) - (mean[ch] as number);
+    const proj = ((sumDyXmu[ch] as number) / m) * inv * inv;
+    dx[j] = (dj - (sumDy[ch] as number) / m - xmu * proj) * a;
+    dxScale[j] = (Math.abs(dj) + Math.abs((sumDy[ch] as number) / m) + Math.abs(xmu * proj)) * Math.abs(a);
+  }
+  return { dx, gradWeight: sumDyXmu.map((v, ch) => v * (invstd[ch] as number)), gradBias: sumDy, dxScale };
+}
+
+describe.each(BACKENDS)('half-precision backward on %s', (backend: Backend) => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor(backend);
+  });
+  afterAll(() => ctx.destroy());
+  // WebGPU computes in float32: a few roundings of the largest term; the CPU in float64.
+  const computeErr = (scale: number): number => (backend === 'webgpu' ? 16 * F32_EPS * scale : 0);
+
+  for (const dtype of DTYPES) {
+    for (const training of [true, false]) {
+      it.each(SHAPES)(`${dtype} ${training ? 'training' : 'eval'} backward: %s`, async ({ shape, layout }) => {
+        count(backend);
+        const n = sizeOf(shape);
+        const c = shape[1] as number;
+        const xBits = halfData(dtype, n, 101 + n);
+        const dyBits = halfData(dtype, n, 202 + n, 0, 1);
+        const x = ctx.tensor(xBits, shape, { dtype, layout });
+        const dy = ctx.tensor(dyBits, shape, { dtype, layout });
+        const bn = moduleFor(ctx, shape);
+        await setParams(bn, c);
+        if (!training) {
+          bn.runningMean?.write(Array.from({ length: c }, (_, i) => 0.5 * i - 1));
+          bn.runningVar?.write(Array.from({ length: c }, (_, i) => 0.75 + i));
+          bn.eval();
+        }
+        const y = bn.forward(x);
+        const { gradInput, gradWeight, gradBias } = bn.backward(dy);
+        expect(gradInput?.dtype).toBe(dtype);
+        expect(gradWeight?.dtype).toBe('float32');
+        const xv = values(dtype, xBits);
+        const dyv = values(dtype, dyBits);
+        let mean: Float64Array;
+        let invstd: Float64Array;
+        if (training) {
+          const st = stats(xv, shape, layout);
+          mean = st.mean;
+          invstd = st.variance.map((v) => 1 / Math.sqrt(v + EPS));
+        } else {
+          mean = Float64Array.from(await (bn.runningMean as Tensor).read());
+          invstd = Float64Array.from(await (bn.runningVar as Tensor).read(), (v) => 1 / Math.sqrt(v + EPS));
+        }
+        const ref = backwardReference(xv, dyv, shape, layout, mean, invstd, training);
+        expectHalfClose('grad_input', dtype, await (gradInput as Tensor).readBits(), ref.dx, (j) => computeErr(ref.dxScale[j] as number));
+        const sumAbs = (ch: number, f: (j: number) => number): number => {
+          let s = 0;
+          for (let j = 0; j < n; j++) if (channelAt(shape, layout, j) === ch) s += Math.abs(f(j));
+          return s;
+        };
+        const gw = await (gradWeight as Tensor).read();
+        const gb = await (gradBias as Tensor).read();
+        for (let ch = 0; ch < c; ch++) {
+          // float32 accumulation over the channel's values: a few ε of Σ|terms|.
+          const wScale = sumAbs(ch, (j) => (dyv[j] as number) * ((xv[j] as number) - (mean[ch] as number)) * (invstd[ch] as number));
+          const bScale = sumAbs(ch, (j) => dyv[j] as number);
+          expect(Math.abs((gw[ch] as number) - (ref.gradWeight[ch] as number)), `grad_weight[${ch}]`).toBeLessThanOrEqual(
+            64 * F32_EPS * wScale,
+          );
+          expect(Math.abs((gb[ch] as number) - (ref.gradBias[ch] as number)), `grad_bias[${ch}]`).toBeLessThanOrEqual(
+            64 * F32_EPS * bScale,
+          );
+        }
+        for (const t of [x, dy, y, gradInput, gradWeight, gradBias]) t?.destroy();
+        bn.destroy();
+      });
+    }
+  }
+});
