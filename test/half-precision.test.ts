@@ -360,3 +360,156 @@ describe.each(BACKENDS)('half-precision backward on %s', (backend: Backend) => {
     }
   }
 });
+
+type HalfActivation = 'relu' | 'silu' | 'prelu';
+const SLOPES = [0.25, -0.5, 0.1, 0.75, 0.3, 0.05];
+
+function activate(a: HalfActivation, t: number, slope: number): number {
+  if (a === 'relu') return Math.max(t, 0);
+  if (a === 'silu') return t / (1 + Math.exp(-t));
+  return t > 0 ? t : slope * t;
+}
+
+/** dL/dt from dL/dy = g: relu masks with the stored (half) output y, as torch's threshold_backward. */
+function activationGrad(a: HalfActivation, g: number, t: number, y: number, slope: number): number {
+  if (a === 'relu') return y > 0 ? g : 0;
+  if (a === 'silu') {
+    const s = 1 / (1 + Math.exp(-t));
+    return g * s * (1 + t * (1 - s));
+  }
+  return t > 0 ? g : slope * g;
+}
+
+describe.each(BACKENDS)('half-precision fused epilogue on %s', (backend: Backend) => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor(backend);
+  });
+  afterAll(() => ctx.destroy());
+  // float32 arithmetic with WGSL's exp (3 + 2|x| ulp) on WebGPU; float64 on the CPU.
+  const computeErr = (scale: number): number => (backend === 'webgpu' ? 32 * F32_EPS * scale : 0);
+  const shapes = [SHAPES[1], SHAPES[2], SHAPES[3]] as Shape[];
+
+  for (const dtype of DTYPES) {
+    for (const activation of ['relu', 'silu', 'prelu'] as const) {
+      it.each(shapes)(`${dtype} ${activation}(bn(x) + residual), forward and backward: %s`, async ({ shape, layout }) => {
+        count(backend);
+        const n = sizeOf(shape);
+        const c = shape[1] as number;
+        const xBits = halfData(dtype, n, 301 + n);
+        const zBits = halfData(dtype, n, 302 + n, 0, 1);
+        const dyBits = halfData(dtype, n, 303 + n, 0, 1);
+        const x = ctx.tensor(xBits, shape, { dtype, layout });
+        const z = ctx.tensor(zBits, shape, { dtype, layout });
+        const dy = ctx.tensor(dyBits, shape, { dtype, layout });
+        const slopes = ctx.tensor(SLOPES.slice(0, c), [c]);
+        const bn = moduleFor(ctx, shape);
+        await setParams(bn, c);
+        const act = activation === 'prelu' ? { kind: 'prelu' as const, weight: slopes } : activation;
+        const y = bn.forward(x, { epilogue: { activation: act, residual: z } });
+        const g = bn.backward(dy);
+        expect(y.dtype).toBe(dtype);
+        expect(g.gradResidual?.dtype).toBe(dtype);
+
+        const xv = values(dtype, xBits);
+        const zv = values(dtype, zBits);
+        const dyv = values(dtype, dyBits);
+        const st = stats(xv, shape, layout);
+        const invstd = st.variance.map((v) => 1 / Math.sqrt(v + EPS));
+        const t = Array.from(xv, (v, j) => {
+          const ch = channelAt(shape, layout, j);
+          return (v - (st.mean[ch] as number)) * (invstd[ch] as number) * (WEIGHT[ch] as number) + (BIAS[ch] as number) + (zv[j] as number);
+        });
+        const slopeOf = (j: number): number => SLOPES[channelAt(shape, layout, j)] as number;
+        const yRef = t.map((tj, j) => activate(activation, tj, slopeOf(j)));
+        const yBits = await y.readBits();
+        const tScale = (j: number): number => 1 + Math.abs(t[j] as number) + Math.abs(zv[j] as number);
+        expectHalfClose('y', dtype, yBits, yRef, (j) => computeErr(tScale(j)));
+
+        // Backward: dL/dt (relu masked by the stored output), which is also the residual's gradient.
+        const yStored = values(dtype, yBits);
+        const d = t.map((tj, j) => activationGrad(activation, dyv[j] as number, tj, yStored[j] as number, slopeOf(j)));
+        // A value within float32 error of relu's threshold can take either side: the mask uses the stored y.
+        expectHalfClose('grad_residual', dtype, await (g.gradResidual as Tensor).readBits(), d, (j) =>
+          computeErr(tScale(j) * (1 + Math.abs(dyv[j] as number))),
+        );
+        const ref = backwardReference(xv, d, shape, layout, st.mean, invstd, true);
+        expectHalfClose('grad_input', dtype, await (g.gradInput as Tensor).readBits(), ref.dx, (j) =>
+          computeErr(4 * (ref.dxScale[j] as number) + tScale(j)),
+        );
+        const gb = await (g.gradBias as Tensor).read();
+        for (let ch = 0; ch < c; ch++) {
+          let scale = 0;
+          for (let j = 0; j < n; j++)
+            if (channelAt(shape, layout, j) === ch) scale += Math.abs(d[j] as number) + Math.abs(dyv[j] as number);
+          expect(Math.abs((gb[ch] as number) - (ref.gradBias[ch] as number)), `grad_bias[${ch}]`).toBeLessThanOrEqual(
+            64 * F32_EPS * scale + computeErr(scale),
+          );
+        }
+        if (activation === 'prelu') {
+          const gp = await (g.gradPreluWeight as Tensor).read();
+          for (let ch = 0; ch < c; ch++) {
+            let sum = 0;
+            let scale = 0;
+            for (let j = 0; j < n; j++) {
+              if (channelAt(shape, layout, j) !== ch || (t[j] as number) > 0) continue;
+              sum += (dyv[j] as number) * (t[j] as number);
+              scale += Math.abs((dyv[j] as number) * (t[j] as number));
+            }
+            expect(Math.abs((gp[ch] as number) - sum), `grad_prelu_weight[${ch}]`).toBeLessThanOrEqual(64 * F32_EPS * scale + 1e-6);
+          }
+        }
+        for (const tt of [x, z, dy, slopes, y, g.gradInput, g.gradWeight, g.gradBias, g.gradResidual, g.gradPreluWeight]) tt?.destroy();
+        bn.destroy();
+      });
+    }
+  }
+});
+
+describe('half-precision special values: WebGPU (finalize rescan over half x) matches the CPU oracle', () => {
+  let gpu: BatchNormContext;
+  let cpu: BatchNormContext;
+  beforeAll(async () => {
+    gpu = await contextFor('webgpu');
+    cpu = await contextFor('cpu');
+  });
+  afterAll(() => {
+    gpu.destroy();
+    cpu.destroy();
+  });
+
+  it.each(DTYPES)('%s: NaN, ±Inf and (bfloat16) values past float32 sums', async (dtype) => {
+    count('webgpu');
+    count('cpu');
+    const shape = [4, 4, 3];
+    const n = sizeOf(shape);
+    const bits = halfData(dtype, n, 7);
+    const at = (nn: number, c: number, k: number): number => (nn * 4 + c) * 3 + k;
+    bits[at(1, 0, 2)] = halfBits(dtype, Number.NaN);
+    bits[at(2, 1, 0)] = halfBits(dtype, Number.POSITIVE_INFINITY);
+    bits[at(0, 2, 1)] = halfBits(dtype, Number.POSITIVE_INFINITY);
+    bits[at(3, 2, 1)] = halfBits(dtype, Number.NEGATIVE_INFINITY);
+    // bfloat16 reaches float32's range: squares of 1e30 overflow float32 sums (the scaled rescan).
+    if (dtype === 'bfloat16') for (let k = 0; k < 3; k++) bits[at(k, 3, k)] = halfBits(dtype, (k % 2 ? -1 : 1) * 1e30 * (k + 1));
+    const run = async (ctx: BatchNormContext): Promise<[Uint16Array, Float32Array, Float32Array]> => {
+      const bn = new BatchNorm1d(ctx, 4);
+      const y = bn.forward(ctx.tensor(bits, shape, { dtype }));
+      return [await y.readBits(), await (bn.runningMean as Tensor).read(), await (bn.runningVar as Tensor).read()];
+    };
+    const [yg, mg, vg] = await run(gpu);
+    const [yc, mc, vc] = await run(cpu);
+    // Non-finite statistics exactly as the CPU's (torch's: NaN, or ±Inf means), finite ones float32-close.
+    const finite = (a: Float32Array): string[] => Array.from(a, (v) => (Number.isFinite(v) ? 'finite' : String(v)));
+    expect(finite(mg)).toEqual(finite(mc));
+    expect(finite(vg)).toEqual(finite(vc));
+    const keep = (a: Float32Array): number[] => Array.from(a, (v) => (Number.isFinite(v) ? v : 0));
+    expectRelClose('running_mean', keep(mg), keep(mc), 1e-5, 0);
+    expectRelClose('running_var', keep(vg), keep(vc), 1e-5, 0);
+    expect(maxUlps(dtype, yg, yc).ulps).toBeLessThanOrEqual(1);
+    // The NaN channel normalizes to NaN everywhere; +Inf and −Inf together make channel 2 NaN too.
+    for (let j = 0; j < n; j++) {
+      const ch = Math.floor(j / 3) % 4;
+      if (ch <= 2) expect(Number.isNaN(halfValue(dtype, yc[j] as number)), `y[${j}]`).toBe(true);
+    }
+  });
+});
