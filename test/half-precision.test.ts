@@ -13,6 +13,7 @@
  * grad_weight and grad_bias (float32 outputs) within float32 accumulation error of the float64
  * reference.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError, BatchNorm1d, BatchNorm2d, type BatchNormContext, type Layout, type Tensor } from '../src/index.js';
 import { bfloat16Bits, float16Bits, halfBits, halfValue, type HalfDType } from '../src/dtype.js';
@@ -262,6 +263,7 @@ function backwardReference(
   mean: Float64Array,
   invstd: Float64Array,
   training: boolean,
+  weights: readonly number[] = WEIGHT,
 ): BackwardReference {
   const c = shape[1] as number;
   const sumDy = new Float64Array(c);
@@ -277,7 +279,7 @@ function backwardReference(
   for (let j = 0; j < x.length; j++) {
     const ch = channelAt(shape, layout, j);
     const inv = invstd[ch] as number;
-    const a = inv * (WEIGHT[ch] as number);
+    const a = inv * (weights[ch] as number);
     const dj = d[j] as number;
     if (!training) {
       dx[j] = dj * a;
@@ -511,5 +513,113 @@ describe('half-precision special values: WebGPU (finalize rescan over half x) ma
       const ch = Math.floor(j / 3) % 4;
       if (ch <= 2) expect(Number.isNaN(halfValue(dtype, yc[j] as number)), `y[${j}]`).toBe(true);
     }
+  });
+});
+
+interface HalfFixture {
+  readonly name: string;
+  readonly dtype: HalfDType;
+  readonly reference: string;
+  readonly shape: number[];
+  readonly eps: number;
+  readonly momentum: number;
+  readonly weight: number[];
+  readonly bias: number[];
+  readonly input: number[];
+  readonly grad_output: number[];
+  readonly output: number[];
+  readonly running_mean: number[];
+  readonly running_var: number[];
+  readonly eval_output: number[];
+  readonly grad_input: number[];
+  readonly grad_weight: number[];
+  readonly grad_bias: number[];
+}
+
+const HALF_FIXTURES = (JSON.parse(readFileSync(new URL('./fixtures/half.json', import.meta.url), 'utf8')) as { cases: HalfFixture[] })
+  .cases;
+
+/** Logical-order values → memory order of `layout` (a permutation, so bit patterns survive). */
+function permute(logical: readonly number[], shape: readonly number[], layout: Layout, toMemory: boolean): number[] {
+  if (layout === 'channels_first' || shape.length < 3) return [...logical];
+  const n = shape[0] as number;
+  const c = shape[1] as number;
+  const s = logical.length / (n * c);
+  const out = new Array<number>(logical.length);
+  for (let i = 0; i < n; i++)
+    for (let ch = 0; ch < c; ch++)
+      for (let k = 0; k < s; k++) {
+        const l = (i * c + ch) * s + k;
+        const m = (i * s + k) * c + ch;
+        if (toMemory) out[m] = logical[l] as number;
+        else out[l] = logical[m] as number;
+      }
+  return out;
+}
+
+describe.each(BACKENDS)('half precision against PyTorch (test/fixtures/half.json) on %s', (backend: Backend) => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor(backend);
+  });
+  afterAll(() => ctx.destroy());
+
+  const cases = HALF_FIXTURES.flatMap((f) =>
+    (f.shape.length >= 3 ? (['channels_first', 'channels_last'] as const) : (['channels_first'] as const)).map((layout) => ({ f, layout })),
+  );
+  it.each(cases)('$f.name ($layout)', async ({ f, layout }) => {
+    count(backend);
+    const { dtype, shape } = f;
+    const c = shape[1] as number;
+    const mem = (a: readonly number[]): Uint16Array => Uint16Array.from(permute(a, shape, layout, true));
+    const logical = (a: Uint16Array): number[] => permute(Array.from(a), shape, layout, false);
+    const bn = moduleFor(ctx, shape);
+    bn.weight?.write(f.weight);
+    bn.bias?.write(f.bias);
+    const x = ctx.tensor(mem(f.input), shape, { dtype, layout });
+    const dy = ctx.tensor(mem(f.grad_output), shape, { dtype, layout });
+    const y = bn.forward(x);
+    const g = bn.backward(dy);
+    const yBits = Uint16Array.from(logical(await y.readBits()));
+    const worst = maxUlps(dtype, yBits, f.output);
+    expect(worst.ulps, `y vs torch (${f.reference}), worst at ${worst.at}`).toBeLessThanOrEqual(1);
+    expectRelClose('running_mean', await (bn.runningMean as Tensor).read(), f.running_mean, 1e-5, 1e-6);
+    expectRelClose('running_var', await (bn.runningVar as Tensor).read(), f.running_var, 1e-5, 1e-6);
+
+    // grad_input: within one step of torch's, plus float32 arithmetic on both sides (torch's
+    // bfloat16 path computes in float32 too); the scale from a float64 reference.
+    const xv = values(dtype, f.input);
+    const dyv = values(dtype, f.grad_output);
+    const st = stats(xv, shape, 'channels_first');
+    const invstd = st.variance.map((v) => 1 / Math.sqrt(v + f.eps));
+    const ref = backwardReference(xv, dyv, shape, 'channels_first', st.mean, invstd, true, f.weight);
+    const scale = (j: number): number => ref.dxScale[j] as number;
+    const gi = Uint16Array.from(logical(await (g.gradInput as Tensor).readBits()));
+    for (let j = 0; j < gi.length; j++) {
+      const torchValue = halfValue(dtype, f.grad_input[j] as number);
+      const v = halfValue(dtype, gi[j] as number);
+      const tol = spacing(dtype, torchValue) + 64 * F32_EPS * scale(j);
+      expect(Math.abs(v - torchValue), `grad_input[${j}] ${v} vs torch ${torchValue}`).toBeLessThanOrEqual(tol);
+    }
+    const gw = await (g.gradWeight as Tensor).read();
+    const gb = await (g.gradBias as Tensor).read();
+    for (let ch = 0; ch < c; ch++) {
+      let ws = 0;
+      let bs = 0;
+      for (let j = 0; j < xv.length; j++) {
+        if (channelAt(shape, 'channels_first', j) !== ch) continue;
+        ws += Math.abs((dyv[j] as number) * ((xv[j] as number) - (st.mean[ch] as number)) * (invstd[ch] as number));
+        bs += Math.abs(dyv[j] as number);
+      }
+      expect(Math.abs((gw[ch] as number) - (f.grad_weight[ch] as number)), `grad_weight[${ch}]`).toBeLessThanOrEqual(128 * F32_EPS * ws);
+      expect(Math.abs((gb[ch] as number) - (f.grad_bias[ch] as number)), `grad_bias[${ch}]`).toBeLessThanOrEqual(128 * F32_EPS * bs);
+    }
+
+    bn.eval();
+    const ye = bn.forward(x);
+    const worstEval = maxUlps(dtype, Uint16Array.from(logical(await ye.readBits())), f.eval_output);
+    expect(worstEval.ulps, `eval y vs torch, worst at ${worstEval.at}`).toBeLessThanOrEqual(1);
+    for (const t of [x, dy, y, ye, g.gradInput, g.gradWeight, g.gradBias]) t?.destroy();
+    bn.destroy();
   });
 });
