@@ -13,6 +13,7 @@ declare module 'virtual:bn-shaders' {
   export const stats: Shader;
   export const finalize: Shader;
   export const normalize: Shader;
+  export const normalizeF16: Shader;
   export const backwardReduce: Shader;
   export const backwardElementwise: Shader;
   export const fold: Shader;

@@ -14,7 +14,12 @@
  * reference.
  */
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
+import { optionalFeatures, SHADER_F16, useNativeF16 } from '../src/gpu/features.js';
+import { reflectShader } from '../src/gpu/reflect.js';
+import { shaderSources, shaderSpecs } from '../src/gpu/shader-sources.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { BindGroupCache } from '../src/gpu/object-caches.js';
 import { ArgumentError, BatchNorm1d, BatchNorm2d, type BatchNormContext, type Layout, type Tensor } from '../src/index.js';
 import { bfloat16Bits, float16Bits, halfBits, halfValue, type HalfDType } from '../src/dtype.js';
 import { BACKENDS, caseCounter, contextFor, gaussian, rng, type Backend } from './helpers/backends.js';
@@ -622,4 +627,103 @@ describe.each(BACKENDS)('half precision against PyTorch (test/fixtures/half.json
     for (const t of [x, dy, y, ye, g.gradInput, g.gradWeight, g.gradBias]) t?.destroy();
     bn.destroy();
   });
+});
+
+describe('native f16 (shader-f16): checked statically, since SwiftShader lacks the feature', () => {
+  it('the feature selection: native f16 only for float16 on a device with shader-f16; requested when the adapter has it', () => {
+    const none = new Set<string>();
+    const f16 = new Set<string>([SHADER_F16]);
+    expect(useNativeF16(f16, 'float16')).toBe(true);
+    expect(useNativeF16(none, 'float16')).toBe(false);
+    // WGSL has no bfloat16 type: bfloat16 is always packed.
+    expect(useNativeF16(f16, 'bfloat16')).toBe(false);
+    expect(useNativeF16(f16, 'float32')).toBe(false);
+    expect(optionalFeatures(new Set(['shader-f16', 'timestamp-query', 'float32-filterable']))).toEqual(['timestamp-query', 'shader-f16']);
+    expect(optionalFeatures(none)).toEqual([]);
+  });
+
+  it('normalize-f16 parses with wgsl_reflect (enable f16, vec2<f16> storage) and its entries bind what the packed ones do', () => {
+    const source = shaderSources['normalize-f16'];
+    expect(source.trimStart().startsWith('enable f16;')).toBe(true);
+    const reflect = new WgslReflect(source);
+    const runtime = reflectShader(shaderSpecs['normalize-f16']);
+    const packed = reflectShader(shaderSpecs.normalize);
+    for (const order of ['cf', 'cl']) {
+      const fn = reflect.entry.compute.find((e) => e.name === `normalize_${order}2n`);
+      expect(fn, `normalize_${order}2n`).toBeDefined();
+      const native = runtime.get(`normalize_${order}2n`);
+      const twin = packed.get(`normalize_${order}2h`);
+      if (!native || !twin || !fn) throw new Error('missing entry');
+      // The build-time reflection is what wgsl_reflect reads now.
+      expect(native.bindings.map((b) => [b.name, b.binding]).sort()).toEqual(fn.resources.map((r) => [r.name, r.binding]).sort());
+      // Same binding numbers and kinds as the packed twin, tensors renamed *Half → *F16: what
+      // encodeElementwise binds (tensor views `${name}F16`, the other resources by their names).
+      expect(native.bindings.map((b) => [b.name.replace(/F16$/, 'Half'), b.binding, b.type])).toEqual(
+        twin.bindings.map((b) => [b.name, b.binding, b.type]),
+      );
+      expect(native.bindings.map((b) => b.name).sort()).toEqual(
+        ['params', 'xF16', 'yF16', 'residualF16', 'channelStats', 'weight', 'bias', 'runningMean', 'runningVar'].sort(),
+      );
+      const storage = fn.resources.filter((r) => r.name.endsWith('F16'));
+      type Format = { name?: string; format?: Format };
+      expect(
+        storage.map((r) => {
+          const t = r.type as Format;
+          return `${t.name}<${t.format?.name}<${t.format?.format?.name}>>`;
+        }),
+      ).toEqual(Array(3).fill('array<vec2<f16>>'));
+      // One uniform layout for both: the host fills it once.
+      expect(native.uniform).toEqual(twin.uniform);
+      // The override set the host passes (no HALF_FORMAT: f16 is the storage type).
+      expect(native.overrides).toEqual(expect.arrayContaining(['ACTIVATION', 'RESIDUAL', 'CONTIGUOUS', 'WORKGROUP_SIZE']));
+    }
+  });
+});
+
+describe('float16 kernel selection on this device', () => {
+  let gpu: BatchNormContext;
+  let cpu: BatchNormContext;
+  beforeAll(async () => {
+    gpu = await contextFor('webgpu');
+    cpu = await contextFor('cpu');
+  });
+  afterAll(() => {
+    gpu.destroy();
+    cpu.destroy();
+  });
+
+  it.each([SHAPES[0], SHAPES[2]] as Shape[])(
+    'native f16 exactly when the device has shader-f16, packed otherwise; y within 1 ulp of the CPU oracle: %s',
+    async ({ shape, layout }) => {
+      count('webgpu');
+      const device = gpu.device as GPUDevice;
+      const native = device.features.has(SHADER_F16);
+      const keys: string[] = [];
+      const realGet = BindGroupCache.prototype.get;
+      const spy = vi.spyOn(BindGroupCache.prototype, 'get').mockImplementation(function (this: BindGroupCache, kernel, resources) {
+        keys.push(kernel.key.split('|')[0] ?? '');
+        return realGet.call(this, kernel, resources);
+      });
+      const bits = halfData('float16', sizeOf(shape), 77);
+      const run = async (ctx: BatchNormContext): Promise<Uint16Array> => {
+        const bn = moduleFor(ctx, shape);
+        await setParams(bn, shape[1] as number);
+        const x = ctx.tensor(bits, shape, { dtype: 'float16', layout });
+        const y = bn.forward(x);
+        const out = await y.readBits();
+        for (const t of [x, y]) t.destroy();
+        bn.destroy();
+        return out;
+      };
+      let yGpu: Uint16Array;
+      try {
+        yGpu = await run(gpu);
+      } finally {
+        spy.mockRestore();
+      }
+      const order = layout === 'channels_last' ? 'cl' : 'cf';
+      expect(keys).toContain(native ? `normalize-f16.normalize_${order}2n` : `normalize.normalize_${order}2h`);
+      expect(maxUlps('float16', yGpu, await run(cpu)).ulps).toBeLessThanOrEqual(1);
+    },
+  );
 });

@@ -24,6 +24,17 @@ export const shaderManifest = {
     'common/epilogue.wgsl',
     'common/half.wgsl',
   ],
+  // The native-f16 normalize (adapters with shader-f16): its own file first (it opens with
+  // `enable f16;`), then normalize.wgsl, whose uniform, constants and helpers it reuses.
+  'normalize-f16': [
+    'normalize-f16.wgsl',
+    'normalize.wgsl',
+    'common/channel-stats-read.wgsl',
+    'common/channel-stats-write.wgsl',
+    'common/non-finite.wgsl',
+    'common/epilogue.wgsl',
+    'common/half.wgsl',
+  ],
   'backward-reduce': [
     'backward-reduce.wgsl',
     'common/lane-columns.wgsl',

@@ -9,6 +9,7 @@ export {
   finalize as FINALIZE_SHADER,
   fold as FOLD_SHADER,
   normalize as NORMALIZE_SHADER,
+  normalizeF16 as NORMALIZE_F16_SHADER,
   stats as STATS_SHADER,
   syncBatchNorm as SYNC_BATCH_NORM_SHADER,
 } from 'virtual:bn-shaders';

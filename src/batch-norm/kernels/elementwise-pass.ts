@@ -1,5 +1,6 @@
 import { planeStride, WORKGROUP_SIZE } from '../../gpu/contracts.js';
 import type { HalfDType } from '../../dtype.js';
+import { useNativeF16 } from '../../gpu/features.js';
 import { getKernel, type OverrideConstants } from '../../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import type { ShaderSpec } from '../../gpu/shaders.js';
@@ -33,6 +34,12 @@ export interface ElementwisePass {
    * entries, each tensor bound as `${name}Half`, bases in u32 words. Default null (float32).
    */
   readonly half?: HalfDType | null;
+  /**
+   * The stage's native-f16 module (`enable f16;`, entries `${entry}_${order}2n`, tensors bound as
+   * `${name}F16`), used for float16 tensors with even rows when the device has `shader-f16`.
+   * Default none: the packed entries everywhere.
+   */
+  readonly nativeF16Shader?: ShaderSpec;
 }
 
 /**
@@ -80,7 +87,11 @@ export function encodeElementwise(gpu: GpuRuntime, pass: GPUComputePassEncoder, 
  */
 function encodeHalfElementwise(gpu: GpuRuntime, pass: GPUComputePassEncoder, g: Geometry, p: ElementwisePass, half: HalfDType): void {
   const words = halfWordShape(g);
-  const constants = { ...p.constants, HALF_FORMAT: halfFormat(half) };
+  const native = words && p.nativeF16Shader !== undefined && useNativeF16(gpu.device.features, half);
+  const shader = native && p.nativeF16Shader ? p.nativeF16Shader : p.shader;
+  // The native entries read no HALF_FORMAT: f16 is their storage type.
+  const constants: Record<string, number> = native ? { ...p.constants } : { ...p.constants, HALF_FORMAT: halfFormat(half) };
+  const suffix = native ? 'F16' : 'Half';
   let entry: string;
   let shape: {
     rows: number;
@@ -94,7 +105,7 @@ function encodeHalfElementwise(gpu: GpuRuntime, pass: GPUComputePassEncoder, g: 
   if (words) {
     const s = elementwiseShape(g, 2, gpu.contiguousAccess);
     Object.assign(constants, s.constants);
-    entry = `${p.entry}_${g.order}2h`;
+    entry = `${p.entry}_${g.order}${native ? '2n' : '2h'}`;
     shape = s;
   } else {
     const count = Math.ceil((g.n * g.c * g.s) / 2);
@@ -102,7 +113,7 @@ function encodeHalfElementwise(gpu: GpuRuntime, pass: GPUComputePassEncoder, g: 
     entry = `${p.entry}_anyh`;
     shape = { rows: 0, cols: 0, lanes, laneChannelStep: 0, blocksPerRow: 0, runLength: 0, invocations: lanes };
   }
-  const kernel = getKernel(gpu.device, p.shader, entry, constants);
+  const kernel = getKernel(gpu.device, shader, entry, constants);
   const uniforms: Record<string, number> = {
     ...p.uniforms,
     rows: shape.rows,
@@ -119,7 +130,7 @@ function encodeHalfElementwise(gpu: GpuRuntime, pass: GPUComputePassEncoder, g: 
   const resources: Record<string, GPUBufferBinding> = { ...p.resources };
   for (const [name, t] of Object.entries(p.tensors)) {
     uniforms[`${name}Base`] = t.base / 2;
-    resources[`${name}Half`] = t.resource;
+    resources[`${name}${suffix}`] = t.resource;
   }
   resources['params'] = bindUniforms(gpu, kernel, uniforms);
   pass.setPipeline(kernel.pipeline);

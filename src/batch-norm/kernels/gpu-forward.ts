@@ -13,7 +13,7 @@ import {
   PLANE_MEAN,
   planeStride,
 } from '../../gpu/contracts.js';
-import { FINALIZE_SHADER, NORMALIZE_SHADER } from '../../gpu/shaders.js';
+import { FINALIZE_SHADER, NORMALIZE_F16_SHADER, NORMALIZE_SHADER } from '../../gpu/shaders.js';
 import { getKernel } from '../../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms } from '../../gpu/tensor-binding.js';
@@ -176,6 +176,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     },
     minInvocations: fromRunning ? g.c : 0,
     half,
+    nativeF16Shader: NORMALIZE_F16_SHADER,
   });
   pass.end();
 
