@@ -20,7 +20,19 @@ import { reflectShader } from '../src/gpu/reflect.js';
 import { shaderSources, shaderSpecs } from '../src/gpu/shader-sources.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BindGroupCache } from '../src/gpu/object-caches.js';
-import { ArgumentError, BatchNorm1d, BatchNorm2d, type BatchNormContext, type Layout, type Tensor } from '../src/index.js';
+import {
+  ArgumentError,
+  BatchNorm1d,
+  BatchNorm2d,
+  batchNorm,
+  batchNormBackward,
+  type BatchNormContext,
+  type Layout,
+  onnxBatchNormalization,
+  type Tensor,
+} from '../src/index.js';
+import { SyncBatchNorm } from '../src/sync/index.js';
+import { foldBatchNormTensors } from '../src/fold/index.js';
 import { bfloat16Bits, float16Bits, halfBits, halfValue, type HalfDType } from '../src/dtype.js';
 import { BACKENDS, caseCounter, contextFor, gaussian, rng, type Backend } from './helpers/backends.js';
 
@@ -726,4 +738,49 @@ describe('float16 kernel selection on this device', () => {
       expect(maxUlps('float16', yGpu, await run(cpu)).ulps).toBeLessThanOrEqual(1);
     },
   );
+});
+
+describe.each(BACKENDS)('half-precision argument checks on %s (typed errors before any work)', (backend: Backend) => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor(backend);
+  });
+  afterAll(() => ctx.destroy());
+
+  it('parameters stay float32; outputs, gradients and the residual follow the input; SyncBatchNorm, ONNX and fold are float32-only', async () => {
+    count(backend);
+    const shape = [2, 3, 4];
+    const x = ctx.tensor(new Uint16Array(24).fill(0x3c00), shape, { dtype: 'float16' });
+    const x32 = ctx.tensor(new Float32Array(24).fill(1), shape);
+    const xb = ctx.tensor(new Uint16Array(24).fill(0x3f80), shape, { dtype: 'bfloat16' });
+    const c16 = ctx.tensor([1, 1, 1], [3], { dtype: 'float16' });
+    const c32 = ctx.tensor([1, 1, 1], [3]);
+    const bn = new BatchNorm1d(ctx, 3);
+    const submits = ctx.stats.submits;
+    expect(() => bn.forward(x, { out: x32 })).toThrow(/output .*must have the input's dtype 'float16', got 'float32'/);
+    expect(() => bn.forward(x, { epilogue: { residual: xb } })).toThrow(ArgumentError);
+    expect(() => bn.forward(x, { epilogue: { activation: { kind: 'prelu', weight: c16 } } })).toThrow(/must have dtype 'float32'/);
+    expect(() => bn.forward(x, { batchStats: { mean: c16 } })).toThrow(ArgumentError);
+    expect(() => batchNorm(ctx, x, { runningMean: c16, runningVar: c32, training: false })).toThrow(
+      /runningMean .*must have dtype 'float32'/,
+    );
+    expect(() => onnxBatchNormalization(ctx, { X: x, scale: c32, B: c32, inputMean: c32, inputVar: c32 })).toThrow(ArgumentError);
+    const sync = new SyncBatchNorm(ctx, 3);
+    await expect(sync.momentsPartial(x)).rejects.toThrow(/input .*must have dtype 'float32', got 'float16'/);
+    expect(() => foldBatchNormTensors(bn.eval(), { weight: ctx.tensor(new Uint16Array(3), [3, 1], { dtype: 'float16' }) })).toThrow(
+      ArgumentError,
+    );
+    bn.train();
+    const y = bn.forward(x);
+    expect(() => bn.backward(x32)).toThrow(/gradOutput .*must have the input's dtype 'float16'/);
+    expect(() => batchNormBackward(ctx, { gradOutput: xb, input: x, saveMean: c32, saveInvstd: c32 })).toThrow(ArgumentError);
+    expect(() => batchNormBackward(ctx, { gradOutput: x, input: x, saveMean: c16, saveInvstd: c32 })).toThrow(ArgumentError);
+    // Nothing of the rejected calls reached the GPU.
+    expect(ctx.stats.submits).toBe(submits + (backend === 'webgpu' ? 1 : 0));
+    const fwd = batchNorm(ctx, xb, { training: true });
+    expect(fwd.dtype).toBe('bfloat16');
+    for (const t of [x, x32, xb, c16, c32, y, fwd]) t.destroy();
+    bn.destroy();
+    sync.destroy();
+  });
 });
