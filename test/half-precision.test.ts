@@ -784,3 +784,51 @@ describe.each(BACKENDS)('half-precision argument checks on %s (typed errors befo
     sync.destroy();
   });
 });
+
+describe("half-precision stores on WebGPU: overflow, subnormals and ties round as the CPU oracle (torch's rounding)", () => {
+  let gpu: BatchNormContext;
+  let cpu: BatchNormContext;
+  beforeAll(async () => {
+    gpu = await contextFor('webgpu');
+    cpu = await contextFor('cpu');
+  });
+  afterAll(() => {
+    gpu.destroy();
+    cpu.destroy();
+  });
+
+  // Eval with running mean 0 and variance 1 − eps·(…) ≈ 1: y ≈ x·weight, so the weights push the
+  // outputs past the format's range (to ±Inf) and (float16) deep into its subnormals.
+  it.each([
+    ['float16', [4e4, 1e-6, 3e-5, 1]],
+    ['bfloat16', [1e38, 3, 1e-3, 1]],
+  ] as Array<[HalfDType, number[]]>)('%s', async (dtype, weights) => {
+    count('webgpu');
+    const shape = [16, 4, 3];
+    const bits = halfData(dtype, sizeOf(shape), 5, 0, 3);
+    const run = async (ctx: BatchNormContext): Promise<Uint16Array> => {
+      const bn = new BatchNorm1d(ctx, 4).eval();
+      bn.weight?.write(weights);
+      bn.bias?.write([0, 0, 0, 0]);
+      bn.runningVar?.write([1, 1, 1, 1]);
+      const x = ctx.tensor(bits, shape, { dtype });
+      const y = bn.forward(x);
+      const out = await y.readBits();
+      for (const t of [x, y]) t.destroy();
+      bn.destroy();
+      return out;
+    };
+    const yg = await run(gpu);
+    const yc = await run(cpu);
+    const worst = maxUlps(dtype, yg, yc);
+    expect(worst.ulps, `worst at ${worst.at}`).toBeLessThanOrEqual(1);
+    const vals = Array.from(yc, (b) => halfValue(dtype, b));
+    // The cases are there: infinities, and (float16) subnormal outputs.
+    expect(vals.some((v) => v === Number.POSITIVE_INFINITY) && vals.some((v) => v === Number.NEGATIVE_INFINITY)).toBe(true);
+    if (dtype === 'float16') expect(vals.some((v) => v !== 0 && Math.abs(v) < 2 ** -14)).toBe(true);
+    // Infinities are exactly where the CPU has them (no finite garbage from an out-of-range store).
+    for (let j = 0; j < vals.length; j++) {
+      if (!Number.isFinite(vals[j] as number)) expect(halfValue(dtype, yg[j] as number), `y[${j}]`).toBe(vals[j]);
+    }
+  });
+});
