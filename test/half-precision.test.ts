@@ -25,6 +25,7 @@ import {
   BatchNorm1d,
   BatchNorm2d,
   batchNorm,
+  createContext,
   batchNormBackward,
   type BatchNormContext,
   type Layout,
@@ -831,4 +832,55 @@ describe("half-precision stores on WebGPU: overflow, subnormals and ties round a
       if (!Number.isFinite(vals[j] as number)) expect(halfValue(dtype, yg[j] as number), `y[${j}]`).toBe(vals[j]);
     }
   });
+});
+
+describe('half precision with either access pattern on WebGPU (coalesced: real GPUs; contiguous: fallback adapters)', () => {
+  const contexts: BatchNormContext[] = [];
+  afterAll(() => {
+    for (const c of contexts) c.destroy();
+  });
+
+  it.each(['coalesced', 'contiguous'] as const)(
+    '%s: forward and backward within 1 ulp of the CPU oracle, every shape and dtype',
+    async (accessPattern) => {
+      const gpu = await createContext({ backend: 'webgpu', accessPattern });
+      const cpu = await contextFor('cpu');
+      contexts.push(gpu, cpu);
+      // [64, 4, 8]: enough rows that the coalesced walk's lane count is a multiple of C (laneChannelStep 0).
+      const shapes: Shape[] = [...SHAPES, { shape: [64, 4, 8], layout: 'channels_first', what: 'fixed channel per lane' }];
+      for (const dtype of DTYPES) {
+        for (const { shape, layout } of shapes) {
+          count('webgpu');
+          const n = sizeOf(shape);
+          const xBits = halfData(dtype, n, 900 + n);
+          const dyBits = halfData(dtype, n, 901 + n, 0, 1);
+          const run = async (ctx: BatchNormContext): Promise<Uint16Array[]> => {
+            const bn = moduleFor(ctx, shape);
+            await setParams(bn, shape[1] as number);
+            const x = ctx.tensor(xBits, shape, { dtype, layout });
+            const dy = ctx.tensor(dyBits, shape, { dtype, layout });
+            const y = bn.forward(x);
+            const g = bn.backward(dy);
+            const yEval = bn.eval().forward(x);
+            const out = [await y.readBits(), await (g.gradInput as Tensor).readBits(), await yEval.readBits()];
+            for (const t of [x, dy, y, yEval, g.gradInput, g.gradWeight, g.gradBias]) t?.destroy();
+            bn.destroy();
+            return out;
+          };
+          const [yg, gg, eg] = await run(gpu);
+          const [yc, gc, ec] = await run(cpu);
+          const what = `${dtype} [${shape.join(',')}] ${layout}`;
+          expect(maxUlps(dtype, yg as Uint16Array, yc as Uint16Array).ulps, `${what} y`).toBeLessThanOrEqual(1);
+          expect(maxUlps(dtype, eg as Uint16Array, ec as Uint16Array).ulps, `${what} eval y`).toBeLessThanOrEqual(1);
+          // grad_input: the float32 cancellation bound of the backward tests, relative to the CPU's float64 result.
+          const gv = values(dtype, gg as Uint16Array);
+          const cv = values(dtype, gc as Uint16Array);
+          for (let j = 0; j < n; j++) {
+            const tol = 2 * spacing(dtype, cv[j] as number) + 64 * F32_EPS * 8;
+            expect(Math.abs((gv[j] as number) - (cv[j] as number)), `${what} grad_input[${j}]`).toBeLessThanOrEqual(tol);
+          }
+        }
+      }
+    },
+  );
 });
