@@ -554,8 +554,52 @@ interface HalfFixture {
   readonly grad_bias: number[];
 }
 
-const HALF_FIXTURES = (JSON.parse(readFileSync(new URL('./fixtures/half.json', import.meta.url), 'utf8')) as { cases: HalfFixture[] })
-  .cases;
+const HALF_FILE = JSON.parse(readFileSync(new URL('./fixtures/half.json', import.meta.url), 'utf8')) as {
+  conversions: { values: number[]; float16: number[]; bfloat16: number[] };
+  cases: HalfFixture[];
+};
+const HALF_FIXTURES = HALF_FILE.cases;
+
+describe('conversions against torch, and exact widening', () => {
+  it('float16Bits / bfloat16Bits equal torch (Tensor.to(float16 / bfloat16) from float64) on 500 values', () => {
+    const { values: v, float16, bfloat16 } = HALF_FILE.conversions;
+    expect(v.map(float16Bits)).toEqual(float16);
+    expect(v.map(bfloat16Bits)).toEqual(bfloat16);
+    expect(v.map((x) => float16Bits(-x))).toEqual(float16.map((b) => (b ^ 0x8000) & 0xffff));
+  });
+
+  it('every 16-bit pattern widens exactly and rounds back to itself (NaN to the quiet NaN), Infinity to Inf', () => {
+    for (let b = 0; b < 0x10000; b++) {
+      for (const dtype of DTYPES) {
+        const v = halfValue(dtype, b);
+        if (Number.isNaN(v)) {
+          expect(halfBits(dtype, v)).toBe(dtype === 'float16' ? 0x7e00 : 0x7fc0);
+          continue;
+        }
+        expect(Math.fround(v)).toBe(v);
+        if (halfBits(dtype, v) !== b) expect.fail(`${dtype} 0x${b.toString(16)} -> ${v} -> 0x${halfBits(dtype, v).toString(16)}`);
+      }
+    }
+    expect(float16Bits(Number.POSITIVE_INFINITY)).toBe(0x7c00);
+    expect(bfloat16Bits(Number.NEGATIVE_INFINITY)).toBe(0xff80);
+  });
+
+  it('ctx.tensor takes a Float16Array as its bit patterns (simulated: this runtime has none)', async () => {
+    // A Uint16Array tagged as Float16Array stands in for the ES2025 type: its bytes are float16s.
+    class FakeFloat16Array extends Uint16Array {
+      override get [Symbol.toStringTag](): 'Uint16Array' {
+        return 'Float16Array' as 'Uint16Array';
+      }
+    }
+    const ctx = await contextFor('cpu');
+    const fake = FakeFloat16Array.from([0x3c00, 0xc100, 0x7c00]);
+    expect(Object.prototype.toString.call(fake)).toBe('[object Float16Array]');
+    const t = ctx.tensor(fake, [3], { dtype: 'float16' });
+    expect(Array.from(await t.readBits())).toEqual([0x3c00, 0xc100, 0x7c00]);
+    expect(Array.from(await t.read())).toEqual([1, -2.5, Number.POSITIVE_INFINITY]);
+    ctx.destroy();
+  });
+});
 
 /** Logical-order values → memory order of `layout` (a permutation, so bit patterns survive). */
 function permute(logical: readonly number[], shape: readonly number[], layout: Layout, toMemory: boolean): number[] {

@@ -15,6 +15,9 @@ What torch 1.13 offers on the CPU decides the reference per dtype:
   is torch's float64 batch norm on the float16-rounded input, rounded to float16 by torch
   (Tensor.half(), round to nearest even); grad_weight / grad_bias stay float64.
 
+"conversions" holds torch's float64 → float16 / bfloat16 rounding of 500 values (ties, overflow
+thresholds, subnormals, random magnitudes), the oracle of the library's own conversions.
+
 Inputs and half outputs are written as 16-bit patterns (logical row-major (N, C, ...) order),
 float outputs as float64 numbers. Deterministic: numpy default_rng with fixed seeds, one thread.
 """
@@ -99,12 +102,24 @@ def dtype_name(dtype: torch.dtype) -> str:
     return "bfloat16" if dtype == torch.bfloat16 else "float16"
 
 
+def conversions() -> dict:
+    """torch's float64 → float16 / bfloat16 rounding of values spread over both formats' ranges:
+    ties, overflow thresholds, subnormals, and random magnitudes from 2^-30 to 2^20."""
+    rng = np.random.default_rng(7)
+    special = [0.0, 1.0, -2.5, 65504.0, 65519.99, 65520.0, 1e5, 6e-8, 2.0 ** -25, 2.0 ** -25 * 1.0000001, 2.0 ** -24 * 1.5,
+               6.103515625e-05, 1.0 + 2.0 ** -11, 1.0 + 3 * 2.0 ** -11, 1.0 + 2.0 ** -8, 1.0 + 3 * 2.0 ** -8, 3.4e38, 3.3961e38, 1e-40, 0.1]
+    values = special + [float(v) for v in np.sign(rng.standard_normal(480)) * 2.0 ** rng.uniform(-30, 20, 480)]
+    t = torch.tensor(values, dtype=torch.float64)
+    return {"values": values, "float16": bits(t.to(torch.float16)), "bfloat16": bits(t.to(torch.bfloat16))}
+
+
 def main() -> int:
     results = [run(case, dtype) for dtype in (torch.float16, torch.bfloat16) for case in CASES]
     with open(OUT, "w") as f:
         f.write("{\n")
         f.write('"generated_by": "test/torch/generate_half_fixtures.py",\n')
         f.write('"torch_version": ' + json.dumps(torch.__version__) + ",\n")
+        f.write('"conversions": ' + json.dumps(conversions(), allow_nan=False, separators=(",", ":")) + ",\n")
         f.write('"cases": [\n' + ",\n".join(json.dumps(r, allow_nan=False, separators=(",", ":")) for r in results) + "\n]\n}\n")
     print(f"wrote {OUT}: {len(results)} cases")
     return 0
