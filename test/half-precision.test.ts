@@ -928,3 +928,69 @@ describe('half precision with either access pattern on WebGPU (coalesced: real G
     },
   );
 });
+
+describe('half-precision tensors over caller GPUBuffers at unaligned offsets', () => {
+  let ctx: BatchNormContext;
+  beforeAll(async () => {
+    ctx = await contextFor('webgpu');
+  });
+  afterAll(() => ctx.destroy());
+
+  it.each(DTYPES)(
+    "%s: encodeForward / encodeBackward in place; the odd count's padding half and the neighbours stay untouched",
+    async (dtype) => {
+      count('webgpu');
+      const device = ctx.device as GPUDevice;
+      const shape = [3, 3, 5];
+      const n = sizeOf(shape);
+      // Element 0 at byte 12 (not a multiple of the binding alignment), sentinels around the values.
+      const byteOffset = 12;
+      const halves = 64;
+      const sentinel = 0x5a5a;
+      const xBits = halfData(dtype, n, 41);
+      const dyBits = halfData(dtype, n, 42, 0, 1);
+      const buffers = [xBits, null, dyBits, null].map((values, i) => {
+        const init = new Uint16Array(halves).fill(sentinel);
+        if (values) init.set(values, byteOffset / 2);
+        const b = device.createBuffer({ label: `test.half.caller${i}`, size: halves * 2, usage: 0x80 | 0x04 | 0x08 });
+        device.queue.writeBuffer(b, 0, init);
+        return b;
+      });
+      const [x, y, dy, dx] = buffers.map((b, i) => ctx.tensorFromBuffer(b, shape, { dtype, byteOffset, label: `t${i}` })) as [
+        Tensor,
+        Tensor,
+        Tensor,
+        Tensor,
+      ];
+      const bn = new BatchNorm1d(ctx, 3);
+      const encoder = device.createCommandEncoder();
+      bn.encodeForward(encoder, x, y);
+      bn.encodeBackward(encoder, dy, { gradInput: dx });
+      device.queue.submit([encoder.finish()]);
+      await ctx.sync();
+      const whole = await Promise.all(buffers.map((b) => ctx.tensorFromBuffer(b, [halves], { dtype }).readBits()));
+      const cpu = await contextFor('cpu');
+      const bnc = new BatchNorm1d(cpu, 3);
+      const yRef = await bnc.forward(cpu.tensor(xBits, shape, { dtype })).readBits();
+      const dxRef = await (bnc.backward(cpu.tensor(dyBits, shape, { dtype })).gradInput as Tensor).readBits();
+      cpu.destroy();
+      const valuesOf = (i: number): Uint16Array => (whole[i] as Uint16Array).subarray(byteOffset / 2, byteOffset / 2 + n);
+      expect(maxUlps(dtype, valuesOf(1), yRef).ulps).toBeLessThanOrEqual(1);
+      expect(Array.from(valuesOf(0))).toEqual(Array.from(xBits));
+      const gv = values(dtype, valuesOf(3));
+      const cv = values(dtype, dxRef);
+      // dx against the CPU's float64 result: a step of rounding on each side plus float32 cancellation.
+      for (let j = 0; j < n; j++)
+        expect(Math.abs((gv[j] as number) - (cv[j] as number))).toBeLessThanOrEqual(2 * spacing(dtype, cv[j] as number) + 1e-5);
+      // Outside the values (before them, the odd count's padding half, after), every half is the sentinel.
+      for (const [i, w] of whole.entries()) {
+        for (let h = 0; h < halves; h++) {
+          if (h >= byteOffset / 2 && h < byteOffset / 2 + n) continue;
+          expect(w[h], `buffer ${i} half ${h}`).toBe(sentinel);
+        }
+      }
+      bn.destroy();
+      for (const b of buffers) b.destroy();
+    },
+  );
+});
