@@ -49,6 +49,10 @@ struct ElementwiseParams {
   activationMax: f32,
   activationSlope: f32, // ACTIVATION_LEAKY_RELU slope
   _pad0: u32,
+  halfSpatial: u32,     // elementwise_anyh: values between channel changes (channels-first spatial, channels-last 1)
+  halfSize: u32,        // elementwise_anyh: values in the tensor (the last word's high half is padding when odd)
+  _pad1: u32,
+  _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ElementwiseParams;
@@ -70,6 +74,15 @@ struct ElementwiseParams {
 @group(0) @binding(7) var<storage, read> residualScalar: array<f32>;
 @group(0) @binding(8) var<storage, read_write> gradResidual: array<vec4f>;
 @group(0) @binding(8) var<storage, read_write> gradResidualScalar: array<f32>;
+// float16 / bfloat16 tensors (the *h entries, HALF_FORMAT; common/half.wgsl): u32 words of two
+// values, walked a word at a time as in normalize.wgsl, so no two invocations write one word; the
+// `*Base` uniforms then count words.
+@group(0) @binding(1) var<storage, read> xHalf: array<u32>;
+@group(0) @binding(2) var<storage, read> dyHalf: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dxHalf: array<u32>;
+@group(0) @binding(6) var<storage, read> outputHalf: array<u32>;
+@group(0) @binding(7) var<storage, read> residualHalf: array<u32>;
+@group(0) @binding(8) var<storage, read_write> gradResidualHalf: array<u32>;
 
 // true: training formula (batch statistics); false: running statistics.
 override BATCH_STATS: bool = true;
@@ -395,5 +408,105 @@ fn elementwise_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     } else {
       store_dx1(ob + j, g * k.y);
     }
+  }
+}
+
+// Word w (counted from each tensor's first word) of the half-precision dx and gradResidual from
+// the same word of the inputs: c0, c1 are coef() and e0, e1 pre_activation_coef() of its two
+// values; `last` (an odd count's last word) keeps the padding halves as they were.
+fn backward_word(w: u32, c0: vec4f, c1: vec4f, e0: vec4f, e1: vec4f, last: bool) {
+  let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
+  let g = unpack_half2(dyHalf[params.dyBase + w]);
+  var d = g;
+  if (activation_masks_from_output()) {
+    let y = unpack_half2(outputHalf[params.outputBase + w]);
+    d = activation_grad_from_output4(vec4f(g, 0.0, 0.0), vec4f(y, 0.0, 0.0), p).xy;
+  } else if (activation_uses_pre_activation()) {
+    let xv = unpack_half2(xHalf[params.xBase + w]);
+    var t = vec2f(fma(xv.x - e0.x, e0.y, e0.z), fma(xv.y - e1.x, e1.y, e1.z));
+    if (RESIDUAL) { t += unpack_half2(residualHalf[params.residualBase + w]); }
+    d = activation_grad4(vec4f(g, 0.0, 0.0), vec4f(t, 0.0, 0.0), p, vec4f(e0.w, e1.w, 0.0, 0.0)).xy;
+  }
+  if (GRAD_RESIDUAL) {
+    var word = pack_half2(d);
+    if (last) { word = keep_padding(word, gradResidualHalf[params.gradResidualBase + w]); }
+    gradResidualHalf[params.gradResidualBase + w] = word;
+  }
+  if (GRAD_INPUT) {
+    var v = d * vec2f(c0.y, c1.y);
+    if (BATCH_STATS) {
+      let xv = unpack_half2(xHalf[params.xBase + w]);
+      v = v - (xv - vec2f(c0.x, c1.x)) * vec2f(c0.z, c1.z) + vec2f(c0.w, c1.w);
+    }
+    var word = pack_half2(v);
+    if (last) { word = keep_padding(word, dxHalf[params.dxBase + w]); }
+    dxHalf[params.dxBase + w] = word;
+  }
+}
+
+// Half precision, channels-first with even spatial: elementwise_cf4's walks over words.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn elementwise_cf2h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                    @builtin(num_workgroups) nwg: vec3u) {
+  let i = invocation(wid, nwg, lid);
+  if (CONTIGUOUS) {
+    let row = i / params.blocksPerRow;
+    if (row >= params.rows) { return; }
+    let k = coef(row % params.channels);
+    let e = pre_activation_coef(row % params.channels);
+    let rowStart = row * params.cols;
+    let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
+    let end = min(start + params.runLength, rowStart + params.cols);
+    for (var j = start; j < end; j++) { backward_word(j, k, k, e, e, false); }
+    return;
+  }
+  if (i >= params.lanes * params.cols) { return; }
+  var c = (i / params.cols) % params.channels;
+  var k = coef(c);
+  var e = pre_activation_coef(c);
+  let step = params.lanes * params.cols;
+  let total = params.rows * params.cols;
+  if (params.laneChannelStep == 0u) {
+    for (var j = i; j < total; j += step) { backward_word(j, k, k, e, e, false); }
+    return;
+  }
+  for (var j = i; j < total; j += step) {
+    backward_word(j, k, k, e, e, false);
+    c += params.laneChannelStep;
+    if (c >= params.channels) { c -= params.channels; }
+    k = coef(c);
+    e = pre_activation_coef(c);
+  }
+}
+
+// Half precision, channels-last with even C: word column col holds channels 2·col and 2·col + 1.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn elementwise_cl2h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                    @builtin(num_workgroups) nwg: vec3u) {
+  let i = invocation(wid, nwg, lid);
+  if (i >= params.lanes * params.cols) { return; }
+  let col = i % params.cols;
+  let k0 = coef(2u * col);
+  let k1 = coef(2u * col + 1u);
+  let e0 = pre_activation_coef(2u * col);
+  let e1 = pre_activation_coef(2u * col + 1u);
+  let step = params.lanes * params.cols;
+  let total = params.rows * params.cols;
+  for (var j = i; j < total; j += step) { backward_word(j, k0, k1, e0, e1, false); }
+}
+
+// Half precision, any shape (odd spatial or odd C): words i, i + lanes, ...; channels by division.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn elementwise_anyh(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                    @builtin(num_workgroups) nwg: vec3u) {
+  let i = invocation(wid, nwg, lid);
+  let words = (params.halfSize + 1u) / 2u;
+  for (var w = i; w < words; w += params.lanes) {
+    let j = 2u * w;
+    let c0 = (j / params.halfSpatial) % params.channels;
+    let last = j + 1u >= params.halfSize;
+    var c1 = c0;
+    if (!last) { c1 = ((j + 1u) / params.halfSpatial) % params.channels; }
+    backward_word(w, coef(c0), coef(c1), pre_activation_coef(c0), pre_activation_coef(c1), last);
   }
 }

@@ -79,6 +79,13 @@ struct BackwardParams {
 // then reads it in place of dy and the saved output, one tensor fewer than recomputing the mask.
 @group(0) @binding(13) var<storage, read_write> gradResidual: array<vec4f>;
 @group(0) @binding(13) var<storage, read_write> gradResidualScalar: array<f32>;
+// float16 / bfloat16 x, dy, output and residual (the *_1h entries, HALF_FORMAT; common/half.wgsl),
+// their `*Base` uniforms counting halves. These entries never store gradResidual: one value per
+// invocation would share words across invocations, so backward-elementwise.wgsl writes it.
+@group(0) @binding(1) var<storage, read> xHalf: array<u32>;
+@group(0) @binding(2) var<storage, read> dyHalf: array<u32>;
+@group(0) @binding(9) var<storage, read> outputHalf: array<u32>;
+@group(0) @binding(10) var<storage, read> residualHalf: array<u32>;
 
 // Channels-first column assignment (lane_columns, common/lane-columns.wgsl), as in stats.wgsl:
 // false (GPUs) columns p, p + lanes, ... (coalesced); true (fallback adapters) the contiguous
@@ -291,3 +298,83 @@ fn reduce_finalize(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
     write_plane(PLANE_PROJ_SCALE, c, sumDyXmu * inv / m * inv);
   }
 }
+
+// Value i (in halves, base included) of the half-precision views.
+fn load_xh(i: u32) -> f32 {
+  return half_at(xHalf[i >> 1u], i);
+}
+
+fn load_dyh(i: u32) -> f32 {
+  return half_at(dyHalf[i >> 1u], i);
+}
+
+// epilogue_grad1 over the half-precision output / residual, without the gradResidual store.
+fn epilogue_grad_h(g: f32, i: u32, xk: f32, e: vec3f) -> f32 {
+  let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
+  var d = g;
+  if (activation_masks_from_output()) {
+    let o = params.outputBase + i;
+    d = activation_grad_from_output1(g, half_at(outputHalf[o >> 1u], o), p);
+  } else if (activation_uses_pre_activation()) {
+    var t = fma(xk, e.x, e.y);
+    if (RESIDUAL) {
+      let r = params.residualBase + i;
+      t += half_at(residualHalf[r >> 1u], r);
+    }
+    d = activation_grad1(g, t, p, e.z);
+    d = reduced4(vec4f(g), vec4f(t), vec4f(d)).x;
+  }
+  return d;
+}
+
+// Channels-first, half-precision x and dy: reduce_cf1 on values widened exactly as they load.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn reduce_cf1h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+               @builtin(num_workgroups) nwg: vec3u) {
+  let c = channel_of(wid, nwg);
+  let p = wid.x * WORKGROUP_SIZE + lid;
+  if (c >= params.channels || p >= params.lanes) { return; }
+  let k = plane1(PLANE_SHIFT, c);
+  let meanOffset = plane1(PLANE_MEAN_OFFSET, c);
+  let e = pre_activation_coef(c);
+  let chan = c * params.cols;
+  var sumDy = 0.0;
+  var sumDyXmu = 0.0;
+  let span = lane_columns(p);
+  var rowStart = chan;
+  for (var row = 0u; row < params.rows; row++) {
+    let rowEnd = rowStart + span.y;
+    for (var i = rowStart + span.x; i < rowEnd; i += span.z) {
+      let xk = load_xh(params.xBase + i) - k;
+      let g = epilogue_grad_h(load_dyh(params.dyBase + i), i, xk, e);
+      sumDy += g;
+      sumDyXmu += g * (xk - meanOffset);
+    }
+    rowStart += params.rowStride;
+  }
+  partials[c * params.lanes + p] = vec2f(sumDy, sumDyXmu);
+}
+
+// Channels-last, half-precision x and dy: reduce_cl1 on widened values.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn reduce_cl1h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+               @builtin(num_workgroups) nwg: vec3u) {
+  let i = invocation(wid, nwg, lid);
+  if (i >= params.lanes * params.cols) { return; }
+  let col = i % params.cols;
+  let lane = i / params.cols;
+  let k = plane1(PLANE_SHIFT, col);
+  let meanOffset = plane1(PLANE_MEAN_OFFSET, col);
+  let e = pre_activation_coef(col);
+  var sumDy = 0.0;
+  var sumDyXmu = 0.0;
+  for (var row = lane; row < params.rows; row += params.lanes) {
+    let j = row * params.rowStride + col;
+    let xk = load_xh(params.xBase + j) - k;
+    let g = epilogue_grad_h(load_dyh(params.dyBase + j), j, xk, e);
+    sumDy += g;
+    sumDyXmu += g * (xk - meanOffset);
+  }
+  partials[col * params.lanes + lane] = vec2f(sumDy, sumDyXmu);
+}
+

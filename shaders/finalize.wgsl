@@ -83,7 +83,14 @@ struct FinalizeParams {
 // finalize_general reads it, and the host dispatches finalize_general indirectly from its header.
 @group(0) @binding(8) var<storage, read_write> generalQueue: array<atomic<u32>>;
 @group(0) @binding(8) var<storage, read> generalList: array<u32>;
-@group(0) @binding(9) var<storage, read> x: array<f32>;
+// x as words: float32 bits, or two float16 / bfloat16 values (HALF_FORMAT, common/half.wgsl).
+@group(0) @binding(9) var<storage, read> x: array<u32>;
+
+// Value i of x as float32 (i counts floats, or halves); for the rescan and common/channel-scan.wgsl.
+fn channel_value(i: u32) -> f32 {
+  if (HALF_FORMAT == HALF_FORMAT_NONE) { return bitcast<f32>(x[i]); }
+  return half_at(x[i >> 1u], i);
+}
 
 // A channel's statistics in the form the outputs need: the shift K, mean − K, invstd, the variance
 // that feeds running_var and the biased variance.
@@ -129,7 +136,7 @@ fn rescan_channel(c: u32) -> Moments {
   for (var r = 0u; r < params.xRows; r++) {
     let row = first + r * params.xRowStride;
     for (var j = 0u; j < params.xCols; j++) {
-      part += ldexp(x[row + j], -e);
+      part += ldexp(channel_value(row + j), -e);
       b++;
       if (b == RESCAN_BLOCK) { total += part; part = 0.0; b = 0u; }
     }
@@ -146,7 +153,7 @@ fn rescan_channel(c: u32) -> Moments {
   for (var r = 0u; r < params.xRows; r++) {
     let row = first + r * params.xRowStride;
     for (var j = 0u; j < params.xCols; j++) {
-      let d = ldexp(x[row + j], -e) - meanScaled;
+      let d = ldexp(channel_value(row + j), -e) - meanScaled;
       partD += d;
       partD2 = fma(d, d, partD2);
       b++;

@@ -16,6 +16,14 @@
 // channel by the column, and channels-first fixes it whenever `lanes` is a multiple of C (the host
 // chooses such a `lanes` when it can; otherwise the channel is stepped and reloaded per row).
 //
+// Half-precision tensors (float16 / bfloat16, HALF_FORMAT; common/half.wgsl) are walked by u32
+// word, two values each, so no two invocations ever write one word: normalize_cf2h (even
+// spatial: both values of a word are one channel's) and normalize_cl2h (even C: channels 2k and
+// 2k + 1) are the vec4 kernels' walks with cols counted in words; normalize_anyh takes any shape,
+// finding each value's channel by division. Values widen exactly on load, the arithmetic is this
+// file's float32, and each result is rounded once (to nearest, ties to even) on store. The `*Base`
+// uniforms then count words.
+//
 // Fallback adapters (CONTIGUOUS) run each invocation as a CPU loop, where what costs beyond the
 // copy itself is per-invocation setup (index maths, constant loads) and per-element branches; so
 // there an invocation owns one long contiguous run (bench/README.md, "Sweep", has the numbers):
@@ -45,6 +53,10 @@ struct NormalizeParams {
   activationMin: f32,   // ACTIVATION_CLAMP bounds
   activationMax: f32,
   activationSlope: f32, // ACTIVATION_LEAKY_RELU slope
+  halfSpatial: u32,  // normalize_anyh: values between channel changes (channels-first spatial, channels-last 1)
+  halfSize: u32,     // normalize_anyh: values in the tensor (the last word's high half is padding when odd)
+  _pad0: u32,
+  _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: NormalizeParams;
@@ -60,6 +72,10 @@ struct NormalizeParams {
 // The fused epilogue's skip connection (RESIDUAL), same layout as x.
 @group(0) @binding(8) var<storage, read> residual: array<vec4f>;
 @group(0) @binding(8) var<storage, read> residualScalar: array<f32>;
+// float16 / bfloat16 x, y and residual (the *h entries, HALF_FORMAT): u32 words of two values.
+@group(0) @binding(1) var<storage, read> xHalf: array<u32>;
+@group(0) @binding(2) var<storage, read_write> yHalf: array<u32>;
+@group(0) @binding(8) var<storage, read> residualHalf: array<u32>;
 
 // Access pattern. false (GPUs): the coalesced row-lane walk described above. true (fallback
 // adapters, which run each invocation as a CPU loop): the long contiguous runs described above,
@@ -291,5 +307,92 @@ fn normalize_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_i
   let yb = params.yBase;
   for (var j = i; j < total; j += step) {
     yScalar[yb + j] = epilogue1(fma(xScalar[xb + j] - k, scale, shift), j, constants.w);
+  }
+}
+
+// Word w (counted from each tensor's first word) of a half-precision y from the same word of x:
+// its two values normalized with constants k0 and k1 (packed(): K, scale, shiftedBias, PReLU
+// slope), the epilogue applied, rounded to the format.
+fn normalize_word(w: u32, k0: vec4f, k1: vec4f) -> u32 {
+  let v = unpack_half2(xHalf[params.xBase + w]);
+  var t = vec2f(fma(v.x - k0.x, k0.y, k0.z), fma(v.y - k1.x, k1.y, k1.z));
+  if (ACTIVATION != ACTIVATION_NONE || RESIDUAL) {
+    if (RESIDUAL) { t += unpack_half2(residualHalf[params.residualBase + w]); }
+    let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
+    t = activate4(vec4f(t, 0.0, 0.0), p, vec4f(k0.w, k1.w, 0.0, 0.0)).xy;
+  }
+  return pack_half2(t);
+}
+
+// Half precision, channels-first with even spatial: normalize_cf4's walks over words (cols = spatial / 2).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn normalize_cf2h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                  @builtin(num_workgroups) nwg: vec3u) {
+  let i = invocation(wid, nwg, lid);
+  record_running(i);
+  if (CONTIGUOUS) {
+    let row = i / params.blocksPerRow;
+    if (row >= params.rows) { return; }
+    let k = packed(row % params.channels);
+    let rowStart = row * params.cols;
+    let start = rowStart + (i - row * params.blocksPerRow) * params.runLength;
+    let end = min(start + params.runLength, rowStart + params.cols);
+    for (var j = start; j < end; j++) {
+      yHalf[params.yBase + j] = normalize_word(j, k, k);
+    }
+    return;
+  }
+  if (i >= params.lanes * params.cols) { return; }
+  var c = (i / params.cols) % params.channels;
+  var k = packed(c);
+  let step = params.lanes * params.cols;
+  let total = params.rows * params.cols;
+  if (params.laneChannelStep == 0u) {
+    for (var j = i; j < total; j += step) {
+      yHalf[params.yBase + j] = normalize_word(j, k, k);
+    }
+    return;
+  }
+  for (var j = i; j < total; j += step) {
+    yHalf[params.yBase + j] = normalize_word(j, k, k);
+    c += params.laneChannelStep;
+    if (c >= params.channels) { c -= params.channels; }
+    k = packed(c);
+  }
+}
+
+// Half precision, channels-last with even C: word column col holds channels 2·col and 2·col + 1.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn normalize_cl2h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                  @builtin(num_workgroups) nwg: vec3u) {
+  let i = invocation(wid, nwg, lid);
+  record_running(i);
+  if (i >= params.lanes * params.cols) { return; }
+  let col = i % params.cols;
+  let k0 = packed(2u * col);
+  let k1 = packed(2u * col + 1u);
+  let step = params.lanes * params.cols;
+  let total = params.rows * params.cols;
+  for (var j = i; j < total; j += step) {
+    yHalf[params.yBase + j] = normalize_word(j, k0, k1);
+  }
+}
+
+// Half precision, any shape (odd spatial or odd C): invocation i owns words i, i + lanes, ...;
+// each value's channel by division. An odd count's last word keeps its padding half.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn normalize_anyh(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                  @builtin(num_workgroups) nwg: vec3u) {
+  let i = invocation(wid, nwg, lid);
+  record_running(i);
+  let words = (params.halfSize + 1u) / 2u;
+  for (var w = i; w < words; w += params.lanes) {
+    let j = 2u * w;
+    let k0 = packed((j / params.halfSpatial) % params.channels);
+    if (j + 1u < params.halfSize) {
+      yHalf[params.yBase + w] = normalize_word(w, k0, packed(((j + 1u) / params.halfSpatial) % params.channels));
+    } else {
+      yHalf[params.yBase + w] = keep_padding(normalize_word(w, k0, k0), yHalf[params.yBase + w]);
+    }
   }
 }

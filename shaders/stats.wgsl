@@ -21,6 +21,10 @@
 //
 // Each partial is vec4(bitcast<f32>(count), mean − K, M2, K).
 //
+// Half-precision x (the *_1h entries, HALF_FORMAT): the scalar kernels with each value widened
+// exactly to float32 as it is loaded; the sums, their shifts and the partials are float32 as for
+// float32 data (torch accumulates half batch norm in float32 too).
+//
 // Data views (sizes in bound elements, vec4 or scalar):
 //   channels-first: a channel is `rows` segments (one per batch item) of `cols` contiguous values,
 //     segment r of channel c starting at base + r * rowStride + c * cols.
@@ -45,6 +49,8 @@ struct StatsParams {
 @group(0) @binding(0) var<uniform> params: StatsParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
 @group(0) @binding(1) var<storage, read> xScalar: array<f32>;
+// float16 / bfloat16 x (common/half.wgsl), read by the *_1h entries; `base` then counts halves.
+@group(0) @binding(1) var<storage, read> xHalf: array<u32>;
 @group(0) @binding(2) var<storage, read_write> partials: array<vec4f>;
 
 override BLOCK: u32 = STATS_BLOCK;
@@ -214,6 +220,79 @@ fn stats_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
     loop {
       if (b >= BLOCK || row >= params.rows) { break; }
       let v = xScalar[idx] - kb;
+      s1 += v;
+      s2 = fma(v, v, s2);
+      b += 1u;
+      row += params.lanes;
+      idx += params.stepIndex;
+    }
+    merge_block4(&acc, b, vec4f(kb - k), vec4f(s1), vec4f(s2));
+  }
+  partials[col * params.lanes + i / params.cols] = vec4f(bitcast<f32>(acc.n), acc.mean.x, acc.m2.x, k);
+}
+
+// Value i (in halves) of a half-precision x, widened exactly.
+fn load_xh(i: u32) -> f32 {
+  return half_at(xHalf[i >> 1u], i);
+}
+
+// Channels-first, half-precision x (any spatial size): stats_cf1 on widened values.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn stats_cf1h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+              @builtin(num_workgroups) nwg: vec3u) {
+  let c = channel_of(wid, nwg);
+  let p = wid.x * WORKGROUP_SIZE + lid;
+  if (c >= params.channels || p >= params.lanes) { return; }
+  let chan = params.base + c * params.cols;
+  let k = load_xh(chan);
+  var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
+  let span = lane_columns(p);
+  if (span.x >= span.y) {
+    partials[c * params.lanes + p] = vec4f(0.0, 0.0, 0.0, k);
+    return;
+  }
+  var rowStart = chan;
+  for (var blockRow = 0u; blockRow < params.rows; blockRow += params.rowsPerBlock) {
+    let kb = load_xh(rowStart + span.x);
+    var s1 = 0.0;
+    var s2 = 0.0;
+    var b = 0u;
+    let blockEnd = min(blockRow + params.rowsPerBlock, params.rows);
+    for (var row = blockRow; row < blockEnd; row++) {
+      let rowEnd = rowStart + span.y;
+      for (var idx = rowStart + span.x; idx < rowEnd; idx += span.z) {
+        let v = load_xh(idx) - kb;
+        s1 += v;
+        s2 = fma(v, v, s2);
+        b += 1u;
+      }
+      rowStart += params.rowStride;
+    }
+    merge_block4(&acc, b, vec4f(kb - k), vec4f(s1), vec4f(s2));
+  }
+  partials[c * params.lanes + p] = vec4f(bitcast<f32>(acc.n), acc.mean.x, acc.m2.x, k);
+}
+
+// Channels-last, half-precision x (any C): stats_cl1 on widened values.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn stats_cl1h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+              @builtin(num_workgroups) nwg: vec3u) {
+  let i = invocation(wid, nwg, lid);
+  if (i >= params.lanes * params.cols) { return; }
+  let col = i % params.cols;
+  let k = load_xh(params.base + col);
+  var row = i / params.cols;
+  var idx = params.base + row * params.rowStride + col;
+  var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
+  loop {
+    if (row >= params.rows) { break; }
+    let kb = load_xh(idx);
+    var s1 = 0.0;
+    var s2 = 0.0;
+    var b = 0u;
+    loop {
+      if (b >= BLOCK || row >= params.rows) { break; }
+      let v = load_xh(idx) - kb;
       s1 += v;
       s2 = fma(v, v, s2);
       b += 1u;

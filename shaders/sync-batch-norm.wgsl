@@ -84,6 +84,11 @@ fn moments_record(k: f32, meanOffset: f32, m2: f32, count: u32) -> vec4f {
   return r;
 }
 
+// Value i of x, for common/channel-scan.wgsl (SyncBatchNorm takes float32 tensors only).
+fn channel_value(i: u32) -> f32 {
+  return x[i];
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn sync_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                 @builtin(num_workgroups) nwg: vec3u) {

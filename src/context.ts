@@ -7,6 +7,7 @@ import { DEFAULT_GPU_POOL_BYTES, roundUp } from './gpu/buffer-pool.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE, TENSOR_USAGE } from './gpu/constants.js';
 import { GpuRuntime } from './gpu/runtime.js';
 import { Tensor, sameShapeAndLayout, shapeSize, type Layout, type TensorOwner } from './tensor.js';
+import { decodeHalf, DTYPES, encodeHalf, isFloat16Array, isHalf, storageBytes, type DType, type HalfDType } from './dtype.js';
 
 /** Which backend to run on. `'auto'` tries WebGPU and falls back to the CPU. */
 export type BackendChoice = 'auto' | 'webgpu' | 'cpu';
@@ -55,10 +56,18 @@ export interface TensorOptions {
   layout?: Layout;
   /** Name used in error messages and GPU labels. Default `'tensor'`. */
   label?: string;
+  /**
+   * Element type of the storage. Default `'float32'`. `'float16'` / `'bfloat16'` store 16-bit
+   * patterns: `data` given as a Uint16Array is taken as those bit patterns (a `Float16Array`, where
+   * the runtime has one, as its float16 values), any other numbers are rounded to the dtype to
+   * nearest, ties to even (torch's rounding). Batch norm reads and writes such tensors directly,
+   * computing in float32 (WebGPU) / float64 (CPU); see the README's "Dtypes".
+   */
+  dtype?: DType;
 }
 
 /** The keys of {@link TensorOptions}; any other key is rejected. */
-export const TENSOR_OPTION_KEYS = optionKeys<TensorOptions>({ layout: true, label: true });
+export const TENSOR_OPTION_KEYS = optionKeys<TensorOptions>({ layout: true, label: true, dtype: true });
 
 /** Options of {@link BatchNormContext.tensorFromBuffer}. */
 export interface BufferTensorOptions extends TensorOptions {
@@ -67,7 +76,7 @@ export interface BufferTensorOptions extends TensorOptions {
 }
 
 /** The keys of {@link BufferTensorOptions}; any other key is rejected. */
-export const BUFFER_TENSOR_OPTION_KEYS = optionKeys<BufferTensorOptions>({ layout: true, label: true, byteOffset: true });
+export const BUFFER_TENSOR_OPTION_KEYS = optionKeys<BufferTensorOptions>({ layout: true, label: true, byteOffset: true, dtype: true });
 
 /** Counters for leak and steady-state checks. */
 export interface ContextStats {
@@ -130,8 +139,8 @@ export class BatchNormContext implements TensorOwner {
   /** Most bytes of freed tensor storage kept for reuse ({@link ContextOptions.poolBytes}). */
   readonly poolBytes: number;
   #destroyed = false;
-  /** Freed CPU arrays by length; evicted ones are simply dropped for the garbage collector. */
-  readonly #cpuFree: FreeList<Float32Array>;
+  /** Freed CPU arrays by type and length; evicted ones are simply dropped for the garbage collector. */
+  readonly #cpuFree: FreeList<Float32Array | Uint16Array>;
 
   /** @internal use {@link createContext} */
   constructor(
@@ -185,14 +194,26 @@ export class BatchNormContext implements TensorOwner {
     const label = checkLabel(options.label);
     const size = checkShape(shape, label);
     const layout = checkLayout(options.layout, shape, label);
-    if (this.gpu) this.#checkFits(size, label);
+    const dtype = checkDType(options.dtype, label);
+    if (this.gpu) this.#checkFits(size, label, dtype);
     checkTensorData(data, label);
     if (data.length !== size) {
       throw new ShapeError(`${label}: data has ${data.length} values but shape [${shape.join(', ')}] needs ${size}`);
     }
+    if (isHalf(dtype)) {
+      const bits = halfData(dtype, data, size);
+      if (!this.gpu) {
+        const copy = this.#takeHalf(size);
+        copy.set(bits.subarray(0, size));
+        return new Tensor(this, shape, layout, { kind: 'cpu-half', data: copy }, label, dtype);
+      }
+      const buffer = this.#allocate(size, label, dtype);
+      this.gpu.device.queue.writeBuffer(buffer, 0, bits.buffer, bits.byteOffset, storageBytes(size, dtype));
+      return new Tensor(this, shape, layout, { kind: 'gpu', buffer, byteOffset: 0, owned: true }, label, dtype);
+    }
     if (!this.gpu) {
       // From the pool like every CPU tensor, so a loop that makes its input each step reuses too.
-      const copy = this.#cpuFree.take(String(size)) ?? new Float32Array(size);
+      const copy = this.#takeFloat(size);
       copy.set(data);
       return new Tensor(this, shape, layout, { kind: 'cpu', data: copy }, label);
     }
@@ -206,7 +227,10 @@ export class BatchNormContext implements TensorOwner {
   /**
    * Wraps your own GPUBuffer as a tensor without copying. The buffer must have STORAGE usage (and
    * COPY_SRC for `read()`), and room for the values rounded up to 16 bytes after `byteOffset`.
-   * `destroy()` on the tensor never destroys your buffer.
+   * With `dtype: 'float16'` / `'bfloat16'` it holds 16-bit patterns, two per 4-byte word, element
+   * 0 in the low half of the word at `byteOffset`; with an odd count the last word's high half is
+   * padding, which the library's kernels leave as they found it. `destroy()` on the tensor never
+   * destroys your buffer.
    */
   tensorFromBuffer(buffer: GPUBuffer, shape: readonly number[], options: BufferTensorOptions | null = {}): Tensor {
     this.assertUsable();
@@ -218,6 +242,7 @@ export class BatchNormContext implements TensorOwner {
     }
     const size = checkShape(shape, label);
     const layout = checkLayout(options.layout, shape, label);
+    const dtype = checkDType(options.dtype, label);
     const byteOffset = options.byteOffset ?? 0;
     if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0) {
       throw new ArgumentError(`${label}: byteOffset must be a non-negative multiple of 4, got ${byteOffset}`);
@@ -229,7 +254,7 @@ export class BatchNormContext implements TensorOwner {
     }
     const align = this.gpu.device.limits.minStorageBufferOffsetAlignment;
     const start = byteOffset - (byteOffset % align);
-    const needed = start + roundUp(byteOffset - start + size * 4, 16);
+    const needed = start + roundUp(byteOffset - start + storageBytes(size, dtype), 16);
     if (needed > buffer.size) {
       throw new ArgumentError(
         `${label}: buffer '${buffer.label}' has ${buffer.size} bytes; shape [${shape.join(', ')}] at byteOffset ${byteOffset} needs ${needed} (values rounded up to 16 bytes)`,
@@ -237,45 +262,77 @@ export class BatchNormContext implements TensorOwner {
     }
     if (needed - start > this.gpu.maxTensorBytes) {
       throw new DeviceLimitError(
-        `${label}: ${size * 4} bytes exceed the device's largest storage binding (${this.gpu.maxTensorBytes} bytes)`,
+        `${label}: ${storageBytes(size, dtype)} bytes exceed the device's largest storage binding (${this.gpu.maxTensorBytes} bytes)`,
       );
     }
-    return new Tensor(this, shape, layout, { kind: 'gpu', buffer, byteOffset, owned: false }, label);
+    return new Tensor(this, shape, layout, { kind: 'gpu', buffer, byteOffset, owned: false }, label, dtype);
   }
 
   /** @internal a new uninitialised tensor on this backend; its storage is pooled on both backends. */
-  allocTensor(shape: readonly number[], layout: Layout, label: string): Tensor {
+  allocTensor(shape: readonly number[], layout: Layout, label: string, dtype: DType = 'float32'): Tensor {
     const size = shapeSize(shape);
     if (!this.gpu) {
-      const data = this.#cpuFree.take(String(size)) ?? new Float32Array(size);
-      return new Tensor(this, shape, layout, { kind: 'cpu', data }, label);
+      if (isHalf(dtype)) return new Tensor(this, shape, layout, { kind: 'cpu-half', data: this.#takeHalf(size) }, label, dtype);
+      return new Tensor(this, shape, layout, { kind: 'cpu', data: this.#takeFloat(size) }, label);
     }
-    return new Tensor(this, shape, layout, { kind: 'gpu', buffer: this.#allocate(size, label), byteOffset: 0, owned: true }, label);
+    const buffer = this.#allocate(size, label, dtype);
+    return new Tensor(this, shape, layout, { kind: 'gpu', buffer, byteOffset: 0, owned: true }, label, dtype);
   }
 
-  #checkFits(size: number, label: string): void {
+  /** A pooled CPU array for `size` float32 values. */
+  #takeFloat(size: number): Float32Array {
+    const kept = this.#cpuFree.take(String(size));
+    return kept instanceof Float32Array ? kept : new Float32Array(size);
+  }
+
+  /** A pooled CPU array for `size` 16-bit patterns (float16 / bfloat16 tensors). */
+  #takeHalf(size: number): Uint16Array {
+    const kept = this.#cpuFree.take(`h${size}`);
+    return kept instanceof Uint16Array ? kept : new Uint16Array(size);
+  }
+
+  #checkFits(size: number, label: string, dtype: DType = 'float32'): void {
     const gpu = this.gpu;
     if (!gpu) return;
-    const bytes = roundUp(Math.max(size * 4, 16), 16);
+    const bytes = roundUp(Math.max(storageBytes(size, dtype), 16), 16);
     if (bytes > gpu.maxTensorBytes) {
       throw new DeviceLimitError(
-        `${label}: ${size} values (${size * 4} bytes) exceed this device's limit of ${gpu.maxTensorBytes} bytes per buffer binding (maxBufferSize ${gpu.device.limits.maxBufferSize}, maxStorageBufferBindingSize ${gpu.device.limits.maxStorageBufferBindingSize})`,
+        `${label}: ${size} values (${storageBytes(size, dtype)} bytes) exceed this device's limit of ${gpu.maxTensorBytes} bytes per buffer binding (maxBufferSize ${gpu.device.limits.maxBufferSize}, maxStorageBufferBindingSize ${gpu.device.limits.maxStorageBufferBindingSize})`,
       );
     }
   }
 
-  #allocate(size: number, label: string): GPUBuffer {
+  #allocate(size: number, label: string, dtype: DType = 'float32'): GPUBuffer {
     const gpu = this.gpu;
     if (!gpu) throw new Error('internal: allocate on the CPU backend');
-    this.#checkFits(size, label);
-    return gpu.pool.acquire(roundUp(Math.max(size * 4, 16), 16), TENSOR_USAGE, `bn.tensor.${label}`);
+    this.#checkFits(size, label, dtype);
+    return gpu.pool.acquire(roundUp(Math.max(storageBytes(size, dtype), 16), 16), TENSOR_USAGE, `bn.tensor.${label}`);
   }
 
   /** @internal */
   async readTensor(t: Tensor): Promise<Float32Array> {
+    const dtype = t.dtype;
+    if (isHalf(dtype)) return decodeHalf(dtype, await this.readTensorBits(t));
+    const values = await this.#readStorage(t);
+    if (values instanceof Uint16Array) throw new Error('internal: float32 tensor with 16-bit storage');
+    return values;
+  }
+
+  /** @internal */
+  async readTensorBits(t: Tensor): Promise<Uint16Array> {
+    if (!isHalf(t.dtype)) {
+      throw new ArgumentError(`${t.label}.readBits: the tensor's dtype is 'float32', not a 16-bit one; use read()`);
+    }
+    const values = await this.#readStorage(t);
+    if (values instanceof Uint16Array) return values;
+    return new Uint16Array(values.buffer, values.byteOffset, t.size).slice();
+  }
+
+  /** The stored words of `t`: a copy of the CPU array, or the GPU bytes (whole words) as float32. */
+  async #readStorage(t: Tensor): Promise<Float32Array | Uint16Array> {
     this.assertUsable();
     const s = t.storage;
-    if (s.kind === 'cpu') return s.data.slice();
+    if (s.kind !== 'gpu') return s.data.slice();
     if (!this.gpu) throw new Error('internal: GPU tensor on a CPU context');
     if ((s.buffer.usage & BUFFER_COPY_SRC) === 0) {
       throw new ArgumentError(`${t.label}: read() needs GPUBufferUsage.COPY_SRC on buffer '${s.buffer.label}'`);
@@ -284,7 +341,7 @@ export class BatchNormContext implements TensorOwner {
     // reported as itself, not as whatever the readback copy might run into.
     await this.gpu.errorsSettled();
     if (t.writeFailure) throw t.writeFailure;
-    const values = await this.gpu.readFloats(s.buffer, s.byteOffset, t.size * 4);
+    const values = await this.gpu.readFloats(s.buffer, s.byteOffset, storageBytes(t.size, t.dtype));
     if (t.writeFailure) throw t.writeFailure;
     return values;
   }
@@ -297,8 +354,22 @@ export class BatchNormContext implements TensorOwner {
     if (data.length !== t.size) {
       throw new ShapeError(`${t.label}.write: data has ${data.length} values, the tensor of shape [${t.shape.join(', ')}] holds ${t.size}`);
     }
-    if (s.kind === 'cpu') {
+    const dtype = t.dtype;
+    if (isHalf(dtype)) {
+      if (s.kind === 'gpu') checkUsage(s.buffer, BUFFER_COPY_DST, 'COPY_DST', `${t.label}.write`);
+      const bits = halfData(dtype, data, t.size);
+      if (s.kind === 'cpu-half') {
+        s.data.set(bits.subarray(0, t.size));
+      } else if (s.kind === 'cpu') {
+        throw new Error('internal: half tensor with float32 storage');
+      } else {
+        if (!this.gpu) throw new Error('internal: GPU tensor on a CPU context');
+        this.gpu.device.queue.writeBuffer(s.buffer, s.byteOffset, bits.buffer, bits.byteOffset, storageBytes(t.size, dtype));
+      }
+    } else if (s.kind === 'cpu') {
       s.data.set(data);
+    } else if (s.kind === 'cpu-half') {
+      throw new Error('internal: float32 tensor with 16-bit storage');
     } else {
       if (!this.gpu) throw new Error('internal: GPU tensor on a CPU context');
       checkUsage(s.buffer, BUFFER_COPY_DST, 'COPY_DST', `${t.label}.write`);
@@ -321,8 +392,11 @@ export class BatchNormContext implements TensorOwner {
         `${who}: source has shape [${src.shape.join(', ')}] (${src.layout}), expected [${dst.shape.join(', ')}] (${dst.layout})`,
       );
     }
+    if (src.dtype !== dst.dtype) {
+      throw new ArgumentError(`${who}: source has dtype '${src.dtype}', this tensor '${dst.dtype}'; a copy does not convert`);
+    }
     if (src === dst) return;
-    if (d.kind === 'cpu' && s.kind === 'cpu') {
+    if ((d.kind === 'cpu' && s.kind === 'cpu') || (d.kind === 'cpu-half' && s.kind === 'cpu-half')) {
       d.data.set(s.data);
       dst.noteWrite(0);
       return;
@@ -330,7 +404,7 @@ export class BatchNormContext implements TensorOwner {
     if (d.kind !== 'gpu' || s.kind !== 'gpu' || !this.gpu) throw new Error('internal: mixed tensor storage on one context');
     checkUsage(s.buffer, BUFFER_COPY_SRC, 'COPY_SRC', `${who} source`);
     checkUsage(d.buffer, BUFFER_COPY_DST, 'COPY_DST', who);
-    const bytes = dst.size * 4;
+    const bytes = storageBytes(dst.size, dst.dtype);
     // WebGPU's copyBufferToBuffer refuses one buffer as both source and destination, even for
     // disjoint ranges.
     if (s.buffer === d.buffer) {
@@ -354,7 +428,7 @@ export class BatchNormContext implements TensorOwner {
       return;
     }
     // CPU storage is always the library's own copy; keep it for steady-state loops, within the cap.
-    this.#cpuFree.put(String(s.data.length), s.data);
+    this.#cpuFree.put(s.data instanceof Uint16Array ? `h${s.data.length}` : String(s.data.length), s.data);
   }
 
   /** Waits until all submitted work is done; rejects with the first GPU error it produced. */
@@ -414,6 +488,31 @@ function checkShape(shape: readonly number[], label: string): number {
     throw new ShapeError(`${label}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
   }
   return shapeSize(shape);
+}
+
+function checkDType(dtype: unknown, label: string): DType {
+  if (dtype === undefined) return 'float32';
+  if (typeof dtype !== 'string' || !(DTYPES as readonly string[]).includes(dtype)) {
+    throw new ArgumentError(`${label}: dtype must be ${DTYPES.map((d) => `'${d}'`).join(', ')}, got ${JSON.stringify(dtype)}`);
+  }
+  return dtype as DType;
+}
+
+/**
+ * `data` as `dtype` bit patterns, in a word-padded array (even length) so GPU writes are whole
+ * 4-byte words: a Uint16Array as bits, a Float16Array's bits for float16, other numbers rounded
+ * to nearest, ties to even.
+ */
+function halfData(dtype: HalfDType, data: ArrayLike<number>, size: number): Uint16Array {
+  const out = new Uint16Array(size + (size % 2));
+  if (data instanceof Uint16Array) {
+    out.set(data);
+  } else if (dtype === 'float16' && isFloat16Array(data)) {
+    out.set(new Uint16Array(data.buffer, data.byteOffset, size));
+  } else {
+    encodeHalf(dtype, data, out);
+  }
+  return out;
 }
 
 function checkLayout(layout: Layout | undefined, shape: readonly number[], label: string): Layout {

@@ -18,6 +18,7 @@ export {
   type BufferTensorOptions,
 } from './context.js';
 export { Tensor, type Layout } from './tensor.js';
+export { bfloat16Bits, bfloat16Value, float16Bits, float16Value, type DType } from './dtype.js';
 export {
   BatchNorm,
   BatchNorm1d,

@@ -1,3 +1,4 @@
+import type { DType } from './dtype.js';
 import { ArgumentError, DestroyedError } from './errors.js';
 
 /**
@@ -24,6 +25,8 @@ export function sameShapeAndLayout(a: ShapeAndLayout, b: ShapeAndLayout): boolea
 /** Where a tensor's values live. */
 export type TensorStorage =
   | { readonly kind: 'cpu'; readonly data: Float32Array }
+  /** A float16 / bfloat16 tensor on the CPU: its 16-bit patterns. */
+  | { readonly kind: 'cpu-half'; readonly data: Uint16Array }
   | {
       readonly kind: 'gpu';
       readonly buffer: GPUBuffer;
@@ -40,6 +43,8 @@ export interface TensorOwner {
   /** @internal */
   readTensor(tensor: Tensor): Promise<Float32Array>;
   /** @internal */
+  readTensorBits(tensor: Tensor): Promise<Uint16Array>;
+  /** @internal */
   writeTensor(tensor: Tensor, data: unknown): void;
   /** @internal */
   copyTensor(dst: Tensor, src: Tensor): void;
@@ -54,12 +59,15 @@ export interface TensorWriteState {
 }
 
 /**
- * A float32 tensor on one context's backend. Shapes are logical (N, C, ...); `layout` says how the
- * values are ordered in memory. Create tensors with `ctx.tensor(...)` or `ctx.tensorFromBuffer(...)`.
+ * A tensor on one context's backend. Shapes are logical (N, C, ...); `layout` says how the values
+ * are ordered in memory, `dtype` how each is stored (float32, or float16 / bfloat16 bit patterns).
+ * Create tensors with `ctx.tensor(...)` or `ctx.tensorFromBuffer(...)`.
  */
 export class Tensor {
   readonly shape: readonly number[];
   readonly layout: Layout;
+  /** Element type of the storage; `'float32'` unless the tensor was made with another `dtype`. */
+  readonly dtype: DType;
   /** Number of elements. */
   readonly size: number;
   /** @internal */
@@ -72,10 +80,18 @@ export class Tensor {
   #writeFailure: Error | null = null;
 
   /** @internal use `ctx.tensor` */
-  constructor(owner: TensorOwner, shape: readonly number[], layout: Layout, storage: TensorStorage, label: string) {
+  constructor(
+    owner: TensorOwner,
+    shape: readonly number[],
+    layout: Layout,
+    storage: TensorStorage,
+    label: string,
+    dtype: DType = 'float32',
+  ) {
     this.owner = owner;
     this.shape = Object.freeze([...shape]);
     this.layout = layout;
+    this.dtype = dtype;
     this.size = shape.reduce((a, b) => a * b, 1);
     this.#storage = storage;
     this.#label = label;
@@ -104,7 +120,8 @@ export class Tensor {
    * `ArgumentError` for a tensor of the CPU backend (its values live in a Float32Array) and
    * `DestroyedError` after `destroy()`. A buffer the library allocated comes from its pool in size
    * classes, so it can be larger than the tensor (by up to 1/16, at least to 16 bytes): bind
-   * `size * 4` bytes from {@link Tensor.byteOffset}, not the whole buffer.
+   * `size * 4` bytes (`size * 2` for float16 / bfloat16) from {@link Tensor.byteOffset}, not the
+   * whole buffer.
    */
   get buffer(): GPUBuffer {
     const s = this.storage;
@@ -159,9 +176,12 @@ export class Tensor {
   }
 
   /**
-   * Copies the values back as a new Float32Array in this tensor's memory layout. Rejects with
-   * `GPUOperationError` if the library submit that last wrote it failed, every time, until a later
-   * write succeeds: a failed submit never reads back as stale values or zeros.
+   * Copies the values back as a new Float32Array in this tensor's memory layout, whatever its
+   * dtype: float16 and bfloat16 values widen to float32 exactly (both are subsets of it), so
+   * every tensor reads back as the same type. {@link readBits} gives a half tensor's stored bit
+   * patterns. Rejects with `GPUOperationError` if the library submit that last wrote it failed,
+   * every time, until a later write succeeds: a failed submit never reads back as stale values or
+   * zeros.
    */
   async read(): Promise<Float32Array> {
     this.storage;
@@ -169,9 +189,20 @@ export class Tensor {
   }
 
   /**
+   * A float16 or bfloat16 tensor's stored 16-bit patterns as a new Uint16Array in memory order
+   * (wrap its buffer in a `Float16Array` where the runtime has one). Rejects with `ArgumentError`
+   * for a float32 tensor, and like {@link read} after a failed write.
+   */
+  async readBits(): Promise<Uint16Array> {
+    this.storage;
+    return this.owner.readTensorBits(this);
+  }
+
+  /**
    * Overwrites the values in place (same memory order as `ctx.tensor`), e.g. for an optimizer step
-   * or to reuse an input tensor every batch. Takes what `ctx.tensor` takes (any non-BigInt typed
-   * array or array-like of numbers, converted to float32), exactly `size` values. On WebGPU it is
+   * or to reuse an input tensor every batch. Takes what `ctx.tensor` takes for this tensor's dtype
+   * (any non-BigInt typed array or array-like of numbers, converted to float32; for a float16 /
+   * bfloat16 tensor a Uint16Array is taken as bit patterns), exactly `size` values. On WebGPU it is
    * a `queue.writeBuffer`: every command buffer submitted after this call sees the new values,
    * including a caller's encoder recorded earlier but submitted later. Needs COPY_DST usage on a
    * caller's buffer.
@@ -183,7 +214,7 @@ export class Tensor {
   }
 
   /**
-   * Copies `source` (a tensor of the same context, shape and layout) into this tensor: on WebGPU
+   * Copies `source` (a tensor of the same context, shape, layout and dtype) into this tensor: on WebGPU
    * one `copyBufferToBuffer` submit, with no readback. If that submit fails, or `source` holds a
    * failed submit's output, this tensor's reads reject.
    * @throws ShapeError / ArgumentError / ContextMismatchError before anything is copied.

@@ -15,6 +15,7 @@ declare module 'virtual:bn-shaders' {
   export const stats: Shader<'stats'>;
   export const finalize: Shader<'finalize'>;
   export const normalize: Shader<'normalize'>;
+  export const normalizeF16: Shader<'normalize-f16'>;
   export const backwardReduce: Shader<'backward-reduce'>;
   export const backwardPrepare: Shader<'backward-prepare'>;
   export const backwardElementwise: Shader<'backward-elementwise'>;

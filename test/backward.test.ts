@@ -921,17 +921,18 @@ describe('backward on webgpu: dispatches, bindings and allocation', () => {
       [[2, 4, 3, 3], 'channels_last'], // cl4
       [[2, 3, 3, 3], 'channels_last'], // cl1
     ];
-    for (const [shape, layout] of variants) {
+    // float16 takes the half entries: reduce_*1h, and word walks (or anyh) for the elementwise pass.
+    for (const [shape, layout, dtype] of variants.flatMap(([s, l]) => (['float32', 'float16'] as const).map((d) => [s, l, d] as const))) {
       const size = shape.reduce((a, b) => a * b, 1);
       const x = ctx.tensor(
         Float32Array.from({ length: size }, (_, i) => Math.sin(i)),
         shape,
-        { layout },
+        { layout, dtype },
       );
       const dy = ctx.tensor(
         Float32Array.from({ length: size }, (_, i) => Math.cos(i)),
         shape,
-        { layout },
+        { layout, dtype },
       );
       const c = shape[1] ?? 0;
       const stats = ctx.tensor(new Float32Array(c).fill(1), [c]);

@@ -996,18 +996,20 @@ describe('epilogue on caller encoders (WebGPU)', () => {
     });
     const device = ctx.device as GPUDevice;
     try {
-      for (const [s, layout] of [
+      // float16 runs the half entries with every epilogue: word walks, and anyh for odd spatial.
+      const shapes: Array<[number[], Layout]> = [
         [[2, 8, 2, 2], 'channels_first'],
         [[2, 8, 3, 3], 'channels_first'],
         [[2, 8, 3, 3], 'channels_last'],
         [[2, 6, 3, 3], 'channels_last'],
-      ] as Array<[number[], Layout]>) {
+      ];
+      for (const [s, layout, dtype] of shapes.flatMap(([sh, l]) => (['float32', 'float16'] as const).map((d) => [sh, l, d] as const))) {
         const n = s.reduce((a, b) => a * b, 1);
         const mk = (k: number): Tensor =>
           ctx.tensor(
             new Float32Array(n).map((_, i) => Math.sin(i * k)),
             s,
-            { layout },
+            { layout, dtype },
           );
         const [x, dy, y, z, gi, gr] = [mk(1.1), mk(0.9), mk(0.2), mk(0.7), mk(0.3), mk(0.4)];
         const bn = new BatchNorm2d(ctx, s[1] ?? 0);

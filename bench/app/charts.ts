@@ -44,6 +44,8 @@ export const IMPL_COLORS: Readonly<Record<ImplName, string>> = {
   'js-loop': '#64748b',
   'copy-floor': '#16a34a',
   'copy-b2b': '#86efac',
+  'webgpu-batchnorm-f16': '#db2777',
+  'copy-floor-f16': '#4d7c0f',
 };
 
 function niceLogTicks(lo: number, hi: number): number[] {

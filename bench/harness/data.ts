@@ -96,6 +96,32 @@ export function makeCaseData(shape: readonly number[], layout: LayoutName, seed 
     dy[i] = 2 * r() - 1;
   }
 
+  return {
+    geometry: g,
+    eps,
+    momentum: 0.1,
+    x,
+    dy,
+    weight,
+    bias,
+    runningMean,
+    runningVar,
+    ...referencesFor(g, x, dy, weight, bias, runningMean, runningVar, eps),
+  };
+}
+
+/** The statistics and float64 references of a case's inputs (also of their float16-rounded copies). */
+export function referencesFor(
+  g: CaseGeometry,
+  x: ArrayLike<number>,
+  dy: ArrayLike<number>,
+  weight: Float32Array,
+  bias: Float32Array,
+  runningMean: Float32Array,
+  runningVar: Float32Array,
+  eps: number,
+): Pick<CaseData, 'mean' | 'invstd' | 'refTrain' | 'refEval' | 'refGradInput' | 'refGradWeight' | 'refGradBias'> {
+  const c = g.c;
   // Statistics: two passes in float64.
   const count = g.n * g.s;
   const sum = new Float64Array(c);
@@ -132,24 +158,7 @@ export function makeCaseData(shape: readonly number[], layout: LayoutName, seed 
     refGradInput[i] =
       (weight[k] as number) * is * ((dy[i] as number) - (sumDy[k] as number) / count - (xhat * (sumDyXhat[k] as number)) / count);
   });
-  return {
-    geometry: g,
-    eps,
-    momentum: 0.1,
-    x,
-    dy,
-    weight,
-    bias,
-    runningMean,
-    runningVar,
-    mean,
-    invstd,
-    refTrain,
-    refEval,
-    refGradInput,
-    refGradWeight: sumDyXhat,
-    refGradBias: sumDy,
-  };
+  return { mean, invstd, refTrain, refEval, refGradInput, refGradWeight: sumDyXhat, refGradBias: sumDy };
 }
 
 /** Visits every element with its channel, in memory order. */

@@ -16,7 +16,13 @@ export function findRow(rows: readonly Row[], impl: ImplName, op: OpName, shape:
 /** Fills ratio_to_floor and gpu_ratio_to_floor from the case's `copy-floor` row. */
 export function addRatios(rows: Row[]): void {
   for (const row of rows) {
-    const floor = findRow(rows, 'copy-floor', 'copy', row.shape, row.layout);
+    // float16 rows move half the bytes: their floor is the copy of a float16 tensor.
+    const half = row.impl.endsWith('-f16');
+    if (half && row.impl !== 'copy-floor-f16' && row.median_ms !== null) {
+      const f32 = findRow(rows, 'webgpu-batchnorm', row.op, row.shape, row.layout);
+      if (f32?.status === 'ok' && f32.median_ms) row.ratio_to_f32 = row.median_ms / f32.median_ms;
+    }
+    const floor = findRow(rows, half ? 'copy-floor-f16' : 'copy-floor', 'copy', row.shape, row.layout);
     if (floor?.status !== 'ok') continue;
     if (row.median_ms !== null && floor.median_ms) row.ratio_to_floor = row.median_ms / floor.median_ms;
     if (row.gpu_ms !== null && floor.gpu_ms) row.gpu_ratio_to_floor = row.gpu_ms / floor.gpu_ms;
@@ -34,7 +40,9 @@ const OP_ORDER: readonly OpName[] = ['copy', 'train', 'eval', 'backward', ...EPI
 const IMPL_ORDER: readonly ImplName[] = [
   'copy-floor',
   'copy-b2b',
+  'copy-floor-f16',
   'webgpu-batchnorm',
+  'webgpu-batchnorm-f16',
   'webgpu-batchnorm-keras',
   'webgpu-batchnorm-unfused',
   'tfjs-webgpu',
@@ -91,6 +99,10 @@ export function formatTable(result: BenchResult): string {
     for (const b of body) lines.push(pad(b, widths, right));
     const notes = caseRows.filter((r) => r.status !== 'ok' && r.reason);
     for (const r of notes) lines.push(`  ${r.impl} ${r.op}: ${r.reason ?? ''}`);
+    const half = caseRows.filter((r) => r.ratio_to_f32 !== undefined);
+    if (half.length) {
+      lines.push(`  float16 (x floor = copy-floor-f16): ${half.map((r) => `${r.op} ${fmt(r.ratio_to_f32 ?? null)}x float32`).join(', ')}`);
+    }
   }
   return lines.join('\n');
 }

@@ -20,6 +20,7 @@ import { createCopies } from './impl-copy.js';
 import { createJsLoop } from './impl-js.js';
 import { createOrt, setUpOrt, type OrtModule, type OrtRuntime } from './impl-ort.js';
 import { createOursCpu, createOursGpu } from './impl-ours.js';
+import { createHalfGpu } from './impl-half.js';
 import { createEpilogueGpu } from './impl-epilogue.js';
 import { createTfjs, setUpTfjs, type TfjsModules, type TfjsRuntime } from './impl-tfjs.js';
 import { addRatios } from './report.js';
@@ -110,6 +111,8 @@ const PLAN: ReadonlyArray<readonly [ImplName, readonly OpName[]]> = [
   ['webgpu-batchnorm', ['train', 'eval', 'backward', ...EPILOGUE_OPS]],
   ['webgpu-batchnorm-keras', ['train', 'eval']],
   ['webgpu-batchnorm-unfused', UNFUSED_EPILOGUE_OPS],
+  ['copy-floor-f16', ['copy']],
+  ['webgpu-batchnorm-f16', ['train', 'eval', 'backward']],
   ['tfjs-webgpu', ['train', 'eval']],
   ['ort-webgpu', ['eval']],
   ['webgpu-batchnorm-cpu', ['train', 'eval', 'backward']],
@@ -381,6 +384,7 @@ async function prepareCase(session: Session, kase: { shape: number[]; layout: La
   await make('webgpu-batchnorm-keras', ['train', 'eval'], () => createOursGpu(cc, ctxGpu, 'keras'));
   await make('webgpu-batchnorm', EPILOGUE_OPS, () => createEpilogueGpu(cc, ctxGpu, 'fused'));
   await make('webgpu-batchnorm-unfused', UNFUSED_EPILOGUE_OPS, () => createEpilogueGpu(cc, ctxGpu, 'unfused'));
+  await make('webgpu-batchnorm-f16', ['copy', 'train', 'eval', 'backward'], () => createHalfGpu(cc, ctxGpu));
   await make('tfjs-webgpu', ['train', 'eval'], () => createTfjs(cc, tf, 'webgpu', tfError));
   await make('ort-webgpu', ['eval'], () => createOrt(cc, ort, ortError));
   await make('webgpu-batchnorm-cpu', ['train', 'eval', 'backward'], () => createOursCpu(cc, ctxCpu));

@@ -19,7 +19,9 @@ export type ImplName =
   | 'js-loop'
   | 'copy-floor'
   | 'copy-b2b'
-  | 'webgpu-batchnorm-unfused';
+  | 'webgpu-batchnorm-unfused'
+  | 'webgpu-batchnorm-f16'
+  | 'copy-floor-f16';
 
 /**
  * Fused-epilogue ops: BN followed by ReLU (`+relu`) or by a residual add and ReLU (`+add+relu`),
@@ -92,8 +94,13 @@ export interface Row {
   status: RowStatus;
   /** Median wall time of one iteration over the samples (ms). */
   median_ms: number | null;
-  /** median_ms / median_ms of `copy-floor` on the same shape and layout. */
+  /**
+   * median_ms / median_ms of `copy-floor` on the same shape and layout; for the float16 rows
+   * (`*-f16`), of `copy-floor-f16`, the copy of a float16 tensor's bytes.
+   */
   ratio_to_floor: number | null;
+  /** float16 rows: median_ms / median_ms of the float32 row (`webgpu-batchnorm`) of the same op. */
+  ratio_to_f32?: number;
   min_ms: number | null;
   max_ms: number | null;
   /** First and third quartile of the per-sample times (ms). */

@@ -4,11 +4,12 @@
 // NaN or both +Inf and −Inf, else ±Inf, and variance NaN. A partial merge cannot tell these apart
 // when the channel's shift K is itself infinite, hence the scan.
 //
-// The including stage declares `x: array<f32>` (its input, bound read-only as scalars) and passes
-// the channel's view of it; common/non-finite.wgsl provides the bit constants.
+// The including stage defines `channel_value(i: u32) -> f32`, value i of its input as float32
+// (a float32 load, or a half-precision one widened), and passes the channel's view of it;
+// common/non-finite.wgsl provides the bit constants.
 
 // Value j < cols of segment r < rows of channel c sits at base + r * rowStride + c * channelStride + j
-// (in f32 elements of `x`; TS `channelScanView`).
+// (in elements of the input: floats, or halves; TS `channelScanView`).
 struct ChannelView {
   rows: u32,
   cols: u32,
@@ -30,7 +31,7 @@ fn scan_special_values(view: ChannelView, c: u32) -> SpecialValues {
   for (var r = 0u; r < view.rows; r++) {
     let row = first + r * view.rowStride;
     for (var j = 0u; j < view.cols; j++) {
-      let u = bitcast<u32>(x[row + j]);
+      let u = bitcast<u32>(channel_value(row + j));
       s.maxMagnitude = max(s.maxMagnitude, u & F32_MAGNITUDE_BITS);
       s.posInf = s.posInf || u == F32_EXPONENT_BITS;
       s.negInf = s.negInf || u == F32_NEG_INF_BITS;

@@ -49,6 +49,11 @@ const ACTIVATION_TANH: u32 = 9u;
 const ACTIVATION_ELU: u32 = 10u;
 const ACTIVATION_PRELU: u32 = 11u;
 
+// Half-precision storage formats, the values of the HALF_FORMAT override (common/half.wgsl).
+const HALF_FORMAT_NONE: u32 = 0u;  // float32 storage
+const HALF_FORMAT_F16: u32 = 1u;   // IEEE binary16, two per u32 word
+const HALF_FORMAT_BF16: u32 = 2u;  // bfloat16 (a float32's upper 16 bits), two per u32 word
+
 // finalize's queue of channels for the general path (finalize.wgsl), an array<u32>: words 0-2 are
 // the indirect dispatch of finalize_general (workgroups x, y, z), word 3 the number of queued
 // channels, then GENERAL_QUEUE_ENTRY_WORDS words per channel: its index and its running factor.

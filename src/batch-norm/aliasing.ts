@@ -2,6 +2,7 @@ import type { BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import { bindingRange } from '../gpu/tensor-binding.js';
 import type { Tensor } from '../tensor.js';
+import { storageBytes } from '../dtype.js';
 
 /** A named tensor argument of one call; null when the call does not use it. */
 export type NamedTensor = readonly [name: string, tensor: Tensor | null];
@@ -19,8 +20,8 @@ interface Span {
 function spanOf(ctx: BatchNormContext, name: string, t: Tensor): Span {
   const s = t.storage;
   if (s.kind === 'gpu' && ctx.device)
-    return { name, tensor: t, memory: s.buffer, ...bindingRange(ctx.device, s.buffer, s.byteOffset, t.size) };
-  return { name, tensor: t, memory: s.kind === 'gpu' ? s.buffer : s.data, start: 0, end: t.size * 4 };
+    return { name, tensor: t, memory: s.buffer, ...bindingRange(ctx.device, s.buffer, s.byteOffset, storageBytes(t.size, t.dtype)) };
+  return { name, tensor: t, memory: s.kind === 'gpu' ? s.buffer : s.data, start: 0, end: storageBytes(t.size, t.dtype) };
 }
 
 function describeSpan(s: Span): string {

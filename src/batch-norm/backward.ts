@@ -6,7 +6,7 @@ import { cpuBackward, cpuEpilogueGrad } from './cpu/cpu-backward.js';
 import { checkEncoder, checkNoAliasing, type NamedTensor } from './aliasing.js';
 import { checkEpilogue, masksFromOutput, usesPreActivation, type Epilogue, type ResolvedEpilogue } from './epilogue.js';
 import { runGpuOp } from '../gpu/dispatch.js';
-import { cpuData, type ForwardRecord } from './forward.js';
+import { cpuData, cpuTarget, cpuValues, type ForwardRecord } from './forward.js';
 import { checkShapeAndLayout, type Geometry } from './geometry.js';
 import { encodeBackward, encodePrepare, type GpuBackwardArgs } from './kernels/gpu-backward.js';
 import { channelStatsBytes } from '../gpu/contracts.js';
@@ -229,27 +229,33 @@ interface CpuAffine {
 }
 
 function runCpu(r: Resolved, mean: ArrayLike<number>, invstd: ArrayLike<number>, affine: CpuAffine | null): void {
-  const x = cpuData(r.x);
-  let dy: ArrayLike<number> = cpuData(r.dy);
+  const x = cpuValues(r.x);
+  let dy: ArrayLike<number> = cpuValues(r.dy);
   const e = r.epilogue;
   if (e) {
     const grad = cpuEpilogueGrad(x, dy, r.g, {
       activation: e.activation,
-      output: r.output && masksFromOutput(e.activation) ? cpuData(r.output) : null,
-      residual: e.residual ? cpuData(e.residual) : null,
+      output: r.output && masksFromOutput(e.activation) ? cpuValues(r.output) : null,
+      residual: e.residual ? cpuValues(e.residual) : null,
       scale: affine?.scale ?? null,
       shift: affine?.shift ?? null,
       preluSlope: e.activation.weight ? cpuData(e.activation.weight) : null,
       gradPreluWeight: r.gradPreluWeight ? cpuData(r.gradPreluWeight) : null,
     });
-    if (r.gradResidual) cpuData(r.gradResidual).set(grad);
+    if (r.gradResidual) {
+      const out = cpuTarget(r.gradResidual);
+      out.values.set(grad);
+      out.commit();
+    }
     dy = grad;
   }
+  const gradInput = r.gradInput ? cpuTarget(r.gradInput) : null;
   cpuBackward({ x, dy, mean, invstd, weight: r.weight ? cpuData(r.weight) : null, useBatchStats: r.useBatchStats }, r.g, {
-    gradInput: r.gradInput ? cpuData(r.gradInput) : null,
+    gradInput: gradInput ? gradInput.values : null,
     gradWeight: r.gradWeight ? cpuData(r.gradWeight) : null,
     gradBias: r.gradBias ? cpuData(r.gradBias) : null,
   });
+  gradInput?.commit();
 }
 
 function gpuArgs(r: Resolved, channelStats: GPUBuffer): GpuBackwardArgs {
@@ -331,7 +337,7 @@ function allocGradients(
   mask: readonly boolean[],
 ): [Tensor | null, Tensor | null, Tensor | null] {
   return [
-    mask[0] ? ctx.allocTensor(x.shape, x.layout, 'grad_input') : null,
+    mask[0] ? ctx.allocTensor(x.shape, x.layout, 'grad_input', x.dtype) : null,
     mask[1] ? ctx.allocTensor([c], 'channels_first', 'grad_weight') : null,
     mask[2] ? ctx.allocTensor([c], 'channels_first', 'grad_bias') : null,
   ];
@@ -364,7 +370,9 @@ export function moduleBackward(bn: ModuleBackwardSource, gradOutput: Tensor, opt
   if (!bn.bias) mask[2] = false;
   const [gradInput, gradWeight, gradBias] = allocGradients(bn.ctx, record.input, bn.numFeatures, mask);
   const e = record.epilogue;
-  const gradResidual = e?.residual ? bn.ctx.allocTensor(record.input.shape, record.input.layout, 'grad_residual') : null;
+  const gradResidual = e?.residual
+    ? bn.ctx.allocTensor(record.input.shape, record.input.layout, 'grad_residual', record.input.dtype)
+    : null;
   const gradPreluWeight = allocPreluGrad(bn.ctx, e);
   if (!gradInput && !gradWeight && !gradBias && !gradResidual && !gradPreluWeight)
     return { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight };
@@ -486,7 +494,7 @@ export function batchNormBackward(
   if (args === null || typeof args !== 'object') throw new ArgumentError(`${WHO}: args must be an object, got ${String(args)}`);
   rejectUnknownKeys(args, BATCH_NORM_BACKWARD_ARG_KEYS, `${WHO} args`);
   const x = args.input;
-  const g = checkInput(ctx, x, 'input', null, null, WHO);
+  const g = checkInput(ctx, x, 'input', null, null, WHO, 'any');
   checkGradOutput(ctx, args.gradOutput, x, WHO);
   const weight = args.weight ?? null;
   if (weight) checkChannelTensor(ctx, weight, 'weight', g.c, WHO);
@@ -533,7 +541,7 @@ export function batchNormBackward(
   if (bias) checkChannelTensor(ctx, bias, 'bias', g.c, WHO);
   const mask = checkMask(opts.outputMask ?? [true, weight !== null, weight !== null], WHO);
   const [gradInput, gradWeight, gradBias] = allocGradients(ctx, x, g.c, mask);
-  const gradResidual = epilogue?.residual ? ctx.allocTensor(x.shape, x.layout, 'grad_residual') : null;
+  const gradResidual = epilogue?.residual ? ctx.allocTensor(x.shape, x.layout, 'grad_residual', x.dtype) : null;
   const gradPreluWeight = allocPreluGrad(ctx, epilogue);
   if (!gradInput && !gradWeight && !gradBias && !gradResidual && !gradPreluWeight)
     return { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight };

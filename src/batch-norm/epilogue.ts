@@ -17,6 +17,7 @@ import {
 } from '../gpu/contracts.js';
 import { Tensor } from '../tensor.js';
 import { checkShapeAndLayout } from './geometry.js';
+import { checkFloat32 } from '../dtype.js';
 
 // Fused epilogues: y = act(bn(x) + residual), applied where BN writes each value, and
 // differentiated inside BN's own backward passes. The kernels' side is shaders/common/epilogue.wgsl,
@@ -216,6 +217,7 @@ function checkKeys(o: Record<string, unknown>, allowed: readonly string[], who: 
  */
 function checkPreluWeight(ctx: BatchNormContext, w: Tensor, channels: number, who: string): void {
   ctx.assertOwnTensor(w, 'epilogue.activation.weight');
+  checkFloat32(w, 'epilogue.activation.weight', who);
   if (w.shape.length !== 1 || (w.shape[0] !== channels && w.shape[0] !== 1)) {
     throw new ShapeError(`${who}: epilogue.activation prelu weight must have shape [${channels}] or [1], got [${w.shape.join(', ')}]`);
   }

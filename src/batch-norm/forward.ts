@@ -2,6 +2,8 @@ import { optionKeys } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
 import { runGpuOp } from '../gpu/dispatch.js';
 import type { Tensor } from '../tensor.js';
+import { decodeHalf, encodeHalf, isHalf } from '../dtype.js';
+import type { NumberArray } from './cpu/cpu-backward.js';
 import type { RunningUpdate } from './config/conventions.js';
 import { cpuBatchStats, cpuNormalize, cpuUpdateRunning, invstdOf } from './cpu/cpu.js';
 import type { ResolvedEpilogue } from './epilogue.js';
@@ -105,7 +107,7 @@ export function runForward(
     return { kind: 'gpu', channelStats: gpuBuffers.channelStats };
   }
 
-  const xs = cpuData(x);
+  const xs = cpuValues(x);
   let mean: Float64Array;
   let invstd: Float64Array;
   if (spec.useBatchStats) {
@@ -133,9 +135,10 @@ export function runForward(
     invstd = invstdOf(cpuData(spec.runningVar), spec.eps);
   }
   const e = spec.epilogue;
+  const out = cpuTarget(y);
   const { scale, shift } = cpuNormalize(
     xs,
-    cpuData(y),
+    out.values,
     g,
     mean,
     invstd,
@@ -144,17 +147,49 @@ export function runForward(
     e
       ? {
           activation: e.activation,
-          residual: e.residual ? cpuData(e.residual) : null,
+          residual: e.residual ? cpuValues(e.residual) : null,
           preluSlope: e.activation.weight ? cpuData(e.activation.weight) : null,
         }
       : null,
   );
+  out.commit();
   return { kind: 'cpu', mean, invstd, scale, shift };
 }
 
-/** The Float32Array behind a CPU tensor. */
+/** The Float32Array behind a float32 CPU tensor. */
 export function cpuData(t: Tensor): Float32Array {
   const s = t.storage;
-  if (s.kind !== 'cpu') throw new Error(`internal: tensor '${t.label}' is not on the CPU`);
+  if (s.kind !== 'cpu') throw new Error(`internal: tensor '${t.label}' is not a float32 tensor on the CPU`);
   return s.data;
+}
+
+/**
+ * A CPU tensor's values as float32: the array itself, or a float16 / bfloat16 tensor's bit
+ * patterns decoded (exactly: both are subsets of float32).
+ */
+export function cpuValues(t: Tensor): Float32Array {
+  const s = t.storage;
+  if (s.kind === 'cpu') return s.data;
+  if (s.kind === 'cpu-half' && isHalf(t.dtype)) return decodeHalf(t.dtype, s.data);
+  throw new Error(`internal: tensor '${t.label}' is not on the CPU`);
+}
+
+/** Where a CPU kernel writes a tensor's values; `commit()` stores them. */
+export interface CpuTarget {
+  readonly values: NumberArray;
+  commit(): void;
+}
+
+/**
+ * A CPU output: a float32 tensor's own array, or for a float16 / bfloat16 tensor a float64
+ * scratch that `commit` rounds once (to nearest, ties to even) into its bit patterns, so a value
+ * computed in float64 is never rounded twice (float64 → float32 → half can differ by an ulp).
+ */
+export function cpuTarget(t: Tensor): CpuTarget {
+  const s = t.storage;
+  if (s.kind === 'cpu') return { values: s.data, commit: () => {} };
+  const dtype = t.dtype;
+  if (s.kind !== 'cpu-half' || !isHalf(dtype)) throw new Error(`internal: tensor '${t.label}' is not on the CPU`);
+  const values = new Float64Array(t.size);
+  return { values, commit: () => void encodeHalf(dtype, values, s.data) };
 }

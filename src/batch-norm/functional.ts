@@ -80,9 +80,9 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
   if (opts.training === true && isEmptyBatch(x, null, null) && resolveConvention(opts, false).convention.emptyBatch === 'skip') {
     // tf.keras leaves the moving statistics alone on an empty batch; the output is empty too.
     if (opts.out) checkOutput(ctx, opts.out, x, WHO);
-    return opts.out ?? ctx.allocTensor(x.shape, x.layout, 'output');
+    return opts.out ?? ctx.allocTensor(x.shape, x.layout, 'output', x.dtype);
   }
-  const g = checkInput(ctx, x, 'input', null, null, WHO);
+  const g = checkInput(ctx, x, 'input', null, null, WHO, 'any');
   const training = checkBoolean(opts.training ?? false, 'training');
   const settings = resolveConvention(opts, false);
   const runningMean = opts.runningMean ?? null;
@@ -147,7 +147,7 @@ export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFu
         channelStats: gpu.scratch('functional.channelStats', channelStatsBytes(g.c)),
       }
     : null;
-  const y = opts.out ?? ctx.allocTensor(x.shape, x.layout, 'output');
+  const y = opts.out ?? ctx.allocTensor(x.shape, x.layout, 'output', x.dtype);
   // weight alone (bias null) or bias alone: the shader applies both, so fill in the identity.
   let w = weight;
   let b = bias;

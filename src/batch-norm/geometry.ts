@@ -1,4 +1,5 @@
 import type { BatchNormContext } from '../context.js';
+import { checkSameDType } from '../dtype.js';
 import { ShapeError } from '../errors.js';
 import { sameShapeAndLayout, type Layout, type Tensor } from '../tensor.js';
 
@@ -29,11 +30,13 @@ export function geometryOf(shape: readonly number[], layout: Layout): Geometry {
 /**
  * The one shape+layout check of a tensor that stands for another: an output for the input, dL/dy
  * for the forward's input, a residual, a gradient. `t` must be this context's and have `like`'s
- * shape and layout; `what` names the reference in the message ("the input's").
- * @throws ContextMismatchError / DestroyedError from the context; ShapeError naming both shapes and layouts.
+ * dtype, shape and layout; `what` names the reference in the message ("the input's").
+ * @throws ContextMismatchError / DestroyedError from the context; ArgumentError for another dtype;
+ *   ShapeError naming both shapes and layouts.
  */
 export function checkShapeAndLayout(ctx: BatchNormContext, t: Tensor, like: Tensor, argument: string, what: string, who: string): void {
   ctx.assertOwnTensor(t, argument);
+  checkSameDType(t, like, argument, who);
   if (!sameShapeAndLayout(t, like)) {
     throw new ShapeError(
       `${who}: ${argument} must match ${what} shape [${like.shape.join(', ')}] and layout '${like.layout}', got [${t.shape.join(', ')}] '${t.layout}'`,

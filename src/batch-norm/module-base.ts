@@ -245,7 +245,7 @@ export abstract class BatchNormModuleBase {
       noteWrites([t], 0);
       const s = t.storage;
       if (s.kind === 'cpu') s.data.set(v);
-      else this.ctx.gpu?.device.queue.writeBuffer(s.buffer, s.byteOffset, v.buffer, v.byteOffset, v.byteLength);
+      else if (s.kind === 'gpu') this.ctx.gpu?.device.queue.writeBuffer(s.buffer, s.byteOffset, v.buffer, v.byteOffset, v.byteLength);
     };
     write(this.weight, checked.weight);
     write(this.bias, checked.bias);

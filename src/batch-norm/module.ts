@@ -98,13 +98,13 @@ export abstract class BatchNorm extends BatchNormModuleBase {
     if (this.#skipsEmpty(x)) {
       if (opts.out) checkOutput(this.ctx, opts.out, x, this.name);
       this.#lastForward = null;
-      return opts.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
+      return opts.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output', x.dtype);
     }
     const g = this.#check(x);
     const batchStats = checkBatchStatsOutputs(this.ctx, opts.batchStats, g.c, this.usesBatchStats, this.name);
     const epilogue = checkEpilogue(this.ctx, opts.epilogue, x, `${this.name}.forward`);
     if (opts.out || batchStats || epilogue) this.#checkOutput(x, opts.out ?? null, batchStats, `${this.name}.forward`, epilogue);
-    const y = opts.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
+    const y = opts.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output', x.dtype);
     try {
       this.#run(x, y, g, epilogue, undefined, batchStats);
     } catch (err) {
@@ -219,7 +219,7 @@ export abstract class BatchNorm extends BatchNormModuleBase {
   }
 
   #check(x: Tensor): Geometry {
-    const g = checkInput(this.ctx, x, 'input', this.ranks, this.numFeatures, this.name);
+    const g = checkInput(this.ctx, x, 'input', this.ranks, this.numFeatures, this.name, 'any');
     if (this.usesBatchStats && this.convention.singleValue === 'error') checkTrainingValues(g, x.shape, this.name);
     return g;
   }

@@ -3,6 +3,7 @@ import type { BatchNormContext } from '../context.js';
 import { ArgumentError, InsufficientValuesError, ShapeError } from '../errors.js';
 import { BUFFER_COPY_DST } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
+import { checkFloat32, checkSameDType } from '../dtype.js';
 import { BATCH_STATS_OUTPUT_KEYS, type BatchStatsOutputs } from './forward.js';
 import { checkShapeAndLayout, geometryOf, type Geometry } from './geometry.js';
 
@@ -11,7 +12,13 @@ function rankAccepted(rank: number, ranks: readonly number[] | null): boolean {
   return ranks ? ranks.includes(rank) : rank >= 2;
 }
 
-/** Checks `x` is a live input of this context with one of `ranks` and `channels` channels. */
+export { checkFloat32, checkSameDType };
+
+/**
+ * Checks `x` is a live input of this context with one of `ranks` and `channels` channels, and a
+ * float32 one unless `dtypes` is `'any'` (the batch-norm modules and functions, which read
+ * float16 / bfloat16 activations; SyncBatchNorm and the ONNX operator stay float32).
+ */
 export function checkInput(
   ctx: BatchNormContext,
   x: Tensor,
@@ -19,8 +26,10 @@ export function checkInput(
   ranks: readonly number[] | null,
   channels: number | null,
   who: string,
+  dtypes: 'float32' | 'any' = 'float32',
 ): Geometry {
   ctx.assertOwnTensor(x, argument);
+  if (dtypes === 'float32') checkFloat32(x, argument, who);
   const rank = x.shape.length;
   if (!rankAccepted(rank, ranks)) {
     const expected = ranks ? ranks.map((r) => `${r}-D`).join(' or ') : 'at least 2-D';
@@ -47,7 +56,7 @@ export function checkTrainingValues(g: Geometry, shape: readonly number[], who: 
   }
 }
 
-/** Checks a per-channel parameter tensor: this context, shape [C]. */
+/** Checks a per-channel parameter tensor: this context, shape [C], float32. */
 export function checkChannelTensor(ctx: BatchNormContext, t: Tensor, argument: string, channels: number, who: string): void {
   // A [C] vector as a plain array is the commonest mistake: say how to make the Tensor it needs.
   if (ArrayBuffer.isView(t) || Array.isArray(t)) {
@@ -57,12 +66,13 @@ export function checkChannelTensor(ctx: BatchNormContext, t: Tensor, argument: s
     );
   }
   ctx.assertOwnTensor(t, argument);
+  checkFloat32(t, argument, who);
   if (t.shape.length !== 1 || t.shape[0] !== channels) {
     throw new ShapeError(`${who}: ${argument} must have shape [${channels}], got [${t.shape.join(', ')}]`);
   }
 }
 
-/** Checks an output tensor: same shape and layout as the input, and not the input itself. */
+/** Checks an output tensor: same shape, layout and dtype as the input, and not the input itself. */
 export function checkOutput(ctx: BatchNormContext, y: Tensor, x: Tensor, who: string): void {
   checkShapeAndLayout(ctx, y, x, 'output', "the input's", who);
   if (y === x) throw new ArgumentError(`${who}: output must not be the input tensor itself`);

@@ -4,6 +4,7 @@
  * into your encoder), on the CPU the float64 fold of fold-cpu.ts.
  */
 import { optionKeys, rejectUnknownKeys } from '../arguments.js';
+import { checkFloat32 } from '../dtype.js';
 import type { BatchNorm } from '../batch-norm/module.js';
 import { checkEncoder, checkNoAliasing } from '../batch-norm/aliasing.js';
 import { runGpuOp } from '../gpu/dispatch.js';
@@ -60,6 +61,9 @@ function check(who: string, bn: BatchNorm, layer: FoldTensorLayer, options: Fold
   if (!layer || typeof layer !== 'object') throw new ArgumentError(`${who}: layer must be { weight, bias? }`);
   ctx.assertOwnTensor(layer.weight, `${who}: layer.weight`);
   if (layer.bias) ctx.assertOwnTensor(layer.bias, `${who}: layer.bias`);
+  // Folding is float32 arithmetic on float32 weights (float16 / bfloat16 tensors are activations).
+  checkFloat32(layer.weight, 'layer.weight', who);
+  if (layer.bias) checkFloat32(layer.bias, 'layer.bias', who);
   const g = foldGeometry(who, layer.weight.shape, bn.numFeatures, options.layout);
   if (g.channelsLast && layer.weight.layout !== 'channels_first') {
     throw new ArgumentError(
@@ -76,6 +80,8 @@ function checkOutputs(who: string, bn: BatchNorm, layer: FoldTensorLayer, out: F
   const ctx = bn.ctx;
   ctx.assertOwnTensor(out.weight, `${who}: out.weight`);
   ctx.assertOwnTensor(out.bias, `${who}: out.bias`);
+  checkFloat32(out.weight, 'out.weight', who);
+  checkFloat32(out.bias, 'out.bias', who);
   if (out.weight.size !== g.count) throw new ShapeError(`${who}: out.weight has ${out.weight.size} values, the weight ${g.count}`);
   if (out.bias.size !== g.channels)
     throw new ShapeError(`${who}: out.bias has shape [${out.bias.shape.join(', ')}], expected [${g.channels}]`);

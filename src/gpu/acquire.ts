@@ -1,4 +1,5 @@
 import { WebGPUUnavailableError } from '../errors.js';
+import { optionalFeatures } from './features.js';
 
 let nodeGpu: Promise<GPU | null> | null = null;
 
@@ -46,8 +47,8 @@ export interface AcquiredDevice {
 
 /**
  * Requests an adapter and a device with the adapter's own buffer-size limits (the defaults cap
- * storage bindings at 128 MiB, far below what real tensors need) and `timestamp-query` when the
- * adapter has it. Throws {@link WebGPUUnavailableError} saying why when there is none.
+ * storage bindings at 128 MiB, far below what real tensors need) and `timestamp-query` and
+ * `shader-f16` when the adapter has them. Throws {@link WebGPUUnavailableError} saying why when there is none.
  */
 export async function requestBatchNormDevice(request: DeviceRequest = {}): Promise<AcquiredDevice> {
   const gpu = await findGpu();
@@ -66,8 +67,7 @@ export async function requestBatchNormDevice(request: DeviceRequest = {}): Promi
       "backend 'webgpu': requestAdapter() returned null (no usable GPU or software adapter; in Node set VK_ICD_FILENAMES to a Vulkan ICD such as /usr/lib/chromium/vk_swiftshader_icd.json)",
     );
   }
-  const requiredFeatures: GPUFeatureName[] = [];
-  if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
+  const requiredFeatures = optionalFeatures(adapter.features);
   const device = await adapter.requestDevice({
     label: 'bn.device',
     requiredFeatures,

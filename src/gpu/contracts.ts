@@ -94,6 +94,15 @@ export const ACTIVATION_ELU = 10;
 /** t > 0 ? t : slope[c] · t, a per-channel slope (PLANE_PRELU_SLOPE). */
 export const ACTIVATION_PRELU = 11;
 
+// Half-precision storage formats: the values of the `HALF_FORMAT` override (shaders/common/half.wgsl).
+
+/** float32 storage (the default). */
+export const HALF_FORMAT_NONE = 0;
+/** float16 (IEEE binary16), two values per u32 word, element 2w in the low half of word w. */
+export const HALF_FORMAT_F16 = 1;
+/** bfloat16 (the upper 16 bits of a float32), packed as HALF_FORMAT_F16. */
+export const HALF_FORMAT_BF16 = 2;
+
 /** vec4s per plane of channelStats for `channels` channels (the kernels' `planeStride` uniform). */
 export function planeStride(channels: number): number {
   return Math.ceil(channels / 4);

@@ -7,13 +7,14 @@
  * sources and their reflected layouts (the `virtual:bn-shaders` module).
  */
 export const shaderManifest = {
-  stats: ['stats.wgsl', 'common/lane-columns.wgsl', 'common/non-finite.wgsl'],
+  stats: ['stats.wgsl', 'common/lane-columns.wgsl', 'common/non-finite.wgsl', 'common/half.wgsl'],
   finalize: [
     'finalize.wgsl',
     'common/channel-stats-write.wgsl',
     'common/non-finite.wgsl',
     'common/channel-scan.wgsl',
     'common/chan-merge.wgsl',
+    'common/half.wgsl',
   ],
   normalize: [
     'normalize.wgsl',
@@ -21,6 +22,18 @@ export const shaderManifest = {
     'common/channel-stats-write.wgsl',
     'common/non-finite.wgsl',
     'common/epilogue.wgsl',
+    'common/half.wgsl',
+  ],
+  // The native-f16 normalize (adapters with shader-f16): its own file first (it opens with
+  // `enable f16;`), then normalize.wgsl, whose uniform, constants and helpers it reuses.
+  'normalize-f16': [
+    'normalize-f16.wgsl',
+    'normalize.wgsl',
+    'common/channel-stats-read.wgsl',
+    'common/channel-stats-write.wgsl',
+    'common/non-finite.wgsl',
+    'common/epilogue.wgsl',
+    'common/half.wgsl',
   ],
   'backward-reduce': [
     'backward-reduce.wgsl',
@@ -29,9 +42,10 @@ export const shaderManifest = {
     'common/channel-stats-write.wgsl',
     'common/non-finite.wgsl',
     'common/epilogue.wgsl',
+    'common/half.wgsl',
   ],
   'backward-prepare': ['backward-prepare.wgsl', 'common/channel-stats-write.wgsl', 'common/non-finite.wgsl'],
-  'backward-elementwise': ['backward-elementwise.wgsl', 'common/channel-stats-read.wgsl', 'common/epilogue.wgsl'],
+  'backward-elementwise': ['backward-elementwise.wgsl', 'common/channel-stats-read.wgsl', 'common/epilogue.wgsl', 'common/half.wgsl'],
   fold: ['fold.wgsl'],
   'sync-batch-norm': [
     'sync-batch-norm.wgsl',

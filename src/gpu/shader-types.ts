@@ -4,36 +4,57 @@
 /** Per shader module: its override names, and per compute entry point the members of its uniform struct. */
 export interface ShaderInterfaces {
   readonly 'stats': {
-    readonly overrides: 'BLOCK' | 'CONTIGUOUS' | 'WORKGROUP_SIZE';
+    readonly overrides: 'BLOCK' | 'CONTIGUOUS' | 'HALF_FORMAT' | 'WORKGROUP_SIZE';
     readonly entries: {
       readonly stats_cf1: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
+      readonly stats_cf1h: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
       readonly stats_cf4: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
       readonly stats_cl1: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
+      readonly stats_cl1h: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
       readonly stats_cl4: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
     };
   };
   readonly 'finalize': {
-    readonly overrides: 'WORKGROUP_SIZE';
+    readonly overrides: 'HALF_FORMAT' | 'WORKGROUP_SIZE';
     readonly entries: {
       readonly finalize_general: 'biasBase' | 'channels' | 'counterSlot' | 'eps' | 'flags' | 'lanes' | 'maxGeneralWorkgroups' | 'momentum' | 'planeStride' | 'runningMeanBase' | 'runningVarBase' | 'varianceMomentum' | 'weightBase' | 'xBase' | 'xChannelStride' | 'xCols' | 'xRowStride' | 'xRows';
       readonly finalize_train: 'biasBase' | 'channels' | 'counterSlot' | 'eps' | 'flags' | 'lanes' | 'maxGeneralWorkgroups' | 'momentum' | 'planeStride' | 'runningMeanBase' | 'runningVarBase' | 'varianceMomentum' | 'weightBase' | 'xBase' | 'xChannelStride' | 'xCols' | 'xRowStride' | 'xRows';
     };
   };
   readonly 'normalize': {
-    readonly overrides: 'ACTIVATION' | 'CONTIGUOUS' | 'RESIDUAL' | 'WORKGROUP_SIZE';
+    readonly overrides: 'ACTIVATION' | 'CONTIGUOUS' | 'HALF_FORMAT' | 'RESIDUAL' | 'WORKGROUP_SIZE';
     readonly entries: {
-      readonly normalize_cf1: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
-      readonly normalize_cf4: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
-      readonly normalize_cl1: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
-      readonly normalize_cl4: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_anyh: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cf1: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cf2h: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cf4: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cl1: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cl2h: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cl4: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+    };
+  };
+  readonly 'normalize-f16': {
+    readonly overrides: 'ACTIVATION' | 'CONTIGUOUS' | 'HALF_FORMAT' | 'RESIDUAL' | 'WORKGROUP_SIZE';
+    readonly entries: {
+      readonly normalize_anyh: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cf1: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cf2h: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cf2n: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cf4: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cl1: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cl2h: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cl2n: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
+      readonly normalize_cl4: 'activationMax' | 'activationMin' | 'activationSlope' | 'biasBase' | 'blocksPerRow' | 'channels' | 'cols' | 'eps' | 'flags' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'yBase';
     };
   };
   readonly 'backward-reduce': {
-    readonly overrides: 'ACTIVATION' | 'CONTIGUOUS' | 'GRAD_RESIDUAL' | 'PRELU_WEIGHT_GRAD' | 'RESIDUAL' | 'WORKGROUP_SIZE';
+    readonly overrides: 'ACTIVATION' | 'CONTIGUOUS' | 'GRAD_RESIDUAL' | 'HALF_FORMAT' | 'PRELU_WEIGHT_GRAD' | 'RESIDUAL' | 'WORKGROUP_SIZE';
     readonly entries: {
       readonly reduce_cf1: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
+      readonly reduce_cf1h: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
       readonly reduce_cf4: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
       readonly reduce_cl1: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
+      readonly reduce_cl1h: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
       readonly reduce_cl4: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
       readonly reduce_finalize: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
     };
@@ -45,12 +66,15 @@ export interface ShaderInterfaces {
     };
   };
   readonly 'backward-elementwise': {
-    readonly overrides: 'ACTIVATION' | 'BATCH_STATS' | 'CONTIGUOUS' | 'GRAD_INPUT' | 'GRAD_RESIDUAL' | 'RESIDUAL' | 'WORKGROUP_SIZE';
+    readonly overrides: 'ACTIVATION' | 'BATCH_STATS' | 'CONTIGUOUS' | 'GRAD_INPUT' | 'GRAD_RESIDUAL' | 'HALF_FORMAT' | 'RESIDUAL' | 'WORKGROUP_SIZE';
     readonly entries: {
-      readonly elementwise_cf1: 'activationMax' | 'activationMin' | 'activationSlope' | 'blocksPerRow' | 'channels' | 'cols' | 'dxBase' | 'dyBase' | 'flags' | 'gradResidualBase' | 'laneChannelStep' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'weightBase' | 'xBase';
-      readonly elementwise_cf4: 'activationMax' | 'activationMin' | 'activationSlope' | 'blocksPerRow' | 'channels' | 'cols' | 'dxBase' | 'dyBase' | 'flags' | 'gradResidualBase' | 'laneChannelStep' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'weightBase' | 'xBase';
-      readonly elementwise_cl1: 'activationMax' | 'activationMin' | 'activationSlope' | 'blocksPerRow' | 'channels' | 'cols' | 'dxBase' | 'dyBase' | 'flags' | 'gradResidualBase' | 'laneChannelStep' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'weightBase' | 'xBase';
-      readonly elementwise_cl4: 'activationMax' | 'activationMin' | 'activationSlope' | 'blocksPerRow' | 'channels' | 'cols' | 'dxBase' | 'dyBase' | 'flags' | 'gradResidualBase' | 'laneChannelStep' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'weightBase' | 'xBase';
+      readonly elementwise_anyh: 'activationMax' | 'activationMin' | 'activationSlope' | 'blocksPerRow' | 'channels' | 'cols' | 'dxBase' | 'dyBase' | 'flags' | 'gradResidualBase' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'weightBase' | 'xBase';
+      readonly elementwise_cf1: 'activationMax' | 'activationMin' | 'activationSlope' | 'blocksPerRow' | 'channels' | 'cols' | 'dxBase' | 'dyBase' | 'flags' | 'gradResidualBase' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'weightBase' | 'xBase';
+      readonly elementwise_cf2h: 'activationMax' | 'activationMin' | 'activationSlope' | 'blocksPerRow' | 'channels' | 'cols' | 'dxBase' | 'dyBase' | 'flags' | 'gradResidualBase' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'weightBase' | 'xBase';
+      readonly elementwise_cf4: 'activationMax' | 'activationMin' | 'activationSlope' | 'blocksPerRow' | 'channels' | 'cols' | 'dxBase' | 'dyBase' | 'flags' | 'gradResidualBase' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'weightBase' | 'xBase';
+      readonly elementwise_cl1: 'activationMax' | 'activationMin' | 'activationSlope' | 'blocksPerRow' | 'channels' | 'cols' | 'dxBase' | 'dyBase' | 'flags' | 'gradResidualBase' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'weightBase' | 'xBase';
+      readonly elementwise_cl2h: 'activationMax' | 'activationMin' | 'activationSlope' | 'blocksPerRow' | 'channels' | 'cols' | 'dxBase' | 'dyBase' | 'flags' | 'gradResidualBase' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'weightBase' | 'xBase';
+      readonly elementwise_cl4: 'activationMax' | 'activationMin' | 'activationSlope' | 'blocksPerRow' | 'channels' | 'cols' | 'dxBase' | 'dyBase' | 'flags' | 'gradResidualBase' | 'halfSize' | 'halfSpatial' | 'laneChannelStep' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rows' | 'runLength' | 'weightBase' | 'xBase';
     };
   };
   readonly 'fold': {

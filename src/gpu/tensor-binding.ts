@@ -3,11 +3,15 @@ import type { Kernel } from './kernel-cache.js';
 import type { GpuRuntime } from './runtime.js';
 import { packUniforms, type UniformValues } from './uniforms.js';
 import type { Tensor } from '../tensor.js';
+import { bytesPerElement, storageBytes } from '../dtype.js';
 
 /** A tensor bound as a storage range, plus the element index of its first value in that range. */
 export interface TensorBinding {
   readonly resource: GPUBufferBinding;
-  /** Offset of element 0 inside the binding, in float32 elements. */
+  /**
+   * Offset of element 0 inside the binding, in elements of the tensor's dtype: float32 elements,
+   * or 16-bit halves (always even: a tensor starts on a 4-byte word) for float16 / bfloat16.
+   */
   readonly base: number;
 }
 
@@ -20,18 +24,21 @@ export interface TensorBinding {
 export function bindTensor(device: GPUDevice, t: Tensor): TensorBinding {
   const s = t.storage;
   if (s.kind !== 'gpu') throw new Error(`internal: tensor '${t.label}' is not on the GPU`);
-  const { start, end } = bindingRange(device, s.buffer, s.byteOffset, t.size);
-  return { resource: { buffer: s.buffer, offset: start, size: end - start }, base: (s.byteOffset - start) / 4 };
+  const { start, end } = bindingRange(device, s.buffer, s.byteOffset, storageBytes(t.size, t.dtype));
+  return {
+    resource: { buffer: s.buffer, offset: start, size: end - start },
+    base: (s.byteOffset - start) / bytesPerElement(t.dtype),
+  };
 }
 
 /**
- * The bytes [start, end) of `buffer` that binding `values` floats at `byteOffset` covers: the
- * offset aligned down to minStorageBufferOffsetAlignment, the size rounded up to 16 bytes.
+ * The bytes [start, end) of `buffer` that binding `bytes` bytes of values at `byteOffset` covers:
+ * the offset aligned down to minStorageBufferOffsetAlignment, the size rounded up to 16 bytes.
  */
-export function bindingRange(device: GPUDevice, buffer: GPUBuffer, byteOffset: number, values: number): { start: number; end: number } {
+export function bindingRange(device: GPUDevice, buffer: GPUBuffer, byteOffset: number, bytes: number): { start: number; end: number } {
   const align = device.limits.minStorageBufferOffsetAlignment;
   const start = byteOffset - (byteOffset % align);
-  return { start, end: start + Math.min(roundUp(byteOffset - start + Math.max(values, 1) * 4, 16), buffer.size - start) };
+  return { start, end: start + Math.min(roundUp(byteOffset - start + Math.max(bytes, 4), 16), buffer.size - start) };
 }
 
 /** Binds `t`, or a tiny per-binding dummy when the entry point declares a resource unused this call. */

@@ -1,6 +1,7 @@
 import { cpuActivate } from './cpu-epilogue.js';
 import type { ResolvedActivation } from '../epilogue.js';
 import type { Geometry } from '../geometry.js';
+import type { NumberArray } from './cpu-backward.js';
 
 // The CPU backend and the second oracle of the test suite: plain typed-array loops with float64
 // accumulation. Statistics take one pass of shifted sums: Σ(x − K) and Σ(x − K)² around K = the
@@ -88,7 +89,7 @@ function channelSum(x: Float32Array, g: Geometry, c: number): number {
 export interface CpuEpilogue {
   readonly activation: ResolvedActivation;
   /** Same memory order as x; null for no residual. */
-  readonly residual: Float32Array | null;
+  readonly residual: ArrayLike<number> | null;
   /** PReLU: the slope tensor's values, [C] or [1] (one for every channel); null otherwise. */
   readonly preluSlope: ArrayLike<number> | null;
 }
@@ -101,11 +102,12 @@ export interface CpuAffine {
 
 /**
  * y = (x − mean) · invstd · weight + bias, then the optional epilogue, computed in float64 and
- * rounded once to float32. Returns the per-channel scale and shift it used.
+ * rounded once to y's type: float32, or float64 for a half tensor's output, which is then rounded
+ * once to its dtype. Returns the per-channel scale and shift it used.
  */
 export function cpuNormalize(
   x: Float32Array,
-  y: Float32Array,
+  y: NumberArray,
   g: Geometry,
   mean: Float64Array,
   invstd: Float64Array,
@@ -148,7 +150,7 @@ export function cpuNormalize(
 // The epilogue's own loop, so plain BN keeps its tight loops above.
 function cpuNormalizeEpilogue(
   x: Float32Array,
-  y: Float32Array,
+  y: NumberArray,
   g: Geometry,
   scale: Float64Array,
   shift: Float64Array,

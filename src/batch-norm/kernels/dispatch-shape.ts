@@ -1,4 +1,5 @@
-import { CONTIGUOUS_COLUMN_GROUP, STATS_BLOCK, WORKGROUP_SIZE } from '../../gpu/contracts.js';
+import { CONTIGUOUS_COLUMN_GROUP, HALF_FORMAT_BF16, HALF_FORMAT_F16, STATS_BLOCK, WORKGROUP_SIZE } from '../../gpu/contracts.js';
+import type { HalfDType } from '../../dtype.js';
 import { grid } from '../../gpu/grid.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
 import type { Geometry } from '../geometry.js';
@@ -142,4 +143,18 @@ export function channelScanView(g: Geometry, base: number): UniformValues {
   return g.order === 'cf'
     ? { xRows: g.n, xCols: g.s, xRowStride: g.c * g.s, xChannelStride: g.s, xBase: base }
     : { xRows: g.n * g.s, xCols: 1, xRowStride: g.c, xChannelStride: 1, xBase: base };
+}
+
+/** The `HALF_FORMAT` override of a half dtype (shaders/common/half.wgsl). */
+export function halfFormat(dtype: HalfDType): number {
+  return dtype === 'float16' ? HALF_FORMAT_F16 : HALF_FORMAT_BF16;
+}
+
+/**
+ * True when a half-precision tensor's rows are whole u32 words (channels-first: even spatial;
+ * channels-last: even C), so the word-walking `*2h` kernels apply; false for the `anyh` entries.
+ * Every tensor starts on a word (byteOffset is a multiple of 4), so only the shape decides.
+ */
+export function halfWordShape(g: Geometry): boolean {
+  return g.order === 'cf' ? g.s % 2 === 0 : g.c % 2 === 0;
 }

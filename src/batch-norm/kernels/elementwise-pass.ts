@@ -1,12 +1,15 @@
 import { planeStride, WORKGROUP_SIZE } from '../../gpu/contracts.js';
-import type { Kernel } from '../../gpu/kernel-cache.js';
+import type { HalfDType } from '../../dtype.js';
+import { useNativeF16 } from '../../gpu/features.js';
+import { getKernel, type Kernel } from '../../gpu/kernel-cache.js';
+import type { ShaderSpec } from '../../gpu/reflect.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import type { ShaderId } from '../../gpu/shader-manifest.js';
 import type { AccessOrder, Stage, StageOverrides, UniformOf, VariantStem, VectorWidth } from '../../gpu/stage.js';
 import { bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
 import { grid } from '../../gpu/grid.js';
-import { elementwiseShape, vec4Aligned } from './dispatch-shape.js';
+import { elementwiseShape, halfFormat, halfWordShape, vec4Aligned } from './dispatch-shape.js';
 import type { Geometry } from '../geometry.js';
 
 /** One elementwise dispatch (normalize.wgsl, backward-elementwise.wgsl) over the rows × cols view of a tensor. */
@@ -28,6 +31,17 @@ export interface ElementwisePass<S extends ShaderId> {
   readonly constants?: StageOverrides<S>;
   /** Invocations the kernel needs even when the tensor is smaller (normalize records C channels in eval). Default: 0. */
   readonly minInvocations?: number;
+  /**
+   * The walked tensors hold float16 / bfloat16 values (common/half.wgsl): the `*2h` / `anyh`
+   * entries, each tensor bound as `${name}Half`, bases in u32 words. Default null (float32).
+   */
+  readonly half?: HalfDType | null;
+  /**
+   * The stage's native-f16 module (`enable f16;`, entries `${entry}_${order}2n`, tensors bound as
+   * `${name}F16`), used for float16 tensors with even rows when the device has `shader-f16`.
+   * Default none: the packed entries everywhere.
+   */
+  readonly nativeF16Stage?: { readonly shader: ShaderSpec };
 }
 
 /**
@@ -41,6 +55,10 @@ export function encodeElementwise<S extends ShaderId>(
   g: Geometry,
   p: ElementwisePass<S>,
 ): void {
+  if (p.half) {
+    encodeHalfElementwise(gpu, pass, g, p, p.half);
+    return;
+  }
   const tensors = Object.entries(p.tensors);
   const vec4 = vec4Aligned(g, ...tensors.map(([, t]) => t.base));
   const width = vec4 ? 4 : 1;
@@ -69,3 +87,74 @@ export function encodeElementwise<S extends ShaderId>(
   const invocations = Math.max(shape.invocations, p.minInvocations ?? 0);
   pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP_SIZE), gpu.device.limits.maxComputeWorkgroupsPerDimension));
 }
+
+/**
+ * The half-precision form of {@link encodeElementwise}: one u32 word (two values) per step, so no
+ * two invocations write one word. Even rows (channels-first spatial, channels-last C) take the
+ * vec4 kernels' walks over words (`*_cf2h`, `*_cl2h`); odd ones the `*_anyh` entry.
+ */
+function encodeHalfElementwise<S extends ShaderId>(
+  gpu: GpuRuntime,
+  pass: GPUComputePassEncoder,
+  g: Geometry,
+  p: ElementwisePass<S>,
+  half: HalfDType,
+): void {
+  const words = halfWordShape(g);
+  const native = words && p.nativeF16Stage !== undefined && useNativeF16(gpu.device.features, half);
+  // Entries named at run time (`*_2h`, `*_anyh`, `*_2n`): a plain Kernel, packUniforms checks the names.
+  const shader: ShaderSpec = native && p.nativeF16Stage ? p.nativeF16Stage.shader : p.stage.shader;
+  // The native entries read no HALF_FORMAT: f16 is their storage type.
+  // With exactOptionalPropertyTypes a set override is a number, never undefined.
+  const stageConstants = (p.constants ?? {}) as Readonly<Record<string, number>>;
+  const constants: Record<string, number> = native ? { ...stageConstants } : { ...stageConstants, HALF_FORMAT: halfFormat(half) };
+  const suffix = native ? 'F16' : 'Half';
+  let entry: string;
+  let shape: {
+    rows: number;
+    cols: number;
+    lanes: number;
+    laneChannelStep: number;
+    blocksPerRow: number;
+    runLength: number;
+    invocations: number;
+  };
+  if (words) {
+    const s = elementwiseShape(g, 2, gpu.contiguousAccess);
+    Object.assign(constants, s.constants);
+    entry = `${p.entry}_${g.order}${native ? '2n' : '2h'}`;
+    shape = s;
+  } else {
+    const count = Math.ceil((g.n * g.c * g.s) / 2);
+    const lanes = Math.min(count, HALF_ANY_INVOCATIONS);
+    entry = `${p.entry}_anyh`;
+    shape = { rows: 0, cols: 0, lanes, laneChannelStep: 0, blocksPerRow: 0, runLength: 0, invocations: lanes };
+  }
+  const kernel = getKernel(gpu.device, shader, entry, constants);
+  const uniforms: Record<string, number> = {
+    ...p.uniforms,
+    rows: shape.rows,
+    cols: shape.cols,
+    lanes: shape.lanes,
+    channels: g.c,
+    laneChannelStep: shape.laneChannelStep,
+    planeStride: planeStride(g.c),
+    blocksPerRow: shape.blocksPerRow,
+    runLength: shape.runLength,
+    halfSpatial: g.order === 'cf' ? g.s : 1,
+    halfSize: g.n * g.c * g.s,
+  };
+  const resources: Record<string, GPUBufferBinding> = { ...p.resources };
+  for (const [name, t] of Object.entries(p.tensors)) {
+    uniforms[`${name}Base`] = t.base / 2;
+    resources[`${name}${suffix}`] = t.resource;
+  }
+  resources['params'] = bindUniforms(gpu, kernel, uniforms);
+  pass.setPipeline(kernel.pipeline);
+  pass.setBindGroup(0, gpu.bindGroups.get(kernel, resources));
+  const invocations = Math.max(shape.invocations, p.minInvocations ?? 0);
+  pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP_SIZE), gpu.device.limits.maxComputeWorkgroupsPerDimension));
+}
+
+// Invocations of the any-shape half entries: a real GPU is saturated well before (dispatch-shape.ts).
+const HALF_ANY_INVOCATIONS = 65536;

@@ -10,13 +10,15 @@ import {
   FLAG_PREPARE_WEIGHT,
   planeStride,
 } from '../../gpu/contracts.js';
+import type { StageOverrides, VectorWidth } from '../../gpu/stage.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import { bindOptional, bindTensor, bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
 import type { Tensor } from '../../tensor.js';
 import type { Geometry } from '../geometry.js';
 import { dispatchPerChannel, encodePerChannel } from '../../gpu/grid.js';
-import { reductionShape, vec4Aligned } from './dispatch-shape.js';
+import { halfFormat, reductionShape, vec4Aligned } from './dispatch-shape.js';
+import { isHalf, type HalfDType } from '../../dtype.js';
 import { encodeElementwise } from './elementwise-pass.js';
 import { activationUniforms, ACTIVATION_CODE, masksFromOutput, usesPreActivation, type ResolvedEpilogue } from '../epilogue.js';
 import { encodePreluSlope, preluFlags } from './gpu-prelu.js';
@@ -130,6 +132,8 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
   const x = bindTensor(device, a.x);
   const dy = bindTensor(device, a.dy);
+  // float16 / bfloat16 tensors: the half entries (sums and coefficients stay float32).
+  const half: HalfDType | null = isHalf(a.x.dtype) ? a.x.dtype : null;
   // The epilogue's reads: the output for a mask, the residual for a recomputed pre-activation.
   const e = a.epilogue;
   const activation = e?.epilogue.activation ?? null;
@@ -151,11 +155,12 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     a.gradInput !== null &&
     gradResidualTensor !== null &&
     bindTensor(device, a.gradInput).resource.buffer === bindTensor(device, gradResidualTensor).resource.buffer;
-  const reduceWritesResidual = needReduce && gradResidualTensor !== null && !sharesGradBuffer;
+  // Half precision never: the reduction's invocations own single values, which share words.
+  const reduceWritesResidual = needReduce && gradResidualTensor !== null && !sharesGradBuffer && half === null;
   const gradResidual = bindOptional(gpu, gradResidualTensor, 'gradResidual');
   const channelStats = bindChannelStats(a.channelStats, g.c);
   const pass = encoder.beginComputePass({ label: 'bn.backward.pass' });
-  const vec4 = vec4Aligned(g, x.base, dy.base, savedOutput.base, residual.base, reduceWritesResidual ? gradResidual.base : 0);
+  const vec4 = !half && vec4Aligned(g, x.base, dy.base, savedOutput.base, residual.base, reduceWritesResidual ? gradResidual.base : 0);
   const width = vec4 ? 4 : 1;
   const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
   const lanes = r.lanes;
@@ -183,7 +188,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     // gradPreluWeight. A [1] weight sums every channel: finalize as one channel whose partials are
     // all channels' (partials are laid out channel after channel). Before the main reduction,
     // which then reuses the partials buffer.
-    const reduce = BACKWARD_REDUCE.variant(device, 'reduce', g.order, width, {
+    const reduce = reduceKernel(device, g, width, half, {
       ...r.constants,
       ...epilogueConstants,
       PRELU_WEIGHT_GRAD: 1,
@@ -194,11 +199,13 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       0,
       gpu.bindGroups.get(reduce, {
         params: bindUniforms(gpu, reduce, reduceValues),
-        [vec4 ? 'x' : 'xScalar']: x.resource,
-        [vec4 ? 'dy' : 'dyScalar']: dy.resource,
-        [vec4 ? 'output' : 'outputScalar']: savedOutput.resource,
-        [vec4 ? 'residual' : 'residualScalar']: residual.resource,
-        [vec4 ? 'gradResidual' : 'gradResidualScalar']: bindOptional(gpu, null, 'gradResidual').resource,
+        ...reduceTensors(width, half, {
+          x: x.resource,
+          dy: dy.resource,
+          output: savedOutput.resource,
+          residual: residual.resource,
+          gradResidual: bindOptional(gpu, null, 'gradResidual').resource,
+        }),
         partials,
         channelStats,
       }),
@@ -226,7 +233,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   }
 
   if (needReduce) {
-    const reduce = BACKWARD_REDUCE.variant(device, 'reduce', g.order, width, {
+    const reduce = reduceKernel(device, g, width, half, {
       ...r.constants,
       ...epilogueConstants,
       ...(reduceWritesResidual ? { GRAD_RESIDUAL: 1 } : {}),
@@ -242,13 +249,13 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       0,
       gpu.bindGroups.get(reduce, {
         params: bindUniforms(gpu, reduce, values),
-        [vec4 ? 'x' : 'xScalar']: x.resource,
-        [vec4 ? 'dy' : 'dyScalar']: dy.resource,
-        [vec4 ? 'output' : 'outputScalar']: savedOutput.resource,
-        [vec4 ? 'residual' : 'residualScalar']: residual.resource,
-        [vec4 ? 'gradResidual' : 'gradResidualScalar']: reduceWritesResidual
-          ? gradResidual.resource
-          : bindOptional(gpu, null, 'gradResidual').resource,
+        ...reduceTensors(width, half, {
+          x: x.resource,
+          dy: dy.resource,
+          output: savedOutput.resource,
+          residual: residual.resource,
+          gradResidual: reduceWritesResidual ? gradResidual.resource : bindOptional(gpu, null, 'gradResidual').resource,
+        }),
         partials,
         channelStats,
       }),
@@ -321,7 +328,42 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
         ...(a.gradInput ? {} : { GRAD_INPUT: 0 }),
         ...(gradResidualTensor ? { GRAD_RESIDUAL: 1 } : {}),
       },
+      half,
     });
   }
   pass.end();
+}
+
+/** The reduction entry for `g`: vec4 or scalar float32 loads, or half-precision ones. */
+/** The reduction's kernel: the `*_1h` entries (HALF_FORMAT set) for half precision, else the width's variant. */
+function reduceKernel(
+  device: GPUDevice,
+  g: Geometry,
+  width: VectorWidth,
+  half: HalfDType | null,
+  overrides: StageOverrides<'backward-reduce'>,
+) {
+  return half
+    ? BACKWARD_REDUCE.kernel(device, `reduce_${g.order}1h`, { ...overrides, HALF_FORMAT: halfFormat(half) })
+    : BACKWARD_REDUCE.variant(device, 'reduce', g.order, width, overrides);
+}
+
+/**
+ * The reduction's tensor bindings by WGSL name: the vec4 or scalar views, or for half precision
+ * the `*Half` views, which have no gradResidual (backward-elementwise.wgsl writes it then).
+ */
+function reduceTensors(
+  width: number,
+  half: HalfDType | null,
+  t: { x: GPUBufferBinding; dy: GPUBufferBinding; output: GPUBufferBinding; residual: GPUBufferBinding; gradResidual: GPUBufferBinding },
+): Record<string, GPUBufferBinding> {
+  if (half) return { xHalf: t.x, dyHalf: t.dy, outputHalf: t.output, residualHalf: t.residual };
+  const suffix = width === 4 ? '' : 'Scalar';
+  return {
+    [`x${suffix}`]: t.x,
+    [`dy${suffix}`]: t.dy,
+    [`output${suffix}`]: t.output,
+    [`residual${suffix}`]: t.residual,
+    [`gradResidual${suffix}`]: t.gradResidual,
+  };
 }

@@ -21,7 +21,8 @@ import type { UniformValues } from '../../gpu/uniforms.js';
 import type { Tensor } from '../../tensor.js';
 import type { RunningUpdate } from '../config/conventions.js';
 import { dispatchPerChannel } from '../../gpu/grid.js';
-import { channelScanView, vec4Aligned } from './dispatch-shape.js';
+import { channelScanView, halfFormat, vec4Aligned } from './dispatch-shape.js';
+import { isHalf } from '../../dtype.js';
 import { encodeElementwise } from './elementwise-pass.js';
 import { encodeStatsPass } from './stats-pass.js';
 import { activationUniforms, epilogueConstants, type ResolvedEpilogue } from '../epilogue.js';
@@ -29,6 +30,7 @@ import type { Geometry } from '../geometry.js';
 import { encodePreluSlope, preluFlags } from './gpu-prelu.js';
 import { FINALIZE } from './stages/finalize.js';
 import { NORMALIZE } from './stages/normalize.js';
+import { NORMALIZE_F16 } from './stages/normalize-f16.js';
 
 /** What one forward needs on the GPU; tensors are already validated by the caller. */
 export interface GpuForwardArgs {
@@ -71,7 +73,9 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
   const maxDim = device.limits.maxComputeWorkgroupsPerDimension;
   const x = bindTensor(device, a.x);
   const y = bindTensor(device, a.y);
-  const vec4 = vec4Aligned(g, x.base, y.base);
+  // float16 / bfloat16 x, y (and residual): the half entries, statistics still in float32.
+  const half = isHalf(a.x.dtype) ? a.x.dtype : null;
+  const vec4 = !half && vec4Aligned(g, x.base, y.base);
   const width = vec4 ? 4 : 1;
   const channelStats = bindChannelStats(a.channelStats, g.c);
 
@@ -91,7 +95,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
 
   if (generalQueue) {
     // Batch statistics (generalQueue exists exactly then): stats, finalize, its general path.
-    const { partials, lanes } = encodeStatsPass(gpu, pass, g, x, width);
+    const { partials, lanes } = encodeStatsPass(gpu, pass, g, x, width, half);
 
     const finalize = FINALIZE.kernel(device, 'finalize_train');
     const w = bindOptional(gpu, a.weight, 'weight');
@@ -128,7 +132,7 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
     });
 
     // Channels that are not finite or not ordinary in scale (usually none: zero workgroups).
-    const general = FINALIZE.kernel(device, 'finalize_general');
+    const general = FINALIZE.kernel(device, 'finalize_general', half ? { HALF_FORMAT: halfFormat(half) } : {});
     pass.setPipeline(general.pipeline);
     pass.setBindGroup(
       0,
@@ -174,6 +178,8 @@ export function encodeForward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: Ge
       runningVar: rv.resource,
     },
     minInvocations: fromRunning ? g.c : 0,
+    half,
+    nativeF16Stage: NORMALIZE_F16,
   });
   pass.end();
 

@@ -3,7 +3,8 @@ import type { VectorWidth } from '../../gpu/stage.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import { bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
-import { reductionShape } from './dispatch-shape.js';
+import { halfFormat, reductionShape } from './dispatch-shape.js';
+import type { HalfDType } from '../../dtype.js';
 import type { Geometry } from '../geometry.js';
 import { STATS } from './stages/stats.js';
 
@@ -18,7 +19,8 @@ export interface StatsPartials {
 /**
  * Records stats.wgsl over `x` (bound `width` floats per element) into `pass`: the per-channel
  * partials that finalize.wgsl (forward) or sync_moments (SyncBatchNorm) merge next. One split and
- * one set of uniforms for both, so a shard's partial is bit for bit the forward's.
+ * one set of uniforms for both, so a shard's partial is bit for bit the forward's. With `half`
+ * (width 1), x holds float16 / bfloat16 values and the `*_1h` entries read them.
  */
 export function encodeStatsPass(
   gpu: GpuRuntime,
@@ -26,10 +28,13 @@ export function encodeStatsPass(
   g: Geometry,
   x: TensorBinding,
   width: VectorWidth,
+  half: HalfDType | null = null,
 ): StatsPartials {
   const device = gpu.device;
   const r = reductionShape(g, width, device.limits.maxComputeWorkgroupsPerDimension, gpu.contiguousAccess);
-  const stats = STATS.variant(device, 'stats', g.order, width, { BLOCK: STATS_BLOCK, ...r.constants });
+  const stats = half
+    ? STATS.kernel(device, `stats_${g.order}1h`, { BLOCK: STATS_BLOCK, ...r.constants, HALF_FORMAT: halfFormat(half) })
+    : STATS.variant(device, 'stats', g.order, width, { BLOCK: STATS_BLOCK, ...r.constants });
   const lanes = r.lanes;
   const shared = { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: x.base / width };
   const values: UniformValues =
@@ -41,7 +46,11 @@ export function encodeStatsPass(
   pass.setPipeline(stats.pipeline);
   pass.setBindGroup(
     0,
-    gpu.bindGroups.get(stats, { params: bindUniforms(gpu, stats, values), [width === 4 ? 'x' : 'xScalar']: x.resource, partials }),
+    gpu.bindGroups.get(stats, {
+      params: bindUniforms(gpu, stats, values),
+      [half ? 'xHalf' : width === 4 ? 'x' : 'xScalar']: x.resource,
+      partials,
+    }),
   );
   pass.dispatchWorkgroups(...r.workgroups);
   return { partials, lanes };
