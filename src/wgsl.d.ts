@@ -17,6 +17,7 @@ declare module 'virtual:bn-shaders' {
   export const backwardElementwise: Shader;
   export const fold: Shader;
   export const syncBatchNorm: Shader;
+  export const syncMerge: Shader;
   export const wgslPrelude: string;
 }
 

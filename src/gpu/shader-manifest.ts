@@ -40,6 +40,7 @@ export const shaderManifest = {
     'common/channel-scan.wgsl',
     'common/chan-merge.wgsl',
   ],
+  'sync-merge': ['sync-merge.wgsl', 'common/non-finite.wgsl'],
 } as const satisfies Record<string, readonly [string, ...string[]]>;
 
 /** The prelude every module gets, relative to `shaders/`. */

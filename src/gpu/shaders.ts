@@ -11,5 +11,6 @@ export {
   normalize as NORMALIZE_SHADER,
   stats as STATS_SHADER,
   syncBatchNorm as SYNC_BATCH_NORM_SHADER,
+  syncMerge as SYNC_MERGE_SHADER,
 } from 'virtual:bn-shaders';
 export type { ShaderSpec } from './reflect.js';

@@ -1,6 +1,6 @@
 import { bindChannelStats, FLAG_AFFINE, FLAG_GRAD_BIAS, FLAG_GRAD_WEIGHT, FLAG_UPDATE_RUNNING, planeStride } from '../gpu/contracts.js';
 import { dispatchPerChannel, encodePerChannel } from '../gpu/grid.js';
-import { SYNC_BATCH_NORM_SHADER } from '../gpu/shaders.js';
+import { SYNC_BATCH_NORM_SHADER, SYNC_MERGE_SHADER } from '../gpu/shaders.js';
 import { getKernel } from '../gpu/kernel-cache.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor } from '../gpu/tensor-binding.js';
@@ -8,7 +8,7 @@ import type { Tensor } from '../tensor.js';
 import { channelScanView, vec4Aligned } from '../batch-norm/kernels/dispatch-shape.js';
 import type { Geometry } from '../batch-norm/geometry.js';
 import { encodeStatsPass } from '../batch-norm/kernels/stats-pass.js';
-import { GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES } from './sync-merge.js';
+import { GRAD_RECORD_BYTES, GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES } from './sync-merge.js';
 
 // SyncBatchNorm's GPU stages (shaders/sync-batch-norm.wgsl). They only add per-channel dispatches
 // around the library's own data passes: stats.wgsl for the local moments, normalize.wgsl and the
@@ -157,5 +157,50 @@ export function encodeBackwardConstants(gpu: GpuRuntime, encoder: GPUCommandEnco
       gradWeight: gw.resource,
       gradBias: gb.resource,
     },
+  );
+}
+
+/** Gathered records in a buffer and where the merged ones go, for {@link encodeMergeMoments} / {@link encodeMergeGrad}. */
+export interface MergeRecordsArgs {
+  readonly channels: number;
+  readonly shards: number;
+  /** S shards' records back to back from `byteOffset` (a multiple of the record unit). */
+  readonly gathered: GPUBuffer;
+  readonly byteOffset: number;
+  /** Receives one merged record (C channels) at `targetOffset`. */
+  readonly target: GPUBuffer;
+  readonly targetOffset: number;
+}
+
+/** Records sync_merge_moments: S moments records per channel into one (shaders/sync-merge.wgsl). */
+export function encodeMergeMoments(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: MergeRecordsArgs): void {
+  const kernel = getKernel(gpu.device, SYNC_MERGE_SHADER, 'sync_merge_moments');
+  const unit = MOMENTS_RECORD_BYTES;
+  const input = bindRecords(gpu, a.gathered, a.byteOffset, a.shards * a.channels * unit, unit);
+  const out = bindRecords(gpu, a.target, a.targetOffset, a.channels * unit, unit);
+  encodePerChannel(
+    gpu,
+    encoder,
+    'bn.sync.mergeMoments.pass',
+    kernel,
+    a.channels,
+    { channels: a.channels, shards: a.shards, recordBase: input.base, outBase: out.base },
+    { gathered: input.resource, merged: out.resource },
+  );
+}
+
+/** Records sync_merge_grad: S gradient records per channel summed into one (shaders/sync-merge.wgsl). */
+export function encodeMergeGrad(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: MergeRecordsArgs): void {
+  const kernel = getKernel(gpu.device, SYNC_MERGE_SHADER, 'sync_merge_grad');
+  const input = bindRecords(gpu, a.gathered, a.byteOffset, a.shards * a.channels * GRAD_RECORD_BYTES, 4);
+  const out = bindRecords(gpu, a.target, a.targetOffset, a.channels * GRAD_RECORD_BYTES, 4);
+  encodePerChannel(
+    gpu,
+    encoder,
+    'bn.sync.mergeGrad.pass',
+    kernel,
+    a.channels,
+    { channels: a.channels, shards: a.shards, recordBase: input.base, outBase: out.base },
+    { gatheredGrad: input.resource, mergedGrad: out.resource },
   );
 }
