@@ -26,11 +26,26 @@
 //   chosen on the host), which follow the C records as one more vec4(meanFactor, varFactor, 0, 0).
 //   The record's 4th value is the variance that feeds running_var (unbiased or biased, chosen on
 //   the host by the convention's estimator).
+// sync_forward_merged: as sync_forward_constants, from a moments record merged on the GPU
+//   (shaders/sync-merge.wgsl: vec4(K, mean − K, M2, bitcast<f32>(N)), SyncBatchNorm.encodeForward),
+//   so no host value of the step is needed: biased var = M2 · (1/N), invstd = 1/sqrt(var + eps)
+//   (common/non-finite.wgsl, IEEE for NaN/Inf), the running_var feed M2 · (1/(N − 1)) (or the
+//   biased var under FLAG_BIASED_RUNNING_VAR), each 1/n the correctly rounded reciprocal of
+//   sync-merge.wgsl. The step's factors are the uniforms meanFactor / varFactor (fixed momenta, so
+//   the content-keyed uniform stays one buffer) or, under FLAG_CUMULATIVE, 1 / num_batches_tracked
+//   from the counter (as finalize.wgsl: read slot counterSlot, channel 0 writes the incremented
+//   value to the other slot). A whole batch with fewer than `minCount` values per channel cannot
+//   be refused on the GPU: its channels get NaN statistics (NaN outputs) and running_mean /
+//   running_var are left as they were.
+// Both forward-constant entries bump the counter when they update the running statistics, so the
+//   host path and the encoder path may alternate.
 // sync_backward_constants: from the merged sums of the whole batch (two planes of C floats: Σdy,
 //   then Σdy·x̂, from `recordBase`; the layout of a shard's gradient partial) writes
 //   PLANE_MEAN_DY = Σdy / M and PLANE_PROJ_SCALE = Σdy·x̂ / M · invstd (= Σdy(x − mean) / M · invstd²,
-//   what backward-elementwise.wgsl reads), M = the global count, and optionally grad_weight =
-//   Σdy·x̂ and grad_bias = Σdy of the whole batch.
+//   what backward-elementwise.wgsl reads), M = the global count (1/M the uniform invCount, or,
+//   when countFromRecord is set, the correctly rounded reciprocal of the count in the GPU-merged
+//   moments record bound as `merged`), and optionally grad_weight = Σdy·x̂ and grad_bias = Σdy of
+//   the whole batch.
 
 struct SyncParams {
   channels: u32,
@@ -52,8 +67,18 @@ struct SyncParams {
   xRowStride: u32,
   xChannelStride: u32,
   xBase: u32,
-  _pad0: u32,
-  _pad1: u32,
+  // sync_forward_merged (and the counter bump of sync_forward_constants):
+  counterSlot: u32,     // 0 or 1: the counter slot holding num_batches_tracked before this step
+  minCount: u32,        // fewer merged values per channel than this: NaN statistics, no update
+  eps: f32,
+  meanFactor: f32,      // batch weights of the running update unless FLAG_CUMULATIVE
+  varFactor: f32,
+  varCumulative: u32,   // 1: running_var's weight is the cumulative factor too
+  // sync_backward_constants: 1/M from the merged record's count instead of invCount.
+  countFromRecord: u32,
+  _pad4: u32,
+  _pad5: u32,
+  _pad6: u32,
 }
 
 // Flag bits (FLAG_AFFINE, FLAG_UPDATE_RUNNING, FLAG_GRAD_WEIGHT, FLAG_GRAD_BIAS), the channelStats
@@ -73,6 +98,7 @@ struct SyncParams {
 @group(0) @binding(10) var<storage, read_write> gradWeight: array<f32>;
 @group(0) @binding(11) var<storage, read_write> gradBias: array<f32>;
 @group(0) @binding(12) var<storage, read> x: array<f32>;
+@group(0) @binding(13) var<storage, read_write> counter: array<u32>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn sync_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
@@ -102,6 +128,19 @@ fn sync_forward_constants(@builtin(local_invocation_index) lid: u32, @builtin(wo
   let k = m.x;
   let meanOffset = m.y;
   let invstd = m.z;
+  write_forward_constants(c, k, meanOffset, invstd);
+  if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
+    bump_counter(c);
+    // The step's batch weights (mean, variance) travel in the vec4 after the C records (not in
+    // this uniform, whose content-keyed cache would otherwise get a new buffer each step of a
+    // cumulative average).
+    let f = merged[params.recordBase + params.channels].xy;
+    update_running(c, f, k + meanOffset, m.w);
+  }
+}
+
+// The channelStats planes that finalize.wgsl writes, from merged statistics.
+fn write_forward_constants(c: u32, k: f32, meanOffset: f32, invstd: f32) {
   var w = 1.0;
   var b = 0.0;
   if ((params.flags & FLAG_AFFINE) != 0u) {
@@ -117,15 +156,53 @@ fn sync_forward_constants(@builtin(local_invocation_index) lid: u32, @builtin(wo
   write_plane(PLANE_INVSTD, c, invstd);
   write_plane(PLANE_MEAN_OFFSET, c, meanOffset);
   write_packed(c, k, scale, shiftedBias);
+}
+
+// num_batches_tracked + 1 into the other counter slot (channel 0 only); returns it.
+fn bump_counter(c: u32) -> u32 {
+  let tracked = counter[params.counterSlot] + 1u;
+  if (c == 0u) { counter[1u - params.counterSlot] = tracked; }
+  return tracked;
+}
+
+// running = (1 − f)·running + f·batch, f = (mean weight, variance weight).
+fn update_running(c: u32, f: vec2f, mean: f32, varianceFeed: f32) {
+  let rm = params.runningMeanBase + c;
+  let rv = params.runningVarBase + c;
+  runningMean[rm] = (1.0 - f.x) * runningMean[rm] + f.x * mean;
+  runningVar[rv] = (1.0 - f.y) * runningVar[rv] + f.y * varianceFeed;
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn sync_forward_merged(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+                       @builtin(num_workgroups) nwg: vec3u) {
+  let c = invocation(wid, nwg, lid);
+  if (c >= params.channels) { return; }
+  let m = merged[params.recordBase + c];
+  let n = bitcast<u32>(m.w);
+  let enough = n >= params.minCount && n > 0u;
+  let variance = ieee_mul4(vec4f(m.z), vec4f(recip_count(max(n, 1u)))).x;
+  var k = m.x;
+  var meanOffset = m.y;
+  var invstd = invstd_of(variance, params.eps);
+  if (!enough) {
+    k = f32_nan();
+    meanOffset = 0.0;
+    invstd = f32_nan();
+  }
+  write_forward_constants(c, k, meanOffset, invstd);
   if ((params.flags & FLAG_UPDATE_RUNNING) != 0u) {
-    // The step's batch weights (mean, variance) travel in the vec4 after the C records (not in
-    // this uniform, whose content-keyed cache would otherwise get a new buffer each step of a
-    // cumulative average).
-    let f = merged[params.recordBase + params.channels].xy;
-    let rm = params.runningMeanBase + c;
-    let rv = params.runningVarBase + c;
-    runningMean[rm] = (1.0 - f.x) * runningMean[rm] + f.x * (k + meanOffset);
-    runningVar[rv] = (1.0 - f.y) * runningVar[rv] + f.y * m.w;
+    let tracked = bump_counter(c);
+    var f = vec2f(params.meanFactor, params.varFactor);
+    if ((params.flags & FLAG_CUMULATIVE) != 0u) {
+      let cumulative = recip_count(tracked);
+      f = vec2f(cumulative, select(params.varFactor, cumulative, params.varCumulative != 0u));
+    }
+    var feed = variance;
+    if ((params.flags & FLAG_BIASED_RUNNING_VAR) == 0u) {
+      feed = ieee_mul4(vec4f(m.z), vec4f(recip_count(max(n, 2u) - 1u))).x;
+    }
+    if (enough) { update_running(c, f, ieee_add(k, meanOffset), feed); }
   }
 }
 
@@ -137,8 +214,10 @@ fn sync_backward_constants(@builtin(local_invocation_index) lid: u32, @builtin(w
   let sumDy = mergedGrad[params.recordBase + c];
   let sumDyXhat = mergedGrad[params.recordBase + params.channels + c];
   let invstd = plane1(PLANE_INVSTD, c);
-  write_plane(PLANE_MEAN_DY, c, sumDy * params.invCount);
-  write_plane(PLANE_PROJ_SCALE, c, sumDyXhat * params.invCount * invstd);
+  var invCount = params.invCount;
+  if (params.countFromRecord != 0u) { invCount = recip_count(max(bitcast<u32>(merged[c].w), 1u)); }
+  write_plane(PLANE_MEAN_DY, c, sumDy * invCount);
+  write_plane(PLANE_PROJ_SCALE, c, sumDyXhat * invCount * invstd);
   if ((params.flags & FLAG_GRAD_WEIGHT) != 0u) {
     gradWeight[params.gradWeightBase + c] = sumDyXhat;
   }

@@ -1,4 +1,14 @@
-import { bindChannelStats, FLAG_AFFINE, FLAG_GRAD_BIAS, FLAG_GRAD_WEIGHT, FLAG_UPDATE_RUNNING, planeStride } from '../gpu/contracts.js';
+import {
+  bindChannelStats,
+  FLAG_AFFINE,
+  FLAG_BIASED_RUNNING_VAR,
+  FLAG_CUMULATIVE,
+  FLAG_GRAD_BIAS,
+  FLAG_GRAD_WEIGHT,
+  FLAG_UPDATE_RUNNING,
+  planeStride,
+} from '../gpu/contracts.js';
+import type { RunningUpdate } from '../batch-norm/config/conventions.js';
 import { dispatchPerChannel, encodePerChannel } from '../gpu/grid.js';
 import { SYNC_BATCH_NORM_SHADER, SYNC_MERGE_SHADER } from '../gpu/shaders.js';
 import { getKernel } from '../gpu/kernel-cache.js';
@@ -82,6 +92,10 @@ export interface SyncForwardConstantsArgs {
   /** Update the running statistics with the factor stored after the records. */
   readonly updateRunning: boolean;
   readonly channelStats: GPUBuffer;
+  /** num_batches_tracked in two u32 slots (as finalize.wgsl's); bumped when the running stats update. */
+  readonly counter: GPUBuffer;
+  /** num_batches_tracked before this step: selects the counter slot. */
+  readonly tracked: number;
 }
 
 /** Records sync_forward_constants: channelStats planes from merged statistics, running update. */
@@ -107,6 +121,7 @@ export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncod
       biasBase: b.base,
       runningMeanBase: rm.base,
       runningVarBase: rv.base,
+      counterSlot: a.tracked % 2,
     },
     {
       merged: { buffer: a.merged, offset: 0, size: mergedBytes(a.channels) },
@@ -115,6 +130,77 @@ export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncod
       runningMean: rm.resource,
       runningVar: rv.resource,
       channelStats: bindChannelStats(a.channelStats, a.channels),
+      counter: { buffer: a.counter, offset: 0, size: COUNTER_BYTES },
+    },
+  );
+}
+
+/** Bytes of the num_batches_tracked counter: two u32 slots, padded to a vec4. */
+export const COUNTER_BYTES = 16;
+
+/** What sync_forward_merged needs; tensors are already validated by the caller. */
+export interface SyncForwardMergedArgs {
+  readonly channels: number;
+  /** The GPU-merged moments records (C of them, {@link MOMENTS_RECORD_BYTES} each, from offset 0). */
+  readonly mergedMoments: GPUBuffer;
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly runningMean: Tensor | null;
+  readonly runningVar: Tensor | null;
+  readonly updateRunning: boolean;
+  /** Batch weights of the running update (null factors: cumulative average) and the estimator. */
+  readonly update: RunningUpdate;
+  readonly eps: number;
+  /** Fewer merged values per channel than this: NaN statistics and no running update. */
+  readonly minCount: number;
+  readonly channelStats: GPUBuffer;
+  readonly counter: GPUBuffer;
+  readonly tracked: number;
+}
+
+/** Records sync_forward_merged: channelStats planes and the running update from a GPU-merged record. */
+export function encodeForwardMerged(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: SyncForwardMergedArgs): void {
+  const kernel = getKernel(gpu.device, SYNC_BATCH_NORM_SHADER, 'sync_forward_merged');
+  const update = a.updateRunning && a.runningMean !== null && a.runningVar !== null;
+  const w = bindOptional(gpu, a.weight, 'weight');
+  const b = bindOptional(gpu, a.bias, 'bias');
+  const rm = bindOptional(gpu, update ? a.runningMean : null, 'runningMean');
+  const rv = bindOptional(gpu, update ? a.runningVar : null, 'runningVar');
+  const u = a.update;
+  encodePerChannel(
+    gpu,
+    encoder,
+    'bn.sync.forwardMerged.pass',
+    kernel,
+    a.channels,
+    {
+      channels: a.channels,
+      flags:
+        (a.weight ? FLAG_AFFINE : 0) |
+        (update ? FLAG_UPDATE_RUNNING : 0) |
+        (u.meanFactor === null ? FLAG_CUMULATIVE : 0) |
+        (u.varianceEstimator === 'biased' ? FLAG_BIASED_RUNNING_VAR : 0),
+      planeStride: planeStride(a.channels),
+      recordBase: 0,
+      weightBase: w.base,
+      biasBase: b.base,
+      runningMeanBase: rm.base,
+      runningVarBase: rv.base,
+      counterSlot: a.tracked % 2,
+      minCount: a.minCount,
+      eps: a.eps,
+      meanFactor: u.meanFactor ?? 0,
+      varFactor: u.varFactor ?? 0,
+      varCumulative: u.varFactor === null ? 1 : 0,
+    },
+    {
+      merged: { buffer: a.mergedMoments, offset: 0, size: a.channels * MOMENTS_RECORD_BYTES },
+      weight: w.resource,
+      bias: b.resource,
+      runningMean: rm.resource,
+      runningVar: rv.resource,
+      channelStats: bindChannelStats(a.channelStats, a.channels),
+      counter: { buffer: a.counter, offset: 0, size: COUNTER_BYTES },
     },
   );
 }
@@ -124,8 +210,11 @@ export interface SyncBackwardConstantsArgs {
   readonly channels: number;
   /** Merged sums: two planes of C float32 (Σdy, Σdy·x̂) from offset 0. */
   readonly mergedGrad: GPUBuffer;
-  /** Values per channel of the whole batch. */
-  readonly count: number;
+  /**
+   * Values per channel of the whole batch: a number known on the host, or the GPU-merged moments
+   * records whose count the kernel reads (SyncBatchNorm.encodeForward's).
+   */
+  readonly count: number | GPUBuffer;
   readonly channelStats: GPUBuffer;
   readonly gradWeight: Tensor | null;
   readonly gradBias: Tensor | null;
@@ -146,12 +235,17 @@ export function encodeBackwardConstants(gpu: GpuRuntime, encoder: GPUCommandEnco
       channels: a.channels,
       flags: (a.gradWeight ? FLAG_GRAD_WEIGHT : 0) | (a.gradBias ? FLAG_GRAD_BIAS : 0),
       planeStride: planeStride(a.channels),
-      invCount: 1 / a.count,
+      invCount: typeof a.count === 'number' ? 1 / a.count : 0,
+      countFromRecord: typeof a.count === 'number' ? 0 : 1,
       recordBase: 0,
       gradWeightBase: gw.base,
       gradBiasBase: gb.base,
     },
     {
+      merged:
+        typeof a.count === 'number'
+          ? { buffer: gpu.dummy('merged'), offset: 0, size: 16 }
+          : { buffer: a.count, offset: 0, size: a.channels * MOMENTS_RECORD_BYTES },
       mergedGrad: { buffer: a.mergedGrad, offset: 0, size: a.channels * GRAD_SUMS_PLANES * 4 },
       channelStats: bindChannelStats(a.channelStats, a.channels),
       gradWeight: gw.resource,
