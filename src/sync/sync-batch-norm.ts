@@ -16,6 +16,7 @@ import { cpuEpilogueGrad } from '../batch-norm/cpu/cpu-backward.js';
 import { checkEpilogue, masksFromOutput, usesPreActivation, type Epilogue, type ResolvedEpilogue } from '../batch-norm/epilogue.js';
 import { cpuData } from '../batch-norm/forward.js';
 import { runGpuOp } from '../gpu/dispatch.js';
+import type { GpuRuntime } from '../gpu/runtime.js';
 import { batchNorm } from '../batch-norm/functional.js';
 import type { Geometry } from '../batch-norm/geometry.js';
 import { encodeBackward } from '../batch-norm/kernels/gpu-backward.js';
@@ -191,8 +192,10 @@ export class SyncBatchNorm extends BatchNormModuleBase {
           mergedMoments: gpu.createBuffer({ label: 'bn.sync.mergedMoments', size: c * MOMENTS_RECORD_BYTES, usage: MODULE_USAGE }),
           counter: gpu.createBuffer({ label: 'bn.sync.counter', size: COUNTER_BYTES, usage: MODULE_USAGE }),
           gradSums: gpu.createBuffer({ label: 'bn.sync.gradSums', size: gradBytes(c), usage: MODULE_USAGE }),
-          sumDy: ctx.allocTensor([c], 'channels_first', 'sync.sum_dy'),
-          sumDyXhat: ctx.allocTensor([c], 'channels_first', 'sync.sum_dy_xhat'),
+          // Module buffers wrapped as tensors, not pooled ones: a caller's unsubmitted encoder may
+          // still write them after destroy(), so they are retired (kept while referenced), never recycled.
+          sumDy: moduleTensor(ctx, gpu, c, 'bn.sync.sumDy'),
+          sumDyXhat: moduleTensor(ctx, gpu, c, 'bn.sync.sumDyXhat'),
           mergedRecords: new Float32Array(mergedBytes(c) / 4),
           mergedGradValues: new Float32Array(GRAD_SUMS_PLANES * c),
         }
@@ -213,8 +216,11 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     const own = this.#gpu;
     if (!own || !gpu) return;
     for (const b of [own.merged, own.mergedGrad, own.moments, own.gradSums, own.mergedMoments, own.counter]) gpu.retire(b);
-    own.sumDy.destroy();
-    own.sumDyXhat.destroy();
+    for (const t of [own.sumDy, own.sumDyXhat]) {
+      const buffer = t.buffer;
+      t.destroy();
+      gpu.retire(buffer);
+    }
   }
 
   /** Both GPU counter slots := num_batches_tracked, so the next step reads it whichever slot it uses. */
@@ -978,6 +984,12 @@ function checkGathered(
     );
   }
   return { gathered: buffer, shards, byteOffset };
+}
+
+/** A [C] tensor over a buffer of the module's own (see the constructor). */
+function moduleTensor(ctx: BatchNormContext, gpu: GpuRuntime, channels: number, label: string): Tensor {
+  const buffer = gpu.createBuffer({ label, size: Math.ceil((4 * channels) / 16) * 16, usage: MODULE_USAGE });
+  return ctx.tensorFromBuffer(buffer, [channels], { label });
 }
 
 /** Bytes of a gradient record: two planes of C float32, rounded up to 16 (kernels bind whole vec4s). */
