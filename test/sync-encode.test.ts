@@ -551,14 +551,16 @@ interface StepGot {
 const available = torchAvailable();
 
 describe.runIf(available)('encodeForward + encodeBackward over simulated shards on one device (webgpu)', () => {
-  let ctx: BatchNormContext;
+  let gpuCtx: BatchNormContext;
+  let cpuCtx: BatchNormContext;
   let device: GPUDevice;
   const data = STEP_CASES.map((c, i) => generateStep(c, 900 + 17 * i));
   let refs: StepReference[] = [];
   beforeAll(async () => {
-    ctx = await contextFor('webgpu');
-    if (!ctx.device) throw new Error('setup');
-    device = ctx.device;
+    gpuCtx = await contextFor('webgpu');
+    cpuCtx = await contextFor('cpu');
+    if (!gpuCtx.device) throw new Error('setup');
+    device = gpuCtx.device;
     // PyTorch on the concatenated batch, first step (the later steps are checked against the host-merge path).
     refs = runEpilogueReference(
       STEP_CASES.map((c, i) => {
@@ -580,11 +582,15 @@ describe.runIf(available)('encodeForward + encodeBackward over simulated shards 
       }),
     );
   });
-  afterAll(() => ctx?.destroy());
+  afterAll(() => {
+    gpuCtx?.destroy();
+    cpuCtx?.destroy();
+  });
 
   /** Runs every step of `c` on S shard modules through one path and returns each step's results. */
-  async function runPath(c: StepCase, d: StepData, path: 'encode' | 'host'): Promise<StepGot[]> {
-    const gpu = ctx.gpu;
+  async function runPath(c: StepCase, d: StepData, path: 'encode' | 'host' | 'host-cpu'): Promise<StepGot[]> {
+    const ctx = path === 'host-cpu' ? cpuCtx : gpuCtx;
+    const gpu = gpuCtx.gpu;
     if (!gpu) throw new Error('setup');
     const C = c.shape[1] as number;
     const S = c.split.length;
@@ -721,7 +727,7 @@ describe.runIf(available)('encodeForward + encodeBackward over simulated shards 
             }),
           ),
         });
-        count('webgpu');
+        count(path === 'host-cpu' ? 'cpu' : 'webgpu');
       }
       await ctx.sync();
     } finally {
@@ -733,11 +739,13 @@ describe.runIf(available)('encodeForward + encodeBackward over simulated shards 
   }
 
   STEP_CASES.forEach((c, ci) => {
-    it(`${c.name}: one submit per step; equals the host-merge path and PyTorch on the concatenated batch`, async () => {
+    it(`${c.name}: one submit per step; equals the host-merge path (webgpu, cpu) and PyTorch on the concatenated batch`, async () => {
       const d = data[ci] as StepData;
       const ref = refs[ci] as StepReference;
       const encoded = await runPath(c, d, 'encode');
       const host = await runPath(c, d, 'host');
+      // The CPU backend's host path (with the same epilogue) against the same references.
+      const cpu = await runPath(c, d, 'host-cpu');
       const C = c.shape[1] as number;
       const check = (what: string, a: ArrayLike<number>, b: ArrayLike<number>, tol: (i: number) => number): void => {
         const r = checkClose(`${c.name} ${what}`, a, b, tol);
@@ -789,6 +797,7 @@ describe.runIf(available)('encodeForward + encodeBackward over simulated shards 
         for (const [label, got] of [
           ['encode', e],
           ['host', h],
+          ['host on the cpu', cpu[0] as StepGot],
         ] as const) {
           check(`${label} output vs torch`, got.output, refStep.output, outTol(refStep.output));
           check(`${label} grad_input vs torch`, got.gradInput, refStep.grad_input, tol.gradInput);
