@@ -880,6 +880,56 @@ describe('encodeForward / encodeBackward: eval mode, tiny batches, lifetime and 
     count('webgpu');
   });
 
+  it('host and encoder steps may alternate: the cumulative average counts every step (GPU counter kept in step)', async () => {
+    const alternating = new SyncBatchNorm(ctx, C, { momentum: null });
+    const hostOnly = new SyncBatchNorm(ctx, C, { momentum: null });
+    const sd = { weight: [1, 2, 0.5], bias: [0, 0.1, -0.1], running_mean: [0.5, -1, 2], running_var: [2, 0.5, 1], num_batches_tracked: 3 };
+    alternating.loadStateDict(sd);
+    hostOnly.loadStateDict(sd);
+    const gathered = device.createBuffer({ size: C * MOMENTS_RECORD_BYTES, usage: STORAGE });
+    const live: Tensor[] = [];
+    for (let step = 0; step < 4; step++) {
+      const x = ctx.tensor(
+        values(20 + step).map((v) => 2 * v + step),
+        shape,
+      );
+      const y1 = ctx.allocTensor(shape, 'channels_first', 'y1');
+      live.push(x, y1);
+      if (step % 2 === 1) {
+        const encoder = device.createCommandEncoder();
+        alternating.encodeMomentsPartial(encoder, x, gathered);
+        alternating.encodeForward(encoder, x, y1, { buffer: gathered, shards: 1 });
+        device.queue.submit([encoder.finish()]);
+      } else {
+        alternating.forward(x, mergeMoments([await alternating.momentsPartial(x)]), { out: y1 });
+      }
+      live.push(hostOnly.forward(x, mergeMoments([await hostOnly.momentsPartial(x)])));
+    }
+    const a = await alternating.stateDict();
+    const b = await hostOnly.stateDict();
+    expect(a.num_batches_tracked).toBe(7);
+    expect(b.num_batches_tracked).toBe(7);
+    const rm = checkClose(
+      'running_mean',
+      a.running_mean ?? [],
+      b.running_mean ?? [],
+      (j) => 1e-6 + 2e-6 * Math.abs((b.running_mean ?? [])[j] as number),
+    );
+    const rv = checkClose(
+      'running_var',
+      a.running_var ?? [],
+      b.running_var ?? [],
+      (j) => 1e-6 + 1e-5 * Math.abs((b.running_var ?? [])[j] as number),
+    );
+    expect(rm.failure).toBeNull();
+    expect(rv.failure).toBeNull();
+    for (const t of live) t.destroy();
+    gathered.destroy();
+    alternating.destroy();
+    hostOnly.destroy();
+    count('webgpu');
+  });
+
   it('a whole batch with one value per channel (PyTorch convention): NaN output, running statistics unchanged', async () => {
     const m = new SyncBatchNorm(ctx, C);
     const x = ctx.tensor(Float32Array.of(1, 2, 3), [1, C]);

@@ -1,6 +1,6 @@
 import { optionKeys, optionsObject, rejectUnknownKeys } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
-import { ArgumentError, BackwardStateError, DestroyedError, InsufficientValuesError, ShapeError } from '../errors.js';
+import { ArgumentError, BackwardStateError, DestroyedError, DeviceLimitError, InsufficientValuesError, ShapeError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
 import {
@@ -541,7 +541,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
         `${who}: training mode needs the all-gathered moments records of every shard ({ buffer, shards }, each shard's from encodeMomentsPartial)`,
       );
     }
-    const gathered = checkGathered(merged, g.c, MOMENTS_RECORD_BYTES, 16, who);
+    const gathered = checkGathered(merged, g.c, MOMENTS_RECORD_BYTES, 16, who, gpu.maxTensorBytes);
     const updateRunning = this.trackRunningStats;
     runGpuOp(
       gpu,
@@ -817,7 +817,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     checkEncoder(encoder, who);
     const r = this.#record(who);
     this.#checkGradOutput(gradOutput, r.input, who);
-    const gathered = checkGathered(merged, r.geometry.c, GRAD_RECORD_BYTES, 4, who);
+    const gathered = checkGathered(merged, r.geometry.c, GRAD_RECORD_BYTES, 4, who, gpu.maxTensorBytes);
     const out = this.#checkBackwardOutputs(outputs, r, gradOutput, who);
     runGpuOp(
       gpu,
@@ -951,6 +951,7 @@ function checkGathered(
   recordBytes: number,
   unit: number,
   who: string,
+  maxBindingBytes: number,
 ): { gathered: GPUBuffer; shards: number; byteOffset: number } {
   if (merged === null || typeof merged !== 'object') {
     throw new ArgumentError(`${who}: merged must be { buffer, shards, byteOffset? } (the all-gathered records), got ${String(merged)}`);
@@ -981,6 +982,12 @@ function checkGathered(
   if (byteOffset + bytes > buffer.size) {
     throw new ArgumentError(
       `${who}: merged.buffer '${buffer.label}' has ${buffer.size} bytes; ${shards} shards × ${channels} channels of ${recordBytes}-byte records at byteOffset ${byteOffset} need ${byteOffset + bytes}`,
+    );
+  }
+  // The merge binds all S·C records in one piece (from the aligned offset below byteOffset).
+  if (bytes + 256 > maxBindingBytes) {
+    throw new DeviceLimitError(
+      `${who}: ${shards} shards × ${channels} channels of ${recordBytes}-byte records (${bytes} bytes) exceed the device's largest storage binding (${maxBindingBytes} bytes)`,
     );
   }
   return { gathered: buffer, shards, byteOffset };
