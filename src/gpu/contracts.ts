@@ -126,3 +126,16 @@ export const GENERAL_QUEUE_ENTRY_WORDS = 2;
 export function generalQueueBytes(channels: number): number {
   return (GENERAL_QUEUE_HEADER_WORDS + GENERAL_QUEUE_ENTRY_WORDS * channels) * 4;
 }
+
+// SyncBatchNorm's records (shaders/sync-batch-norm.wgsl writes a shard's, shaders/sync-merge.wgsl
+// merges S of them; both index them as vec4s or f32s, so only TS needs the byte sizes).
+
+/**
+ * Bytes per channel of a moments record: vec4<f32>(K, mean − K, M2, bitcast<f32>(count as u32)).
+ * A shard's C records are contiguous; a merged record has the same layout.
+ */
+export const SYNC_MOMENTS_RECORD_BYTES = 16;
+/** Bytes per channel of a gradient record: a shard's record is C f32 Σdy, then C f32 Σdy·x̂. */
+export const SYNC_GRAD_RECORD_BYTES = 8;
+/** Bytes of a num_batches_tracked counter: two u32 slots (finalize.wgsl, sync-batch-norm.wgsl), padded to a vec4. */
+export const COUNTER_BYTES = 16;

@@ -15,6 +15,7 @@ import { cpuNormalize, cpuUpdateRunning } from '../batch-norm/cpu/cpu.js';
 import { cpuEpilogueGrad } from '../batch-norm/cpu/cpu-backward.js';
 import { checkEpilogue, masksFromOutput, usesPreActivation, type Epilogue, type ResolvedEpilogue } from '../batch-norm/epilogue.js';
 import { cpuData } from '../batch-norm/forward.js';
+import { COUNTER_BYTES } from '../gpu/contracts.js';
 import { runGpuOp } from '../gpu/dispatch.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { batchNorm } from '../batch-norm/functional.js';
@@ -25,7 +26,6 @@ import { BatchNormModuleBase } from '../batch-norm/module-base.js';
 import type { BatchNormOptions } from '../batch-norm/config/options.js';
 import { cpuGradSums, cpuMoments, cpuSyncGradInput } from './sync-cpu.js';
 import {
-  COUNTER_BYTES,
   encodeBackwardConstants,
   encodeForwardConstants,
   encodeForwardMerged,
@@ -690,7 +690,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     const target = this.#gpu.gradSums;
     const c = r.geometry.c;
     const op = runGpuOp(gpu, 'bn.sync.gradSums', {}, (e) => this.#encodeGradSums(e, gradOutput, r, target, 0));
-    const f = await gpu.readFloats(target, 0, GRAD_SUMS_PLANES * 4 * c);
+    const f = await gpu.readFloats(target, 0, GRAD_RECORD_BYTES * c);
     op.throwIfFailed();
     return { sumDy: Float64Array.from(f.subarray(0, c)), sumDyXhat: Float64Array.from(f.subarray(c, 2 * c)) };
   }
@@ -707,7 +707,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     if (!this.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
     const r = this.#record(who);
     this.#checkGradOutput(gradOutput, r.input, who);
-    checkTarget(target, byteOffset, GRAD_SUMS_PLANES * 4 * r.geometry.c, 4, BUFFER_COPY_DST, 'COPY_DST', who);
+    checkTarget(target, byteOffset, GRAD_RECORD_BYTES * r.geometry.c, 4, BUFFER_COPY_DST, 'COPY_DST', who);
     runGpuOp(this.ctx.gpu, 'bn.sync.gradSums', {}, (e) => this.#encodeGradSums(e, gradOutput, r, target, byteOffset), { encoder });
   }
 
@@ -1001,7 +1001,7 @@ function moduleTensor(ctx: BatchNormContext, gpu: GpuRuntime, channels: number, 
 
 /** Bytes of a gradient record: two planes of C float32, rounded up to 16 (kernels bind whole vec4s). */
 function gradBytes(channels: number): number {
-  return Math.ceil((GRAD_SUMS_PLANES * 4 * channels) / 16) * 16;
+  return Math.ceil((GRAD_RECORD_BYTES * channels) / 16) * 16;
 }
 
 function checkTarget(

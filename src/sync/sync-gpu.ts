@@ -1,5 +1,6 @@
 import {
   bindChannelStats,
+  COUNTER_BYTES,
   FLAG_AFFINE,
   FLAG_BIASED_RUNNING_VAR,
   FLAG_CUMULATIVE,
@@ -18,7 +19,7 @@ import type { Tensor } from '../tensor.js';
 import { channelScanView, vec4Aligned } from '../batch-norm/kernels/dispatch-shape.js';
 import type { Geometry } from '../batch-norm/geometry.js';
 import { encodeStatsPass } from '../batch-norm/kernels/stats-pass.js';
-import { GRAD_RECORD_BYTES, GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES } from './sync-merge.js';
+import { GRAD_RECORD_BYTES, MOMENTS_RECORD_BYTES } from './sync-merge.js';
 
 // SyncBatchNorm's GPU stages (shaders/sync-batch-norm.wgsl). They only add per-channel dispatches
 // around the library's own data passes: stats.wgsl for the local moments, normalize.wgsl and the
@@ -135,9 +136,6 @@ export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncod
   );
 }
 
-/** Bytes of the num_batches_tracked counter: two u32 slots, padded to a vec4. */
-export const COUNTER_BYTES = 16;
-
 /** What sync_forward_merged needs; tensors are already validated by the caller. */
 export interface SyncForwardMergedArgs {
   readonly channels: number;
@@ -246,7 +244,7 @@ export function encodeBackwardConstants(gpu: GpuRuntime, encoder: GPUCommandEnco
         typeof a.count === 'number'
           ? { buffer: gpu.dummy('merged'), offset: 0, size: 16 }
           : { buffer: a.count, offset: 0, size: a.channels * MOMENTS_RECORD_BYTES },
-      mergedGrad: { buffer: a.mergedGrad, offset: 0, size: a.channels * GRAD_SUMS_PLANES * 4 },
+      mergedGrad: { buffer: a.mergedGrad, offset: 0, size: a.channels * GRAD_RECORD_BYTES },
       channelStats: bindChannelStats(a.channelStats, a.channels),
       gradWeight: gw.resource,
       gradBias: gb.resource,

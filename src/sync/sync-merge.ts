@@ -1,4 +1,5 @@
 import { ArgumentError, ShapeError } from '../errors.js';
+import { SYNC_GRAD_RECORD_BYTES, SYNC_MOMENTS_RECORD_BYTES } from '../gpu/contracts.js';
 
 // What SyncBatchNorm's shards exchange, and how partials are merged. Pure float64 code with no
 // backend: the all-reduce happens wherever the caller's transport puts it (another thread, another
@@ -36,7 +37,7 @@ export const GRAD_SUMS_PLANES = 2;
  * Bytes per channel of a moments record written by `SyncBatchNorm.encodeMomentsPartial`:
  * vec4<f32>(K, mean − K, M2, bitcast<f32>(count as u32)), see shaders/sync-batch-norm.wgsl.
  */
-export const MOMENTS_RECORD_BYTES = 16;
+export const MOMENTS_RECORD_BYTES = SYNC_MOMENTS_RECORD_BYTES;
 
 function checkFloat64(v: unknown, argument: string, channels: number | null): Float64Array {
   if (!(v instanceof Float64Array)) {
@@ -267,7 +268,7 @@ export function decodeMomentsRecords(bytes: ArrayBuffer | ArrayBufferView, chann
 // bits. See the shader's header for the algorithm.
 
 /** Bytes per channel of a gradient record written by `SyncBatchNorm.encodeGradPartial` (Σdy, Σdy·x̂). */
-export const GRAD_RECORD_BYTES = GRAD_SUMS_PLANES * 4;
+export const GRAD_RECORD_BYTES = SYNC_GRAD_RECORD_BYTES;
 
 const F32_SIGN_BIT = 0x80000000;
 const CANONICAL_NAN_BITS = 0x7fc00000;
