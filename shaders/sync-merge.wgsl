@@ -8,8 +8,9 @@
 //   Σdy·x̂; shard s at recordBase + s·2C) into one record of that layout at outBase.
 //
 // Algorithm. The host merge (src/sync/sync-merge.ts, mergeMoments / mergeGradSums) is float64;
-// WGSL has no f64, so this is a float32 merge with the same semantics, made deterministic and
-// independent of the order of the shards: each channel's records are visited in a canonical
+// WGSL has no f64. The gradient sums emulate float64 addition (common/f64-sum.wgsl), so they
+// equal the host's bit for bit; the moments merge is float32 with mergeMoments' semantics, made
+// deterministic and independent of the order of the shards: each channel's records are visited in a canonical
 // order, a total order on their bits (count, then K, mean − K, M2 by IEEE total order, −0 before
 // +0), by repeated selection of the next larger key (O(S²) reads per channel: S is the number of
 // shards). Equal keys are equal bits, so ties contribute identically. Arithmetic is float32 adds
@@ -28,8 +29,9 @@
 // K + (mean − K) is ±Inf or NaN contributes its count and its mean to the sum of non-finite means
 // (NaN when they disagree or one is NaN), the merged record is vec4(that mean, 0, NaN, N_all);
 // N_all = 0 gives vec4(NaN, 0, NaN, 0). Every NaN written is the canonical quiet NaN.
-// Gradient sums, per channel and plane: the S values summed in ascending total order from +0,
-// as mergeGradSums does in float64.
+// Gradient sums, per channel and plane: the S values summed in ascending total order from +0 in
+// emulated float64 (common/f64-sum.wgsl), exactly as mergeGradSums sums them, then rounded once
+// to float32: the bits of mergeGradSums stored into a Float32Array.
 
 struct MergeParams {
   channels: u32,
@@ -165,11 +167,16 @@ fn canonical_nan(v: f32) -> f32 {
   return select(v, f32_nan(), (bitcast<u32>(v) & F32_MAGNITUDE_BITS) > F32_EXPONENT_BITS);
 }
 
-// One plane's S values of channel c, summed in ascending total order.
+// One plane's S values of channel c, summed in ascending total order in emulated float64
+// (common/f64-sum.wgsl) and rounded once to float32: mergeGradSums' bits, rounded as a
+// Float32Array store rounds them. ±Inf and NaN go by flags, as IEEE addition combines them.
 fn merge_sum(c: u32, plane: u32) -> f32 {
   let stride = 2u * params.channels;
   let first = params.recordBase + plane * params.channels + c;
-  var sum = 0.0;
+  var sum = F64(false, 0, vec2u(0u));
+  var posInf = false;
+  var negInf = false;
+  var nan = false;
   var after = 0u;
   var started = false;
   loop {
@@ -191,9 +198,19 @@ fn merge_sum(c: u32, plane: u32) -> f32 {
     if (repeats == 0u) { break; }
     after = best;
     started = true;
-    for (var i = 0u; i < repeats; i++) { sum = ieee_add(sum, value); }
+    let bits = bitcast<u32>(value);
+    if (!is_finite(value)) {
+      nan = nan || (bits & F32_MAGNITUDE_BITS) > F32_EXPONENT_BITS;
+      posInf = posInf || bits == F32_EXPONENT_BITS;
+      negInf = negInf || bits == F32_NEG_INF_BITS;
+      continue;
+    }
+    let term = f64_from_f32(value);
+    for (var i = 0u; i < repeats; i++) { sum = f64_add(sum, term); }
   }
-  return canonical_nan(sum);
+  if (nan || (posInf && negInf)) { return f32_nan(); }
+  if (posInf || negInf) { return f32_inf(negInf); }
+  return f64_to_f32(sum);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

@@ -41,7 +41,7 @@ export const shaderManifest = {
     'common/chan-merge.wgsl',
     'common/count-reciprocal.wgsl',
   ],
-  'sync-merge': ['sync-merge.wgsl', 'common/non-finite.wgsl', 'common/count-reciprocal.wgsl'],
+  'sync-merge': ['sync-merge.wgsl', 'common/non-finite.wgsl', 'common/count-reciprocal.wgsl', 'common/f64-sum.wgsl'],
 } as const satisfies Record<string, readonly [string, ...string[]]>;
 
 /** The prelude every module gets, relative to `shaders/`. */

@@ -800,8 +800,9 @@ export class SyncBatchNorm extends BatchNormModuleBase {
   /**
    * Records the synchronized backward into your command encoder (WebGPU only), with the merge on
    * the GPU: the all-gathered gradient records of every shard (`encodeGradPartial`'s, in
-   * `merged.buffer`) are summed per channel by a WGSL kernel (float32, ascending order: the bits
-   * of {@link mergeGradRecords}, independent of the order of the shards), then the gradients whose
+   * `merged.buffer`) are summed per channel by a WGSL kernel (ascending order, in emulated float64,
+   * rounded once to float32: the bits of {@link mergeGradSums} as the host path uploads them, and
+   * of {@link mergeGradRecords}; independent of the order of the shards), then the gradients whose
    * tensors you pass in `outputs` are written, as {@link backward} computes them: gradInput of
    * this shard with the whole batch's count, gradWeight / gradBias of the whole batch, and after
    * a forward with an epilogue gradResidual and this shard's gradPreluWeight. Nothing is read

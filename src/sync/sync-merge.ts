@@ -428,11 +428,13 @@ export function mergeMomentsRecords(records: ArrayBuffer | ArrayBufferView, shar
 
 /**
  * Sums S shards' gradient records (as `SyncBatchNorm.encodeGradPartial` writes them: C float32
- * Σdy then C float32 Σdy·x̂ per shard, shard s at byte s·C·{@link GRAD_RECORD_BYTES}) per channel,
- * in ascending IEEE total order from +0 in float32: the CPU twin of the GPU merge that
- * `SyncBatchNorm.encodeBackward` runs, **bit-identical to it** (same caveat on subnormals as
- * {@link mergeMomentsRecords}) and independent of the order of the shards. The float64
- * {@link mergeGradSums} of the same values differs by the float32 rounding of S − 1 additions.
+ * Σdy then C float32 Σdy·x̂ per shard, shard s at byte s·C·{@link GRAD_RECORD_BYTES}) per channel:
+ * the CPU twin of the GPU merge that `SyncBatchNorm.encodeBackward` runs. The values are summed in
+ * ascending IEEE total order from +0 **in float64** (the kernel emulates binary64 addition in
+ * integer arithmetic, shaders/common/f64-sum.wgsl) and rounded once to float32, so the result is
+ * **bit-identical to the kernel's and to {@link mergeGradSums} of the same values stored into a
+ * Float32Array** (as the host path uploads it), on every device, and independent of the order of
+ * the shards; every NaN is the canonical one.
  * @returns 2·C float32 values: Σdy of every channel, then Σdy·x̂.
  * @throws ArgumentError / ShapeError for bad counts or too few bytes.
  */
@@ -445,8 +447,9 @@ export function mergeGradRecords(records: ArrayBuffer | ArrayBufferView, shards:
     for (let c = 0; c < channels; c++) {
       const at = (s: number): number => s * GRAD_SUMS_PLANES * channels + plane * channels + c;
       order.sort((a, b) => orderKey(u[at(a)] as number) - orderKey(u[at(b)] as number));
+      // Float64 sums, as mergeGradSums (the kernel emulates binary64 addition), rounded once below.
       let sum = 0;
-      for (const s of order) sum = Math.fround(sum + (f[at(s)] as number));
+      for (const s of order) sum += f[at(s)] as number;
       const o = plane * channels + c;
       if (Number.isNaN(sum)) outBits[o] = CANONICAL_NAN_BITS;
       else out[o] = sum;
