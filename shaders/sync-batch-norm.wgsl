@@ -76,8 +76,8 @@ struct SyncParams {
   varCumulative: u32,   // 1: running_var's weight is the cumulative factor too
   // sync_backward_constants: 1/M from the merged record's count instead of invCount.
   countFromRecord: u32,
-  _pad4: u32,
-  _pad5: u32,
+  epsLo: u32,           // sync_forward_merged: eps as binary64 bits (the host's float64 eps)
+  epsHi: u32,
   _pad6: u32,
 }
 
@@ -99,6 +99,9 @@ struct SyncParams {
 @group(0) @binding(11) var<storage, read_write> gradBias: array<f32>;
 @group(0) @binding(12) var<storage, read> x: array<f32>;
 @group(0) @binding(13) var<storage, read_write> counter: array<u32>;
+// sync_forward_merged / sync_backward_constants: the GPU-merged moments, two vec4u per channel
+// (binary64 mean and M2 bits, then the count), see sync-merge.wgsl.
+@group(0) @binding(14) var<storage, read> mergedF64: array<vec4u>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn sync_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
@@ -173,18 +176,64 @@ fn update_running(c: u32, f: vec2f, mean: f32, varianceFeed: f32) {
   runningVar[rv] = (1.0 - f.y) * runningVar[rv] + f.y * varianceFeed;
 }
 
+// binary64 bits (lo, hi) rounded to float32, specials included (a NaN becomes the canonical one).
+fn f64_bits_to_f32(b: vec2u) -> f32 {
+  if ((b.y & F64_INF_HI) == F64_INF_HI) {
+    if ((b.y & 0xfffffu) != 0u || b.x != 0u) { return f32_nan(); }
+    return f32_inf((b.y & 0x80000000u) != 0u);
+  }
+  return f64_to_f32(f64_from_bits(b));
+}
+
+fn f64_bits_finite(b: vec2u) -> bool {
+  return (b.y & F64_INF_HI) != F64_INF_HI;
+}
+
+// 1 / n in binary64, rounded to float32: what the host gets from Math.fround(1 / n).
+fn recip_f32_of_f64(n: u32) -> f32 {
+  return f64_to_f32(f64_div(f64_from_u32(1u), f64_from_u32(n)));
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn sync_forward_merged(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                        @builtin(num_workgroups) nwg: vec3u) {
   let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
-  let m = merged[params.recordBase + c];
-  let n = bitcast<u32>(m.w);
+  // The GPU-merged record (sync-merge.wgsl): binary64 mean and M2, and the count.
+  let w = mergedF64[2u * c];
+  let n = mergedF64[2u * c + 1u].x;
   let enough = n >= params.minCount && n > 0u;
-  let variance = ieee_mul4(vec4f(m.z), vec4f(recip_count(max(n, 1u)))).x;
-  var k = m.x;
-  var meanOffset = m.y;
-  var invstd = invstd_of(variance, params.eps);
+  let meanBits = w.xy;
+  let m2Bits = w.zw;
+  // SyncBatchNorm.forward's host arithmetic, in emulated binary64, each result rounded to float32
+  // as its Float32Array upload rounds it: biasedVar = M2 / N; invstd = 1 / sqrt(biasedVar + eps);
+  // K = fround(mean); mean − K; the running_var feed biasedVar · (N / max(N − 1, 1)) (or biasedVar).
+  var k = f64_bits_to_f32(meanBits);
+  var meanOffset = 0.0;
+  var invstd = f32_nan();
+  var feed = f32_nan();
+  let biased = (params.flags & FLAG_BIASED_RUNNING_VAR) != 0u;
+  if (f64_bits_finite(meanBits)) {
+    let mean = f64_from_bits(meanBits);
+    if (is_finite(k)) { meanOffset = f64_to_f32(f64_add(mean, f64_neg(f64_from_f32(k)))); }
+  }
+  if (f64_bits_finite(meanBits) && f64_bits_finite(m2Bits) && n > 0u) {
+    let count = f64_from_u32(n);
+    let biasedVar = f64_div(f64_from_bits(m2Bits), count);
+    let sum = f64_add(biasedVar, f64_from_bits(vec2u(params.epsLo, params.epsHi)));
+    if (f64_is_zero(sum)) {
+      invstd = f32_inf(false);
+    } else if (!sum.negative) {
+      invstd = f64_to_f32(f64_div(f64_from_u32(1u), f64_sqrt(sum)));
+    }
+    var unbiased = biasedVar;
+    if (!biased) { unbiased = f64_mul(biasedVar, f64_div(count, f64_from_u32(max(n - 1u, 1u)))); }
+    feed = f64_to_f32(unbiased);
+  } else if (f64_bits_finite(meanBits) && n > 0u && (m2Bits.y == F64_INF_HI && m2Bits.x == 0u)) {
+    // M2 = +Inf (a shard's overflow): biasedVar = +Inf, invstd = 0, feed = +Inf, as in float64.
+    invstd = 0.0;
+    feed = f32_inf(false);
+  }
   if (!enough) {
     k = f32_nan();
     meanOffset = 0.0;
@@ -195,14 +244,11 @@ fn sync_forward_merged(@builtin(local_invocation_index) lid: u32, @builtin(workg
     let tracked = bump_counter(c);
     var f = vec2f(params.meanFactor, params.varFactor);
     if ((params.flags & FLAG_CUMULATIVE) != 0u) {
-      let cumulative = recip_count(tracked);
+      let cumulative = recip_f32_of_f64(tracked);
       f = vec2f(cumulative, select(params.varFactor, cumulative, params.varCumulative != 0u));
     }
-    var feed = variance;
-    if ((params.flags & FLAG_BIASED_RUNNING_VAR) == 0u) {
-      feed = ieee_mul4(vec4f(m.z), vec4f(recip_count(max(n, 2u) - 1u))).x;
-    }
-    if (enough) { update_running(c, f, ieee_add(k, meanOffset), feed); }
+    // The same update as sync_forward_constants, on the same float32 values.
+    if (enough) { update_running(c, f, k + meanOffset, feed); }
   }
 }
 
@@ -215,7 +261,7 @@ fn sync_backward_constants(@builtin(local_invocation_index) lid: u32, @builtin(w
   let sumDyXhat = mergedGrad[params.recordBase + params.channels + c];
   let invstd = plane1(PLANE_INVSTD, c);
   var invCount = params.invCount;
-  if (params.countFromRecord != 0u) { invCount = recip_count(max(bitcast<u32>(merged[c].w), 1u)); }
+  if (params.countFromRecord != 0u) { invCount = recip_f32_of_f64(max(mergedF64[2u * c + 1u].x, 1u)); }
   write_plane(PLANE_MEAN_DY, c, sumDy * invCount);
   write_plane(PLANE_PROJ_SCALE, c, sumDyXhat * invCount * invstd);
   if ((params.flags & FLAG_GRAD_WEIGHT) != 0u) {

@@ -8,7 +8,7 @@
 //   Σdy·x̂; shard s at recordBase + s·2C) into one record of that layout at outBase.
 //
 // Algorithm. The host merge (src/sync/sync-merge.ts, mergeMoments / mergeGradSums) is float64;
-// WGSL has no f64. The gradient sums emulate float64 addition (common/f64-sum.wgsl), so they
+// WGSL has no f64. The gradient sums emulate float64 addition (common/f64.wgsl), so they
 // equal the host's bit for bit; the moments merge is float32 with mergeMoments' semantics, made
 // deterministic and independent of the order of the shards: each channel's records are visited in a canonical
 // order, a total order on their bits (count, then K, mean − K, M2 by IEEE total order, −0 before
@@ -30,7 +30,7 @@
 // (NaN when they disagree or one is NaN), the merged record is vec4(that mean, 0, NaN, N_all);
 // N_all = 0 gives vec4(NaN, 0, NaN, 0). Every NaN written is the canonical quiet NaN.
 // Gradient sums, per channel and plane: the S values summed in ascending total order from +0 in
-// emulated float64 (common/f64-sum.wgsl), exactly as mergeGradSums sums them, then rounded once
+// emulated float64 (common/f64.wgsl), exactly as mergeGradSums sums them, then rounded once
 // to float32: the bits of mergeGradSums stored into a Float32Array.
 
 struct MergeParams {
@@ -42,7 +42,8 @@ struct MergeParams {
 
 @group(0) @binding(0) var<uniform> params: MergeParams;
 @group(0) @binding(1) var<storage, read> gathered: array<vec4f>;
-@group(0) @binding(2) var<storage, read_write> merged: array<vec4f>;
+// Per channel two vec4u: (mean lo, mean hi, M2 lo, M2 hi) as binary64 bits, then (count, 0, 0, 0).
+@group(0) @binding(2) var<storage, read_write> mergedF64: array<vec4u>;
 @group(0) @binding(3) var<storage, read> gatheredGrad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> mergedGrad: array<f32>;
 
@@ -59,8 +60,14 @@ fn key_less(a: vec4u, b: vec4u) -> bool {
   return a.w < b.w;
 }
 
+// mergeMoments' sort key (count, mean, M2) of a record, as a total order on its bits: the binary64
+// mean's order key, then M2's; a record whose mean is not finite sorts after every finite one of
+// its count (its place does not matter: it only sets flags), keyed by its K and mean − K.
 fn record_key(r: vec4f) -> vec4u {
-  return vec4u(bitcast<u32>(r.w), order_key(r.x), order_key(r.y), order_key(r.z));
+  let n = bitcast<u32>(r.w);
+  if (!is_finite(r.x) || !is_finite(r.y)) { return vec4u(n, 0xffffffffu, order_key(r.x), order_key(r.y)); }
+  let k = f64_order_key(record_mean(r));
+  return vec4u(n, k.y, k.x, order_key(r.z));
 }
 
 // The smallest record key above `after` (any key when !started), the shard holding it and how many
@@ -85,13 +92,9 @@ fn next_record(c: u32, after: vec4u, started: bool) -> NextRecord {
   return best;
 }
 
-fn ieee_mul(a: f32, b: f32) -> f32 {
-  return ieee_mul4(vec4f(a), vec4f(b)).x;
-}
-
-// n as float32, rounded once: both 16-bit halves are exact, so is the scaled high half.
-fn count_f32(n: u32) -> f32 {
-  return f32(n >> 16u) * 65536.0 + f32(n & 0xffffu);
+// A moments record's mean K + (mean − K) in binary64, as decodeMomentsRecords forms it.
+fn record_mean(r: vec4f) -> F64 {
+  return f64_add(f64_from_f32(r.x), f64_from_f32(r.y));
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -100,10 +103,13 @@ fn sync_merge_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgr
   let c = invocation(wid, nwg, lid);
   if (c >= params.channels) { return; }
   var total = 0u;
-  var finiteCount = 0u;
-  var hasRef = false;
-  var reference = 0.0;
-  var s1 = 0.0;
+  var n = 0u;
+  var mu = F64(false, 0, vec2u(0u));
+  var s2 = F64(false, 0, vec2u(0u));
+  // M2 values that are not finite (a shard's overflow or NaN): IEEE addition by flags.
+  var m2Nan = false;
+  var m2PosInf = false;
+  var m2NegInf = false;
   var posInf = false;
   var negInf = false;
   var nan = false;
@@ -115,51 +121,54 @@ fn sync_merge_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgr
     after = next.key;
     started = true;
     let r = gathered[params.recordBase + next.shard * params.channels + c];
-    let n = bitcast<u32>(r.w);
-    if (n == 0u) { continue; }
-    total += n * next.repeats;
+    let nb = bitcast<u32>(r.w);
+    if (nb == 0u) { continue; }
+    total += nb * next.repeats;
     if (!is_finite(r.x) || !is_finite(r.y)) {
-      let mu = bitcast<u32>(ieee_add(r.x, r.y));
-      nan = nan || (mu & F32_MAGNITUDE_BITS) > F32_EXPONENT_BITS;
-      posInf = posInf || mu == F32_EXPONENT_BITS;
-      negInf = negInf || mu == F32_NEG_INF_BITS;
+      let m = bitcast<u32>(ieee_add(r.x, r.y));
+      nan = nan || (m & F32_MAGNITUDE_BITS) > F32_EXPONENT_BITS;
+      posInf = posInf || m == F32_EXPONENT_BITS;
+      negInf = negInf || m == F32_NEG_INF_BITS;
       continue;
     }
-    finiteCount += n * next.repeats;
-    if (!hasRef) {
-      reference = r.x;
-      hasRef = true;
+    let mb = record_mean(r);
+    let m2Bits = bitcast<u32>(r.z);
+    let m2Finite = is_finite(r.z);
+    let sb = f64_from_f32(select(0.0, r.z, m2Finite));
+    let fb = f64_from_u32(nb);
+    for (var i = 0u; i < next.repeats; i++) {
+      // mergeMoments' fold, operation by operation: merged = n + nb; d = mb − mu;
+      // mu += (d·nb)/merged; s += sb + (d·d·n·nb)/merged.
+      let merged = n + nb;
+      let fm = f64_from_u32(merged);
+      let d = f64_add(mb, f64_neg(mu));
+      mu = f64_add(mu, f64_div(f64_mul(d, fb), fm));
+      let t = f64_div(f64_mul(f64_mul(f64_mul(d, d), f64_from_u32(n)), fb), fm);
+      s2 = f64_add(s2, f64_add(sb, t));
+      n = merged;
+      m2Nan = m2Nan || (m2Bits & F32_MAGNITUDE_BITS) > F32_EXPONENT_BITS;
+      m2PosInf = m2PosInf || m2Bits == F32_EXPONENT_BITS;
+      m2NegInf = m2NegInf || m2Bits == F32_NEG_INF_BITS;
     }
-    let t = ieee_mul(count_f32(n), ieee_add(ieee_add(r.x, -reference), r.y));
-    for (var i = 0u; i < next.repeats; i++) { s1 = ieee_add(s1, t); }
   }
-  var out: vec4f;
+  // Binary64 bits (lo, hi): the mean, then M2; the count follows in the second vec4.
+  let nanBits = vec2u(0u, F64_QUIET_NAN_HI);
+  var meanBits = f64_bits(mu);
+  var m2Out = f64_bits(s2);
   if (total == 0u) {
-    out = vec4f(f32_nan(), 0.0, f32_nan(), bitcast<f32>(0u));
+    meanBits = nanBits;
+    m2Out = nanBits;
   } else if (nan || posInf || negInf) {
-    var mean = f32_nan();
-    if (!nan && !(posInf && negInf)) { mean = f32_inf(negInf); }
-    out = vec4f(mean, 0.0, f32_nan(), bitcast<f32>(total));
-  } else {
-    let meanOffset = ieee_mul(s1, recip_count(finiteCount));
-    var m2 = 0.0;
-    after = vec4u(0u);
-    started = false;
-    loop {
-      let next = next_record(c, after, started);
-      if (next.repeats == 0u) { break; }
-      after = next.key;
-      started = true;
-      let r = gathered[params.recordBase + next.shard * params.channels + c];
-      let n = bitcast<u32>(r.w);
-      if (n == 0u) { continue; }
-      let e = ieee_add(ieee_add(ieee_add(r.x, -reference), r.y), -meanOffset);
-      let t = ieee_add(r.z, ieee_mul(count_f32(n), ieee_mul(e, e)));
-      for (var i = 0u; i < next.repeats; i++) { m2 = ieee_add(m2, t); }
-    }
-    out = vec4f(reference, meanOffset, canonical_nan(m2), bitcast<f32>(total));
+    meanBits = nanBits;
+    if (!nan && !(posInf && negInf)) { meanBits = vec2u(0u, select(F64_INF_HI, F64_NEG_INF_HI, negInf)); }
+    m2Out = nanBits;
+  } else if (m2Nan || (m2PosInf && m2NegInf)) {
+    m2Out = nanBits;
+  } else if (m2PosInf || m2NegInf) {
+    m2Out = vec2u(0u, select(F64_INF_HI, F64_NEG_INF_HI, m2NegInf));
   }
-  merged[params.outBase + c] = out;
+  mergedF64[params.outBase + 2u * c] = vec4u(meanBits, m2Out);
+  mergedF64[params.outBase + 2u * c + 1u] = vec4u(total, 0u, 0u, 0u);
 }
 
 // A NaN with any payload becomes the canonical quiet NaN, so NaN outputs compare by bits too.
@@ -168,7 +177,7 @@ fn canonical_nan(v: f32) -> f32 {
 }
 
 // One plane's S values of channel c, summed in ascending total order in emulated float64
-// (common/f64-sum.wgsl) and rounded once to float32: mergeGradSums' bits, rounded as a
+// (common/f64.wgsl) and rounded once to float32: mergeGradSums' bits, rounded as a
 // Float32Array store rounds them. ±Inf and NaN go by flags, as IEEE addition combines them.
 fn merge_sum(c: u32, plane: u32) -> f32 {
   let stride = 2u * params.channels;

@@ -135,6 +135,11 @@ export function generalQueueBytes(channels: number): number {
  * A shard's C records are contiguous; a merged record has the same layout.
  */
 export const SYNC_MOMENTS_RECORD_BYTES = 16;
+/**
+ * Bytes per channel of a GPU-merged moments record (shaders/sync-merge.wgsl): vec4<u32>(mean,
+ * M2 as binary64 bits lo/hi), then vec4<u32>(count, 0, 0, 0).
+ */
+export const SYNC_MERGED_RECORD_BYTES = 32;
 /** Bytes per channel of a gradient record: a shard's record is C f32 Σdy, then C f32 Σdy·x̂. */
 export const SYNC_GRAD_RECORD_BYTES = 8;
 /** Bytes of a num_batches_tracked counter: two u32 slots (finalize.wgsl, sync-batch-norm.wgsl), padded to a vec4. */

@@ -15,7 +15,7 @@ import { cpuNormalize, cpuUpdateRunning } from '../batch-norm/cpu/cpu.js';
 import { cpuEpilogueGrad } from '../batch-norm/cpu/cpu-backward.js';
 import { checkEpilogue, masksFromOutput, usesPreActivation, type Epilogue, type ResolvedEpilogue } from '../batch-norm/epilogue.js';
 import { cpuData } from '../batch-norm/forward.js';
-import { COUNTER_BYTES } from '../gpu/contracts.js';
+import { COUNTER_BYTES, SYNC_MERGED_RECORD_BYTES } from '../gpu/contracts.js';
 import { runGpuOp } from '../gpu/dispatch.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { batchNorm } from '../batch-norm/functional.js';
@@ -189,7 +189,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
           merged: gpu.createBuffer({ label: 'bn.sync.merged', size: mergedBytes(c), usage: MODULE_USAGE }),
           mergedGrad: gpu.createBuffer({ label: 'bn.sync.mergedGrad', size: gradBytes(c), usage: MODULE_USAGE }),
           moments: gpu.createBuffer({ label: 'bn.sync.moments', size: c * MOMENTS_RECORD_BYTES, usage: MODULE_USAGE }),
-          mergedMoments: gpu.createBuffer({ label: 'bn.sync.mergedMoments', size: c * MOMENTS_RECORD_BYTES, usage: MODULE_USAGE }),
+          mergedMoments: gpu.createBuffer({ label: 'bn.sync.mergedMoments', size: c * SYNC_MERGED_RECORD_BYTES, usage: MODULE_USAGE }),
           counter: gpu.createBuffer({ label: 'bn.sync.counter', size: COUNTER_BYTES, usage: MODULE_USAGE }),
           gradSums: gpu.createBuffer({ label: 'bn.sync.gradSums', size: gradBytes(c), usage: MODULE_USAGE }),
           // Module buffers wrapped as tensors, not pooled ones: a caller's unsubmitted encoder may

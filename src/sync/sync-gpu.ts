@@ -1,6 +1,7 @@
 import {
   bindChannelStats,
   COUNTER_BYTES,
+  SYNC_MERGED_RECORD_BYTES,
   FLAG_AFFINE,
   FLAG_BIASED_RUNNING_VAR,
   FLAG_CUMULATIVE,
@@ -139,7 +140,7 @@ export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncod
 /** What sync_forward_merged needs; tensors are already validated by the caller. */
 export interface SyncForwardMergedArgs {
   readonly channels: number;
-  /** The GPU-merged moments records (C of them, {@link MOMENTS_RECORD_BYTES} each, from offset 0). */
+  /** The GPU-merged moments records (C of them, SYNC_MERGED_RECORD_BYTES each, from offset 0). */
   readonly mergedMoments: GPUBuffer;
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
@@ -186,13 +187,15 @@ export function encodeForwardMerged(gpu: GpuRuntime, encoder: GPUCommandEncoder,
       runningVarBase: rv.base,
       counterSlot: a.tracked % 2,
       minCount: a.minCount,
-      eps: a.eps,
+      // The host's float64 eps, as binary64 bits: the kernel derives invstd as the host does.
+      epsLo: f64Words(a.eps)[0],
+      epsHi: f64Words(a.eps)[1],
       meanFactor: u.meanFactor ?? 0,
       varFactor: u.varFactor ?? 0,
       varCumulative: u.varFactor === null ? 1 : 0,
     },
     {
-      merged: { buffer: a.mergedMoments, offset: 0, size: a.channels * MOMENTS_RECORD_BYTES },
+      mergedF64: { buffer: a.mergedMoments, offset: 0, size: a.channels * SYNC_MERGED_RECORD_BYTES },
       weight: w.resource,
       bias: b.resource,
       runningMean: rm.resource,
@@ -240,10 +243,10 @@ export function encodeBackwardConstants(gpu: GpuRuntime, encoder: GPUCommandEnco
       gradBiasBase: gb.base,
     },
     {
-      merged:
+      mergedF64:
         typeof a.count === 'number'
-          ? { buffer: gpu.dummy('merged'), offset: 0, size: 16 }
-          : { buffer: a.count, offset: 0, size: a.channels * MOMENTS_RECORD_BYTES },
+          ? { buffer: gpu.dummy('mergedF64'), offset: 0, size: 16 }
+          : { buffer: a.count, offset: 0, size: a.channels * SYNC_MERGED_RECORD_BYTES },
       mergedGrad: { buffer: a.mergedGrad, offset: 0, size: a.channels * GRAD_RECORD_BYTES },
       channelStats: bindChannelStats(a.channelStats, a.channels),
       gradWeight: gw.resource,
@@ -264,12 +267,17 @@ export interface MergeRecordsArgs {
   readonly targetOffset: number;
 }
 
-/** Records sync_merge_moments: S moments records per channel into one (shaders/sync-merge.wgsl). */
+/**
+ * Records sync_merge_moments: S moments records per channel into one GPU-merged record of
+ * SYNC_MERGED_RECORD_BYTES (binary64 mean and M2, mergeMoments' bits, and the count) at `targetOffset`
+ * (a multiple of 16), see shaders/sync-merge.wgsl.
+ */
 export function encodeMergeMoments(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: MergeRecordsArgs): void {
   const kernel = getKernel(gpu.device, SYNC_MERGE_SHADER, 'sync_merge_moments');
   const unit = MOMENTS_RECORD_BYTES;
   const input = bindRecords(gpu, a.gathered, a.byteOffset, a.shards * a.channels * unit, unit);
-  const out = bindRecords(gpu, a.target, a.targetOffset, a.channels * unit, unit);
+  // outBase counts vec4s; a merged record is two of them.
+  const out = bindRecords(gpu, a.target, a.targetOffset, a.channels * SYNC_MERGED_RECORD_BYTES, 16);
   encodePerChannel(
     gpu,
     encoder,
@@ -277,7 +285,7 @@ export function encodeMergeMoments(gpu: GpuRuntime, encoder: GPUCommandEncoder, 
     kernel,
     a.channels,
     { channels: a.channels, shards: a.shards, recordBase: input.base, outBase: out.base },
-    { gathered: input.resource, merged: out.resource },
+    { gathered: input.resource, mergedF64: out.resource },
   );
 }
 
@@ -295,4 +303,10 @@ export function encodeMergeGrad(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: 
     { channels: a.channels, shards: a.shards, recordBase: input.base, outBase: out.base },
     { gatheredGrad: input.resource, mergedGrad: out.resource },
   );
+}
+
+/** The two u32 words (lo, hi) of a float64. */
+function f64Words(v: number): [number, number] {
+  const u = new Uint32Array(new Float64Array([v]).buffer);
+  return [u[0] as number, u[1] as number];
 }

@@ -262,10 +262,8 @@ export function decodeMomentsRecords(bytes: ArrayBuffer | ArrayBufferView, chann
 }
 
 // ------------------------------------------------------------------ float32 record merges
-// The CPU twins of shaders/sync-merge.wgsl: the same canonical order and the same float32
-// operations, each rounded with Math.fround (an f32 + or × of two float32 values computed in
-// float64 and rounded once is the correctly rounded float32 result), so they give the kernel's
-// bits. See the shader's header for the algorithm.
+// The CPU twins of shaders/sync-merge.wgsl, which emulates the float64 merges of this file on the
+// GPU: the same canonical orders, the same float64 operations, so they give the kernel's bits.
 
 /** Bytes per channel of a gradient record written by `SyncBatchNorm.encodeGradPartial` (Σdy, Σdy·x̂). */
 export const GRAD_RECORD_BYTES = SYNC_GRAD_RECORD_BYTES;
@@ -276,38 +274,6 @@ const CANONICAL_NAN_BITS = 0x7fc00000;
 /** IEEE total order as an unsigned key (shaders/sync-merge.wgsl's order_key). */
 function orderKey(bits: number): number {
   return (bits & F32_SIGN_BIT) !== 0 ? ~bits >>> 0 : (bits | F32_SIGN_BIT) >>> 0;
-}
-
-/** n as float32, rounded once (the kernel's count_f32). */
-function countF32(n: number): number {
-  return Math.fround(Math.fround((n >>> 16) * 65536) + (n & 0xffff));
-}
-
-/**
- * 1 / n correctly rounded to float32 for an integer n ≥ 1, by the kernel's long division
- * (recip_count), not 1 / n in float64 then rounded, which could round twice.
- */
-export function recipCountF32(n: number): number {
-  const p = 31 - Math.clz32(n);
-  const top = 2 ** p;
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  if (n === top) {
-    u[0] = (127 - p) << 23;
-    return f[0] as number;
-  }
-  let r = top - (n - top);
-  let m = 1;
-  for (let i = 0; i < 23; i++) {
-    const bit = r >= n - r;
-    m = m * 2 + (bit ? 1 : 0);
-    r = bit ? r - (n - r) : r + r;
-  }
-  const guard = r >= n - r;
-  const rest = guard ? r - (n - r) : r + r;
-  if (guard && (rest !== 0 || m % 2 === 1)) m += 1;
-  u[0] = ((126 - p) << 23) + (m - 0x800000);
-  return f[0] as number;
 }
 
 function checkRecordArgs(
@@ -336,94 +302,19 @@ function checkRecordArgs(
 
 /**
  * Merges S shards' moments records (as `SyncBatchNorm.encodeMomentsPartial` writes them, shard s's
- * C records at byte s·C·{@link MOMENTS_RECORD_BYTES}) into the whole batch's, one record per
- * channel in the same layout: the CPU twin of the GPU merge that `SyncBatchNorm.encodeForward`
- * runs (shaders/sync-merge.wgsl), **bit-identical to it** (float32 arithmetic emulated with
- * Math.fround at every step, the same canonical order) on any device that does not flush
- * subnormal intermediates to zero. The result does not depend on the order of the shards, bit
- * for bit. It is float32, so not bit-identical to the float64 {@link mergeMoments} of the decoded
- * records: K and M2 are rounded like any float32 sum of S terms (relative error of M2 and of
- * (mean − K) against the spread of the means ≲ S·2^-23), with the same count, non-finite and
- * empty-batch rules. Decode the result with {@link decodeMomentsRecords}.
+ * C records at byte s·C·{@link MOMENTS_RECORD_BYTES}) into the whole batch's moments:
+ * {@link mergeMoments} of the records decoded with {@link decodeMomentsRecords}. This is what the
+ * GPU merge of `SyncBatchNorm.encodeForward` computes (shaders/sync-merge.wgsl), **bit for bit**:
+ * the kernel emulates mergeMoments' float64 arithmetic (its canonical order, Chan's fold operation
+ * by operation, its non-finite rules) in integer arithmetic (shaders/common/f64.wgsl), on every
+ * device; the result does not depend on the order of the shards.
  * @param records S·C records; any extra bytes after them are ignored.
- * @returns C records of 4 float32 values (K, mean − K, M2, count bits).
  * @throws ArgumentError / ShapeError for bad counts or too few bytes.
  */
-export function mergeMomentsRecords(records: ArrayBuffer | ArrayBufferView, shards: number, channels: number): Float32Array<ArrayBuffer> {
-  const { f, u } = checkRecordArgs(records, shards, channels, MOMENTS_RECORD_BYTES, 'mergeMomentsRecords');
-  const out = new Float32Array(4 * channels);
-  const outBits = new Uint32Array(out.buffer);
-  const keys = new Array<readonly [number, number, number, number]>(shards);
-  const fr = Math.fround;
-  for (let c = 0; c < channels; c++) {
-    const at = (s: number): number => 4 * (s * channels + c);
-    for (let s = 0; s < shards; s++) {
-      const i = at(s);
-      keys[s] = [u[i + 3] as number, orderKey(u[i] as number), orderKey(u[i + 1] as number), orderKey(u[i + 2] as number)];
-    }
-    // The canonical order: sort shard indices by key (ties are equal bits, so their order is moot).
-    const order = Array.from({ length: shards }, (_, s) => s).sort((a, b) => {
-      const ka = keys[a] as readonly number[];
-      const kb = keys[b] as readonly number[];
-      for (let j = 0; j < 4; j++) if (ka[j] !== kb[j]) return (ka[j] as number) < (kb[j] as number) ? -1 : 1;
-      return 0;
-    });
-    let total = 0;
-    let finiteCount = 0;
-    let ref = 0;
-    let hasRef = false;
-    let s1 = 0;
-    let nan = false;
-    let posInf = false;
-    let negInf = false;
-    for (const s of order) {
-      const i = at(s);
-      const n = u[i + 3] as number;
-      if (n === 0) continue;
-      total = (total + n) >>> 0;
-      const k = f[i] as number;
-      const off = f[i + 1] as number;
-      if (!Number.isFinite(k) || !Number.isFinite(off)) {
-        const mu = fr(k + off);
-        nan ||= Number.isNaN(mu);
-        posInf ||= mu === Number.POSITIVE_INFINITY;
-        negInf ||= mu === Number.NEGATIVE_INFINITY;
-        continue;
-      }
-      finiteCount = (finiteCount + n) >>> 0;
-      if (!hasRef) {
-        ref = k;
-        hasRef = true;
-      }
-      s1 = fr(s1 + fr(countF32(n) * fr(fr(k - ref) + off)));
-    }
-    const o = 4 * c;
-    if (total === 0) {
-      outBits[o] = CANONICAL_NAN_BITS;
-      outBits[o + 2] = CANONICAL_NAN_BITS;
-    } else if (nan || posInf || negInf) {
-      if (nan || (posInf && negInf)) outBits[o] = CANONICAL_NAN_BITS;
-      else out[o] = negInf ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
-      outBits[o + 2] = CANONICAL_NAN_BITS;
-      outBits[o + 3] = total;
-    } else {
-      const meanOffset = fr(s1 * recipCountF32(finiteCount));
-      let m2 = 0;
-      for (const s of order) {
-        const i = at(s);
-        const n = u[i + 3] as number;
-        if (n === 0) continue;
-        const e = fr(fr(fr((f[i] as number) - ref) + (f[i + 1] as number)) - meanOffset);
-        m2 = fr(m2 + fr((f[i + 2] as number) + fr(countF32(n) * fr(e * e))));
-      }
-      out[o] = ref;
-      out[o + 1] = meanOffset;
-      if (Number.isNaN(m2)) outBits[o + 2] = CANONICAL_NAN_BITS;
-      else out[o + 2] = m2;
-      outBits[o + 3] = total;
-    }
-  }
-  return out;
+export function mergeMomentsRecords(records: ArrayBuffer | ArrayBufferView, shards: number, channels: number): ChannelMoments {
+  const { f } = checkRecordArgs(records, shards, channels, MOMENTS_RECORD_BYTES, 'mergeMomentsRecords');
+  const per = (MOMENTS_RECORD_BYTES / 4) * channels;
+  return mergeMoments(Array.from({ length: shards }, (_, s) => decodeMomentsRecords(f.subarray(s * per, (s + 1) * per), channels)));
 }
 
 /**
@@ -431,7 +322,7 @@ export function mergeMomentsRecords(records: ArrayBuffer | ArrayBufferView, shar
  * Σdy then C float32 Σdy·x̂ per shard, shard s at byte s·C·{@link GRAD_RECORD_BYTES}) per channel:
  * the CPU twin of the GPU merge that `SyncBatchNorm.encodeBackward` runs. The values are summed in
  * ascending IEEE total order from +0 **in float64** (the kernel emulates binary64 addition in
- * integer arithmetic, shaders/common/f64-sum.wgsl) and rounded once to float32, so the result is
+ * integer arithmetic, shaders/common/f64.wgsl) and rounded once to float32, so the result is
  * **bit-identical to the kernel's and to {@link mergeGradSums} of the same values stored into a
  * Float32Array** (as the host path uploads it), on every device, and independent of the order of
  * the shards; every NaN is the canonical one.
