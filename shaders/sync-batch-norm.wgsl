@@ -27,15 +27,19 @@
 //   The record's 4th value is the variance that feeds running_var (unbiased or biased, chosen on
 //   the host by the convention's estimator).
 // sync_forward_merged: as sync_forward_constants, from a moments record merged on the GPU
-//   (shaders/sync-merge.wgsl: vec4(K, mean − K, M2, bitcast<f32>(N)), SyncBatchNorm.encodeForward),
-//   so no host value of the step is needed: biased var = M2 · (1/N), invstd = 1/sqrt(var + eps)
-//   (common/non-finite.wgsl, IEEE for NaN/Inf), the running_var feed M2 · (1/(N − 1)) (or the
-//   biased var under FLAG_BIASED_RUNNING_VAR), each 1/n the correctly rounded reciprocal of
-//   sync-merge.wgsl. The step's factors are the uniforms meanFactor / varFactor (fixed momenta, so
-//   the content-keyed uniform stays one buffer) or, under FLAG_CUMULATIVE, 1 / num_batches_tracked
-//   from the counter (as finalize.wgsl: read slot counterSlot, channel 0 writes the incremented
-//   value to the other slot). A whole batch with fewer than `minCount` values per channel cannot
-//   be refused on the GPU: its channels get NaN statistics (NaN outputs) and running_mean /
+//   (sync-merge.wgsl: binary64 mean and M2 and the count, bound as `mergedF64`;
+//   SyncBatchNorm.encodeForward), so no host value of the step is needed. It derives what the
+//   host's forward uploads, with the host's float64 arithmetic emulated (common/f64.wgsl) and each
+//   result rounded to float32 as that upload rounds it: biasedVar = M2 / N, invstd =
+//   1 / sqrt(biasedVar + eps) (eps as the host's binary64 bits), K = fround(mean), mean − K, the
+//   running_var feed biasedVar · (N / max(N − 1, 1)) (or biasedVar under FLAG_BIASED_RUNNING_VAR),
+//   then runs sync_forward_constants' float32 code on them: the constants and running statistics
+//   are the host path's bit for bit. The step's factors are the uniforms meanFactor / varFactor
+//   (fixed momenta, so the content-keyed uniform stays one buffer) or, under FLAG_CUMULATIVE,
+//   1 / num_batches_tracked from the counter (as finalize.wgsl: read slot counterSlot, channel 0
+//   writes the incremented value to the other slot), a binary64 quotient rounded to float32 like
+//   the host's Math.fround(1 / n). A whole batch with fewer than `minCount` values per channel
+//   cannot be refused on the GPU: its channels get NaN statistics (NaN outputs) and running_mean /
 //   running_var are left as they were.
 // Both forward-constant entries bump the counter when they update the running statistics, so the
 //   host path and the encoder path may alternate.
@@ -43,9 +47,9 @@
 //   then Σdy·x̂, from `recordBase`; the layout of a shard's gradient partial) writes
 //   PLANE_MEAN_DY = Σdy / M and PLANE_PROJ_SCALE = Σdy·x̂ / M · invstd (= Σdy(x − mean) / M · invstd²,
 //   what backward-elementwise.wgsl reads), M = the global count (1/M the uniform invCount, or,
-//   when countFromRecord is set, the correctly rounded reciprocal of the count in the GPU-merged
-//   moments record bound as `merged`), and optionally grad_weight = Σdy·x̂ and grad_bias = Σdy of
-//   the whole batch.
+//   when countFromRecord is set, 1/M from the count of the GPU-merged record `mergedF64`, as a
+//   binary64 quotient rounded to float32: the host's uniform), and optionally grad_weight = Σdy·x̂
+//   and grad_bias = Σdy of the whole batch.
 
 struct SyncParams {
   channels: u32,

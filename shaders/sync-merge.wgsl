@@ -3,35 +3,29 @@
 //
 // sync_merge_moments: S moments records (SyncBatchNorm.encodeMomentsPartial's layout,
 //   vec4(K, mean − K, M2, bitcast<f32>(count)), shard s channel c at recordBase + s·C + c) into one
-//   record of the same layout per channel, at outBase + c.
+//   merged record per channel at outBase + 2c: vec4u(mean, M2 as binary64 bits lo/hi), then
+//   vec4u(count, 0, 0, 0) (SYNC_MERGED_RECORD_BYTES).
 // sync_merge_grad: S gradient records (encodeGradPartial's layout: C floats Σdy, then C floats
 //   Σdy·x̂; shard s at recordBase + s·2C) into one record of that layout at outBase.
 //
-// Algorithm. The host merge (src/sync/sync-merge.ts, mergeMoments / mergeGradSums) is float64;
-// WGSL has no f64. The gradient sums emulate float64 addition (common/f64.wgsl), so they
-// equal the host's bit for bit; the moments merge is float32 with mergeMoments' semantics, made
-// deterministic and independent of the order of the shards: each channel's records are visited in a canonical
-// order, a total order on their bits (count, then K, mean − K, M2 by IEEE total order, −0 before
-// +0), by repeated selection of the next larger key (O(S²) reads per channel: S is the number of
-// shards). Equal keys are equal bits, so ties contribute identically. Arithmetic is float32 adds
-// and multiplies only (WGSL rounds them correctly; no fused multiply-add is written, and the
-// non-finite / overflow cases go through common/non-finite.wgsl's bit-tested helpers), plus one
-// correctly rounded reciprocal of an integer count done in integer arithmetic (WGSL's f32
-// division is only accurate to 2.5 ulp, which would make the result device-dependent). So the
-// bits are a function of the multiset of records alone, and src/sync/sync-merge.ts's
-// mergeMomentsRecords / mergeGradRecords reproduce them with Math.fround at every step.
-//
-// Moments, per channel, over the records with count n_i > 0 whose K_i and (mean − K)_i are finite:
-//   N = Σ n_i (u32, exact); K = the K of the first such record in canonical order;
-//   δ_i = (K_i − K) + (mean − K)_i; S1 = Σ n_i·δ_i; meanOffset = S1 · (1/N);
-//   M2 = Σ (M2_i + n_i·(δ_i − meanOffset)²)        (the two-pass form of Chan's merge)
-// giving vec4(K, meanOffset, M2, N). Non-finite records, as in mergeMoments: a record whose
-// K + (mean − K) is ±Inf or NaN contributes its count and its mean to the sum of non-finite means
-// (NaN when they disagree or one is NaN), the merged record is vec4(that mean, 0, NaN, N_all);
-// N_all = 0 gives vec4(NaN, 0, NaN, 0). Every NaN written is the canonical quiet NaN.
-// Gradient sums, per channel and plane: the S values summed in ascending total order from +0 in
-// emulated float64 (common/f64.wgsl), exactly as mergeGradSums sums them, then rounded once
-// to float32: the bits of mergeGradSums stored into a Float32Array.
+// Algorithm: the host's merges themselves (src/sync/sync-merge.ts, mergeMoments and
+// mergeGradSums, float64), run in emulated binary64 (common/f64.wgsl: WGSL has no f64, so adds,
+// multiplies, divides are done on u32 limbs with round-to-nearest-even), so the GPU result has the
+// host's bits on every device. Source of the moments merge: Chan, Golub & LeVeque's pairwise
+// update as PyTorch's batch_norm_gather_stats_with_counts merges ranks.
+// - Canonical order, as the host sorts: each channel's records are visited by repeated selection
+//   of the next larger key (O(S²) reads per channel, S the number of shards), keys being total
+//   orders on the values: moments by (count, mean = K + (mean − K) in binary64, M2), gradient
+//   values ascending (−0 before +0). Equal keys are equal values, so ties contribute identically,
+//   and the bits are a function of the multiset of records alone.
+// - Moments, per record with count nb > 0 and a finite mean, mergeMoments' fold operation by
+//   operation: merged = n + nb; d = mb − mu; mu += (d·nb)/merged; M2 += sb + (d·d·n·nb)/merged.
+//   A record whose mean is ±Inf or NaN adds its count, and its mean to the sum of non-finite
+//   means (NaN when they disagree or one is NaN); the merged mean is then that sum and M2 NaN; a
+//   non-finite M2 combines as IEEE addition; no values at all give NaN, NaN, count 0.
+// - Gradient sums, per channel and plane: the S values summed from +0 in the ascending order,
+//   then rounded once to float32: the bits of mergeGradSums stored into a Float32Array.
+// Every NaN written is the canonical quiet NaN.
 
 struct MergeParams {
   channels: u32,

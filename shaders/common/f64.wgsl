@@ -1,14 +1,14 @@
-// IEEE-754 binary64 addition of float32 values, emulated in u32 arithmetic (WGSL has no f64), so
-// that a sum on the GPU has the bits of the same sum in float64 on the host: SyncBatchNorm's
-// gradient merge (sync-merge.wgsl) equals mergeGradSums (float64, src/sync/sync-merge.ts)
-// rounded to float32, bit for bit.
+// IEEE-754 binary64 arithmetic emulated in u32 (WGSL has no f64): addition, multiplication,
+// division and square root with round to nearest, ties to even (guard, round and sticky bits, as
+// the textbook units), conversions from float32 and u32 (exact) and to float32 (rounded the same
+// way, into float32's subnormal range and to ±Inf on overflow, as a Float32Array store rounds),
+// and the bits. It lets SyncBatchNorm's GPU merge (sync-merge.wgsl) and the constants derived
+// from it (sync-batch-norm.wgsl) give the bits of the host's float64 code in src/sync/ on every
+// device.
 //
-// Scope: finite operands that are float32 values or float64 sums of a few of them. Such sums
-// never leave binary64's normal range (|v| < 2^128·S, nonzero |v| ≥ 2^-149), so there are no
-// float64 subnormals, overflows, infinities or NaNs here; the caller handles ±Inf and NaN
-// operands by flags. Rounding is to nearest, ties to even, with guard, round and sticky bits
-// (the textbook adder), and the final float64 → float32 conversion rounds the same way (also
-// into float32's subnormal range and to ±Inf on overflow), as Float32Array stores do.
+// Scope: finite operands and results in binary64's normal range (or zero). Values derived from
+// float32 data and u32 counts stay there (|v| < 2^300, nonzero |v| > 2^-600), so there are no
+// float64 subnormals, overflows, infinities or NaNs here; callers handle ±Inf and NaN by flags.
 
 // High words of binary64 special values (the low word is 0).
 const F64_INF_HI: u32 = 0x7ff00000u;

@@ -471,10 +471,11 @@ export class SyncBatchNorm extends BatchNormModuleBase {
    * step now; everything takes effect when you submit. Work recorded here stays valid until you
    * submit: the module's buffers it uses are never freed before the context is destroyed.
    *
-   * The merge is float32, deterministic and independent of the order of the shards, bit for bit,
-   * and {@link mergeMomentsRecords} on the CPU gives its exact bits; it is not bit-identical to the
-   * float64 {@link mergeMoments} that the host path uses (see mergeMomentsRecords for the bound), so
-   * the encoder path and the host path agree within float32 tolerances, not bitwise.
+   * The merge is {@link mergeMoments} itself, run on the GPU in emulated float64 (its canonical
+   * order, its fold, its non-finite rules), and the constants are derived from it with this
+   * forward's float64 arithmetic, so the step is **bit-identical to the host path** (`forward(x,
+   * mergeMoments(partials))`) on every device, independent of the order of the shards;
+   * {@link mergeMomentsRecords} gives the merged statistics on the CPU.
    *
    * The merged count is only known on the GPU, so a whole batch with fewer values per channel
    * than the convention allows (PyTorch: 2) cannot throw InsufficientValuesError as
