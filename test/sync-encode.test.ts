@@ -924,6 +924,53 @@ describe('encodeForward / encodeBackward: eval mode, tiny batches, lifetime and 
     count('webgpu');
   });
 
+  it.each([
+    ['keras', { convention: 'keras' as const }],
+    ['pytorch, biased running var, no affine', { varianceEstimator: 'biased' as const, affine: false, eps: 0.25 }],
+  ])('other conventions (%s): the encoder step is the host step bit for bit', async (_name, options) => {
+    const S = 3;
+    const encoded = Array.from({ length: S }, () => new SyncBatchNorm(ctx, C, options));
+    const host = Array.from({ length: S }, () => new SyncBatchNorm(ctx, C, options));
+    const gathered = device.createBuffer({ size: S * C * MOMENTS_RECORD_BYTES, usage: STORAGE });
+    const live: Tensor[] = [];
+    for (let step = 0; step < 2; step++) {
+      const xs = Array.from({ length: S }, (_, i) =>
+        ctx.tensor(
+          values(40 + 3 * step + i).map((v) => 3 * v + i),
+          shape,
+        ),
+      );
+      const ys = xs.map(() => ctx.allocTensor(shape, 'channels_first', 'y'));
+      live.push(...xs, ...ys);
+      const encoder = device.createCommandEncoder();
+      encoded.forEach((m, i) => {
+        m.encodeMomentsPartial(encoder, xs[i] as Tensor, gathered, i * C * MOMENTS_RECORD_BYTES);
+      });
+      encoded.forEach((m, i) => {
+        m.encodeForward(encoder, xs[i] as Tensor, ys[i] as Tensor, { buffer: gathered, shards: S });
+      });
+      device.queue.submit([encoder.finish()]);
+      const merged = mergeMoments(await Promise.all(host.map((m, i) => m.momentsPartial(xs[i] as Tensor))));
+      const hostYs = host.map((m, i) => m.forward(xs[i] as Tensor, merged));
+      live.push(...hostYs);
+      for (let i = 0; i < S; i++) {
+        expect(hex(await (ys[i] as Tensor).read())).toBe(hex(await (hostYs[i] as Tensor).read()));
+        const a = await (encoded[i] as SyncBatchNorm).stateDict();
+        const b = await (host[i] as SyncBatchNorm).stateDict();
+        for (const key of Object.keys(b)) {
+          const va = a[key];
+          const vb = b[key];
+          if (typeof vb === 'number') expect(va).toBe(vb);
+          else expect(hex(Float32Array.from(va as ArrayLike<number>))).toBe(hex(Float32Array.from(vb as ArrayLike<number>)));
+        }
+      }
+    }
+    for (const t of live) t.destroy();
+    gathered.destroy();
+    for (const m of [...encoded, ...host]) m.destroy();
+    count('webgpu');
+  });
+
   it('a whole batch with one value per channel (PyTorch convention): NaN output, running statistics unchanged', async () => {
     const m = new SyncBatchNorm(ctx, C);
     const x = ctx.tensor(Float32Array.of(1, 2, 3), [1, C]);
