@@ -30,13 +30,15 @@ export function casesOf(rows: readonly Row[]): Array<{ shape: number[]; layout: 
   return out;
 }
 
-const OP_ORDER: readonly OpName[] = ['copy', 'train', 'eval', 'backward', ...EPILOGUE_OPS];
+const OP_ORDER: readonly OpName[] = ['copy', 'train', 'eval', 'backward', ...EPILOGUE_OPS, 'sync-step'];
 const IMPL_ORDER: readonly ImplName[] = [
   'copy-floor',
   'copy-b2b',
   'webgpu-batchnorm',
   'webgpu-batchnorm-keras',
   'webgpu-batchnorm-unfused',
+  'webgpu-batchnorm-sync',
+  'webgpu-batchnorm-sync-host',
   'tfjs-webgpu',
   'ort-webgpu',
   'webgpu-batchnorm-cpu',
