@@ -21,6 +21,7 @@ declare module 'virtual:bn-shaders' {
   export const backwardElementwise: Shader<'backward-elementwise'>;
   export const fold: Shader<'fold'>;
   export const syncBatchNorm: Shader<'sync-batch-norm'>;
+  export const syncMerge: Shader<'sync-merge'>;
   export const wgslPrelude: string;
 }
 

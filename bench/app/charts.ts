@@ -38,6 +38,8 @@ export const IMPL_COLORS: Readonly<Record<ImplName, string>> = {
   'webgpu-batchnorm-keras': '#60a5fa',
   'webgpu-batchnorm-cpu': '#0891b2',
   'webgpu-batchnorm-unfused': '#93c5fd',
+  'webgpu-batchnorm-sync': '#1e40af',
+  'webgpu-batchnorm-sync-host': '#a5b4fc',
   'tfjs-webgpu': '#f97316',
   'ort-webgpu': '#7c3aed',
   'tfjs-cpu': '#ea580c',

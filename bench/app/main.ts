@@ -179,6 +179,9 @@ const env: BenchEnvironment = {
   hardwareConcurrency: navigator.hardwareConcurrency ?? null,
   crossOriginIsolated: globalThis.crossOriginIsolated ?? null,
   versions: { 'webgpu-batchnorm': pkg.version },
+  async loadSync() {
+    return import('../../src/sync/index.js');
+  },
   async loadTfjs() {
     const tf = await import('@tensorflow/tfjs-core');
     await import('@tensorflow/tfjs-backend-cpu');

@@ -31,6 +31,8 @@ const OURS_PASSES: Readonly<Record<Exclude<OpName, 'copy'>, number>> = {
   'backward+gelu': 5,
   'train+sigmoid': 3,
   'backward+sigmoid': 5,
+  // One SyncBatchNorm step: the forward's 3 passes and the backward's 5 (the merges are per channel).
+  'sync-step': 8,
 };
 const UNFUSED_PASSES: Readonly<Partial<Record<EpilogueOpName, number>>> = {
   'train+relu': 5,

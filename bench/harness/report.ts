@@ -36,7 +36,7 @@ export function casesOf(rows: readonly Row[]): Array<{ shape: number[]; layout: 
   return out;
 }
 
-const OP_ORDER: readonly OpName[] = ['copy', 'train', 'eval', 'backward', ...EPILOGUE_OPS];
+const OP_ORDER: readonly OpName[] = ['copy', 'train', 'eval', 'backward', ...EPILOGUE_OPS, 'sync-step'];
 const IMPL_ORDER: readonly ImplName[] = [
   'copy-floor',
   'copy-b2b',
@@ -45,6 +45,8 @@ const IMPL_ORDER: readonly ImplName[] = [
   'webgpu-batchnorm-f16',
   'webgpu-batchnorm-keras',
   'webgpu-batchnorm-unfused',
+  'webgpu-batchnorm-sync',
+  'webgpu-batchnorm-sync-host',
   'tfjs-webgpu',
   'ort-webgpu',
   'webgpu-batchnorm-cpu',

@@ -22,6 +22,7 @@ import { createOrt, setUpOrt, type OrtModule, type OrtRuntime } from './impl-ort
 import { createOursCpu, createOursGpu } from './impl-ours.js';
 import { createHalfGpu } from './impl-half.js';
 import { createEpilogueGpu } from './impl-epilogue.js';
+import { createSyncGpu } from './impl-sync.js';
 import { createTfjs, setUpTfjs, type TfjsModules, type TfjsRuntime } from './impl-tfjs.js';
 import { addRatios } from './report.js';
 import { checkTargets } from './targets.js';
@@ -38,6 +39,7 @@ import {
   type OpName,
   type Progress,
   type Row,
+  type SyncLibraryModule,
 } from './types.js';
 
 /** The shapes of the issue, each in both layouts where a layout exists (rank ≥ 3). */
@@ -75,6 +77,8 @@ export interface BenchEnvironment {
   readonly notes?: readonly string[];
   loadTfjs(): Promise<TfjsModules>;
   loadOrt(): Promise<OrtModule>;
+  /** The `webgpu-batchnorm/sync` entry, for the SyncBatchNorm rows. */
+  loadSync(): Promise<SyncLibraryModule>;
   log(line: string): void;
   progress?(p: Progress): void;
   /** Called for every finished row (the page draws them as they come). */
@@ -113,6 +117,8 @@ const PLAN: ReadonlyArray<readonly [ImplName, readonly OpName[]]> = [
   ['webgpu-batchnorm-unfused', UNFUSED_EPILOGUE_OPS],
   ['copy-floor-f16', ['copy']],
   ['webgpu-batchnorm-f16', ['train', 'eval', 'backward']],
+  ['webgpu-batchnorm-sync', ['sync-step']],
+  ['webgpu-batchnorm-sync-host', ['sync-step']],
   ['tfjs-webgpu', ['train', 'eval']],
   ['ort-webgpu', ['eval']],
   ['webgpu-batchnorm-cpu', ['train', 'eval', 'backward']],
@@ -385,6 +391,21 @@ async function prepareCase(session: Session, kase: { shape: number[]; layout: La
   await make('webgpu-batchnorm', EPILOGUE_OPS, () => createEpilogueGpu(cc, ctxGpu, 'fused'));
   await make('webgpu-batchnorm-unfused', UNFUSED_EPILOGUE_OPS, () => createEpilogueGpu(cc, ctxGpu, 'unfused'));
   await make('webgpu-batchnorm-f16', ['copy', 'train', 'eval', 'backward'], () => createHalfGpu(cc, ctxGpu));
+  if (!settings.only || settings.only.has('webgpu-batchnorm-sync') || settings.only.has('webgpu-batchnorm-sync-host')) {
+    let sync: SyncLibraryModule | null = null;
+    let syncError = '';
+    try {
+      sync = await env.loadSync();
+    } catch (err) {
+      syncError = describeError(err);
+    }
+    for (const which of ['encode', 'host'] as const) {
+      const impl = which === 'encode' ? 'webgpu-batchnorm-sync' : 'webgpu-batchnorm-sync-host';
+      await make(impl, ['sync-step'], () =>
+        sync ? createSyncGpu(cc, ctxGpu, sync, which) : unavailableSet(impl, ['sync-step'], `the sync entry did not load: ${syncError}`),
+      );
+    }
+  }
   await make('tfjs-webgpu', ['train', 'eval'], () => createTfjs(cc, tf, 'webgpu', tfError));
   await make('ort-webgpu', ['eval'], () => createOrt(cc, ort, ortError));
   await make('webgpu-batchnorm-cpu', ['train', 'eval', 'backward'], () => createOursCpu(cc, ctxCpu));

@@ -4,9 +4,13 @@
  * {@link BenchResult}.
  */
 import type * as Library from '../../src/index.js';
+import type * as SyncLibrary from '../../src/sync/index.js';
 
 /** The library's public surface; the page bundles src/, the Node runner imports the built dist/. */
 export type LibraryModule = typeof Library;
+
+/** The `webgpu-batchnorm/sync` entry (SyncBatchNorm and its merges), loaded the same way. */
+export type SyncLibraryModule = typeof SyncLibrary;
 
 /** Who ran: our two backends, the peers, and the two copy floors. */
 export type ImplName =
@@ -21,7 +25,9 @@ export type ImplName =
   | 'copy-b2b'
   | 'webgpu-batchnorm-unfused'
   | 'webgpu-batchnorm-f16'
-  | 'copy-floor-f16';
+  | 'copy-floor-f16'
+  | 'webgpu-batchnorm-sync'
+  | 'webgpu-batchnorm-sync-host';
 
 /**
  * Fused-epilogue ops: BN followed by ReLU (`+relu`) or by a residual add and ReLU (`+add+relu`),
@@ -70,8 +76,12 @@ export function plainOpOf(op: EpilogueOpName): 'train' | 'eval' | 'backward' {
   return op.startsWith('train') ? 'train' : op.startsWith('eval') ? 'eval' : 'backward';
 }
 
-/** `train`: forward with batch statistics (and running-stat update); `eval`: forward with running statistics. */
-export type OpName = 'train' | 'eval' | 'backward' | 'copy' | EpilogueOpName;
+/**
+ * `train`: forward with batch statistics (and running-stat update); `eval`: forward with running
+ * statistics; `sync-step`: one SyncBatchNorm training step (forward and backward) of the batch
+ * split over simulated shards (bench/harness/impl-sync.ts).
+ */
+export type OpName = 'train' | 'eval' | 'backward' | 'copy' | 'sync-step' | EpilogueOpName;
 
 /** Memory order of the input; the shape is always the logical (N, C, ...). */
 export type LayoutName = 'channels_first' | 'channels_last';

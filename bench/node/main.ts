@@ -14,7 +14,7 @@ import { formatReport } from '../harness/report.js';
 import type { OrtModule } from '../harness/impl-ort.js';
 import type { TfjsModules } from '../harness/impl-tfjs.js';
 import { MAIN_CASES, runBenchmark, type BenchEnvironment, type BenchOptions } from '../harness/run.js';
-import type { ImplName, LibraryModule } from '../harness/types.js';
+import type { ImplName, LibraryModule, SyncLibraryModule } from '../harness/types.js';
 
 interface DawnModule {
   create(flags: string[]): GPU;
@@ -146,6 +146,9 @@ export async function main(root: string, argv: readonly string[]): Promise<numbe
       } catch (err) {
         return { tf, WebGPUBackend: null, webgpuError: `@tensorflow/tfjs-backend-webgpu did not load in Node: ${String(err)}` };
       }
+    },
+    async loadSync(): Promise<SyncLibraryModule> {
+      return (await import(/* @vite-ignore */ pathToFileURL(join(root, 'dist', 'sync.js')).href)) as SyncLibraryModule;
     },
     async loadOrt(): Promise<OrtModule> {
       // The package's "node" export is the wasm-only build; the browser bundle has the webgpu EP.

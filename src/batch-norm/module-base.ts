@@ -263,7 +263,13 @@ export abstract class BatchNormModuleBase {
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    for (const t of [this.weight, this.bias, this.kernelWeight, this.kernelBias, this.runningMean, this.runningVar]) t?.destroy();
+    for (const t of [this.weight, this.bias, this.kernelWeight, this.kernelBias, this.runningMean, this.runningVar]) {
+      if (!t || t.destroyed) continue;
+      // A caller's unsubmitted encoder may still update these: see GpuRuntime.releasingModuleTensor.
+      const s = t.storage;
+      if (s.kind === 'gpu') this.ctx.gpu?.releasingModuleTensor(s.buffer);
+      t.destroy();
+    }
     if (this.channelStats) this.ctx.gpu?.retire(this.channelStats);
     this.releaseOwn();
     this.forgetLastForward();

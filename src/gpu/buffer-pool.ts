@@ -97,6 +97,11 @@ export class BufferPool {
     this.#free.put(`${buffer.usage}:${buffer.size}`, buffer);
   }
 
+  /** Stops tracking a live buffer without keeping it for reuse: its owner now retires it. */
+  forget(buffer: GPUBuffer): void {
+    this.#live.delete(buffer);
+  }
+
   /** Destroys every pooled buffer, free or live (the context is going away). */
   destroy(): void {
     for (const b of this.#free.drain()) b.destroy();

@@ -191,3 +191,15 @@ export const STATS_BLOCK = 32;
  * allows (normalize.wgsl, backward-elementwise.wgsl take a group of this many columns whole).
  */
 export const CONTIGUOUS_COLUMN_GROUP = 4;
+
+// SyncBatchNorm's GPU merge (shaders/sync-merge.wgsl): S gathered moments records per channel
+// merged into one record in emulated binary64, read by sync_forward_merged and
+// sync_backward_constants.
+
+/**
+ * Bytes per channel of a GPU-merged moments record (shaders/sync-merge.wgsl): vec4<u32>(mean lo,
+ * mean hi, M2 lo, M2 hi) as binary64 bits, then vec4<u32>(count, 0, 0, 0).
+ */
+export const F64_MOMENTS_RECORD_BYTES = 32;
+/** Bytes per channel of a gradient record: GRAD_SUMS_PLANES f32 (a shard's C Σdy, then C Σdy·x̂). */
+export const GRAD_RECORD_BYTES = GRAD_SUMS_PLANES * 4;

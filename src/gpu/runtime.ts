@@ -123,9 +123,27 @@ export class GpuRuntime {
    * with it instead of being kept until the runtime is destroyed, and `poolBytes` bounds it.
    */
   releaseTensorBuffer(buffer: GPUBuffer): void {
+    if (this.#moduleReleases.delete(buffer) && this.#callerReferenced.has(buffer)) {
+      // A module's own tensor (see releasingModuleTensor): never recycled while an encoder may use it.
+      this.pool.forget(buffer);
+      this.retire(buffer);
+      return;
+    }
     this.#callerReferenced.delete(buffer);
     this.pool.release(buffer);
   }
+
+  /**
+   * Marks the buffer of a tensor that a module owns (parameters, running statistics) as released
+   * by the module's destroy(), just before the tensor is destroyed. Unlike destroying a tensor of
+   * yours, destroying a module says nothing about encoders you have not submitted, so if one
+   * of them references the buffer it is retired (kept until the runtime is destroyed) instead of
+   * going back to the pool, where a new tensor could get it while that work still writes it.
+   */
+  releasingModuleTensor(buffer: GPUBuffer): void {
+    this.#moduleReleases.add(buffer);
+  }
+  #moduleReleases = new WeakSet<GPUBuffer>();
 
   #noteBound(buffer: GPUBuffer): void {
     if (this.#recordingForCaller) this.#callerReferenced.add(buffer);

@@ -54,7 +54,9 @@ export const shaderManifest = {
     'common/non-finite.wgsl',
     'common/channel-scan.wgsl',
     'common/chan-merge.wgsl',
+    'common/f64.wgsl',
   ],
+  'sync-merge': ['sync-merge.wgsl', 'common/non-finite.wgsl', 'common/f64.wgsl'],
 } as const satisfies Record<string, readonly [string, ...string[]]>;
 
 /** The prelude every module gets, relative to `shaders/`. */

@@ -86,9 +86,17 @@ export interface ShaderInterfaces {
   readonly 'sync-batch-norm': {
     readonly overrides: 'WORKGROUP_SIZE';
     readonly entries: {
-      readonly sync_backward_constants: 'biasBase' | 'channels' | 'flags' | 'gradBiasBase' | 'gradWeightBase' | 'invCount' | 'lanes' | 'planeStride' | 'recordBase' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'xChannelStride' | 'xCols' | 'xRowStride' | 'xRows';
-      readonly sync_forward_constants: 'biasBase' | 'channels' | 'flags' | 'gradBiasBase' | 'gradWeightBase' | 'invCount' | 'lanes' | 'planeStride' | 'recordBase' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'xChannelStride' | 'xCols' | 'xRowStride' | 'xRows';
-      readonly sync_moments: 'biasBase' | 'channels' | 'flags' | 'gradBiasBase' | 'gradWeightBase' | 'invCount' | 'lanes' | 'planeStride' | 'recordBase' | 'runningMeanBase' | 'runningVarBase' | 'weightBase' | 'xBase' | 'xChannelStride' | 'xCols' | 'xRowStride' | 'xRows';
+      readonly sync_backward_constants: 'biasBase' | 'channels' | 'countFromRecord' | 'counterSlot' | 'eps' | 'epsHi' | 'epsLo' | 'flags' | 'gradBiasBase' | 'gradWeightBase' | 'invCount' | 'lanes' | 'meanFactor' | 'minCount' | 'planeStride' | 'recordBase' | 'runningMeanBase' | 'runningVarBase' | 'varCumulative' | 'varFactor' | 'weightBase' | 'xBase' | 'xChannelStride' | 'xCols' | 'xRowStride' | 'xRows';
+      readonly sync_forward_constants: 'biasBase' | 'channels' | 'countFromRecord' | 'counterSlot' | 'eps' | 'epsHi' | 'epsLo' | 'flags' | 'gradBiasBase' | 'gradWeightBase' | 'invCount' | 'lanes' | 'meanFactor' | 'minCount' | 'planeStride' | 'recordBase' | 'runningMeanBase' | 'runningVarBase' | 'varCumulative' | 'varFactor' | 'weightBase' | 'xBase' | 'xChannelStride' | 'xCols' | 'xRowStride' | 'xRows';
+      readonly sync_forward_merged: 'biasBase' | 'channels' | 'countFromRecord' | 'counterSlot' | 'eps' | 'epsHi' | 'epsLo' | 'flags' | 'gradBiasBase' | 'gradWeightBase' | 'invCount' | 'lanes' | 'meanFactor' | 'minCount' | 'planeStride' | 'recordBase' | 'runningMeanBase' | 'runningVarBase' | 'varCumulative' | 'varFactor' | 'weightBase' | 'xBase' | 'xChannelStride' | 'xCols' | 'xRowStride' | 'xRows';
+      readonly sync_moments: 'biasBase' | 'channels' | 'countFromRecord' | 'counterSlot' | 'eps' | 'epsHi' | 'epsLo' | 'flags' | 'gradBiasBase' | 'gradWeightBase' | 'invCount' | 'lanes' | 'meanFactor' | 'minCount' | 'planeStride' | 'recordBase' | 'runningMeanBase' | 'runningVarBase' | 'varCumulative' | 'varFactor' | 'weightBase' | 'xBase' | 'xChannelStride' | 'xCols' | 'xRowStride' | 'xRows';
+    };
+  };
+  readonly 'sync-merge': {
+    readonly overrides: 'WORKGROUP_SIZE';
+    readonly entries: {
+      readonly sync_merge_grad: 'channels' | 'outBase' | 'recordBase' | 'shards';
+      readonly sync_merge_moments: 'channels' | 'outBase' | 'recordBase' | 'shards';
     };
   };
 }

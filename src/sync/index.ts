@@ -4,7 +4,7 @@
  * machines, and the order-independent merges of what its shards exchange.
  * @packageDocumentation
  */
-export { SyncBatchNorm, type SyncForwardOptions } from './sync-batch-norm.js';
+export { SyncBatchNorm, type GatheredRecords, type SyncEncodeForwardOptions, type SyncForwardOptions } from './sync-batch-norm.js';
 export {
   mergeMoments,
   mergeGradSums,
@@ -13,7 +13,10 @@ export {
   gradSumsToArray,
   gradSumsFromArray,
   decodeMomentsRecords,
+  mergeMomentsRecords,
+  mergeGradRecords,
   MOMENTS_RECORD_BYTES,
+  GRAD_RECORD_BYTES,
   type ChannelMoments,
   type GradSums,
 } from './sync-merge.js';

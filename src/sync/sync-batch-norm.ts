@@ -1,12 +1,23 @@
-import { optionKeys, optionsObject } from '../arguments.js';
+import { optionKeys, optionsObject, rejectUnknownKeys } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
-import { ArgumentError, BackwardStateError, DestroyedError, InsufficientValuesError } from '../errors.js';
+import { ArgumentError, BackwardStateError, DestroyedError, DeviceLimitError, InsufficientValuesError, ShapeError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
-import { BACKWARD_OPTION_KEYS, type BackwardOptions, type BackwardResult } from '../batch-norm/backward.js';
+import {
+  BACKWARD_OPTION_KEYS,
+  BACKWARD_OUTPUT_KEYS,
+  type BackwardOptions,
+  type BackwardOutputs,
+  type BackwardResult,
+} from '../batch-norm/backward.js';
+import { checkEncoder, checkNoAliasing, type NamedTensor } from '../batch-norm/aliasing.js';
 import { cpuNormalize, cpuUpdateRunning } from '../batch-norm/cpu/cpu.js';
+import { cpuEpilogueGrad } from '../batch-norm/cpu/cpu-backward.js';
+import { checkEpilogue, masksFromOutput, usesPreActivation, type Epilogue, type ResolvedEpilogue } from '../batch-norm/epilogue.js';
 import { cpuData } from '../batch-norm/forward.js';
+import { COUNTER_BYTES, F64_MOMENTS_RECORD_BYTES } from '../gpu/contracts.js';
 import { runGpuOp } from '../gpu/dispatch.js';
+import type { GpuRuntime } from '../gpu/runtime.js';
 import { batchNorm } from '../batch-norm/functional.js';
 import { checkShapeAndLayout, type Geometry } from '../batch-norm/geometry.js';
 import { encodeBackward } from '../batch-norm/kernels/gpu-backward.js';
@@ -14,36 +25,103 @@ import { encodeForward } from '../batch-norm/kernels/gpu-forward.js';
 import { BatchNormModuleBase } from '../batch-norm/module-base.js';
 import type { BatchNormOptions } from '../batch-norm/config/options.js';
 import { cpuGradSums, cpuMoments, cpuSyncGradInput } from './sync-cpu.js';
-import { encodeBackwardConstants, encodeForwardConstants, encodeMoments, mergedBytes } from './sync-gpu.js';
+import {
+  encodeBackwardConstants,
+  encodeForwardConstants,
+  encodeForwardMerged,
+  encodeMergeGrad,
+  encodeMergeMoments,
+  encodeMoments,
+  mergedBytes,
+} from './sync-gpu.js';
 import {
   checkGradSums,
   checkMoments,
   decodeMomentsRecords,
+  GRAD_RECORD_BYTES,
   GRAD_SUMS_PLANES,
   MOMENTS_RECORD_BYTES,
   type ChannelMoments,
   type GradSums,
 } from './sync-merge.js';
-import { checkInput, checkOutput } from '../batch-norm/validate.js';
+import { checkChannelTensor, checkInput, checkOutput } from '../batch-norm/validate.js';
 
 /** Options of {@link SyncBatchNorm.forward}. */
 export interface SyncForwardOptions {
   /** Write into this tensor (same shape and layout as the input) instead of allocating one. */
   out?: Tensor;
+  /**
+   * Fused epilogue y = activation(bn(x) + residual), as BatchNorm2d.forward's. Default none. The
+   * shard's gradient partial and the backward then differentiate through it: the partial sums are
+   * Σ dt and Σ dt·x̂ with dt = dL/d(bn(x)) of the shard, so the merged sums stay the whole batch's.
+   * A ReLU-family activation needs the output kept alive until the backward.
+   */
+  epilogue?: Epilogue;
 }
 
 /** The keys of {@link SyncForwardOptions}; any other key is rejected. */
-export const SYNC_FORWARD_OPTION_KEYS = optionKeys<SyncForwardOptions>({ out: true });
+export const SYNC_FORWARD_OPTION_KEYS = optionKeys<SyncForwardOptions>({ out: true, epilogue: true });
+
+/** Options of {@link SyncBatchNorm.encodeForward}. */
+export interface SyncEncodeForwardOptions {
+  /** Fused epilogue, as in {@link SyncForwardOptions.epilogue}. Default none. */
+  epilogue?: Epilogue;
+}
+
+/** The keys of {@link SyncEncodeForwardOptions}; any other key is rejected. */
+export const SYNC_ENCODE_FORWARD_OPTION_KEYS = optionKeys<SyncEncodeForwardOptions>({ epilogue: true });
+
+/**
+ * S shards' records all-gathered by your transport into one GPUBuffer of this context's device
+ * (NCCL-style all-gather, a copy from a peer, ...): shard s's C records start at
+ * `byteOffset + s·C·recordBytes`, in the layout that `encodeMomentsPartial`
+ * ({@link MOMENTS_RECORD_BYTES} per channel) or `encodeGradPartial` ({@link GRAD_RECORD_BYTES} per
+ * channel) wrote. The shards may come in any order, this shard's own included once; the merge does
+ * not depend on the order, bit for bit.
+ */
+export interface GatheredRecords {
+  /** The buffer; it needs GPUBufferUsage.STORAGE. */
+  readonly buffer: GPUBuffer;
+  /** S ≥ 1, the number of shards whose records it holds. */
+  readonly shards: number;
+  /** Where shard 0's records start. Default 0; a multiple of 16 (moments) or of 4 (gradient sums). */
+  readonly byteOffset?: number;
+  /**
+   * The channel count of each shard's records, if you want it checked (records do not carry it):
+   * must equal the module's numFeatures. Default: not checked.
+   */
+  readonly channels?: number;
+}
+
+/** The keys of {@link GatheredRecords}; any other key is rejected. */
+const GATHERED_KEYS = optionKeys<GatheredRecords>({ buffer: true, shards: true, byteOffset: true, channels: true });
+
+/**
+ * The statistics a synchronized forward normalized with: float64 on the host (forward with merged
+ * ChannelMoments), or only on the GPU (encodeForward: the merged record in the module's
+ * mergedMoments buffer and the channelStats planes).
+ */
+type SyncStats =
+  | {
+      readonly kind: 'host';
+      readonly mean: Float64Array;
+      readonly invstd: Float64Array;
+      /** Values per channel of the whole (merged) batch. */
+      readonly count: number;
+      /** CPU only: the per-channel y = x·scale + shift it applied, for a pre-activation epilogue's backward. */
+      readonly scale: Float64Array | null;
+      readonly shift: Float64Array | null;
+    }
+  | { readonly kind: 'gpu' };
 
 /** What a synchronized forward leaves for the backward. */
 interface SyncRecord {
   readonly input: Tensor;
+  /** The forward's output: a ReLU-family epilogue's backward masks with it. */
+  readonly output: Tensor;
+  readonly epilogue: ResolvedEpilogue | null;
   readonly geometry: Geometry;
-  /** Merged statistics, float64. */
-  readonly mean: Float64Array;
-  readonly invstd: Float64Array;
-  /** Values per channel of the whole (merged) batch. */
-  readonly count: number;
+  readonly stats: SyncStats;
   readonly version: number;
 }
 
@@ -52,6 +130,10 @@ interface SyncGpuBuffers {
   readonly merged: GPUBuffer;
   /** Merged backward sums uploaded from the host. */
   readonly mergedGrad: GPUBuffer;
+  /** encodeForward's merged moments records (C of them), merged on the GPU from the gathered ones. */
+  readonly mergedMoments: GPUBuffer;
+  /** num_batches_tracked in two u32 slots (see shaders/finalize.wgsl), for a cumulative average on the GPU. */
+  readonly counter: GPUBuffer;
   /** The shard's moments records, read back by {@link SyncBatchNorm.momentsPartial}. */
   readonly moments: GPUBuffer;
   /** The shard's gradient sums, planes Σdy | Σdy·x̂, read back by {@link SyncBatchNorm.gradPartial}. */
@@ -107,9 +189,13 @@ export class SyncBatchNorm extends BatchNormModuleBase {
           merged: gpu.createBuffer({ label: 'bn.sync.merged', size: mergedBytes(c), usage: MODULE_USAGE }),
           mergedGrad: gpu.createBuffer({ label: 'bn.sync.mergedGrad', size: gradBytes(c), usage: MODULE_USAGE }),
           moments: gpu.createBuffer({ label: 'bn.sync.moments', size: c * MOMENTS_RECORD_BYTES, usage: MODULE_USAGE }),
+          mergedMoments: gpu.createBuffer({ label: 'bn.sync.mergedMoments', size: c * F64_MOMENTS_RECORD_BYTES, usage: MODULE_USAGE }),
+          counter: gpu.createBuffer({ label: 'bn.sync.counter', size: COUNTER_BYTES, usage: MODULE_USAGE }),
           gradSums: gpu.createBuffer({ label: 'bn.sync.gradSums', size: gradBytes(c), usage: MODULE_USAGE }),
-          sumDy: ctx.allocTensor([c], 'channels_first', 'sync.sum_dy'),
-          sumDyXhat: ctx.allocTensor([c], 'channels_first', 'sync.sum_dy_xhat'),
+          // Module buffers wrapped as tensors, not pooled ones: a caller's unsubmitted encoder may
+          // still write them after destroy(), so they are retired (kept while referenced), never recycled.
+          sumDy: moduleTensor(ctx, gpu, c, 'bn.sync.sumDy'),
+          sumDyXhat: moduleTensor(ctx, gpu, c, 'bn.sync.sumDyXhat'),
           mergedRecords: new Float32Array(mergedBytes(c) / 4),
           mergedGradValues: new Float32Array(GRAD_SUMS_PLANES * c),
         }
@@ -129,9 +215,19 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     const gpu = this.ctx.gpu;
     const own = this.#gpu;
     if (!own || !gpu) return;
-    for (const b of [own.merged, own.mergedGrad, own.moments, own.gradSums]) gpu.retire(b);
-    own.sumDy.destroy();
-    own.sumDyXhat.destroy();
+    for (const b of [own.merged, own.mergedGrad, own.moments, own.gradSums, own.mergedMoments, own.counter]) gpu.retire(b);
+    for (const t of [own.sumDy, own.sumDyXhat]) {
+      const buffer = t.buffer;
+      t.destroy();
+      gpu.retire(buffer);
+    }
+  }
+
+  /** Both GPU counter slots := num_batches_tracked, so the next step reads it whichever slot it uses. */
+  protected override trackedWritten(): void {
+    const gpu = this.ctx.gpu;
+    if (!this.#gpu || !gpu || this.destroyed || gpu.lostMessage !== null) return;
+    gpu.device.queue.writeBuffer(this.#gpu.counter, 0, new Uint32Array([this.tracked, this.tracked, 0, 0]));
   }
 
   /** The module's channelStats buffer (WebGPU only). */
@@ -192,16 +288,11 @@ export class SyncBatchNorm extends BatchNormModuleBase {
   forward(x: Tensor, merged?: ChannelMoments | null, options: SyncForwardOptions | null = {}): Tensor {
     this.assertAlive();
     const who = `${NAME}.forward`;
-    if (options && typeof options === 'object' && 'epilogue' in options) {
-      // The synchronized backward differentiates the plain normalization only; fusing here would
-      // leave the activation's gradient out of every shard's partial sums.
-      throw new ArgumentError(
-        `${who}: SyncBatchNorm does not fuse an epilogue; apply the activation / residual add to its output (BatchNorm2d.forward takes { epilogue })`,
-      );
-    }
     options = optionsObject<SyncForwardOptions>(options, `${who} options`, SYNC_FORWARD_OPTION_KEYS);
     const g = this.#checkInput(x, who);
     if (options.out) checkOutput(this.ctx, options.out, x, who);
+    const epilogue = checkEpilogue(this.ctx, options.epilogue, x, who);
+    if (options.out || epilogue) this.#checkForwardAliasing(x, options.out ?? null, epilogue, who);
     if (!this.training) {
       if (merged !== undefined && merged !== null) {
         throw new ArgumentError(
@@ -218,6 +309,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
         convention: this.convention.name,
         eps: this.eps,
         ...(options.out ? { out: options.out } : {}),
+        ...(options.epilogue ? { epilogue: options.epilogue } : {}),
       });
       this.#last = null;
       return y;
@@ -266,6 +358,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
 
     const y = options.out ?? this.ctx.allocTensor(x.shape, x.layout, 'output');
     let record: SyncRecord | null = null;
+    let affine: { scale: Float64Array; shift: Float64Array } | null = null;
     try {
       const gpu = this.ctx.gpu;
       if (gpu && this.#gpu) {
@@ -301,6 +394,8 @@ export class SyncBatchNorm extends BatchNormModuleBase {
               runningVar: this.runningVar,
               updateRunning: factors !== null,
               channelStats,
+              counter: buffers.counter,
+              tracked: this.tracked,
             });
             encodeForward(gpu, e, g, {
               x,
@@ -314,10 +409,10 @@ export class SyncBatchNorm extends BatchNormModuleBase {
               update: { meanFactor: null, varFactor: null, varianceEstimator: 'unbiased' },
               eps,
               tracked: 0,
-              counter: gpu.dummy('counter'),
+              counter: buffers.counter,
               channelStats,
               channelStatsReady: true,
-              epilogue: null,
+              epilogue,
             });
           },
           {
@@ -328,7 +423,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
           },
         );
       } else {
-        cpuNormalize(
+        affine = cpuNormalize(
           cpuData(x),
           cpuData(y),
           g,
@@ -336,6 +431,13 @@ export class SyncBatchNorm extends BatchNormModuleBase {
           invstd,
           this.kernelWeight ? cpuData(this.kernelWeight) : null,
           this.kernelBias ? cpuData(this.kernelBias) : null,
+          epilogue
+            ? {
+                activation: epilogue.activation,
+                residual: epilogue.residual ? cpuData(epilogue.residual) : null,
+                preluSlope: epilogue.activation.weight ? cpuData(epilogue.activation.weight) : null,
+              }
+            : null,
         );
         if (factors && this.runningMean && this.runningVar) {
           cpuUpdateRunning(cpuData(this.runningMean), cpuData(this.runningVar), { count, mean, biasedVar }, factors);
@@ -346,20 +448,194 @@ export class SyncBatchNorm extends BatchNormModuleBase {
       throw err;
     }
     if (updateRunning) this.tracked++;
-    record = { input: x, geometry: g, mean, invstd, count, version: this.version };
+    record = {
+      input: x,
+      output: y,
+      epilogue,
+      geometry: g,
+      stats: { kind: 'host', mean, invstd, count, scale: affine?.scale ?? null, shift: affine?.shift ?? null },
+      version: this.version,
+    };
     this.#last = record;
     return y;
+  }
+
+  /**
+   * Records the synchronized forward into your command encoder (WebGPU only), with the merge on
+   * the GPU: the all-gathered moments records of every shard (`encodeMomentsPartial`'s, in
+   * `merged.buffer`) are merged per channel by a WGSL kernel (shaders/sync-merge.wgsl), and `x` is
+   * normalized into `y` with the whole batch's statistics, with no readback: a multi-GPU step is
+   * encodeMomentsPartial → your all-gather → encodeForward → ... → one submit. Running statistics
+   * update as {@link forward} updates them (factor momentum, or 1 / num_batches_tracked counted
+   * on the GPU; running_var unbiased by the merged count − 1) and num_batches_tracked counts the
+   * step now; everything takes effect when you submit. Work recorded here stays valid until you
+   * submit: the module's buffers it uses are never freed before the context is destroyed.
+   *
+   * The merge is {@link mergeMoments} itself, run on the GPU in emulated float64 (its canonical
+   * order, its fold, its non-finite rules), and the constants are derived from it with this
+   * forward's float64 arithmetic, so the step is **bit-identical to the host path** (`forward(x,
+   * mergeMoments(partials))`) on every device, independent of the order of the shards;
+   * {@link mergeMomentsRecords} gives the merged statistics on the CPU.
+   *
+   * The merged count is only known on the GPU, so a whole batch with fewer values per channel
+   * than the convention allows (PyTorch: 2) cannot throw InsufficientValuesError as
+   * {@link forward} does: its output is NaN and the running statistics are left unchanged.
+   *
+   * In eval mode `merged` must be null: the forward is local, with the running statistics.
+   * @param y this context's tensor of x's shape and layout (e.g. `ctx.tensorFromBuffer`).
+   * @param options.epilogue fused activation / residual add, as {@link forward}'s. Default none.
+   * @throws ArgumentError (CPU context, bad encoder, bad `merged`: not a GPUBuffer, no STORAGE
+   *   usage, too small for S·C records, bad shard count or offset), ShapeError, before any work.
+   */
+  encodeForward(
+    encoder: GPUCommandEncoder,
+    x: Tensor,
+    y: Tensor,
+    merged: GatheredRecords | null,
+    options: SyncEncodeForwardOptions | null = {},
+  ): void {
+    this.assertAlive();
+    const who = `${NAME}.encodeForward`;
+    const gpu = this.ctx.gpu;
+    const own = this.#gpu;
+    if (!gpu || !own) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
+    checkEncoder(encoder, who);
+    const opts = optionsObject<SyncEncodeForwardOptions>(options, `${who} options`, SYNC_ENCODE_FORWARD_OPTION_KEYS);
+    const g = this.#checkInput(x, who);
+    checkOutput(this.ctx, y, x, who);
+    const epilogue = checkEpilogue(this.ctx, opts.epilogue, x, who);
+    this.#checkForwardAliasing(x, y, epilogue, who);
+    const channelStats = this.#channelStats();
+    if (!this.training) {
+      if (merged !== undefined && merged !== null) {
+        throw new ArgumentError(`${who}: merged records are only used in training mode; in eval mode pass null (running statistics)`);
+      }
+      const track = this.trackRunningStats;
+      runGpuOp(
+        gpu,
+        'bn.sync.forward',
+        { outputs: [y] },
+        (e) =>
+          encodeForward(gpu, e, g, {
+            x,
+            y,
+            weight: this.kernelWeight,
+            bias: this.kernelBias,
+            runningMean: track ? this.runningMean : null,
+            runningVar: track ? this.runningVar : null,
+            useBatchStats: !track,
+            updateRunning: false,
+            update: this.runningUpdate,
+            eps: this.kernelEps,
+            tracked: this.tracked,
+            counter: own.counter,
+            channelStats,
+            epilogue,
+          }),
+        { encoder },
+      );
+      this.#last = null;
+      return;
+    }
+    if (merged === undefined || merged === null) {
+      throw new ArgumentError(
+        `${who}: training mode needs the all-gathered moments records of every shard ({ buffer, shards }, each shard's from encodeMomentsPartial)`,
+      );
+    }
+    const gathered = checkGathered(merged, g.c, MOMENTS_RECORD_BYTES, 16, who, gpu.maxTensorBytes);
+    const updateRunning = this.trackRunningStats;
+    runGpuOp(
+      gpu,
+      'bn.sync.forward',
+      { outputs: [y], inPlace: updateRunning ? [this.runningMean, this.runningVar] : [] },
+      (e) => {
+        encodeMergeMoments(gpu, e, { channels: g.c, ...gathered, target: own.mergedMoments, targetOffset: 0 });
+        encodeForwardMerged(gpu, e, {
+          channels: g.c,
+          mergedMoments: own.mergedMoments,
+          weight: this.kernelWeight,
+          bias: this.kernelBias,
+          runningMean: this.runningMean,
+          runningVar: this.runningVar,
+          updateRunning,
+          update: this.runningUpdate,
+          eps: this.kernelEps,
+          minCount: this.convention.singleValue === 'error' ? 2 : 1,
+          channelStats,
+          counter: own.counter,
+          tracked: this.tracked,
+        });
+        encodeForward(gpu, e, g, {
+          x,
+          y,
+          weight: this.kernelWeight,
+          bias: this.kernelBias,
+          runningMean: null,
+          runningVar: null,
+          useBatchStats: true,
+          updateRunning: false,
+          update: { meanFactor: null, varFactor: null, varianceEstimator: 'unbiased' },
+          eps: this.kernelEps,
+          tracked: 0,
+          counter: own.counter,
+          channelStats,
+          channelStatsReady: true,
+          epilogue,
+        });
+      },
+      { encoder },
+    );
+    if (updateRunning) this.tracked++;
+    this.#last = { input: x, output: y, epilogue, geometry: g, stats: { kind: 'gpu' }, version: this.version };
+  }
+
+  /** Outputs share no memory with anything the forward reads (WebGPU forbids it within a dispatch). */
+  #checkForwardAliasing(x: Tensor, y: Tensor | null, epilogue: ResolvedEpilogue | null, who: string): void {
+    const update = this.training && this.trackRunningStats;
+    const running: NamedTensor[] = [
+      ['running_mean', this.runningMean],
+      ['running_var', this.runningVar],
+    ];
+    checkNoAliasing(
+      this.ctx,
+      who,
+      [
+        ['input', x],
+        ['epilogue.residual', epilogue?.residual ?? null],
+        ['epilogue.activation.weight', epilogue?.activation.weight ?? null],
+        ['weight', this.weight],
+        ['bias', this.bias],
+        ...(update ? [] : running),
+      ],
+      [['output', y], ...(update ? running : [])],
+    );
   }
 
   #record(who: string): SyncRecord {
     const r = this.#last;
     if (!r || r.version !== this.version) {
       throw new BackwardStateError(
-        `${who}: no synchronized training forward to differentiate; call forward(x, merged) in training mode first`,
+        `${who}: no synchronized training forward to differentiate; call forward(x, merged) or encodeForward in training mode first`,
       );
     }
     if (r.input.destroyed)
       throw new DestroyedError(`${who}: the forward's input tensor '${r.input.label}' was destroyed; the backward needs it`);
+    const e = r.epilogue;
+    if (e && masksFromOutput(e.activation) && r.output.destroyed) {
+      throw new DestroyedError(
+        `${who}: the forward's output tensor '${r.output.label}' was destroyed; backward through its ${e.activation.kind} epilogue masks with it (keep the output until backward)`,
+      );
+    }
+    if (e && usesPreActivation(e.activation) && e.residual?.destroyed) {
+      throw new DestroyedError(
+        `${who}: the forward's epilogue.residual tensor '${e.residual.label}' was destroyed; backward through its ${e.activation.kind} epilogue recomputes the pre-activation from it`,
+      );
+    }
+    if (e?.activation.weight?.destroyed) {
+      throw new DestroyedError(
+        `${who}: the forward's PReLU weight tensor '${e.activation.weight.label}' was destroyed; backward reads the slope from it`,
+      );
+    }
     return r;
   }
 
@@ -367,10 +643,35 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     checkShapeAndLayout(this.ctx, dy, x, 'gradOutput', "the forward input's", who);
   }
 
+  /** Host statistics of a CPU forward (the CPU backend has no encoder path, so it always has them). */
+  #hostStats(r: SyncRecord): Extract<SyncStats, { kind: 'host' }> {
+    if (r.stats.kind !== 'host') throw new Error('internal: GPU-merged statistics on a CPU context');
+    return r.stats;
+  }
+
+  /**
+   * dL/dt per element on the CPU: dy through the forward's epilogue (dy itself without one), and
+   * the PReLU slope's gradient of this shard into `gradPreluWeight`.
+   */
+  #cpuEpilogueGrad(r: SyncRecord, dy: Tensor, gradPreluWeight: Tensor | null): ArrayLike<number> {
+    const e = r.epilogue;
+    if (!e) return cpuData(dy);
+    const stats = this.#hostStats(r);
+    return cpuEpilogueGrad(cpuData(r.input), cpuData(dy), r.geometry, {
+      activation: e.activation,
+      output: masksFromOutput(e.activation) ? cpuData(r.output) : null,
+      residual: e.residual ? cpuData(e.residual) : null,
+      scale: stats.scale,
+      shift: stats.shift,
+      preluSlope: e.activation.weight ? cpuData(e.activation.weight) : null,
+      gradPreluWeight: gradPreluWeight ? cpuData(gradPreluWeight) : null,
+    });
+  }
+
   /**
    * The shard's backward partial for the last synchronized forward: per channel Σdy and Σdy·x̂ with
-   * the merged mean and invstd (its own grad_bias and grad_weight), as Float64Arrays. Changes no
-   * state.
+   * the merged mean and invstd (its own grad_bias and grad_weight), as Float64Arrays. After a
+   * forward with an epilogue, dy is first taken through it (Σ dt, Σ dt·x̂). Changes no state.
    */
   async gradPartial(gradOutput: Tensor): Promise<GradSums> {
     this.assertAlive();
@@ -378,19 +679,22 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     const r = this.#record(who);
     this.#checkGradOutput(gradOutput, r.input, who);
     const gpu = this.ctx.gpu;
-    if (!gpu || !this.#gpu) return cpuGradSums(cpuData(r.input), cpuData(gradOutput), r.mean, r.invstd, r.geometry);
+    if (!gpu || !this.#gpu) {
+      const stats = this.#hostStats(r);
+      return cpuGradSums(cpuData(r.input), this.#cpuEpilogueGrad(r, gradOutput, null), stats.mean, stats.invstd, r.geometry);
+    }
     const target = this.#gpu.gradSums;
     const c = r.geometry.c;
     const op = runGpuOp(gpu, 'bn.sync.gradSums', {}, (e) => this.#encodeGradSums(e, gradOutput, r, target, 0));
-    const f = await gpu.readFloats(target, 0, GRAD_SUMS_PLANES * 4 * c);
+    const f = await gpu.readFloats(target, 0, GRAD_RECORD_BYTES * c);
     op.throwIfFailed();
     return { sumDy: Float64Array.from(f.subarray(0, c)), sumDyXhat: Float64Array.from(f.subarray(c, 2 * c)) };
   }
 
   /**
    * Records the shard's backward partial into your `target` buffer (WebGPU only, no readback):
-   * from `byteOffset`, C float32 Σdy then C float32 Σdy·x̂ (8·C bytes), copied in by the encoder,
-   * so `target` needs GPUBufferUsage.COPY_DST.
+   * from `byteOffset`, C float32 Σdy then C float32 Σdy·x̂ (8·C bytes, {@link GRAD_RECORD_BYTES}
+   * per channel), copied in by the encoder, so `target` needs GPUBufferUsage.COPY_DST.
    * @param byteOffset a multiple of 4. Default 0.
    */
   encodeGradPartial(encoder: GPUCommandEncoder, gradOutput: Tensor, target: GPUBuffer, byteOffset = 0): void {
@@ -399,13 +703,13 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     if (!this.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
     const r = this.#record(who);
     this.#checkGradOutput(gradOutput, r.input, who);
-    checkTarget(target, byteOffset, GRAD_SUMS_PLANES * 4 * r.geometry.c, 4, BUFFER_COPY_DST, 'COPY_DST', who);
+    checkTarget(target, byteOffset, GRAD_RECORD_BYTES * r.geometry.c, 4, BUFFER_COPY_DST, 'COPY_DST', who);
     runGpuOp(this.ctx.gpu, 'bn.sync.gradSums', {}, (e) => this.#encodeGradSums(e, gradOutput, r, target, byteOffset), { encoder });
   }
 
   // Σdy and Σdy·x̂ are the plain backward's grad_bias and grad_weight of this shard (with the
-  // merged statistics in channelStats), so the library's backward reduction computes them; the
-  // encoder then copies them into the two planes of the target.
+  // merged statistics in channelStats, and through the forward's epilogue), so the library's
+  // backward reduction computes them; the encoder then copies them into the two planes of the target.
   #encodeGradSums(encoder: GPUCommandEncoder, dy: Tensor, r: SyncRecord, target: GPUBuffer, byteOffset: number): void {
     const gpu = this.ctx.gpu;
     const own = this.#gpu;
@@ -420,7 +724,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
       gradInput: null,
       gradWeight: own.sumDyXhat,
       gradBias: own.sumDy,
-      epilogue: null,
+      epilogue: r.epilogue ? { epilogue: r.epilogue, output: r.output, gradResidual: null, gradPreluWeight: null } : null,
     });
     encoder.copyBufferToBuffer(own.sumDy.buffer, own.sumDy.byteOffset, target, byteOffset, bytes);
     encoder.copyBufferToBuffer(own.sumDyXhat.buffer, own.sumDyXhat.byteOffset, target, byteOffset + bytes, bytes);
@@ -430,7 +734,10 @@ export class SyncBatchNorm extends BatchNormModuleBase {
    * Gradients of the last synchronized forward from the whole batch's sums `merged` (from
    * `mergeGradSums` of every shard's {@link gradPartial}): the shard's grad_input, computed as
    * torch's SyncBatchNorm does with the global count, and the whole batch's grad_weight (Σdy·x̂)
-   * and grad_bias (Σdy), the same on every shard. State is never changed.
+   * and grad_bias (Σdy), the same on every shard. After a forward with an epilogue, also
+   * gradResidual (dL/dresidual of this shard) and gradPreluWeight (this shard's part of the PReLU
+   * slope's gradient: all-reduce it like any parameter gradient of your data-parallel step). State
+   * is never changed.
    * @param options.outputMask which of [gradInput, gradWeight, gradBias]; default all (the last two
    *   are null when the module is not affine).
    */
@@ -449,9 +756,14 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     }
     const x = r.input;
     const c = r.geometry.c;
+    const e = r.epilogue;
     const gradInput = mask[0] ? this.ctx.allocTensor(x.shape, x.layout, 'grad_input') : null;
     const gradWeight = mask[1] && this.scale ? this.ctx.allocTensor([c], 'channels_first', 'grad_weight') : null;
     const gradBias = mask[2] && this.center ? this.ctx.allocTensor([c], 'channels_first', 'grad_bias') : null;
+    const gradResidual = e?.residual ? this.ctx.allocTensor(x.shape, x.layout, 'grad_residual') : null;
+    const preluWeight = e?.activation.weight ?? null;
+    const gradPreluWeight = preluWeight ? this.ctx.allocTensor(preluWeight.shape, 'channels_first', 'grad_prelu_weight') : null;
+    const all = [gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight];
     try {
       const gpu = this.ctx.gpu;
       if (gpu && this.#gpu) {
@@ -460,49 +772,233 @@ export class SyncBatchNorm extends BatchNormModuleBase {
         values.set(sums.sumDy, 0);
         values.set(sums.sumDyXhat, c);
         gpu.device.queue.writeBuffer(buffers.mergedGrad, 0, values);
-        runGpuOp(gpu, 'bn.sync.backward', { outputs: [gradInput, gradWeight, gradBias] }, (e) => {
-          encodeBackwardConstants(gpu, e, {
-            channels: c,
-            mergedGrad: buffers.mergedGrad,
-            count: r.count,
-            channelStats: this.#channelStats(),
-            gradWeight,
-            gradBias,
-          });
-          if (gradInput) {
-            encodeBackward(gpu, e, r.geometry, {
-              x,
-              dy: gradOutput,
-              weight: this.kernelWeight,
-              channelStats: this.#channelStats(),
-              useBatchStats: true,
-              gradInput,
-              gradWeight: null,
-              gradBias: null,
-              inputConstantsReady: true,
-              epilogue: null,
-            });
-          }
-        });
+        runGpuOp(gpu, 'bn.sync.backward', { outputs: all }, (enc) =>
+          this.#encodeBackwardFromMerged(enc, gradOutput, r, { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight }),
+        );
       } else {
+        const stats = this.#hostStats(r);
+        const dt = this.#cpuEpilogueGrad(r, gradOutput, gradPreluWeight);
         if (gradInput) {
           const w = this.kernelWeight ? cpuData(this.kernelWeight) : null;
-          cpuSyncGradInput(cpuData(x), cpuData(gradOutput), r.geometry, r.mean, r.invstd, w, sums, r.count, cpuData(gradInput));
+          cpuSyncGradInput(cpuData(x), dt, r.geometry, stats.mean, stats.invstd, w, sums, stats.count, cpuData(gradInput));
         }
         if (gradWeight) cpuData(gradWeight).set(sums.sumDyXhat);
         if (gradBias) cpuData(gradBias).set(sums.sumDy);
+        if (gradResidual) cpuData(gradResidual).set(dt);
       }
     } catch (err) {
-      for (const t of [gradInput, gradWeight, gradBias]) t?.destroy();
+      for (const t of all) t?.destroy();
       throw err;
     }
-    return { gradInput, gradWeight, gradBias, gradResidual: null, gradPreluWeight: null };
+    return { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight };
   }
+
+  /**
+   * Records the synchronized backward into your command encoder (WebGPU only), with the merge on
+   * the GPU: the all-gathered gradient records of every shard (`encodeGradPartial`'s, in
+   * `merged.buffer`) are summed per channel by a WGSL kernel (ascending order, in emulated float64,
+   * rounded once to float32: the bits of {@link mergeGradSums} as the host path uploads them, and
+   * of {@link mergeGradRecords}; independent of the order of the shards), then the gradients whose
+   * tensors you pass in `outputs` are written, as {@link backward} computes them: gradInput of
+   * this shard with the whole batch's count, gradWeight / gradBias of the whole batch, and after
+   * a forward with an epilogue gradResidual and this shard's gradPreluWeight. Nothing is read
+   * back or submitted; the work stays valid until you submit.
+   * @throws ArgumentError / ShapeError / BackwardStateError / DestroyedError before any work.
+   */
+  encodeBackward(encoder: GPUCommandEncoder, gradOutput: Tensor, merged: GatheredRecords, outputs: BackwardOutputs): void {
+    this.assertAlive();
+    const who = `${NAME}.encodeBackward`;
+    const gpu = this.ctx.gpu;
+    const own = this.#gpu;
+    if (!gpu || !own) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
+    checkEncoder(encoder, who);
+    const r = this.#record(who);
+    this.#checkGradOutput(gradOutput, r.input, who);
+    const gathered = checkGathered(merged, r.geometry.c, GRAD_RECORD_BYTES, 4, who, gpu.maxTensorBytes);
+    const out = this.#checkBackwardOutputs(outputs, r, gradOutput, who);
+    runGpuOp(
+      gpu,
+      'bn.sync.backward',
+      { outputs: [out.gradInput, out.gradWeight, out.gradBias, out.gradResidual, out.gradPreluWeight] },
+      (e) => {
+        encodeMergeGrad(gpu, e, { channels: r.geometry.c, ...gathered, target: own.mergedGrad, targetOffset: 0 });
+        this.#encodeBackwardFromMerged(e, gradOutput, r, out);
+      },
+      { encoder },
+    );
+  }
+
+  #checkBackwardOutputs(
+    outputs: unknown,
+    r: SyncRecord,
+    dy: Tensor,
+    who: string,
+  ): Required<{ [K in keyof BackwardOutputs]: Tensor | null }> {
+    if (outputs === null || typeof outputs !== 'object') {
+      throw new ArgumentError(
+        `${who}: outputs must be an object { gradInput?, gradWeight?, gradBias?, gradResidual?, gradPreluWeight? }, got ${String(outputs)}`,
+      );
+    }
+    rejectUnknownKeys(outputs, BACKWARD_OUTPUT_KEYS, `${who} outputs`);
+    const o = outputs as BackwardOutputs;
+    const x = r.input;
+    const e = r.epilogue;
+    const likeInput = (t: Tensor, name: string): void => {
+      this.ctx.assertOwnTensor(t, name);
+      if (t.shape.length !== x.shape.length || t.shape.some((d, i) => d !== x.shape[i]) || t.layout !== x.layout) {
+        throw new ShapeError(
+          `${who}: ${name} must match the forward input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${t.shape.join(', ')}] '${t.layout}'`,
+        );
+      }
+    };
+    const gradInput = o.gradInput ?? null;
+    const gradWeight = o.gradWeight ?? null;
+    const gradBias = o.gradBias ?? null;
+    const gradResidual = o.gradResidual ?? null;
+    const gradPreluWeight = o.gradPreluWeight ?? null;
+    if (gradInput) likeInput(gradInput, 'gradInput');
+    if (gradResidual) {
+      if (!e?.residual) throw new ArgumentError(`${who}: gradResidual was given but the last forward had no epilogue.residual`);
+      likeInput(gradResidual, 'gradResidual');
+    }
+    if (gradPreluWeight) {
+      const w = e?.activation.weight;
+      if (!w) throw new ArgumentError(`${who}: gradPreluWeight was given but the last forward's activation was not prelu`);
+      this.ctx.assertOwnTensor(gradPreluWeight, 'gradPreluWeight');
+      if (gradPreluWeight.shape.length !== 1 || gradPreluWeight.shape[0] !== w.shape[0]) {
+        throw new ShapeError(
+          `${who}: gradPreluWeight must have the PReLU weight's shape [${w.shape.join(', ')}], got [${gradPreluWeight.shape.join(', ')}]`,
+        );
+      }
+    }
+    if (gradWeight && !this.scale)
+      throw new ArgumentError(`${who}: gradWeight was given but the module has no weight (affine = false or scale = false)`);
+    if (gradBias && !this.center)
+      throw new ArgumentError(`${who}: gradBias was given but the module has no bias (affine = false or center = false)`);
+    if (gradWeight) checkChannelTensor(this.ctx, gradWeight, 'gradWeight', this.numFeatures, who);
+    if (gradBias) checkChannelTensor(this.ctx, gradBias, 'gradBias', this.numFeatures, who);
+    checkNoAliasing(
+      this.ctx,
+      who,
+      [
+        ['input', x],
+        ['gradOutput', dy],
+        ['weight', this.kernelWeight],
+        ['the forward output', e && masksFromOutput(e.activation) ? r.output : null],
+        ['epilogue.residual', e && usesPreActivation(e.activation) ? e.residual : null],
+        ['epilogue.activation.weight', e?.activation.weight ?? null],
+      ],
+      [
+        ['gradInput', gradInput],
+        ['gradWeight', gradWeight],
+        ['gradBias', gradBias],
+        ['gradResidual', gradResidual],
+        ['gradPreluWeight', gradPreluWeight],
+      ],
+    );
+    return { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight };
+  }
+
+  // The whole batch's sums are in mergedGrad (uploaded, or merged on the GPU): planes 6 and 7 and
+  // grad_weight / grad_bias from them, then the elementwise pass (through the epilogue) for
+  // grad_input / gradResidual, and the PReLU slope's reduction of this shard.
+  #encodeBackwardFromMerged(
+    encoder: GPUCommandEncoder,
+    dy: Tensor,
+    r: SyncRecord,
+    out: Required<{ [K in keyof BackwardOutputs]: Tensor | null }>,
+  ): void {
+    const gpu = this.ctx.gpu;
+    const own = this.#gpu;
+    if (!gpu || !own) throw new Error('internal: GPU backward on a CPU context');
+    const channelStats = this.#channelStats();
+    encodeBackwardConstants(gpu, encoder, {
+      channels: r.geometry.c,
+      mergedGrad: own.mergedGrad,
+      count: r.stats.kind === 'host' ? r.stats.count : own.mergedMoments,
+      channelStats,
+      gradWeight: out.gradWeight,
+      gradBias: out.gradBias,
+    });
+    if (!out.gradInput && !out.gradResidual && !out.gradPreluWeight) return;
+    const e = r.epilogue;
+    encodeBackward(gpu, encoder, r.geometry, {
+      x: r.input,
+      dy,
+      weight: this.kernelWeight,
+      channelStats,
+      useBatchStats: true,
+      gradInput: out.gradInput,
+      gradWeight: null,
+      gradBias: null,
+      inputConstantsReady: true,
+      epilogue: e ? { epilogue: e, output: r.output, gradResidual: out.gradResidual, gradPreluWeight: out.gradPreluWeight } : null,
+    });
+  }
+}
+
+/**
+ * Checks `merged` of encodeForward / encodeBackward: a { buffer, shards, byteOffset? } whose buffer
+ * has STORAGE usage and room for S·C records of `recordBytes` from a `unit`-aligned offset,
+ * bindable in one piece.
+ */
+function checkGathered(
+  merged: unknown,
+  channels: number,
+  recordBytes: number,
+  unit: number,
+  who: string,
+  maxBindingBytes: number,
+): { gathered: GPUBuffer; shards: number; byteOffset: number } {
+  if (merged === null || typeof merged !== 'object') {
+    throw new ArgumentError(`${who}: merged must be { buffer, shards, byteOffset? } (the all-gathered records), got ${String(merged)}`);
+  }
+  rejectUnknownKeys(merged, GATHERED_KEYS, `${who} merged`);
+  const m = merged as { buffer?: unknown; shards?: unknown; byteOffset?: unknown; channels?: unknown };
+  if (m.channels !== undefined && m.channels !== channels) {
+    throw new ShapeError(`${who}: merged.channels must be the module's ${channels} channels, got ${String(m.channels)}`);
+  }
+  const buffer = m.buffer as GPUBuffer;
+  if (buffer === null || typeof buffer !== 'object' || typeof buffer.usage !== 'number' || typeof buffer.size !== 'number') {
+    throw new ArgumentError(`${who}: merged.buffer must be a GPUBuffer, got ${String(m.buffer)}`);
+  }
+  const shards = m.shards;
+  if (typeof shards !== 'number' || !Number.isInteger(shards) || shards < 1) {
+    throw new ArgumentError(`${who}: merged.shards must be a positive integer (the number of shards gathered), got ${String(shards)}`);
+  }
+  const byteOffset = m.byteOffset ?? 0;
+  if (typeof byteOffset !== 'number' || !Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % unit !== 0) {
+    throw new ArgumentError(`${who}: merged.byteOffset must be a non-negative multiple of ${unit}, got ${String(byteOffset)}`);
+  }
+  if ((buffer.usage & BUFFER_STORAGE) === 0) {
+    throw new ArgumentError(
+      `${who}: merged.buffer '${buffer.label}' needs GPUBufferUsage.STORAGE, its usage is 0x${buffer.usage.toString(16)}`,
+    );
+  }
+  const bytes = shards * channels * recordBytes;
+  if (byteOffset + bytes > buffer.size) {
+    throw new ArgumentError(
+      `${who}: merged.buffer '${buffer.label}' has ${buffer.size} bytes; ${shards} shards × ${channels} channels of ${recordBytes}-byte records at byteOffset ${byteOffset} need ${byteOffset + bytes}`,
+    );
+  }
+  // The merge binds all S·C records in one piece (from the aligned offset below byteOffset).
+  if (bytes + 256 > maxBindingBytes) {
+    throw new DeviceLimitError(
+      `${who}: ${shards} shards × ${channels} channels of ${recordBytes}-byte records (${bytes} bytes) exceed the device's largest storage binding (${maxBindingBytes} bytes)`,
+    );
+  }
+  return { gathered: buffer, shards, byteOffset };
+}
+
+/** A [C] tensor over a buffer of the module's own (see the constructor). */
+function moduleTensor(ctx: BatchNormContext, gpu: GpuRuntime, channels: number, label: string): Tensor {
+  const buffer = gpu.createBuffer({ label, size: Math.ceil((4 * channels) / 16) * 16, usage: MODULE_USAGE });
+  return ctx.tensorFromBuffer(buffer, [channels], { label });
 }
 
 /** Bytes of a gradient record: two planes of C float32, rounded up to 16 (kernels bind whole vec4s). */
 function gradBytes(channels: number): number {
-  return Math.ceil((GRAD_SUMS_PLANES * 4 * channels) / 16) * 16;
+  return Math.ceil((GRAD_RECORD_BYTES * channels) / 16) * 16;
 }
 
 function checkTarget(

@@ -1,14 +1,20 @@
 import {
   bindChannelStats,
+  COUNTER_BYTES,
+  COUNTER_SLOTS,
+  F64_MOMENTS_RECORD_BYTES,
   FLAG_AFFINE,
+  FLAG_BIASED_RUNNING_VAR,
+  FLAG_CUMULATIVE,
   FLAG_GRAD_BIAS,
   FLAG_GRAD_WEIGHT,
   FLAG_UPDATE_RUNNING,
-  GRAD_SUMS_PLANES,
+  GRAD_RECORD_BYTES,
   MERGED_RECORD_BYTES,
   MOMENTS_RECORD_BYTES,
   planeStride,
 } from '../gpu/contracts.js';
+import type { RunningUpdate } from '../batch-norm/config/conventions.js';
 import { dispatchPerChannel, encodePerChannel } from '../gpu/grid.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { bindOptional, bindTensor } from '../gpu/tensor-binding.js';
@@ -17,6 +23,7 @@ import { channelScanView, vec4Aligned } from '../batch-norm/kernels/dispatch-sha
 import type { Geometry } from '../batch-norm/geometry.js';
 import { encodeStatsPass } from '../batch-norm/kernels/stats-pass.js';
 import { SYNC_BATCH_NORM } from '../batch-norm/kernels/stages/sync-batch-norm.js';
+import { SYNC_MERGE } from '../batch-norm/kernels/stages/sync-merge.js';
 
 // SyncBatchNorm's GPU stages (shaders/sync-batch-norm.wgsl). They only add per-channel dispatches
 // around the library's own data passes: stats.wgsl for the local moments, normalize.wgsl and the
@@ -87,6 +94,10 @@ export interface SyncForwardConstantsArgs {
   /** Update the running statistics with the factor stored after the records. */
   readonly updateRunning: boolean;
   readonly channelStats: GPUBuffer;
+  /** num_batches_tracked in two u32 slots (as finalize.wgsl's); bumped when the running stats update. */
+  readonly counter: GPUBuffer;
+  /** num_batches_tracked before this step: selects the counter slot. */
+  readonly tracked: number;
 }
 
 /** Records sync_forward_constants: channelStats planes from merged statistics, running update. */
@@ -112,6 +123,7 @@ export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncod
       biasBase: b.base,
       runningMeanBase: rm.base,
       runningVarBase: rv.base,
+      counterSlot: a.tracked % COUNTER_SLOTS,
     },
     {
       merged: { buffer: a.merged, offset: 0, size: mergedBytes(a.channels) },
@@ -120,6 +132,76 @@ export function encodeForwardConstants(gpu: GpuRuntime, encoder: GPUCommandEncod
       runningMean: rm.resource,
       runningVar: rv.resource,
       channelStats: bindChannelStats(a.channelStats, a.channels),
+      counter: { buffer: a.counter, offset: 0, size: COUNTER_BYTES },
+    },
+  );
+}
+
+/** What sync_forward_merged needs; tensors are already validated by the caller. */
+export interface SyncForwardMergedArgs {
+  readonly channels: number;
+  /** The GPU-merged moments records (C of them, F64_MOMENTS_RECORD_BYTES each, from offset 0). */
+  readonly mergedMoments: GPUBuffer;
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly runningMean: Tensor | null;
+  readonly runningVar: Tensor | null;
+  readonly updateRunning: boolean;
+  /** Batch weights of the running update (null factors: cumulative average) and the estimator. */
+  readonly update: RunningUpdate;
+  readonly eps: number;
+  /** Fewer merged values per channel than this: NaN statistics and no running update. */
+  readonly minCount: number;
+  readonly channelStats: GPUBuffer;
+  readonly counter: GPUBuffer;
+  readonly tracked: number;
+}
+
+/** Records sync_forward_merged: channelStats planes and the running update from a GPU-merged record. */
+export function encodeForwardMerged(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: SyncForwardMergedArgs): void {
+  const kernel = SYNC_BATCH_NORM.kernel(gpu.device, 'sync_forward_merged');
+  const update = a.updateRunning && a.runningMean !== null && a.runningVar !== null;
+  const w = bindOptional(gpu, a.weight, 'weight');
+  const b = bindOptional(gpu, a.bias, 'bias');
+  const rm = bindOptional(gpu, update ? a.runningMean : null, 'runningMean');
+  const rv = bindOptional(gpu, update ? a.runningVar : null, 'runningVar');
+  const u = a.update;
+  encodePerChannel(
+    gpu,
+    encoder,
+    'bn.sync.forwardMerged.pass',
+    kernel,
+    a.channels,
+    {
+      channels: a.channels,
+      flags:
+        (a.weight ? FLAG_AFFINE : 0) |
+        (update ? FLAG_UPDATE_RUNNING : 0) |
+        (u.meanFactor === null ? FLAG_CUMULATIVE : 0) |
+        (u.varianceEstimator === 'biased' ? FLAG_BIASED_RUNNING_VAR : 0),
+      planeStride: planeStride(a.channels),
+      recordBase: 0,
+      weightBase: w.base,
+      biasBase: b.base,
+      runningMeanBase: rm.base,
+      runningVarBase: rv.base,
+      counterSlot: a.tracked % COUNTER_SLOTS,
+      minCount: a.minCount,
+      // The host's float64 eps, as binary64 bits: the kernel derives invstd as the host does.
+      epsLo: f64Words(a.eps)[0],
+      epsHi: f64Words(a.eps)[1],
+      meanFactor: u.meanFactor ?? 0,
+      varFactor: u.varFactor ?? 0,
+      varCumulative: u.varFactor === null ? 1 : 0,
+    },
+    {
+      mergedF64: { buffer: a.mergedMoments, offset: 0, size: a.channels * F64_MOMENTS_RECORD_BYTES },
+      weight: w.resource,
+      bias: b.resource,
+      runningMean: rm.resource,
+      runningVar: rv.resource,
+      channelStats: bindChannelStats(a.channelStats, a.channels),
+      counter: { buffer: a.counter, offset: 0, size: COUNTER_BYTES },
     },
   );
 }
@@ -129,8 +211,11 @@ export interface SyncBackwardConstantsArgs {
   readonly channels: number;
   /** Merged sums: two planes of C float32 (Σdy, Σdy·x̂) from offset 0. */
   readonly mergedGrad: GPUBuffer;
-  /** Values per channel of the whole batch. */
-  readonly count: number;
+  /**
+   * Values per channel of the whole batch: a number known on the host, or the GPU-merged moments
+   * records whose count the kernel reads (SyncBatchNorm.encodeForward's).
+   */
+  readonly count: number | GPUBuffer;
   readonly channelStats: GPUBuffer;
   readonly gradWeight: Tensor | null;
   readonly gradBias: Tensor | null;
@@ -151,16 +236,77 @@ export function encodeBackwardConstants(gpu: GpuRuntime, encoder: GPUCommandEnco
       channels: a.channels,
       flags: (a.gradWeight ? FLAG_GRAD_WEIGHT : 0) | (a.gradBias ? FLAG_GRAD_BIAS : 0),
       planeStride: planeStride(a.channels),
-      invCount: 1 / a.count,
+      invCount: typeof a.count === 'number' ? 1 / a.count : 0,
+      countFromRecord: typeof a.count === 'number' ? 0 : 1,
       recordBase: 0,
       gradWeightBase: gw.base,
       gradBiasBase: gb.base,
     },
     {
-      mergedGrad: { buffer: a.mergedGrad, offset: 0, size: a.channels * GRAD_SUMS_PLANES * 4 },
+      mergedF64:
+        typeof a.count === 'number'
+          ? { buffer: gpu.dummy('mergedF64'), offset: 0, size: 16 }
+          : { buffer: a.count, offset: 0, size: a.channels * F64_MOMENTS_RECORD_BYTES },
+      mergedGrad: { buffer: a.mergedGrad, offset: 0, size: a.channels * GRAD_RECORD_BYTES },
       channelStats: bindChannelStats(a.channelStats, a.channels),
       gradWeight: gw.resource,
       gradBias: gb.resource,
     },
   );
+}
+
+/** Gathered records in a buffer and where the merged ones go, for {@link encodeMergeMoments} / {@link encodeMergeGrad}. */
+export interface MergeRecordsArgs {
+  readonly channels: number;
+  readonly shards: number;
+  /** S shards' records back to back from `byteOffset` (a multiple of the record unit). */
+  readonly gathered: GPUBuffer;
+  readonly byteOffset: number;
+  /** Receives one merged record (C channels) at `targetOffset`. */
+  readonly target: GPUBuffer;
+  readonly targetOffset: number;
+}
+
+/**
+ * Records sync_merge_moments: S moments records per channel into one GPU-merged record of
+ * F64_MOMENTS_RECORD_BYTES (binary64 mean and M2, mergeMoments' bits, and the count) at `targetOffset`
+ * (a multiple of 16), see shaders/sync-merge.wgsl.
+ */
+export function encodeMergeMoments(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: MergeRecordsArgs): void {
+  const kernel = SYNC_MERGE.kernel(gpu.device, 'sync_merge_moments');
+  const unit = MOMENTS_RECORD_BYTES;
+  const input = bindRecords(gpu, a.gathered, a.byteOffset, a.shards * a.channels * unit, unit);
+  // outBase counts vec4s; a merged record is two of them.
+  const out = bindRecords(gpu, a.target, a.targetOffset, a.channels * F64_MOMENTS_RECORD_BYTES, 16);
+  encodePerChannel(
+    gpu,
+    encoder,
+    'bn.sync.mergeMoments.pass',
+    kernel,
+    a.channels,
+    { channels: a.channels, shards: a.shards, recordBase: input.base, outBase: out.base },
+    { gathered: input.resource, mergedF64: out.resource },
+  );
+}
+
+/** Records sync_merge_grad: S gradient records per channel summed into one (shaders/sync-merge.wgsl). */
+export function encodeMergeGrad(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: MergeRecordsArgs): void {
+  const kernel = SYNC_MERGE.kernel(gpu.device, 'sync_merge_grad');
+  const input = bindRecords(gpu, a.gathered, a.byteOffset, a.shards * a.channels * GRAD_RECORD_BYTES, 4);
+  const out = bindRecords(gpu, a.target, a.targetOffset, a.channels * GRAD_RECORD_BYTES, 4);
+  encodePerChannel(
+    gpu,
+    encoder,
+    'bn.sync.mergeGrad.pass',
+    kernel,
+    a.channels,
+    { channels: a.channels, shards: a.shards, recordBase: input.base, outBase: out.base },
+    { gatheredGrad: input.resource, mergedGrad: out.resource },
+  );
+}
+
+/** The two u32 words (lo, hi) of a float64. */
+function f64Words(v: number): [number, number] {
+  const u = new Uint32Array(new Float64Array([v]).buffer);
+  return [u[0] as number, u[1] as number];
 }

@@ -1,7 +1,15 @@
 import { ArgumentError, ShapeError } from '../errors.js';
-import { GRAD_SUMS_PLANES, MOMENTS_COUNT, MOMENTS_K, MOMENTS_M2, MOMENTS_MEAN_OFFSET, MOMENTS_RECORD_BYTES } from '../gpu/contracts.js';
+import {
+  GRAD_RECORD_BYTES,
+  GRAD_SUMS_PLANES,
+  MOMENTS_COUNT,
+  MOMENTS_K,
+  MOMENTS_M2,
+  MOMENTS_MEAN_OFFSET,
+  MOMENTS_RECORD_BYTES,
+} from '../gpu/contracts.js';
 
-export { GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES };
+export { GRAD_RECORD_BYTES, GRAD_SUMS_PLANES, MOMENTS_RECORD_BYTES };
 
 // What SyncBatchNorm's shards exchange, and how partials are merged. Pure float64 code with no
 // backend: the all-reduce happens wherever the caller's transport puts it (another thread, another
@@ -254,4 +262,90 @@ export function decodeMomentsRecords(bytes: ArrayBuffer | ArrayBufferView, chann
     count[c] = u[4 * c + MOMENTS_COUNT] as number;
   }
   return { count, mean, m2 };
+}
+
+// ------------------------------------------------------------------ float32 record merges
+// The CPU twins of shaders/sync-merge.wgsl, which emulates the float64 merges of this file on the
+// GPU: the same canonical orders, the same float64 operations, so they give the kernel's bits.
+
+
+const F32_SIGN_BIT = 0x80000000;
+const CANONICAL_NAN_BITS = 0x7fc00000;
+
+/** IEEE total order as an unsigned key (shaders/sync-merge.wgsl's order_key). */
+function orderKey(bits: number): number {
+  return (bits & F32_SIGN_BIT) !== 0 ? ~bits >>> 0 : (bits | F32_SIGN_BIT) >>> 0;
+}
+
+function checkRecordArgs(
+  records: ArrayBuffer | ArrayBufferView,
+  shards: number,
+  channels: number,
+  recordBytes: number,
+  who: string,
+): { f: Float32Array; u: Uint32Array } {
+  if (!Number.isInteger(channels) || channels < 1)
+    throw new ArgumentError(`${who}: channels must be a positive integer, got ${String(channels)}`);
+  if (!Number.isInteger(shards) || shards < 1) throw new ArgumentError(`${who}: shards must be a positive integer, got ${String(shards)}`);
+  if (!(records instanceof ArrayBuffer) && !ArrayBuffer.isView(records)) {
+    throw new ArgumentError(`${who}: records must be an ArrayBuffer or a typed array, got ${String(records)}`);
+  }
+  const buffer = ArrayBuffer.isView(records) ? records.buffer : records;
+  const offset = ArrayBuffer.isView(records) ? records.byteOffset : 0;
+  const needed = shards * channels * recordBytes;
+  if (records.byteLength < needed || offset % 4 !== 0) {
+    throw new ShapeError(
+      `${who}: ${shards} shards × ${channels} channels of ${recordBytes}-byte records need ${needed} bytes at a 4-byte aligned offset, got ${records.byteLength} at ${offset}`,
+    );
+  }
+  return { f: new Float32Array(buffer, offset, needed / 4), u: new Uint32Array(buffer, offset, needed / 4) };
+}
+
+/**
+ * Merges S shards' moments records (as `SyncBatchNorm.encodeMomentsPartial` writes them, shard s's
+ * C records at byte s·C·{@link MOMENTS_RECORD_BYTES}) into the whole batch's moments:
+ * {@link mergeMoments} of the records decoded with {@link decodeMomentsRecords}. This is what the
+ * GPU merge of `SyncBatchNorm.encodeForward` computes (shaders/sync-merge.wgsl), **bit for bit**:
+ * the kernel emulates mergeMoments' float64 arithmetic (its canonical order, Chan's fold operation
+ * by operation, its non-finite rules) in integer arithmetic (shaders/common/f64.wgsl), on every
+ * device; the result does not depend on the order of the shards.
+ * @param records S·C records; any extra bytes after them are ignored.
+ * @throws ArgumentError / ShapeError for bad counts or too few bytes.
+ */
+export function mergeMomentsRecords(records: ArrayBuffer | ArrayBufferView, shards: number, channels: number): ChannelMoments {
+  const { f } = checkRecordArgs(records, shards, channels, MOMENTS_RECORD_BYTES, 'mergeMomentsRecords');
+  const per = (MOMENTS_RECORD_BYTES / 4) * channels;
+  return mergeMoments(Array.from({ length: shards }, (_, s) => decodeMomentsRecords(f.subarray(s * per, (s + 1) * per), channels)));
+}
+
+/**
+ * Sums S shards' gradient records (as `SyncBatchNorm.encodeGradPartial` writes them: C float32
+ * Σdy then C float32 Σdy·x̂ per shard, shard s at byte s·C·{@link GRAD_RECORD_BYTES}) per channel:
+ * the CPU twin of the GPU merge that `SyncBatchNorm.encodeBackward` runs. The values are summed in
+ * ascending IEEE total order from +0 **in float64** (the kernel emulates binary64 addition in
+ * integer arithmetic, shaders/common/f64.wgsl) and rounded once to float32, so the result is
+ * **bit-identical to the kernel's and to {@link mergeGradSums} of the same values stored into a
+ * Float32Array** (as the host path uploads it), on every device, and independent of the order of
+ * the shards; every NaN is the canonical one.
+ * @returns 2·C float32 values: Σdy of every channel, then Σdy·x̂.
+ * @throws ArgumentError / ShapeError for bad counts or too few bytes.
+ */
+export function mergeGradRecords(records: ArrayBuffer | ArrayBufferView, shards: number, channels: number): Float32Array<ArrayBuffer> {
+  const { f, u } = checkRecordArgs(records, shards, channels, GRAD_RECORD_BYTES, 'mergeGradRecords');
+  const out = new Float32Array(GRAD_SUMS_PLANES * channels);
+  const outBits = new Uint32Array(out.buffer);
+  const order = Array.from({ length: shards }, (_, s) => s);
+  for (let plane = 0; plane < GRAD_SUMS_PLANES; plane++) {
+    for (let c = 0; c < channels; c++) {
+      const at = (s: number): number => s * GRAD_SUMS_PLANES * channels + plane * channels + c;
+      order.sort((a, b) => orderKey(u[at(a)] as number) - orderKey(u[at(b)] as number));
+      // Float64 sums, as mergeGradSums (the kernel emulates binary64 addition), rounded once below.
+      let sum = 0;
+      for (const s of order) sum += f[at(s)] as number;
+      const o = plane * channels + c;
+      if (Number.isNaN(sum)) outBits[o] = CANONICAL_NAN_BITS;
+      else out[o] = sum;
+    }
+  }
+  return out;
 }
