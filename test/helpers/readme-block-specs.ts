@@ -205,6 +205,35 @@ __assert.equal(__round, 2);
 `,
   },
 
+  'sync-encode': {
+    backends: ['webgpu'],
+    webgpuOnly:
+      "the block records SyncBatchNorm's whole step, merges included, into your GPUCommandEncoder over your GPUBuffers; a CPU context has no encoder (encodeForward throws ArgumentError there)",
+    prelude: `
+// Your two shards' data: 4·64·9 values of x and of the loss gradient each.
+const __data = (f: (i: number) => number) => Float32Array.from({ length: 4 * 64 * 9 }, (_, i) => f(i));
+const batches = [
+  { x: __data((i) => Math.cos(i * 0.91) * 4 + (i % 7)), gy: __data((i) => Math.sin(i * 0.53)) },
+  { x: __data((i) => Math.sin(i * 0.29) * 3 - 2), gy: __data((i) => Math.cos(i * 0.41)) },
+];
+`,
+    epilogue: `
+__assert.equal(ctx.stats.submits, 0, 'the library submitted nothing of its own');
+// Reference: BN + ReLU of the concatenated batch (shard 0's 4 samples, then shard 1's).
+const __both = [...(batches[0]?.x ?? []), ...(batches[1]?.x ?? [])];
+const __ref = __reference(__both, [8, 64, 3, 3]);
+const __n = 4 * 64 * 9;
+for (const [rank, s] of shards.entries()) {
+  const __slice = __ref.y.subarray(rank * __n, (rank + 1) * __n).map((v) => Math.max(v, 0));
+  __expectClose('shard ' + rank + ' output (BN + ReLU of the whole batch)', await s.y.read(), __slice, 1e-5, 1e-5);
+  const __rm = (await s.bn.stateDict()).running_mean ?? [];
+  __expectClose('shard ' + rank + ' running_mean', __rm, Array.from(__ref.mean, (m) => 0.1 * m), 1e-6, 1e-5);
+}
+// gradWeight is the whole batch's, identical on both shards.
+__assert.deepEqual(await shards[0]?.grads.gradWeight.read(), await shards[1]?.grads.gradWeight.read());
+`,
+  },
+
   dtypes: {
     backends: BOTH,
     prelude: `
