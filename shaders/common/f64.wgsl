@@ -252,16 +252,30 @@ fn f64_div(a: F64, b: F64) -> F64 {
     r = u64_shl(r, 1u);
     e -= 1;
   }
-  // Now 1 ≤ r / b.m < 2: 56 bits of quotient (1 integer bit, 55 fraction bits).
-  var q = vec2u(0u);
-  for (var i = 0u; i < 56u; i++) {
-    q = u64_shl(q, 1u);
-    if (!u64_less(r, b.m)) {
+  // Now 1 ≤ r / b.m < 2: the integer bit, then 28 radix-4 digits (56 fraction bits), r < b.m
+  // throughout (4·r < 2^55 fits), so 57 quotient bits with the leading one at bit 56.
+  r = u64_sub(r, b.m);
+  var q = vec2u(1u, 0u);
+  let b2 = u64_shl(b.m, 1u);
+  let b3 = u64_add(b2, b.m);
+  for (var i = 0u; i < 28u; i++) {
+    r = u64_shl(r, 2u);
+    q = u64_shl(q, 2u);
+    if (!u64_less(r, b2)) {
+      if (!u64_less(r, b3)) {
+        r = u64_sub(r, b3);
+        q.x |= 3u;
+      } else {
+        r = u64_sub(r, b2);
+        q.x |= 2u;
+      }
+    } else if (!u64_less(r, b.m)) {
       r = u64_sub(r, b.m);
       q.x |= 1u;
     }
-    r = u64_shl(r, 1u);
   }
+  // Down to 56 bits (leading one at 55); the dropped bit and the remainder are sticky.
+  q = u64_shr_sticky(q, 1u);
   q.x |= select(0u, 1u, r.x != 0u || r.y != 0u);
   return f64_round(negative, e, q);
 }
