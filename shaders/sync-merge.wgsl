@@ -165,11 +165,6 @@ fn sync_merge_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgr
   mergedF64[params.outBase + 2u * c + 1u] = vec4u(total, 0u, 0u, 0u);
 }
 
-// A NaN with any payload becomes the canonical quiet NaN, so NaN outputs compare by bits too.
-fn canonical_nan(v: f32) -> f32 {
-  return select(v, f32_nan(), (bitcast<u32>(v) & F32_MAGNITUDE_BITS) > F32_EXPONENT_BITS);
-}
-
 // One plane's S values of channel c, summed in ascending total order in emulated float64
 // (common/f64.wgsl) and rounded once to float32: mergeGradSums' bits, rounded as a
 // Float32Array store rounds them. ±Inf and NaN go by flags, as IEEE addition combines them.

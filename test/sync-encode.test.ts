@@ -1143,3 +1143,122 @@ describe('the encoder API on a CPU context', () => {
     count('cpu');
   });
 });
+
+// ------------------------------------------------------------------ the float64 emulation alone
+
+describe('shaders/common/f64.wgsl against JavaScript float64, bit for bit (webgpu)', () => {
+  it('add, multiply, divide and square root on random binary64 values (exponents ±300), and the float32 rounding', async () => {
+    const ctx = await contextFor('webgpu');
+    const device = ctx.device;
+    if (!device) throw new Error('setup');
+    const read = (f: string): string => readFileSync(join(REPO_ROOT, 'shaders', f), 'utf8');
+    const code = `${read('common/prelude.wgsl')}\n${read('common/non-finite.wgsl')}\n${read('common/f64.wgsl')}
+@group(0) @binding(0) var<storage, read> inputs: array<vec4u>;
+@group(0) @binding(1) var<storage, read_write> outputs: array<vec4u>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u) {
+  let i = id.x;
+  if (i >= arrayLength(&inputs)) { return; }
+  let a = f64_from_bits(inputs[i].xy);
+  let b = f64_from_bits(inputs[i].zw);
+  outputs[4u * i] = vec4u(f64_bits(f64_add(a, b)), f64_bits(f64_mul(a, b)));
+  outputs[4u * i + 1u] = vec4u(f64_bits(f64_div(a, b)), f64_bits(f64_sqrt(F64(false, a.e, a.m))));
+  outputs[4u * i + 2u] = vec4u(f64_bits(f64_add(a, f64_neg(b))), bitcast<u32>(f64_to_f32(a)), bitcast<u32>(f64_to_f32(f64_mul(a, b))));
+  outputs[4u * i + 3u] = vec4u(0u);
+}`;
+    const next = rng(64);
+    const n = 4096;
+    const values = new Float64Array(2 * n);
+    for (let i = 0; i < 2 * n; i++) {
+      const kind = i % 7;
+      // Mostly random magnitudes; some near each other (cancellation), some float32 values and
+      // small integers (the merge's counts), some in float32's overflow and subnormal ranges.
+      const base = (next() < 0.5 ? -1 : 1) * (1 + next()) * 2 ** Math.floor(next() * 600 - 300);
+      values[i] =
+        kind === 0 && i % 2 === 1
+          ? (values[i - 1] as number) * (1 + (next() - 0.5) * 2 ** -40)
+          : kind === 1
+            ? Math.fround((next() < 0.5 ? -1 : 1) * (1 + next()) * 2 ** Math.floor(next() * 200 - 100))
+            : kind === 2
+              ? 1 + Math.floor(next() * 2 ** 32)
+              : kind === 3
+                ? (1 + next()) * 2 ** (Math.floor(next() * 40) - 170)
+                : kind === 4
+                  ? (1 + next()) * 2 ** (Math.floor(next() * 10) + 120)
+                  : base;
+    }
+    const inputs = device.createBuffer({ size: values.byteLength, usage: STORAGE | COPY_DST });
+    device.queue.writeBuffer(inputs, 0, values);
+    const outputs = device.createBuffer({ size: n * 64, usage: STORAGE | COPY_SRC });
+    device.pushErrorScope('validation');
+    const module = device.createShaderModule({ code });
+    const pipeline = device.createComputePipeline({
+      layout: 'auto',
+      compute: { module, entryPoint: 'main', constants: { WORKGROUP_SIZE: 64 } },
+    });
+    const group = device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: inputs } },
+        { binding: 1, resource: { buffer: outputs } },
+      ],
+    });
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(n / 64);
+    pass.end();
+    device.queue.submit([encoder.finish()]);
+    expect((await device.popErrorScope())?.message ?? null).toBeNull();
+    const gpu = ctx.gpu;
+    if (!gpu) throw new Error('setup');
+    const got = new Uint32Array((await gpu.readFloats(outputs, 0, n * 64)).buffer);
+    const d = new Float64Array(1);
+    const w = new Uint32Array(d.buffer);
+    const f = new Float32Array(1);
+    const fw = new Uint32Array(f.buffer);
+    const bits64 = (v: number): string => {
+      d[0] = v;
+      return `${w[1]?.toString(16)}:${w[0]?.toString(16)}`;
+    };
+    const bits32 = (v: number): number => {
+      f[0] = v;
+      return fw[0] as number;
+    };
+    const at = (k: number): string => `${(got[k + 1] as number).toString(16)}:${(got[k] as number).toString(16)}`;
+    let mismatches = 0;
+    const first: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const a = values[2 * i] as number;
+      const b = values[2 * i + 1] as number;
+      const o = 16 * i;
+      const checks: Array<[string, string, string]> = [
+        ['add', at(o), bits64(a + b)],
+        ['mul', at(o + 2), bits64(a * b)],
+        ['div', at(o + 4), bits64(a / b)],
+        ['sqrt', at(o + 6), bits64(Math.sqrt(Math.abs(a)))],
+        ['sub', at(o + 8), bits64(a - b)],
+        ['f32', String(got[o + 10]), String(bits32(a))],
+        ['f32(mul)', String(got[o + 11]), String(bits32(a * b))],
+      ];
+      for (const [what, g, want] of checks) {
+        // Outside the emulation's scope (results beyond binary64's normal range) is not compared.
+        if (what === 'mul' || what === 'div' || what === 'f32(mul)') {
+          const r = what === 'div' ? Math.abs(a / b) : Math.abs(a * b);
+          if (!(r > 2 ** -1000 && r < 2 ** 1000)) continue;
+        }
+        if (g !== want) {
+          mismatches++;
+          if (first.length < 5) first.push(`${what}(${a}, ${b}): got ${g}, want ${want}`);
+        }
+      }
+    }
+    expect(first).toEqual([]);
+    expect(mismatches).toBe(0);
+    inputs.destroy();
+    outputs.destroy();
+    ctx.destroy();
+    count('webgpu');
+  });
+});

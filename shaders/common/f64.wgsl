@@ -252,16 +252,30 @@ fn f64_div(a: F64, b: F64) -> F64 {
     r = u64_shl(r, 1u);
     e -= 1;
   }
-  // Now 1 ≤ r / b.m < 2: 56 bits of quotient (1 integer bit, 55 fraction bits).
-  var q = vec2u(0u);
-  for (var i = 0u; i < 56u; i++) {
-    q = u64_shl(q, 1u);
-    if (!u64_less(r, b.m)) {
+  // Now 1 ≤ r / b.m < 2: the integer bit, then 28 radix-4 digits (56 fraction bits), r < b.m
+  // throughout (4·r < 2^55 fits), so 57 quotient bits with the leading one at bit 56.
+  r = u64_sub(r, b.m);
+  var q = vec2u(1u, 0u);
+  let b2 = u64_shl(b.m, 1u);
+  let b3 = u64_add(b2, b.m);
+  for (var i = 0u; i < 28u; i++) {
+    r = u64_shl(r, 2u);
+    q = u64_shl(q, 2u);
+    if (!u64_less(r, b2)) {
+      if (!u64_less(r, b3)) {
+        r = u64_sub(r, b3);
+        q.x |= 3u;
+      } else {
+        r = u64_sub(r, b2);
+        q.x |= 2u;
+      }
+    } else if (!u64_less(r, b.m)) {
       r = u64_sub(r, b.m);
       q.x |= 1u;
     }
-    r = u64_shl(r, 1u);
   }
+  // Down to 56 bits (leading one at 55); the dropped bit and the remainder are sticky.
+  q = u64_shr_sticky(q, 1u);
   q.x |= select(0u, 1u, r.x != 0u || r.y != 0u);
   return f64_round(negative, e, q);
 }
@@ -274,25 +288,15 @@ fn f64_sqrt(a: F64) -> F64 {
   // 56 bits: leading bit at 55), root = floor(sqrt(R)), sticky from the remainder.
   let odd = (a.e & 1) != 0;
   let t = select(58u, 59u, odd);
-  // R has 53 + t bits (111 or 112): digits of 2 bits from the top; radicand bits come from
-  // m shifted left by t (bits below t are 0).
-  let bits = 53u + t;
-  let pairs = (bits + 1u) / 2u;
+  // R = m · 2^t has 53 + t bits (111 or 112): as four words (w0 = 0), read two bits at a time
+  // from bit 111 down (an even position and the next share a word).
+  let up = t - 32u;
+  let words = array<u32, 4>(0u, a.m.x << up, (a.m.y << up) | (a.m.x >> (32u - up)), a.m.y >> (32u - up));
   var root = vec2u(0u);
   var rem = vec2u(0u);
-  for (var i = 0u; i < pairs; i++) {
-    // The two radicand bits at positions 2(pairs − 1 − i) + 1 and 2(pairs − 1 − i), minus t.
-    let pos = 2u * (pairs - 1u - i);
-    var two = 0u;
-    for (var b = 0u; b < 2u; b++) {
-      let at = pos + 1u - b;
-      var bit = 0u;
-      if (at >= t && at - t < 53u) {
-        let k = at - t;
-        bit = select((a.m.x >> k) & 1u, (a.m.y >> (k - 32u)) & 1u, k >= 32u);
-      }
-      two = (two << 1u) | bit;
-    }
+  for (var i = 0u; i < 56u; i++) {
+    let pos = 2u * (55u - i);
+    let two = (words[pos / 32u] >> (pos % 32u)) & 3u;
     rem = u64_add(u64_shl(rem, 2u), vec2u(two, 0u));
     let trial = u64_add(u64_shl(root, 2u), vec2u(1u, 0u));
     root = u64_shl(root, 1u);

@@ -170,6 +170,11 @@ const MODULE_USAGE = BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC;
  *    parameter gradients is needed for this layer.
  *
  * In eval mode `forward(x)` normalizes locally with the running statistics, as PyTorch does.
+ *
+ * When your transport all-gathers GPU buffers, the whole step can stay in your command encoder:
+ * `encodeMomentsPartial` → all-gather → {@link encodeForward} (the merge runs on the GPU) →
+ * `encodeGradPartial` → all-gather → {@link encodeBackward}, one submit and no readback, with the
+ * host path's results bit for bit.
  */
 export class SyncBatchNorm extends BatchNormModuleBase {
   #gpu: SyncGpuBuffers | null;
