@@ -42,7 +42,9 @@ export default defineConfig({
     copyPublicDir: false,
     reportCompressedSize: false,
     lib: {
-      entry: Object.fromEntries(Object.entries(LIBRARY_ENTRIES).map(([name, file]) => [name, fileURLToPath(new URL(file, import.meta.url))])),
+      entry: Object.fromEntries(
+        Object.entries(LIBRARY_ENTRIES).map(([name, file]) => [name, fileURLToPath(new URL(file, import.meta.url))]),
+      ),
       formats: ['es'],
       fileName: (_format, name) => `${name}.js`,
     },

@@ -268,7 +268,6 @@ export function decodeMomentsRecords(bytes: ArrayBuffer | ArrayBufferView, chann
 // The CPU twins of shaders/sync-merge.wgsl, which emulates the float64 merges of this file on the
 // GPU: the same canonical orders, the same float64 operations, so they give the kernel's bits.
 
-
 const F32_SIGN_BIT = 0x80000000;
 const CANONICAL_NAN_BITS = 0x7fc00000;
 
