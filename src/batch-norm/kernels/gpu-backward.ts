@@ -18,7 +18,7 @@ import type { UniformValues } from '../../gpu/uniforms.js';
 import type { Tensor } from '../../tensor.js';
 import type { Geometry } from '../geometry.js';
 import { dispatchPerChannel, encodePerChannel } from '../../gpu/grid.js';
-import { halfFormat, reductionShape, vec4Aligned } from './dispatch-shape.js';
+import { halfFormat, halfWordShape, reductionShape, vec4Aligned } from './dispatch-shape.js';
 import { isHalf, type HalfDType } from '../../dtype.js';
 import { encodeElementwise } from './elementwise-pass.js';
 import { activationUniforms, ACTIVATION_CODE, masksFromOutput, usesPreActivation, type ResolvedEpilogue } from '../epilogue.js';
@@ -159,7 +159,8 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   const channelStats = bindChannelStats(a.channelStats, g.c);
   const pass = encoder.beginComputePass({ label: 'bn.backward.pass' });
   const vec4 = !half && vec4Aligned(g, x.base, dy.base, savedOutput.base, residual.base, reduceWritesResidual ? gradResidual.base : 0);
-  const width = vec4 ? 4 : 1;
+  // Half precision reads words (two values) where rows are whole words, else single values.
+  const width = half ? (halfWordShape(g) ? 2 : 1) : vec4 ? 4 : 1;
   const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
   const lanes = r.lanes;
   const partialBytes = g.c * lanes * BACKWARD_PARTIAL_BYTES;
@@ -334,9 +335,9 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   pass.end();
 }
 
-/** The reduction entry for `g`: vec4 or scalar float32 loads, or half-precision ones. */
+/** The reduction entry for `g`: vec4 or scalar float32 loads, or half-precision words (width 2) or values. */
 function reduceEntry(g: Geometry, width: number, half: HalfDType | null): string {
-  return half ? `reduce_${g.order}1h` : `reduce_${g.order}${width}`;
+  return half ? `reduce_${g.order}${width === 2 ? '2h' : '1h'}` : `reduce_${g.order}${width}`;
 }
 
 /** The `HALF_FORMAT` override of a half-precision pass; none for float32 (its pipelines stay shared). */
