@@ -165,3 +165,11 @@ export function halfFormat(dtype: HalfDType): number {
 export function halfWordShape(g: Geometry): boolean {
   return g.order === 'cf' ? g.s % 2 === 0 : g.c % 2 === 0;
 }
+
+/**
+ * Invocations (the `lanes` uniform) of the any-shape half entries (`*_anyh`): one u32 word each,
+ * at most TARGET_INVOCATIONS, past which a real GPU gains nothing; each walks words i, i + lanes, ...
+ */
+export function halfAnyLanes(g: Geometry): number {
+  return Math.max(1, Math.min(Math.ceil((g.n * g.c * g.s) / 2), TARGET_INVOCATIONS));
+}

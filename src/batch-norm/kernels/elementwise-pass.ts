@@ -7,7 +7,7 @@ import type { ShaderSpec } from '../../gpu/shaders.js';
 import { bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
 import { grid } from '../../gpu/grid.js';
-import { elementwiseShape, halfFormat, halfWordShape, vec4Aligned } from './dispatch-shape.js';
+import { elementwiseShape, halfAnyLanes, halfFormat, halfWordShape, vec4Aligned } from './dispatch-shape.js';
 import type { Geometry } from '../geometry.js';
 
 /** One elementwise dispatch (normalize.wgsl, backward-elementwise.wgsl) over the rows × cols view of a tensor. */
@@ -108,8 +108,7 @@ function encodeHalfElementwise(gpu: GpuRuntime, pass: GPUComputePassEncoder, g: 
     entry = `${p.entry}_${g.order}${native ? '2n' : '2h'}`;
     shape = s;
   } else {
-    const count = Math.ceil((g.n * g.c * g.s) / 2);
-    const lanes = Math.min(count, HALF_ANY_INVOCATIONS);
+    const lanes = halfAnyLanes(g);
     entry = `${p.entry}_anyh`;
     shape = { rows: 0, cols: 0, lanes, laneChannelStep: 0, blocksPerRow: 0, runLength: 0, invocations: lanes };
   }
@@ -138,6 +137,3 @@ function encodeHalfElementwise(gpu: GpuRuntime, pass: GPUComputePassEncoder, g: 
   const invocations = Math.max(shape.invocations, p.minInvocations ?? 0);
   pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP_SIZE), gpu.device.limits.maxComputeWorkgroupsPerDimension));
 }
-
-// Invocations of the any-shape half entries: a real GPU is saturated well before (dispatch-shape.ts).
-const HALF_ANY_INVOCATIONS = 65536;
