@@ -91,7 +91,8 @@ struct BackwardParams {
 // float16 / bfloat16 x, dy, output and residual (HALF_FORMAT; common/half.wgsl): reduce_cf2h /
 // reduce_cl2h (even spatial / even C) are the vec4 kernels over u32 words of two values, `*Base`
 // and `cols` in words; reduce_cf1h / reduce_cl1h the scalar ones, `*Base` in halves. These entries never store gradResidual: one value per
-// invocation would share words across invocations, so backward-elementwise.wgsl writes it.
+// invocation would share words across invocations, so backward-elementwise.wgsl writes it (for
+// every half shape, the word entries included: one rule).
 @group(0) @binding(1) var<storage, read> xHalf: array<u32>;
 @group(0) @binding(2) var<storage, read> dyHalf: array<u32>;
 @group(0) @binding(9) var<storage, read> outputHalf: array<u32>;

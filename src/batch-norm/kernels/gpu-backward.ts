@@ -153,7 +153,8 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     a.gradInput !== null &&
     gradResidualTensor !== null &&
     bindTensor(device, a.gradInput).resource.buffer === bindTensor(device, gradResidualTensor).resource.buffer;
-  // Half precision never: the reduction's invocations own single values, which share words.
+  // Half precision never: the single-value reductions (odd rows) share words between invocations,
+  // so the word-owning elementwise pass writes it, whatever the shape.
   const reduceWritesResidual = needReduce && gradResidualTensor !== null && !sharesGradBuffer && half === null;
   const gradResidual = bindOptional(gpu, gradResidualTensor, 'gradResidual');
   const channelStats = bindChannelStats(a.channelStats, g.c);
