@@ -90,9 +90,9 @@ struct BackwardParams {
 @group(0) @binding(13) var<storage, read_write> gradResidualScalar: array<f32>;
 // float16 / bfloat16 x, dy, output and residual (HALF_FORMAT; common/half.wgsl): reduce_cf2h /
 // reduce_cl2h (even spatial / even C) are the vec4 kernels over u32 words of two values, `*Base`
-// and `cols` in words; reduce_cf1h / reduce_cl1h the scalar ones, `*Base` in halves. These entries never store gradResidual: one value per
-// invocation would share words across invocations, so backward-elementwise.wgsl writes it (for
-// every half shape, the word entries included: one rule).
+// and `cols` in words; reduce_cf1h / reduce_cl1h the scalar ones, `*Base` in halves. None of them
+// stores gradResidual: the scalar ones' invocations would share words, so backward-elementwise.wgsl
+// writes it for every half shape (one rule, the word entries included).
 @group(0) @binding(1) var<storage, read> xHalf: array<u32>;
 @group(0) @binding(2) var<storage, read> dyHalf: array<u32>;
 @group(0) @binding(9) var<storage, read> outputHalf: array<u32>;
