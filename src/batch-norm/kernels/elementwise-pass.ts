@@ -7,7 +7,7 @@ import type { ShaderSpec } from '../../gpu/shaders.js';
 import { bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
 import { grid } from '../../gpu/grid.js';
-import { elementwiseShape, halfAnyLanes, halfFormat, halfWordShape, vec4Aligned } from './dispatch-shape.js';
+import { elementwiseShape, halfAnyLanes, halfFormat, halfWordShape, vec4Aligned, type ElementwiseShape } from './dispatch-shape.js';
 import type { Geometry } from '../geometry.js';
 
 /** One elementwise dispatch (normalize.wgsl, backward-elementwise.wgsl) over the rows × cols view of a tensor. */
@@ -93,24 +93,15 @@ function encodeHalfElementwise(gpu: GpuRuntime, pass: GPUComputePassEncoder, g: 
   const constants: Record<string, number> = native ? { ...p.constants } : { ...p.constants, HALF_FORMAT: halfFormat(half) };
   const suffix = native ? 'F16' : 'Half';
   let entry: string;
-  let shape: {
-    rows: number;
-    cols: number;
-    lanes: number;
-    laneChannelStep: number;
-    blocksPerRow: number;
-    runLength: number;
-    invocations: number;
-  };
+  let shape: ElementwiseShape;
   if (words) {
-    const s = elementwiseShape(g, 2, gpu.contiguousAccess);
-    Object.assign(constants, s.constants);
+    shape = elementwiseShape(g, 2, gpu.contiguousAccess);
+    Object.assign(constants, shape.constants);
     entry = `${p.entry}_${g.order}${native ? '2n' : '2h'}`;
-    shape = s;
   } else {
     const lanes = halfAnyLanes(g);
     entry = `${p.entry}_anyh`;
-    shape = { rows: 0, cols: 0, lanes, laneChannelStep: 0, blocksPerRow: 0, runLength: 0, invocations: lanes };
+    shape = { rows: 0, cols: 0, lanes, laneChannelStep: 0, blocksPerRow: 0, runLength: 0, invocations: lanes, constants: {} };
   }
   const kernel = getKernel(gpu.device, shader, entry, constants);
   const uniforms: Record<string, number> = {
