@@ -125,7 +125,8 @@ export function elementwiseShape(g: Geometry, width: number, contiguous = false)
     const blocksPerRow = Math.ceil(cols / runLength);
     return { ...coalesced, blocksPerRow, runLength, invocations: rows * blocksPerRow, constants: { CONTIGUOUS: 1 } };
   }
-  if (width !== 4) return coalesced;
+  // Channels-last runs need whole vec4s (float32) or whole words (half precision, width 2).
+  if (width !== 4 && width !== 2) return coalesced;
   const group = cols % CONTIGUOUS_COLUMN_GROUP === 0 ? CONTIGUOUS_COLUMN_GROUP : 1;
   const blocksPerRow = cols / group;
   const runLength = Math.max(

@@ -95,7 +95,8 @@ function encodeHalfElementwise(gpu: GpuRuntime, pass: GPUComputePassEncoder, g: 
   let entry: string;
   let shape: ElementwiseShape;
   if (words) {
-    shape = elementwiseShape(g, 2, gpu.contiguousAccess);
+    // The native channels-last entry has only the coalesced walk (it runs on hardware GPUs).
+    shape = elementwiseShape(g, 2, gpu.contiguousAccess && !(native && g.order === 'cl'));
     Object.assign(constants, shape.constants);
     entry = `${p.entry}_${g.order}${native ? '2n' : '2h'}`;
   } else {
