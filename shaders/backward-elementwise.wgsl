@@ -479,11 +479,55 @@ fn elementwise_cf2h(@builtin(local_invocation_index) lid: u32, @builtin(workgrou
   }
 }
 
+// CONTIGUOUS half-precision channels-last: 4 word columns (8 channels) or 1 of `runLength`
+// consecutive rows per invocation, as elementwise_cl4_rows.
+fn elementwise_cl2h_rows(i: u32) {
+  let rowBlock = i / params.blocksPerRow;
+  let firstRow = rowBlock * params.runLength;
+  if (firstRow >= params.rows) { return; }
+  let cols = params.cols;
+  let groupCols = cols / params.blocksPerRow;
+  let col = (i - rowBlock * params.blocksPerRow) * groupCols;
+  let o = firstRow * cols + col;
+  let end = (min(firstRow + params.runLength, params.rows) - firstRow) * cols;
+  let c = 2u * col;
+  let k0 = coef(c);
+  let k1 = coef(c + 1u);
+  let e0 = pre_activation_coef(c);
+  let e1 = pre_activation_coef(c + 1u);
+  if (groupCols != 4u) {
+    for (var j = 0u; j < end; j += cols) { backward_word(o + j, k0, k1, e0, e1, false); }
+    return;
+  }
+  let k2 = coef(c + 2u);
+  let k3 = coef(c + 3u);
+  let k4 = coef(c + 4u);
+  let k5 = coef(c + 5u);
+  let k6 = coef(c + 6u);
+  let k7 = coef(c + 7u);
+  let e2 = pre_activation_coef(c + 2u);
+  let e3 = pre_activation_coef(c + 3u);
+  let e4 = pre_activation_coef(c + 4u);
+  let e5 = pre_activation_coef(c + 5u);
+  let e6 = pre_activation_coef(c + 6u);
+  let e7 = pre_activation_coef(c + 7u);
+  for (var j = 0u; j < end; j += cols) {
+    backward_word(o + j, k0, k1, e0, e1, false);
+    backward_word(o + j + 1u, k2, k3, e2, e3, false);
+    backward_word(o + j + 2u, k4, k5, e4, e5, false);
+    backward_word(o + j + 3u, k6, k7, e6, e7, false);
+  }
+}
+
 // Half precision, channels-last with even C: word column col holds channels 2·col and 2·col + 1.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn elementwise_cl2h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                     @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
+  if (CONTIGUOUS) {
+    elementwise_cl2h_rows(i);
+    return;
+  }
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   let k0 = coef(2u * col);

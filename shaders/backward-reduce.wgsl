@@ -79,9 +79,11 @@ struct BackwardParams {
 // then reads it in place of dy and the saved output, one tensor fewer than recomputing the mask.
 @group(0) @binding(13) var<storage, read_write> gradResidual: array<vec4f>;
 @group(0) @binding(13) var<storage, read_write> gradResidualScalar: array<f32>;
-// float16 / bfloat16 x, dy, output and residual (the *_1h entries, HALF_FORMAT; common/half.wgsl),
-// their `*Base` uniforms counting halves. These entries never store gradResidual: one value per
-// invocation would share words across invocations, so backward-elementwise.wgsl writes it.
+// float16 / bfloat16 x, dy, output and residual (HALF_FORMAT; common/half.wgsl): reduce_cf2h /
+// reduce_cl2h (even spatial / even C) are the vec4 kernels over u32 words of two values, `*Base`
+// and `cols` in words; reduce_cf1h / reduce_cl1h the scalar ones, `*Base` in halves. None of them
+// stores gradResidual: the scalar ones' invocations would share words, so backward-elementwise.wgsl
+// writes it for every half shape (one rule, the word entries included).
 @group(0) @binding(1) var<storage, read> xHalf: array<u32>;
 @group(0) @binding(2) var<storage, read> dyHalf: array<u32>;
 @group(0) @binding(9) var<storage, read> outputHalf: array<u32>;
@@ -378,3 +380,81 @@ fn reduce_cl1h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
   partials[col * params.lanes + lane] = vec2f(sumDy, sumDyXmu);
 }
 
+// Word i (base included) of the half-precision views: its two values, widened exactly.
+fn load_xw(i: u32) -> vec2f {
+  return unpack_half2(xHalf[i]);
+}
+
+fn load_dyw(i: u32) -> vec2f {
+  return unpack_half2(dyHalf[i]);
+}
+
+// epilogue_grad_h for the two values of word i (relative): (es, eh, ew) per value.
+fn epilogue_grad_w(g: vec2f, i: u32, xk: vec2f, es: vec2f, eh: vec2f, ew: vec2f) -> vec2f {
+  let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
+  var d = g;
+  if (activation_masks_from_output()) {
+    d = activation_grad_from_output4(vec4f(g, 0.0, 0.0), vec4f(unpack_half2(outputHalf[params.outputBase + i]), 0.0, 0.0), p).xy;
+  } else if (activation_uses_pre_activation()) {
+    var t = fma(xk, es, eh);
+    if (RESIDUAL) { t += unpack_half2(residualHalf[params.residualBase + i]); }
+    let g4 = vec4f(g, 0.0, 0.0);
+    let t4 = vec4f(t, 0.0, 0.0);
+    d = reduced4(g4, t4, activation_grad4(g4, t4, p, vec4f(ew, 0.0, 0.0))).xy;
+  }
+  return d;
+}
+
+// Channels-first, half precision with even spatial: reduce_cf4 over words (cols = spatial / 2).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn reduce_cf2h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+               @builtin(num_workgroups) nwg: vec3u) {
+  let c = channel_of(wid, nwg);
+  let p = wid.x * WORKGROUP_SIZE + lid;
+  if (c >= params.channels || p >= params.lanes) { return; }
+  let k = vec2f(plane1(PLANE_SHIFT, c));
+  let meanOffset = vec2f(plane1(PLANE_MEAN_OFFSET, c));
+  let e = pre_activation_coef(c);
+  let chan = c * params.cols;
+  var sumDy = vec2f(0.0);
+  var sumDyXmu = vec2f(0.0);
+  let span = lane_columns(p);
+  var rowStart = chan;
+  for (var row = 0u; row < params.rows; row++) {
+    let rowEnd = rowStart + span.y;
+    for (var i = rowStart + span.x; i < rowEnd; i += span.z) {
+      let xk = load_xw(params.xBase + i) - k;
+      let g = epilogue_grad_w(load_dyw(params.dyBase + i), i, xk, vec2f(e.x), vec2f(e.y), vec2f(e.z));
+      sumDy += g;
+      sumDyXmu += g * (xk - meanOffset);
+    }
+    rowStart += params.rowStride;
+  }
+  partials[c * params.lanes + p] = vec2f(sumDy.x + sumDy.y, sumDyXmu.x + sumDyXmu.y);
+}
+
+// Channels-last, half precision with even C: invocation i owns channels 2·col and 2·col + 1.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn reduce_cl2h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+               @builtin(num_workgroups) nwg: vec3u) {
+  let i = invocation(wid, nwg, lid);
+  if (i >= params.lanes * params.cols) { return; }
+  let col = i % params.cols;
+  let lane = i / params.cols;
+  let c0 = 2u * col;
+  let k = vec2f(plane1(PLANE_SHIFT, c0), plane1(PLANE_SHIFT, c0 + 1u));
+  let meanOffset = vec2f(plane1(PLANE_MEAN_OFFSET, c0), plane1(PLANE_MEAN_OFFSET, c0 + 1u));
+  let e0 = pre_activation_coef(c0);
+  let e1 = pre_activation_coef(c0 + 1u);
+  var sumDy = vec2f(0.0);
+  var sumDyXmu = vec2f(0.0);
+  for (var row = lane; row < params.rows; row += params.lanes) {
+    let j = row * params.rowStride + col;
+    let xk = load_xw(params.xBase + j) - k;
+    let g = epilogue_grad_w(load_dyw(params.dyBase + j), j, xk, vec2f(e0.x, e1.x), vec2f(e0.y, e1.y), vec2f(e0.z, e1.z));
+    sumDy += g;
+    sumDyXmu += g * (xk - meanOffset);
+  }
+  partials[c0 * params.lanes + lane] = vec2f(sumDy.x, sumDyXmu.x);
+  partials[(c0 + 1u) * params.lanes + lane] = vec2f(sumDy.y, sumDyXmu.y);
+}

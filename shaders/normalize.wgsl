@@ -361,12 +361,48 @@ fn normalize_cf2h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
   }
 }
 
+// CONTIGUOUS half-precision channels-last: normalize_cl4_rows over words, invocation i owning 4
+// word columns (8 channels, their constants in registers) or 1 of `runLength` consecutive rows.
+fn normalize_cl2h_rows(i: u32) {
+  let rowBlock = i / params.blocksPerRow;
+  let firstRow = rowBlock * params.runLength;
+  if (firstRow >= params.rows) { return; }
+  let cols = params.cols;
+  let groupCols = cols / params.blocksPerRow;
+  let col = (i - rowBlock * params.blocksPerRow) * groupCols;
+  let o = firstRow * cols + col;
+  let end = (min(firstRow + params.runLength, params.rows) - firstRow) * cols;
+  let yb = params.yBase + o;
+  let a0 = packed(2u * col);
+  let b0 = packed(2u * col + 1u);
+  if (groupCols != 4u) {
+    for (var j = 0u; j < end; j += cols) { yHalf[yb + j] = normalize_word(o + j, a0, b0); }
+    return;
+  }
+  let a1 = packed(2u * col + 2u);
+  let b1 = packed(2u * col + 3u);
+  let a2 = packed(2u * col + 4u);
+  let b2 = packed(2u * col + 5u);
+  let a3 = packed(2u * col + 6u);
+  let b3 = packed(2u * col + 7u);
+  for (var j = 0u; j < end; j += cols) {
+    yHalf[yb + j] = normalize_word(o + j, a0, b0);
+    yHalf[yb + j + 1u] = normalize_word(o + j + 1u, a1, b1);
+    yHalf[yb + j + 2u] = normalize_word(o + j + 2u, a2, b2);
+    yHalf[yb + j + 3u] = normalize_word(o + j + 3u, a3, b3);
+  }
+}
+
 // Half precision, channels-last with even C: word column col holds channels 2·col and 2·col + 1.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn normalize_cl2h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                   @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
   record_running(i);
+  if (CONTIGUOUS) {
+    normalize_cl2h_rows(i);
+    return;
+  }
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
   let k0 = packed(2u * col);

@@ -21,9 +21,11 @@
 //
 // Each partial is vec4(bitcast<f32>(count), mean − K, M2, K).
 //
-// Half-precision x (the *_1h entries, HALF_FORMAT): the scalar kernels with each value widened
-// exactly to float32 as it is loaded; the sums, their shifts and the partials are float32 as for
-// float32 data (torch accumulates half batch norm in float32 too).
+// Half-precision x (HALF_FORMAT): stats_cf2h / stats_cl2h (even spatial / even C) are the vec4
+// kernels over u32 words of two values (`base` and `cols` in words), stats_cf1h / stats_cl1h the
+// scalar kernels (any shape; `base` in halves). Each value is widened exactly to float32 as it is
+// loaded; the sums, their shifts and the partials are float32 as for float32 data (torch
+// accumulates half batch norm in float32 too).
 //
 // Data views (sizes in bound elements, vec4 or scalar):
 //   channels-first: a channel is `rows` segments (one per batch item) of `cols` contiguous values,
@@ -302,4 +304,88 @@ fn stats_cl1h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
     merge_block4(&acc, b, vec4f(kb - k), vec4f(s1), vec4f(s2));
   }
   partials[col * params.lanes + i / params.cols] = vec4f(bitcast<f32>(acc.n), acc.mean.x, acc.m2.x, k);
+}
+
+// Word i of a half-precision x: its two values, widened exactly.
+fn load_xw(i: u32) -> vec2f {
+  return unpack_half2(xHalf[i]);
+}
+
+// Chan merge of the two equal-count lanes of a word accumulator into one partial.
+fn collapse_lanes2(acc: Acc4, k: f32) -> vec4f {
+  let mean = 0.5 * (acc.mean.x + acc.mean.y);
+  let dm = acc.mean.xy - vec2f(mean);
+  return vec4f(bitcast<f32>(acc.n * 2u), mean, acc.m2.x + acc.m2.y + f32(acc.n) * dot(dm, dm), k);
+}
+
+// Channels-first, half-precision x with even spatial: stats_cf4 over words (cols = spatial / 2).
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn stats_cf2h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+              @builtin(num_workgroups) nwg: vec3u) {
+  let c = channel_of(wid, nwg);
+  let p = wid.x * WORKGROUP_SIZE + lid;
+  if (c >= params.channels || p >= params.lanes) { return; }
+  let chan = params.base + c * params.cols;
+  let k = load_xw(chan).x;
+  var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
+  let span = lane_columns(p);
+  if (span.x >= span.y) {
+    partials[c * params.lanes + p] = vec4f(0.0, 0.0, 0.0, k);
+    return;
+  }
+  var rowStart = chan;
+  for (var blockRow = 0u; blockRow < params.rows; blockRow += params.rowsPerBlock) {
+    let kb = load_xw(rowStart + span.x);
+    var s1 = vec2f(0.0);
+    var s2 = vec2f(0.0);
+    var b = 0u;
+    let blockEnd = min(blockRow + params.rowsPerBlock, params.rows);
+    for (var row = blockRow; row < blockEnd; row++) {
+      let rowEnd = rowStart + span.y;
+      for (var idx = rowStart + span.x; idx < rowEnd; idx += span.z) {
+        let v = load_xw(idx) - kb;
+        s1 += v;
+        s2 = fma(v, v, s2);
+        b += 1u;
+      }
+      rowStart += params.rowStride;
+    }
+    merge_block4(&acc, b, vec4f(kb - vec2f(k), 0.0, 0.0), vec4f(s1, 0.0, 0.0), vec4f(s2, 0.0, 0.0));
+  }
+  partials[c * params.lanes + p] = collapse_lanes2(acc, k);
+}
+
+// Channels-last, half-precision x with even C: invocation i owns channels 2·col, 2·col + 1.
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn stats_cl2h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
+              @builtin(num_workgroups) nwg: vec3u) {
+  let i = invocation(wid, nwg, lid);
+  if (i >= params.lanes * params.cols) { return; }
+  let col = i % params.cols;
+  let k = load_xw(params.base + col);
+  var row = i / params.cols;
+  var idx = params.base + row * params.rowStride + col;
+  var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
+  loop {
+    if (row >= params.rows) { break; }
+    let kb = load_xw(idx);
+    var s1 = vec2f(0.0);
+    var s2 = vec2f(0.0);
+    var b = 0u;
+    loop {
+      if (b >= BLOCK || row >= params.rows) { break; }
+      let v = load_xw(idx) - kb;
+      s1 += v;
+      s2 = fma(v, v, s2);
+      b += 1u;
+      row += params.lanes;
+      idx += params.stepIndex;
+    }
+    merge_block4(&acc, b, vec4f(kb - k, 0.0, 0.0), vec4f(s1, 0.0, 0.0), vec4f(s2, 0.0, 0.0));
+  }
+  let lane = i / params.cols;
+  let c0 = col * 2u;
+  for (var l = 0u; l < 2u; l++) {
+    partials[(c0 + l) * params.lanes + lane] = vec4f(bitcast<f32>(acc.n), acc.mean[l], acc.m2[l], k[l]);
+  }
 }

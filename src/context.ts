@@ -579,7 +579,9 @@ export async function createContext(options: ContextOptions | null = {}): Promis
 /**
  * Values {@link BatchNormContext.tensor} accepts: a Float32Array (copied as is), any other
  * non-BigInt typed array (Uint8ClampedArray pixels, Float64Array, ...) or an array or array-like of
- * numbers, each converted to float32 as `Float32Array.from` does.
+ * numbers, each converted to float32 as `Float32Array.from` does. For a `'float16'` /
+ * `'bfloat16'` tensor a Uint16Array holds bit patterns (a Float16Array its float16 values) and
+ * other numbers are rounded to the dtype, to nearest with ties to even.
  */
 export type TensorData =
   | Float32Array

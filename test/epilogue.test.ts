@@ -1003,7 +1003,12 @@ describe('epilogue on caller encoders (WebGPU)', () => {
         [[2, 8, 3, 3], 'channels_last'],
         [[2, 6, 3, 3], 'channels_last'],
       ];
-      for (const [s, layout, dtype] of shapes.flatMap(([sh, l]) => (['float32', 'float16'] as const).map((d) => [sh, l, d] as const))) {
+      // ... and odd C channels-last, for the half reductions' single-value entries.
+      const variants = [
+        ...shapes.flatMap(([sh, l]) => (['float32', 'float16'] as const).map((d) => [sh, l, d] as const)),
+        [[2, 5, 3, 3], 'channels_last', 'float16'] as const,
+      ];
+      for (const [s, layout, dtype] of variants) {
         const n = s.reduce((a, b) => a * b, 1);
         const mk = (k: number): Tensor =>
           ctx.tensor(

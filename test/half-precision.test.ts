@@ -119,8 +119,8 @@ function stats(x: Float64Array, shape: readonly number[], layout: Layout): { mea
 }
 
 const EPS = 1e-5;
-const WEIGHT = [1.5, -0.75, 2, 0.5, 1.25, -1];
-const BIAS = [0.25, -1, 0.5, 2, -0.125, 0];
+const WEIGHT = [1.5, -0.75, 2, 0.5, 1.25, -1, 0.875, 1.75];
+const BIAS = [0.25, -1, 0.5, 2, -0.125, 0, 1.5, -0.5];
 
 async function setParams(bn: BatchNorm1d | BatchNorm2d, c: number): Promise<void> {
   bn.weight?.write(WEIGHT.slice(0, c));
@@ -891,7 +891,12 @@ describe('half precision with either access pattern on WebGPU (coalesced: real G
       const cpu = await contextFor('cpu');
       contexts.push(gpu, cpu);
       // [64, 4, 8]: enough rows that the coalesced walk's lane count is a multiple of C (laneChannelStep 0).
-      const shapes: Shape[] = [...SHAPES, { shape: [64, 4, 8], layout: 'channels_first', what: 'fixed channel per lane' }];
+      // [4, 8, 3, 3] channels-last: C / 2 words a multiple of 4, the contiguous walk's 8-channel groups.
+      const shapes: Shape[] = [
+        ...SHAPES,
+        { shape: [64, 4, 8], layout: 'channels_first', what: 'fixed channel per lane' },
+        { shape: [4, 8, 3, 3], layout: 'channels_last', what: 'contiguous channels-last quads' },
+      ];
       for (const dtype of DTYPES) {
         for (const { shape, layout } of shapes) {
           count('webgpu');

@@ -118,7 +118,8 @@ export function elementwiseShape(g: Geometry, width: number, contiguous = false)
     const blocksPerRow = Math.ceil(cols / runLength);
     return { ...coalesced, blocksPerRow, runLength, invocations: rows * blocksPerRow, constants: { CONTIGUOUS: 1 } };
   }
-  if (width !== 4) return coalesced;
+  // Channels-last runs need whole vec4s (float32) or whole words (half precision, width 2).
+  if (width !== 4 && width !== 2) return coalesced;
   const group = cols % CONTIGUOUS_COLUMN_GROUP === 0 ? CONTIGUOUS_COLUMN_GROUP : 1;
   const blocksPerRow = cols / group;
   const runLength = Math.max(
@@ -157,4 +158,12 @@ export function halfFormat(dtype: HalfDType): number {
  */
 export function halfWordShape(g: Geometry): boolean {
   return g.order === 'cf' ? g.s % 2 === 0 : g.c % 2 === 0;
+}
+
+/**
+ * Invocations (the `lanes` uniform) of the any-shape half entries (`*_anyh`): one u32 word each,
+ * at most TARGET_INVOCATIONS, past which a real GPU gains nothing; each walks words i, i + lanes, ...
+ */
+export function halfAnyLanes(g: Geometry): number {
+  return Math.max(1, Math.min(Math.ceil((g.n * g.c * g.s) / 2), TARGET_INVOCATIONS));
 }

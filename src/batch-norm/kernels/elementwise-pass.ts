@@ -9,7 +9,7 @@ import type { AccessOrder, Stage, StageOverrides, UniformOf, VariantStem, Vector
 import { bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
 import { grid } from '../../gpu/grid.js';
-import { elementwiseShape, halfFormat, halfWordShape, vec4Aligned } from './dispatch-shape.js';
+import { elementwiseShape, halfAnyLanes, halfFormat, halfWordShape, vec4Aligned, type ElementwiseShape } from './dispatch-shape.js';
 import type { Geometry } from '../geometry.js';
 
 /** One elementwise dispatch (normalize.wgsl, backward-elementwise.wgsl) over the rows × cols view of a tensor. */
@@ -110,25 +110,16 @@ function encodeHalfElementwise<S extends ShaderId>(
   const constants: Record<string, number> = native ? { ...stageConstants } : { ...stageConstants, HALF_FORMAT: halfFormat(half) };
   const suffix = native ? 'F16' : 'Half';
   let entry: string;
-  let shape: {
-    rows: number;
-    cols: number;
-    lanes: number;
-    laneChannelStep: number;
-    blocksPerRow: number;
-    runLength: number;
-    invocations: number;
-  };
+  let shape: ElementwiseShape;
   if (words) {
-    const s = elementwiseShape(g, 2, gpu.contiguousAccess);
-    Object.assign(constants, s.constants);
+    // The native channels-last entry has only the coalesced walk (it runs on hardware GPUs).
+    shape = elementwiseShape(g, 2, gpu.contiguousAccess && !(native && g.order === 'cl'));
+    Object.assign(constants, shape.constants);
     entry = `${p.entry}_${g.order}${native ? '2n' : '2h'}`;
-    shape = s;
   } else {
-    const count = Math.ceil((g.n * g.c * g.s) / 2);
-    const lanes = Math.min(count, HALF_ANY_INVOCATIONS);
+    const lanes = halfAnyLanes(g);
     entry = `${p.entry}_anyh`;
-    shape = { rows: 0, cols: 0, lanes, laneChannelStep: 0, blocksPerRow: 0, runLength: 0, invocations: lanes };
+    shape = { rows: 0, cols: 0, lanes, laneChannelStep: 0, blocksPerRow: 0, runLength: 0, invocations: lanes, constants: {} };
   }
   const kernel = getKernel(gpu.device, shader, entry, constants);
   const uniforms: Record<string, number> = {
@@ -155,6 +146,3 @@ function encodeHalfElementwise<S extends ShaderId>(
   const invocations = Math.max(shape.invocations, p.minInvocations ?? 0);
   pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP_SIZE), gpu.device.limits.maxComputeWorkgroupsPerDimension));
 }
-
-// Invocations of the any-shape half entries: a real GPU is saturated well before (dispatch-shape.ts).
-const HALF_ANY_INVOCATIONS = 65536;

@@ -17,7 +17,7 @@ import type { UniformValues } from '../../gpu/uniforms.js';
 import type { Tensor } from '../../tensor.js';
 import type { Geometry } from '../geometry.js';
 import { dispatchPerChannel, encodePerChannel } from '../../gpu/grid.js';
-import { halfFormat, reductionShape, vec4Aligned } from './dispatch-shape.js';
+import { halfFormat, halfWordShape, reductionShape, vec4Aligned } from './dispatch-shape.js';
 import { isHalf, type HalfDType } from '../../dtype.js';
 import { encodeElementwise } from './elementwise-pass.js';
 import { activationUniforms, ACTIVATION_CODE, masksFromOutput, usesPreActivation, type ResolvedEpilogue } from '../epilogue.js';
@@ -155,13 +155,15 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
     a.gradInput !== null &&
     gradResidualTensor !== null &&
     bindTensor(device, a.gradInput).resource.buffer === bindTensor(device, gradResidualTensor).resource.buffer;
-  // Half precision never: the reduction's invocations own single values, which share words.
+  // Half precision never: the single-value reductions (odd rows) share words between invocations,
+  // so the word-owning elementwise pass writes it, whatever the shape.
   const reduceWritesResidual = needReduce && gradResidualTensor !== null && !sharesGradBuffer && half === null;
   const gradResidual = bindOptional(gpu, gradResidualTensor, 'gradResidual');
   const channelStats = bindChannelStats(a.channelStats, g.c);
   const pass = encoder.beginComputePass({ label: 'bn.backward.pass' });
   const vec4 = !half && vec4Aligned(g, x.base, dy.base, savedOutput.base, residual.base, reduceWritesResidual ? gradResidual.base : 0);
-  const width = vec4 ? 4 : 1;
+  // Half precision reads words (two values) where rows are whole words, else single values.
+  const width = half ? (halfWordShape(g) ? 2 : 1) : vec4 ? 4 : 1;
   const r = reductionShape(g, width, maxDim, gpu.contiguousAccess);
   const lanes = r.lanes;
   const partialBytes = g.c * lanes * BACKWARD_PARTIAL_BYTES;
@@ -334,18 +336,22 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
   pass.end();
 }
 
-/** The reduction entry for `g`: vec4 or scalar float32 loads, or half-precision ones. */
-/** The reduction's kernel: the `*_1h` entries (HALF_FORMAT set) for half precision, else the width's variant. */
+/**
+ * The reduction's kernel: for half precision the `*_2h` (rows of whole words, width 2) or `*_1h`
+ * entries with HALF_FORMAT set, else the float32 width's variant (vec4 or scalar loads).
+ */
 function reduceKernel(
   device: GPUDevice,
   g: Geometry,
-  width: VectorWidth,
+  width: VectorWidth | 2,
   half: HalfDType | null,
   overrides: StageOverrides<'backward-reduce'>,
 ) {
-  return half
-    ? BACKWARD_REDUCE.kernel(device, `reduce_${g.order}1h`, { ...overrides, HALF_FORMAT: halfFormat(half) })
-    : BACKWARD_REDUCE.variant(device, 'reduce', g.order, width, overrides);
+  if (half) {
+    return BACKWARD_REDUCE.kernel(device, `reduce_${g.order}${width === 2 ? '2h' : '1h'}`, { ...overrides, HALF_FORMAT: halfFormat(half) });
+  }
+  if (width === 2) throw new Error('internal: width 2 is the half-precision word walk');
+  return BACKWARD_REDUCE.variant(device, 'reduce', g.order, width, overrides);
 }
 
 /**

@@ -3,7 +3,7 @@ import type { VectorWidth } from '../../gpu/stage.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import { bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
-import { halfFormat, reductionShape } from './dispatch-shape.js';
+import { halfFormat, halfWordShape, reductionShape } from './dispatch-shape.js';
 import type { HalfDType } from '../../dtype.js';
 import type { Geometry } from '../geometry.js';
 import { STATS } from './stages/stats.js';
@@ -20,21 +20,28 @@ export interface StatsPartials {
  * Records stats.wgsl over `x` (bound `width` floats per element) into `pass`: the per-channel
  * partials that finalize.wgsl (forward) or sync_moments (SyncBatchNorm) merge next. One split and
  * one set of uniforms for both, so a shard's partial is bit for bit the forward's. With `half`
- * (width 1), x holds float16 / bfloat16 values and the `*_1h` entries read them.
+ * (width 1), x holds float16 / bfloat16 values: the word entries `*_2h` read them where rows are
+ * whole u32 words (bases then in words), the `*_1h` entries otherwise (bases in halves).
  */
 export function encodeStatsPass(
   gpu: GpuRuntime,
   pass: GPUComputePassEncoder,
   g: Geometry,
   x: TensorBinding,
-  width: VectorWidth,
+  elementWidth: VectorWidth,
   half: HalfDType | null = null,
 ): StatsPartials {
   const device = gpu.device;
+  // Half precision with rows of whole words: the word kernels (2 values per load, as vec4 for float32).
+  const width = half && halfWordShape(g) ? 2 : elementWidth;
   const r = reductionShape(g, width, device.limits.maxComputeWorkgroupsPerDimension, gpu.contiguousAccess);
   const stats = half
-    ? STATS.kernel(device, `stats_${g.order}1h`, { BLOCK: STATS_BLOCK, ...r.constants, HALF_FORMAT: halfFormat(half) })
-    : STATS.variant(device, 'stats', g.order, width, { BLOCK: STATS_BLOCK, ...r.constants });
+    ? STATS.kernel(device, `stats_${g.order}${width === 2 ? '2h' : '1h'}`, {
+        BLOCK: STATS_BLOCK,
+        ...r.constants,
+        HALF_FORMAT: halfFormat(half),
+      })
+    : STATS.variant(device, 'stats', g.order, elementWidth, { BLOCK: STATS_BLOCK, ...r.constants });
   const lanes = r.lanes;
   const shared = { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: x.base / width };
   const values: UniformValues =
