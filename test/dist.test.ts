@@ -280,12 +280,12 @@ describe('package entries', () => {
     // A forward-only app ships no backward stage.
     expect(breakdown['index-forward']?.files.filter((f) => f.startsWith('backward'))).toEqual([]);
     // Regression budgets: measured 122.2 KB (WGSL 47.3 KB of it) and 82.1 KB for the forward only
-    // before half precision, 146.8 KB and 99.4 KB with it (the float16 / bfloat16 entries live in
-    // the same stage modules, so every app carries them). Issue 13's goal of 70 KB for
-    // createContext + BatchNorm2d is not reached: the module class's backward() keeps the backward
-    // stages in every app, and the forward alone is above it.
-    expect(sizes['index']).toBeLessThanOrEqual(150_000);
-    expect(sizes['index-forward']).toBeLessThanOrEqual(102_000);
+    // before half precision; 154.5 KB (WGSL 68.7 KB) and 102.9 KB with it: the float16 / bfloat16
+    // entries (and the native-f16 normalize) live in the same stage modules, so every app carries
+    // them. Issue 13's goal of 70 KB for createContext + BatchNorm2d is not reached: the module
+    // class's backward() keeps the backward stages in every app, and the forward alone is above it.
+    expect(sizes['index']).toBeLessThanOrEqual(160_000);
+    expect(sizes['index-forward']).toBeLessThanOrEqual(108_000);
   }, 300_000);
 });
 
