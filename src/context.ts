@@ -51,7 +51,7 @@ export const CONTEXT_OPTION_KEYS = optionKeys<ContextOptions>({
 });
 
 /** Options of {@link BatchNormContext.tensor}. */
-export interface TensorOptions {
+export interface TensorOptions<D extends DType = DType> {
   /** Memory order of `data`. Default `'channels_first'`. */
   layout?: Layout;
   /** Name used in error messages and GPU labels. Default `'tensor'`. */
@@ -63,14 +63,14 @@ export interface TensorOptions {
    * nearest, ties to even (torch's rounding). Batch norm reads and writes such tensors directly,
    * computing in float32 (WebGPU) / float64 (CPU); see the README's "Dtypes".
    */
-  dtype?: DType;
+  dtype?: D;
 }
 
 /** The keys of {@link TensorOptions}; any other key is rejected. */
 export const TENSOR_OPTION_KEYS = optionKeys<TensorOptions>({ layout: true, label: true, dtype: true });
 
 /** Options of {@link BatchNormContext.tensorFromBuffer}. */
-export interface BufferTensorOptions extends TensorOptions {
+export interface BufferTensorOptions<D extends DType = DType> extends TensorOptions<D> {
   /** Byte offset of element 0 in the buffer; a multiple of 4. Default 0. */
   byteOffset?: number;
 }
@@ -188,7 +188,12 @@ export class BatchNormContext implements TensorOwner {
    * @throws ShapeError if `data.length` is not the product of `shape`, or `shape` is not a list of
    *   non-negative integers.
    */
-  tensor(data: TensorData, shape: readonly number[], options: TensorOptions | null = {}): Tensor {
+  tensor<D extends DType = 'float32'>(data: TensorData, shape: readonly number[], options: TensorOptions<D> | null = {}): Tensor<D> {
+    // The tensor's dtype is options.dtype (checked), or float32 when absent: D's own default.
+    return this.#makeTensor(data, shape, options) as Tensor<D>;
+  }
+
+  #makeTensor(data: TensorData, shape: readonly number[], options: TensorOptions | null): Tensor {
     this.assertUsable();
     options = optionsObject<TensorOptions>(options, 'tensor options', TENSOR_OPTION_KEYS);
     const label = checkLabel(options.label);
@@ -232,7 +237,16 @@ export class BatchNormContext implements TensorOwner {
    * padding, which the library's kernels leave as they found it. `destroy()` on the tensor never
    * destroys your buffer.
    */
-  tensorFromBuffer(buffer: GPUBuffer, shape: readonly number[], options: BufferTensorOptions | null = {}): Tensor {
+  tensorFromBuffer<D extends DType = 'float32'>(
+    buffer: GPUBuffer,
+    shape: readonly number[],
+    options: BufferTensorOptions<D> | null = {},
+  ): Tensor<D> {
+    // As in tensor(): the dtype is options.dtype (checked), or float32, D's own default.
+    return this.#wrapBuffer(buffer, shape, options) as Tensor<D>;
+  }
+
+  #wrapBuffer(buffer: GPUBuffer, shape: readonly number[], options: BufferTensorOptions | null): Tensor {
     this.assertUsable();
     options = optionsObject<BufferTensorOptions>(options, 'tensorFromBuffer options', BUFFER_TENSOR_OPTION_KEYS);
     const label = checkLabel(options.label);
@@ -269,11 +283,11 @@ export class BatchNormContext implements TensorOwner {
   }
 
   /** @internal a new uninitialised tensor on this backend; its storage is pooled on both backends. */
-  allocTensor(shape: readonly number[], layout: Layout, label: string, dtype: DType = 'float32'): Tensor {
+  allocTensor<D extends DType = 'float32'>(shape: readonly number[], layout: Layout, label: string, dtype: D = 'float32' as D): Tensor<D> {
     const size = shapeSize(shape);
     if (!this.gpu) {
       if (isHalf(dtype)) return new Tensor(this, shape, layout, { kind: 'cpu-half', data: this.#takeHalf(size) }, label, dtype);
-      return new Tensor(this, shape, layout, { kind: 'cpu', data: this.#takeFloat(size) }, label);
+      return new Tensor(this, shape, layout, { kind: 'cpu', data: this.#takeFloat(size) }, label, dtype);
     }
     const buffer = this.#allocate(size, label, dtype);
     return new Tensor(this, shape, layout, { kind: 'gpu', buffer, byteOffset: 0, owned: true }, label, dtype);

@@ -63,11 +63,18 @@ export interface TensorWriteState {
  * are ordered in memory, `dtype` how each is stored (float32, or float16 / bfloat16 bit patterns).
  * Create tensors with `ctx.tensor(...)` or `ctx.tensorFromBuffer(...)`.
  */
-export class Tensor {
+/**
+ * What {@link Tensor.read} gives for a tensor of dtype `D`: a Float32Array of the values for
+ * float32, a Uint16Array of the stored 16-bit patterns for float16 / bfloat16 (wrap its buffer in a
+ * `Float16Array` where the runtime has one).
+ */
+export type TensorValues<D extends DType = DType> = D extends 'float32' ? Float32Array : Uint16Array;
+
+export class Tensor<D extends DType = DType> {
   readonly shape: readonly number[];
   readonly layout: Layout;
   /** Element type of the storage; `'float32'` unless the tensor was made with another `dtype`. */
-  readonly dtype: DType;
+  readonly dtype: D;
   /** Number of elements. */
   readonly size: number;
   /** @internal */
@@ -86,7 +93,8 @@ export class Tensor {
     layout: Layout,
     storage: TensorStorage,
     label: string,
-    dtype: DType = 'float32',
+    // The default stands for `D` = 'float32', which every caller that omits it means.
+    dtype: D = 'float32' as D,
   ) {
     this.owner = owner;
     this.shape = Object.freeze([...shape]);
@@ -176,22 +184,33 @@ export class Tensor {
   }
 
   /**
-   * Copies the values back as a new Float32Array in this tensor's memory layout, whatever its
-   * dtype: float16 and bfloat16 values widen to float32 exactly (both are subsets of it), so
-   * every tensor reads back as the same type. {@link readBits} gives a half tensor's stored bit
-   * patterns. Rejects with `GPUOperationError` if the library submit that last wrote it failed,
-   * every time, until a later write succeeds: a failed submit never reads back as stale values or
-   * zeros.
+   * Copies the stored values back in this tensor's memory layout, in its dtype: a Float32Array
+   * for float32, a Uint16Array of the 16-bit patterns for float16 / bfloat16 (wrap its buffer in
+   * a `Float16Array` where the runtime has one); {@link readFloat32} widens them instead. Rejects
+   * with `GPUOperationError` if the library submit that last wrote it failed, every time, until a
+   * later write succeeds: a failed submit never reads back as stale values or zeros.
    */
-  async read(): Promise<Float32Array> {
+  async read(): Promise<TensorValues<D>> {
+    this.storage;
+    const values = this.dtype === 'float32' ? this.owner.readTensor(this) : this.owner.readTensorBits(this);
+    // The branch above is the type's own condition, which TS cannot follow through a generic.
+    return values as Promise<TensorValues<D>>;
+  }
+
+  /**
+   * The values as a new Float32Array in memory order, whatever the dtype: float16 and bfloat16
+   * widen exactly (both are subsets of float32). For a float32 tensor the same as {@link read}.
+   * Rejects like {@link read}.
+   */
+  async readFloat32(): Promise<Float32Array> {
     this.storage;
     return this.owner.readTensor(this);
   }
 
   /**
    * A float16 or bfloat16 tensor's stored 16-bit patterns as a new Uint16Array in memory order
-   * (wrap its buffer in a `Float16Array` where the runtime has one). Rejects with `ArgumentError`
-   * for a float32 tensor, and like {@link read} after a failed write.
+   * (what {@link read} gives for them). Rejects with `ArgumentError` for a float32 tensor, and
+   * like {@link read} after a failed write.
    */
   async readBits(): Promise<Uint16Array> {
     this.storage;

@@ -318,8 +318,13 @@ describe('dist/*.d.ts', () => {
         const ctx = await createContext({ backend: 'auto' });
         const backend: BackendName = ctx.backend;
         const bn = new BatchNorm2d(ctx, 3, { momentum: null, eps: 1e-3 });
-        const x: Tensor = ctx.tensor(new Float32Array(24), [2, 3, 2, 2], { layout: 'channels_last' });
+        const x: Tensor<'float32'> = ctx.tensor(new Float32Array(24), [2, 3, 2, 2], { layout: 'channels_last' });
         const y: Float32Array = await bn.forward(x).read();
+        // read() is typed by the tensor's dtype: a float16 tensor's output reads as its bit patterns.
+        const bits: Uint16Array = await bn.forward(ctx.tensor(new Float32Array(24), [2, 3, 2, 2], { dtype: 'float16' })).read();
+        // @ts-expect-error a float16 tensor's read() is not a Float32Array
+        const wrong: Float32Array = await bn.forward(ctx.tensor(new Float32Array(24), [2, 3, 2, 2], { dtype: 'float16' })).read();
+        const widened: Float32Array = await bn.forward(ctx.tensor(new Float32Array(24), [2, 3, 2, 2], { dtype: 'bfloat16' })).readFloat32();
         const sd: StateDict = await bn.stateDict();
         const device: GPUDevice | null = ctx.device;
         // @ts-expect-error not a backend: proves the option is typed, not any
@@ -331,7 +336,7 @@ describe('dist/*.d.ts', () => {
         // @ts-expect-error not a convention: proves the option is typed
         new BatchNorm2d(ctx, 3, { convention: 'caffe' });
         const e: Error = new GPUOperationError('x');
-        return y.length + Object.keys(kerasState).length + (sd.num_batches_tracked ?? 0) + backend.length + (device ? 1 : 0) + e.message.length;
+        return y.length + bits.length + wrong.length + widened.length + Object.keys(kerasState).length + (sd.num_batches_tracked ?? 0) + backend.length + (device ? 1 : 0) + e.message.length;
       }
     `;
     const options: ts.CompilerOptions = {

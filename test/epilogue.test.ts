@@ -408,8 +408,8 @@ async function runPath(ctx: BatchNormContext, c: EpilogueCase, layout: Layout, p
       if (!r.gradInput || !r.gradWeight || !r.gradBias) throw new Error('functional backward returned null gradients');
       return {
         output: await logical(y),
-        runningMean: await runningMean.read(),
-        runningVar: await runningVar.read(),
+        runningMean: await runningMean.readFloat32(),
+        runningVar: await runningVar.readFloat32(),
         gradInput: await logical(r.gradInput),
         gradWeight: await r.gradWeight.read(),
         gradBias: await r.gradBias.read(),
@@ -438,13 +438,13 @@ async function runPath(ctx: BatchNormContext, c: EpilogueCase, layout: Layout, p
         await ctx.sync();
         return {
           output: await logical(y),
-          runningMean: await (bn.runningMean as Tensor).read(),
-          runningVar: await (bn.runningVar as Tensor).read(),
+          runningMean: await (bn.runningMean as Tensor).readFloat32(),
+          runningVar: await (bn.runningVar as Tensor).readFloat32(),
           gradInput: await logical(gradInput),
-          gradWeight: await gradWeight.read(),
-          gradBias: await gradBias.read(),
+          gradWeight: await gradWeight.readFloat32(),
+          gradBias: await gradBias.readFloat32(),
           gradResidual: gradResidual ? await logical(gradResidual) : null,
-          gradPreluWeight: gradPreluWeight ? await gradPreluWeight.read() : null,
+          gradPreluWeight: gradPreluWeight ? await gradPreluWeight.readFloat32() : null,
         };
       }
       const y = bn.forward(x, { epilogue });
@@ -454,8 +454,8 @@ async function runPath(ctx: BatchNormContext, c: EpilogueCase, layout: Layout, p
       if (!r.gradInput || !r.gradWeight || !r.gradBias) throw new Error('module backward returned null gradients');
       return {
         output: await logical(y),
-        runningMean: await (bn.runningMean as Tensor).read(),
-        runningVar: await (bn.runningVar as Tensor).read(),
+        runningMean: await (bn.runningMean as Tensor).readFloat32(),
+        runningVar: await (bn.runningVar as Tensor).readFloat32(),
         gradInput: await logical(r.gradInput),
         gradWeight: await r.gradWeight.read(),
         gradBias: await r.gradBias.read(),

@@ -324,7 +324,7 @@ describe.each(BACKENDS)('errors on %s', (backend) => {
       () => onnxBatchNormalization(ctx, { X: x, scale: v3, B: c3, inputMean: c3, inputVar: v3 }, loose({ training_mode: 1 })),
       unknown('training_mode', ['epsilon', 'momentum', 'trainingMode']),
     );
-    await expectNoWork(() => ctx.tensor([1, 2], [2], loose({ lable: 'x' })), unknown('lable', ['layout', 'label', 'dtype']));
+    await expectNoWork(() => ctx.tensor([1, 2], [2], loose<object>({ lable: 'x' })), unknown('lable', ['layout', 'label', 'dtype']));
     await expectNoWork(
       () => createContext(loose({ backend, poolbytes: 0 })),
       /^createContext options: unknown option 'poolbytes'; allowed: 'backend', 'device', 'powerPreference', 'accessPattern', 'poolBytes'$/,
@@ -347,7 +347,7 @@ describe.each(BACKENDS)('errors on %s', (backend) => {
       const y = x4([2, 3, 2, 2]);
       const buffer = device.createBuffer({ size: 64, usage: GPUBufferUsage.STORAGE });
       await expectNoWork(
-        () => ctx.tensorFromBuffer(buffer, [3], loose({ offset: 0 })),
+        () => ctx.tensorFromBuffer(buffer, [3], loose<object>({ offset: 0 })),
         unknown('offset', ['layout', 'label', 'byteOffset', 'dtype']),
       );
       await expectNoWork(

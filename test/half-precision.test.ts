@@ -148,7 +148,7 @@ describe.each(BACKENDS)('half-precision tensors on %s', (backend: Backend) => {
   afterAll(() => ctx.destroy());
 
   it.each(DTYPES)(
-    'ctx.tensor(%s): numbers round to nearest even, Uint16Array is bits, read() widens, readBits() is the storage',
+    'ctx.tensor(%s): numbers round to nearest even, Uint16Array is bits, read() and readBits() give the storage, readFloat32() widens',
     async (dtype) => {
       count(backend);
       // 1 + 2^-11 is half-way between two float16s (ties to even: 1); 65520 overflows float16 to Inf.
@@ -158,9 +158,13 @@ describe.each(BACKENDS)('half-precision tensors on %s', (backend: Backend) => {
       const bits = await t.readBits();
       const round = dtype === 'float16' ? float16Bits : bfloat16Bits;
       expect(Array.from(bits)).toEqual(numbers.map(round));
+      // read() returns the stored dtype: a half tensor's 16-bit patterns, as readBits() does.
       const read = await t.read();
-      expect(read).toBeInstanceOf(Float32Array);
-      expect(Array.from(read)).toEqual(Array.from(bits, (b) => halfValue(dtype, b)));
+      expect(read).toBeInstanceOf(Uint16Array);
+      expect(Array.from(read)).toEqual(Array.from(bits));
+      const widened = await t.readFloat32();
+      expect(widened).toBeInstanceOf(Float32Array);
+      expect(Array.from(widened)).toEqual(Array.from(bits, (b) => halfValue(dtype, b)));
       const raw = ctx.tensor(bits, [bits.length], { dtype });
       expect(Array.from(await raw.readBits())).toEqual(Array.from(bits));
       raw.write(Uint16Array.from([1, 2, 3, 4, 5, 6, 7]));
@@ -514,7 +518,7 @@ describe('half-precision special values: WebGPU (finalize rescan over half x) ma
     const run = async (ctx: BatchNormContext): Promise<[Uint16Array, Float32Array, Float32Array]> => {
       const bn = new BatchNorm1d(ctx, 4);
       const y = bn.forward(ctx.tensor(bits, shape, { dtype }));
-      return [await y.readBits(), await (bn.runningMean as Tensor).read(), await (bn.runningVar as Tensor).read()];
+      return [await y.readBits(), await (bn.runningMean as Tensor).readFloat32(), await (bn.runningVar as Tensor).readFloat32()];
     };
     const [yg, mg, vg] = await run(gpu);
     const [yc, mc, vc] = await run(cpu);
@@ -596,7 +600,8 @@ describe('conversions against torch, and exact widening', () => {
     expect(Object.prototype.toString.call(fake)).toBe('[object Float16Array]');
     const t = ctx.tensor(fake, [3], { dtype: 'float16' });
     expect(Array.from(await t.readBits())).toEqual([0x3c00, 0xc100, 0x7c00]);
-    expect(Array.from(await t.read())).toEqual([1, -2.5, Number.POSITIVE_INFINITY]);
+    expect(Array.from(await t.read())).toEqual([0x3c00, 0xc100, 0x7c00]);
+    expect(Array.from(await t.readFloat32())).toEqual([1, -2.5, Number.POSITIVE_INFINITY]);
     ctx.destroy();
   });
 });

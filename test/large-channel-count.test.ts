@@ -65,11 +65,11 @@ async function checkTrainingStep(
     invstd[c] = 1 / Math.sqrt((variance[c] as number) + EPS);
   }
   const yhat = (i: number): number => ((xs[i] as number) - (mean[i % C] as number)) * (invstd[i % C] as number);
-  const badY = firstMismatch(await r.y.read(), yhat, (i) => 1e-5 + 1e-5 * Math.abs(yhat(i)), 2 * C);
+  const badY = firstMismatch(await r.y.readFloat32(), yhat, (i) => 1e-5 + 1e-5 * Math.abs(yhat(i)), 2 * C);
   expect(badY, `y[${badY}], expected ${yhat(badY)}`).toBe(-1);
 
-  const rm = await r.runningMean.read();
-  const rv = await r.runningVar.read();
+  const rm = await r.runningMean.readFloat32();
+  const rv = await r.runningVar.readFloat32();
   const rmRef = (c: number): number => 0.1 * (mean[c] as number);
   const rvRef = (c: number): number => 0.9 + 0.1 * 2 * (variance[c] as number);
   const badM = firstMismatch(rm, rmRef, (c) => 1e-6 + 1e-5 * Math.abs(rmRef(c)), C);
@@ -78,9 +78,9 @@ async function checkTrainingStep(
   expect(badV, `running_var[${badV}]`).toBe(-1);
 
   const g = await r.backward(ctx.tensor(dys, [2, C]));
-  const gi = await g.gradInput?.read();
-  const gw = await g.gradWeight?.read();
-  const gb = await g.gradBias?.read();
+  const gi = await g.gradInput?.readFloat32();
+  const gw = await g.gradWeight?.readFloat32();
+  const gb = await g.gradBias?.readFloat32();
   if (!gi || !gw || !gb) throw new Error('missing gradients');
   const rho = RHO[backend];
   const dy = (i: number): number => dys[i] as number;
@@ -123,7 +123,7 @@ describe.each(BACKENDS)('BatchNorm1d(4194304) on %s', (backend) => {
         backward: async (dy) => bn.backward(dy),
       });
       // Evaluation: the per-channel constants come from the (float32) running statistics.
-      const yEval = await bn.eval().forward(x).read();
+      const yEval = await bn.eval().forward(x).readFloat32();
       const evalRef = (i: number): number => ((xs[i] as number) - (rm[i % C] as number)) / Math.sqrt((rv[i % C] as number) + EPS);
       const badE = firstMismatch(yEval, evalRef, (i) => 1e-5 + 1e-5 * Math.abs(evalRef(i)), 2 * C);
       expect(badE, `eval y[${badE}] = ${yEval[badE]}, expected ${evalRef(badE)}`).toBe(-1);

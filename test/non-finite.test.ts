@@ -341,8 +341,8 @@ async function runNonFiniteCase(ctx: BatchNormContext, c: TorchCase, r: TorchRes
         expected.grad_input,
         step.shape,
       );
-      gradCheck(`${where} grad_weight`, g.gradWeight ? await g.gradWeight.read() : null, expected.grad_weight, [C]);
-      gradCheck(`${where} grad_bias`, g.gradBias ? await g.gradBias.read() : null, expected.grad_bias, [C]);
+      gradCheck(`${where} grad_weight`, g.gradWeight ? await g.gradWeight.readFloat32() : null, expected.grad_weight, [C]);
+      gradCheck(`${where} grad_bias`, g.gradBias ? await g.gradBias.readFloat32() : null, expected.grad_bias, [C]);
     }
     await ctx.sync();
   } finally {

@@ -243,7 +243,7 @@ describe('a consumer project with the tarball installed', () => {
       import { readModelFile, type ModelFile } from 'webgpu-batchnorm/io';
       export async function use(device: GPUDevice): Promise<number> {
         const ctx = await createContext({ device });
-        const x: Tensor = ctx.tensor(new Float32Array(12), [1, 3, 2, 2]);
+        const x: Tensor<'float32'> = ctx.tensor(new Float32Array(12), [1, 3, 2, 2]);
         const y: Float32Array = await new BatchNorm2d(ctx, 3).forward(x).read();
         const file: ModelFile = await readModelFile(new Uint8Array(0));
         return y.length + file.tensors.size;

@@ -1,3 +1,4 @@
+import type { DType } from '../dtype.js';
 import { optionKeys, optionsObject, rejectUnknownKeys } from '../arguments.js';
 import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError, BackwardStateError, DestroyedError, ShapeError } from '../errors.js';
@@ -51,24 +52,24 @@ export interface BackwardOptions {
 export const BACKWARD_OPTION_KEYS = optionKeys<BackwardOptions>({ outputMask: true });
 
 /** Gradients of a backward; each is a new tensor on the context's backend, or null. */
-export interface BackwardResult {
+export interface BackwardResult<D extends DType = DType> {
   /** dL/dx, same shape and layout as the input; null when not requested. */
-  readonly gradInput: Tensor | null;
+  readonly gradInput: Tensor<D> | null;
   /** dL/dweight, shape [C]; null when not requested or the module is not affine. */
-  readonly gradWeight: Tensor | null;
+  readonly gradWeight: Tensor<'float32'> | null;
   /** dL/dbias, shape [C]; null when not requested or the module is not affine. */
-  readonly gradBias: Tensor | null;
+  readonly gradBias: Tensor<'float32'> | null;
   /**
    * dL/dresidual of a fused epilogue (same shape and layout as the input): non-null exactly when
    * the forward added a residual. It is dL/dy taken through the activation's derivative.
    */
-  readonly gradResidual: Tensor | null;
+  readonly gradResidual: Tensor<D> | null;
   /**
    * dL/dweight of a PReLU epilogue's slope tensor (its shape, [C] or [1]): Σ dy·t over the
    * elements with t ≤ 0 of each channel (of all channels for [1]), as torch's prelu backward.
    * Non-null exactly when the forward's activation was PReLU.
    */
-  readonly gradPreluWeight: Tensor | null;
+  readonly gradPreluWeight: Tensor<'float32'> | null;
 }
 
 /**
@@ -335,7 +336,7 @@ function allocGradients(
   x: Tensor,
   c: number,
   mask: readonly boolean[],
-): [Tensor | null, Tensor | null, Tensor | null] {
+): [Tensor | null, Tensor<'float32'> | null, Tensor<'float32'> | null] {
   return [
     mask[0] ? ctx.allocTensor(x.shape, x.layout, 'grad_input', x.dtype) : null,
     mask[1] ? ctx.allocTensor([c], 'channels_first', 'grad_weight') : null,
@@ -348,7 +349,7 @@ function destroyAll(ts: ReadonlyArray<Tensor | null>): void {
 }
 
 /** A new tensor for a PReLU epilogue's weight gradient (the slope's shape), or null without PReLU. */
-function allocPreluGrad(ctx: BatchNormContext, e: ResolvedEpilogue | null): Tensor | null {
+function allocPreluGrad(ctx: BatchNormContext, e: ResolvedEpilogue | null): Tensor<'float32'> | null {
   const w = e?.activation.weight;
   return w ? ctx.allocTensor(w.shape, 'channels_first', 'grad_prelu_weight') : null;
 }

@@ -1,3 +1,4 @@
+import type { DType } from '../dtype.js';
 import { optionKeys, optionsObject } from '../arguments.js';
 import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
@@ -73,7 +74,16 @@ const WHO = 'batchNorm';
  * `torch.nn.functional.batch_norm` on this context's backend: normalizes `x` (N, C, ...) with
  * batch statistics when `training`, else with `runningMean`/`runningVar`.
  */
-export function batchNorm(ctx: BatchNormContext, x: Tensor, options: BatchNormFunctionalOptions | null = {}): Tensor {
+export function batchNorm<D extends DType>(
+  ctx: BatchNormContext,
+  x: Tensor<D>,
+  options: BatchNormFunctionalOptions | null = {},
+): Tensor<D> {
+  // The output has the input's dtype (checked and allocated so below).
+  return batchNormAnyDType(ctx, x, options) as Tensor<D>;
+}
+
+function batchNormAnyDType(ctx: BatchNormContext, x: Tensor, options: BatchNormFunctionalOptions | null): Tensor {
   assertContext(ctx, WHO);
   const opts = optionsObject<BatchNormFunctionalOptions>(options, `${WHO} options`, BATCH_NORM_FUNCTIONAL_OPTION_KEYS);
   ctx.assertOwnTensor(x, 'input');

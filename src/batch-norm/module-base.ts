@@ -40,13 +40,13 @@ export abstract class BatchNormModuleBase {
   /** The framework whose conventions this module follows (default PyTorch). */
   readonly convention: Convention;
   /** Learnable scale, shape [C], or null when `scale` is false. */
-  readonly weight: Tensor | null;
+  readonly weight: Tensor<'float32'> | null;
   /** Learnable shift, shape [C], or null when `center` is false. */
-  readonly bias: Tensor | null;
+  readonly bias: Tensor<'float32'> | null;
   /** Running mean, shape [C], or null when `trackRunningStats` is false. */
-  readonly runningMean: Tensor | null;
+  readonly runningMean: Tensor<'float32'> | null;
   /** Running variance, shape [C], or null when `trackRunningStats` is false. */
-  readonly runningVar: Tensor | null;
+  readonly runningVar: Tensor<'float32'> | null;
   /** @internal What the kernels get as weight and bias: a fixed 1 or 0 stands in when only one is learnable. */
   protected readonly kernelWeight: Tensor | null;
   /** @internal */

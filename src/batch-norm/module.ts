@@ -1,3 +1,4 @@
+import type { DType } from '../dtype.js';
 import { optionKeys, optionsObject } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
@@ -92,7 +93,12 @@ export abstract class BatchNorm extends BatchNormModuleBase {
    * shape and layout. In training mode it uses the batch statistics and updates the running ones;
    * in eval mode it uses the running ones (batch ones if `trackRunningStats` is false).
    */
-  forward(x: Tensor, options: ForwardOptions | null = {}): Tensor {
+  forward<D extends DType>(x: Tensor<D>, options: ForwardOptions | null = {}): Tensor<D> {
+    // The output has the input's dtype (checked and allocated so by the forward).
+    return this.#forward(x, options) as Tensor<D>;
+  }
+
+  #forward(x: Tensor, options: ForwardOptions | null): Tensor {
     this.assertAlive();
     const opts = optionsObject<ForwardOptions>(options, `${this.name}.forward options`, FORWARD_OPTION_KEYS);
     if (this.#skipsEmpty(x)) {
@@ -155,9 +161,10 @@ export abstract class BatchNorm extends BatchNormModuleBase {
    *   gradOutput of another shape or layout; DestroyedError if the forward's input (or a tensor
    *   its epilogue's backward reads: output, residual, PReLU weight) was destroyed.
    */
-  backward(gradOutput: Tensor, options: BackwardOptions | null = {}): BackwardResult {
+  backward<D extends DType>(gradOutput: Tensor<D>, options: BackwardOptions | null = {}): BackwardResult<D> {
     const opts = optionsObject<BackwardOptions>(options, `${this.name}.backward options`, BACKWARD_OPTION_KEYS);
-    return moduleBackward(this.#backwardSource(), gradOutput, opts);
+    // gradInput and gradResidual have gradOutput's dtype (checked against the forward input's).
+    return moduleBackward(this.#backwardSource(), gradOutput, opts) as BackwardResult<D>;
   }
 
   /**

@@ -28,10 +28,10 @@ export interface FoldTensorLayer {
 
 /** Where {@link encodeFoldBatchNorm} writes. */
 export interface FoldTensorOutputs {
-  /** Same shape as the input weight; must not share a buffer with any input. */
-  readonly weight: Tensor;
-  /** Shape [O]. */
-  readonly bias: Tensor;
+  /** Same shape as the input weight; must not share a buffer with any input. Float32. */
+  readonly weight: Tensor<'float32'>;
+  /** Shape [O]. Float32. */
+  readonly bias: Tensor<'float32'>;
 }
 
 /** Options of {@link foldBatchNormTensors} and {@link encodeFoldBatchNorm}. */

@@ -247,11 +247,13 @@ __assert.equal(gradInput?.dtype, 'float16');
 __assert.equal(gradWeight?.dtype, 'float32');
 __assert.equal(asBf16.dtype, 'bfloat16');
 __assert.equal(bits.length, values.length);
+__assert.ok(bits instanceof Uint16Array, 'read() of a float16 tensor gives its stored patterns');
+__assert.deepEqual(bits, await y.readBits());
 // y is the float16 rounding of BN of the float16 input: half an ulp of float16 (2^-11 relative,
 // 2^-10 with the float32 arithmetic before it) of the float64 reference, plus the float32
 // evaluation's absolute error on inputs up to |x| = 10 (x − K and its scaling: about
 // 10·invstd·2^-24 ≈ 2e-7, bounded here by 2^-20), which dominates near y = 0.
-const __x = await x.read();
+const __x = await x.readFloat32();
 const __ref = __reference(__x, [8, 64, 14, 14]);
 __expectClose('y (float16)', values, __ref.y, 2 ** -20, 2 ** -10);
 `,

@@ -168,10 +168,10 @@ export async function runCase(ctx: BatchNormContext, c: TorchCase, r: TorchResul
         const usesRunning = !step.training && c.track_running_stats;
         let runningMean: Float32Array | null = null;
         if (bn?.runningMean) runningMean = await bn.runningMean.read();
-        else if (fn?.runningMean) runningMean = await fn.runningMean.read();
+        else if (fn?.runningMean) runningMean = await fn.runningMean.readFloat32();
         let runningVar: Float32Array | null = null;
         if (bn?.runningVar) runningVar = await bn.runningVar.read();
-        else if (fn?.runningVar) runningVar = await fn.runningVar.read();
+        else if (fn?.runningVar) runningVar = await fn.runningVar.readFloat32();
 
         const weights = state.weight;
         const outCheck = checkClose(`${c.name} step ${k} output`, out, expected.output, (i) => {
