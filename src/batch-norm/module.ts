@@ -3,7 +3,7 @@ import { optionKeys, optionsObject } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
-import { COUNTER_BYTES, COUNTER_SLOTS } from '../gpu/contracts.js';
+import { COUNTER_BYTES, counterWords } from '../gpu/contracts.js';
 import type { Tensor } from '../tensor.js';
 import { checkEncoder, checkNoAliasing } from './aliasing.js';
 import {
@@ -285,7 +285,7 @@ export abstract class BatchNorm extends BatchNormModuleBase {
   protected override trackedWritten(): void {
     const gpu = this.ctx.gpu;
     if (!this.#gpu || !gpu || this.destroyed || gpu.lostMessage !== null) return;
-    gpu.device.queue.writeBuffer(this.#gpu.counter, 0, new Uint32Array(COUNTER_BYTES / 4).fill(this.tracked, 0, COUNTER_SLOTS));
+    gpu.device.queue.writeBuffer(this.#gpu.counter, 0, counterWords(this.tracked));
   }
 
   protected override forgetLastForward(): void {

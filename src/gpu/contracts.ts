@@ -144,6 +144,10 @@ export function generalQueueBytes(channels: number): number {
 export const COUNTER_SLOTS = 2;
 /** Bytes of the step-counter buffer (the slots, padded to 16). */
 export const COUNTER_BYTES = 16;
+/** The counter buffer's contents for num_batches_tracked = `tracked`: every slot holds it, so the next step reads it whichever slot it uses. */
+export function counterWords(tracked: number): Uint32Array<ArrayBuffer> {
+  return new Uint32Array(COUNTER_BYTES / 4).fill(tracked, 0, COUNTER_SLOTS);
+}
 
 // SyncBatchNorm's moments record (shaders/sync-batch-norm.wgsl, sync_moments), one vec4f per
 // channel: vec4f(K, mean − K, M2, bitcast<f32>(count as u32)). MOMENTS_* name its components.

@@ -15,7 +15,7 @@ import { cpuNormalize, cpuUpdateRunning } from '../batch-norm/cpu/cpu.js';
 import { cpuEpilogueGrad } from '../batch-norm/cpu/cpu-backward.js';
 import { checkEpilogue, masksFromOutput, usesPreActivation, type Epilogue, type ResolvedEpilogue } from '../batch-norm/epilogue.js';
 import { cpuData } from '../batch-norm/forward.js';
-import { COUNTER_BYTES, F64_MOMENTS_RECORD_BYTES } from '../gpu/contracts.js';
+import { COUNTER_BYTES, counterWords, F64_MOMENTS_RECORD_BYTES } from '../gpu/contracts.js';
 import { runGpuOp } from '../gpu/dispatch.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { batchNorm } from '../batch-norm/functional.js';
@@ -153,6 +153,9 @@ interface SyncGpuBuffers {
 const NAME = 'SyncBatchNorm';
 const MODULE_USAGE = BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC;
 
+/** The normalize pass after the merged constants: the running update already ran in their dispatch (sync_forward_constants / sync_forward_merged). */
+const NO_RUNNING_UPDATE = { meanFactor: null, varFactor: null, varianceEstimator: 'unbiased' } as const;
+
 /**
  * Batch norm over a batch split across devices, threads or machines: PyTorch's
  * `nn.SyncBatchNorm` (Keras' `BatchNormalization(synchronized=True)`), with the communication left
@@ -232,7 +235,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
   protected override trackedWritten(): void {
     const gpu = this.ctx.gpu;
     if (!this.#gpu || !gpu || this.destroyed || gpu.lostMessage !== null) return;
-    gpu.device.queue.writeBuffer(this.#gpu.counter, 0, new Uint32Array([this.tracked, this.tracked, 0, 0]));
+    gpu.device.queue.writeBuffer(this.#gpu.counter, 0, counterWords(this.tracked));
   }
 
   /** The module's channelStats buffer (WebGPU only). */
@@ -331,8 +334,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
         `${who}: merged.count must be the same for every channel (N × spatial of the whole batch), got ${Array.from(m.count).join(', ')}`,
       );
     }
-    // PyTorch refuses a single value per channel; conventions that allow it (Keras, TF) get var 0.
-    const minCount = this.convention.singleValue === 'error' ? 2 : 1;
+    const minCount = this.#minCount;
     if (count < minCount) {
       throw new InsufficientValuesError(
         `${who}: expected ${minCount === 2 ? 'more than 1 value' : 'at least 1 value'} per channel when training under the '${this.convention.name}' convention, got ${count} over the whole (merged) batch`,
@@ -411,7 +413,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
               runningVar: null,
               useBatchStats: true,
               updateRunning: false,
-              update: { meanFactor: null, varFactor: null, varianceEstimator: 'unbiased' },
+              update: NO_RUNNING_UPDATE,
               eps,
               tracked: 0,
               counter: buffers.counter,
@@ -565,7 +567,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
           updateRunning,
           update: this.runningUpdate,
           eps: this.kernelEps,
-          minCount: this.convention.singleValue === 'error' ? 2 : 1,
+          minCount: this.#minCount,
           channelStats,
           counter: own.counter,
           tracked: this.tracked,
@@ -579,7 +581,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
           runningVar: null,
           useBatchStats: true,
           updateRunning: false,
-          update: { meanFactor: null, varFactor: null, varianceEstimator: 'unbiased' },
+          update: NO_RUNNING_UPDATE,
           eps: this.kernelEps,
           tracked: 0,
           counter: own.counter,
@@ -592,6 +594,11 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     );
     if (updateRunning) this.tracked++;
     this.#last = { input: x, output: y, epilogue, geometry: g, stats: { kind: 'gpu' }, version: this.version };
+  }
+
+  /** Fewest merged values per channel a training step takes: PyTorch refuses one (2); Keras, TF allow it (var 0). */
+  get #minCount(): number {
+    return this.convention.singleValue === 'error' ? 2 : 1;
   }
 
   /** Outputs share no memory with anything the forward reads (WebGPU forbids it within a dispatch). */

@@ -166,6 +166,7 @@ export function encodeForwardMerged(gpu: GpuRuntime, encoder: GPUCommandEncoder,
   const rm = bindOptional(gpu, update ? a.runningMean : null, 'runningMean');
   const rv = bindOptional(gpu, update ? a.runningVar : null, 'runningVar');
   const u = a.update;
+  const eps = f64Words(a.eps);
   encodePerChannel(
     gpu,
     encoder,
@@ -188,8 +189,8 @@ export function encodeForwardMerged(gpu: GpuRuntime, encoder: GPUCommandEncoder,
       counterSlot: a.tracked % COUNTER_SLOTS,
       minCount: a.minCount,
       // The host's float64 eps, as binary64 bits: the kernel derives invstd as the host does.
-      epsLo: f64Words(a.eps)[0],
-      epsHi: f64Words(a.eps)[1],
+      epsLo: eps[0],
+      epsHi: eps[1],
       meanFactor: u.meanFactor ?? 0,
       varFactor: u.varFactor ?? 0,
       varCumulative: u.varFactor === null ? 1 : 0,

@@ -17,7 +17,7 @@ import type { UniformValues } from '../../gpu/uniforms.js';
 import type { Tensor } from '../../tensor.js';
 import type { Geometry } from '../geometry.js';
 import { dispatchPerChannel, encodePerChannel } from '../../gpu/grid.js';
-import { halfFormat, halfWordShape, reductionShape, vec4Aligned } from './dispatch-shape.js';
+import { halfFormat, halfReductionSuffix, halfWordShape, reductionShape, vec4Aligned } from './dispatch-shape.js';
 import { isHalf, type HalfDType } from '../../dtype.js';
 import { encodeElementwise } from './elementwise-pass.js';
 import { activationUniforms, ACTIVATION_CODE, masksFromOutput, usesPreActivation, type ResolvedEpilogue } from '../epilogue.js';
@@ -348,7 +348,10 @@ function reduceKernel(
   overrides: StageOverrides<'backward-reduce'>,
 ) {
   if (half) {
-    return BACKWARD_REDUCE.kernel(device, `reduce_${g.order}${width === 2 ? '2h' : '1h'}`, { ...overrides, HALF_FORMAT: halfFormat(half) });
+    return BACKWARD_REDUCE.kernel(device, `reduce_${g.order}${halfReductionSuffix(width)}`, {
+      ...overrides,
+      HALF_FORMAT: halfFormat(half),
+    });
   }
   if (width === 2) throw new Error('internal: width 2 is the half-precision word walk');
   return BACKWARD_REDUCE.variant(device, 'reduce', g.order, width, overrides);

@@ -3,7 +3,7 @@ import type { VectorWidth } from '../../gpu/stage.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import { bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
-import { halfFormat, halfWordShape, reductionShape } from './dispatch-shape.js';
+import { halfFormat, halfReductionSuffix, halfWordShape, reductionShape } from './dispatch-shape.js';
 import type { HalfDType } from '../../dtype.js';
 import type { Geometry } from '../geometry.js';
 import { STATS } from './stages/stats.js';
@@ -36,7 +36,7 @@ export function encodeStatsPass(
   const width = half && halfWordShape(g) ? 2 : elementWidth;
   const r = reductionShape(g, width, device.limits.maxComputeWorkgroupsPerDimension, gpu.contiguousAccess);
   const stats = half
-    ? STATS.kernel(device, `stats_${g.order}${width === 2 ? '2h' : '1h'}`, {
+    ? STATS.kernel(device, `stats_${g.order}${halfReductionSuffix(width)}`, {
         BLOCK: STATS_BLOCK,
         ...r.constants,
         HALF_FORMAT: halfFormat(half),
