@@ -3,6 +3,7 @@
  * float32, integers stay exact. Shared by the .pt, .safetensors and .onnx readers.
  */
 import { ModelFileError } from '../errors.js';
+import { bfloat16Value, float16Value } from '../dtype.js';
 
 /** Element types this library reads from model files, named as safetensors names them. */
 export type FileDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32';
@@ -34,16 +35,6 @@ export function decodedBytes(dtype: FileDtype): number {
 /** Number of elements of a shape. */
 export function elementCount(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
-}
-
-/** IEEE half-precision bits → number (exact: every float16 is a float32). */
-export function halfToFloat(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const mantissa = bits & 0x3ff;
-  if (exponent === 0) return sign * mantissa * 2 ** -24;
-  if (exponent === 0x1f) return mantissa ? Number.NaN : sign * Number.POSITIVE_INFINITY;
-  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
 }
 
 /**
@@ -81,15 +72,8 @@ export function decodeElements(
       const out = new Float32Array(count);
       if (dtype === 'F32') for (let i = 0; i < count; i++) out[i] = view.getFloat32(at(i), true);
       else if (dtype === 'F64') for (let i = 0; i < count; i++) out[i] = view.getFloat64(at(i), true);
-      else if (dtype === 'F16') for (let i = 0; i < count; i++) out[i] = halfToFloat(view.getUint16(at(i), true));
-      else {
-        // bfloat16 is the high half of a float32.
-        const word = new DataView(new ArrayBuffer(4));
-        for (let i = 0; i < count; i++) {
-          word.setUint32(0, view.getUint16(at(i), true) << 16);
-          out[i] = word.getFloat32(0);
-        }
-      }
+      else if (dtype === 'F16') for (let i = 0; i < count; i++) out[i] = float16Value(view.getUint16(at(i), true));
+      else for (let i = 0; i < count; i++) out[i] = bfloat16Value(view.getUint16(at(i), true));
       return out;
     }
   }

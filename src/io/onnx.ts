@@ -6,7 +6,8 @@
  */
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { ModelFileError } from '../errors.js';
-import { DTYPE_BYTES, decodeElements, decodedBytes, halfToFloat, type FileDtype, type FileTensor } from './file-tensor.js';
+import { bfloat16Value, float16Value } from '../dtype.js';
+import { DTYPE_BYTES, decodeElements, decodedBytes, type FileDtype, type FileTensor } from './file-tensor.js';
 import { ByteBudget, checkEntries, checkedCount, resolveLimits, type ReadLimits } from './limits.js';
 
 /** One node of the graph, as ONNX names it. */
@@ -132,8 +133,8 @@ function toFileTensor(t: RawTensor, budget: ByteBudget): FileTensor {
   else if (dtype === 'F32') data = Float32Array.from(t.floats);
   else if (dtype === 'F64') data = Float32Array.from(t.doubles);
   // float16 and bfloat16 values live in int32_data as their bit patterns (onnx.proto, int32_data).
-  else if (dtype === 'F16') data = Float32Array.from(t.int32s, (bits) => halfToFloat(bits & 0xffff));
-  else if (dtype === 'BF16') data = new Float32Array(new Uint32Array(Uint32Array.from(t.int32s, (bits) => (bits & 0xffff) << 16)).buffer);
+  else if (dtype === 'F16') data = Float32Array.from(t.int32s, (bits) => float16Value(bits & 0xffff));
+  else if (dtype === 'BF16') data = Float32Array.from(t.int32s, (bits) => bfloat16Value(bits & 0xffff));
   else if (dtype === 'I32') data = Int32Array.from(t.int32s);
   else data = BigInt64Array.from(t.int64s);
   if (data.length !== count) {
