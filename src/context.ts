@@ -206,12 +206,11 @@ export class BatchNormContext implements TensorOwner {
       throw new ShapeError(`${label}: data has ${data.length} values but shape [${shape.join(', ')}] needs ${size}`);
     }
     if (isHalf(dtype)) {
-      const bits = halfData(dtype, data, size);
       if (!this.gpu) {
-        const copy = this.#takeHalf(size);
-        copy.set(bits.subarray(0, size));
+        const copy = halfData(dtype, data, size, this.#takeHalf(size));
         return new Tensor(this, shape, layout, { kind: 'cpu-half', data: copy }, label, dtype);
       }
+      const bits = halfData(dtype, data, size, new Uint16Array(size + (size % 2)));
       const buffer = this.#allocate(size, label, dtype);
       this.gpu.device.queue.writeBuffer(buffer, 0, bits.buffer, bits.byteOffset, storageBytes(size, dtype));
       return new Tensor(this, shape, layout, { kind: 'gpu', buffer, byteOffset: 0, owned: true }, label, dtype);
@@ -371,13 +370,13 @@ export class BatchNormContext implements TensorOwner {
     const dtype = t.dtype;
     if (isHalf(dtype)) {
       if (s.kind === 'gpu') checkUsage(s.buffer, BUFFER_COPY_DST, 'COPY_DST', `${t.label}.write`);
-      const bits = halfData(dtype, data, t.size);
       if (s.kind === 'cpu-half') {
-        s.data.set(bits.subarray(0, t.size));
+        halfData(dtype, data, t.size, s.data);
       } else if (s.kind === 'cpu') {
         throw new Error('internal: half tensor with float32 storage');
       } else {
         if (!this.gpu) throw new Error('internal: GPU tensor on a CPU context');
+        const bits = halfData(dtype, data, t.size, new Uint16Array(t.size + (t.size % 2)));
         this.gpu.device.queue.writeBuffer(s.buffer, s.byteOffset, bits.buffer, bits.byteOffset, storageBytes(t.size, dtype));
       }
     } else if (s.kind === 'cpu') {
@@ -513,12 +512,12 @@ function checkDType(dtype: unknown, label: string): DType {
 }
 
 /**
- * `data` as `dtype` bit patterns, in a word-padded array (even length) so GPU writes are whole
- * 4-byte words: a Uint16Array as bits, a Float16Array's bits for float16, other numbers rounded
- * to nearest, ties to even.
+ * Writes `data` (`size` values) as `dtype` bit patterns into `out` and returns it: a Uint16Array
+ * as bits, a Float16Array's bits for float16, other numbers rounded to nearest, ties to even.
+ * CPU tensors pass their own storage; a GPU upload passes a word-padded array (even length), so
+ * the write is whole 4-byte words.
  */
-function halfData(dtype: HalfDType, data: ArrayLike<number>, size: number): Uint16Array {
-  const out = new Uint16Array(size + (size % 2));
+function halfData(dtype: HalfDType, data: ArrayLike<number>, size: number, out: Uint16Array): Uint16Array {
   if (data instanceof Uint16Array) {
     out.set(data);
   } else if (dtype === 'float16' && isFloat16Array(data)) {
