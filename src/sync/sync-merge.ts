@@ -268,13 +268,7 @@ export function decodeMomentsRecords(bytes: ArrayBuffer | ArrayBufferView, chann
 // The CPU twins of shaders/sync-merge.wgsl, which emulates the float64 merges of this file on the
 // GPU: the same canonical orders, the same float64 operations, so they give the kernel's bits.
 
-const F32_SIGN_BIT = 0x80000000;
 const CANONICAL_NAN_BITS = 0x7fc00000;
-
-/** IEEE total order as an unsigned key (shaders/sync-merge.wgsl's order_key). */
-function orderKey(bits: number): number {
-  return (bits & F32_SIGN_BIT) !== 0 ? ~bits >>> 0 : (bits | F32_SIGN_BIT) >>> 0;
-}
 
 function checkRecordArgs(
   records: ArrayBuffer | ArrayBufferView,
@@ -282,7 +276,7 @@ function checkRecordArgs(
   channels: number,
   recordBytes: number,
   who: string,
-): { f: Float32Array; u: Uint32Array } {
+): Float32Array {
   if (!Number.isInteger(channels) || channels < 1)
     throw new ArgumentError(`${who}: channels must be a positive integer, got ${String(channels)}`);
   if (!Number.isInteger(shards) || shards < 1) throw new ArgumentError(`${who}: shards must be a positive integer, got ${String(shards)}`);
@@ -297,7 +291,7 @@ function checkRecordArgs(
       `${who}: ${shards} shards × ${channels} channels of ${recordBytes}-byte records need ${needed} bytes at a 4-byte aligned offset, got ${records.byteLength} at ${offset}`,
     );
   }
-  return { f: new Float32Array(buffer, offset, needed / 4), u: new Uint32Array(buffer, offset, needed / 4) };
+  return new Float32Array(buffer, offset, needed / 4);
 }
 
 /**
@@ -312,7 +306,7 @@ function checkRecordArgs(
  * @throws ArgumentError / ShapeError for bad counts or too few bytes.
  */
 export function mergeMomentsRecords(records: ArrayBuffer | ArrayBufferView, shards: number, channels: number): ChannelMoments {
-  const { f } = checkRecordArgs(records, shards, channels, MOMENTS_RECORD_BYTES, 'mergeMomentsRecords');
+  const f = checkRecordArgs(records, shards, channels, MOMENTS_RECORD_BYTES, 'mergeMomentsRecords');
   const per = (MOMENTS_RECORD_BYTES / 4) * channels;
   return mergeMoments(Array.from({ length: shards }, (_, s) => decodeMomentsRecords(f.subarray(s * per, (s + 1) * per), channels)));
 }
@@ -330,21 +324,20 @@ export function mergeMomentsRecords(records: ArrayBuffer | ArrayBufferView, shar
  * @throws ArgumentError / ShapeError for bad counts or too few bytes.
  */
 export function mergeGradRecords(records: ArrayBuffer | ArrayBufferView, shards: number, channels: number): Float32Array<ArrayBuffer> {
-  const { f, u } = checkRecordArgs(records, shards, channels, GRAD_RECORD_BYTES, 'mergeGradRecords');
-  const out = new Float32Array(GRAD_SUMS_PLANES * channels);
+  const f = checkRecordArgs(records, shards, channels, GRAD_RECORD_BYTES, 'mergeGradRecords');
+  const per = GRAD_SUMS_PLANES * channels;
+  // mergeGradSums itself (ascending total order, float64 sums), on the records as float64 partials.
+  const merged = mergeGradSums(
+    Array.from({ length: shards }, (_, s) => ({
+      sumDy: Float64Array.from(f.subarray(s * per, s * per + channels)),
+      sumDyXhat: Float64Array.from(f.subarray(s * per + channels, (s + 1) * per)),
+    })),
+  );
+  const out = new Float32Array(per);
+  out.set(merged.sumDy);
+  out.set(merged.sumDyXhat, channels);
+  // Rounded once to float32 by the stores above; every NaN the canonical one, as the kernel writes it.
   const outBits = new Uint32Array(out.buffer);
-  const order = Array.from({ length: shards }, (_, s) => s);
-  for (let plane = 0; plane < GRAD_SUMS_PLANES; plane++) {
-    for (let c = 0; c < channels; c++) {
-      const at = (s: number): number => s * GRAD_SUMS_PLANES * channels + plane * channels + c;
-      order.sort((a, b) => orderKey(u[at(a)] as number) - orderKey(u[at(b)] as number));
-      // Float64 sums, as mergeGradSums (the kernel emulates binary64 addition), rounded once below.
-      let sum = 0;
-      for (const s of order) sum += f[at(s)] as number;
-      const o = plane * channels + c;
-      if (Number.isNaN(sum)) outBits[o] = CANONICAL_NAN_BITS;
-      else out[o] = sum;
-    }
-  }
+  for (let i = 0; i < per; i++) if (Number.isNaN(out[i])) outBits[i] = CANONICAL_NAN_BITS;
   return out;
 }
