@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Plugin } from 'vite';
 import { PRELUDE_FILE, shaderFiles, shaderManifest, type ShaderId } from '../src/gpu/shader-manifest.js';
-import { uniformFields } from '../src/gpu/reflect.js';
+import { type SerializedShader, uniformFields } from '../src/gpu/reflect.js';
+import { type MinifiedWgsl, minifyWgsl } from './minify-wgsl.js';
 import { reflectWgsl } from './reflect-wgsl.js';
 
 const VIRTUAL_ID = 'virtual:bn-shaders';
@@ -46,32 +47,64 @@ export function shaderExportName(id: string): string {
   return id.replace(/-(\w)/g, (_m, ch: string) => ch.toUpperCase());
 }
 
+/** How each shader file ships: compacted, then minified with one map for all of them (build/minify-wgsl.ts). */
+export interface ShippedWgsl extends MinifiedWgsl {
+  /** Each module's reflection, read from the compacted source before renaming: the names the host uses. */
+  readonly reflections: ReadonlyMap<ShaderId, SerializedShader>;
+  /** Each file compacted but not minified, by file name. */
+  readonly compacted: ReadonlyMap<string, string>;
+}
+
 /**
- * The code of `virtual:bn-shaders`: each `.wgsl` file once as a string, and one export per module
- * of `shaderManifest`, `{ id, code, reflection }`: its source composed from the files (stage,
- * prelude, helpers) and every entry point's reflected bindings, overrides and uniform layout as
- * plain data. Each export is side-effect free (a getter joins the files; the reflection is a
- * `@__PURE__` JSON.parse), so a bundler drops the shaders an app never dispatches, and the files
- * only they use. Reflecting here keeps wgsl_reflect (about 300 KB) out of the library;
- * test/wgsl-static.test.ts re-reflects the sources and checks this output against it.
+ * Every shader file as the bundle carries it. The reflection is taken from the compacted source,
+ * and every entry point and override keeps its name (the host creates pipelines and passes
+ * constants by name); bindings and uniform members are bound by number and packed by offset, so
+ * their names may change.
+ */
+export function shippedWgsl(read: (file: string) => string = (f) => readFileSync(SHADER_DIR + f, 'utf8')): ShippedWgsl {
+  const ids = Object.keys(shaderManifest) as ShaderId[];
+  const files = [...new Set([...ids.flatMap(shaderFiles), PRELUDE_FILE])];
+  const compacted = new Map(files.map((f) => [f, compactWgsl(read(f))]));
+  const reflections = new Map(
+    ids.map((id) => [
+      id,
+      reflectWgsl(
+        id,
+        shaderFiles(id)
+          .map((f) => compacted.get(f) ?? '')
+          .join('\n'),
+      ),
+    ]),
+  );
+  const keep = new Set([...reflections.values()].flatMap((r) => [...r.overrides, ...Object.keys(r.entries)]));
+  return { ...minifyWgsl(compacted, keep), reflections, compacted };
+}
+
+/**
+ * The code of `virtual:bn-shaders`: each `.wgsl` file once as a string (as `shippedWgsl` gives
+ * it), and one export per module of `shaderManifest`, `{ id, code, reflection }`: its source
+ * composed from the files (stage, prelude, helpers) and every entry point's reflected bindings,
+ * overrides and uniform layout as plain data. Each export is side-effect free (a getter joins the
+ * files; the reflection is a `@__PURE__` JSON.parse), so a bundler drops the shaders an app never
+ * dispatches, and the files only they use. Reflecting here keeps wgsl_reflect (about 300 KB) out
+ * of the library; test/wgsl-static.test.ts re-reflects the shipped sources and checks this output
+ * against it. `wgslPrelude` is the prelude as written (compacted, names unchanged), for the check
+ * that it agrees with contracts.ts; the library never imports it.
  */
 export function shaderModuleCode(read: (file: string) => string = (f) => readFileSync(SHADER_DIR + f, 'utf8')): string {
   const ids = Object.keys(shaderManifest) as ShaderId[];
-  const files = [...new Set([...ids.flatMap(shaderFiles), PRELUDE_FILE])];
-  const text = new Map(files.map((f) => [f, read(f)]));
+  const shipped = shippedWgsl(read);
+  const files = [...shipped.files.keys()];
   const varOf = (f: string): string => `file${files.indexOf(f)}`;
-  const lines = files.map((f) => `// shaders/${f}\nconst ${varOf(f)} = ${templateLiteral(compactWgsl(text.get(f) ?? ''))};`);
+  const lines = files.map((f) => `// shaders/${f}\nconst ${varOf(f)} = ${templateLiteral(shipped.files.get(f) ?? '')};`);
   for (const id of ids) {
-    const parts = shaderFiles(id);
-    const source = parts.map((f) => compactWgsl(text.get(f) ?? '')).join('\n');
-    const reflection = reflectWgsl(id, source);
     // JSON.parse of a string: compact in the bundle (an object literal would be re-printed one
     // property per line) and the fastest way for an engine to build the data.
     lines.push(
-      `export const ${shaderExportName(id)} = { id: ${JSON.stringify(id)}, get code() { return [${parts.map(varOf).join(', ')}].join('\\n'); }, reflection: /* @__PURE__ */ JSON.parse(${templateLiteral(JSON.stringify(reflection))}) };`,
+      `export const ${shaderExportName(id)} = { id: ${JSON.stringify(id)}, get code() { return [${shaderFiles(id).map(varOf).join(', ')}].join('\\n'); }, reflection: /* @__PURE__ */ JSON.parse(${templateLiteral(JSON.stringify(shipped.reflections.get(id)))}) };`,
     );
   }
-  lines.push(`export const wgslPrelude = ${varOf(PRELUDE_FILE)};`);
+  lines.push(`export const wgslPrelude = ${templateLiteral(shipped.compacted.get(PRELUDE_FILE) ?? '')};`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -18,6 +18,8 @@ import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { optionalFeatures, SHADER_F16, useNativeF16 } from '../src/gpu/features.js';
 import { reflectShader } from '../src/gpu/reflect.js';
 import { shaderSources, shaderSpecs } from '../src/gpu/shader-sources.js';
+import { shaderFiles } from '../src/gpu/shader-manifest.js';
+import { shippedWgsl } from '../build/wgsl-shaders.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BindGroupCache } from '../src/gpu/object-caches.js';
 import {
@@ -705,9 +707,11 @@ describe('native f16 (shader-f16): checked statically, since SwiftShader lacks t
   });
 
   it('normalize-f16 parses with wgsl_reflect (enable f16, vec2<f16> storage) and its entries bind what the packed ones do', () => {
-    const source = shaderSources['normalize-f16'];
-    expect(source.trimStart().startsWith('enable f16;')).toBe(true);
-    const reflect = new WgslReflect(source);
+    expect(shaderSources['normalize-f16'].trimStart().startsWith('enable f16;')).toBe(true);
+    // The names are the source's: the shipped module is the same one minified (its layouts are
+    // checked against the source's in test/wgsl-static.test.ts).
+    const { compacted } = shippedWgsl();
+    const reflect = new WgslReflect(shaderFiles('normalize-f16').map((f) => compacted.get(f)).join('\n'));
     const runtime = reflectShader(shaderSpecs['normalize-f16']);
     const packed = reflectShader(shaderSpecs.normalize);
     for (const order of ['cf', 'cl']) {

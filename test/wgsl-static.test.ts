@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BatchNorm1d, BatchNorm2d, batchNorm, type BatchNormContext } from '../src/index.js';
-import { shaderExportName, shaderTypesSource, compactWgsl } from '../build/wgsl-shaders.js';
+import { shaderExportName, shaderTypesSource, shippedWgsl } from '../build/wgsl-shaders.js';
 import * as contracts from '../src/gpu/contracts.js';
 import { BindGroupCache } from '../src/gpu/object-caches.js';
 import { reflectShader } from '../src/gpu/reflect.js';
@@ -55,6 +55,8 @@ function stageDescriptorTypeErrors(gpu: GpuRuntime): void {
 void stageDescriptorTypeErrors;
 
 const shaderIds = Object.keys(shaderSources) as ShaderId[];
+/** Every shader file as it ships, with the renaming that took it there (build/wgsl-shaders.ts). */
+const shipped = shippedWgsl();
 const shaderDir = new URL('../shaders/', import.meta.url);
 const wgslFiles = [
   ...readdirSync(shaderDir).filter((f) => f.endsWith('.wgsl')),
@@ -186,27 +188,39 @@ describe('WGSL sources', () => {
   });
 
   it.each(shaderIds)('%s: the build-time module is its manifest files, and its layouts are what wgsl_reflect reads now', (id) => {
-    const files = shaderFiles(id).map((f) => compactWgsl(readFileSync(new URL(f, shaderDir), 'utf8')));
+    const files = shaderFiles(id).map((f) => shipped.files.get(f));
     expect(shaderSources[id]).toBe(files.join('\n'));
-    // The guard on build-time reflection: parse the shipped source again and compare, entry by entry.
-    const reflect = new WgslReflect(shaderSources[id]);
-    const runtime = reflectShader(shaderSpecs[id]);
-    expect([...runtime.keys()].sort()).toEqual(reflect.entry.compute.map((f) => f.name).sort());
-    for (const fn of reflect.entry.compute) {
-      const entry = runtime.get(fn.name);
-      expect(entry?.overrides).toEqual(reflect.overrides.map((o) => o.name));
-      const expected = fn.resources
-        .map((r) => ({
-          name: r.name,
-          group: r.group,
-          binding: r.binding,
-          type: String(r.resourceType) === '0' ? 'uniform' : r.access === 'read' ? 'read-only-storage' : 'storage',
-        }))
-        .sort((a, b) => a.binding - b.binding);
-      expect(entry?.bindings, `${id}.${fn.name} bindings`).toEqual(expected);
-      const u = fn.resources.find((r) => String(r.resourceType) === '0');
-      const fields = new Map((u?.members ?? []).map((m) => [m.name, { offset: m.offset, type: m.type.name }]));
-      expect(entry?.uniform ?? null, `${id}.${fn.name} uniform`).toEqual(u ? { binding: u.name, size: u.size, fields } : null);
+    // The guard on build-time reflection: parse the source and the shipped (minified) module again
+    // and compare, entry by entry. The shipped one must be the same module under other names:
+    // same entry points and overrides, same binding numbers and types, same uniform offsets.
+    const source = shaderFiles(id)
+      .map((f) => shipped.compacted.get(f))
+      .join('\n');
+    const sourceName = new Map([...shipped.names].map(([from, to]) => [to, from]));
+    const sourceMember = new Map([...shipped.members].map(([from, to]) => [to, from]));
+    for (const [text, name, member] of [
+      [source, (n: string) => n, (n: string) => n],
+      [shaderSources[id], (n: string) => sourceName.get(n) ?? n, (n: string) => sourceMember.get(n) ?? n],
+    ] as const) {
+      const reflect = new WgslReflect(text);
+      const runtime = reflectShader(shaderSpecs[id]);
+      expect([...runtime.keys()].sort()).toEqual(reflect.entry.compute.map((f) => f.name).sort());
+      for (const fn of reflect.entry.compute) {
+        const entry = runtime.get(fn.name);
+        expect(entry?.overrides).toEqual(reflect.overrides.map((o) => o.name));
+        const expected = fn.resources
+          .map((r) => ({
+            name: name(r.name),
+            group: r.group,
+            binding: r.binding,
+            type: String(r.resourceType) === '0' ? 'uniform' : r.access === 'read' ? 'read-only-storage' : 'storage',
+          }))
+          .sort((a, b) => a.binding - b.binding);
+        expect(entry?.bindings, `${id}.${fn.name} bindings`).toEqual(expected);
+        const u = fn.resources.find((r) => String(r.resourceType) === '0');
+        const fields = new Map((u?.members ?? []).map((m) => [member(m.name), { offset: m.offset, type: m.type.name }]));
+        expect(entry?.uniform ?? null, `${id}.${fn.name} uniform`).toEqual(u ? { binding: name(u.name), size: u.size, fields } : null);
+      }
     }
   });
 
