@@ -603,6 +603,26 @@ describe('hostile files: typed refusals, limits', () => {
     refused(() => parseModelFile(header({ a: { dtype: 'F32', shape: [1.5], data_offsets: [0, 16] } }, data)), 'BAD_SHAPE');
   });
 
+  it('safetensors: data bytes that belong to no tensor (a gap, a late start, trailing bytes) are CORRUPT, as the reference refuses them', () => {
+    const a = { dtype: 'F32', shape: [2], data_offsets: [0, 8] };
+    // The reference's InvalidOffset: an entry that does not start where the previous one ended.
+    const gap = { a, b: { dtype: 'F32', shape: [1], data_offsets: [12, 16] } };
+    refused(() => parseModelFile(header(gap, new Uint8Array(16))), 'CORRUPT', /data bytes 8\.\.12 \(before 'b'\) belong to no tensor/);
+    const late = { b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } };
+    refused(() => parseModelFile(header(late, new Uint8Array(12))), 'CORRUPT', /data bytes 0\.\.4/);
+    // MetadataIncompleteBuffer: bytes after the last entry, or data with no entries at all.
+    refused(() => parseModelFile(header({ a }, new Uint8Array(9))), 'CORRUPT', /data bytes 8\.\.9 \(after the last tensor\)/);
+    refused(() => parseModelFile(header({ __metadata__: { k: 'v' } }, new Uint8Array(4))), 'CORRUPT', /data bytes 0\.\.4/);
+    // Exactly tiled data reads, empty tensors included, in any key order; so does a file with no data.
+    const tiled = {
+      z: { dtype: 'F32', shape: [0], data_offsets: [8, 8] },
+      b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] },
+      a,
+    };
+    expect([...parseModelFile(header(tiled, new Uint8Array(16))).tensors.keys()].sort()).toEqual(['a', 'b', 'z']);
+    expect(parseModelFile(header({ __metadata__: { k: 'v' } }, new Uint8Array(0))).tensors.size).toBe(0);
+  });
+
   it('reads a checkpoint re-zipped with deflate (streamed inflation) exactly as the stored original', () => {
     const stored = parseModelFile(bytesOf('state_f32.pt')).tensors;
     const deflated = zipSync(unzipSync(bytesOf('state_f32.pt')), { level: 9 });

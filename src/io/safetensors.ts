@@ -58,9 +58,11 @@ interface Entry {
 /**
  * Reads every tensor of a safetensors file. Floats (F64, F16, BF16) become float32; I64 stays exact.
  * Checked as the reference reader (`safetensors` `Metadata::validate`) checks, before any tensor
- * is decoded: offsets inside the data, sizes matching shapes, no two entries sharing bytes.
+ * is decoded: offsets inside the data, sizes matching shapes, and entries that tile the data
+ * exactly (no two sharing bytes, no byte between or after them).
  * @param options read limits: `maxBytes` bounds the decoded tensors (default 2 GiB), `maxEntries` the tensor count.
- * @throws ModelFileError TRUNCATED, BAD_MAGIC (no header), CORRUPT (bad JSON or sizes), BAD_SHAPE,
+ * @throws ModelFileError TRUNCATED, BAD_MAGIC (no header), CORRUPT (bad JSON or sizes, data bytes
+ *   that belong to no tensor), BAD_SHAPE,
  *   OVERLAP (entries sharing bytes), LIMIT or UNSUPPORTED_DTYPE (U8, BOOL, F8_*, ...); nothing is
  *   returned from a refused file.
  */
@@ -124,18 +126,34 @@ export function parseSafetensors(bytes: Uint8Array, options: ReadLimits = {}): T
       throw new ModelFileError('TRUNCATED', `.safetensors: '${name}' ends at data byte ${end}, the file holds ${data.byteLength}`);
     entries.push({ name, dtype, shape: shape as number[], count, begin, end });
   }
-  // The reference refuses entries that share bytes (InvalidOffset); so do we, before decoding any:
-  // 400 entries on the same 4 MiB would otherwise decode 400 copies.
+  // The reference refuses entries that share bytes or leave bytes between them (InvalidOffset), and
+  // data past the last entry (MetadataIncompleteBuffer): the entries tile the data exactly, so no
+  // byte of the file is something else as well (the format's rule against polyglot files). Checked
+  // before decoding any: 400 entries on the same 4 MiB would otherwise decode 400 copies.
   const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
-  for (let i = 1; i < sorted.length; i++) {
-    const prev = sorted[i - 1] as Entry;
-    const cur = sorted[i] as Entry;
-    if (cur.begin < prev.end) {
+  let covered = 0;
+  let last: Entry | undefined;
+  for (const cur of sorted) {
+    if (cur.begin < covered && last) {
       throw new ModelFileError(
         'OVERLAP',
-        `.safetensors: '${cur.name}' (data bytes ${cur.begin}..${cur.end}) overlaps '${prev.name}' (${prev.begin}..${prev.end})`,
+        `.safetensors: '${cur.name}' (data bytes ${cur.begin}..${cur.end}) overlaps '${last.name}' (${last.begin}..${last.end})`,
       );
     }
+    if (cur.begin > covered) {
+      throw new ModelFileError(
+        'CORRUPT',
+        `.safetensors: data bytes ${covered}..${cur.begin} (before '${cur.name}') belong to no tensor; the entries must cover the data without gaps`,
+      );
+    }
+    covered = cur.end;
+    last = cur;
+  }
+  if (covered !== data.byteLength) {
+    throw new ModelFileError(
+      'CORRUPT',
+      `.safetensors: data bytes ${covered}..${data.byteLength} (after the last tensor) belong to no tensor; the data must end where the last tensor does`,
+    );
   }
   const budget = new ByteBudget(limits.maxBytes, '.safetensors');
   for (const e of entries) budget.charge(e.count * decodedBytes(e.dtype), `tensor '${e.name}'`);
