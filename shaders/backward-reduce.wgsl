@@ -62,9 +62,7 @@ struct BackwardParams {
 
 @group(0) @binding(0) var<uniform> params: BackwardParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
-@group(0) @binding(1) var<storage, read> xScalar: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<vec4f>;
-@group(0) @binding(2) var<storage, read> dyScalar: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<vec2f>;
 @group(0) @binding(4) var<storage, read_write> channelStats: array<vec4f>;
 @group(0) @binding(5) var<storage, read_write> gradWeight: array<f32>;
@@ -72,22 +70,21 @@ struct BackwardParams {
 // Fused epilogue (shaders/common/epilogue.wgsl): the forward's output (ReLU-family masks) and
 // residual (the recomputed pre-activation).
 @group(0) @binding(9) var<storage, read> output: array<vec4f>;
-@group(0) @binding(9) var<storage, read> outputScalar: array<f32>;
 @group(0) @binding(10) var<storage, read> residual: array<vec4f>;
-@group(0) @binding(10) var<storage, read> residualScalar: array<f32>;
 // The residual's gradient dL/dt, stored as it is computed (GRAD_RESIDUAL): the elementwise stage
 // then reads it in place of dy and the saved output, one tensor fewer than recomputing the mask.
 @group(0) @binding(13) var<storage, read_write> gradResidual: array<vec4f>;
 @group(0) @binding(13) var<storage, read_write> gradResidualScalar: array<f32>;
-// float16 / bfloat16 x, dy, output and residual (HALF_FORMAT; common/half.wgsl): reduce_cf2h /
-// reduce_cl2h (even spatial / even C) are the vec4 kernels over u32 words of two values, `*Base`
-// and `cols` in words; reduce_cf1h / reduce_cl1h the scalar ones, `*Base` in halves. None of them
-// stores gradResidual: the scalar ones' invocations would share words, so backward-elementwise.wgsl
-// writes it for every half shape (one rule, the word entries included).
-@group(0) @binding(1) var<storage, read> xHalf: array<u32>;
-@group(0) @binding(2) var<storage, read> dyHalf: array<u32>;
-@group(0) @binding(9) var<storage, read> outputHalf: array<u32>;
-@group(0) @binding(10) var<storage, read> residualHalf: array<u32>;
+// x, dy, output and residual as u32 words (common/half.wgsl), for the scalar kernels reduce_cf1 /
+// reduce_cl1 (any dtype: float32 bits, or two float16 / bfloat16 values with HALF_FORMAT, `*Base`
+// in values) and the word kernels reduce_cf2h / reduce_cl2h (half precision with even spatial /
+// even C: the vec4 kernels over words of two values, `*Base` and `cols` in words). With half
+// precision nothing here stores gradResidual (GRAD_RESIDUAL stays false): the scalar kernels'
+// invocations would share words, so backward-elementwise.wgsl writes it for every half shape.
+@group(0) @binding(1) var<storage, read> xWords: array<u32>;
+@group(0) @binding(2) var<storage, read> dyWords: array<u32>;
+@group(0) @binding(9) var<storage, read> outputWords: array<u32>;
+@group(0) @binding(10) var<storage, read> residualWords: array<u32>;
 
 // Channels-first column assignment (lane_columns, common/lane-columns.wgsl), as in stats.wgsl:
 // false (GPUs) columns p, p + lanes, ... (coalesced); true (fallback adapters) the contiguous
@@ -98,12 +95,21 @@ override GRAD_RESIDUAL: bool = false;
 // true (PReLU only): sum dy·min(t, 0) instead of dL/dt, for the PReLU weight's gradient (reduced4).
 override PRELU_WEIGHT_GRAD: bool = false;
 
+// Value i (in values, base included) of the word views, any dtype, widened exactly.
 fn load_x1(i: u32) -> f32 {
-  return xScalar[i];
+  return word_value(xWords[word_index(i)], i);
 }
 
 fn load_dy1(i: u32) -> f32 {
-  return dyScalar[i];
+  return word_value(dyWords[word_index(i)], i);
+}
+
+fn load_output1(i: u32) -> f32 {
+  return word_value(outputWords[word_index(i)], i);
+}
+
+fn load_residual1(i: u32) -> f32 {
+  return word_value(residualWords[word_index(i)], i);
 }
 
 // Pre-activation epilogues only (activation_uses_pre_activation): vec3(scale, shift, PReLU slope)
@@ -143,10 +149,10 @@ fn epilogue_grad1(g: f32, i: u32, xk: f32, e: vec3f) -> f32 {
   let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
   var d = g;
   if (activation_masks_from_output()) {
-    d = activation_grad_from_output1(g, outputScalar[params.outputBase + i], p);
+    d = activation_grad_from_output1(g, load_output1(params.outputBase + i), p);
   } else if (activation_uses_pre_activation()) {
     var t = fma(xk, e.x, e.y);
-    if (RESIDUAL) { t += residualScalar[params.residualBase + i]; }
+    if (RESIDUAL) { t += load_residual1(params.residualBase + i); }
     d = activation_grad1(g, t, p, e.z);
     d = reduced4(vec4f(g), vec4f(t), vec4f(d)).x;
   }
@@ -186,7 +192,7 @@ fn reduce_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   partials[c * params.lanes + p] = vec2f(dot(sumDy, vec4f(1.0)), dot(sumDyXmu, vec4f(1.0)));
 }
 
-// Channels-first, scalar loads (any spatial size or alignment).
+// Channels-first, scalar loads (any spatial size or alignment; float32, or half precision with HALF_FORMAT).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn reduce_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
               @builtin(num_workgroups) nwg: vec3u) {
@@ -249,7 +255,7 @@ fn reduce_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
   }
 }
 
-// Channels-last, scalar loads (any C or alignment).
+// Channels-last, scalar loads (any C or alignment; float32, or half precision with HALF_FORMAT).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn reduce_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
               @builtin(num_workgroups) nwg: vec3u) {
@@ -301,103 +307,24 @@ fn reduce_finalize(@builtin(local_invocation_index) lid: u32, @builtin(workgroup
   }
 }
 
-// Value i (in halves, base included) of the half-precision views.
-fn load_xh(i: u32) -> f32 {
-  return half_at(xHalf[i >> 1u], i);
-}
-
-fn load_dyh(i: u32) -> f32 {
-  return half_at(dyHalf[i >> 1u], i);
-}
-
-// epilogue_grad1 over the half-precision output / residual, without the gradResidual store.
-fn epilogue_grad_h(g: f32, i: u32, xk: f32, e: vec3f) -> f32 {
-  let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
-  var d = g;
-  if (activation_masks_from_output()) {
-    let o = params.outputBase + i;
-    d = activation_grad_from_output1(g, half_at(outputHalf[o >> 1u], o), p);
-  } else if (activation_uses_pre_activation()) {
-    var t = fma(xk, e.x, e.y);
-    if (RESIDUAL) {
-      let r = params.residualBase + i;
-      t += half_at(residualHalf[r >> 1u], r);
-    }
-    d = activation_grad1(g, t, p, e.z);
-    d = reduced4(vec4f(g), vec4f(t), vec4f(d)).x;
-  }
-  return d;
-}
-
-// Channels-first, half-precision x and dy: reduce_cf1 on values widened exactly as they load.
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn reduce_cf1h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
-               @builtin(num_workgroups) nwg: vec3u) {
-  let c = channel_of(wid, nwg);
-  let p = wid.x * WORKGROUP_SIZE + lid;
-  if (c >= params.channels || p >= params.lanes) { return; }
-  let k = plane1(PLANE_SHIFT, c);
-  let meanOffset = plane1(PLANE_MEAN_OFFSET, c);
-  let e = pre_activation_coef(c);
-  let chan = c * params.cols;
-  var sumDy = 0.0;
-  var sumDyXmu = 0.0;
-  let span = lane_columns(p);
-  var rowStart = chan;
-  for (var row = 0u; row < params.rows; row++) {
-    let rowEnd = rowStart + span.y;
-    for (var i = rowStart + span.x; i < rowEnd; i += span.z) {
-      let xk = load_xh(params.xBase + i) - k;
-      let g = epilogue_grad_h(load_dyh(params.dyBase + i), i, xk, e);
-      sumDy += g;
-      sumDyXmu += g * (xk - meanOffset);
-    }
-    rowStart += params.rowStride;
-  }
-  partials[c * params.lanes + p] = vec2f(sumDy, sumDyXmu);
-}
-
-// Channels-last, half-precision x and dy: reduce_cl1 on widened values.
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn reduce_cl1h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
-               @builtin(num_workgroups) nwg: vec3u) {
-  let i = invocation(wid, nwg, lid);
-  if (i >= params.lanes * params.cols) { return; }
-  let col = i % params.cols;
-  let lane = i / params.cols;
-  let k = plane1(PLANE_SHIFT, col);
-  let meanOffset = plane1(PLANE_MEAN_OFFSET, col);
-  let e = pre_activation_coef(col);
-  var sumDy = 0.0;
-  var sumDyXmu = 0.0;
-  for (var row = lane; row < params.rows; row += params.lanes) {
-    let j = row * params.rowStride + col;
-    let xk = load_xh(params.xBase + j) - k;
-    let g = epilogue_grad_h(load_dyh(params.dyBase + j), j, xk, e);
-    sumDy += g;
-    sumDyXmu += g * (xk - meanOffset);
-  }
-  partials[col * params.lanes + lane] = vec2f(sumDy, sumDyXmu);
-}
-
 // Word i (base included) of the half-precision views: its two values, widened exactly.
 fn load_xw(i: u32) -> vec2f {
-  return unpack_half2(xHalf[i]);
+  return unpack_half2(xWords[i]);
 }
 
 fn load_dyw(i: u32) -> vec2f {
-  return unpack_half2(dyHalf[i]);
+  return unpack_half2(dyWords[i]);
 }
 
-// epilogue_grad_h for the two values of word i (relative): (es, eh, ew) per value.
+// epilogue_grad1 for the two values of word i (relative), without the gradResidual store: (es, eh, ew) per value.
 fn epilogue_grad_w(g: vec2f, i: u32, xk: vec2f, es: vec2f, eh: vec2f, ew: vec2f) -> vec2f {
   let p = vec3f(params.activationMin, params.activationMax, params.activationSlope);
   var d = g;
   if (activation_masks_from_output()) {
-    d = activation_grad_from_output4(vec4f(g, 0.0, 0.0), vec4f(unpack_half2(outputHalf[params.outputBase + i]), 0.0, 0.0), p).xy;
+    d = activation_grad_from_output4(vec4f(g, 0.0, 0.0), vec4f(unpack_half2(outputWords[params.outputBase + i]), 0.0, 0.0), p).xy;
   } else if (activation_uses_pre_activation()) {
     var t = fma(xk, es, eh);
-    if (RESIDUAL) { t += unpack_half2(residualHalf[params.residualBase + i]); }
+    if (RESIDUAL) { t += unpack_half2(residualWords[params.residualBase + i]); }
     let g4 = vec4f(g, 0.0, 0.0);
     let t4 = vec4f(t, 0.0, 0.0);
     d = reduced4(g4, t4, activation_grad4(g4, t4, p, vec4f(ew, 0.0, 0.0))).xy;

@@ -88,8 +88,7 @@ struct FinalizeParams {
 
 // Value i of x as float32 (i counts floats, or halves); for the rescan and common/channel-scan.wgsl.
 fn channel_value(i: u32) -> f32 {
-  if (HALF_FORMAT == HALF_FORMAT_NONE) { return bitcast<f32>(x[i]); }
-  return half_at(x[i >> 1u], i);
+  return word_value(x[word_index(i)], i);
 }
 
 // A channel's statistics in the form the outputs need: the shift K, mean − K, invstd, the variance

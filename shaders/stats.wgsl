@@ -22,10 +22,10 @@
 // Each partial is vec4(bitcast<f32>(count), mean − K, M2, K).
 //
 // Half-precision x (HALF_FORMAT): stats_cf2h / stats_cl2h (even spatial / even C) are the vec4
-// kernels over u32 words of two values (`base` and `cols` in words), stats_cf1h / stats_cl1h the
-// scalar kernels (any shape; `base` in halves). Each value is widened exactly to float32 as it is
-// loaded; the sums, their shifts and the partials are float32 as for float32 data (torch
-// accumulates half batch norm in float32 too).
+// kernels over u32 words of two values (`base` and `cols` in words); the scalar kernels stats_cf1 /
+// stats_cl1 read every dtype through the word view (common/half.wgsl, `base` in values). Each value
+// is widened exactly to float32 as it is loaded; the sums, their shifts and the partials are
+// float32 as for float32 data (torch accumulates half batch norm in float32 too).
 //
 // Data views (sizes in bound elements, vec4 or scalar):
 //   channels-first: a channel is `rows` segments (one per batch item) of `cols` contiguous values,
@@ -50,9 +50,8 @@ struct StatsParams {
 
 @group(0) @binding(0) var<uniform> params: StatsParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
-@group(0) @binding(1) var<storage, read> xScalar: array<f32>;
-// float16 / bfloat16 x (common/half.wgsl), read by the *_1h entries; `base` then counts halves.
-@group(0) @binding(1) var<storage, read> xHalf: array<u32>;
+// x as u32 words (common/half.wgsl): float32 bits, or two float16 / bfloat16 values (HALF_FORMAT).
+@group(0) @binding(1) var<storage, read> xWords: array<u32>;
 @group(0) @binding(2) var<storage, read_write> partials: array<vec4f>;
 
 override BLOCK: u32 = STATS_BLOCK;
@@ -129,7 +128,12 @@ fn stats_cf4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   partials[c * params.lanes + p] = collapse_lanes(acc, k);
 }
 
-// Channels-first, scalar loads (any spatial size).
+// Value i of x (in values, base included), any dtype, widened exactly: the scalar kernels' load.
+fn load_x1(i: u32) -> f32 {
+  return word_value(xWords[word_index(i)], i);
+}
+
+// Channels-first, scalar loads (any spatial size; float32, or half precision with HALF_FORMAT).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stats_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
              @builtin(num_workgroups) nwg: vec3u) {
@@ -137,7 +141,7 @@ fn stats_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   let p = wid.x * WORKGROUP_SIZE + lid;
   if (c >= params.channels || p >= params.lanes) { return; }
   let chan = params.base + c * params.cols;
-  let k = xScalar[chan];
+  let k = load_x1(chan);
   var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
   let span = lane_columns(p);
   if (span.x >= span.y) {
@@ -146,7 +150,7 @@ fn stats_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   }
   var rowStart = chan;
   for (var blockRow = 0u; blockRow < params.rows; blockRow += params.rowsPerBlock) {
-    let kb = xScalar[rowStart + span.x];
+    let kb = load_x1(rowStart + span.x);
     var s1 = 0.0;
     var s2 = 0.0;
     var b = 0u;
@@ -154,7 +158,7 @@ fn stats_cf1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
     for (var row = blockRow; row < blockEnd; row++) {
       let rowEnd = rowStart + span.y;
       for (var idx = rowStart + span.x; idx < rowEnd; idx += span.z) {
-        let v = xScalar[idx] - kb;
+        let v = load_x1(idx) - kb;
         s1 += v;
         s2 = fma(v, v, s2);
         b += 1u;
@@ -202,99 +206,26 @@ fn stats_cl4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) w
   }
 }
 
-// Channels-last, scalar loads (any C).
+// Channels-last, scalar loads (any C; float32, or half precision with HALF_FORMAT).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn stats_cl1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
              @builtin(num_workgroups) nwg: vec3u) {
   let i = invocation(wid, nwg, lid);
   if (i >= params.lanes * params.cols) { return; }
   let col = i % params.cols;
-  let k = xScalar[params.base + col];
+  let k = load_x1(params.base + col);
   var row = i / params.cols;
   var idx = params.base + row * params.rowStride + col;
   var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
   loop {
     if (row >= params.rows) { break; }
-    let kb = xScalar[idx];
+    let kb = load_x1(idx);
     var s1 = 0.0;
     var s2 = 0.0;
     var b = 0u;
     loop {
       if (b >= BLOCK || row >= params.rows) { break; }
-      let v = xScalar[idx] - kb;
-      s1 += v;
-      s2 = fma(v, v, s2);
-      b += 1u;
-      row += params.lanes;
-      idx += params.stepIndex;
-    }
-    merge_block4(&acc, b, vec4f(kb - k), vec4f(s1), vec4f(s2));
-  }
-  partials[col * params.lanes + i / params.cols] = vec4f(bitcast<f32>(acc.n), acc.mean.x, acc.m2.x, k);
-}
-
-// Value i (in halves) of a half-precision x, widened exactly.
-fn load_xh(i: u32) -> f32 {
-  return half_at(xHalf[i >> 1u], i);
-}
-
-// Channels-first, half-precision x (any spatial size): stats_cf1 on widened values.
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn stats_cf1h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
-              @builtin(num_workgroups) nwg: vec3u) {
-  let c = channel_of(wid, nwg);
-  let p = wid.x * WORKGROUP_SIZE + lid;
-  if (c >= params.channels || p >= params.lanes) { return; }
-  let chan = params.base + c * params.cols;
-  let k = load_xh(chan);
-  var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
-  let span = lane_columns(p);
-  if (span.x >= span.y) {
-    partials[c * params.lanes + p] = vec4f(0.0, 0.0, 0.0, k);
-    return;
-  }
-  var rowStart = chan;
-  for (var blockRow = 0u; blockRow < params.rows; blockRow += params.rowsPerBlock) {
-    let kb = load_xh(rowStart + span.x);
-    var s1 = 0.0;
-    var s2 = 0.0;
-    var b = 0u;
-    let blockEnd = min(blockRow + params.rowsPerBlock, params.rows);
-    for (var row = blockRow; row < blockEnd; row++) {
-      let rowEnd = rowStart + span.y;
-      for (var idx = rowStart + span.x; idx < rowEnd; idx += span.z) {
-        let v = load_xh(idx) - kb;
-        s1 += v;
-        s2 = fma(v, v, s2);
-        b += 1u;
-      }
-      rowStart += params.rowStride;
-    }
-    merge_block4(&acc, b, vec4f(kb - k), vec4f(s1), vec4f(s2));
-  }
-  partials[c * params.lanes + p] = vec4f(bitcast<f32>(acc.n), acc.mean.x, acc.m2.x, k);
-}
-
-// Channels-last, half-precision x (any C): stats_cl1 on widened values.
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn stats_cl1h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
-              @builtin(num_workgroups) nwg: vec3u) {
-  let i = invocation(wid, nwg, lid);
-  if (i >= params.lanes * params.cols) { return; }
-  let col = i % params.cols;
-  let k = load_xh(params.base + col);
-  var row = i / params.cols;
-  var idx = params.base + row * params.rowStride + col;
-  var acc = Acc4(0u, vec4f(0.0), vec4f(0.0));
-  loop {
-    if (row >= params.rows) { break; }
-    let kb = load_xh(idx);
-    var s1 = 0.0;
-    var s2 = 0.0;
-    var b = 0u;
-    loop {
-      if (b >= BLOCK || row >= params.rows) { break; }
-      let v = load_xh(idx) - kb;
+      let v = load_x1(idx) - kb;
       s1 += v;
       s2 = fma(v, v, s2);
       b += 1u;
@@ -308,7 +239,7 @@ fn stats_cl1h(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
 
 // Word i of a half-precision x: its two values, widened exactly.
 fn load_xw(i: u32) -> vec2f {
-  return unpack_half2(xHalf[i]);
+  return unpack_half2(xWords[i]);
 }
 
 // Chan merge of the two equal-count lanes of a word accumulator into one partial.

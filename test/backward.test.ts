@@ -921,7 +921,7 @@ describe('backward on webgpu: dispatches, bindings and allocation', () => {
       [[2, 4, 3, 3], 'channels_last'], // cl4
       [[2, 3, 3, 3], 'channels_last'], // cl1
     ];
-    // float16 takes the half entries: reduce_*1h, and word walks (or anyh) for the elementwise pass.
+    // float16 takes the scalar reductions with HALF_FORMAT (or the word walks reduce_*2h), and word walks (or anyh) for the elementwise pass.
     for (const [shape, layout, dtype] of variants.flatMap(([s, l]) => (['float32', 'float16'] as const).map((d) => [s, l, d] as const))) {
       const size = shape.reduce((a, b) => a * b, 1);
       const x = ctx.tensor(

@@ -284,11 +284,12 @@ describe('package entries', () => {
     // 82.1 KB for the forward only before half precision, 154.7 KB (WGSL 68.7 KB) and 103.2 KB with
     // it (the float16 / bfloat16 entries and the native-f16 normalize live in the same stage
     // modules, so every app carries them). With the names minified (build/minify-wgsl.ts): 132.1 KB
-    // (WGSL 46.1 KB) and 89.3 KB. Issue 13's goal of 70 KB for createContext + BatchNorm2d is not
+    // (WGSL 46.1 KB) and 89.3 KB; with the scalar reductions serving every dtype through one word
+    // view: 128.9 KB (WGSL 43.4 KB) and 87.9 KB. Issue 13's goal of 70 KB for createContext + BatchNorm2d is not
     // reached: the module class's backward() keeps the backward stages in every app, and the
     // forward alone is above it.
-    expect(sizes['index']).toBeLessThanOrEqual(135_000);
-    expect(sizes['index-forward']).toBeLessThanOrEqual(92_000);
+    expect(sizes['index']).toBeLessThanOrEqual(132_000);
+    expect(sizes['index-forward']).toBeLessThanOrEqual(90_000);
   }, 300_000);
 });
 

@@ -10,7 +10,7 @@
 // not used for the store: WGSL leaves its rounding direction to the implementation and its result
 // for a value beyond float16's range indeterminate, where torch gives ±Inf.
 
-// HALF_FORMAT_NONE (float32 storage; only finalize's rescan reads both), _F16 or _BF16.
+// HALF_FORMAT_NONE (float32 storage, read through the word view: word_index / word_value), _F16 or _BF16.
 override HALF_FORMAT: u32 = 0u;
 
 // float32 → float16 bits, round to nearest even; overflow to ±Inf, underflow to subnormals / ±0,
@@ -62,6 +62,19 @@ fn pack_half2(v: vec2f) -> u32 {
 fn half_at(w: u32, i: u32) -> f32 {
   let v = unpack_half2(w);
   return select(v.x, v.y, (i & 1u) == 1u);
+}
+
+// A tensor viewed as u32 words, whatever its dtype: value i is in word word_index(i), and
+// word_value(that word, i) widens it exactly: the float32 itself (HALF_FORMAT_NONE), or the
+// float16 / bfloat16 value in i's half. One view and one entry point serve every dtype, the
+// branch folded away when the pipeline is created.
+fn word_index(i: u32) -> u32 {
+  return select(i >> 1u, i, HALF_FORMAT == HALF_FORMAT_NONE);
+}
+
+fn word_value(w: u32, i: u32) -> f32 {
+  if (HALF_FORMAT == HALF_FORMAT_NONE) { return bitcast<f32>(w); }
+  return half_at(w, i);
 }
 
 // `word` for a tensor's last word when its element count is odd: the new low half, the high half

@@ -7,11 +7,9 @@ export interface ShaderInterfaces {
     readonly overrides: 'BLOCK' | 'CONTIGUOUS' | 'HALF_FORMAT' | 'WORKGROUP_SIZE';
     readonly entries: {
       readonly stats_cf1: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
-      readonly stats_cf1h: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
       readonly stats_cf2h: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
       readonly stats_cf4: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
       readonly stats_cl1: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
-      readonly stats_cl1h: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
       readonly stats_cl2h: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
       readonly stats_cl4: 'base' | 'channels' | 'cols' | 'colsPerLane' | 'lanes' | 'rowStride' | 'rows' | 'rowsPerBlock' | 'stepIndex';
     };
@@ -53,11 +51,9 @@ export interface ShaderInterfaces {
     readonly overrides: 'ACTIVATION' | 'CONTIGUOUS' | 'GRAD_RESIDUAL' | 'HALF_FORMAT' | 'PRELU_WEIGHT_GRAD' | 'RESIDUAL' | 'WORKGROUP_SIZE';
     readonly entries: {
       readonly reduce_cf1: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
-      readonly reduce_cf1h: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
       readonly reduce_cf2h: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
       readonly reduce_cf4: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
       readonly reduce_cl1: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
-      readonly reduce_cl1h: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
       readonly reduce_cl2h: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
       readonly reduce_cl4: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';
       readonly reduce_finalize: 'activationMax' | 'activationMin' | 'activationSlope' | 'channels' | 'cols' | 'colsPerLane' | 'count' | 'dyBase' | 'flags' | 'gradBiasBase' | 'gradResidualBase' | 'gradWeightBase' | 'lanes' | 'outputBase' | 'planeStride' | 'residualBase' | 'rowStride' | 'rows' | 'xBase';

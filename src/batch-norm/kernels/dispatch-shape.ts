@@ -146,14 +146,6 @@ export function channelScanView(g: Geometry, base: number): UniformValues {
     : { xRows: g.n * g.s, xCols: 1, xRowStride: g.c, xChannelStride: 1, xBase: base };
 }
 
-/**
- * The entry suffix of a half-precision reduction (stats.wgsl, backward-reduce.wgsl): `2h` walks
- * whole u32 words (width 2, rows of even length), `1h` single values.
- */
-export function halfReductionSuffix(width: number): '2h' | '1h' {
-  return width === 2 ? '2h' : '1h';
-}
-
 /** The `HALF_FORMAT` override of a half dtype (shaders/common/half.wgsl). */
 export function halfFormat(dtype: HalfDType): number {
   return dtype === 'float16' ? HALF_FORMAT_F16 : HALF_FORMAT_BF16;

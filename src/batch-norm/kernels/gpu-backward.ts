@@ -17,7 +17,7 @@ import type { UniformValues } from '../../gpu/uniforms.js';
 import type { Tensor } from '../../tensor.js';
 import type { Geometry } from '../geometry.js';
 import { dispatchPerChannel, encodePerChannel } from '../../gpu/grid.js';
-import { halfFormat, halfReductionSuffix, halfWordShape, reductionShape, vec4Aligned } from './dispatch-shape.js';
+import { halfFormat, halfWordShape, reductionShape, vec4Aligned } from './dispatch-shape.js';
 import { isHalf, type HalfDType } from '../../dtype.js';
 import { encodeElementwise } from './elementwise-pass.js';
 import { activationUniforms, ACTIVATION_CODE, masksFromOutput, usesPreActivation, type ResolvedEpilogue } from '../epilogue.js';
@@ -201,7 +201,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       0,
       gpu.bindGroups.get(reduce, {
         params: bindUniforms(gpu, reduce, reduceValues),
-        ...reduceTensors(width, half, {
+        ...reduceTensors(width, {
           x: x.resource,
           dy: dy.resource,
           output: savedOutput.resource,
@@ -251,7 +251,7 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
       0,
       gpu.bindGroups.get(reduce, {
         params: bindUniforms(gpu, reduce, values),
-        ...reduceTensors(width, half, {
+        ...reduceTensors(width, {
           x: x.resource,
           dy: dy.resource,
           output: savedOutput.resource,
@@ -337,8 +337,9 @@ export function encodeBackward(gpu: GpuRuntime, encoder: GPUCommandEncoder, g: G
 }
 
 /**
- * The reduction's kernel: for half precision the `*_2h` (rows of whole words, width 2) or `*_1h`
- * entries with HALF_FORMAT set, else the float32 width's variant (vec4 or scalar loads).
+ * The reduction's kernel: the word entries `*_2h` for half precision whose rows are whole words
+ * (width 2), else the width's variant (vec4, or scalar loads through the word view, which read
+ * float32 and, with HALF_FORMAT set, float16 / bfloat16).
  */
 function reduceKernel(
   device: GPUDevice,
@@ -347,32 +348,21 @@ function reduceKernel(
   half: HalfDType | null,
   overrides: StageOverrides<'backward-reduce'>,
 ) {
-  if (half) {
-    return BACKWARD_REDUCE.kernel(device, `reduce_${g.order}${halfReductionSuffix(width)}`, {
-      ...overrides,
-      HALF_FORMAT: halfFormat(half),
-    });
-  }
-  if (width === 2) throw new Error('internal: width 2 is the half-precision word walk');
-  return BACKWARD_REDUCE.variant(device, 'reduce', g.order, width, overrides);
+  const constants = half ? { ...overrides, HALF_FORMAT: halfFormat(half) } : overrides;
+  if (width === 2) return BACKWARD_REDUCE.kernel(device, `reduce_${g.order}2h`, constants);
+  return BACKWARD_REDUCE.variant(device, 'reduce', g.order, width, constants);
 }
 
 /**
- * The reduction's tensor bindings by WGSL name: the vec4 or scalar views, or for half precision
- * the `*Half` views, which have no gradResidual (backward-elementwise.wgsl writes it then).
+ * The reduction's tensor bindings by WGSL name: the vec4 views, or the word views of the scalar
+ * and word entries; the word entries (half precision only) have no gradResidual
+ * (backward-elementwise.wgsl writes it then).
  */
 function reduceTensors(
   width: number,
-  half: HalfDType | null,
   t: { x: GPUBufferBinding; dy: GPUBufferBinding; output: GPUBufferBinding; residual: GPUBufferBinding; gradResidual: GPUBufferBinding },
 ): Record<string, GPUBufferBinding> {
-  if (half) return { xHalf: t.x, dyHalf: t.dy, outputHalf: t.output, residualHalf: t.residual };
-  const suffix = width === 4 ? '' : 'Scalar';
-  return {
-    [`x${suffix}`]: t.x,
-    [`dy${suffix}`]: t.dy,
-    [`output${suffix}`]: t.output,
-    [`residual${suffix}`]: t.residual,
-    [`gradResidual${suffix}`]: t.gradResidual,
-  };
+  if (width === 4) return t;
+  const words = { xWords: t.x, dyWords: t.dy, outputWords: t.output, residualWords: t.residual };
+  return width === 2 ? words : { ...words, gradResidualScalar: t.gradResidual };
 }

@@ -3,7 +3,7 @@ import type { VectorWidth } from '../../gpu/stage.js';
 import type { GpuRuntime } from '../../gpu/runtime.js';
 import { bindUniforms, type TensorBinding } from '../../gpu/tensor-binding.js';
 import type { UniformValues } from '../../gpu/uniforms.js';
-import { halfFormat, halfReductionSuffix, halfWordShape, reductionShape } from './dispatch-shape.js';
+import { halfFormat, halfWordShape, reductionShape } from './dispatch-shape.js';
 import type { HalfDType } from '../../dtype.js';
 import type { Geometry } from '../geometry.js';
 import { STATS } from './stages/stats.js';
@@ -21,7 +21,8 @@ export interface StatsPartials {
  * partials that finalize.wgsl (forward) or sync_moments (SyncBatchNorm) merge next. One split and
  * one set of uniforms for both, so a shard's partial is bit for bit the forward's. With `half`
  * (width 1), x holds float16 / bfloat16 values: the word entries `*_2h` read them where rows are
- * whole u32 words (bases then in words), the `*_1h` entries otherwise (bases in halves).
+ * whole u32 words (bases then in words), the scalar entries otherwise (with HALF_FORMAT; bases
+ * in values), as they read float32 through the same word view.
  */
 export function encodeStatsPass(
   gpu: GpuRuntime,
@@ -33,15 +34,11 @@ export function encodeStatsPass(
 ): StatsPartials {
   const device = gpu.device;
   // Half precision with rows of whole words: the word kernels (2 values per load, as vec4 for float32).
-  const width = half && halfWordShape(g) ? 2 : elementWidth;
+  const width = half ? (halfWordShape(g) ? 2 : 1) : elementWidth;
   const r = reductionShape(g, width, device.limits.maxComputeWorkgroupsPerDimension, gpu.contiguousAccess);
-  const stats = half
-    ? STATS.kernel(device, `stats_${g.order}${halfReductionSuffix(width)}`, {
-        BLOCK: STATS_BLOCK,
-        ...r.constants,
-        HALF_FORMAT: halfFormat(half),
-      })
-    : STATS.variant(device, 'stats', g.order, elementWidth, { BLOCK: STATS_BLOCK, ...r.constants });
+  const constants = { BLOCK: STATS_BLOCK, ...r.constants, ...(half ? { HALF_FORMAT: halfFormat(half) } : {}) };
+  const stats =
+    width === 2 ? STATS.kernel(device, `stats_${g.order}2h`, constants) : STATS.variant(device, 'stats', g.order, width, constants);
   const lanes = r.lanes;
   const shared = { rows: r.rows, cols: r.cols, rowStride: r.rowStride, lanes, channels: g.c, base: x.base / width };
   const values: UniformValues =
@@ -55,7 +52,7 @@ export function encodeStatsPass(
     0,
     gpu.bindGroups.get(stats, {
       params: bindUniforms(gpu, stats, values),
-      [half ? 'xHalf' : width === 4 ? 'x' : 'xScalar']: x.resource,
+      [width === 4 ? 'x' : 'xWords']: x.resource,
       partials,
     }),
   );
