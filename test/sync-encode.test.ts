@@ -1097,6 +1097,11 @@ describe('encodeForward / encodeBackward: eval mode, tiny batches, lifetime and 
     expect(bwd({ buffer: grads, shards: 2 }, { gradPreluWeight: dw })).toThrow(/not prelu/);
     expect(bwd({ buffer: grads, shards: 2 }, { gradInput: dw })).toThrow(ShapeError);
     expect(bwd({ buffer: grads, shards: 2 }, { gradInput: dy })).toThrow(/shares memory/);
+    // The outputs are checked as BatchNorm.encodeBackward checks them (one checkBackwardOutputs):
+    // a gradInput of another dtype than the float32 input is refused, not written as float32.
+    const halfDx = ctx.allocTensor(shape, 'channels_first', 'dx16', 'float16');
+    expect(bwd({ buffer: grads, shards: 2 }, { gradInput: halfDx })).toThrow(/must have the input's dtype 'float32', got 'float16'/);
+    halfDx.destroy();
     expect(bwd({ buffer: grads, shards: 2 }, { gradWeights: dw })).toThrow(ArgumentError);
     expect(bwd({ buffer: grads, shards: 2 }, null)).toThrow(ArgumentError);
     expect(() => plain.encodeBackward(encoder, dy, { buffer: grads, shards: 2 }, { gradWeight: dw })).toThrow(/no weight/);

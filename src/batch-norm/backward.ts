@@ -399,6 +399,65 @@ export function moduleBackward(bn: ModuleBackwardSource, gradOutput: Tensor, opt
   return { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight };
 }
 
+/** The gradients an `encodeBackward` writes, each a checked caller tensor or null. */
+export type CheckedBackwardOutputs = { readonly [K in keyof BackwardOutputs]-?: Tensor | null };
+
+/**
+ * The one check of an `encodeBackward`'s `outputs` (BatchNorm and SyncBatchNorm): an object of
+ * the known keys; gradInput and gradResidual like the forward's input (context, dtype, shape,
+ * layout), gradResidual only after a forward with a residual, gradPreluWeight only after a PReLU
+ * one and of its weight's shape; gradWeight / gradBias only for a module that has them, shape [C].
+ */
+export function checkBackwardOutputs(
+  module: { readonly ctx: BatchNormContext; readonly weight: Tensor | null; readonly bias: Tensor | null; readonly numFeatures: number },
+  outputs: unknown,
+  forward: { readonly input: Tensor; readonly epilogue: ResolvedEpilogue | null },
+  who: string,
+): CheckedBackwardOutputs {
+  const ctx = module.ctx;
+  if (outputs === null || typeof outputs !== 'object') {
+    throw new ArgumentError(
+      `${who}: outputs must be an object { gradInput?, gradWeight?, gradBias?, gradResidual?, gradPreluWeight? }, got ${String(outputs)}`,
+    );
+  }
+  rejectUnknownKeys(outputs, BACKWARD_OUTPUT_KEYS, `${who} outputs`);
+  const o = outputs as BackwardOutputs;
+  const gradInput = o.gradInput ?? null;
+  const gradWeight = o.gradWeight ?? null;
+  const gradBias = o.gradBias ?? null;
+  const gradResidual = o.gradResidual ?? null;
+  const gradPreluWeight = o.gradPreluWeight ?? null;
+  const e = forward.epilogue;
+  if (gradInput) checkShapeAndLayout(ctx, gradInput, forward.input, 'gradInput', "the forward input's", who);
+  if (gradResidual) {
+    if (!e?.residual) throw new ArgumentError(`${who}: gradResidual was given but the last forward had no epilogue.residual`);
+    checkShapeAndLayout(ctx, gradResidual, forward.input, 'gradResidual', "the forward input's", who);
+  }
+  if (gradPreluWeight) {
+    const w = e?.activation.weight;
+    if (!w) throw new ArgumentError(`${who}: gradPreluWeight was given but the last forward's activation was not prelu`);
+    ctx.assertOwnTensor(gradPreluWeight, 'gradPreluWeight');
+    if (gradPreluWeight.shape.length !== 1 || gradPreluWeight.shape[0] !== w.shape[0]) {
+      throw new ShapeError(
+        `${who}: gradPreluWeight must have the PReLU weight's shape [${w.shape.join(', ')}], got [${gradPreluWeight.shape.join(', ')}]`,
+      );
+    }
+  }
+  for (const [name, t] of [
+    ['gradWeight', gradWeight],
+    ['gradBias', gradBias],
+  ] as const) {
+    if (!t) continue;
+    if (!(name === 'gradWeight' ? module.weight : module.bias)) {
+      throw new ArgumentError(
+        `${who}: ${name} was given but the module has no ${name === 'gradWeight' ? 'weight (affine = false or scale = false)' : 'bias (affine = false or center = false)'}`,
+      );
+    }
+    checkChannelTensor(ctx, t, name, module.numFeatures, who);
+  }
+  return { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight };
+}
+
 /**
  * `BatchNorm.encodeBackward`: records the backward into the caller's encoder, writing only the
  * gradients whose output tensors are given.
@@ -414,45 +473,10 @@ export function moduleEncodeBackward(
   const who = `${bn.name}.encodeBackward`;
   if (!bn.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
   checkEncoder(encoder, who);
-  if (outputs === null || typeof outputs !== 'object') {
-    throw new ArgumentError(`${who}: outputs must be an object { gradInput?, gradWeight?, gradBias? }, got ${String(outputs)}`);
-  }
-  rejectUnknownKeys(outputs, BACKWARD_OUTPUT_KEYS, `${who} outputs`);
   const record = forwardRecord(bn, who);
   checkGradOutput(bn.ctx, gradOutput, record.input, who);
-  const gradInput = outputs.gradInput ?? null;
-  const gradWeight = outputs.gradWeight ?? null;
-  const gradBias = outputs.gradBias ?? null;
-  const gradResidual = outputs.gradResidual ?? null;
+  const { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight } = checkBackwardOutputs(bn, outputs, record, who);
   const e = record.epilogue;
-  if (gradInput) checkShapeAndLayout(bn.ctx, gradInput, record.input, 'gradInput', "the forward input's", who);
-  if (gradResidual) {
-    if (!e?.residual) throw new ArgumentError(`${who}: gradResidual was given but the last forward had no epilogue.residual`);
-    checkShapeAndLayout(bn.ctx, gradResidual, record.input, 'gradResidual', "the forward input's", who);
-  }
-  const gradPreluWeight = outputs.gradPreluWeight ?? null;
-  if (gradPreluWeight) {
-    const w = e?.activation.weight;
-    if (!w) throw new ArgumentError(`${who}: gradPreluWeight was given but the last forward's activation was not prelu`);
-    bn.ctx.assertOwnTensor(gradPreluWeight, 'gradPreluWeight');
-    if (gradPreluWeight.shape.length !== 1 || gradPreluWeight.shape[0] !== w.shape[0]) {
-      throw new ShapeError(
-        `${who}: gradPreluWeight must have the PReLU weight's shape [${w.shape.join(', ')}], got [${gradPreluWeight.shape.join(', ')}]`,
-      );
-    }
-  }
-  for (const [name, t] of [
-    ['gradWeight', gradWeight],
-    ['gradBias', gradBias],
-  ] as const) {
-    if (!t) continue;
-    if (!(name === 'gradWeight' ? bn.weight : bn.bias)) {
-      throw new ArgumentError(
-        `${who}: ${name} was given but the module has no ${name === 'gradWeight' ? 'weight (affine = false or scale = false)' : 'bias (affine = false or center = false)'}`,
-      );
-    }
-    checkChannelTensor(bn.ctx, t, name, bn.numFeatures, who);
-  }
   const weight = bn.weight;
   const resolved: Resolved = {
     x: record.input,

@@ -5,8 +5,9 @@ import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constan
 import type { Tensor } from '../tensor.js';
 import {
   BACKWARD_OPTION_KEYS,
-  BACKWARD_OUTPUT_KEYS,
+  checkBackwardOutputs,
   type BackwardOptions,
+  type CheckedBackwardOutputs,
   type BackwardOutputs,
   type BackwardResult,
 } from '../batch-norm/backward.js';
@@ -44,7 +45,7 @@ import {
   type ChannelMoments,
   type GradSums,
 } from './sync-merge.js';
-import { checkChannelTensor, checkInput, checkOutput } from '../batch-norm/validate.js';
+import { checkInput, checkOutput } from '../batch-norm/validate.js';
 
 /** Options of {@link SyncBatchNorm.forward}. */
 export interface SyncForwardOptions {
@@ -845,50 +846,10 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     r: SyncRecord,
     dy: Tensor,
     who: string,
-  ): Required<{ [K in keyof BackwardOutputs]: Tensor | null }> {
-    if (outputs === null || typeof outputs !== 'object') {
-      throw new ArgumentError(
-        `${who}: outputs must be an object { gradInput?, gradWeight?, gradBias?, gradResidual?, gradPreluWeight? }, got ${String(outputs)}`,
-      );
-    }
-    rejectUnknownKeys(outputs, BACKWARD_OUTPUT_KEYS, `${who} outputs`);
-    const o = outputs as BackwardOutputs;
+  ): CheckedBackwardOutputs {
+    const { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight } = checkBackwardOutputs(this, outputs, r, who);
     const x = r.input;
     const e = r.epilogue;
-    const likeInput = (t: Tensor, name: string): void => {
-      this.ctx.assertOwnTensor(t, name);
-      if (t.shape.length !== x.shape.length || t.shape.some((d, i) => d !== x.shape[i]) || t.layout !== x.layout) {
-        throw new ShapeError(
-          `${who}: ${name} must match the forward input's shape [${x.shape.join(', ')}] and layout '${x.layout}', got [${t.shape.join(', ')}] '${t.layout}'`,
-        );
-      }
-    };
-    const gradInput = o.gradInput ?? null;
-    const gradWeight = o.gradWeight ?? null;
-    const gradBias = o.gradBias ?? null;
-    const gradResidual = o.gradResidual ?? null;
-    const gradPreluWeight = o.gradPreluWeight ?? null;
-    if (gradInput) likeInput(gradInput, 'gradInput');
-    if (gradResidual) {
-      if (!e?.residual) throw new ArgumentError(`${who}: gradResidual was given but the last forward had no epilogue.residual`);
-      likeInput(gradResidual, 'gradResidual');
-    }
-    if (gradPreluWeight) {
-      const w = e?.activation.weight;
-      if (!w) throw new ArgumentError(`${who}: gradPreluWeight was given but the last forward's activation was not prelu`);
-      this.ctx.assertOwnTensor(gradPreluWeight, 'gradPreluWeight');
-      if (gradPreluWeight.shape.length !== 1 || gradPreluWeight.shape[0] !== w.shape[0]) {
-        throw new ShapeError(
-          `${who}: gradPreluWeight must have the PReLU weight's shape [${w.shape.join(', ')}], got [${gradPreluWeight.shape.join(', ')}]`,
-        );
-      }
-    }
-    if (gradWeight && !this.scale)
-      throw new ArgumentError(`${who}: gradWeight was given but the module has no weight (affine = false or scale = false)`);
-    if (gradBias && !this.center)
-      throw new ArgumentError(`${who}: gradBias was given but the module has no bias (affine = false or center = false)`);
-    if (gradWeight) checkChannelTensor(this.ctx, gradWeight, 'gradWeight', this.numFeatures, who);
-    if (gradBias) checkChannelTensor(this.ctx, gradBias, 'gradBias', this.numFeatures, who);
     checkNoAliasing(
       this.ctx,
       who,
