@@ -191,6 +191,12 @@ def main(out):
     for i in range(1, 61):
         levels = EMPTY_DICT + MARK + string('a') + levels + string('b') + binget(i - 1) + SETITEMS + binput(i)
     pt(p('dag-60.pt'), levels, {'0': one_float})
+    # the same DAG of dicts with nothing at the bottom, beside one real tensor: valid, 1 name;
+    # 2^60 paths that name no tensor must cost nothing either
+    empty = EMPTY_DICT + binput(0)
+    for i in range(1, 61):
+        empty = EMPTY_DICT + MARK + string('a') + empty + string('b') + binget(i - 1) + SETITEMS + binput(i)
+    pt(p('dag-empty-60.pt'), state_dict([('w', tensor('0', 1, 0, [1], [1])), ('g', empty)]), {'0': one_float})
     # a raw pickle, not a zip (torch.save(..., _use_new_zipfile_serialization=False)-like)
     with open(p('raw-pickle.pt'), 'wb') as f:
         f.write(PROTO2 + EMPTY_DICT + STOP)
@@ -223,6 +229,9 @@ def main(out):
         f.write(onnx([field(1, 0, varint(-4)), field(2, 0, varint(1)), field(8, 2, b'w'), field(9, 2, bytes(16))]))
     with open(p('huge-dims.onnx'), 'wb') as f:
         f.write(onnx([field(1, 0, varint(2**40)), field(2, 0, varint(1)), field(8, 2, b'w'), field(4, 2, struct.pack('<f', 1))]))
+    # dims [1] of int64 with 16M packed one-byte values: refused at the second value, never decoded
+    with open(p('int64-bomb.onnx'), 'wb') as f:
+        f.write(onnx([field(1, 0, varint(1)), field(2, 0, varint(7)), field(8, 2, b'w'), field(7, 2, bytes(2**24))]))
 
 
 if __name__ == '__main__':

@@ -57,8 +57,11 @@ const EXPECTED: Record<
   'negative-shape.safetensors': { reason: 'BAD_SHAPE' },
   'negative-dims.onnx': { reason: 'BAD_SHAPE' },
   'huge-dims.onnx': { reason: 'LIMIT', message: /maxBytes/ },
-  // Valid files: 600 names of one 4 MiB tensor share one buffer; a header length starting with 0x80.
+  'int64-bomb.onnx': { reason: 'TRUNCATED', message: /'w' has more than 1 values, dims \[1\] need 1/ },
+  // Valid files: 600 names of one 4 MiB tensor share one buffer; a header length starting with 0x80;
   'memo-600.pt': { tensors: 600, buffers: 1 },
+  // 60 levels of dicts reached 2^60 ways that hold no tensor, beside one that does.
+  'dag-empty-60.pt': { tensors: 1 },
   'header-0x80.safetensors': { tensors: 4 },
 };
 

@@ -73,30 +73,25 @@ interface RawTensor {
   dims: number[];
   dataType: number;
   raw: Uint8Array | null;
-  floats: number[];
-  int32s: number[];
-  int64s: bigint[];
-  doubles: number[];
   external: boolean;
+  /**
+   * The TensorProto's own bytes. Its typed value fields (float_data, int32_data, int64_data,
+   * double_data) are only skipped by readTensor and decoded by toFileTensor, straight into an
+   * array of the checked size once the dims are checked and charged to the budget: a forged
+   * field of 30M one-byte varints costs nothing until then.
+   */
+  message: Uint8Array;
 }
 
 function readTensor(bytes: Uint8Array): RawTensor {
   const r = new BinaryReader(bytes);
-  const t: RawTensor = { name: '', dims: [], dataType: 0, raw: null, floats: [], int32s: [], int64s: [], doubles: [], external: false };
+  const t: RawTensor = { name: '', dims: [], dataType: 0, raw: null, external: false, message: bytes };
   while (r.pos < r.len) {
     const [field, wire] = r.tag();
     if (field === 1) repeated(r, wire, int64, t.dims);
     else if (field === 2) t.dataType = r.int32();
-    else if (field === 4) repeated(r, wire, (x) => x.float(), t.floats);
-    else if (field === 5) repeated(r, wire, (x) => x.int32(), t.int32s);
-    else if (field === 7) {
-      if (wire === WireType.LengthDelimited) {
-        const end = r.uint32() + r.pos;
-        while (r.pos < end) t.int64s.push(BigInt(r.int64()));
-      } else t.int64s.push(BigInt(r.int64()));
-    } else if (field === 8) t.name = r.string();
+    else if (field === 8) t.name = r.string();
     else if (field === 9) t.raw = r.bytes();
-    else if (field === 10) repeated(r, wire, (x) => x.double(), t.doubles);
     else if (field === 13) {
       t.external = true;
       r.skip(wire, field);
@@ -104,6 +99,43 @@ function readTensor(bytes: Uint8Array): RawTensor {
     else r.skip(wire, field);
   }
   return t;
+}
+
+/** TensorProto fields of the typed values: float_data, int32_data (also float16 / bfloat16 bits), int64_data, double_data. */
+const FLOAT_DATA = 4;
+const INT32_DATA = 5;
+const INT64_DATA = 7;
+const DOUBLE_DATA = 10;
+
+/**
+ * Decodes every value of the repeated field `field` of `t`'s message (packed or one per tag) into
+ * `out`, which must end up exactly full.
+ * @throws ModelFileError TRUNCATED when the field holds more or fewer values than `out.length`.
+ */
+function decodeValueField<A extends Float32Array | Int32Array | BigInt64Array>(
+  t: RawTensor,
+  field: number,
+  out: A,
+  read: (r: BinaryReader) => A extends BigInt64Array ? bigint : number,
+): A {
+  const r = new BinaryReader(t.message);
+  let n = 0;
+  const wrong = (got: string): ModelFileError =>
+    new ModelFileError('TRUNCATED', `.onnx: tensor '${t.name}' has ${got} values, dims [${t.dims.join(', ')}] need ${out.length}`);
+  const put = (): void => {
+    if (n >= out.length) throw wrong(`more than ${out.length}`);
+    (out as Float32Array)[n++] = read(r) as number;
+  };
+  while (r.pos < r.len) {
+    const [f, wire] = r.tag();
+    if (f !== field) r.skip(wire, f);
+    else if (wire === WireType.LengthDelimited) {
+      const end = r.uint32() + r.pos;
+      while (r.pos < end) put();
+    } else put();
+  }
+  if (n !== out.length) throw wrong(String(n));
+  return out;
 }
 
 function toFileTensor(t: RawTensor, budget: ByteBudget): FileTensor {
@@ -120,7 +152,6 @@ function toFileTensor(t: RawTensor, budget: ByteBudget): FileTensor {
     );
   const shape = t.dims;
   const count = checkedCount(shape, `.onnx: tensor '${t.name}'`);
-  let data: FileTensor['data'];
   if (t.raw && t.raw.byteLength !== count * DTYPE_BYTES[dtype]) {
     // Checked before decoding so a forged dims field cannot make us allocate for values that are not there.
     throw new ModelFileError(
@@ -129,17 +160,15 @@ function toFileTensor(t: RawTensor, budget: ByteBudget): FileTensor {
     );
   }
   budget.charge(count * decodedBytes(dtype), `tensor '${t.name}'`);
+  let data: FileTensor['data'];
   if (t.raw) data = decodeElements(t.raw, dtype, count);
-  else if (dtype === 'F32') data = Float32Array.from(t.floats);
-  else if (dtype === 'F64') data = Float32Array.from(t.doubles);
+  else if (dtype === 'F32') data = decodeValueField(t, FLOAT_DATA, new Float32Array(count), (r) => r.float());
+  else if (dtype === 'F64') data = decodeValueField(t, DOUBLE_DATA, new Float32Array(count), (r) => r.double());
   // float16 and bfloat16 values live in int32_data as their bit patterns (onnx.proto, int32_data).
-  else if (dtype === 'F16') data = Float32Array.from(t.int32s, (bits) => float16Value(bits & 0xffff));
-  else if (dtype === 'BF16') data = Float32Array.from(t.int32s, (bits) => bfloat16Value(bits & 0xffff));
-  else if (dtype === 'I32') data = Int32Array.from(t.int32s);
-  else data = BigInt64Array.from(t.int64s);
-  if (data.length !== count) {
-    throw new ModelFileError('TRUNCATED', `.onnx: tensor '${t.name}' has ${data.length} values, dims [${shape.join(', ')}] need ${count}`);
-  }
+  else if (dtype === 'F16') data = decodeValueField(t, INT32_DATA, new Float32Array(count), (r) => float16Value(r.int32() & 0xffff));
+  else if (dtype === 'BF16') data = decodeValueField(t, INT32_DATA, new Float32Array(count), (r) => bfloat16Value(r.int32() & 0xffff));
+  else if (dtype === 'I32') data = decodeValueField(t, INT32_DATA, new Int32Array(count), (r) => r.int32());
+  else data = decodeValueField(t, INT64_DATA, new BigInt64Array(count), (r) => BigInt(r.int64()));
   return { dtype, shape, data };
 }
 

@@ -6,7 +6,7 @@
  */
 import { ModelFileError } from '../errors.js';
 import { DTYPE_BYTES, decodeElements, decodedBytes, type FileDtype, type FileTensor, type TensorMap } from './file-tensor.js';
-import { ByteBudget, checkEntries, MAX_DEPTH, resolveLimits, type ReadLimits } from './limits.js';
+import { ByteBudget, checkEntries, checkedCount, MAX_DEPTH, resolveLimits, type ReadLimits } from './limits.js';
 import { unpickle, type PickleDict, type PickleValue, type TensorRef } from './pickle.js';
 import { readZipDirectory, zipEntryData, type ZipEntry } from './zip.js';
 
@@ -69,7 +69,7 @@ export function parsePyTorch(bytes: Uint8Array, options: ReadLimits = {}): Tenso
   }
   const value = unpickle(zipEntryData(bytes, pickleEntry, budget, '.pt'), budget);
   if (!isDict(value)) throw new ModelFileError('CORRUPT', '.pt: the checkpoint is not a dict of tensors (a state_dict)');
-  const total = countTensorPaths(value);
+  const { total, counts } = countTensorPaths(value);
   checkEntries(total, limits.maxEntries, '.pt', 'the number of tensor names (one per path through nested dicts)');
 
   const storages = new Map<string, { dtype: FileDtype; numel: number; data: FileTensor['data'] }>();
@@ -115,7 +115,9 @@ export function parsePyTorch(bytes: Uint8Array, options: ReadLimits = {}): Tenso
   };
 
   const out = new Map<string, FileTensor>();
-  // Depth and cycles were checked by countTensorPaths; the walk is iterative all the same.
+  // Depth and cycles were checked by countTensorPaths; the walk is iterative all the same, and
+  // enters only dicts that name a tensor, so it does as many steps as there are names (bounded by
+  // maxEntries above): a DAG of empty dicts reached 2^60 ways costs nothing.
   const pending: [PickleValue, string][] = [[value, '']];
   while (pending.length > 0) {
     const [v, prefix] = pending.pop() as [PickleValue, string];
@@ -123,26 +125,31 @@ export function parsePyTorch(bytes: Uint8Array, options: ReadLimits = {}): Tenso
     else if (isDict(v)) {
       const children = [...v.entries].reverse();
       for (const [k, child] of children) {
-        if (isTensor(child) || isDict(child)) pending.push([child, prefix ? `${prefix}.${String(k)}` : String(k)]);
+        if (isTensor(child) || (isDict(child) && (counts.get(child) ?? 0n) > 0n)) {
+          pending.push([child, prefix ? `${prefix}.${String(k)}` : String(k)]);
+        }
       }
     }
   }
   return out;
 }
 
+/** A dict or a list/tuple of the unpickled value. */
+type PickleContainer = PickleDict | readonly PickleValue[];
+
 /**
  * How many tensor names the dict yields: one per path from the root through dicts to a tensor.
  * Each container is visited once (memoized), so a DAG that reaches one dict 2^60 ways costs its
  * size, not 2^60. Lists and tuples are walked too (for depth and cycles) though their tensors are
  * not named. Iterative, so no nesting depth can overflow the JS stack.
+ * Returns the root's count and every container's.
  * @throws ModelFileError TOO_DEEP past {@link MAX_DEPTH} nested containers, CYCLE for a container inside itself.
  */
-function countTensorPaths(root: PickleDict): bigint {
-  type Container = PickleDict | readonly PickleValue[];
-  const counts = new Map<Container, bigint>();
-  const onPath = new Set<Container>();
-  const stack: { container: Container; children: readonly PickleValue[]; next: number; sum: bigint; named: boolean }[] = [];
-  const enter = (container: Container): void => {
+function countTensorPaths(root: PickleDict): { total: bigint; counts: ReadonlyMap<PickleContainer, bigint> } {
+  const counts = new Map<PickleContainer, bigint>();
+  const onPath = new Set<PickleContainer>();
+  const stack: { container: PickleContainer; children: readonly PickleValue[]; next: number; sum: bigint; named: boolean }[] = [];
+  const enter = (container: PickleContainer): void => {
     if (stack.length >= MAX_DEPTH) {
       throw new ModelFileError(
         'TOO_DEEP',
@@ -163,7 +170,7 @@ function countTensorPaths(root: PickleDict): bigint {
       if (isTensor(child)) {
         if (frame.named) frame.sum += 1n;
       } else if (isDict(child) || Array.isArray(child)) {
-        const c = child as Container;
+        const c = child as PickleContainer;
         const known = counts.get(c);
         if (known !== undefined) {
           if (frame.named) frame.sum += known;
@@ -186,7 +193,7 @@ function countTensorPaths(root: PickleDict): bigint {
       if (parent.named) parent.sum += sum;
     } else result = sum;
   }
-  return result;
+  return { total: result, counts };
 }
 
 /**
@@ -196,18 +203,17 @@ function countTensorPaths(root: PickleDict): bigint {
 function view(t: TensorRef, storage: FileTensor['data'], budget: ByteBudget, name: string): FileTensor {
   const dtype = t.storage.type.dtype as FileDtype;
   const where = `.pt: '${name}' (shape [${t.shape.join(', ')}], stride [${t.stride.join(', ')}], offset ${t.offset})`;
-  if (t.offset < 0 || !Number.isSafeInteger(t.offset) || t.shape.some((d) => d < 0) || t.stride.some((s) => s < 0)) {
-    throw new ModelFileError('BAD_SHAPE', `${where}: sizes, strides and the offset must be non-negative`);
+  const count = checkedCount(t.shape, where);
+  if (t.offset < 0 || !Number.isSafeInteger(t.offset) || t.stride.some((s) => s < 0)) {
+    throw new ModelFileError('BAD_SHAPE', `${where}: strides and the offset must be non-negative`);
   }
-  let count = 1;
   let last = t.offset;
   for (let d = 0; d < t.shape.length; d++) {
     const size = t.shape[d] as number;
-    count *= size;
     last += size > 0 ? (size - 1) * (t.stride[d] as number) : 0;
   }
   if (count === 0) return { dtype, shape: t.shape, data: storage.subarray(0, 0) };
-  if (!Number.isSafeInteger(count) || !Number.isSafeInteger(last) || last >= t.storage.numel) {
+  if (!Number.isSafeInteger(last) || last >= t.storage.numel) {
     throw new ModelFileError('BAD_SHAPE', `${where} reaches past its ${t.storage.numel}-element storage`);
   }
   let contiguous = true;
