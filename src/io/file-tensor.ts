@@ -37,43 +37,43 @@ export function elementCount(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/** True on a little-endian host, where a typed-array view reads the files' byte order as is. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /**
- * Decodes `count` little-endian elements of `dtype` from `bytes` at element positions
- * `offset + index(i)` (index defaults to i: contiguous). Floats become float32 (bfloat16 and
- * float16 exactly, float64 rounded to nearest), int64 stays exact.
+ * Decodes the first `count` little-endian elements of `dtype` in `bytes`. Floats become float32
+ * (bfloat16 and float16 exactly, float64 rounded to nearest), int64 stays exact. The result is a
+ * new array, never a view of the file.
+ * @throws ModelFileError TRUNCATED when `bytes` holds fewer than `count` elements.
  */
-export function decodeElements(
-  bytes: Uint8Array,
-  dtype: FileDtype,
-  count: number,
-  index: (i: number) => number = (i) => i,
-): FileTensor['data'] {
+export function decodeElements(bytes: Uint8Array, dtype: FileDtype, count: number): FileTensor['data'] {
   const size = DTYPE_BYTES[dtype];
+  if (count * size > bytes.byteLength) {
+    throw new ModelFileError('TRUNCATED', `tensor data has ${bytes.byteLength} bytes; ${count} elements of ${dtype} need ${count * size}`);
+  }
+  // float32 / int32 / int64 in the file's (little-endian) order at an aligned offset: one copy.
+  const aligned = LITTLE_ENDIAN && bytes.byteOffset % size === 0;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const at = (i: number): number => {
-    const byte = index(i) * size;
-    if (byte < 0 || byte + size > bytes.byteLength) {
-      throw new ModelFileError('TRUNCATED', `tensor data has ${bytes.byteLength} bytes; element ${i} (${dtype}) lies at byte ${byte}`);
-    }
-    return byte;
-  };
   switch (dtype) {
     case 'I64': {
+      if (aligned) return new BigInt64Array(bytes.buffer, bytes.byteOffset, count).slice();
       const out = new BigInt64Array(count);
-      for (let i = 0; i < count; i++) out[i] = view.getBigInt64(at(i), true);
+      for (let i = 0; i < count; i++) out[i] = view.getBigInt64(i * 8, true);
       return out;
     }
     case 'I32': {
+      if (aligned) return new Int32Array(bytes.buffer, bytes.byteOffset, count).slice();
       const out = new Int32Array(count);
-      for (let i = 0; i < count; i++) out[i] = view.getInt32(at(i), true);
+      for (let i = 0; i < count; i++) out[i] = view.getInt32(i * 4, true);
       return out;
     }
     default: {
+      if (dtype === 'F32' && aligned) return new Float32Array(bytes.buffer, bytes.byteOffset, count).slice();
       const out = new Float32Array(count);
-      if (dtype === 'F32') for (let i = 0; i < count; i++) out[i] = view.getFloat32(at(i), true);
-      else if (dtype === 'F64') for (let i = 0; i < count; i++) out[i] = view.getFloat64(at(i), true);
-      else if (dtype === 'F16') for (let i = 0; i < count; i++) out[i] = float16Value(view.getUint16(at(i), true));
-      else for (let i = 0; i < count; i++) out[i] = bfloat16Value(view.getUint16(at(i), true));
+      if (dtype === 'F32') for (let i = 0; i < count; i++) out[i] = view.getFloat32(i * 4, true);
+      else if (dtype === 'F64') for (let i = 0; i < count; i++) out[i] = view.getFloat64(i * 8, true);
+      else if (dtype === 'F16') for (let i = 0; i < count; i++) out[i] = float16Value(view.getUint16(i * 2, true));
+      else for (let i = 0; i < count; i++) out[i] = bfloat16Value(view.getUint16(i * 2, true));
       return out;
     }
   }

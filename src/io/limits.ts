@@ -23,8 +23,8 @@ export interface ReadLimits {
   maxPickleBytes?: number;
   /**
    * The most tensors a file may name (safetensors entries, ONNX initializers, state-dict keys, a
-   * shared sub-dict counted once per path that reaches it) and the most values a pickle may build.
-   * Default {@link DEFAULT_MAX_ENTRIES} (1,000,000).
+   * shared sub-dict counted once per path that reaches it). The values a pickle builds are charged
+   * to `maxBytes` instead. Default {@link DEFAULT_MAX_ENTRIES} (1,000,000).
    */
   maxEntries?: number;
 }

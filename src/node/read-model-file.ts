@@ -1,6 +1,6 @@
 /** The Node convenience: a model file by path. Browser bundles never load `node:fs` through it. */
 import { ArgumentError, ModelFileError } from '../errors.js';
-import { DEFAULT_MAX_BYTES } from '../io/limits.js';
+import { resolveLimits } from '../io/limits.js';
 import { readModelFile, type ModelFile, type ReadModelOptions } from '../io/model-file.js';
 
 /**
@@ -25,7 +25,8 @@ export async function readModelFileFromPath(path: string, options: ReadModelOpti
     readFile(path: string): Promise<Uint8Array>;
     stat(path: string): Promise<{ size: number }>;
   };
-  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+  // The limits are checked (and defaulted) as every reader checks them, before the file is touched.
+  const { maxBytes } = resolveLimits(options);
   const { size } = await fs.stat(path);
   if (size > maxBytes) {
     throw new ModelFileError(
