@@ -59,17 +59,17 @@ export interface TensorWriteState {
 }
 
 /**
- * A tensor on one context's backend. Shapes are logical (N, C, ...); `layout` says how the values
- * are ordered in memory, `dtype` how each is stored (float32, or float16 / bfloat16 bit patterns).
- * Create tensors with `ctx.tensor(...)` or `ctx.tensorFromBuffer(...)`.
- */
-/**
  * What {@link Tensor.read} gives for a tensor of dtype `D`: a Float32Array of the values for
  * float32, a Uint16Array of the stored 16-bit patterns for float16 / bfloat16 (wrap its buffer in a
  * `Float16Array` where the runtime has one).
  */
 export type TensorValues<D extends DType = DType> = D extends 'float32' ? Float32Array : Uint16Array;
 
+/**
+ * A tensor on one context's backend. Shapes are logical (N, C, ...); `layout` says how the values
+ * are ordered in memory, `dtype` how each is stored (float32, or float16 / bfloat16 bit patterns).
+ * Create tensors with `ctx.tensor(...)` or `ctx.tensorFromBuffer(...)`.
+ */
 export class Tensor<D extends DType = DType> {
   readonly shape: readonly number[];
   readonly layout: Layout;

@@ -3,7 +3,7 @@ import type { BatchNormContext } from '../context.js';
 import { ArgumentError, InsufficientValuesError, ShapeError } from '../errors.js';
 import { BUFFER_COPY_DST } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
-import { checkFloat32, checkSameDType } from '../dtype.js';
+import { checkFloat32 } from '../dtype.js';
 import { BATCH_STATS_OUTPUT_KEYS, type BatchStatsOutputs } from './forward.js';
 import { checkShapeAndLayout, geometryOf, type Geometry } from './geometry.js';
 
@@ -11,8 +11,6 @@ import { checkShapeAndLayout, geometryOf, type Geometry } from './geometry.js';
 function rankAccepted(rank: number, ranks: readonly number[] | null): boolean {
   return ranks ? ranks.includes(rank) : rank >= 2;
 }
-
-export { checkFloat32, checkSameDType };
 
 /**
  * Checks `x` is a live input of this context with one of `ranks` and `channels` channels, and a

@@ -44,10 +44,23 @@ export interface ElementwisePass<S extends ShaderId> {
   readonly nativeF16Stage?: { readonly shader: ShaderSpec };
 }
 
+/** The kernel an elementwise pass dispatches and how its walked tensors are bound to it. */
+interface ElementwiseKernel {
+  readonly kernel: Kernel;
+  readonly shape: ElementwiseShape;
+  /** Bound elements per unit of the `${name}Base` uniforms: 4 (vec4), 1 (scalar) or 2 (u32 words of halves). */
+  readonly unit: number;
+  /** The WGSL name of a walked tensor's view (`x`, `xScalar`, `xHalf`, `xF16`). */
+  readonly view: (name: string) => string;
+  /** Uniform members only this kind of entry reads. */
+  readonly uniforms?: Readonly<Record<string, number>>;
+}
+
 /**
- * Records one elementwise pass into `pass`: picks the vec4 or scalar entry, spreads the tensor over
- * invocations with `elementwiseShape`, fills the view's uniforms (rows, cols, lanes, channels,
- * laneChannelStep, blocksPerRow, planeStride and each tensor's base) and dispatches.
+ * Records one elementwise pass into `pass`: picks the entry (vec4 or scalar for float32, a word
+ * walk or `anyh` for half precision), spreads the tensor over invocations with
+ * `elementwiseShape`, fills the view's uniforms (rows, cols, lanes, channels, laneChannelStep,
+ * blocksPerRow, planeStride and each tensor's base) and dispatches.
  */
 export function encodeElementwise<S extends ShaderId>(
   gpu: GpuRuntime,
@@ -55,16 +68,9 @@ export function encodeElementwise<S extends ShaderId>(
   g: Geometry,
   p: ElementwisePass<S>,
 ): void {
-  if (p.half) {
-    encodeHalfElementwise(gpu, pass, g, p, p.half);
-    return;
-  }
   const tensors = Object.entries(p.tensors);
-  const vec4 = vec4Aligned(g, ...tensors.map(([, t]) => t.base));
-  const width = vec4 ? 4 : 1;
-  const shape = elementwiseShape(g, width, gpu.contiguousAccess);
-  // Plain Kernel: the pass builds member names (`${name}Base`) at run time; packUniforms checks them.
-  const kernel: Kernel = p.stage.variant(gpu.device, p.entry, g.order, width, { ...p.constants, ...shape.constants });
+  const k = p.half ? halfKernel(gpu, g, p, p.half) : floatKernel(gpu, g, p, tensors);
+  const { kernel, shape } = k;
   const uniforms: Record<string, number> = {
     ...p.uniforms,
     rows: shape.rows,
@@ -75,11 +81,12 @@ export function encodeElementwise<S extends ShaderId>(
     planeStride: planeStride(g.c),
     blocksPerRow: shape.blocksPerRow,
     runLength: shape.runLength,
+    ...k.uniforms,
   };
   const resources: Record<string, GPUBufferBinding> = { ...p.resources };
   for (const [name, t] of tensors) {
-    uniforms[`${name}Base`] = t.base / width;
-    resources[vec4 ? name : `${name}Scalar`] = t.resource;
+    uniforms[`${name}Base`] = t.base / k.unit;
+    resources[k.view(name)] = t.resource;
   }
   resources['params'] = bindUniforms(gpu, kernel, uniforms);
   pass.setPipeline(kernel.pipeline);
@@ -88,18 +95,27 @@ export function encodeElementwise<S extends ShaderId>(
   pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP_SIZE), gpu.device.limits.maxComputeWorkgroupsPerDimension));
 }
 
-/**
- * The half-precision form of {@link encodeElementwise}: one u32 word (two values) per step, so no
- * two invocations write one word. Even rows (channels-first spatial, channels-last C) take the
- * vec4 kernels' walks over words (`*_cf2h`, `*_cl2h`); odd ones the `*_anyh` entry.
- */
-function encodeHalfElementwise<S extends ShaderId>(
+/** float32 tensors: the vec4 entry when every base and row is vec4-aligned, else the scalar one. */
+function floatKernel<S extends ShaderId>(
   gpu: GpuRuntime,
-  pass: GPUComputePassEncoder,
   g: Geometry,
   p: ElementwisePass<S>,
-  half: HalfDType,
-): void {
+  tensors: ReadonlyArray<readonly [string, TensorBinding]>,
+): ElementwiseKernel {
+  const vec4 = vec4Aligned(g, ...tensors.map(([, t]) => t.base));
+  const width = vec4 ? 4 : 1;
+  const shape = elementwiseShape(g, width, gpu.contiguousAccess);
+  // Plain Kernel: the pass builds member names (`${name}Base`) at run time; packUniforms checks them.
+  const kernel: Kernel = p.stage.variant(gpu.device, p.entry, g.order, width, { ...p.constants, ...shape.constants });
+  return { kernel, shape, unit: width, view: (name) => (vec4 ? name : `${name}Scalar`) };
+}
+
+/**
+ * float16 / bfloat16 tensors: one u32 word (two values) per step, so no two invocations write one
+ * word. Even rows (channels-first spatial, channels-last C) take the vec4 kernels' walks over words
+ * (`*_cf2h`, `*_cl2h`, or the native-f16 `*_2n`); odd ones the `*_anyh` entry.
+ */
+function halfKernel<S extends ShaderId>(gpu: GpuRuntime, g: Geometry, p: ElementwisePass<S>, half: HalfDType): ElementwiseKernel {
   const words = halfWordShape(g);
   const native = words && p.nativeF16Stage !== undefined && useNativeF16(gpu.device.features, half);
   // Entries named at run time (`*_2h`, `*_anyh`, `*_2n`): a plain Kernel, packUniforms checks the names.
@@ -108,7 +124,6 @@ function encodeHalfElementwise<S extends ShaderId>(
   // With exactOptionalPropertyTypes a set override is a number, never undefined.
   const stageConstants = (p.constants ?? {}) as Readonly<Record<string, number>>;
   const constants: Record<string, number> = native ? { ...stageConstants } : { ...stageConstants, HALF_FORMAT: halfFormat(half) };
-  const suffix = native ? 'F16' : 'Half';
   let entry: string;
   let shape: ElementwiseShape;
   if (words) {
@@ -121,28 +136,12 @@ function encodeHalfElementwise<S extends ShaderId>(
     entry = `${p.entry}_anyh`;
     shape = { rows: 0, cols: 0, lanes, laneChannelStep: 0, blocksPerRow: 0, runLength: 0, invocations: lanes, constants: {} };
   }
-  const kernel = getKernel(gpu.device, shader, entry, constants);
-  const uniforms: Record<string, number> = {
-    ...p.uniforms,
-    rows: shape.rows,
-    cols: shape.cols,
-    lanes: shape.lanes,
-    channels: g.c,
-    laneChannelStep: shape.laneChannelStep,
-    planeStride: planeStride(g.c),
-    blocksPerRow: shape.blocksPerRow,
-    runLength: shape.runLength,
-    halfSpatial: g.order === 'cf' ? g.s : 1,
-    halfSize: g.n * g.c * g.s,
+  const suffix = native ? 'F16' : 'Half';
+  return {
+    kernel: getKernel(gpu.device, shader, entry, constants),
+    shape,
+    unit: 2,
+    view: (name) => `${name}${suffix}`,
+    uniforms: { halfSpatial: g.order === 'cf' ? g.s : 1, halfSize: g.n * g.c * g.s },
   };
-  const resources: Record<string, GPUBufferBinding> = { ...p.resources };
-  for (const [name, t] of Object.entries(p.tensors)) {
-    uniforms[`${name}Base`] = t.base / 2;
-    resources[`${name}${suffix}`] = t.resource;
-  }
-  resources['params'] = bindUniforms(gpu, kernel, uniforms);
-  pass.setPipeline(kernel.pipeline);
-  pass.setBindGroup(0, gpu.bindGroups.get(kernel, resources));
-  const invocations = Math.max(shape.invocations, p.minInvocations ?? 0);
-  pass.dispatchWorkgroups(...grid(Math.ceil(invocations / WORKGROUP_SIZE), gpu.device.limits.maxComputeWorkgroupsPerDimension));
 }
