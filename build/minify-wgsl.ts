@@ -39,24 +39,18 @@ const RESERVED_SHORT = new Set([
 ]);
 
 /**
- * Predeclared WGSL names (types, built-in functions, enumerants) that a declaration could shadow:
- * a declared name among them is left alone, since a global rename would also rename the built-in
- * wherever it is used unshadowed.
+ * Predeclared WGSL types and enumerants that a declaration could shadow: a declared name among
+ * them is left alone, since a global rename would also rename the type or enumerant wherever it is
+ * used unshadowed. Built-in functions need no list: a declared name that stands anywhere in call
+ * position (`name(`, `name<`) without being a declared fn, struct or alias is left alone (see
+ * minifyWgsl), which covers every built-in function a local might shadow (`sign`, `step`, ...).
  */
 const PREDECLARED = new Set(
   (
     'bool f16 f32 i32 u32 vec2 vec3 vec4 vec2f vec3f vec4f vec2i vec3i vec4i vec2u vec3u vec4u vec2h vec3h vec4h ' +
-    'mat2x2 mat2x3 mat2x4 mat3x2 mat3x3 mat3x4 mat4x2 mat4x3 mat4x4 array atomic ptr sampler ' +
-    'read write read_write function private workgroup uniform storage ' +
-    'bitcast all any select arrayLength abs acos acosh asin asinh atan atanh atan2 ceil clamp cos cosh ' +
-    'countLeadingZeros countOneBits countTrailingZeros cross degrees determinant distance dot exp exp2 ' +
-    'extractBits faceForward firstLeadingBit firstTrailingBit floor fma fract frexp insertBits inverseSqrt ' +
-    'ldexp length log log2 max min mix modf normalize outerProduct pow quantizeToF16 radians reflect refract ' +
-    'reverseBits round saturate sign sin sinh smoothstep sqrt step tan tanh transpose trunc ' +
-    'atomicLoad atomicStore atomicAdd atomicSub atomicMax atomicMin atomicAnd atomicOr atomicXor ' +
-    'atomicExchange atomicCompareExchangeWeak pack2x16float pack2x16snorm pack2x16unorm pack4x8snorm ' +
-    'pack4x8unorm unpack2x16float unpack2x16snorm unpack2x16unorm unpack4x8snorm unpack4x8unorm ' +
-    'storageBarrier workgroupBarrier workgroupUniformLoad subgroupAdd subgroupBroadcast subgroupShuffle'
+    'mat2x2 mat2x3 mat2x4 mat3x2 mat3x3 mat3x4 mat4x2 mat4x3 mat4x4 mat2x2f mat2x3f mat2x4f mat3x2f mat3x3f mat3x4f ' +
+    'mat4x2f mat4x3f mat4x4f mat2x2h mat2x3h mat2x4h mat3x2h mat3x3h mat3x4h mat4x2h mat4x3h mat4x4h array atomic ptr ' +
+    'sampler sampler_comparison read write read_write function private workgroup uniform storage'
   ).split(' '),
 );
 
@@ -67,15 +61,22 @@ function readableAfterDot(name: string): boolean {
 
 const IDENT = /\b[A-Za-z_]\w*/g;
 
-/** The short names in order: a..z, A..Z, then two characters, skipping reserved and taken ones. */
-function* shortNames(taken: ReadonlySet<string>): Generator<string> {
+/**
+ * `count` short names in order, a..z, A..Z, then two characters, skipping reserved words and the
+ * names in `taken` (3,276 at most; the shaders need about 500).
+ */
+function shortNames(taken: ReadonlySet<string>, count: number): string[] {
   const first = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
   const rest = `${first}0123456789_`;
-  for (const a of first) if (!taken.has(a)) yield a;
-  for (const a of first) for (const b of rest) if (!taken.has(a + b) && !RESERVED_SHORT.has(a + b)) yield a + b;
-  for (const a of first)
-    for (const b of rest) for (const c of rest) if (!taken.has(a + b + c) && !RESERVED_SHORT.has(a + b + c)) yield a + b + c;
-  throw new Error('minify-wgsl: ran out of short names');
+  const out: string[] = [];
+  const offer = (name: string): boolean => {
+    if (!taken.has(name) && !RESERVED_SHORT.has(name)) out.push(name);
+    return out.length === count;
+  };
+  if (count === 0) return out;
+  for (const a of first) if (offer(a)) return out;
+  for (const a of first) for (const b of rest) if (offer(a + b)) return out;
+  throw new Error(`minify-wgsl: ${count} names do not fit in two characters`);
 }
 
 /** The character spans of struct bodies (`struct Name { ... }`, never nested in WGSL). */
@@ -95,6 +96,8 @@ interface Occurrence {
   readonly kind: 'dot' | 'member' | 'plain';
   /** After `@` (an attribute name), or inside `@builtin(...)` / `enable` / `requires` / `diagnostic(...)`. */
   readonly fixed: boolean;
+  /** Directly followed by `(` or `<`: a call, a constructor or a template. */
+  readonly call: boolean;
 }
 
 function occurrences(text: string): Occurrence[] {
@@ -108,12 +111,14 @@ function occurrences(text: string): Occurrence[] {
   for (const m of text.matchAll(IDENT)) {
     const index = m.index ?? 0;
     const before = text.slice(0, index).trimEnd().at(-1);
-    const memberDecl = inside(bodies, index) && /^\s*:(?!:)/.test(text.slice(index + m[0].length));
+    const after = text.slice(index + m[0].length);
+    const memberDecl = inside(bodies, index) && /^\s*:(?!:)/.test(after);
     found.push({
       name: m[0],
       index,
       kind: before === '.' ? 'dot' : memberDecl ? 'member' : 'plain',
       fixed: before === '@' || inside(fixedSpans, index),
+      call: /^[(<]/.test(after),
     });
   }
   return found;
@@ -147,6 +152,7 @@ export interface MinifiedWgsl {
  */
 export function minifyWgsl(files: ReadonlyMap<string, string>, keep: ReadonlySet<string>): MinifiedWgsl {
   const declared = new Set<string>();
+  const callable = new Set<string>();
   const declaredMembers = new Set<string>();
   const fixedNames = new Set<string>();
   const all = new Map<string, Occurrence[]>();
@@ -154,12 +160,18 @@ export function minifyWgsl(files: ReadonlyMap<string, string>, keep: ReadonlySet
     const occ = occurrences(text);
     all.set(file, occ);
     for (const n of declaredNames(text)) declared.add(n);
+    for (const m of text.matchAll(/\b(?:fn|struct|alias)\s+([A-Za-z_]\w*)/g)) callable.add(m[1] ?? '');
     for (const o of occ) {
       if (o.fixed) fixedNames.add(o.name);
       if (o.kind === 'member') declaredMembers.add(o.name);
     }
   }
-  const renamable = (n: string): boolean => !keep.has(n) && !fixedNames.has(n) && !PREDECLARED.has(n) && !n.startsWith('__');
+  // A call of a name that is no fn, struct or alias of ours is a call of a built-in that some
+  // declaration shadows elsewhere (a local `sign` beside calls of sign()): that name stays.
+  for (const occ of all.values()) {
+    for (const o of occ) if (o.kind === 'plain' && o.call && !callable.has(o.name)) fixedNames.add(o.name);
+  }
+  const renamable = (n: string): boolean => !keep.has(n) && !fixedNames.has(n) && !PREDECLARED.has(n);
   const renameSet = new Set([...declared].filter(renamable));
   const memberSet = new Set([...declaredMembers].filter((n) => renamable(n) && !readableAfterDot(n)));
   // Every name that stays as it is, in any position, so no new name collides with one.
@@ -181,13 +193,14 @@ export function minifyWgsl(files: ReadonlyMap<string, string>, keep: ReadonlySet
   // Most used first, so they get the one-letter names.
   const byUse = (counts: Map<string, number>, set: Set<string>): string[] =>
     [...set].sort((a, b) => (counts.get(b) ?? 0) - (counts.get(a) ?? 0) || a.localeCompare(b));
-  const names = new Map<string, string>();
-  const gen = shortNames(taken);
-  for (const n of byUse(uses, renameSet)) names.set(n, gen.next().value ?? '');
+  const assign = (counts: Map<string, number>, set: Set<string>): Map<string, string> => {
+    const sources = byUse(counts, set);
+    const short = shortNames(taken, sources.length);
+    return new Map(sources.map((n, i) => [n, short[i] as string]));
+  };
+  const names = assign(uses, renameSet);
   // Members have their own namespace (a struct's scope): their short names may repeat the identifiers'.
-  const members = new Map<string, string>();
-  const memberGen = shortNames(taken);
-  for (const n of byUse(memberUses, memberSet)) members.set(n, memberGen.next().value ?? '');
+  const members = assign(memberUses, memberSet);
 
   const out = new Map<string, string>();
   for (const [file, text] of files) {

@@ -22,7 +22,6 @@ declare module 'virtual:bn-shaders' {
   export const fold: Shader<'fold'>;
   export const syncBatchNorm: Shader<'sync-batch-norm'>;
   export const syncMerge: Shader<'sync-merge'>;
-  export const wgslPrelude: string;
 }
 
 // wgsl_reflect's package entry for Node is CommonJS under "type": "module", which Node's ESM loader

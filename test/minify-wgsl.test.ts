@@ -61,16 +61,20 @@ describe('minifyWgsl', () => {
     expect(longName).not.toBe('x');
   });
 
-  it('a declared name that is also predeclared, or an attribute argument, keeps its name', () => {
+  it('a declared name that shadows a built-in used elsewhere, or an attribute argument, keeps its name', () => {
+    // `max` is a parameter here and the built-in max() in main: renaming the one renames the other.
     const src = [
       'fn clampish(max:f32,x:f32)-> f32{return min(x,max);}',
       '@compute @workgroup_size(1)fn main(@builtin(local_invocation_index) local_invocation_index:u32){',
-      'let y=clampish(f32(local_invocation_index),2.0);',
+      'let y=max(clampish(f32(local_invocation_index),2.0),0.0);',
       '}',
     ].join('\n');
     const out = one(src, ['main']);
     expect(out).toContain('min(');
     expect(out).toMatch(/\bmax\b/);
+    expect(out).toContain('=max(');
+    // A type name the shaders shadow stays too (types are no calls: the PREDECLARED list).
+    expect(one('fn g(f32:u32)-> u32{return f32;}\nfn h(v:f32)-> f32{return v;}')).toMatch(/\(f32:u32\)/);
     expect(out).toContain('@builtin(local_invocation_index) local_invocation_index:u32');
     expect(out).toContain('(local_invocation_index)');
     expect(out).not.toMatch(/\bclampish\b/);

@@ -35,8 +35,5 @@ export const shaderSources: Readonly<Record<ShaderId, string>> = Object.fromEntr
   Object.entries(shaderSpecs).map(([id, spec]) => [id, spec.code]),
 ) as Record<ShaderId, string>;
 
-/** The shared WGSL prelude alone, for the check that it agrees with `contracts.ts`. */
-export const wgslPrelude: string = composed.wgslPrelude;
-
 /** The names `virtual:bn-shaders` exports (checked against the manifest). */
 export const virtualExports: readonly string[] = Object.keys(composed);

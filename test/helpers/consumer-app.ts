@@ -24,9 +24,9 @@ export const ENTRY_USAGE: Readonly<Record<EntryName, string>> = {
 };
 
 /**
- * The browser bundlers an app is built with: Vite (its programmatic `build()`, production mode)
- * and Rolldown on its own (`platform: 'browser'`, ESM, minified), the way esbuild is used as a
- * stand-alone bundler (esbuild is not among this project's dependencies; Rolldown is Vite 8's).
+ * The browser bundlers an app is built with: Vite (its programmatic `build()`, production mode),
+ * esbuild (a devDependency, bundling and minifying for the browser) and Rolldown on its own
+ * (`platform: 'browser'`, ESM, minified; Vite 8's bundler).
  */
 export const BUNDLERS = ['vite', 'esbuild', 'rolldown'] as const;
 export type Bundler = (typeof BUNDLERS)[number];
