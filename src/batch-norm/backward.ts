@@ -184,13 +184,27 @@ function forwardRecord(bn: ModuleBackwardSource, who: string): ForwardRecord {
       `${who}: the module changed (loadStateDict) since the last forward; run forward() again before backward()`,
     );
   }
-  if (record.input.destroyed) {
-    throw new DestroyedError(`${who}: the forward's input tensor '${record.input.label}' was destroyed; backward needs it`);
+  checkForwardTensorsAlive(record, who);
+  return record;
+}
+
+/**
+ * The one check that a forward's tensors a backward reads are still alive (BatchNorm and
+ * SyncBatchNorm): its input, and what its epilogue's backward reads (the output for a mask, the
+ * residual for a recomputed pre-activation, the PReLU weight).
+ * @throws DestroyedError naming the tensor and why the backward needs it.
+ */
+export function checkForwardTensorsAlive(
+  forward: { readonly input: Tensor; readonly output: Tensor; readonly epilogue: ResolvedEpilogue | null },
+  who: string,
+): void {
+  if (forward.input.destroyed) {
+    throw new DestroyedError(`${who}: the forward's input tensor '${forward.input.label}' was destroyed; backward needs it`);
   }
-  const e = record.epilogue;
-  if (e && masksFromOutput(e.activation) && record.output.destroyed) {
+  const e = forward.epilogue;
+  if (e && masksFromOutput(e.activation) && forward.output.destroyed) {
     throw new DestroyedError(
-      `${who}: the forward's output tensor '${record.output.label}' was destroyed; backward through its ${e.activation.kind} epilogue masks with it (keep the output until backward)`,
+      `${who}: the forward's output tensor '${forward.output.label}' was destroyed; backward through its ${e.activation.kind} epilogue masks with it (keep the output until backward)`,
     );
   }
   if (e && usesPreActivation(e.activation) && e.residual?.destroyed) {
@@ -203,7 +217,6 @@ function forwardRecord(bn: ModuleBackwardSource, who: string): ForwardRecord {
       `${who}: the forward's PReLU weight tensor '${e.activation.weight.label}' was destroyed; backward reads the slope from it`,
     );
   }
-  return record;
 }
 
 interface Resolved {

@@ -2,7 +2,7 @@ import { optionsObject } from '../arguments.js';
 import { assertContext, type BatchNormContext } from '../context.js';
 import { ArgumentError, DestroyedError, DeviceLimitError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
-import { channelStatsBytes } from '../gpu/contracts.js';
+import { channelStatsBytes, COUNTER_BYTES, counterWords } from '../gpu/contracts.js';
 import { noteWrites } from '../gpu/dispatch.js';
 import type { Tensor } from '../tensor.js';
 import type { Convention, MomentumMeaning, RunningUpdate, VarianceEstimator } from './config/conventions.js';
@@ -53,6 +53,11 @@ export abstract class BatchNormModuleBase {
   protected readonly kernelBias: Tensor | null;
   /** @internal The per-channel constants the statistics stages write and the elementwise stages read. */
   protected readonly channelStats: GPUBuffer | null;
+  /**
+   * @internal num_batches_tracked on the GPU (COUNTER_SLOTS u32 slots, see contracts.ts), for a
+   * cumulative average there: read and advanced by the statistics stages, rewritten by trackedWritten.
+   */
+  protected readonly counter: GPUBuffer | null;
   /** @internal num_batches_tracked. */
   protected tracked = 0;
   /** @internal Bumped by loadStateDict, so a record of an earlier forward is not differentiated. */
@@ -95,6 +100,9 @@ export abstract class BatchNormModuleBase {
         size: channelStatsBytes(c),
         usage: BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC,
       }) ?? null;
+    this.counter =
+      ctx.gpu?.createBuffer({ label: 'bn.module.counter', size: COUNTER_BYTES, usage: BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC }) ??
+      null;
   }
 
   /** Class name used in messages, e.g. `'BatchNorm2d'`. */
@@ -200,8 +208,15 @@ export abstract class BatchNormModuleBase {
     this.trackedWritten();
   }
 
-  /** @internal Called after the host sets num_batches_tracked (load, step-back); a GPU copy follows it here. */
-  protected trackedWritten(): void {}
+  /**
+   * @internal Called after the host sets num_batches_tracked (load, step-back): both GPU counter
+   * slots := it, so the next step reads it whichever slot it uses.
+   */
+  protected trackedWritten(): void {
+    const gpu = this.ctx.gpu;
+    if (!this.counter || !gpu || this.destroyed || gpu.lostMessage !== null) return;
+    gpu.device.queue.writeBuffer(this.counter, 0, counterWords(this.tracked));
+  }
 
   /** @internal Called after loadStateDict: the last forward's record no longer applies. */
   protected abstract forgetLastForward(): void;
@@ -270,7 +285,7 @@ export abstract class BatchNormModuleBase {
       if (s.kind === 'gpu') this.ctx.gpu?.releasingModuleTensor(s.buffer);
       t.destroy();
     }
-    if (this.channelStats) this.ctx.gpu?.retire(this.channelStats);
+    for (const b of [this.channelStats, this.counter]) if (b) this.ctx.gpu?.retire(b);
     this.releaseOwn();
     this.forgetLastForward();
   }

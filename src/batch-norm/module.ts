@@ -2,8 +2,6 @@ import type { DType } from '../dtype.js';
 import { optionKeys, optionsObject } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
 import { ArgumentError } from '../errors.js';
-import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
-import { COUNTER_BYTES, counterWords } from '../gpu/contracts.js';
 import type { Tensor } from '../tensor.js';
 import { checkEncoder, checkNoAliasing } from './aliasing.js';
 import {
@@ -75,17 +73,7 @@ export abstract class BatchNorm extends BatchNormModuleBase {
   constructor(ctx: BatchNormContext, numFeatures: number, options: BatchNormOptions | null = {}) {
     super(ctx, numFeatures, options, new.target.name);
     const gpu = ctx.gpu;
-    this.#gpu =
-      gpu && this.channelStats
-        ? {
-            counter: gpu.createBuffer({
-              label: 'bn.module.counter',
-              size: COUNTER_BYTES,
-              usage: BUFFER_STORAGE | BUFFER_COPY_DST | BUFFER_COPY_SRC,
-            }),
-            channelStats: this.channelStats,
-          }
-        : null;
+    this.#gpu = gpu && this.channelStats && this.counter ? { counter: this.counter, channelStats: this.channelStats } : null;
   }
 
   /**
@@ -281,19 +269,8 @@ export abstract class BatchNorm extends BatchNormModuleBase {
     this.#lastForward = record;
   }
 
-  /** Both GPU counter slots := num_batches_tracked, so the next step reads it whichever slot it uses. */
-  protected override trackedWritten(): void {
-    const gpu = this.ctx.gpu;
-    if (!this.#gpu || !gpu || this.destroyed || gpu.lostMessage !== null) return;
-    gpu.device.queue.writeBuffer(this.#gpu.counter, 0, counterWords(this.tracked));
-  }
-
   protected override forgetLastForward(): void {
     this.#lastForward = null;
-  }
-
-  protected override releaseOwn(): void {
-    if (this.#gpu) this.ctx.gpu?.retire(this.#gpu.counter);
   }
 }
 

@@ -1,11 +1,12 @@
 import { optionKeys, optionsObject, rejectUnknownKeys } from '../arguments.js';
 import type { BatchNormContext } from '../context.js';
-import { ArgumentError, BackwardStateError, DestroyedError, DeviceLimitError, InsufficientValuesError, ShapeError } from '../errors.js';
+import { ArgumentError, BackwardStateError, DeviceLimitError, InsufficientValuesError, ShapeError } from '../errors.js';
 import { BUFFER_COPY_DST, BUFFER_COPY_SRC, BUFFER_STORAGE } from '../gpu/constants.js';
 import type { Tensor } from '../tensor.js';
 import {
   BACKWARD_OPTION_KEYS,
   checkBackwardOutputs,
+  checkForwardTensorsAlive,
   type BackwardOptions,
   type CheckedBackwardOutputs,
   type BackwardOutputs,
@@ -16,7 +17,8 @@ import { cpuNormalize, cpuUpdateRunning } from '../batch-norm/cpu/cpu.js';
 import { cpuEpilogueGrad } from '../batch-norm/cpu/cpu-backward.js';
 import { checkEpilogue, masksFromOutput, usesPreActivation, type Epilogue, type ResolvedEpilogue } from '../batch-norm/epilogue.js';
 import { cpuData } from '../batch-norm/forward.js';
-import { COUNTER_BYTES, counterWords, F64_MOMENTS_RECORD_BYTES } from '../gpu/contracts.js';
+import { F64_MOMENTS_RECORD_BYTES } from '../gpu/contracts.js';
+import { roundUp } from '../gpu/buffer-pool.js';
 import { runGpuOp } from '../gpu/dispatch.js';
 import type { GpuRuntime } from '../gpu/runtime.js';
 import { batchNorm } from '../batch-norm/functional.js';
@@ -133,7 +135,7 @@ interface SyncGpuBuffers {
   readonly mergedGrad: GPUBuffer;
   /** encodeForward's merged moments records (C of them), merged on the GPU from the gathered ones. */
   readonly mergedMoments: GPUBuffer;
-  /** num_batches_tracked in two u32 slots (see shaders/finalize.wgsl), for a cumulative average on the GPU. */
+  /** The module's step counter (BatchNormModuleBase.counter), for a cumulative average on the GPU. */
   readonly counter: GPUBuffer;
   /** The shard's moments records, read back by {@link SyncBatchNorm.momentsPartial}. */
   readonly moments: GPUBuffer;
@@ -199,7 +201,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
           mergedGrad: gpu.createBuffer({ label: 'bn.sync.mergedGrad', size: gradBytes(c), usage: MODULE_USAGE }),
           moments: gpu.createBuffer({ label: 'bn.sync.moments', size: c * MOMENTS_RECORD_BYTES, usage: MODULE_USAGE }),
           mergedMoments: gpu.createBuffer({ label: 'bn.sync.mergedMoments', size: c * F64_MOMENTS_RECORD_BYTES, usage: MODULE_USAGE }),
-          counter: gpu.createBuffer({ label: 'bn.sync.counter', size: COUNTER_BYTES, usage: MODULE_USAGE }),
+          counter: this.counter as GPUBuffer,
           gradSums: gpu.createBuffer({ label: 'bn.sync.gradSums', size: gradBytes(c), usage: MODULE_USAGE }),
           // Module buffers wrapped as tensors, not pooled ones: a caller's unsubmitted encoder may
           // still write them after destroy(), so they are retired (kept while referenced), never recycled.
@@ -224,19 +226,12 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     const gpu = this.ctx.gpu;
     const own = this.#gpu;
     if (!own || !gpu) return;
-    for (const b of [own.merged, own.mergedGrad, own.moments, own.gradSums, own.mergedMoments, own.counter]) gpu.retire(b);
+    for (const b of [own.merged, own.mergedGrad, own.moments, own.gradSums, own.mergedMoments]) gpu.retire(b);
     for (const t of [own.sumDy, own.sumDyXhat]) {
       const buffer = t.buffer;
       t.destroy();
       gpu.retire(buffer);
     }
-  }
-
-  /** Both GPU counter slots := num_batches_tracked, so the next step reads it whichever slot it uses. */
-  protected override trackedWritten(): void {
-    const gpu = this.ctx.gpu;
-    if (!this.#gpu || !gpu || this.destroyed || gpu.lostMessage !== null) return;
-    gpu.device.queue.writeBuffer(this.#gpu.counter, 0, counterWords(this.tracked));
   }
 
   /** The module's channelStats buffer (WebGPU only). */
@@ -631,24 +626,7 @@ export class SyncBatchNorm extends BatchNormModuleBase {
         `${who}: no synchronized training forward to differentiate; call forward(x, merged) or encodeForward in training mode first`,
       );
     }
-    if (r.input.destroyed)
-      throw new DestroyedError(`${who}: the forward's input tensor '${r.input.label}' was destroyed; the backward needs it`);
-    const e = r.epilogue;
-    if (e && masksFromOutput(e.activation) && r.output.destroyed) {
-      throw new DestroyedError(
-        `${who}: the forward's output tensor '${r.output.label}' was destroyed; backward through its ${e.activation.kind} epilogue masks with it (keep the output until backward)`,
-      );
-    }
-    if (e && usesPreActivation(e.activation) && e.residual?.destroyed) {
-      throw new DestroyedError(
-        `${who}: the forward's epilogue.residual tensor '${e.residual.label}' was destroyed; backward through its ${e.activation.kind} epilogue recomputes the pre-activation from it`,
-      );
-    }
-    if (e?.activation.weight?.destroyed) {
-      throw new DestroyedError(
-        `${who}: the forward's PReLU weight tensor '${e.activation.weight.label}' was destroyed; backward reads the slope from it`,
-      );
-    }
+    checkForwardTensorsAlive(r, who);
     return r;
   }
 
@@ -965,13 +943,13 @@ function checkGathered(
 
 /** A [C] tensor over a buffer of the module's own (see the constructor). */
 function moduleTensor(ctx: BatchNormContext, gpu: GpuRuntime, channels: number, label: string): Tensor {
-  const buffer = gpu.createBuffer({ label, size: Math.ceil((4 * channels) / 16) * 16, usage: MODULE_USAGE });
+  const buffer = gpu.createBuffer({ label, size: roundUp(4 * channels, 16), usage: MODULE_USAGE });
   return ctx.tensorFromBuffer(buffer, [channels], { label });
 }
 
 /** Bytes of a gradient record: two planes of C float32, rounded up to 16 (kernels bind whole vec4s). */
 function gradBytes(channels: number): number {
-  return Math.ceil((GRAD_RECORD_BYTES * channels) / 16) * 16;
+  return roundUp(GRAD_RECORD_BYTES * channels, 16);
 }
 
 function checkTarget(

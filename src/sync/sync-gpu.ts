@@ -307,7 +307,11 @@ export function encodeMergeGrad(gpu: GpuRuntime, encoder: GPUCommandEncoder, a: 
 }
 
 /** The two u32 words (lo, hi) of a float64. */
+const f64Scratch = new Float64Array(1);
+const f64ScratchWords = new Uint32Array(f64Scratch.buffer);
+
 function f64Words(v: number): [number, number] {
-  const u = new Uint32Array(new Float64Array([v]).buffer);
-  return [u[0] as number, u[1] as number];
+  // One shared scratch: a step packs its eps without allocating typed arrays.
+  f64Scratch[0] = v;
+  return [f64ScratchWords[0] as number, f64ScratchWords[1] as number];
 }
