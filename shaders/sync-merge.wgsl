@@ -91,6 +91,28 @@ fn record_mean(r: vec4f) -> F64 {
   return f64_add(f64_from_f32(r.x), f64_from_f32(r.y));
 }
 
+// The IEEE specials a sum of float32 terms has met: it is NaN when they include a NaN or both
+// infinities (special_is_nan), else the one infinity (special_any), else the finite sum.
+struct Specials {
+  nan: bool,
+  posInf: bool,
+  negInf: bool,
+}
+
+fn note_special(s: ptr<function, Specials>, bits: u32) {
+  (*s).nan = (*s).nan || (bits & F32_MAGNITUDE_BITS) > F32_EXPONENT_BITS;
+  (*s).posInf = (*s).posInf || bits == F32_EXPONENT_BITS;
+  (*s).negInf = (*s).negInf || bits == F32_NEG_INF_BITS;
+}
+
+fn special_is_nan(s: Specials) -> bool {
+  return s.nan || (s.posInf && s.negInf);
+}
+
+fn special_any(s: Specials) -> bool {
+  return s.nan || s.posInf || s.negInf;
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn sync_merge_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
                       @builtin(num_workgroups) nwg: vec3u) {
@@ -100,13 +122,9 @@ fn sync_merge_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgr
   var n = 0u;
   var mu = F64(false, 0, vec2u(0u));
   var s2 = F64(false, 0, vec2u(0u));
-  // M2 values that are not finite (a shard's overflow or NaN): IEEE addition by flags.
-  var m2Nan = false;
-  var m2PosInf = false;
-  var m2NegInf = false;
-  var posInf = false;
-  var negInf = false;
-  var nan = false;
+  // Means and M2 values that are not finite (a shard's overflow or NaN): IEEE addition by flags.
+  var special = Specials(false, false, false);
+  var m2Special = Specials(false, false, false);
   var after = vec4u(0u);
   var started = false;
   loop {
@@ -119,14 +137,11 @@ fn sync_merge_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgr
     if (nb == 0u) { continue; }
     total += nb * next.repeats;
     if (!is_finite(r.x) || !is_finite(r.y)) {
-      let m = bitcast<u32>(ieee_add(r.x, r.y));
-      nan = nan || (m & F32_MAGNITUDE_BITS) > F32_EXPONENT_BITS;
-      posInf = posInf || m == F32_EXPONENT_BITS;
-      negInf = negInf || m == F32_NEG_INF_BITS;
+      note_special(&special, bitcast<u32>(ieee_add(r.x, r.y)));
       continue;
     }
     let mb = record_mean(r);
-    let m2Bits = bitcast<u32>(r.z);
+    note_special(&m2Special, bitcast<u32>(r.z));
     let m2Finite = is_finite(r.z);
     let sb = f64_from_f32(select(0.0, r.z, m2Finite));
     let fb = f64_from_u32(nb);
@@ -140,9 +155,6 @@ fn sync_merge_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgr
       let t = f64_div(f64_mul(f64_mul(f64_mul(d, d), f64_from_u32(n)), fb), fm);
       s2 = f64_add(s2, f64_add(sb, t));
       n = merged;
-      m2Nan = m2Nan || (m2Bits & F32_MAGNITUDE_BITS) > F32_EXPONENT_BITS;
-      m2PosInf = m2PosInf || m2Bits == F32_EXPONENT_BITS;
-      m2NegInf = m2NegInf || m2Bits == F32_NEG_INF_BITS;
     }
   }
   // Binary64 bits (lo, hi): the mean, then M2; the count follows in the second vec4.
@@ -152,14 +164,14 @@ fn sync_merge_moments(@builtin(local_invocation_index) lid: u32, @builtin(workgr
   if (total == 0u) {
     meanBits = nanBits;
     m2Out = nanBits;
-  } else if (nan || posInf || negInf) {
+  } else if (special_any(special)) {
     meanBits = nanBits;
-    if (!nan && !(posInf && negInf)) { meanBits = vec2u(0u, select(F64_INF_HI, F64_NEG_INF_HI, negInf)); }
+    if (!special_is_nan(special)) { meanBits = vec2u(0u, select(F64_INF_HI, F64_NEG_INF_HI, special.negInf)); }
     m2Out = nanBits;
-  } else if (m2Nan || (m2PosInf && m2NegInf)) {
+  } else if (special_is_nan(m2Special)) {
     m2Out = nanBits;
-  } else if (m2PosInf || m2NegInf) {
-    m2Out = vec2u(0u, select(F64_INF_HI, F64_NEG_INF_HI, m2NegInf));
+  } else if (special_any(m2Special)) {
+    m2Out = vec2u(0u, select(F64_INF_HI, F64_NEG_INF_HI, m2Special.negInf));
   }
   mergedF64[params.outBase + 2u * c] = vec4u(meanBits, m2Out);
   mergedF64[params.outBase + 2u * c + 1u] = vec4u(total, 0u, 0u, 0u);
@@ -172,9 +184,7 @@ fn merge_sum(c: u32, plane: u32) -> f32 {
   let stride = 2u * params.channels;
   let first = params.recordBase + plane * params.channels + c;
   var sum = F64(false, 0, vec2u(0u));
-  var posInf = false;
-  var negInf = false;
-  var nan = false;
+  var special = Specials(false, false, false);
   var after = 0u;
   var started = false;
   loop {
@@ -196,18 +206,15 @@ fn merge_sum(c: u32, plane: u32) -> f32 {
     if (repeats == 0u) { break; }
     after = best;
     started = true;
-    let bits = bitcast<u32>(value);
     if (!is_finite(value)) {
-      nan = nan || (bits & F32_MAGNITUDE_BITS) > F32_EXPONENT_BITS;
-      posInf = posInf || bits == F32_EXPONENT_BITS;
-      negInf = negInf || bits == F32_NEG_INF_BITS;
+      note_special(&special, bitcast<u32>(value));
       continue;
     }
     let term = f64_from_f32(value);
     for (var i = 0u; i < repeats; i++) { sum = f64_add(sum, term); }
   }
-  if (nan || (posInf && negInf)) { return f32_nan(); }
-  if (posInf || negInf) { return f32_inf(negInf); }
+  if (special_is_nan(special)) { return f32_nan(); }
+  if (special_any(special)) { return f32_inf(special.negInf); }
   return f64_to_f32(sum);
 }
 

@@ -120,16 +120,7 @@ fn f64_add(a: F64, b: F64) -> F64 {
     m = u64_shl(m, shift);
     e -= i32(shift);
   }
-  let grs = m.x & 7u;
-  m = u64_shr_exact(m, 3u);
-  if (grs > 4u || (grs == 4u && (m.x & 1u) == 1u)) {
-    m = u64_add(m, vec2u(1u, 0u));
-    if ((m.y & 0x200000u) != 0u) {
-      m = u64_shr_sticky(m, 1u);
-      e += 1;
-    }
-  }
-  return F64(big.negative, e, m);
+  return f64_round(big.negative, e, m);
 }
 
 // The F64 rounded to float32 (nearest even; subnormal results and overflow to ±Inf included).
