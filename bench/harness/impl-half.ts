@@ -10,9 +10,9 @@
  * float64 from those values, outputs widened from float16. The error is then the output rounding
  * (≤ 2^-11 relative), inside the harness's 1e-3 gate.
  */
-import { referencesFor, relativeError, worstError } from './data.js';
+import { referencesFor } from './data.js';
 import { COPY_VARIANTS, CopyFloorKernel, createTensorBuffer, poison, readFloats, submitTimed } from './gpu.js';
-import { moduleFor } from './impl-ours.js';
+import { oursBackwardImpl, oursForwardImpl, type OursTensors } from './impl-ours.js';
 import { unavailableSet, type CaseContext, type Impl, type ImplSet } from './impl.js';
 import type * as Library from '../../src/index.js';
 
@@ -61,6 +61,7 @@ export function createHalfGpu(cc: CaseContext, ctx: Library.BatchNormContext | n
   const dy = ctx.tensorFromBuffer(dyBuffer, shape, { layout, label: 'dy', dtype: 'float16' });
   const native = device.features.has('shader-f16');
   const note = `float16 x, y, dy, dx (${native ? 'native f16 normalize, packed reductions' : 'packed u32 words'}), float32 statistics; tensorFromBuffer + K× encodeForward/encodeBackward, one submit`;
+  // The inputs and the floor's buffers; the rows own theirs.
   const buffers: GPUBuffer[] = [xBuffer, dyBuffer];
   const made = (label: string, size: number): GPUBuffer => {
     const b = createTensorBuffer(device, label, size);
@@ -112,92 +113,28 @@ export function createHalfGpu(cc: CaseContext, ctx: Library.BatchNormContext | n
     },
   };
 
-  const forwardImpl = (op: 'train' | 'eval'): Impl => {
-    const bn = moduleFor(cc, ctx);
-    if (op === 'eval') bn.eval();
-    const yBuffer = made(`bench.f16.${op}.y`, bytes);
-    const y = ctx.tensorFromBuffer(yBuffer, shape, { layout, label: 'y', dtype: 'float16' });
-    const run = (k: number): Promise<number | null> =>
-      submitTimed(
-        device,
-        `bench.f16.${op}`,
-        (e) => {
-          for (let i = 0; i < k; i++) bn.encodeForward(e, x, y);
-        },
-        cc.span,
-      );
-    return {
-      impl: 'webgpu-batchnorm-f16',
-      op,
-      kind: 'gpu',
-      note,
-      async verify() {
-        poison(device, yBuffer, words);
-        await run(1);
-        await ctx.sync();
-        return relativeError(halfValues(lib, await readFloats(device, yBuffer, words), n), op === 'train' ? ref.refTrain : ref.refEval);
-      },
-      run,
-      dispose() {
-        bn.destroy();
-        y.destroy();
-      },
-    };
-  };
-
-  const backwardImpl = (): Impl => {
-    const bn = moduleFor(cc, ctx);
-    const c = g.c;
-    const yBuffer = made('bench.f16.backward.y', bytes);
-    const dxBuffer = made('bench.f16.backward.dx', bytes);
-    const dwBuffer = made('bench.f16.backward.dw', c * 4);
-    const dbBuffer = made('bench.f16.backward.db', c * 4);
-    const y = ctx.tensorFromBuffer(yBuffer, shape, { layout, label: 'y', dtype: 'float16' });
-    const gradInput = ctx.tensorFromBuffer(dxBuffer, shape, { layout, label: 'grad_input', dtype: 'float16' });
-    const gradWeight = ctx.tensorFromBuffer(dwBuffer, [c], { label: 'grad_weight' });
-    const gradBias = ctx.tensorFromBuffer(dbBuffer, [c], { label: 'grad_bias' });
-    let forwardDone = false;
-    const run = async (k: number): Promise<number | null> => {
-      if (!forwardDone) {
-        await submitTimed(device, 'bench.f16.backward.forward', (e) => bn.encodeForward(e, x, y), null);
-        forwardDone = true;
-      }
-      return submitTimed(
-        device,
-        'bench.f16.backward',
-        (e) => {
-          for (let i = 0; i < k; i++) bn.encodeBackward(e, dy, { gradInput, gradWeight, gradBias });
-        },
-        cc.span,
-      );
-    };
-    return {
-      impl: 'webgpu-batchnorm-f16',
-      op: 'backward',
-      kind: 'gpu',
-      note,
-      async verify() {
-        poison(device, dxBuffer, words);
-        poison(device, dwBuffer, c);
-        poison(device, dbBuffer, c);
-        await run(1);
-        await ctx.sync();
-        return worstError(
-          relativeError(halfValues(lib, await readFloats(device, dxBuffer, words), n), ref.refGradInput),
-          relativeError(await readFloats(device, dwBuffer, c), ref.refGradWeight),
-          relativeError(await readFloats(device, dbBuffer, c), ref.refGradBias),
-        );
-      },
-      run,
-      dispose() {
-        bn.destroy();
-        for (const t of [y, gradInput, gradWeight, gradBias]) t.destroy();
-      },
-    };
+  // The float32 rows' own recordings (impl-ours.ts) over float16 tensors.
+  const tensors: OursTensors = {
+    impl: 'webgpu-batchnorm-f16',
+    label: 'bench.f16',
+    variant: 'pytorch',
+    dtype: 'float16',
+    x,
+    dy,
+    bytes,
+    words,
+    decode: (out) => halfValues(lib, out, n),
+    refs: ref,
+    note,
   };
 
   return {
-    items: [floor, forwardImpl('train'), forwardImpl('eval'), backwardImpl()],
+    items: [
+      floor,
+      oursForwardImpl(cc, ctx, tensors, 'train'),
+      oursForwardImpl(cc, ctx, tensors, 'eval'),
+      oursBackwardImpl(cc, ctx, tensors),
+    ],
     dispose() {
       x.destroy();
       dy.destroy();

@@ -5,9 +5,10 @@
  * the queue drained. On the CPU backend it calls `forward(x, { out })` and `backward(dy)`.
  */
 import type * as Library from '../../src/index.js';
-import { relativeError, worstError } from './data.js';
+import { relativeError, worstError, type CaseData } from './data.js';
 import { createTensorBuffer, poison, readFloats, submitTimed } from './gpu.js';
 import { unavailableSet, type CaseContext, type Impl, type ImplSet } from './impl.js';
+import type { ImplName } from './types.js';
 
 type Module = Library.BatchNorm;
 
@@ -46,6 +47,121 @@ export function moduleFor(cc: CaseContext, ctx: Library.BatchNormContext, varian
   return bn;
 }
 
+/** The references a GPU row of ours is checked against (the case's, or recomputed from rounded inputs). */
+export type OursReferences = Pick<CaseData, 'refTrain' | 'refEval' | 'refGradInput' | 'refGradWeight' | 'refGradBias'>;
+
+/**
+ * What a GPU row of ours runs on: zero-copy x and dy over the harness's buffers, in a storage
+ * dtype; its outputs' buffers are `bytes` long and read back as `words` float32 slots, which
+ * `decode` turns into values (the identity for float32, widening for float16).
+ */
+export interface OursTensors {
+  readonly impl: ImplName;
+  /** Buffer and submit labels, e.g. `bench.ours`. */
+  readonly label: string;
+  readonly variant: OursVariant;
+  readonly dtype: 'float32' | 'float16';
+  readonly x: Library.Tensor;
+  readonly dy: Library.Tensor;
+  readonly bytes: number;
+  readonly words: number;
+  readonly decode: (words: Float32Array) => ArrayLike<number>;
+  readonly refs: OursReferences;
+  readonly note: string;
+}
+
+/** Train or eval: K× encodeForward into one encoder, one submit; y checked against the reference. */
+export function oursForwardImpl(cc: CaseContext, ctx: Library.BatchNormContext, t: OursTensors, op: 'train' | 'eval'): Impl {
+  const device = (cc.gpu as NonNullable<CaseContext['gpu']>).device;
+  const bn = moduleFor(cc, ctx, t.variant);
+  if (op === 'eval') bn.eval();
+  const yBuffer = createTensorBuffer(device, `${t.label}.${op}.y`, t.bytes);
+  const y = ctx.tensorFromBuffer(yBuffer, cc.shape, { layout: cc.layout, label: 'y', dtype: t.dtype });
+  const run = (k: number): Promise<number | null> =>
+    submitTimed(
+      device,
+      `${t.label}.${op}`,
+      (e) => {
+        for (let i = 0; i < k; i++) bn.encodeForward(e, t.x, y);
+      },
+      cc.span,
+    );
+  return {
+    impl: t.impl,
+    op,
+    kind: 'gpu',
+    note: t.note,
+    async verify() {
+      poison(device, yBuffer, t.words);
+      await run(1);
+      await ctx.sync();
+      return relativeError(t.decode(await readFloats(device, yBuffer, t.words)), op === 'train' ? t.refs.refTrain : t.refs.refEval);
+    },
+    run,
+    dispose() {
+      bn.destroy();
+      y.destroy();
+      yBuffer.destroy();
+    },
+  };
+}
+
+/** Backward: one training forward, then K× encodeBackward (dx, dw, db) into one encoder, one submit. */
+export function oursBackwardImpl(cc: CaseContext, ctx: Library.BatchNormContext, t: OursTensors): Impl {
+  const device = (cc.gpu as NonNullable<CaseContext['gpu']>).device;
+  const bn = moduleFor(cc, ctx, t.variant);
+  const c = cc.data.geometry.c;
+  const { shape, layout } = cc;
+  const yBuffer = createTensorBuffer(device, `${t.label}.backward.y`, t.bytes);
+  const dxBuffer = createTensorBuffer(device, `${t.label}.backward.dx`, t.bytes);
+  const dwBuffer = createTensorBuffer(device, `${t.label}.backward.dw`, c * 4);
+  const dbBuffer = createTensorBuffer(device, `${t.label}.backward.db`, c * 4);
+  const y = ctx.tensorFromBuffer(yBuffer, shape, { layout, label: 'y', dtype: t.dtype });
+  const gradInput = ctx.tensorFromBuffer(dxBuffer, shape, { layout, label: 'grad_input', dtype: t.dtype });
+  const gradWeight = ctx.tensorFromBuffer(dwBuffer, [c], { label: 'grad_weight' });
+  const gradBias = ctx.tensorFromBuffer(dbBuffer, [c], { label: 'grad_bias' });
+  let forwardDone = false;
+  const run = async (k: number): Promise<number | null> => {
+    if (!forwardDone) {
+      // One training forward leaves the saved statistics that every timed backward reuses.
+      await submitTimed(device, `${t.label}.backward.forward`, (e) => bn.encodeForward(e, t.x, y), null);
+      forwardDone = true;
+    }
+    return submitTimed(
+      device,
+      `${t.label}.backward`,
+      (e) => {
+        for (let i = 0; i < k; i++) bn.encodeBackward(e, t.dy, { gradInput, gradWeight, gradBias });
+      },
+      cc.span,
+    );
+  };
+  return {
+    impl: t.impl,
+    op: 'backward',
+    kind: 'gpu',
+    note: t.note,
+    async verify() {
+      poison(device, dxBuffer, t.words);
+      poison(device, dwBuffer, c);
+      poison(device, dbBuffer, c);
+      await run(1);
+      await ctx.sync();
+      return worstError(
+        relativeError(t.decode(await readFloats(device, dxBuffer, t.words)), t.refs.refGradInput),
+        relativeError(await readFloats(device, dwBuffer, c), t.refs.refGradWeight),
+        relativeError(await readFloats(device, dbBuffer, c), t.refs.refGradBias),
+      );
+    },
+    run,
+    dispose() {
+      bn.destroy();
+      for (const tensor of [y, gradInput, gradWeight, gradBias]) tensor.destroy();
+      for (const b of [yBuffer, dxBuffer, dwBuffer, dbBuffer]) b.destroy();
+    },
+  };
+}
+
 /**
  * `webgpu-batchnorm` train / eval / backward on the shared device; with `variant` 'keras' the
  * `webgpu-batchnorm-keras` row (train and eval through the Keras preset).
@@ -57,104 +173,28 @@ export function createOursGpu(cc: CaseContext, ctx: Library.BatchNormContext | n
   const name = variant === 'keras' ? 'webgpu-batchnorm-keras' : 'webgpu-batchnorm';
   const ops = variant === 'keras' ? (['train', 'eval'] as const) : (['train', 'eval', 'backward'] as const);
   if (!gpu || !xBuffer || !dyBuffer || !ctx) return unavailableSet(name, ops, 'no WebGPU device');
-  const device = gpu.device;
-  const { geometry: g, refTrain, refEval, refGradInput, refGradWeight, refGradBias } = cc.data;
-  const bytes = g.size * 4;
-  const shape = cc.shape;
-  const layout = cc.layout;
+  const { shape, layout } = cc;
   const x = ctx.tensorFromBuffer(xBuffer, shape, { layout, label: 'x' });
   const dy = ctx.tensorFromBuffer(dyBuffer, shape, { layout, label: 'dy' });
   const note = 'ctx.tensorFromBuffer + K× encodeForward/encodeBackward in one encoder, one submit';
-
-  const forwardImpl = (op: 'train' | 'eval'): Impl => {
-    const bn = moduleFor(cc, ctx, variant);
-    if (op === 'eval') bn.eval();
-    const yBuffer = createTensorBuffer(device, `bench.ours.${op}.y`, bytes);
-    const y = ctx.tensorFromBuffer(yBuffer, shape, { layout, label: 'y' });
-    const run = (k: number): Promise<number | null> =>
-      submitTimed(
-        device,
-        `bench.ours.${op}`,
-        (e) => {
-          for (let i = 0; i < k; i++) bn.encodeForward(e, x, y);
-        },
-        cc.span,
-      );
-    return {
-      impl: name,
-      op,
-      kind: 'gpu',
-      note: variant === 'keras' ? `${note}; convention 'keras', momentum 0.9` : note,
-      async verify() {
-        poison(device, yBuffer, g.size);
-        await run(1);
-        await ctx.sync();
-        return relativeError(await readFloats(device, yBuffer, g.size), op === 'train' ? refTrain : refEval);
-      },
-      run,
-      dispose() {
-        bn.destroy();
-        y.destroy();
-        yBuffer.destroy();
-      },
-    };
+  const size = cc.data.geometry.size;
+  const tensors: OursTensors = {
+    impl: name,
+    label: 'bench.ours',
+    variant,
+    dtype: 'float32',
+    x,
+    dy,
+    bytes: size * 4,
+    words: size,
+    decode: (words) => words,
+    refs: cc.data,
+    note: variant === 'keras' ? `${note}; convention 'keras', momentum 0.9` : note,
   };
-
-  const backwardImpl = (): Impl => {
-    const bn = moduleFor(cc, ctx);
-    const c = g.c;
-    const yBuffer = createTensorBuffer(device, 'bench.ours.backward.y', bytes);
-    const dxBuffer = createTensorBuffer(device, 'bench.ours.backward.dx', bytes);
-    const dwBuffer = createTensorBuffer(device, 'bench.ours.backward.dw', c * 4);
-    const dbBuffer = createTensorBuffer(device, 'bench.ours.backward.db', c * 4);
-    const y = ctx.tensorFromBuffer(yBuffer, shape, { layout, label: 'y' });
-    const gradInput = ctx.tensorFromBuffer(dxBuffer, shape, { layout, label: 'grad_input' });
-    const gradWeight = ctx.tensorFromBuffer(dwBuffer, [c], { label: 'grad_weight' });
-    const gradBias = ctx.tensorFromBuffer(dbBuffer, [c], { label: 'grad_bias' });
-    let forwardDone = false;
-    const run = async (k: number): Promise<number | null> => {
-      if (!forwardDone) {
-        // One training forward leaves the saved statistics that every timed backward reuses.
-        await submitTimed(device, 'bench.ours.backward.forward', (e) => bn.encodeForward(e, x, y), null);
-        forwardDone = true;
-      }
-      return submitTimed(
-        device,
-        'bench.ours.backward',
-        (e) => {
-          for (let i = 0; i < k; i++) bn.encodeBackward(e, dy, { gradInput, gradWeight, gradBias });
-        },
-        cc.span,
-      );
-    };
-    return {
-      impl: 'webgpu-batchnorm',
-      op: 'backward',
-      kind: 'gpu',
-      note,
-      async verify() {
-        poison(device, dxBuffer, g.size);
-        poison(device, dwBuffer, c);
-        poison(device, dbBuffer, c);
-        await run(1);
-        await ctx.sync();
-        return worstError(
-          relativeError(await readFloats(device, dxBuffer, g.size), refGradInput),
-          relativeError(await readFloats(device, dwBuffer, c), refGradWeight),
-          relativeError(await readFloats(device, dbBuffer, c), refGradBias),
-        );
-      },
-      run,
-      dispose() {
-        bn.destroy();
-        for (const t of [y, gradInput, gradWeight, gradBias]) t.destroy();
-        for (const b of [yBuffer, dxBuffer, dwBuffer, dbBuffer]) b.destroy();
-      },
-    };
-  };
-
+  const items = [oursForwardImpl(cc, ctx, tensors, 'train'), oursForwardImpl(cc, ctx, tensors, 'eval')];
+  if (variant !== 'keras') items.push(oursBackwardImpl(cc, ctx, { ...tensors, note }));
   return {
-    items: variant === 'keras' ? [forwardImpl('train'), forwardImpl('eval')] : [forwardImpl('train'), forwardImpl('eval'), backwardImpl()],
+    items,
     dispose() {
       // Only the wrappers: the buffers belong to the harness.
       x.destroy();

@@ -92,8 +92,11 @@ export function createSyncGpu(
     }
   };
 
-  /** One host-merge step; its gradients are copied into the same buffers as the encoder path's. */
-  const hostStep = async (): Promise<void> => {
+  /**
+   * One host-merge step. With `keep` (verify only) its gradients are copied into the encoder path's
+   * buffers to be checked; timed steps just release them, as a training loop would after its update.
+   */
+  const hostStep = async (keep: boolean): Promise<void> => {
     const partials = await Promise.all(idx.map((i) => (modules[i] as SyncModule).momentsPartial(xs[i] as Library.Tensor)));
     const merged = sync.mergeMoments(partials);
     for (const i of idx) (modules[i] as SyncModule).forward(xs[i] as Library.Tensor, merged, { out: ys[i] as Library.Tensor });
@@ -108,13 +111,13 @@ export function createSyncGpu(
       ];
       for (const [from, to] of pairs) {
         if (!from) continue;
-        to.writeFrom(from);
+        if (keep) to.writeFrom(from);
         from.destroy();
       }
     }
   };
 
-  const run = async (k: number): Promise<number | null> => {
+  const run = async (k: number, keep = false): Promise<number | null> => {
     if (which === 'encode') {
       return submitTimed(
         device,
@@ -125,7 +128,7 @@ export function createSyncGpu(
         cc.span,
       );
     }
-    for (let s = 0; s < k; s++) await hostStep();
+    for (let s = 0; s < k; s++) await hostStep(keep);
     await ctx.sync();
     return null;
   };
@@ -140,7 +143,7 @@ export function createSyncGpu(
         : `${shards} shards on one device: momentsPartial / gradPartial readbacks, float64 mergeMoments / mergeGradSums on the host, forward / backward`,
     async verify() {
       for (const b of [yBuffer, dxBuffer]) poison(device, b, g.size);
-      await run(1);
+      await run(1, true);
       await ctx.sync();
       const errors = [
         relativeError(await readFloats(device, yBuffer, g.size), d.refTrain),
@@ -152,7 +155,7 @@ export function createSyncGpu(
       }
       return worstError(...errors);
     },
-    run,
+    run: (k) => run(k),
     dispose() {
       for (const m of modules) m.destroy();
       for (const t of [...xs, ...dys, ...ys, ...dxs, ...dws, ...dbs]) t.destroy();

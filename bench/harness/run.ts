@@ -189,7 +189,15 @@ function settingsOf(options: BenchOptions): Settings {
     maxGpu: options.maxIterationsGpu ?? 256,
     maxCpu: options.maxIterationsCpu ?? 64,
     tolerance: options.tolerance ?? 1e-3,
-    only: options.impls ? new Set<ImplName>(['copy-floor', 'copy-b2b', ...options.impls]) : null,
+    // The floors their rows are measured against come along: copy-floor-f16 with the float16 rows.
+    only: options.impls
+      ? new Set<ImplName>([
+          'copy-floor',
+          'copy-b2b',
+          ...(options.impls.includes('webgpu-batchnorm-f16') ? (['copy-floor-f16'] as const) : []),
+          ...options.impls,
+        ])
+      : null,
   };
 }
 
@@ -390,7 +398,18 @@ async function prepareCase(session: Session, kase: { shape: number[]; layout: La
   await make('webgpu-batchnorm-keras', ['train', 'eval'], () => createOursGpu(cc, ctxGpu, 'keras'));
   await make('webgpu-batchnorm', EPILOGUE_OPS, () => createEpilogueGpu(cc, ctxGpu, 'fused'));
   await make('webgpu-batchnorm-unfused', UNFUSED_EPILOGUE_OPS, () => createEpilogueGpu(cc, ctxGpu, 'unfused'));
-  await make('webgpu-batchnorm-f16', ['copy', 'train', 'eval', 'backward'], () => createHalfGpu(cc, ctxGpu));
+  // One set holds two implementations (the float16 floor and ours), so a failed setup reports both.
+  if (!settings.only || settings.only.has('webgpu-batchnorm-f16') || settings.only.has('copy-floor-f16')) {
+    try {
+      sets.push(await createHalfGpu(cc, ctxGpu));
+    } catch (err) {
+      const why = `setup failed: ${describeError(err)}`;
+      sets.push(
+        unavailableSet('copy-floor-f16', ['copy'], why),
+        unavailableSet('webgpu-batchnorm-f16', ['train', 'eval', 'backward'], why),
+      );
+    }
+  }
   if (!settings.only || settings.only.has('webgpu-batchnorm-sync') || settings.only.has('webgpu-batchnorm-sync-host')) {
     let sync: SyncLibraryModule | null = null;
     let syncError = '';
