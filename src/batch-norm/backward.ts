@@ -415,26 +415,30 @@ export function moduleBackward(bn: ModuleBackwardSource, gradOutput: Tensor, opt
 /** The gradients an `encodeBackward` writes, each a checked caller tensor or null. */
 export type CheckedBackwardOutputs = { readonly [K in keyof BackwardOutputs]-?: Tensor | null };
 
-/**
- * The one check of an `encodeBackward`'s `outputs` (BatchNorm and SyncBatchNorm): an object of
- * the known keys; gradInput and gradResidual like the forward's input (context, dtype, shape,
- * layout), gradResidual only after a forward with a residual, gradPreluWeight only after a PReLU
- * one and of its weight's shape; gradWeight / gradBias only for a module that has them, shape [C].
- */
-export function checkBackwardOutputs(
-  module: { readonly ctx: BatchNormContext; readonly weight: Tensor | null; readonly bias: Tensor | null; readonly numFeatures: number },
-  outputs: unknown,
-  forward: { readonly input: Tensor; readonly epilogue: ResolvedEpilogue | null },
-  who: string,
-): CheckedBackwardOutputs {
-  const ctx = module.ctx;
+/** An `encodeBackward`'s `outputs` as a value: an object of the known keys (checked before the forward record). */
+export function checkBackwardOutputsObject(outputs: unknown, who: string): BackwardOutputs {
   if (outputs === null || typeof outputs !== 'object') {
     throw new ArgumentError(
       `${who}: outputs must be an object { gradInput?, gradWeight?, gradBias?, gradResidual?, gradPreluWeight? }, got ${String(outputs)}`,
     );
   }
   rejectUnknownKeys(outputs, BACKWARD_OUTPUT_KEYS, `${who} outputs`);
-  const o = outputs as BackwardOutputs;
+  return outputs as BackwardOutputs;
+}
+
+/**
+ * The one check of an `encodeBackward`'s output tensors (BatchNorm and SyncBatchNorm), after
+ * checkBackwardOutputsObject: gradInput and gradResidual like the forward's input (context, dtype,
+ * shape, layout), gradResidual only after a forward with a residual, gradPreluWeight only after a
+ * PReLU one and of its weight's shape; gradWeight / gradBias only for a module that has them, shape [C].
+ */
+export function checkBackwardOutputs(
+  module: { readonly ctx: BatchNormContext; readonly weight: Tensor | null; readonly bias: Tensor | null; readonly numFeatures: number },
+  o: BackwardOutputs,
+  forward: { readonly input: Tensor; readonly epilogue: ResolvedEpilogue | null },
+  who: string,
+): CheckedBackwardOutputs {
+  const ctx = module.ctx;
   const gradInput = o.gradInput ?? null;
   const gradWeight = o.gradWeight ?? null;
   const gradBias = o.gradBias ?? null;
@@ -486,9 +490,10 @@ export function moduleEncodeBackward(
   const who = `${bn.name}.encodeBackward`;
   if (!bn.ctx.gpu) throw new ArgumentError(`${who} needs the 'webgpu' backend; this context runs on 'cpu'`);
   checkEncoder(encoder, who);
+  const given = checkBackwardOutputsObject(outputs, who);
   const record = forwardRecord(bn, who);
   checkGradOutput(bn.ctx, gradOutput, record.input, who);
-  const { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight } = checkBackwardOutputs(bn, outputs, record, who);
+  const { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight } = checkBackwardOutputs(bn, given, record, who);
   const e = record.epilogue;
   const weight = bn.weight;
   const resolved: Resolved = {

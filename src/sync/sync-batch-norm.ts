@@ -6,6 +6,7 @@ import type { Tensor } from '../tensor.js';
 import {
   BACKWARD_OPTION_KEYS,
   checkBackwardOutputs,
+  checkBackwardOutputsObject,
   checkForwardTensorsAlive,
   type BackwardOptions,
   type CheckedBackwardOutputs,
@@ -825,7 +826,8 @@ export class SyncBatchNorm extends BatchNormModuleBase {
     dy: Tensor,
     who: string,
   ): CheckedBackwardOutputs {
-    const { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight } = checkBackwardOutputs(this, outputs, r, who);
+    const given = checkBackwardOutputsObject(outputs, who);
+    const { gradInput, gradWeight, gradBias, gradResidual, gradPreluWeight } = checkBackwardOutputs(this, given, r, who);
     const x = r.input;
     const e = r.epilogue;
     checkNoAliasing(
